@@ -1,0 +1,135 @@
+package clock
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func TestManualFiresInOrder(t *testing.T) {
+	tests := []struct {
+		name    string
+		offsets []time.Duration
+		advance time.Duration
+		want    []time.Duration // fire times, relative to t0
+	}{
+		{"single", []time.Duration{20 * time.Millisecond}, 30 * time.Millisecond, []time.Duration{20 * time.Millisecond}},
+		{"not yet", []time.Duration{20 * time.Millisecond}, 19 * time.Millisecond, nil},
+		{"rounded up to tick", []time.Duration{1500 * time.Microsecond}, 3 * time.Millisecond, []time.Duration{2 * time.Millisecond}},
+		{"past fires next tick", []time.Duration{-time.Second}, time.Millisecond, []time.Duration{time.Millisecond}},
+		{"ordered", []time.Duration{5 * time.Millisecond, 3 * time.Millisecond, 4 * time.Millisecond}, 10 * time.Millisecond,
+			[]time.Duration{3 * time.Millisecond, 4 * time.Millisecond, 5 * time.Millisecond}},
+		{"beyond one revolution", []time.Duration{5 * time.Second, 1100 * time.Millisecond}, 6 * time.Second,
+			[]time.Duration{1100 * time.Millisecond, 5 * time.Second}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewManual(t0)
+			w := New(Options{Clock: m, Shards: 2})
+			w.Start()
+			defer w.Stop()
+			var got []time.Duration
+			timers := make([]Timer, len(tc.offsets))
+			sh := w.Shard()
+			for i, off := range tc.offsets {
+				sh.Init(&timers[i], func(now time.Time) { got = append(got, now.Sub(t0)) })
+				timers[i].Reset(t0.Add(off))
+			}
+			m.Advance(tc.advance)
+			if len(got) != len(tc.want) {
+				t.Fatalf("fired %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("fired %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestManualPeriodicAndStop(t *testing.T) {
+	m := NewManual(t0)
+	w := New(Options{Clock: m, Shards: 1})
+	w.Start()
+	defer w.Stop()
+	var tm Timer
+	var fires []time.Duration
+	next := t0.Add(20 * time.Millisecond)
+	w.Shard().Init(&tm, func(now time.Time) {
+		fires = append(fires, now.Sub(t0))
+		next = next.Add(20 * time.Millisecond)
+		tm.Reset(next)
+	})
+	tm.Reset(next)
+	m.Advance(time.Second)
+	if len(fires) != 50 {
+		t.Fatalf("%d fires in 1 s, want 50", len(fires))
+	}
+	for i, f := range fires {
+		if want := time.Duration(i+1) * 20 * time.Millisecond; f != want {
+			t.Fatalf("fire %d at %v, want %v", i, f, want)
+		}
+	}
+	if !tm.Stop() {
+		t.Fatal("Stop: timer was not pending")
+	}
+	m.Advance(time.Second)
+	if len(fires) != 50 {
+		t.Fatalf("fired after Stop")
+	}
+	tm.StopWait() // not pending, not running: returns at once
+}
+
+func TestRealClockFiresAndStops(t *testing.T) {
+	before := runtime.NumGoroutine()
+	w := New(Options{})
+	w.Start()
+	fired := make(chan time.Time, 1)
+	var tm Timer
+	w.Shard().Init(&tm, func(now time.Time) { fired <- now })
+	at := time.Now().Add(5 * time.Millisecond)
+	tm.Reset(at)
+	select {
+	case now := <-fired:
+		if now.Before(at) {
+			t.Fatalf("fired %v early", at.Sub(now))
+		}
+		if late := now.Sub(at); late > 50*time.Millisecond {
+			t.Logf("fired %v late (loaded machine?)", late)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("timer did not fire")
+	}
+	// StopWait from another goroutine while the callback may be running.
+	tm.Reset(time.Now())
+	tm.StopWait()
+	w.Stop()
+	if after := runtime.NumGoroutine(); after > before {
+		t.Fatalf("goroutines: %d before, %d after Stop", before, after)
+	}
+}
+
+func BenchmarkResetFire(b *testing.B) {
+	m := NewManual(t0)
+	w := New(Options{Clock: m, Shards: 1})
+	w.Start()
+	defer w.Stop()
+	const n = 1000
+	timers := make([]Timer, n)
+	sh := w.Shard()
+	for i := range timers {
+		tm := &timers[i]
+		sh.Init(tm, func(now time.Time) { tm.Reset(now.Add(20 * time.Millisecond)) })
+		tm.Reset(t0.Add(time.Duration(i%20) * time.Millisecond))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	// Each iteration advances 20 ms: every timer fires once.
+	for range b.N {
+		m.Advance(20 * time.Millisecond)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/fire")
+}
