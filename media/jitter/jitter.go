@@ -1,0 +1,691 @@
+// Package jitter is a time-driven adaptive jitter buffer for 8 kHz G.711
+// RTP audio (one byte per sample).
+//
+// Packets of any length from 10 to 60 ms are written into a ring of samples
+// indexed by their (unwrapped) RTP timestamp. Frames of exactly 20 ms are
+// read at playout times: the frame starting at sample p is due at
+//
+//	t0 + media(p) + offset
+//
+// where media(p) is the sample's position on the sender's clock and offset is
+// the fastest transit seen in the measurement window (the baseline) plus the
+// current depth. The owner asks NextDue and calls Pop at that time; frames
+// then come out at a steady 20 ms cadence.
+//
+// The depth adapts between Min and Max to a high percentile of the relative
+// transit delay (transit minus baseline) over a window of recent packets.
+// It grows at once when a packet arrives late (by repeating audio in front of
+// the next frame), and shrinks slowly by skipping audio, preferably silence,
+// so the cadence of Pop never changes. Lost audio is concealed by repeating
+// the last frame attenuated, fading to silence over three frames.
+//
+// A Buffer is not safe for concurrent use; its owner serialises Push and Pop.
+package jitter
+
+import (
+	"math"
+	"time"
+)
+
+// Audio format constants.
+const (
+	SampleRate    = 8000
+	FrameSamples  = 160 // samples (bytes) in one output frame
+	FrameDuration = 20 * time.Millisecond
+
+	sampleNS   = int64(time.Second / SampleRate) // 125 µs
+	msSamples  = SampleRate / 1000               // 8 samples per ms
+	blockShift = 3                               // arrival times kept per 8 samples
+	maxPayload = 60 * msSamples * 2              // longest packet accepted: 120 ms
+	fadeLen    = 3 * FrameSamples                // concealment fades to silence over 60 ms
+)
+
+// Codec converts the buffer's payload to and from linear PCM; it is needed
+// to attenuate concealed audio and to find silence.
+type Codec interface {
+	Decode(dst []int16, src []byte) int
+	Encode(dst []byte, src []int16) int
+	Silence() byte
+}
+
+// Options configure a Buffer.
+type Options struct {
+	Codec Codec         // required
+	Min   time.Duration // minimum depth; default 20 ms
+	Max   time.Duration // maximum depth; default 120 ms
+	// Window is how far back jitter is measured; default 4 s.
+	Window time.Duration
+	// Percentile of relative delay the depth covers; default 0.98.
+	Percentile float64
+	// Margin added to the measured percentile; default 1 ms.
+	Margin time.Duration
+	// ShrinkHold is how long the depth must have been too large before
+	// audio that is not silence is skipped to shrink it; default 2 s.
+	ShrinkHold time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Min <= 0 {
+		o.Min = 20 * time.Millisecond
+	}
+	if o.Max <= 0 {
+		o.Max = 120 * time.Millisecond
+	}
+	if o.Max < o.Min {
+		o.Max = o.Min
+	}
+	if o.Window <= 0 {
+		o.Window = 4 * time.Second
+	}
+	if o.Percentile <= 0 || o.Percentile > 1 {
+		o.Percentile = 0.98
+	}
+	if o.Margin <= 0 {
+		o.Margin = time.Millisecond
+	}
+	if o.ShrinkHold <= 0 {
+		o.ShrinkHold = 2 * time.Second
+	}
+}
+
+// Packet is one RTP packet's audio as the buffer needs it. Payload is
+// copied; the caller may reuse it after Push returns.
+type Packet struct {
+	Arrival   time.Time
+	SSRC      uint32
+	Sequence  uint16
+	Timestamp uint32
+	Payload   []byte
+}
+
+// Result says what Push did with a packet.
+type Result int
+
+// Push results.
+const (
+	Accepted  Result = iota // stored for playout
+	Resynced                // started a new timeline (first packet, SSRC change, timestamp jump) and stored
+	Duplicate               // already received; dropped
+	Late                    // its audio was already played; dropped (or the part still to come was stored)
+	Invalid                 // empty or too long; dropped
+)
+
+var resultNames = [...]string{"accepted", "resynced", "duplicate", "late", "invalid"}
+
+func (r Result) String() string {
+	if int(r) < len(resultNames) {
+		return resultNames[r]
+	}
+	return "unknown"
+}
+
+// Frame describes one popped 20 ms frame.
+type Frame struct {
+	// Timestamp is the RTP timestamp of the frame's first sample from the
+	// ring (concealed or inserted audio in front of it shares it).
+	Timestamp uint32
+	// Arrival is the arrival time of the newest packet whose audio is in
+	// the frame; zero if the frame holds no received audio.
+	Arrival time.Time
+	// Due is when the frame was due.
+	Due time.Time
+	// Concealed is set if any part of the frame was not received audio.
+	Concealed bool
+}
+
+// Stats are the buffer's counters.
+type Stats struct {
+	Received  uint64 // packets pushed with a valid payload
+	Late      uint64 // packets (partly) too late for playout
+	Duplicate uint64 // packets received before
+	Reordered uint64 // packets older than the newest sequence number seen
+	Resyncs   uint64 // new timelines after the first
+	Invalid   uint64 // empty or oversized payloads
+	Frames    uint64 // frames popped
+	Concealed uint64 // frames with concealed or inserted audio
+
+	Inserted time.Duration // audio inserted to grow the depth
+	Skipped  time.Duration // audio skipped to shrink the depth
+
+	Depth    time.Duration // current depth
+	MaxDepth time.Duration // largest depth so far
+	Target   time.Duration // depth the buffer is adapting to
+}
+
+// Buffer is the jitter buffer. See the package documentation.
+type Buffer struct {
+	opt   Options
+	codec Codec
+
+	// ring of samples, indexed by extended timestamp & mask
+	ring    []byte
+	have    []uint64 // one bit per ring sample: received
+	arrival []int64  // per 8-sample block: newest arrival, ns since epoch
+	mask    int64
+
+	epoch   time.Time // first arrival ever; arrival times are kept relative to it
+	started bool
+	ssrc    uint32
+	t0      int64 // arrival (ns since epoch) of the timeline's first packet
+	s0      int64 // extended timestamp of the timeline's first packet
+	p       int64 // extended timestamp of the next frame's first sample
+	offset  int64 // ns: due(p) = t0 + media(p-s0) + offset
+
+	// sequence numbers: duplicate and reorder detection
+	maxSeq int64
+	seqWin [1024 / 64]uint64
+
+	// sliding minimum of transit (monotonic deque) and histogram of
+	// relative delay, both over Window
+	minQ             []sample
+	minHead, minTail int
+	histQ            []sample
+	histHead         int
+	histTail         int
+	hist             []uint32 // counts per 1 ms of relative delay
+	lateHold         int64    // ns of depth a recent late packet needs
+	lateAt           int64
+	farLate          int
+
+	// concealment and adaptation state
+	prev        [FrameSamples]byte // last frame popped
+	plc         [FrameSamples]int16
+	pcm         [FrameSamples]int16
+	enc         [FrameSamples]byte
+	fill        [FrameSamples]bool
+	fillRun     int // fill samples in the current run of concealment
+	excessSince int64
+	lastShrink  int64
+
+	stats Stats
+}
+
+type sample struct {
+	at int64 // arrival, ns since epoch
+	v  int64 // transit (ns) or histogram bin
+}
+
+const queueLen = 1024 // window entries kept at most (10 s of 10 ms packets)
+
+// New returns an empty buffer.
+func New(opts Options) *Buffer {
+	opts.defaults()
+	// The ring holds the maximum depth plus the longest packet plus a frame,
+	// rounded up to a power of two.
+	need := int64(opts.Max/time.Duration(sampleNS)) + maxPayload + 2*FrameSamples
+	size := int64(256)
+	for size < need {
+		size <<= 1
+	}
+	b := &Buffer{
+		opt:     opts,
+		codec:   opts.Codec,
+		ring:    make([]byte, size),
+		have:    make([]uint64, size/64),
+		arrival: make([]int64, size>>blockShift),
+		mask:    size - 1,
+		minQ:    make([]sample, queueLen),
+		histQ:   make([]sample, queueLen),
+		hist:    make([]uint32, int(opts.Max/time.Millisecond)+2),
+	}
+	return b
+}
+
+// Reset forgets the timeline; the next packet starts a new one. Counters
+// are kept.
+func (b *Buffer) Reset() {
+	b.started = false
+}
+
+// Depth returns the current depth: how long a packet that took the
+// fastest path waits in the buffer.
+func (b *Buffer) Depth() time.Duration {
+	if !b.started {
+		return 0
+	}
+	return time.Duration(b.offset - b.base())
+}
+
+// Stats returns the counters.
+func (b *Buffer) Stats() Stats {
+	s := b.stats
+	s.Depth = b.Depth()
+	if b.started {
+		s.Target = time.Duration(b.target())
+	}
+	return s
+}
+
+// NextDue returns when the next frame is due; false before the first packet.
+func (b *Buffer) NextDue() (time.Time, bool) {
+	if !b.started {
+		return time.Time{}, false
+	}
+	return b.epoch.Add(time.Duration(b.due())), true
+}
+
+func (b *Buffer) due() int64 { return b.t0 + (b.p-b.s0)*sampleNS + b.offset }
+
+func (b *Buffer) rel(t time.Time) int64 {
+	if b.epoch.IsZero() {
+		b.epoch = t
+	}
+	return int64(t.Sub(b.epoch))
+}
+
+// Push stores a packet's audio.
+func (b *Buffer) Push(pk Packet) Result {
+	n := int64(len(pk.Payload))
+	if n == 0 || n > maxPayload {
+		b.stats.Invalid++
+		return Invalid
+	}
+	b.stats.Received++
+	at := b.rel(pk.Arrival)
+	if !b.started || pk.SSRC != b.ssrc {
+		b.resync(pk, at)
+		return Resynced
+	}
+	start := b.p + int64(int32(pk.Timestamp-uint32(b.p)))
+	end := start + n
+	if end > b.p+int64(len(b.ring)) {
+		// Further ahead than the ring holds: the sender's timeline jumped.
+		b.resync(pk, at)
+		return Resynced
+	}
+	if end <= b.p-SampleRate {
+		// More than a second behind playout: a few of these in a row mean
+		// the timeline jumped backwards.
+		b.farLate++
+		if b.farLate >= 3 {
+			b.resync(pk, at)
+			return Resynced
+		}
+	} else {
+		b.farLate = 0
+	}
+
+	// Sequence numbers: duplicates and reordering.
+	e := b.maxSeq + int64(int16(pk.Sequence-uint16(b.maxSeq)))
+	switch {
+	case e > b.maxSeq:
+		b.advanceSeq(e)
+		b.markSeq(e)
+	case b.maxSeq-e < int64(len(b.seqWin))*64:
+		if b.seqSeen(e) {
+			b.stats.Duplicate++
+			return Duplicate
+		}
+		b.stats.Reordered++
+		b.markSeq(e)
+	default:
+		b.stats.Reordered++
+	}
+
+	// Transit and jitter measurement.
+	transit := at - b.t0 - (start-b.s0)*sampleNS
+	b.measure(at, transit)
+
+	if end <= b.p {
+		b.stats.Late++
+		b.grewLate(at, transit)
+		return Late
+	}
+	res := Accepted
+	skip := int64(0)
+	if start < b.p {
+		b.stats.Late++
+		b.grewLate(at, transit)
+		skip = b.p - start
+		res = Late
+	}
+	if skip == 0 && b.allHave(start, end) {
+		b.stats.Duplicate++
+		return Duplicate
+	}
+	b.write(start+skip, pk.Payload[skip:], at)
+	return res
+}
+
+func (b *Buffer) resync(pk Packet, at int64) {
+	if b.started {
+		b.stats.Resyncs++
+	}
+	b.started = true
+	b.ssrc = pk.SSRC
+	b.t0 = at
+	b.s0 = int64(pk.Timestamp) + 1<<32
+	b.p = b.s0
+	b.offset = int64(b.opt.Min)
+	b.maxSeq = int64(pk.Sequence) + 1<<32
+	clear(b.seqWin[:])
+	b.markSeq(b.maxSeq)
+	clear(b.have)
+	b.minHead, b.minTail = 0, 0
+	b.histHead, b.histTail = 0, 0
+	clear(b.hist)
+	b.lateHold, b.lateAt = 0, 0
+	b.farLate = 0
+	b.fillRun = 0
+	b.excessSince = 0
+	b.lastShrink = at
+	for i := range b.prev {
+		b.prev[i] = b.codec.Silence()
+	}
+	b.measure(at, 0)
+	b.write(b.p, pk.Payload, at)
+}
+
+func (b *Buffer) advanceSeq(e int64) {
+	if e-b.maxSeq >= int64(len(b.seqWin))*64 {
+		clear(b.seqWin[:])
+	} else {
+		for s := b.maxSeq + 1; s <= e; s++ {
+			i := s & (int64(len(b.seqWin))*64 - 1)
+			b.seqWin[i>>6] &^= 1 << (i & 63)
+		}
+	}
+	b.maxSeq = e
+}
+
+func (b *Buffer) seqSeen(e int64) bool {
+	i := e & (int64(len(b.seqWin))*64 - 1)
+	return b.seqWin[i>>6]&(1<<(i&63)) != 0
+}
+
+func (b *Buffer) markSeq(e int64) {
+	i := e & (int64(len(b.seqWin))*64 - 1)
+	b.seqWin[i>>6] |= 1 << (i & 63)
+}
+
+// measure records one packet's transit: the sliding minimum (baseline) and
+// the histogram of delay relative to it.
+func (b *Buffer) measure(at, transit int64) {
+	horizon := at - int64(b.opt.Window)
+	// sliding minimum
+	for b.minTail > b.minHead && b.minQ[(b.minTail-1)%queueLen].v >= transit {
+		b.minTail--
+	}
+	if b.minTail-b.minHead == queueLen {
+		b.minHead++
+	}
+	b.minQ[b.minTail%queueLen] = sample{at, transit}
+	b.minTail++
+	for b.minQ[b.minHead%queueLen].at < horizon {
+		b.minHead++
+	}
+	if b.minHead >= queueLen {
+		b.minHead -= queueLen
+		b.minTail -= queueLen
+	}
+	// histogram of relative delay
+	for b.histTail > b.histHead && (b.histQ[b.histHead%queueLen].at < horizon || b.histTail-b.histHead == queueLen) {
+		b.hist[b.histQ[b.histHead%queueLen].v]--
+		b.histHead++
+	}
+	if b.histHead >= queueLen {
+		b.histHead -= queueLen
+		b.histTail -= queueLen
+	}
+	d := transit - b.base()
+	bin := (d + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+	bin = min(max(bin, 0), int64(len(b.hist)-1))
+	b.hist[bin]++
+	b.histQ[b.histTail%queueLen] = sample{at, bin}
+	b.histTail++
+}
+
+func (b *Buffer) base() int64 { return b.minQ[b.minHead%queueLen].v }
+
+// grewLate makes the depth cover a late packet at once.
+func (b *Buffer) grewLate(at, transit int64) {
+	need := transit - b.base() + int64(b.opt.Margin)
+	if need > b.lateHold || at-b.lateAt > int64(b.opt.Window) {
+		b.lateHold = need
+	}
+	b.lateAt = at
+}
+
+// target is the depth the buffer adapts to, in ns.
+func (b *Buffer) target() int64 {
+	n := uint32(b.histTail - b.histHead)
+	t := int64(0)
+	if n > 0 {
+		k := uint32(math.Ceil(b.opt.Percentile * float64(n)))
+		sum := uint32(0)
+		for i, c := range b.hist {
+			sum += c
+			if sum >= k {
+				t = int64(i)*int64(time.Millisecond) + int64(b.opt.Margin)
+				break
+			}
+		}
+	}
+	if b.lateAt != 0 && b.minTail > b.minHead && b.minQ[(b.minTail-1)%queueLen].at-b.lateAt <= int64(b.opt.Window) {
+		t = max(t, b.lateHold)
+	}
+	return min(max(t, int64(b.opt.Min)), int64(b.opt.Max))
+}
+
+// write stores samples from extended timestamp start.
+func (b *Buffer) write(start int64, data []byte, at int64) {
+	for len(data) > 0 {
+		i := start & b.mask
+		n := copy(b.ring[i:], data)
+		b.setHave(i, int64(n))
+		// Arrival blocks are aligned to the timeline's first sample, so
+		// packets of whole milliseconds never share a block.
+		first, last := b.block(start), b.block(start+int64(n)-1)
+		for blk := first; ; blk = (blk + 1) & (int64(len(b.arrival)) - 1) {
+			if b.arrival[blk] < at+1 {
+				b.arrival[blk] = at + 1
+			}
+			if blk == last {
+				break
+			}
+		}
+		data = data[n:]
+		start += int64(n)
+	}
+}
+
+func (b *Buffer) block(s int64) int64 { return ((s - b.s0) & b.mask) >> blockShift }
+
+func (b *Buffer) setHave(i, n int64) {
+	for n > 0 {
+		w, bit := i>>6, i&63
+		k := min(64-bit, n)
+		m := ^uint64(0)
+		if k < 64 {
+			m = (1<<k - 1) << bit
+		}
+		b.have[w] |= m
+		i += k
+		n -= k
+	}
+}
+
+func (b *Buffer) allHave(start, end int64) bool {
+	for s := start; s < end; s++ {
+		i := s & b.mask
+		if b.have[i>>6]&(1<<(i&63)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *Buffer) has(s int64) bool {
+	i := s & b.mask
+	return b.have[i>>6]&(1<<(i&63)) != 0
+}
+
+// consume forgets samples [s, s+n) after playout.
+func (b *Buffer) consume(s, n int64) {
+	for n > 0 {
+		i := s & b.mask
+		k := min(n, int64(len(b.ring))-i)
+		j := i
+		left := k
+		for left > 0 {
+			w, bit := j>>6, j&63
+			c := min(64-bit, left)
+			m := ^uint64(0)
+			if c < 64 {
+				m = (1<<c - 1) << bit
+			}
+			b.have[w] &^= m
+			j += c
+			left -= c
+		}
+		s += k
+		n -= k
+	}
+}
+
+// silent reports whether samples [s, s+n) are missing or quiet.
+func (b *Buffer) silent(s, n int64) bool {
+	const quiet = 300 // about -40 dBFS peak
+	for k := range n {
+		if !b.has(s + k) {
+			continue
+		}
+		var v [1]int16
+		b.codec.Decode(v[:], b.ring[(s+k)&b.mask:][:1])
+		if v[0] > quiet || v[0] < -quiet {
+			return false
+		}
+	}
+	return true
+}
+
+// Pop writes the frame due at or before now into dst (at least
+// FrameSamples bytes) and returns it; false if no frame is due yet.
+func (b *Buffer) Pop(now time.Time, dst []byte) (Frame, bool) {
+	if !b.started || len(dst) < FrameSamples {
+		return Frame{}, false
+	}
+	due := b.due()
+	if b.rel(now) < due {
+		return Frame{}, false
+	}
+	dst = dst[:FrameSamples]
+
+	// Adapt. Whole frames are inserted (concealment) or skipped, so frames
+	// stay aligned with the sender's packets and the cadence is kept; less
+	// than a frame is adapted by moving the due time.
+	const ms = int64(time.Millisecond)
+	cur := b.offset - b.base()
+	tgt := b.target()
+	ins := int64(0)
+	switch {
+	case cur < tgt:
+		b.excessSince = 0
+		if tgt-cur >= int64(FrameDuration) {
+			ins = FrameSamples
+			break
+		}
+		b.offset += (tgt - cur + ms - 1) / ms * ms
+		if due = b.due(); b.rel(now) < due {
+			return Frame{}, false
+		}
+	case cur-tgt > 2*ms:
+		e := cur - tgt
+		if e < int64(FrameDuration) {
+			// Lossless: the next frame just leaves a little earlier.
+			b.offset -= e / ms * ms
+			due = b.due()
+			b.excessSince = 0
+			break
+		}
+		if b.excessSince == 0 {
+			b.excessSince = due
+		}
+		hold := int64(b.opt.ShrinkHold)
+		if b.silent(b.p, FrameSamples) || (due-b.excessSince >= hold && due-b.lastShrink >= hold/2) {
+			b.consume(b.p, FrameSamples)
+			b.p += FrameSamples
+			b.offset -= int64(FrameDuration)
+			b.stats.Skipped += FrameDuration
+			b.lastShrink = due
+		}
+	default:
+		b.excessSince = 0
+	}
+	f := Frame{Due: b.epoch.Add(time.Duration(due))}
+
+	// Render: ins filled samples, then ring samples (missing ones filled).
+	newest := int64(0)
+	fills := int64(0)
+	for i := int64(0); i < FrameSamples; i++ {
+		if i < ins {
+			b.fill[i] = true
+			fills++
+			continue
+		}
+		s := b.p + i - ins
+		if b.has(s) {
+			dst[i] = b.ring[s&b.mask]
+			b.fill[i] = false
+			if a := b.arrival[b.block(s)]; a > newest {
+				newest = a
+			}
+		} else {
+			b.fill[i] = true
+			fills++
+		}
+	}
+	if fills > 0 {
+		b.conceal(dst)
+		f.Concealed = true
+		b.stats.Concealed++
+	} else {
+		b.fillRun = 0
+	}
+	f.Timestamp = uint32(b.p)
+	if newest > 0 {
+		f.Arrival = b.epoch.Add(time.Duration(newest - 1))
+	}
+	b.consume(b.p, FrameSamples-ins)
+	b.p += FrameSamples - ins
+	b.offset += ins * sampleNS
+	b.stats.Inserted += time.Duration(ins * sampleNS)
+	b.stats.Frames++
+	if d := time.Duration(b.offset - b.base()); d > b.stats.MaxDepth {
+		b.stats.MaxDepth = d
+	}
+	copy(b.prev[:], dst)
+	return f, true
+}
+
+// conceal fills the marked samples of dst with the frame before the current
+// run of concealment, attenuated linearly to silence over fadeLen samples.
+func (b *Buffer) conceal(dst []byte) {
+	if b.fillRun == 0 {
+		b.codec.Decode(b.plc[:], b.prev[:])
+	}
+	silence := b.codec.Silence()
+	for i := range FrameSamples {
+		if !b.fill[i] {
+			b.pcm[i] = 0
+			continue
+		}
+		g := 1 - float32(b.fillRun)/fadeLen
+		if g <= 0 {
+			b.pcm[i] = 0
+		} else {
+			b.pcm[i] = int16(float32(b.plc[i]) * g)
+		}
+		b.fillRun++
+	}
+	b.codec.Encode(b.enc[:], b.pcm[:])
+	for i := range FrameSamples {
+		if b.fill[i] {
+			if b.pcm[i] == 0 {
+				dst[i] = silence
+			} else {
+				dst[i] = b.enc[i]
+			}
+		}
+	}
+}

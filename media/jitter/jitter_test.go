@@ -1,0 +1,363 @@
+package jitter
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cxco/gateway/media/g711"
+)
+
+type ulaw struct{}
+
+func (ulaw) Decode(dst []int16, src []byte) int { return g711.ULawToPCM(dst, src) }
+func (ulaw) Encode(dst []byte, src []int16) int { return g711.PCMToULaw(dst, src) }
+func (ulaw) Silence() byte                      { return g711.ULawSilence }
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// source is a sender's audio: a sine-like pattern of µ-law bytes that never
+// repeats within a frame, so misplaced samples are detected.
+func source(n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		v := int16(8000 * ((i*7)%23 - 11) / 11)
+		out[i] = g711.EncodeULaw(v)
+	}
+	return out
+}
+
+// sched is one packet's arrival.
+type sched struct {
+	at  time.Duration // arrival, from t0
+	pkt Packet
+}
+
+// packetize cuts audio into packets of ptime (samples) sent at their media
+// time from t0, each arriving after delay(i).
+func packetize(audio []byte, ptimes []int, seq0 uint16, ts0 uint32, ssrc uint32, delay func(i int) time.Duration) []sched {
+	var out []sched
+	pos, i := 0, 0
+	for pos < len(audio) {
+		pt := ptimes[i%len(ptimes)]
+		if pos+pt > len(audio) {
+			break
+		}
+		send := time.Duration(pos+pt) * time.Second / SampleRate // sent when its last sample is captured
+		out = append(out, sched{
+			at: send + delay(i),
+			pkt: Packet{SSRC: ssrc, Sequence: seq0 + uint16(i), Timestamp: ts0 + uint32(pos),
+				Payload: audio[pos : pos+pt]},
+		})
+		pos += pt
+		i++
+	}
+	return out
+}
+
+// run plays the schedule through a buffer: pushes at arrival times and pops
+// at due times, in time order, until end. It returns the concatenated
+// output, the frames and the frame latencies (due - newest arrival).
+func run(t testing.TB, b *Buffer, s []sched, end time.Duration) (out []byte, frames []Frame) {
+	out, frames, _ = runCadence(t, b, s, end, false)
+	return out, frames
+}
+
+// runCadence is run; strict requires every frame 20 ms after the previous.
+// It also returns how many packets it pushed.
+func runCadence(t testing.TB, b *Buffer, s []sched, end time.Duration, strict bool) (out []byte, frames []Frame, pushed int) {
+	slices.SortStableFunc(s, func(a, c sched) int { return int(a.at - c.at) })
+	var dst [FrameSamples]byte
+	i := 0
+	var lastDue time.Time
+	resyncs := b.Stats().Resyncs
+	for {
+		due, ok := b.NextDue()
+		if i < len(s) && (!ok || !t0.Add(s[i].at).After(due)) {
+			pk := s[i].pkt
+			pk.Arrival = t0.Add(s[i].at)
+			b.Push(pk)
+			i++
+			continue
+		}
+		if !ok || due.Sub(t0) > end {
+			return out, frames, i
+		}
+		f, ok := b.Pop(due, dst[:])
+		if !ok {
+			if d2, _ := b.NextDue(); !d2.After(due) {
+				t.Fatalf("Pop at due time %v returned nothing", due.Sub(t0))
+			}
+			continue // the buffer grew: the frame is due later
+		}
+		if !lastDue.IsZero() {
+			gap := f.Due.Sub(lastDue)
+			if gap < 0 || (strict && gap != FrameDuration && b.Stats().Resyncs == resyncs) {
+				t.Fatalf("frame due %v after the previous", gap)
+			}
+		}
+		resyncs = b.Stats().Resyncs
+		lastDue = f.Due
+		out = append(out, dst[:]...)
+		frames = append(frames, f)
+	}
+}
+
+func newBuf() *Buffer { return New(Options{Codec: ulaw{}}) }
+
+func TestCleanStreamsComeOutIdentical(t *testing.T) {
+	audio := source(8000 * 3)
+	tests := []struct {
+		name   string
+		ptimes []int
+		seq    uint16
+		ts     uint32
+		delay  func(i int) time.Duration
+		dups   bool
+		min    time.Duration
+	}{
+		{"20ms in order", []int{160}, 100, 1000, func(int) time.Duration { return 0 }, false, 0},
+		{"sequence and timestamp wrap", []int{160}, 65500, 0xFFFFFFFF - 3000, func(int) time.Duration { return 0 }, false, 0},
+		{"10ms packets", []int{80}, 1, 1, func(int) time.Duration { return 0 }, false, 0},
+		{"60ms packets", []int{480}, 1, 1, func(int) time.Duration { return 0 }, false, 0},
+		// A 60 ms packet arrives 40 ms after a 20 ms one would have: the
+		// depth must cover that.
+		{"ptime changes mid-call", []int{160, 160, 480, 80, 80, 240, 160}, 7, 77, func(int) time.Duration { return 0 }, false, 70 * time.Millisecond},
+		{"reordered within depth", []int{160}, 40000, 5, func(i int) time.Duration {
+			if i%5 == 2 && i > 0 {
+				return 18 * time.Millisecond // overtaken by the next packet
+			}
+			return 0
+		}, false, 0},
+		{"duplicates", []int{160}, 9, 9, func(int) time.Duration { return 0 }, true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := New(Options{Codec: ulaw{}, Min: tc.min})
+			s := packetize(audio, tc.ptimes, tc.seq, tc.ts, 1, tc.delay)
+			if tc.dups {
+				n := len(s)
+				for i := 1; i < n; i += 7 {
+					d := s[i]
+					d.at += 5 * time.Millisecond
+					s = append(s, d)
+				}
+			}
+			out, frames, _ := runCadence(t, b, s, 2900*time.Millisecond, len(tc.ptimes) == 1)
+			st := b.Stats()
+			if st.Concealed != 0 || st.Late != 0 {
+				t.Fatalf("concealed %d late %d, want 0: %+v", st.Concealed, st.Late, st)
+			}
+			if !bytes.Equal(out, audio[:len(out)]) {
+				t.Fatalf("output differs from input")
+			}
+			if len(out) < 8000*2 {
+				t.Fatalf("only %d samples out", len(out))
+			}
+			if tc.dups && st.Duplicate == 0 {
+				t.Fatal("no duplicates counted")
+			}
+			if st.Depth != max(tc.min, 20*time.Millisecond) {
+				t.Fatalf("depth %v, want the 20 ms minimum on a clean network", st.Depth)
+			}
+			// Frames of 20 ms packets leave exactly the depth after the
+			// packet arrives.
+			if tc.ptimes[0] == 160 && len(tc.ptimes) == 1 && tc.name != "reordered within depth" {
+				for _, f := range frames[:10] {
+					if lat := f.Due.Sub(f.Arrival); lat != 20*time.Millisecond {
+						t.Fatalf("frame latency %v, want 20ms", lat)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestLossIsConcealedAndFades(t *testing.T) {
+	audio := source(8000)
+	const lostFrom, lostTo = 20, 26 // six packets (120 ms) lost
+	s := packetize(audio, []int{160}, 1, 1, 1, func(int) time.Duration { return 0 })
+	s = slices.Delete(s, lostFrom, lostTo)
+	b := newBuf()
+	out, frames := run(t, b, s, 900*time.Millisecond)
+	var pcm [FrameSamples]int16
+	peak := func(k int) int {
+		g711.ULawToPCM(pcm[:], out[k*FrameSamples:(k+1)*FrameSamples])
+		m := 0
+		for _, v := range pcm {
+			m = max(m, abs(int(v)))
+		}
+		return m
+	}
+	ref := peak(lostFrom - 1)
+	for k := lostFrom; k < lostTo; k++ {
+		if !frames[k].Concealed {
+			t.Fatalf("frame %d not marked concealed", k)
+		}
+	}
+	if p := peak(lostFrom); p == 0 || p > ref {
+		t.Fatalf("first concealed frame peak %d, want attenuated repeat of %d", p, ref)
+	}
+	if peak(lostFrom+1) >= peak(lostFrom) || peak(lostFrom+3) != 0 {
+		t.Fatalf("concealment does not fade to silence: %d %d %d %d", peak(lostFrom), peak(lostFrom+1), peak(lostFrom+2), peak(lostFrom+3))
+	}
+	if frames[lostTo].Concealed || !bytes.Equal(out[lostTo*FrameSamples:(lostTo+1)*FrameSamples], audio[lostTo*FrameSamples:(lostTo+1)*FrameSamples]) {
+		t.Fatal("audio after the gap is not the sender's")
+	}
+	if st := b.Stats(); st.Concealed != lostTo-lostFrom {
+		t.Fatalf("concealed %d, want %d", st.Concealed, lostTo-lostFrom)
+	}
+}
+
+func TestLatePacketGrowsDepthAtOnce(t *testing.T) {
+	audio := source(8000 * 2)
+	s := packetize(audio, []int{160}, 1, 1, 1, func(i int) time.Duration {
+		if i == 30 {
+			return 60 * time.Millisecond
+		}
+		return 0
+	})
+	b := newBuf()
+	_, frames := run(t, b, s, 1500*time.Millisecond)
+	st := b.Stats()
+	if st.Late != 1 {
+		t.Fatalf("late %d, want 1", st.Late)
+	}
+	if st.Depth < 61*time.Millisecond {
+		t.Fatalf("depth %v after a 60 ms late packet, want >= 61ms", st.Depth)
+	}
+	if st.Inserted < 40*time.Millisecond {
+		t.Fatalf("inserted %v, want the growth", st.Inserted)
+	}
+	_ = frames
+}
+
+func TestDepthAdaptsToJitterAndShrinksBack(t *testing.T) {
+	audio := make([]byte, 8000*30)
+	copy(audio, source(len(audio)))
+	// Silence from 14 s on: shrinking prefers it.
+	for i := 8000 * 14; i < len(audio); i++ {
+		audio[i] = g711.ULawSilence
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	s := packetize(audio, []int{160}, 1, 1, 1, func(i int) time.Duration {
+		if i < 500 { // 10 s of 0..40 ms jitter
+			return time.Duration(rng.IntN(40_000)) * time.Microsecond
+		}
+		return 0
+	})
+	b := newBuf()
+	var depthAt10 time.Duration
+	s1 := s[:500]
+	run(t, b, s1, 10*time.Second)
+	depthAt10 = b.Depth()
+	st := b.Stats()
+	if depthAt10 < 35*time.Millisecond || depthAt10 > 50*time.Millisecond {
+		t.Fatalf("depth %v under 0..40 ms jitter, want 35..50 ms", depthAt10)
+	}
+	if lateRatio := float64(st.Late) / float64(st.Received); lateRatio > 0.03 {
+		t.Fatalf("late ratio %.3f, want < 3%%", lateRatio)
+	}
+	b2 := newBuf()
+	run(t, b2, s, 29*time.Second)
+	st2 := b2.Stats()
+	if st2.Depth > 22*time.Millisecond {
+		t.Fatalf("depth %v after the jitter stopped, want back to 20 ms (+2 ms hysteresis) (%+v)", st2.Depth, st2)
+	}
+	if st2.MaxDepth > 120*time.Millisecond {
+		t.Fatalf("max depth %v above Max", st2.MaxDepth)
+	}
+}
+
+func TestResync(t *testing.T) {
+	audio := source(8000 * 2)
+	tests := []struct {
+		name   string
+		mutate func(s []sched)
+	}{
+		{"SSRC change", func(s []sched) {
+			for i := 50; i < len(s); i++ {
+				s[i].pkt.SSRC = 2
+				s[i].pkt.Sequence += 12345
+				s[i].pkt.Timestamp += 999999
+			}
+		}},
+		{"timestamp jump forward", func(s []sched) {
+			for i := 50; i < len(s); i++ {
+				s[i].pkt.Timestamp += 8000 * 60
+			}
+		}},
+		{"timestamp jump backward", func(s []sched) {
+			for i := 50; i < len(s); i++ {
+				s[i].pkt.Timestamp -= 8000 * 60
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := packetize(audio, []int{160}, 1, 1, 1, func(int) time.Duration { return 0 })
+			tc.mutate(s)
+			b := newBuf()
+			out, _ := run(t, b, s, 1900*time.Millisecond)
+			st := b.Stats()
+			if st.Resyncs != 1 {
+				t.Fatalf("resyncs %d, want 1 (%+v)", st.Resyncs, st)
+			}
+			// The tail after the resync is the sender's audio again.
+			tail := out[len(out)-8*FrameSamples:]
+			if !bytes.Contains(audio, tail) {
+				t.Fatal("audio after resync is not the sender's")
+			}
+		})
+	}
+}
+
+func TestPopBeforeDueAndInvalid(t *testing.T) {
+	b := newBuf()
+	var dst [FrameSamples]byte
+	if _, ok := b.Pop(t0, dst[:]); ok {
+		t.Fatal("Pop before any packet")
+	}
+	if r := b.Push(Packet{Arrival: t0}); r != Invalid {
+		t.Fatalf("empty payload: %v", r)
+	}
+	if r := b.Push(Packet{Arrival: t0, Payload: make([]byte, 2000)}); r != Invalid {
+		t.Fatalf("oversized payload: %v", r)
+	}
+	b.Push(Packet{Arrival: t0, Payload: source(160)})
+	if _, ok := b.Pop(t0.Add(19*time.Millisecond), dst[:]); ok {
+		t.Fatal("Pop before due")
+	}
+	if due, _ := b.NextDue(); due != t0.Add(20*time.Millisecond) {
+		t.Fatalf("due %v", due.Sub(t0))
+	}
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+func BenchmarkPushPop(b *testing.B) {
+	buf := newBuf()
+	audio := source(FrameSamples)
+	var dst [FrameSamples]byte
+	rng := rand.New(rand.NewPCG(3, 4))
+	b.ReportAllocs()
+	for i := range b.N {
+		at := t0.Add(time.Duration(i)*FrameDuration + time.Duration(rng.IntN(10000))*time.Microsecond)
+		buf.Push(Packet{Arrival: at, SSRC: 1, Sequence: uint16(i), Timestamp: uint32(i * FrameSamples), Payload: audio})
+		for {
+			due, ok := buf.NextDue()
+			if !ok || due.After(at) {
+				break
+			}
+			buf.Pop(due, dst[:])
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/frame")
+}
