@@ -1,0 +1,283 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cxco/gateway/store"
+)
+
+// Config is everything `cxco serve` is told, from flags or their environment variables.
+type Config struct {
+	HTTPAddr             string
+	SIPAddr              string
+	RTPPorts             string
+	RTPMin, RTPMax       int
+	PublicIP             string
+	RedisURL             string
+	AgencyKey            string
+	SecretKey            string
+	ProviderURL          string
+	ProviderAPIKey       string
+	ProviderTimeout      time.Duration
+	TrunkAllow           string
+	TrunkPrefixes        []netip.Prefix
+	TrunkUser            string
+	TrunkPassword        string
+	TrunkURI             string
+	MaxCalls             int
+	RTPTimeout           time.Duration
+	EchoNumber           string
+	JitterMin, JitterMax time.Duration
+	TransferTimeout      time.Duration
+	WebhookAllowInsecure bool
+	WebhookRetry         string
+	WebhookRetries       []time.Duration
+	WebhookDisableAfter  time.Duration
+	WhatsAppVerifyDelay  time.Duration
+	DrainTimeout         time.Duration
+	PprofAddr            string
+	NodeID               string
+	LogLevel             string
+	LogFormat            string
+}
+
+// flagSet binds every flag to its environment variable: a flag given on the command
+// line wins, then the environment, then the default.
+type flagSet struct {
+	*flag.FlagSet
+	env map[string]string // flag name -> env var
+}
+
+func newFlagSet(name, usage string) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), env: map[string]string{}}
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "%s\n\nFlags (each also read from its environment variable):\n", usage)
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+		sort.Strings(names)
+		for _, n := range names {
+			f := fs.Lookup(n)
+			def := ""
+			if f.DefValue != "" && f.DefValue != "0s" && f.DefValue != "false" {
+				def = " (default " + f.DefValue + ")"
+			}
+			fmt.Fprintf(out, "  --%-24s %-30s %s%s\n", n, fs.env[n], f.Usage, def)
+		}
+	}
+	return fs
+}
+
+func (fs *flagSet) str(p *string, name, env, def, usage string) {
+	fs.StringVar(p, name, def, usage)
+	fs.env[name] = env
+}
+
+func (fs *flagSet) dur(p *time.Duration, name, env string, def time.Duration, usage string) {
+	fs.DurationVar(p, name, def, usage)
+	fs.env[name] = env
+}
+
+func (fs *flagSet) integer(p *int, name, env string, def int, usage string) {
+	fs.IntVar(p, name, def, usage)
+	fs.env[name] = env
+}
+
+func (fs *flagSet) boolean(p *bool, name, env string, def bool, usage string) {
+	fs.BoolVar(p, name, def, usage)
+	fs.env[name] = env
+}
+
+// parse reads args, then fills every flag not given from its environment variable.
+func (fs *flagSet) parse(args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := fs.env[f.Name]
+		if given[f.Name] || env == "" {
+			return
+		}
+		if v, ok := lookup(getenv, env); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func lookup(getenv func(string) string, k string) (string, bool) {
+	if getenv == nil {
+		return os.LookupEnv(k)
+	}
+	v := getenv(k)
+	return v, v != ""
+}
+
+func serveFlags(c *Config) *flagSet {
+	fs := newFlagSet("serve", "Usage: cxco serve [flags]\n\nRuns the gateway: the HTTP control plane, the SIP user agent and the media engine.")
+	fs.str(&c.HTTPAddr, "http", "CXCO_HTTP_ADDR", ":8080", "control-plane listen address")
+	fs.str(&c.SIPAddr, "sip", "CXCO_SIP_ADDR", ":5060", "SIP listen address, UDP and TCP")
+	fs.str(&c.RTPPorts, "rtp-ports", "CXCO_RTP_PORTS", "20000-29999", "UDP port range for RTP")
+	fs.str(&c.PublicIP, "public-ip", "CXCO_PUBLIC_IP", "", "address written into SDP and Contact (default: first non-loopback address, else 127.0.0.1)")
+	fs.str(&c.RedisURL, "redis", "CXCO_REDIS_URL", "", "redis://, rediss://, redis+sentinel:// or redis+cluster:// URL (empty: embedded store, data lost on exit)")
+	fs.str(&c.AgencyKey, "agency-key", "CXCO_AGENCY_KEY", "", "the agency key, prefix cxco_agcy_k_ (default: generated and printed once)")
+	fs.str(&c.SecretKey, "secret-key", "CXCO_SECRET_KEY", "", "32-byte key, base64, that encrypts provider credentials (default: generated, with a warning)")
+	fs.str(&c.ProviderURL, "provider-url", "CXCO_PROVIDER_URL", "", "base URL of the ElevenLabs-compatible provider (empty: built-in simulator)")
+	fs.str(&c.ProviderAPIKey, "provider-api-key", "CXCO_PROVIDER_API_KEY", "", "platform xi-api-key, used for companies without their own elevenlabs credentials")
+	fs.dur(&c.ProviderTimeout, "provider-timeout", "CXCO_PROVIDER_TIMEOUT", 3*time.Second, "how long an INVITE waits for the provider session before 503")
+	fs.str(&c.TrunkAllow, "trunk-allow", "CXCO_TRUNK_ALLOW", "127.0.0.0/8,::1/128", "CIDRs allowed to send INVITEs; others are dropped silently")
+	fs.str(&c.TrunkUser, "trunk-user", "CXCO_TRUNK_USER", "", "digest user trunks must authenticate with (and we use towards the trunk)")
+	fs.str(&c.TrunkPassword, "trunk-password", "CXCO_TRUNK_PASSWORD", "", "digest password for --trunk-user")
+	fs.str(&c.TrunkURI, "trunk-uri", "CXCO_TRUNK_URI", "", "SIP URI of the trunk for outbound calls (bridged transfers), e.g. sip:trunk.example.com:5060")
+	fs.integer(&c.MaxCalls, "max-calls", "CXCO_MAX_CALLS", 1000, "concurrent calls before INVITEs get 503")
+	fs.dur(&c.RTPTimeout, "rtp-timeout", "CXCO_RTP_TIMEOUT", 30*time.Second, "end a call after this long without RTP (hold excepted)")
+	fs.str(&c.EchoNumber, "echo-number", "CXCO_ECHO_NUMBER", "", "a number that answers every call with the caller's own audio (echo test line)")
+	fs.dur(&c.JitterMin, "jitter-min", "CXCO_JITTER_MIN", 20*time.Millisecond, "jitter buffer minimum depth")
+	fs.dur(&c.JitterMax, "jitter-max", "CXCO_JITTER_MAX", 120*time.Millisecond, "jitter buffer maximum depth")
+	fs.dur(&c.TransferTimeout, "transfer-timeout", "CXCO_TRANSFER_TIMEOUT", 30*time.Second, "how long a REFER transfer may take to report success")
+	fs.boolean(&c.WebhookAllowInsecure, "webhook-allow-insecure", "CXCO_WEBHOOK_ALLOW_INSECURE", false, "allow http:// and loopback/private webhook targets (development and tests only)")
+	fs.str(&c.WebhookRetry, "webhook-retry", "CXCO_WEBHOOK_RETRY", "10s,30s,90s,270s,810s", "retry schedule after a failed webhook delivery")
+	fs.dur(&c.WebhookDisableAfter, "webhook-disable-after", "CXCO_WEBHOOK_DISABLE_AFTER", 24*time.Hour, "disable a webhook that has failed for this long")
+	fs.dur(&c.WhatsAppVerifyDelay, "whatsapp-verify-delay", "CXCO_WHATSAPP_VERIFY_DELAY", 5*time.Second, "delay of the built-in WhatsApp verifier")
+	fs.dur(&c.DrainTimeout, "drain-timeout", "CXCO_DRAIN_TIMEOUT", 10*time.Minute, "on SIGTERM, how long live calls may finish before they are ended")
+	fs.str(&c.PprofAddr, "pprof", "CXCO_PPROF_ADDR", "", "serve net/http/pprof on this address (off when empty)")
+	fs.str(&c.NodeID, "node-id", "CXCO_NODE_ID", "", "this node's name among several sharing one Redis (default: hostname and pid)")
+	fs.str(&c.LogLevel, "log-level", "CXCO_LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.str(&c.LogFormat, "log-format", "CXCO_LOG_FORMAT", "json", "json or text")
+	return fs
+}
+
+// Validate checks the config and fills the derived fields.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		bad("--http %q: %v", c.HTTPAddr, err)
+	}
+	if _, _, err := net.SplitHostPort(c.SIPAddr); err != nil {
+		bad("--sip %q: %v", c.SIPAddr, err)
+	}
+	lo, hi, ok := strings.Cut(c.RTPPorts, "-")
+	c.RTPMin, _ = strconv.Atoi(strings.TrimSpace(lo))
+	c.RTPMax, _ = strconv.Atoi(strings.TrimSpace(hi))
+	if !ok || c.RTPMin < 1024 || c.RTPMax > 65535 || c.RTPMax-c.RTPMin < 3 {
+		bad("--rtp-ports %q: want a range like 20000-29999 within 1024-65535 holding at least two port pairs", c.RTPPorts)
+	}
+	if c.PublicIP != "" {
+		if _, err := netip.ParseAddr(c.PublicIP); err != nil {
+			bad("--public-ip %q: not an IP address", c.PublicIP)
+		}
+	}
+	if c.RedisURL != "" {
+		if _, err := store.NewClient(c.RedisURL); err != nil {
+			bad("--redis: %v", err)
+		}
+	}
+	if c.AgencyKey != "" && (!strings.HasPrefix(c.AgencyKey, store.PrefixAgencyKey) || len(c.AgencyKey) < len(store.PrefixAgencyKey)+22) {
+		bad("--agency-key: must start with %s and carry at least 22 random characters after it", store.PrefixAgencyKey)
+	}
+	if c.SecretKey != "" {
+		if _, err := store.NewSealer(c.SecretKey); err != nil {
+			bad("--secret-key: %v", err)
+		}
+	}
+	if c.ProviderURL != "" && !strings.HasPrefix(c.ProviderURL, "http://") && !strings.HasPrefix(c.ProviderURL, "https://") {
+		bad("--provider-url %q: want http:// or https://", c.ProviderURL)
+	}
+	c.TrunkPrefixes = nil
+	for _, s := range strings.Split(c.TrunkAllow, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(s); err2 == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				bad("--trunk-allow: %q is not a CIDR", s)
+				continue
+			}
+		}
+		c.TrunkPrefixes = append(c.TrunkPrefixes, p.Masked())
+	}
+	if (c.TrunkUser == "") != (c.TrunkPassword == "") {
+		bad("--trunk-user and --trunk-password go together")
+	}
+	if c.TrunkURI != "" && !strings.HasPrefix(c.TrunkURI, "sip:") && !strings.HasPrefix(c.TrunkURI, "sips:") {
+		bad("--trunk-uri %q: want a sip: URI", c.TrunkURI)
+	}
+	if c.MaxCalls < 1 {
+		bad("--max-calls must be at least 1")
+	}
+	positive := map[string]time.Duration{"--provider-timeout": c.ProviderTimeout, "--rtp-timeout": c.RTPTimeout,
+		"--transfer-timeout": c.TransferTimeout, "--drain-timeout": c.DrainTimeout, "--webhook-disable-after": c.WebhookDisableAfter}
+	for name, d := range positive {
+		if d <= 0 {
+			bad("%s must be positive", name)
+		}
+	}
+	if c.WhatsAppVerifyDelay < 0 {
+		bad("--whatsapp-verify-delay must not be negative")
+	}
+	if c.JitterMin < 0 || c.JitterMax < c.JitterMin || c.JitterMax > 2*time.Second {
+		bad("--jitter-min/--jitter-max: want 0 <= min <= max <= 2s")
+	}
+	c.WebhookRetries = nil
+	for _, s := range strings.Split(c.WebhookRetry, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil || d <= 0 {
+			bad("--webhook-retry: %q is not a positive duration", s)
+			continue
+		}
+		c.WebhookRetries = append(c.WebhookRetries, d)
+	}
+	if c.EchoNumber != "" && !strings.HasPrefix(c.EchoNumber, "+") {
+		c.EchoNumber = "+" + c.EchoNumber
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		bad("--log-format %q: want json or text", c.LogFormat)
+	}
+	if c.NodeID == "" {
+		h, _ := os.Hostname()
+		c.NodeID = fmt.Sprintf("%s-%d", h, os.Getpid())
+	}
+	return errors.Join(errs...)
+}
+
+// defaultPublicIP is the first non-loopback address of the machine, else 127.0.0.1.
+func defaultPublicIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil && !ipn.IP.IsLinkLocalUnicast() {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cxco/gateway/bridge"
+	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/control"
+	"github.com/cxco/gateway/store"
+)
+
+func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	var cfg Config
+	fs := serveFlags(&cfg)
+	fs.SetOutput(stderr)
+	if err := fs.parse(args, getenv); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.PublicIP == "" {
+		cfg.PublicIP = defaultPublicIP()
+	}
+	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel).With("node", cfg.NodeID)
+	started := time.Now()
+
+	secret := cfg.SecretKey
+	if secret == "" {
+		secret = store.GenerateSecretKey()
+		log.Warn("no --secret-key given: generated one for this run; provider credentials stored now cannot be read after a restart")
+	}
+	sealer, err := store.NewSealer(secret)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, store.Options{URL: cfg.RedisURL, Sealer: sealer, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	generated, err := st.EnsureAgency(ctx, cfg.AgencyKey)
+	if err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// The voice-AI provider: the given URL, else the simulator in this process.
+	providerURL := cfg.ProviderURL
+	if providerURL == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("provider simulator: %w", err)
+		}
+		sim := &http.Server{Handler: providersim.New(providersim.Options{Logger: log.With("component", "providersim")}), ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = sim.Serve(ln) }()
+		defer sim.Close()
+		providerURL = "http://" + ln.Addr().String()
+		if cfg.ProviderAPIKey == "" {
+			cfg.ProviderAPIKey = "sim-platform-key"
+		}
+		log.Info("voice-AI provider: built-in simulator", "url", providerURL)
+	}
+	prov := &bridge.Provisioner{Client: bridge.NewClient(providerURL), Store: st, PlatformKey: cfg.ProviderAPIKey, Log: log}
+
+	api := control.New(control.Options{
+		Store: st, Provisioner: prov, Logger: log.With("component", "api"),
+		WebhookAllowInsecure: cfg.WebhookAllowInsecure, WhatsAppVerifyDelay: cfg.WhatsAppVerifyDelay,
+	})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("--http %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	httpErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			httpErr <- err
+		}
+	}()
+	wg.Add(1)
+	go func() { defer wg.Done(); api.RunWhatsApp(runCtx, nil) }()
+
+	banner(stdout, ln.Addr().String(), generated, st.Embedded())
+	log.Info("gateway ready", "http", ln.Addr().String(), "embedded_store", st.Embedded(), "startup_ms", time.Since(started).Milliseconds(), "version", version)
+
+	select {
+	case <-ctx.Done():
+	case err = <-httpErr:
+	}
+	log.Info("shutting down")
+	cancel()
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer scancel()
+	_ = srv.Shutdown(sctx)
+	return err
+}
+
+func banner(w io.Writer, httpAddr, agencyKey string, embedded bool) {
+	host, port, _ := net.SplitHostPort(httpAddr)
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	fmt.Fprintf(w, "CXCo gateway %s\n  API:        http://%s/api\n", version, net.JoinHostPort(host, port))
+	if agencyKey != "" {
+		fmt.Fprintf(w, "  Agency key: %s   (shown once; pass --agency-key or CXCO_AGENCY_KEY to keep it)\n", agencyKey)
+	}
+	if embedded {
+		fmt.Fprintln(w, "  Store:      embedded, in memory: all data is lost when the gateway exits (use --redis for real data)")
+	}
+}
+
+func providersimCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	var addr, keys, logFormat, logLevel string
+	fs := newFlagSet("providersim", "Usage: cxco providersim [flags]\n\nRuns a local voice-AI provider that speaks the ElevenLabs Conversational AI protocol.")
+	fs.SetOutput(stderr)
+	fs.str(&addr, "listen", "CXCO_PROVIDERSIM_ADDR", "127.0.0.1:8090", "listen address")
+	fs.str(&keys, "api-keys", "CXCO_PROVIDERSIM_API_KEYS", "", "comma-separated xi-api-key values to accept (default: any non-empty key)")
+	fs.str(&logFormat, "log-format", "CXCO_LOG_FORMAT", "json", "json or text")
+	fs.str(&logLevel, "log-level", "CXCO_LOG_LEVEL", "info", "debug, info, warn or error")
+	if err := fs.parse(args, getenv); err != nil {
+		return err
+	}
+	log := newLogger(stderr, logFormat, logLevel)
+	allowed := splitComma(keys)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: providersim.New(providersim.Options{Logger: log, APIKeys: allowed}), ReadHeaderTimeout: 5 * time.Second}
+	fmt.Fprintf(stdout, "provider simulator listening on http://%s\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	case err := <-errc:
+		return err
+	}
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,88 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/cxco/gateway/bridge"
+	"github.com/cxco/gateway/store"
+)
+
+// Error types of the {detail, error_type} body.
+const (
+	typeValidation   = "validation_error"
+	typeAuth         = "authentication_error"
+	typePermission   = "permission_denied"
+	typeNotFound     = "not_found"
+	typeMethod       = "method_not_allowed"
+	typeConflict     = "conflict"
+	typeRateLimited  = "rate_limited"
+	typeUnavailable  = "unavailable"
+	typeInternal     = "internal_error"
+	typeTooLarge     = "validation_error"
+	maxBodyBytes     = 1 << 20
+	defaultPageLimit = 30
+	maxPageLimit     = 100
+)
+
+// apiError is an error with its HTTP status and body.
+type apiError struct {
+	Status int
+	Type   string
+	Detail string
+}
+
+func (e *apiError) Error() string { return e.Detail }
+
+func errf(status int, typ, format string, args ...any) *apiError {
+	return &apiError{Status: status, Type: typ, Detail: fmt.Sprintf(format, args...)}
+}
+
+func invalid(format string, args ...any) *apiError {
+	return errf(http.StatusUnprocessableEntity, typeValidation, format, args...)
+}
+
+func notFound(what string) *apiError {
+	return errf(http.StatusNotFound, typeNotFound, "%s not found", what)
+}
+
+// toAPIError is the one place domain errors become HTTP errors.
+func toAPIError(err error, what string) *apiError {
+	var ae *apiError
+	var ce *store.ConflictError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, store.ErrNotFound):
+		return notFound(what)
+	case errors.As(err, &ce):
+		return errf(http.StatusConflict, typeConflict, "%s", ce.Detail)
+	case errors.Is(err, store.ErrConflict):
+		return errf(http.StatusConflict, typeConflict, "%s", err.Error())
+	case errors.Is(err, store.ErrUnavailable):
+		return errf(http.StatusServiceUnavailable, typeUnavailable, "the data store is unavailable; try again shortly")
+	case errors.Is(err, bridge.ErrProvider):
+		return errf(http.StatusServiceUnavailable, typeUnavailable, "the voice-AI provider failed: %s", err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return errf(http.StatusServiceUnavailable, typeUnavailable, "the request timed out; try again shortly")
+	}
+	return errf(http.StatusInternalServerError, typeInternal, "internal error")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if v == nil {
+		return
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.Status, map[string]string{"detail": e.Detail, "error_type": e.Type})
+}

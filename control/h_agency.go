@@ -1,0 +1,313 @@
+package control
+
+import (
+	"github.com/cxco/gateway/store"
+)
+
+// extraRoutes is where later features add routes to the table.
+func (s *Server) extraRoutes() []*route { return nil }
+
+type agencyView struct {
+	Name      string         `json:"name"`
+	Settings  map[string]any `json:"settings"`
+	CreatedAt string         `json:"created_at"`
+	UpdatedAt string         `json:"updated_at"`
+}
+
+func viewAgency(a *store.Agency) agencyView {
+	st := a.Settings
+	if st == nil {
+		st = map[string]any{}
+	}
+	return agencyView{Name: a.Name, Settings: st, CreatedAt: rfc3339(a.CreatedAt), UpdatedAt: rfc3339(a.UpdatedAt)}
+}
+
+func (s *Server) getAgency(c *call) (result, error) {
+	a, err := s.st.GetAgency(c.ctx)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(viewAgency(a))
+}
+
+func (s *Server) putAgency(c *call) (result, error) {
+	f, err := readForm(c.w, c.r, "name", "settings")
+	if err != nil {
+		return result{}, err
+	}
+	name, err := f.str("name", false, 1, 200)
+	if err != nil {
+		return result{}, err
+	}
+	settings, err := f.object("settings")
+	if err != nil {
+		return result{}, err
+	}
+	a, err := s.st.UpdateAgency(c.ctx, name, settings)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(viewAgency(a))
+}
+
+// companyView is a company as the API shows it.
+type companyView struct {
+	ID                 int64          `json:"id"`
+	Name               string         `json:"name"`
+	Status             string         `json:"status"`
+	Plan               string         `json:"plan"`
+	RateLimitPerMinute int            `json:"rate_limit_per_minute"`
+	MetaBusinessID     *string        `json:"meta_business_id"`
+	Settings           map[string]any `json:"settings"`
+	CreatedAt          string         `json:"created_at"`
+	UpdatedAt          string         `json:"updated_at"`
+	APIKey             string         `json:"api_key,omitempty"`
+}
+
+func viewCompany(co *store.Company) *companyView {
+	st := co.Settings
+	if st == nil {
+		st = map[string]any{}
+	}
+	return &companyView{ID: co.ID, Name: co.Name, Status: co.Status, Plan: co.Plan, RateLimitPerMinute: co.RateLimit(),
+		MetaBusinessID: co.MetaBusinessID, Settings: st, CreatedAt: rfc3339(co.CreatedAt), UpdatedAt: rfc3339(co.UpdatedAt)}
+}
+
+func (s *Server) createCompany(c *call) (result, error) {
+	f, err := readForm(c.w, c.r, "name", "plan", "settings", "rate_limit_per_minute", "meta_business_id")
+	if err != nil {
+		return result{}, err
+	}
+	name, err := f.str("name", true, 1, 200)
+	if err != nil {
+		return result{}, err
+	}
+	p, err := readCompanyPatch(f)
+	if err != nil {
+		return result{}, err
+	}
+	plan := store.PlanStarter
+	if p.Plan != nil {
+		plan = *p.Plan
+	}
+	co, key, err := s.st.CreateCompany(c.ctx, *name, plan, p.Settings, p.RateLimitPerMinute)
+	if err != nil {
+		return result{}, err
+	}
+	if p.MetaBusinessID != nil {
+		if co, err = s.st.UpdateCompany(c.ctx, co.ID, store.CompanyPatch{MetaBusinessID: p.MetaBusinessID}); err != nil {
+			return result{}, err
+		}
+	}
+	v := viewCompany(co)
+	v.APIKey = key
+	return created(v)
+}
+
+// readCompanyPatch reads the fields the agency may set on a company (name excepted).
+func readCompanyPatch(f *form) (store.CompanyPatch, error) {
+	var p store.CompanyPatch
+	var err error
+	if p.Settings, err = f.object("settings"); err != nil {
+		return p, err
+	}
+	if p.Plan, err = f.str("plan", false, 1, 20); err != nil {
+		return p, err
+	}
+	if p.Plan != nil {
+		if err := oneOf("plan", *p.Plan, store.PlanStarter, store.PlanGrowth, store.PlanEnterprise); err != nil {
+			return p, err
+		}
+	}
+	if p.Status, err = f.str("status", false, 1, 20); err != nil {
+		return p, err
+	}
+	if p.Status != nil {
+		if err := oneOf("status", *p.Status, store.CompanyActive, store.CompanySuspended); err != nil {
+			return p, err
+		}
+	}
+	rl, err := f.integer("rate_limit_per_minute", false)
+	if err != nil {
+		return p, err
+	}
+	if rl != nil {
+		if *rl < 1 || *rl > 1_000_000 {
+			return p, invalid("rate_limit_per_minute: must be between 1 and 1000000")
+		}
+		n := int(*rl)
+		p.RateLimitPerMinute = &n
+	}
+	if p.MetaBusinessID, err = f.str("meta_business_id", false, 1, 100); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+func (s *Server) listCompanies(c *call) (result, error) {
+	cursor, limit, err := c.paging()
+	if err != nil {
+		return result{}, err
+	}
+	page, err := s.st.ListCompanies(c.ctx, cursor, limit)
+	if err != nil {
+		return result{}, err
+	}
+	items := make([]*companyView, len(page.Items))
+	for i, co := range page.Items {
+		items[i] = viewCompany(co)
+	}
+	return ok(newPage(items, page.HasMore, page.NextCursor))
+}
+
+func (s *Server) agencyGetCompany(c *call) (result, error) {
+	id, err := c.pathID("company_id")
+	if err != nil {
+		return result{}, err
+	}
+	co, err := s.st.GetCompany(c.ctx, id)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(viewCompany(co))
+}
+
+func (s *Server) agencyPutCompany(c *call) (result, error) {
+	id, err := c.pathID("company_id")
+	if err != nil {
+		return result{}, err
+	}
+	f, err := readForm(c.w, c.r, "name", "status", "plan", "rate_limit_per_minute", "settings", "meta_business_id")
+	if err != nil {
+		return result{}, err
+	}
+	p, err := readCompanyPatch(f)
+	if err != nil {
+		return result{}, err
+	}
+	if p.Name, err = f.str("name", false, 1, 200); err != nil {
+		return result{}, err
+	}
+	co, err := s.st.UpdateCompany(c.ctx, id, p)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(viewCompany(co))
+}
+
+func (s *Server) rotateCompanyKey(c *call) (result, error) {
+	id, err := c.pathID("company_id")
+	if err != nil {
+		return result{}, err
+	}
+	co, key, err := s.st.RotateCompanyKey(c.ctx, id)
+	if err != nil {
+		return result{}, err
+	}
+	v := viewCompany(co)
+	v.APIKey = key
+	return ok(v)
+}
+
+func (s *Server) addPoolNumber(c *call) (result, error) {
+	f, err := readForm(c.w, c.r, "number", "country_code", "provider_slug", "echo_line")
+	if err != nil {
+		return result{}, err
+	}
+	num, err := f.str("number", true, 1, 32)
+	if err != nil {
+		return result{}, err
+	}
+	e, okNum := NormalizeE164(*num)
+	if !okNum {
+		return result{}, invalid("number: %q is not an E.164 number (like +27211234567)", *num)
+	}
+	ccRaw, err := f.str("country_code", true, 1, 4)
+	if err != nil {
+		return result{}, err
+	}
+	cc, err := countryCode("country_code", *ccRaw)
+	if err != nil {
+		return result{}, err
+	}
+	slug := "sip_trunk"
+	if v, err := f.str("provider_slug", false, 1, 50); err != nil {
+		return result{}, err
+	} else if v != nil {
+		slug = *v
+	}
+	if p, found := store.ProviderBySlug(slug); !found || p.Type != "sip_trunk" {
+		return result{}, invalid("provider_slug: %q is not a SIP trunk provider (use sip_trunk)", slug)
+	}
+	echo, err := f.boolean("echo_line")
+	if err != nil {
+		return result{}, err
+	}
+	pn, err := s.st.AddNumber(c.ctx, e, cc, slug, echo != nil && *echo)
+	if err != nil {
+		return result{}, err
+	}
+	return created(viewNumber(pn))
+}
+
+func (s *Server) listPool(c *call) (result, error) {
+	cursor, limit, err := c.paging()
+	if err != nil {
+		return result{}, err
+	}
+	status := c.query("status")
+	if status != "" {
+		if err := oneOf("status", status, store.NumberAvailable, store.NumberAssigned, store.NumberEcho); err != nil {
+			return result{}, err
+		}
+	}
+	cc := c.query("country_code")
+	if cc != "" {
+		if cc, err = countryCode("country_code", cc); err != nil {
+			return result{}, err
+		}
+	}
+	page, err := s.st.ListPool(c.ctx, status, cc, cursor, limit)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(newPage(viewNumbers(page.Items), page.HasMore, page.NextCursor))
+}
+
+func (s *Server) putPoolNumber(c *call) (result, error) {
+	id, err := c.pathID("phone_number_id")
+	if err != nil {
+		return result{}, err
+	}
+	f, err := readForm(c.w, c.r, "echo_line")
+	if err != nil {
+		return result{}, err
+	}
+	echo, err := f.boolean("echo_line")
+	if err != nil {
+		return result{}, err
+	}
+	if echo == nil {
+		pn, err := s.st.GetNumber(c.ctx, id)
+		if err != nil {
+			return result{}, err
+		}
+		return ok(viewNumber(pn))
+	}
+	pn, err := s.st.SetEchoLine(c.ctx, id, *echo)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(viewNumber(pn))
+}
+
+func (s *Server) deletePoolNumber(c *call) (result, error) {
+	id, err := c.pathID("phone_number_id")
+	if err != nil {
+		return result{}, err
+	}
+	if err := s.st.DeleteNumber(c.ctx, id); err != nil {
+		return result{}, err
+	}
+	return noContent()
+}

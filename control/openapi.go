@@ -1,0 +1,287 @@
+package control
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/cxco/gateway/store"
+)
+
+// The OpenAPI 3.1 document is built from the route table (so every served route is
+// documented) and the schemas below.
+
+type js = map[string]any
+
+func str(desc ...string) js {
+	s := js{"type": "string"}
+	if len(desc) > 0 {
+		s["description"] = desc[0]
+	}
+	return s
+}
+func strEnum(vals ...string) js { return js{"type": "string", "enum": vals} }
+func nullable(t string) js      { return js{"type": []string{t, "null"}} }
+func integer() js               { return js{"type": "integer"} }
+func number() js                { return js{"type": "number"} }
+func boolean() js               { return js{"type": "boolean"} }
+func ref(name string) js        { return js{"$ref": "#/components/schemas/" + name} }
+func arrayOf(s js) js           { return js{"type": "array", "items": s} }
+func freeObject() js            { return js{"type": "object", "additionalProperties": true} }
+func dateTime() js              { return js{"type": "string", "format": "date-time"} }
+func date() js                  { return js{"type": "string", "format": "date"} }
+
+func object(required []string, props js) js {
+	o := js{"type": "object", "properties": props}
+	if len(required) > 0 {
+		o["required"] = required
+	}
+	return o
+}
+
+func strict(o js) js { o["additionalProperties"] = false; return o }
+
+func page(item string) js {
+	return object([]string{"items", "has_more", "next_cursor"}, js{
+		"items": arrayOf(ref(item)), "has_more": boolean(), "next_cursor": nullable("string")})
+}
+
+func schemas() js {
+	company := object([]string{"id", "name", "status", "created_at", "updated_at"}, js{
+		"id": integer(), "name": str(), "status": strEnum(store.CompanyActive, store.CompanySuspended),
+		"plan": strEnum(store.PlanStarter, store.PlanGrowth, store.PlanEnterprise), "rate_limit_per_minute": integer(),
+		"meta_business_id": nullable("string"), "settings": freeObject(), "created_at": dateTime(), "updated_at": dateTime()})
+	companyWithKey := object([]string{"id", "name", "status", "api_key"}, js{})
+	for k, v := range company["properties"].(js) {
+		companyWithKey["properties"].(js)[k] = v
+	}
+	companyWithKey["properties"].(js)["api_key"] = str("cxco_comp_k_…, shown only in this response")
+
+	user := object([]string{"id", "company_id", "email", "name", "role", "status", "created_at", "updated_at"}, js{
+		"id": integer(), "company_id": integer(), "email": str(), "name": str(), "role": strEnum(roles...),
+		"status": str(), "created_at": dateTime(), "updated_at": dateTime()})
+	userWithKey := object([]string{"id", "company_id", "email", "name", "role", "status", "created_at", "updated_at", "api_key"}, js{})
+	for k, v := range user["properties"].(js) {
+		userWithKey["properties"].(js)[k] = v
+	}
+	userWithKey["properties"].(js)["api_key"] = str("cxco_user_k_…, shown only in this response")
+
+	transfer := strict(object(nil, js{
+		"mode": strEnum("refer", "bridge"), "fallback_to_bridge": boolean(),
+		"destinations": arrayOf(strict(object([]string{"number", "condition"}, js{
+			"number": str("E.164 number or sip: URI"), "condition": str("when the AI should transfer, in words"), "label": str()})))}))
+	agentConfig := strict(object(nil, js{
+		"temperature":               js{"type": "number", "minimum": 0, "maximum": 2},
+		"max_call_duration_seconds": js{"type": "integer", "minimum": 10, "maximum": 14400, "default": 600},
+		"audio_format":              js{"type": "string", "enum": []string{"ulaw_8000", "pcm_16000"}, "default": "ulaw_8000"},
+		"user_audio_chunk_ms":       js{"type": "integer", "minimum": 20, "maximum": 1000, "multipleOf": 20, "default": 20},
+		"transfer":                  transfer}))
+	agent := object([]string{"id", "company_id", "name", "personality", "opening_line", "voice", "language", "status",
+		"voice_enabled", "whatsapp_enabled", "created_at", "updated_at"}, js{
+		"id": integer(), "company_id": integer(), "name": str(), "personality": str(), "opening_line": str(),
+		"voice":    object([]string{"id", "name"}, js{"id": integer(), "name": str()}),
+		"language": str(), "status": strEnum(store.AgentStatuses...), "voice_enabled": boolean(), "whatsapp_enabled": boolean(),
+		"external_agent_id": nullable("string"),
+		"phone_number": object([]string{"id", "number"}, js{"id": integer(), "number": str(), "voice_enabled": boolean(),
+			"whatsapp_enabled": boolean(), "whatsapp_status": str()}),
+		"config": agentConfig, "created_at": dateTime(), "updated_at": dateTime()})
+	agentCreate := strict(object([]string{"name", "personality", "opening_line", "voice_id"}, js{
+		"name": js{"type": "string", "maxLength": 200}, "personality": js{"type": "string", "maxLength": 20000},
+		"opening_line": js{"type": "string", "maxLength": 2000}, "voice_id": integer(),
+		"language": js{"type": "string", "enum": languages, "default": "en"}, "config": agentConfig}))
+	agentUpdate := strict(object(nil, agentCreate["properties"].(js)))
+
+	phone := object([]string{"id", "number", "provider_slug", "country_code", "status", "company_id", "agent_id",
+		"whatsapp_status", "whatsapp_external_id", "created_at", "updated_at"}, js{
+		"id": integer(), "number": str("E.164"), "provider_slug": str(), "country_code": str(),
+		"status":     strEnum(store.NumberAvailable, store.NumberAssigned, store.NumberEcho),
+		"company_id": nullable("integer"), "agent_id": nullable("integer"),
+		"whatsapp_status":      strEnum(store.WhatsAppNone, store.WhatsAppPending, store.WhatsAppActive, store.WhatsAppFailed),
+		"whatsapp_external_id": nullable("string"), "created_at": dateTime(), "updated_at": dateTime()})
+
+	voice := object([]string{"id", "provider_id", "external_voice_id", "name", "language", "status"}, js{
+		"id": integer(), "provider_id": integer(), "external_voice_id": str(), "name": str(),
+		"gender": nullable("string"), "accent": nullable("string"), "language": str(), "preview_url": nullable("string"),
+		"tags": freeObject(), "status": str()})
+	voiceCreate := strict(object([]string{"name", "external_voice_id", "language"}, js{
+		"provider_id": integer(), "external_voice_id": str(), "name": str(), "gender": str(), "accent": str(),
+		"language": str(), "preview_url": str(), "tags": freeObject(), "status": strEnum("active", "inactive")}))
+
+	conversation := object([]string{"id", "agent_id", "company_id", "channel", "direction", "started_at", "status", "source", "created_at"}, js{
+		"id": integer(), "agent_id": integer(), "company_id": integer(), "channel": strEnum("voice", "whatsapp"),
+		"caller_number": nullable("string"), "called_number": nullable("string"), "direction": strEnum("inbound", "outbound"),
+		"started_at": dateTime(), "answered_at": dateTime(), "ended_at": nullable("string"),
+		"duration_seconds": nullable("integer"), "message_count": nullable("integer"),
+		"status":     strEnum(store.ConvInProgress, store.ConvCompleted, store.ConvTransferred, store.ConvFailed, store.ConvCancelled),
+		"end_reason": nullable("string"), "call_successful": nullable("boolean"), "sip_refer_destination": nullable("string"),
+		"sip_refer_seconds": integer(), "transcript_summary": nullable("string"), "source": str(),
+		"external_conversation_id": nullable("string"), "contact_id": integer(), "created_at": dateTime()})
+	entry := object([]string{"role", "message", "timestamp"}, js{"role": strEnum("agent", "user", "system"), "message": str(),
+		"timestamp": js{"type": "number", "description": "seconds since the call was answered"}})
+	detail := object(nil, js{})
+	for k, v := range conversation["properties"].(js) {
+		detail["properties"].(js)[k] = v
+	}
+	detail["required"] = conversation["required"]
+	detail["properties"].(js)["transcript"] = arrayOf(ref("TranscriptEntry"))
+	detail["properties"].(js)["metadata_"] = freeObject()
+
+	contact := object([]string{"id", "company_id", "phone_number", "created_at"}, js{
+		"id": integer(), "company_id": integer(), "phone_number": str(), "name": nullable("string"), "email": nullable("string"),
+		"notes": nullable("string"), "tags": arrayOf(str()), "first_seen_at": dateTime(), "last_seen_at": nullable("string"),
+		"conversation_count": integer(), "created_at": dateTime(), "updated_at": dateTime()})
+	contactDetail := object(nil, js{"recent_conversations": arrayOf(ref("Conversation"))})
+	for k, v := range contact["properties"].(js) {
+		contactDetail["properties"].(js)[k] = v
+	}
+
+	periodS := object([]string{"start_date", "end_date"}, js{"start_date": date(), "end_date": date()})
+	voiceU := object([]string{"total_conversations", "total_minutes", "total_sip_refer_minutes"}, js{
+		"total_conversations": integer(), "total_minutes": number(), "total_sip_refer_minutes": number(),
+		"average_duration_seconds": number(), "success_rate": nullable("number")})
+	waU := object([]string{"total_conversations", "total_messages"}, js{"total_conversations": integer(), "total_messages": integer()})
+	byAgent := object([]string{"agent_id", "agent_name", "voice_minutes", "total_conversations"}, js{
+		"agent_id": integer(), "agent_name": str(), "voice_minutes": number(), "sip_refer_minutes": number(), "total_conversations": integer()})
+	summary := object([]string{"period", "voice"}, js{"period": periodS, "voice": voiceU, "whatsapp": waU,
+		"agents_active": js{"type": "integer", "default": 0, "description": "agents with conversations in the period"},
+		"by_agent":      js{"type": "array", "items": byAgent, "default": []any{}}})
+
+	webhook := object([]string{"id", "company_id", "url", "events", "status", "created_at", "updated_at"}, js{
+		"id": integer(), "company_id": integer(), "url": str(), "events": arrayOf(strEnum(store.EventTypes...)),
+		"status": strEnum(store.WebhookActive, store.WebhookDisabled), "has_secret": boolean(),
+		"disabled_reason": str(), "disabled_at": dateTime(), "created_at": dateTime(), "updated_at": dateTime()})
+
+	return js{
+		"Error": object([]string{"detail", "error_type"}, js{"detail": str(), "error_type": strEnum(typeValidation, typeAuth,
+			typePermission, typeNotFound, typeMethod, typeConflict, typeRateLimited, typeUnavailable, typeInternal)}),
+		"Agency":       object([]string{"name", "settings"}, js{"name": str(), "settings": freeObject(), "created_at": dateTime(), "updated_at": dateTime()}),
+		"AgencyUpdate": strict(object(nil, js{"name": str(), "settings": freeObject()})),
+		"Company":      company, "CompanyWithKey": companyWithKey, "CompanyPage": page("Company"),
+		"CompanyCreate": strict(object([]string{"name"}, js{"name": str(), "plan": strEnum(store.PlanStarter, store.PlanGrowth, store.PlanEnterprise),
+			"settings": freeObject(), "rate_limit_per_minute": integer(), "meta_business_id": str()})),
+		"CompanyUpdate": strict(object(nil, js{"name": nullable("string"), "settings": freeObject()})),
+		"AgencyCompanyUpdate": strict(object(nil, js{"name": str(), "status": strEnum(store.CompanyActive, store.CompanySuspended),
+			"plan": strEnum(store.PlanStarter, store.PlanGrowth, store.PlanEnterprise), "rate_limit_per_minute": integer(),
+			"settings": freeObject(), "meta_business_id": str()})),
+		"User": user, "UserWithKey": userWithKey, "UserPage": page("User"),
+		"UserCreate": strict(object([]string{"email", "name"}, js{"email": str(), "name": str(), "role": js{"type": "string", "enum": roles, "default": "member"}})),
+		"UserUpdate": strict(object(nil, js{"name": nullable("string"), "role": nullable("string")})),
+		"Agent":      agent, "AgentPage": page("Agent"), "AgentCreate": agentCreate, "AgentUpdate": agentUpdate,
+		"Publish": strict(object(nil, js{"country_code": js{"type": "string", "default": "ZA"}})),
+		"Voice":   voice, "VoiceList": arrayOf(ref("Voice")), "VoiceCreate": voiceCreate, "VoiceUpdate": strict(object(nil, voiceCreate["properties"].(js))),
+		"PhoneNumber": phone, "PhoneNumberList": arrayOf(ref("PhoneNumber")), "PhoneNumberPage": page("PhoneNumber"),
+		"PoolNumberCreate": strict(object([]string{"number", "country_code"}, js{"number": str("E.164"), "country_code": str(),
+			"provider_slug": js{"type": "string", "default": "sip_trunk"}, "echo_line": boolean()})),
+		"PoolNumberUpdate": strict(object(nil, js{"echo_line": boolean()})),
+		"WhatsAppStatus":   object([]string{"id", "number", "whatsapp_status"}, js{"id": integer(), "number": str(), "whatsapp_status": str()}),
+		"Conversation":     conversation, "ConversationDetail": detail, "ConversationPage": page("Conversation"), "TranscriptEntry": entry,
+		"Contact": contact, "ContactDetail": contactDetail, "ContactPage": page("Contact"),
+		"ContactUpdate": strict(object(nil, js{"name": str(), "email": str(), "notes": str(), "tags": arrayOf(str())})),
+		"UsageSummary":  summary, "CompanyUsage": summary,
+		"AgentUsage":     object([]string{"agent_id", "period", "voice"}, js{"agent_id": integer(), "period": periodS, "voice": voiceU, "whatsapp": waU}),
+		"DailyUsageList": arrayOf(object([]string{"date", "voice"}, js{"date": date(), "voice": voiceU, "whatsapp": waU})),
+		"Webhook":        webhook, "WebhookList": arrayOf(ref("Webhook")),
+		"WebhookCreate": strict(object([]string{"url", "events"}, js{"url": str("https:// endpoint"), "events": arrayOf(strEnum(store.EventTypes...)),
+			"secret": nullable("string")})),
+		"WebhookUpdate": strict(object(nil, js{"url": str(), "events": arrayOf(strEnum(store.EventTypes...)),
+			"status": strEnum(store.WebhookActive, store.WebhookDisabled), "secret": nullable("string")})),
+		"Provider":     object([]string{"id", "slug", "name", "type", "status"}, js{"id": integer(), "slug": str(), "name": str(), "type": str(), "status": str(), "config": freeObject()}),
+		"ProviderList": arrayOf(ref("Provider")),
+		"CredentialCreate": strict(object([]string{"company_id", "credentials"}, js{"company_id": integer(),
+			"credentials": js{"type": "object", "additionalProperties": js{"type": "string"}}})),
+		"Credential": object([]string{"id", "company_id", "provider_id", "status", "created_at"}, js{"id": integer(), "company_id": integer(),
+			"provider_id": integer(), "status": str(), "created_at": dateTime()}),
+	}
+}
+
+// OpenAPI builds the document.
+func (s *Server) OpenAPI() js {
+	paths := js{}
+	errResp := func(desc string) js {
+		return js{"description": desc, "content": js{"application/json": js{"schema": ref("Error")}}}
+	}
+	errDesc := map[int]string{400: "Bad request", 401: "Missing or invalid API key", 403: "Wrong key type, or company suspended",
+		404: "Not found (or another company's)", 409: "Conflict with the resource's state", 413: "Request body over 1 MiB",
+		422: "Validation error", 429: "Rate limit exceeded (see Retry-After)", 503: "Data store or provider unavailable"}
+	for _, rt := range s.routes {
+		op := js{"summary": rt.summary, "tags": []string{rt.tag}, "operationId": opID(rt)}
+		var params []js
+		for _, p := range pathParams(rt.path) {
+			typ := "integer"
+			if p == "slug" {
+				typ = "string"
+			}
+			params = append(params, js{"name": p, "in": "path", "required": true, "schema": js{"type": typ}})
+		}
+		for _, p := range rt.query {
+			params = append(params, js{"name": p.name, "in": "query", "required": p.required, "description": p.desc, "schema": js{"type": p.typ}})
+		}
+		if len(params) > 0 {
+			op["parameters"] = params
+		}
+		if rt.body != "" {
+			op["requestBody"] = js{"required": true, "content": js{"application/json": js{"schema": ref(rt.body)}}}
+		}
+		resps := js{}
+		okResp := js{"description": http.StatusText(rt.status)}
+		if rt.resp != "" {
+			okResp["content"] = js{"application/json": js{"schema": ref(rt.resp)}}
+		} else if rt.path == "/api/openapi.json" {
+			okResp["content"] = js{"application/json": js{"schema": freeObject()}}
+		}
+		resps[strconv.Itoa(rt.status)] = okResp
+		codes := append([]int{}, rt.errors...)
+		if rt.auth != authNone {
+			codes = append(codes, 401, 403, 503)
+			if rt.auth != authAgency {
+				codes = append(codes, 429)
+			}
+		}
+		if rt.body != "" {
+			codes = append(codes, 413, 422)
+		}
+		for _, code := range codes {
+			resps[strconv.Itoa(code)] = errResp(errDesc[code])
+		}
+		op["responses"] = resps
+		if rt.auth != authNone {
+			op["security"] = []js{{"ApiKey": []string{}}, {"Authorization": []string{}}}
+			op["description"] = map[authKind]string{authAny: "Any key (company or user).", authCompany: "Company key.",
+				authUser: "User key.", authAgency: "Agency key."}[rt.auth]
+		}
+		item, _ := paths[rt.path].(js)
+		if item == nil {
+			item = js{}
+			paths[rt.path] = item
+		}
+		item[strings.ToLower(rt.method)] = op
+	}
+	return js{
+		"openapi": "3.1.0",
+		"info": js{"title": "CXCo API", "version": "1.0.0",
+			"description": "AI voice agents on real phone numbers. Errors are {detail, error_type}. Lists that page return {items, has_more, next_cursor}."},
+		"servers": []js{{"url": "/"}},
+		"paths":   paths,
+		"components": js{
+			"schemas": schemas(),
+			"securitySchemes": js{
+				"ApiKey":        js{"type": "apiKey", "in": "header", "name": "X-API-Key"},
+				"Authorization": js{"type": "apiKey", "in": "header", "name": "Authorization", "description": "the key itself; a Bearer prefix is tolerated"},
+			},
+		},
+	}
+}
+
+func opID(rt *route) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(rt.method))
+	for _, seg := range strings.Split(strings.TrimPrefix(rt.path, "/api/"), "/") {
+		seg = strings.Trim(seg, "{}")
+		for _, part := range strings.FieldsFunc(seg, func(r rune) bool { return r == '-' || r == '_' || r == '.' }) {
+			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+		}
+	}
+	return b.String()
+}
+
+func (s *Server) openAPI(c *call) (result, error) { return ok(s.OpenAPI()) }

@@ -1,0 +1,303 @@
+// Package control is the HTTP control plane: the documented CXCo REST API, the agency
+// API above it, authentication, rate limits, paging, errors and the OpenAPI document.
+package control
+
+import (
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cxco/gateway/store"
+)
+
+// Provisioner keeps agents in step with the voice-AI provider (bridge implements it).
+type Provisioner interface {
+	CreateAgent(ctx context.Context, a *store.Agent) (string, error)
+	UpdateAgent(ctx context.Context, a *store.Agent) error
+	DeleteAgent(ctx context.Context, cid int64, externalID string) error
+}
+
+// Options configure the control plane.
+type Options struct {
+	Store       *store.Store
+	Provisioner Provisioner
+	Logger      *slog.Logger
+	// WebhookAllowInsecure allows http:// and private/loopback webhook targets.
+	WebhookAllowInsecure bool
+	// WhatsAppVerifyDelay is how long the built-in verifier takes.
+	WhatsAppVerifyDelay time.Duration
+	// Observe, when set, is told about every API request (for metrics).
+	Observe func(route string, status int, d time.Duration)
+	// Extra mounts more handlers (e.g. /metrics, the dashboard) on the same listener.
+	Extra map[string]http.Handler
+}
+
+// Server serves the API.
+type Server struct {
+	opts    Options
+	st      *store.Store
+	log     *slog.Logger
+	mux     *http.ServeMux
+	routes  []*route
+	handler http.Handler
+	waKick  chan struct{}
+}
+
+// New builds the control plane.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(), waKick: make(chan struct{}, 1)}
+	s.routes = s.table()
+	for _, rt := range s.routes {
+		s.mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
+	}
+	for pattern, h := range opts.Extra {
+		s.mux.Handle(pattern, h)
+	}
+	s.handler = http.HandlerFunc(s.serve)
+	return s
+}
+
+// Handler is the control plane's root handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// serve normalises the path (a trailing slash is optional) and answers unknown routes
+// and wrong methods with the JSON error body.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
+		r.URL.Path = strings.TrimRight(p, "/")
+		r.URL.RawPath = ""
+	}
+	if _, pattern := s.mux.Handler(r); pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, p := s.mux.Handler(probe); p != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, errf(http.StatusMethodNotAllowed, typeMethod, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+		return
+	}
+	writeError(w, errf(http.StatusNotFound, typeNotFound, "no such route: %s %s", r.Method, r.URL.Path))
+}
+
+// call is one API request on its way through a handler.
+type call struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	ctx     context.Context
+	p       store.Principal
+	company *store.Company
+	s       *Server
+}
+
+// authKind says which keys a route takes.
+type authKind int
+
+const (
+	authNone    authKind = iota
+	authAny              // company or user key
+	authCompany          // company key
+	authUser             // user key
+	authAgency           // agency key
+)
+
+// result is what a handler returns: a status and a body (nil for 204).
+type result struct {
+	status int
+	body   any
+}
+
+func ok(body any) (result, error)      { return result{http.StatusOK, body}, nil }
+func created(body any) (result, error) { return result{http.StatusCreated, body}, nil }
+func noContent() (result, error)       { return result{http.StatusNoContent, nil}, nil }
+
+// statusWriter remembers the status for logs and metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) wrap(rt *route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				s.log.Error("panic in API handler", "route", rt.pattern(), "panic", v)
+				if sw.status == 0 {
+					writeError(sw, errf(http.StatusInternalServerError, typeInternal, "internal error"))
+				}
+			}
+			if sw.status == 0 {
+				sw.status = http.StatusOK
+			}
+			if s.opts.Observe != nil {
+				s.opts.Observe(rt.pattern(), sw.status, time.Since(start))
+			}
+			if sw.status >= 500 {
+				s.log.Warn("API request failed", "method", r.Method, "path", r.URL.Path, "status", sw.status)
+			}
+		}()
+		c := &call{w: sw, r: r, ctx: r.Context(), s: s}
+		if rt.auth != authNone {
+			if e := s.authenticate(c, rt.auth); e != nil {
+				writeError(sw, e)
+				return
+			}
+		}
+		res, err := rt.h(c)
+		if err != nil {
+			e := toAPIError(err, rt.resource)
+			if e.Status == http.StatusInternalServerError {
+				s.log.Error("API handler error", "route", rt.pattern(), "err", err)
+			}
+			writeError(sw, e)
+			return
+		}
+		writeJSON(sw, res.status, res.body)
+	})
+}
+
+// apiKey reads the key from X-API-Key or Authorization (with an optional Bearer prefix).
+func apiKey(r *http.Request) string {
+	if k := strings.TrimSpace(r.Header.Get("X-API-Key")); k != "" {
+		return k
+	}
+	k := strings.TrimSpace(r.Header.Get("Authorization"))
+	if len(k) > 7 && strings.EqualFold(k[:7], "bearer ") {
+		k = strings.TrimSpace(k[7:])
+	}
+	return k
+}
+
+func (s *Server) authenticate(c *call, need authKind) *apiError {
+	key := apiKey(c.r)
+	if key == "" {
+		return errf(http.StatusUnauthorized, typeAuth, "missing API key: send it in the X-API-Key header")
+	}
+	p, err := s.st.LookupKey(c.ctx, key)
+	if err != nil {
+		if e := toAPIError(err, ""); e.Status == http.StatusServiceUnavailable {
+			return e
+		}
+		return errf(http.StatusUnauthorized, typeAuth, "invalid API key")
+	}
+	c.p = p
+	if p.Kind != "agency" {
+		co, err := s.st.GetCompany(c.ctx, p.CompanyID)
+		if err != nil {
+			if e := toAPIError(err, ""); e.Status == http.StatusServiceUnavailable {
+				return e
+			}
+			return errf(http.StatusUnauthorized, typeAuth, "invalid API key")
+		}
+		c.company = co
+		rr, err := s.st.AllowRequest(c.ctx, co.ID, co.RateLimit())
+		if err != nil {
+			return toAPIError(err, "")
+		}
+		h := c.w.Header()
+		h.Set("X-RateLimit-Limit", strconv.Itoa(rr.Limit))
+		h.Set("X-RateLimit-Remaining", strconv.Itoa(rr.Remaining))
+		h.Set("X-RateLimit-Reset", strconv.FormatInt(rr.Reset.Unix(), 10))
+		if !rr.Allowed {
+			h.Set("Retry-After", strconv.Itoa(int(rr.RetryAfter/time.Second)))
+			return errf(http.StatusTooManyRequests, typeRateLimited, "rate limit of %d requests per minute exceeded (plan %s); retry after %d s", rr.Limit, co.Plan, int(rr.RetryAfter/time.Second))
+		}
+		if co.Status == store.CompanySuspended {
+			return errf(http.StatusForbidden, typePermission, "company %d is suspended", co.ID)
+		}
+	}
+	kindOK := map[authKind]bool{
+		authAny:     p.Kind == "company" || p.Kind == "user",
+		authCompany: p.Kind == "company",
+		authUser:    p.Kind == "user",
+		authAgency:  p.Kind == "agency",
+	}[need]
+	if !kindOK {
+		want := map[authKind]string{authAny: "a company or user key", authCompany: "a company key (cxco_comp_k_)",
+			authUser: "a user key (cxco_user_k_)", authAgency: "the agency key (cxco_agcy_k_)"}[need]
+		return errf(http.StatusForbidden, typePermission, "this endpoint needs %s; you sent a %s key", want, p.Kind)
+	}
+	return nil
+}
+
+// pathID reads an integer path parameter.
+func (c *call) pathID(name string) (int64, error) {
+	v := c.r.PathValue(name)
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, invalid("%s: %q is not a valid id (a positive integer)", name, v)
+	}
+	return id, nil
+}
+
+func (c *call) query(k string) string { return strings.TrimSpace(c.r.URL.Query().Get(k)) }
+
+// paging reads limit and cursor.
+func (c *call) paging() (int64, int, error) {
+	limit := defaultPageLimit
+	if v := c.query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, 0, invalid("limit: %q is not an integer", v)
+		}
+		if n < 1 || n > maxPageLimit {
+			return 0, 0, invalid("limit: must be between 1 and %d (got %d)", maxPageLimit, n)
+		}
+		limit = n
+	}
+	var cursor int64
+	if v := c.query("cursor"); v != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
+		id, err2 := strconv.ParseInt(strings.TrimPrefix(string(raw), "id:"), 10, 64)
+		if err != nil || err2 != nil || !strings.HasPrefix(string(raw), "id:") || id <= 0 {
+			return 0, 0, invalid("cursor: %q is not a cursor this API returned", v)
+		}
+		cursor = id
+	}
+	return cursor, limit, nil
+}
+
+// pageBody is the paged list body.
+type pageBody struct {
+	Items      any     `json:"items"`
+	HasMore    bool    `json:"has_more"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+func newPage[T any](items []T, more bool, next int64) pageBody {
+	pb := pageBody{Items: items, HasMore: more}
+	if items == nil {
+		pb.Items = []T{}
+	}
+	if more && next > 0 {
+		s := base64.RawURLEncoding.EncodeToString([]byte("id:" + strconv.FormatInt(next, 10)))
+		pb.NextCursor = &s
+	}
+	return pb
+}
+
+// companyID is the caller's company.
+func (c *call) companyID() int64 { return c.p.CompanyID }

@@ -1,0 +1,278 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Conversation statuses.
+const (
+	ConvInProgress  = "in_progress"
+	ConvCompleted   = "completed"
+	ConvTransferred = "transferred"
+	ConvFailed      = "failed"
+	ConvCancelled   = "cancelled"
+)
+
+// Conversation is one call or chat with an agent.
+type Conversation struct {
+	ID                     int64          `json:"id"`
+	AgentID                int64          `json:"agent_id"`
+	CompanyID              int64          `json:"company_id"`
+	Channel                string         `json:"channel"`
+	CallerNumber           *string        `json:"caller_number"`
+	CalledNumber           *string        `json:"called_number,omitempty"`
+	Direction              string         `json:"direction"`
+	StartedAt              time.Time      `json:"started_at"`
+	AnsweredAt             *time.Time     `json:"answered_at,omitempty"`
+	EndedAt                *time.Time     `json:"ended_at"`
+	DurationSeconds        *int           `json:"duration_seconds"`
+	MessageCount           *int           `json:"message_count"`
+	Status                 string         `json:"status"`
+	EndReason              *string        `json:"end_reason"`
+	CallSuccessful         *bool          `json:"call_successful"`
+	SIPReferDestination    *string        `json:"sip_refer_destination"`
+	SIPReferSeconds        int            `json:"sip_refer_seconds"`
+	TranscriptSummary      *string        `json:"transcript_summary"`
+	Source                 string         `json:"source"`
+	ExternalConversationID *string        `json:"external_conversation_id"`
+	ContactID              *int64         `json:"contact_id,omitempty"`
+	SIPCallID              string         `json:"sip_call_id,omitempty"`
+	Metadata               map[string]any `json:"metadata_,omitempty"`
+	CreatedAt              time.Time      `json:"created_at"`
+}
+
+// TranscriptEntry is one utterance; Timestamp is seconds since the call was answered.
+type TranscriptEntry struct {
+	Role      string  `json:"role"`
+	Message   string  `json:"message"`
+	Timestamp float64 `json:"timestamp"`
+}
+
+// ConversationDetail is a conversation with its transcript.
+type ConversationDetail struct {
+	*Conversation
+	Transcript []TranscriptEntry `json:"transcript"`
+}
+
+var touchContactScript = redis.NewScript(`
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if not id then
+  id = ARGV[2]
+  redis.call('HSET', KEYS[1], ARGV[1], id)
+  redis.call('SET', ARGV[4] .. 'contact:' .. id, ARGV[3])
+  redis.call('ZADD', KEYS[2], id, id)
+end
+redis.call('ZADD', ARGV[4] .. 'contact:' .. id .. ':convs', ARGV[5], ARGV[5])
+return tonumber(id)`)
+
+// CreateConversation records a new conversation as in progress and links it to the
+// caller's contact, creating the contact the first time the number calls the company.
+func (s *Store) CreateConversation(ctx context.Context, c Conversation) (*Conversation, error) {
+	id, err := s.nextID(ctx, "conversation")
+	if err != nil {
+		return nil, err
+	}
+	now := s.Now()
+	c.ID, c.Status, c.CreatedAt = id, ConvInProgress, now
+	if c.StartedAt.IsZero() {
+		c.StartedAt = now
+	}
+	if c.Source == "" {
+		c.Source = "elevenlabs"
+	}
+	if c.CallerNumber != nil && *c.CallerNumber != "" {
+		cid, err := s.touchContact(ctx, c.CompanyID, *c.CallerNumber, id)
+		if err != nil {
+			return nil, err
+		}
+		c.ContactID = &cid
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		z := redis.Z{Score: float64(id), Member: id}
+		p.Set(ctx, keyConv(c.CompanyID, id), mustJSON(c), 0)
+		p.ZAdd(ctx, keyConvs(c.CompanyID), z)
+		p.ZAdd(ctx, keyConvsAgent(c.CompanyID, c.AgentID), z)
+		p.ZAdd(ctx, keyConvsChannel(c.CompanyID, c.Channel), z)
+		return nil
+	})
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	return &c, nil
+}
+
+func (s *Store) touchContact(ctx context.Context, cid int64, number string, convID int64) (int64, error) {
+	existing, err := s.rdb.HGet(ctx, keyContactsByNum(cid), number).Int64()
+	if err == nil {
+		_, err = touchContactScript.Run(ctx, s.rdb, []string{keyContactsByNum(cid), keyContacts(cid)}, number, existing, "", company(cid), convID).Int64()
+		return existing, wrapRedis(err)
+	}
+	newID, err := s.nextID(ctx, "contact")
+	if err != nil {
+		return 0, err
+	}
+	now := s.Now()
+	ct := Contact{ID: newID, CompanyID: cid, PhoneNumber: number, Tags: []string{}, FirstSeenAt: now, CreatedAt: now, UpdatedAt: now}
+	id, err := touchContactScript.Run(ctx, s.rdb, []string{keyContactsByNum(cid), keyContacts(cid)}, number, newID, mustJSON(ct), company(cid), convID).Int64()
+	return id, wrapRedis(err)
+}
+
+// GetConversation reads a conversation of the company.
+func (s *Store) GetConversation(ctx context.Context, cid, id int64) (*Conversation, error) {
+	var c Conversation
+	if err := s.getJSON(ctx, keyConv(cid, id), &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// GetConversationDetail reads a conversation and its transcript.
+func (s *Store) GetConversationDetail(ctx context.Context, cid, id int64) (*ConversationDetail, error) {
+	c, err := s.GetConversation(ctx, cid, id)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := s.Transcript(ctx, cid, id)
+	if err != nil {
+		return nil, err
+	}
+	return &ConversationDetail{Conversation: c, Transcript: tr}, nil
+}
+
+// Transcript reads a conversation's transcript in order.
+func (s *Store) Transcript(ctx context.Context, cid, id int64) ([]TranscriptEntry, error) {
+	raw, err := s.rdb.LRange(ctx, keyTranscript(cid, id), 0, -1).Result()
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	out := make([]TranscriptEntry, 0, len(raw))
+	for _, r := range raw {
+		var e TranscriptEntry
+		if json.Unmarshal([]byte(r), &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// AppendTranscript adds entries at once, so nothing said is lost if the process dies.
+func (s *Store) AppendTranscript(ctx context.Context, cid, id int64, entries ...TranscriptEntry) error {
+	vals := make([]any, len(entries))
+	for i, e := range entries {
+		vals[i] = mustJSON(e)
+	}
+	return wrapRedis(s.rdb.RPush(ctx, keyTranscript(cid, id), vals...).Err())
+}
+
+// ListConversations pages through a company's conversations, newest first, filtered
+// by agent and/or channel.
+func (s *Store) ListConversations(ctx context.Context, cid, agentID int64, channel string, cursor int64, limit int) (Page[Conversation], error) {
+	idx := keyConvs(cid)
+	var keep func(*Conversation) bool
+	switch {
+	case agentID > 0 && channel != "":
+		idx = keyConvsAgent(cid, agentID)
+		keep = func(c *Conversation) bool { return c.Channel == channel }
+	case agentID > 0:
+		idx = keyConvsAgent(cid, agentID)
+	case channel != "":
+		idx = keyConvsChannel(cid, channel)
+	}
+	return pageRecords(ctx, s, idx, cursor, limit, func(id int64) string { return keyConv(cid, id) }, keep,
+		func(c *Conversation) int64 { return c.ID })
+}
+
+// UpdateConversation changes a conversation with fn (answer time, provider ids, ...).
+func (s *Store) UpdateConversation(ctx context.Context, cid, id int64, fn func(*Conversation) error) (*Conversation, error) {
+	return mutate(ctx, s, keyConv(cid, id), nil, func(c *Conversation, _ redis.Pipeliner) error { return fn(c) })
+}
+
+// Final describes how a conversation ended.
+type Final struct {
+	Status          string
+	EndedAt         time.Time
+	EndReason       string
+	SIPReferSeconds int
+	ReferTo         string
+	Metadata        map[string]any // merged into metadata_
+}
+
+// FinishConversation records the end of an in-progress conversation, its usage
+// counters and its event in one transaction, so usage always agrees with the
+// records. Finishing twice is a no-op that returns the conversation as it is.
+func (s *Store) FinishConversation(ctx context.Context, cid, id int64, f Final) (*Conversation, error) {
+	n, err := s.rdb.LLen(ctx, keyTranscript(cid, id)).Result()
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	done := false
+	c, err := mutate(ctx, s, keyConv(cid, id), nil, func(c *Conversation, p redis.Pipeliner) error {
+		if c.Status != ConvInProgress {
+			done = true
+			return nil
+		}
+		end := f.EndedAt.UTC().Truncate(time.Second)
+		if end.IsZero() {
+			end = s.Now()
+		}
+		c.Status, c.EndedAt = f.Status, &end
+		mc := int(n)
+		c.MessageCount = &mc
+		if f.EndReason != "" {
+			c.EndReason = &f.EndReason
+		}
+		if f.ReferTo != "" {
+			c.SIPReferDestination = &f.ReferTo
+		}
+		c.SIPReferSeconds = f.SIPReferSeconds
+		for k, v := range f.Metadata {
+			if c.Metadata == nil {
+				c.Metadata = map[string]any{}
+			}
+			c.Metadata[k] = v
+		}
+		if c.AnsweredAt != nil {
+			d := max(0, int(end.Sub(*c.AnsweredAt)/time.Second))
+			c.DurationSeconds = &d
+			s.countUsage(ctx, p, c)
+		}
+		typ := EventConversationCompleted
+		if c.Status == ConvTransferred {
+			typ = EventConversationTransferred
+		}
+		s.queueEvent(ctx, p, cid, typ, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	_ = done
+	return c, nil
+}
+
+// SetAnalysis stores the provider's post-call analysis and keeps the success
+// counters of usage in step with it.
+func (s *Store) SetAnalysis(ctx context.Context, cid, id int64, summary *string, successful *bool, metadata map[string]any) (*Conversation, error) {
+	return mutate(ctx, s, keyConv(cid, id), nil, func(c *Conversation, p redis.Pipeliner) error {
+		if summary != nil {
+			c.TranscriptSummary = summary
+		}
+		if successful != nil && c.AnsweredAt != nil && c.Status != ConvInProgress {
+			s.countSuccess(ctx, p, c, c.CallSuccessful, successful)
+		}
+		if successful != nil {
+			c.CallSuccessful = successful
+		}
+		for k, v := range metadata {
+			if c.Metadata == nil {
+				c.Metadata = map[string]any{}
+			}
+			c.Metadata[k] = v
+		}
+		return nil
+	})
+}

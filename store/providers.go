@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Provider is a service the platform connects to.
+type Provider struct {
+	ID     int64          `json:"id"`
+	Slug   string         `json:"slug"`
+	Name   string         `json:"name"`
+	Type   string         `json:"type"`
+	Status string         `json:"status"`
+	Config map[string]any `json:"config,omitempty"`
+}
+
+// Providers is the fixed list of providers the gateway works with.
+var Providers = []Provider{
+	{ID: 1, Slug: "elevenlabs", Name: "ElevenLabs", Type: "voice_provider", Status: "active",
+		Config: map[string]any{"credential_fields": []string{"api_key"}}},
+	{ID: 2, Slug: "sip_trunk", Name: "SIP Trunk Provider", Type: "sip_trunk", Status: "active",
+		Config: map[string]any{"credential_fields": []string{"username", "password"}}},
+	{ID: 3, Slug: "meta_whatsapp", Name: "Meta WhatsApp Business", Type: "messaging", Status: "active",
+		Config: map[string]any{"credential_fields": []string{"access_token", "business_account_id"}}},
+}
+
+// ProviderBySlug finds a provider.
+func ProviderBySlug(slug string) (Provider, bool) {
+	for _, p := range Providers {
+		if p.Slug == slug {
+			return p, true
+		}
+	}
+	return Provider{}, false
+}
+
+// Credential is a company's stored credentials for one provider. Only the sealed
+// form is kept; the API never reads it back.
+type Credential struct {
+	ID         int64     `json:"id"`
+	CompanyID  int64     `json:"company_id"`
+	ProviderID int64     `json:"provider_id"`
+	Status     string    `json:"status"`
+	CreatedAt  time.Time `json:"created_at"`
+	Sealed     string    `json:"sealed,omitempty"`
+}
+
+func credAD(cid int64, slug string) string { return "credential:" + itoa(cid) + ":" + slug }
+
+// CreateCredential seals and stores credentials; a second set for the same provider is a conflict.
+func (s *Store) CreateCredential(ctx context.Context, cid int64, slug string, creds map[string]any) (*Credential, error) {
+	p, ok := ProviderBySlug(slug)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	id, err := s.nextID(ctx, "credential")
+	if err != nil {
+		return nil, err
+	}
+	c := &Credential{ID: id, CompanyID: cid, ProviderID: p.ID, Status: "active", CreatedAt: s.Now(),
+		Sealed: s.sealer.Seal(mustJSON(creds), credAD(cid, slug))}
+	set, err := s.rdb.SetNX(ctx, keyCred(cid, slug), mustJSON(c), 0).Result()
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	if !set {
+		return nil, conflict("credentials for provider " + slug + " already exist for this company; delete them first")
+	}
+	c.Sealed = ""
+	return c, nil
+}
+
+// DeleteCredential removes a company's credentials for a provider.
+func (s *Store) DeleteCredential(ctx context.Context, cid int64, slug string) error {
+	n, err := s.rdb.Del(ctx, keyCred(cid, slug)).Result()
+	if err != nil {
+		return wrapRedis(err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// CredentialSecrets opens a company's credentials for a provider, for the gateway's
+// own use (calling the provider). ErrNotFound when there are none.
+func (s *Store) CredentialSecrets(ctx context.Context, cid int64, slug string) (map[string]any, error) {
+	b, err := s.rdb.Get(ctx, keyCred(cid, slug)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	var c Credential
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, err
+	}
+	pt, err := s.sealer.Open(c.Sealed, credAD(cid, slug))
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	return m, json.Unmarshal(pt, &m)
+}

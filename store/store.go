@@ -1,0 +1,186 @@
+// Package store persists everything the gateway knows — companies, keys, agents,
+// numbers, conversations, transcripts, usage, webhooks and the event outbox — on
+// Redis through go-redis v9.
+//
+// Every key is listed in keys.go. Keys that belong to one company share the hash tag
+// {c<id>}, so every multi-key change of a company (a status change and its outbox
+// event, a conversation's end and its usage counters) is one atomic MULTI/EXEC or
+// script that Redis Cluster accepts. The number pool lives under {pool}.
+//
+// With no Redis URL the store starts an embedded, in-process Redis-compatible server
+// (miniredis) and runs the very same code over it.
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// Store is the gateway's persistence. It is safe for concurrent use.
+type Store struct {
+	rdb      redis.UniversalClient
+	embedded *miniredis.Miniredis
+	sealer   *Sealer
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+// Options configure Open.
+type Options struct {
+	// URL is a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL.
+	// Empty starts the embedded in-process server.
+	URL string
+	// Sealer encrypts provider credentials and webhook secrets at rest.
+	Sealer *Sealer
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Open connects to Redis (or starts the embedded server), checks the connection
+// and prepares the static data (the default voice catalogue).
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Sealer == nil {
+		return nil, errors.New("store: a Sealer is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{sealer: opts.Sealer, log: log, now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if opts.URL == "" {
+		m := miniredis.NewMiniRedis()
+		m.ClockTTL(true)
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("store: start embedded server: %w", err)
+		}
+		s.embedded = m
+		s.rdb = redis.NewClient(&redis.Options{Addr: m.Addr(), PoolSize: 64})
+		log.Warn("no Redis URL given: using the embedded in-process store; all data is lost when the process exits")
+	} else {
+		rdb, err := NewClient(opts.URL)
+		if err != nil {
+			return nil, err
+		}
+		s.rdb = rdb
+	}
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: %w: %w", ErrUnavailable, err)
+	}
+	if err := s.seedVoices(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewClient builds a go-redis UniversalClient from a URL:
+//
+//	redis://[user:pass@]host:port[/db]          a single node (rediss:// for TLS)
+//	redis://host:port?master_name=m&addr=h2:p   Sentinel (also redis+sentinel://)
+//	redis+cluster://host:port?addr=h2:p         Cluster (also rediss+cluster://)
+func NewClient(rawURL string) (redis.UniversalClient, error) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return nil, fmt.Errorf("store: redis URL %q has no scheme", rawURL)
+	}
+	base, mode, _ := strings.Cut(scheme, "+")
+	if base != "redis" && base != "rediss" {
+		return nil, fmt.Errorf("store: redis URL scheme %q: want redis:// or rediss://", scheme)
+	}
+	u := base + "://" + rest
+	if mode == "" && strings.Contains(rest, "master_name=") {
+		mode = "sentinel"
+	}
+	switch mode {
+	case "":
+		o, err := redis.ParseURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		return redis.NewClient(o), nil
+	case "sentinel":
+		o, err := redis.ParseFailoverURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		if o.MasterName == "" {
+			return nil, errors.New("store: a sentinel URL needs ?master_name=")
+		}
+		return redis.NewFailoverClient(o), nil
+	case "cluster":
+		o, err := redis.ParseClusterURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		if base == "rediss" && o.TLSConfig == nil {
+			host, _, _ := net.SplitHostPort(o.Addrs[0])
+			o.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		}
+		return redis.NewClusterClient(o), nil
+	default:
+		return nil, fmt.Errorf("store: redis URL scheme %q: unknown mode %q", scheme, mode)
+	}
+}
+
+// Embedded reports whether the store runs on the in-process server.
+func (s *Store) Embedded() bool { return s.embedded != nil }
+
+// Redis gives the underlying client (for health checks and tests).
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return wrapRedis(err)
+	}
+	return nil
+}
+
+// Close releases the client and stops the embedded server.
+func (s *Store) Close() error {
+	err := s.rdb.Close()
+	if s.embedded != nil {
+		s.embedded.Close()
+	}
+	return err
+}
+
+// Now is the store's clock, in UTC truncated to the second as every stored timestamp is.
+func (s *Store) Now() time.Time { return s.now().UTC().Truncate(time.Second) }
+
+// wrapRedis turns connection failures into ErrUnavailable so callers answer 503.
+func wrapRedis(err error) error {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	var netErr net.Error
+	var opErr *net.OpError
+	msg := err.Error()
+	if errors.As(err, &netErr) || errors.As(err, &opErr) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		strings.HasPrefix(msg, "LOADING") || strings.HasPrefix(msg, "CLUSTERDOWN") || strings.HasPrefix(msg, "MASTERDOWN") ||
+		strings.HasPrefix(msg, "READONLY") || strings.Contains(msg, "pool timeout") {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return fmt.Errorf("store: %w", err)
+}

@@ -1,0 +1,179 @@
+package store
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Usage is counted per company and UTC day (the day the conversation started) in one
+// hash, with the same counters per agent under "a:<agent id>:". A conversation counts
+// once it has ended and only if it was answered; its minutes are its duration_seconds,
+// so the counters always add up to exactly what the conversation records say.
+const (
+	uVoiceConvs = "voice_conversations"
+	uVoiceSecs  = "voice_seconds"
+	uReferSecs  = "refer_seconds"
+	uAnalysed   = "voice_analysed"
+	uSuccessful = "voice_successful"
+	uWAConvs    = "wa_conversations"
+	uWAMessages = "wa_messages"
+)
+
+// DayFormat is how days are written.
+const DayFormat = "2006-01-02"
+
+// Usage is a set of counters over some period.
+type Usage struct {
+	VoiceConversations int64
+	VoiceSeconds       int64
+	ReferSeconds       int64
+	Analysed           int64
+	Successful         int64
+	WAConversations    int64
+	WAMessages         int64
+}
+
+func (u *Usage) add(o Usage) {
+	u.VoiceConversations += o.VoiceConversations
+	u.VoiceSeconds += o.VoiceSeconds
+	u.ReferSeconds += o.ReferSeconds
+	u.Analysed += o.Analysed
+	u.Successful += o.Successful
+	u.WAConversations += o.WAConversations
+	u.WAMessages += o.WAMessages
+}
+
+func (u *Usage) set(field string, v int64) {
+	switch field {
+	case uVoiceConvs:
+		u.VoiceConversations = v
+	case uVoiceSecs:
+		u.VoiceSeconds = v
+	case uReferSecs:
+		u.ReferSeconds = v
+	case uAnalysed:
+		u.Analysed = v
+	case uSuccessful:
+		u.Successful = v
+	case uWAConvs:
+		u.WAConversations = v
+	case uWAMessages:
+		u.WAMessages = v
+	}
+}
+
+func usageDay(c *Conversation) string { return c.StartedAt.UTC().Format(DayFormat) }
+
+func agentField(aid int64, f string) string { return "a:" + itoa(aid) + ":" + f }
+
+// countUsage adds an ended, answered conversation to its day, inside the caller's MULTI.
+func (s *Store) countUsage(ctx context.Context, p redis.Pipeliner, c *Conversation) {
+	k := keyUsage(c.CompanyID, usageDay(c))
+	dur := int64(0)
+	if c.DurationSeconds != nil {
+		dur = int64(*c.DurationSeconds)
+	}
+	for _, f := range []struct {
+		name string
+		n    int64
+	}{{uVoiceConvs, 1}, {uVoiceSecs, dur}, {uReferSecs, int64(c.SIPReferSeconds)}} {
+		if c.Channel == "whatsapp" {
+			continue
+		}
+		p.HIncrBy(ctx, k, f.name, f.n)
+		p.HIncrBy(ctx, k, agentField(c.AgentID, f.name), f.n)
+	}
+	if c.CallSuccessful != nil {
+		s.countSuccess(ctx, p, c, nil, c.CallSuccessful)
+	}
+}
+
+// countSuccess moves the success counters from old to now (nil = not analysed).
+func (s *Store) countSuccess(ctx context.Context, p redis.Pipeliner, c *Conversation, old, now *bool) {
+	k := keyUsage(c.CompanyID, usageDay(c))
+	val := func(b *bool) (analysed, ok int64) {
+		if b == nil {
+			return 0, 0
+		}
+		if *b {
+			return 1, 1
+		}
+		return 1, 0
+	}
+	oa, os := val(old)
+	na, ns := val(now)
+	for _, f := range []struct {
+		name string
+		n    int64
+	}{{uAnalysed, na - oa}, {uSuccessful, ns - os}} {
+		if f.n != 0 {
+			p.HIncrBy(ctx, k, f.name, f.n)
+			p.HIncrBy(ctx, k, agentField(c.AgentID, f.name), f.n)
+		}
+	}
+}
+
+// UsageReport is usage over a date range.
+type UsageReport struct {
+	Days    []DayUsage       // one per day of the range, in order, zero days included
+	Total   Usage            // over the range (of the agent, when one was asked for)
+	ByAgent map[int64]*Usage // per agent over the range
+}
+
+// DayUsage is one day's counters.
+type DayUsage struct {
+	Date string
+	Usage
+}
+
+// UsageRange reads the counters of every day from start to end (inclusive, UTC days).
+// With agentID > 0, Days and Total are that agent's.
+func (s *Store) UsageRange(ctx context.Context, cid int64, start, end time.Time, agentID int64) (*UsageReport, error) {
+	var days []string
+	for d := start.UTC(); !d.After(end.UTC()); d = d.AddDate(0, 0, 1) {
+		days = append(days, d.Format(DayFormat))
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(days))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, d := range days {
+			cmds[i] = p.HGetAll(ctx, keyUsage(cid, d))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	rep := &UsageReport{ByAgent: map[int64]*Usage{}}
+	for i, d := range days {
+		day := DayUsage{Date: d}
+		for f, v := range cmds[i].Val() {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			if rest, ok := strings.CutPrefix(f, "a:"); ok {
+				aidStr, name, _ := strings.Cut(rest, ":")
+				aid := parseID(aidStr)
+				u := rep.ByAgent[aid]
+				if u == nil {
+					u = &Usage{}
+					rep.ByAgent[aid] = u
+				}
+				var one Usage
+				one.set(name, n)
+				u.add(one)
+				if aid == agentID {
+					day.set(name, n)
+				}
+				continue
+			}
+			if agentID == 0 {
+				day.set(f, n)
+			}
+		}
+		rep.Days = append(rep.Days, day)
+		rep.Total.add(day.Usage)
+	}
+	return rep, nil
+}
