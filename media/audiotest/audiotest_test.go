@@ -230,9 +230,15 @@ func TestSNRDB(t *testing.T) {
 			t.Errorf("SNRDB = %.3f dB, want %.3f", got, want)
 		}
 	})
-	t.Run("no tone", func(t *testing.T) {
-		if got := SNRDB(make([]int16, 100), 8000, 1000); !math.IsNaN(got) && !math.IsInf(got, -1) {
-			t.Errorf("SNRDB(silence) = %v, want NaN or -Inf", got)
+	t.Run("tone absent", func(t *testing.T) {
+		x := tone(8000, 1000, 0.5, 8000)
+		if got := SNRDB(x, 8000, 2500); got > -60 {
+			t.Errorf("SNRDB at 2500 Hz of a 1 kHz tone = %.1f dB, want < -60", got)
+		}
+	})
+	t.Run("silence", func(t *testing.T) {
+		if got := SNRDB(make([]int16, 100), 8000, 1000); !math.IsNaN(got) {
+			t.Errorf("SNRDB(silence) = %v, want NaN", got)
 		}
 	})
 }

@@ -82,9 +82,10 @@ func ToneLevelDBFS(x []int16, rate, freq float64) float64 {
 //
 // The tone is the least-squares fit of a·cos(ωn)+b·sin(ωn) at exactly freq,
 // so its level need not be known, the window need not hold a whole number of
-// cycles, and the residual after subtracting the fit is "everything else". The
-// result is +Inf for a residual of exactly zero and -Inf for no tone. x should
-// hold many cycles of the tone.
+// cycles, and the residual after subtracting the fit is "everything else". x
+// should hold many cycles of the tone. The result is +Inf when the residual is
+// exactly zero, and NaN for an empty or silent x or for freq at 0 or rate/2
+// (where a sine cannot be fitted).
 func SNRDB(x []int16, rate, freq float64) float64 {
 	if len(x) == 0 {
 		return math.NaN()
