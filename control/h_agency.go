@@ -4,9 +4,6 @@ import (
 	"github.com/cxco/gateway/store"
 )
 
-// extraRoutes is where later features add routes to the table.
-func (s *Server) extraRoutes() []*route { return nil }
-
 type agencyView struct {
 	Name      string         `json:"name"`
 	Settings  map[string]any `json:"settings"`

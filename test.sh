@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the gateway. Installs what the tests need from Debian packages
+# when it is missing (redis-server, sip-tester), and fails — never skips — when it cannot.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+if ((${#need[@]})); then
+  echo "test.sh: installing ${need[*]} from Debian packages"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null; }; then
+    echo "test.sh: could not install ${need[*]}; the tests need them (apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+fi
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
+echo "== go vet"
+go vet ./...
+echo "== go test -race"
+go test -race -count=1 -timeout 14m ./...
