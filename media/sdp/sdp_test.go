@@ -173,15 +173,15 @@ m=audio 4000 RTP/AVP 96
 a=rtpmap:96 PCMU/16000
 `,
 	"no connection address":   "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
-	"not sdp":                  "INVITE sip:x@y SIP/2.0\n",
-	"bad port":                 "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 70000 RTP/AVP 0\n",
-	"bad version":              "v=1\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
-	"missing origin":           "v=0\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
-	"address family mismatch":  "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 ::1\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
-	"empty":                    "",
-	"short m line":             "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP\n",
-	"garbage rtpmap":           "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP 0\na=rtpmap:zz\n",
-	"host name in c=":          "v=0\no=- 1 1 IN IP4 host\ns=-\nc=IN IP4 pbx.example.com\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
+	"not sdp":                 "INVITE sip:x@y SIP/2.0\n",
+	"bad port":                "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 70000 RTP/AVP 0\n",
+	"bad version":             "v=1\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
+	"missing origin":          "v=0\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
+	"address family mismatch": "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 ::1\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
+	"empty":                   "",
+	"short m line":            "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP\n",
+	"garbage rtpmap":          "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP 0\na=rtpmap:zz\n",
+	"host name in c=":         "v=0\no=- 1 1 IN IP4 host\ns=-\nc=IN IP4 pbx.example.com\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
 }
 
 func TestNegotiate(t *testing.T) {
