@@ -1,0 +1,305 @@
+package media
+
+import (
+	"encoding/binary"
+	"sync"
+	"time"
+
+	"github.com/cxco/gateway/media/jitter"
+)
+
+const (
+	frameDur     = jitter.FrameDuration
+	frameSamples = jitter.FrameSamples
+	rtpHeaderLen = 12
+	chunkFrames  = 25 // 0.5 s of audio per pooled chunk
+)
+
+// chunk is a pooled block of queued wire frames.
+type chunk struct {
+	frames [chunkFrames][frameSamples]byte
+	r, w   int
+	next   *chunk
+}
+
+var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
+
+// queue is the bounded outbound queue of 20 ms wire frames. Its memory is
+// proportional to what is queued: chunks come from a shared pool and go
+// back when emptied.
+type queue struct {
+	head, tail *chunk
+	n, max     int
+	dropped    uint64
+}
+
+func (q *queue) push(f []byte) {
+	if q.n >= q.max {
+		var tmp [frameSamples]byte
+		q.pop(tmp[:])
+		q.dropped++
+	}
+	if q.tail == nil || q.tail.w == chunkFrames {
+		c := chunkPool.Get().(*chunk)
+		c.r, c.w, c.next = 0, 0, nil
+		if q.tail == nil {
+			q.head = c
+		} else {
+			q.tail.next = c
+		}
+		q.tail = c
+	}
+	copy(q.tail.frames[q.tail.w][:], f)
+	q.tail.w++
+	q.n++
+}
+
+func (q *queue) pop(dst []byte) bool {
+	if q.n == 0 {
+		return false
+	}
+	c := q.head
+	copy(dst, c.frames[c.r][:])
+	c.r++
+	q.n--
+	if c.r == c.w && (c.w == chunkFrames || q.n == 0) {
+		q.head = c.next
+		if q.head == nil {
+			q.tail = nil
+		}
+		chunkPool.Put(c)
+	}
+	return true
+}
+
+func (q *queue) flush() int {
+	n := q.n
+	for c := q.head; c != nil; {
+		next := c.next
+		chunkPool.Put(c)
+		c = next
+	}
+	q.head, q.tail, q.n = nil, nil, 0
+	return n
+}
+
+// outbound is the send side of a Stream: re-framing, conversion, the queue
+// and the pacer's state, all under mu. pkt belongs to the pacer callback.
+type outbound struct {
+	mu       sync.Mutex
+	format   Format
+	wire     law
+	chain    *outboundChain
+	q        queue
+	drained  chan struct{}
+	lastPlay time.Time
+
+	ssrc    uint32
+	seq     uint16
+	ts0     uint32
+	n       int64     // 20 ms ticks since Start: the sample count / 160
+	grid    time.Time // time of tick 0
+	next    time.Time // when the next tick is scheduled
+	talking bool      // the last tick sent queued audio
+
+	packets, octets, silence uint64
+	played, flushed          uint64
+	lastTS                   uint32
+	lastSentAt               time.Time
+
+	pkt [rtpHeaderLen + frameSamples]byte
+}
+
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (o *outbound) init(s *Stream, wire law, f Format, now time.Time) {
+	o.format = f
+	o.wire = wire
+	o.chain = buildOutbound(f, wire)
+	o.q.max = int(s.opt.QueueMax / frameDur)
+	o.grid = now
+	o.next = now
+}
+
+func (o *outbound) signalDrained() {
+	if o.drained != nil {
+		close(o.drained)
+		o.drained = nil
+	}
+}
+
+// Play queues audio in the consumer's format (µ-law bytes, or 16-bit
+// little-endian 16 kHz PCM), of any length: it is cut into 20 ms frames,
+// converted to the call's codec and sent by the pacer. A partial frame
+// waits for more audio (or is padded with silence if none comes within
+// 20 ms). Play into an empty queue sends the first frame at once.
+func (s *Stream) Play(audio []byte) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if !s.started.Load() {
+		return ErrNotStarted
+	}
+	o := &s.out
+	now := s.clk.Now()
+	o.mu.Lock()
+	c := o.chain
+	fb := o.format.frameBytes()
+	wasEmpty := o.q.n == 0
+	for len(audio) > 0 {
+		if c.npart == 0 && len(audio) >= fb {
+			o.q.push(c.frame(audio[:fb]))
+			audio = audio[fb:]
+			continue
+		}
+		k := copy(c.part[c.npart:fb], audio)
+		c.npart += k
+		audio = audio[k:]
+		if c.npart == fb {
+			c.npart = 0
+			o.q.push(c.frame(c.part[:fb]))
+		}
+	}
+	o.lastPlay = now
+	// A new talkspurt goes out at once: re-phase the pacer.
+	kick := wasEmpty && o.q.n > 0 && !o.talking && o.next.Sub(now) > time.Millisecond && s.Direction().Sends()
+	if kick {
+		o.next = now
+	}
+	o.mu.Unlock()
+	if kick && !s.closed.Load() {
+		s.paceTimer.Reset(now)
+	}
+	return nil
+}
+
+// PlayPCM queues 16 kHz PCM samples (FormatPCM16k streams only).
+func (s *Stream) PlayPCM(pcm []int16) error {
+	var b [640]byte
+	for len(pcm) > 0 {
+		n := min(len(pcm), len(b)/2)
+		for i, v := range pcm[:n] {
+			binary.LittleEndian.PutUint16(b[2*i:], uint16(v))
+		}
+		if err := s.Play(b[:2*n]); err != nil {
+			return err
+		}
+		pcm = pcm[n:]
+	}
+	return nil
+}
+
+// Flush drops every queued frame at once (barge-in) and returns how many
+// were dropped. The next pacer tick sends silence.
+func (s *Stream) Flush() int {
+	o := &s.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.q.flush()
+	if o.chain != nil {
+		o.chain.reset()
+	}
+	o.flushed += uint64(n)
+	o.signalDrained()
+	return n
+}
+
+// Queued returns how many 20 ms frames are waiting to be sent.
+func (s *Stream) Queued() int {
+	o := &s.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.q.n
+}
+
+// Drained returns a channel that is closed once everything queued so far
+// has been sent (at once if nothing is queued), or flushed, or the stream
+// closed. Use it to hang up after the agent's last audio.
+func (s *Stream) Drained() <-chan struct{} {
+	o := &s.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.q.n == 0 && (o.chain == nil || o.chain.npart == 0) {
+		return closedCh
+	}
+	if o.drained == nil {
+		o.drained = make(chan struct{})
+	}
+	return o.drained
+}
+
+// onPace is the pacer: one RTP packet per 20 ms tick, queued audio or
+// silence (G.711 silence, not comfort noise), timestamps from the sample
+// count, marker bit on the first packet of each talkspurt.
+func (s *Stream) onPace(now time.Time) {
+	if s.closed.Load() {
+		return
+	}
+	o := &s.out
+	o.mu.Lock()
+	sched := o.next
+	payload := o.pkt[rtpHeaderLen:]
+	audio := o.q.pop(payload)
+	if !audio && o.chain.npart > 0 && now.Sub(o.lastPlay) >= frameDur {
+		copy(payload, o.chain.pad()) // the tail of an utterance
+		audio = true
+	}
+	if audio {
+		o.played++
+	}
+	if o.q.n == 0 && o.chain.npart == 0 {
+		o.signalDrained()
+	}
+	if !audio {
+		sil := o.wire.silence()
+		for i := range payload {
+			payload[i] = sil
+		}
+	}
+	marker := audio && !o.talking
+	o.talking = audio
+	ts := o.ts0 + uint32(o.n*frameSamples)
+	o.n++
+	dst := s.Remote()
+	send := s.Direction().Sends() && dst.IsValid()
+	if send {
+		h := o.pkt[:rtpHeaderLen]
+		h[0] = 0x80
+		h[1] = s.pt & 0x7f
+		if marker {
+			h[1] |= 0x80
+		}
+		binary.BigEndian.PutUint16(h[2:], o.seq)
+		binary.BigEndian.PutUint32(h[4:], ts)
+		binary.BigEndian.PutUint32(h[8:], o.ssrc)
+		o.seq++
+		o.packets++
+		o.octets += frameSamples
+		if !audio {
+			o.silence++
+		}
+		o.lastTS = ts
+		o.lastSentAt = now
+	}
+	// Next tick: 20 ms after this one. In silence, fall back onto the
+	// grid if a talkspurt start pulled the phase forward; if the wheel
+	// fell far behind, re-phase rather than burst.
+	next := sched.Add(frameDur)
+	if !audio {
+		if g := o.grid.Add(time.Duration(o.n) * frameDur); g.After(next) {
+			next = g
+		}
+	}
+	if now.Sub(next) > 3*frameDur {
+		next = now
+		o.grid = now.Add(-time.Duration(o.n) * frameDur)
+	}
+	o.next = next
+	o.mu.Unlock()
+	if send {
+		_, _ = s.rtp.WriteToUDPAddrPort(o.pkt[:], dst)
+	}
+	if !s.closed.Load() {
+		s.paceTimer.Reset(next)
+	}
+}

@@ -1,0 +1,119 @@
+package media
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Stats are a stream's counters, per RFC 3550 where it defines them.
+type Stats struct {
+	PacketsSent     uint64
+	OctetsSent      uint64
+	SilenceSent     uint64 // packets of silence sent while nothing was queued
+	PacketsReceived uint64 // valid RTP from the far end (audio and events)
+	OctetsReceived  uint64 // payload octets
+
+	// Expected and CumulativeLost follow RFC 3550 A.3 for the current
+	// source, except that duplicates are not counted as received.
+	Expected       uint64
+	CumulativeLost int64
+	// FractionLost is the loss of the last RTCP report interval (0..1).
+	FractionLost float64
+	// Jitter is the RFC 3550 A.8 interarrival jitter.
+	Jitter time.Duration
+
+	Late       uint64 // packets too late for playout
+	Duplicates uint64
+	OutOfOrder uint64
+	Concealed  uint64 // inbound frames with concealed audio
+	Resyncs    uint64 // jitter buffer restarts (SSRC change, timestamp jump)
+	Frames     uint64 // inbound frames handed to the consumer
+
+	JitterDepth    time.Duration // now
+	JitterDepthMax time.Duration
+
+	Digits uint64
+
+	IgnoredSource      uint64 // RTP from a source other than the latched one
+	IgnoredPayloadType uint64
+	Malformed          uint64
+
+	Played       uint64 // outbound frames of queued audio sent
+	QueueDropped uint64 // outbound frames dropped because the queue was full
+	Flushed      uint64 // outbound frames dropped by Flush
+	Queued       int    // outbound frames waiting now
+
+	RTCPSent     uint64
+	RTCPReceived uint64
+	RemoteBye    bool
+	Remote       RemoteReport
+}
+
+// Stats returns the stream's counters.
+func (s *Stream) Stats() Stats {
+	var st Stats
+	in := &s.in
+	in.mu.Lock()
+	st.PacketsReceived = in.packets
+	st.OctetsReceived = in.octets
+	st.Expected = in.expected()
+	st.CumulativeLost = in.cumulativeLost()
+	st.FractionLost = float64(in.fraction) / 256
+	st.Jitter = time.Duration(in.jitter * float64(time.Second) / 8000)
+	st.Digits = in.digits
+	st.IgnoredSource = in.ignoredSource
+	st.IgnoredPayloadType = in.ignoredPayloadType
+	st.Malformed = in.malformed
+	st.Frames = in.frames
+	if in.jb != nil {
+		j := in.jb.Stats()
+		st.Late = j.Late
+		st.Duplicates = j.Duplicate
+		st.OutOfOrder = j.Reordered
+		st.Concealed = j.Concealed
+		st.Resyncs = j.Resyncs
+		st.JitterDepth = j.Depth
+		st.JitterDepthMax = j.MaxDepth
+	}
+	in.mu.Unlock()
+
+	o := &s.out
+	o.mu.Lock()
+	st.PacketsSent = o.packets
+	st.OctetsSent = o.octets
+	st.SilenceSent = o.silence
+	st.Played = o.played
+	st.QueueDropped = o.q.dropped
+	st.Flushed = o.flushed
+	st.Queued = o.q.n
+	o.mu.Unlock()
+
+	c := &s.ctl
+	c.mu.Lock()
+	st.RTCPSent = c.sent
+	st.RTCPReceived = c.received
+	st.RemoteBye = c.bye
+	st.Remote = c.remote
+	c.mu.Unlock()
+	return st
+}
+
+// LogValue logs the figures an operator looks at after a call.
+func (st Stats) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Uint64("sent", st.PacketsSent),
+		slog.Uint64("received", st.PacketsReceived),
+		slog.Int64("lost", st.CumulativeLost),
+		slog.Duration("jitter", st.Jitter),
+		slog.Uint64("late", st.Late),
+		slog.Uint64("duplicates", st.Duplicates),
+		slog.Uint64("out_of_order", st.OutOfOrder),
+		slog.Uint64("concealed", st.Concealed),
+		slog.Duration("jitter_depth_max", st.JitterDepthMax),
+		slog.Uint64("digits", st.Digits),
+		slog.Uint64("queue_dropped", st.QueueDropped),
+		slog.Bool("remote_report", st.Remote.Valid),
+		slog.Float64("remote_fraction_lost", st.Remote.FractionLost),
+		slog.Duration("remote_jitter", st.Remote.Jitter),
+	)
+}

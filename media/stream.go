@@ -1,0 +1,303 @@
+// Package media is one call's RTP endpoint: ports, the inbound path (RTP
+// reader, jitter buffer, codec conversion to the consumer's format), the
+// outbound path (re-framing, encoding, a bounded queue and a pacer), RFC 4733
+// digits, RTCP and RFC 3550 statistics.
+//
+// All calls share one timing wheel (media/clock) for pacing, playout and
+// RTCP. A Stream runs two goroutines of its own, the RTP reader and the
+// RTCP reader; Close stops and waits for both and cancels its timers.
+package media
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cxco/gateway/media/clock"
+	"github.com/cxco/gateway/media/jitter"
+	"github.com/cxco/gateway/media/sdp"
+)
+
+// Options configure a Stream.
+type Options struct {
+	Logger *slog.Logger // nil: discard
+	Wheel  *clock.Wheel // required; drives pacing, playout and RTCP
+	// Clock stamps packet arrivals; nil means Wheel.Clock().
+	Clock clock.Clock
+	// JitterMin and JitterMax bound the jitter buffer's depth; defaults
+	// 20 ms and 120 ms.
+	JitterMin, JitterMax time.Duration
+	// QueueMax bounds the outbound queue; default 20 s of audio. When it
+	// is full the oldest audio is dropped and counted.
+	QueueMax time.Duration
+	// RTCPInterval is the mean RTCP report interval; default 5 s.
+	RTCPInterval time.Duration
+	// CNAME for RTCP SDES; default "cxco@" + local address.
+	CNAME string
+}
+
+// Digit is one RFC 4733 telephone event.
+type Digit struct {
+	Digit     rune   // '0'-'9', '*', '#', 'A'-'D', or '!' for flash
+	Event     uint8  // RFC 4733 event code
+	Timestamp uint32 // RTP timestamp of the event
+	Arrival   time.Time
+}
+
+// Stream is one call's RTP endpoint. Create it with NewStream (which binds
+// its ports, so the port can go into the SDP answer), Start it with the
+// negotiated parameters, Close it when the call ends.
+//
+// Goroutines: the RTP reader and the RTCP reader. Timers on the shared
+// wheel: the pacer (every 20 ms), the playout timer (at each frame's due
+// time) and the RTCP timer.
+type Stream struct {
+	opt    Options
+	log    *slog.Logger
+	clk    clock.Clock
+	pool   *PortPool
+	port   int
+	local  netip.Addr
+	rtp    *net.UDPConn
+	rtcp   *net.UDPConn
+	shard  *clock.Shard
+	wg     sync.WaitGroup
+	closed atomic.Bool
+	once   sync.Once
+
+	started  atomic.Bool
+	wire     law
+	pt       uint8
+	dtmfPT   uint8
+	hasDTMF  bool
+	consumer Consumer
+
+	remote     atomic.Pointer[netip.AddrPort]
+	remoteRTCP atomic.Pointer[netip.AddrPort]
+	dir        atomic.Uint32 // sdp.Direction
+
+	in  inbound
+	out outbound
+	ctl control
+
+	playTimer clock.Timer
+	paceTimer clock.Timer
+	rtcpTimer clock.Timer
+}
+
+// NewStream binds an RTP/RTCP port pair from pool on ip (invalid or
+// unspecified: every local address, IPv4 and IPv6). It returns an error
+// wrapping ErrNoPorts when the pool is exhausted.
+func NewStream(pool *PortPool, ip netip.Addr, opts Options) (*Stream, error) {
+	if opts.Wheel == nil {
+		return nil, fmt.Errorf("media: Options.Wheel is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Clock == nil {
+		opts.Clock = opts.Wheel.Clock()
+	}
+	if opts.QueueMax <= 0 {
+		opts.QueueMax = 20 * time.Second
+	}
+	if opts.RTCPInterval <= 0 {
+		opts.RTCPInterval = 5 * time.Second
+	}
+	a, b, port, err := pool.allocate(ip)
+	if err != nil {
+		return nil, fmt.Errorf("media: allocate RTP ports: %w", err)
+	}
+	s := &Stream{opt: opts, log: opts.Logger, clk: opts.Clock, pool: pool, port: port, local: ip, rtp: a, rtcp: b}
+	if s.opt.CNAME == "" {
+		s.opt.CNAME = fmt.Sprintf("cxco@%s", a.LocalAddr())
+	}
+	s.shard = opts.Wheel.Shard()
+	s.shard.Init(&s.playTimer, s.onPlayout)
+	s.shard.Init(&s.paceTimer, s.onPace)
+	s.shard.Init(&s.rtcpTimer, s.onRTCPTimer)
+	s.out.ssrc = rand.Uint32()
+	s.out.seq = uint16(rand.Uint32())
+	s.out.ts0 = rand.Uint32()
+	return s, nil
+}
+
+// LocalPort returns the RTP port (RTCP is LocalPort()+1).
+func (s *Stream) LocalPort() int { return s.port }
+
+// LocalAddr returns the RTP socket's address.
+func (s *Stream) LocalAddr() netip.AddrPort {
+	return s.rtp.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// SSRC returns our outbound SSRC.
+func (s *Stream) SSRC() uint32 { return s.out.ssrc }
+
+// Start begins media with the negotiated parameters: the reader goroutines,
+// the pacer and RTCP. Frames go to c.Sink in c.Format.
+func (s *Stream) Start(n sdp.Negotiated, c Consumer) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	wire, err := lawOf(n.Codec)
+	if err != nil {
+		return err
+	}
+	if c.Format != FormatPCM16k {
+		c.Format = FormatULaw8k
+	}
+	if !s.started.CompareAndSwap(false, true) {
+		return ErrStarted
+	}
+	s.wire = wire
+	s.pt = n.Codec.PayloadType
+	s.dtmfPT, s.hasDTMF = n.DTMF.PayloadType, n.HasDTMF
+	s.consumer = c
+	s.setRemote(n.Remote, n.RemoteRTCP)
+	s.dir.Store(uint32(n.Direction))
+
+	now := s.clk.Now()
+	s.in.init(s, wire, c, now)
+	s.out.init(s, wire, c.Format, now)
+	s.ctl.init(now)
+
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.readRTP()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.readRTCP()
+	}()
+	s.paceTimer.Reset(now)
+	s.rtcpTimer.Reset(now.Add(s.rtcpDelay()))
+	s.log.Info("media started", "local", s.LocalAddr(), "remote", n.Remote, "codec", n.Codec.Name,
+		"pt", n.Codec.PayloadType, "dtmf", n.HasDTMF, "direction", n.Direction, "format", c.Format)
+	return nil
+}
+
+// Update applies a re-INVITE's negotiation: new remote address and
+// direction. (The codec chosen at Start stays.)
+func (s *Stream) Update(n sdp.Negotiated) {
+	s.SetRemote(n.Remote, n.RemoteRTCP)
+	s.SetDirection(n.Direction)
+}
+
+// SetRemote sets where RTP and RTCP go until the far end's own packets
+// arrive, and forgets the latched source so the first valid packet from
+// anywhere latches again (the media moved). An invalid rtp (hold with
+// c=0.0.0.0) stops sending.
+func (s *Stream) SetRemote(rtp, rtcp netip.AddrPort) {
+	s.setRemote(rtp, rtcp)
+	s.in.mu.Lock()
+	s.in.latched = false
+	s.in.mu.Unlock()
+}
+
+func (s *Stream) setRemote(rtp, rtcp netip.AddrPort) {
+	rtp = unmap(rtp)
+	rtcp = unmap(rtcp)
+	if !rtcp.IsValid() && rtp.IsValid() && rtp.Port() < 65535 {
+		rtcp = netip.AddrPortFrom(rtp.Addr(), rtp.Port()+1)
+	}
+	s.remote.Store(&rtp)
+	s.remoteRTCP.Store(&rtcp)
+}
+
+// Remote returns where RTP is sent now.
+func (s *Stream) Remote() netip.AddrPort {
+	if p := s.remote.Load(); p != nil {
+		return *p
+	}
+	return netip.AddrPort{}
+}
+
+// SetDirection sets our direction (as in our SDP): we send only when it is
+// sendrecv or sendonly, and RTP inactivity is only counted while it is
+// sendrecv or recvonly.
+func (s *Stream) SetDirection(d sdp.Direction) {
+	old := sdp.Direction(s.dir.Swap(uint32(d)))
+	if !old.Receives() && d.Receives() {
+		s.in.mu.Lock()
+		s.in.lastRecv = s.clk.Now() // hold time is not inactivity
+		s.in.mu.Unlock()
+	}
+}
+
+// Direction returns our current direction.
+func (s *Stream) Direction() sdp.Direction { return sdp.Direction(s.dir.Load()) }
+
+// LastReceived returns when RTP was last received, for the RTP inactivity
+// timeout. Start and the end of a hold count as activity, and while our
+// direction does not receive (hold) it returns the current time.
+func (s *Stream) LastReceived() time.Time {
+	if !s.Direction().Receives() {
+		return s.clk.Now()
+	}
+	s.in.mu.Lock()
+	defer s.in.mu.Unlock()
+	return s.in.lastRecv
+}
+
+// InboundChain describes the inbound path, e.g.
+// "RTP(PCMU) -> Jitter -> PCMU(decode) -> Resample(8000->16000) -> Sink".
+func (s *Stream) InboundChain() string {
+	if !s.started.Load() {
+		return ""
+	}
+	return s.in.chain.String()
+}
+
+// OutboundChain describes the outbound path.
+func (s *Stream) OutboundChain() string {
+	if !s.started.Load() {
+		return ""
+	}
+	return s.out.chain.String()
+}
+
+// Close stops the stream: it sends an RTCP BYE, cancels its timers, closes
+// the sockets, waits for the reader goroutines and releases the ports. It
+// must not be called from Sink or OnDigit.
+func (s *Stream) Close() error {
+	s.once.Do(func() {
+		s.closed.Store(true)
+		if s.started.Load() {
+			s.playTimer.StopWait()
+			s.paceTimer.StopWait()
+			s.rtcpTimer.StopWait()
+			s.sendRTCP(s.clk.Now(), true)
+		}
+		s.rtp.Close()
+		s.rtcp.Close()
+		s.wg.Wait()
+		s.pool.release(s.port)
+		s.out.mu.Lock()
+		s.out.signalDrained()
+		s.out.q.flush()
+		s.out.mu.Unlock()
+		if s.started.Load() {
+			st := s.Stats()
+			s.log.Info("media closed", "stats", st)
+		}
+	})
+	return nil
+}
+
+func unmap(a netip.AddrPort) netip.AddrPort {
+	if !a.IsValid() {
+		return a
+	}
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+// jitterOptions builds the jitter buffer's options.
+func (s *Stream) jitterOptions(wire law) jitter.Options {
+	return jitter.Options{Codec: jitterCodec{wire}, Min: s.opt.JitterMin, Max: s.opt.JitterMax}
+}
