@@ -40,7 +40,7 @@ func (p *Provisioner) Spec(ctx context.Context, a *store.Agent) (AgentSpec, erro
 	if err != nil {
 		return AgentSpec{}, fmt.Errorf("voice %d: %w", a.VoiceID, err)
 	}
-	cfg := ParseAgentConfig(a.Config)
+	cfg := store.ParseAgentConfig(a.Config)
 	spec := AgentSpec{
 		Name: a.Name, Prompt: a.Personality, FirstMessage: a.OpeningLine, Language: a.Language,
 		VoiceID: v.ExternalVoiceID, Temperature: cfg.Temperature, MaxDuration: cfg.MaxCallDuration,

@@ -199,6 +199,9 @@ type Final struct {
 	SIPReferSeconds int
 	ReferTo         string
 	Metadata        map[string]any // merged into metadata_
+	// AnsweredAt is when the call was answered, if it was and the record does not
+	// know it yet (usage counts only answered conversations).
+	AnsweredAt *time.Time
 }
 
 // FinishConversation records the end of an in-progress conversation, its usage
@@ -220,6 +223,10 @@ func (s *Store) FinishConversation(ctx context.Context, cid, id int64, f Final) 
 			end = s.Now()
 		}
 		c.Status, c.EndedAt = f.Status, &end
+		if c.AnsweredAt == nil && f.AnsweredAt != nil {
+			at := f.AnsweredAt.UTC().Truncate(time.Second)
+			c.AnsweredAt = &at
+		}
 		mc := int(n)
 		c.MessageCount = &mc
 		if f.EndReason != "" {

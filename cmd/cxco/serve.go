@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,9 @@ import (
 	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/bridge/providersim"
 	"github.com/cxco/gateway/control"
+	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/media/clock"
+	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
 
@@ -96,7 +100,30 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	wg.Add(1)
 	go func() { defer wg.Done(); api.RunWhatsApp(runCtx, nil) }()
 
+	// The media engine and the SIP user agent.
+	wheel := clock.New(clock.Options{})
+	wheel.Start()
+	defer wheel.Stop()
+	ports, err := media.NewPortPool(cfg.RTPMin, cfg.RTPMax)
+	if err != nil {
+		return err
+	}
+	sipSrv, err := sip.New(sip.Options{
+		Addr: cfg.SIPAddr, PublicIP: netip.MustParseAddr(cfg.PublicIP), TrunkAllow: cfg.TrunkPrefixes,
+		TrunkUser: cfg.TrunkUser, TrunkPassword: cfg.TrunkPassword, MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
+		EchoNumber: cfg.EchoNumber, Store: st, Connector: nil, Ports: ports, Wheel: wheel,
+		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Logger: log.With("component", "sip"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := sipSrv.Listen(); err != nil {
+		return err
+	}
+	defer sipSrv.Close()
+
 	banner(stdout, ln.Addr().String(), generated, st.Embedded())
+	fmt.Fprintf(stdout, "  SIP:        %s (UDP and TCP)\n", strings.Join(sipSrv.Addrs(), ", "))
 	log.Info("gateway ready", "http", ln.Addr().String(), "embedded_store", st.Embedded(), "startup_ms", time.Since(started).Milliseconds(), "version", version)
 
 	select {

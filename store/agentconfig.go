@@ -1,6 +1,6 @@
-package bridge
+package store
 
-// Audio formats an agent talks with the provider in.
+// Audio formats an agent talks with the provider in (config.audio_format).
 const (
 	FormatULaw8000 = "ulaw_8000"
 	FormatPCM16000 = "pcm_16000"

@@ -1,0 +1,455 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gsip "github.com/emiago/sipgo/sip"
+
+	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/media/sdp"
+	"github.com/cxco/gateway/store"
+)
+
+// call is one inbound call, from its INVITE to its end.
+//
+// Goroutines: the INVITE handler (sipgo's) sets the call up, sends the 200 and
+// retransmits it until the ACK, then returns; the supervisor (run) owns the call
+// from the 200 on and is the only one to end it. Everything that can end a call
+// sends on endCh; the supervisor's close path runs once.
+type call struct {
+	s     *Server
+	log   *slog.Logger
+	route *route
+
+	invite    *gsip.Request // the INVITE, cloned, with our To-tag
+	tx        gsip.ServerTransaction
+	id        string // dialog id
+	callID    string
+	ourTag    string
+	source    string // where the INVITE came from, ip:port
+	transport string
+	advertise netip.Addr // our address for this call (its family)
+	caller    string
+	called    string
+
+	local *sdp.Local
+	neg   sdp.Negotiated
+
+	mu           sync.Mutex
+	remoteTarget gsip.Uri
+	routeSet     []string
+	remoteCSeq   uint32
+	localCSeq    uint32
+	acks         map[uint32]chan *gsip.Request // CSeq of a 2xx waiting for its ACK
+	reinvite     bool                          // a re-INVITE transaction is in progress
+	lateOffer    bool                          // our 200 carried the offer; the ACK brings the answer
+	reinviteLate uint32                        // CSeq of a re-INVITE we answered with an offer
+	sessionExp   time.Time                     // RFC 4028: when the session expires without a refresh
+	sessionSE    time.Duration
+	weRefresh    bool
+	hold         bool
+	holdSince    time.Time
+
+	stream     *media.Stream
+	peer       Peer
+	conv       *store.Conversation
+	start      time.Time // INVITE received
+	answeredAt atomic.Pointer[time.Time]
+	acked      chan struct{}
+	ackOnce    sync.Once
+	endCh      chan endRequest
+	done       chan struct{}
+	transferMu sync.Mutex // one transfer at a time
+	xfer       *transferState
+}
+
+type endRequest struct {
+	reason  string
+	failed  bool
+	sendBye bool   // we end the call: send BYE
+	status  string // a final status to record instead of completed/failed (transferred)
+	referTo string
+	referS  int
+}
+
+// dialogID is the dialog id of an in-dialog request (our tag is its To-tag).
+func dialogID(callID, ourTag, theirTag string) string {
+	return callID + "__" + ourTag + "__" + theirTag
+}
+
+func (s *Server) lookup(req *gsip.Request) *call {
+	if req.CallID() == nil || req.To() == nil || req.From() == nil {
+		return nil
+	}
+	to, _ := req.To().Params.Get("tag")
+	from, _ := req.From().Params.Get("tag")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[dialogID(req.CallID().Value(), to, from)]
+}
+
+// onInvite handles an INVITE: in-dialog ones are re-INVITEs; new ones become calls.
+func (s *Server) onInvite(req *gsip.Request, tx gsip.ServerTransaction) {
+	if hasToTag(req) {
+		if c := s.lookup(req); c != nil {
+			c.onReinvite(req, tx)
+			return
+		}
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	// 100 Trying at once: the trunk stops retransmitting.
+	respond(tx, req, 100, "Trying")
+	if s.draining.Load() || s.closed.Load() {
+		s.reject(tx, req, &Status{Code: 503, Reason: "Service Unavailable", EndReason: "draining", RetryAfter: 30})
+		return
+	}
+	if s.auth != nil && !s.auth.check(req, tx) {
+		return
+	}
+	if n := s.setup.Add(1); n > int64(s.opt.MaxCalls) {
+		s.setup.Add(-1)
+		s.reject(tx, req, &Status{Code: 503, Reason: "Service Unavailable", EndReason: "at_capacity", RetryAfter: 5})
+		return
+	}
+	s.callWG.Add(1)
+	c := s.newCall(req, tx)
+	if !c.setupAndAnswer() {
+		c.release()
+	}
+}
+
+func (s *Server) reject(tx gsip.ServerTransaction, req *gsip.Request, st *Status) {
+	s.obs.Rejected(st.Code)
+	var hdrs []gsip.Header
+	if st.RetryAfter > 0 {
+		hdrs = append(hdrs, gsip.NewHeader("Retry-After", fmt.Sprint(st.RetryAfter)))
+	}
+	respond(tx, req, st.Code, st.Reason, hdrs...)
+}
+
+func (s *Server) newCall(req *gsip.Request, tx gsip.ServerTransaction) *call {
+	inv := req.Clone()
+	tag := gsip.GenerateTagN(16)
+	inv.To().Params.Add("tag", tag)
+	fromTag, _ := inv.From().Params.Get("tag")
+	c := &call{s: s, invite: inv, tx: tx, callID: inv.CallID().Value(), ourTag: tag, source: req.Source(),
+		transport: req.Transport(), caller: callerNumber(req), called: dialled(req), start: time.Now(),
+		acks: map[uint32]chan *gsip.Request{}, acked: make(chan struct{}), endCh: make(chan endRequest, 1), done: make(chan struct{}),
+		remoteCSeq: inv.CSeq().SeqNo, localCSeq: 1}
+	c.id = dialogID(c.callID, tag, fromTag)
+	if ct := inv.Contact(); ct != nil {
+		c.remoteTarget = ct.Address
+	} else {
+		c.remoteTarget = inv.From().Address
+	}
+	for _, rr := range inv.GetHeaders("Record-Route") {
+		for _, v := range strings.Split(rr.Value(), ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				c.routeSet = append(c.routeSet, v)
+			}
+		}
+	}
+	c.advertise = s.advertiseFor(req)
+	c.log = s.log.With("sip_call_id", c.callID, "from", c.caller, "to", c.called)
+	return c
+}
+
+// advertiseFor picks our address for a call: the public IP of the INVITE's family,
+// else the address the trunk sent the INVITE to.
+func (s *Server) advertiseFor(req *gsip.Request) netip.Addr {
+	src, _ := netip.ParseAddrPort(req.Source())
+	v6 := src.Addr().Unmap().Is6()
+	switch {
+	case v6 && s.opt.PublicIP6.IsValid():
+		return s.opt.PublicIP6
+	case v6 == s.opt.PublicIP.Is6():
+		return s.opt.PublicIP
+	}
+	if a, err := netip.ParseAddr(strings.Trim(req.Recipient.Host, "[]")); err == nil && a.Is6() == v6 {
+		return a
+	}
+	if v6 {
+		return netip.IPv6Loopback()
+	}
+	return s.opt.PublicIP
+}
+
+// release gives back the capacity a call held once it is fully over.
+func (c *call) release() {
+	c.s.setup.Add(-1)
+	c.s.callWG.Done()
+}
+
+// setupAndAnswer runs the call up to its 200 OK and ACK. It returns false when the
+// call never got going (rejected or cancelled); the supervisor owns it otherwise.
+func (c *call) setupAndAnswer() bool {
+	s := c.s
+	s.obs.CallStarted()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	cancelled := errors.New("cancelled by the caller")
+	if !c.tx.OnCancel(func(*gsip.Request) { cancel(cancelled) }) {
+		return false // the transaction is already gone
+	}
+	c.log.Info("call received", "source", c.source, "transport", c.transport)
+
+	// The offer (if any) first: a call we cannot carry is refused before anything is recorded.
+	offer, err := sdpBody(c.invite)
+	if err != nil {
+		s.reject(c.tx, c.invite, Reject(415, "Unsupported Media Type", "bad_sdp", err))
+		return false
+	}
+	c.local = sdp.NewLocal(c.advertise, 0)
+	if offer != nil {
+		sess, err := sdp.Parse(offer)
+		if err != nil {
+			c.log.Info("call refused: malformed SDP", "err", err)
+			s.reject(c.tx, c.invite, Reject(400, "Bad Request (Malformed SDP)", "bad_sdp", err))
+			return false
+		}
+		if c.neg, err = sdp.Negotiate(sess); err != nil {
+			c.log.Info("call refused: no common codec", "err", err)
+			res := gsip.NewResponseFromRequest(c.invite, 488, "Not Acceptable Here", nil)
+			res.AppendHeader(gsip.NewHeader("Warning", `304 cxco "Only PCMU and PCMA at 8000 Hz are supported"`))
+			s.obs.Rejected(488)
+			_ = c.tx.Respond(res)
+			return false
+		}
+	}
+	if se, reject := c.sessionTimerOffer(); reject != nil {
+		_ = c.tx.Respond(reject)
+		s.obs.Rejected(reject.StatusCode)
+		return false
+	} else {
+		c.sessionSE = se
+	}
+
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	rt, st := s.resolve(rctx, c.called)
+	rcancel()
+	if st != nil {
+		c.log.Info("call refused", "status", st.Code, "reason", st.EndReason)
+		s.reject(c.tx, c.invite, st)
+		return false
+	}
+	c.route = rt
+	if rt.agent != nil {
+		c.log = c.log.With("company_id", rt.company.ID, "agent_id", rt.agent.ID)
+		if err := c.recordStart(ctx); err != nil {
+			c.log.Warn("call refused: cannot record the conversation", "err", err)
+			s.reject(c.tx, c.invite, &Status{Code: 503, Reason: "Service Unavailable", EndReason: "store_unavailable", RetryAfter: 5})
+			return false
+		}
+	}
+	c.provisional(180, "Ringing")
+
+	// Media and the far side, before the answer.
+	stream, err := media.NewStream(s.opt.Ports, netip.Addr{}, media.Options{Logger: c.log, Wheel: s.opt.Wheel,
+		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax})
+	if err != nil {
+		c.log.Warn("call refused: no RTP ports", "err", err)
+		c.failSetup(&Status{Code: 503, Reason: "Service Unavailable", EndReason: EndMediaUnavailable, RetryAfter: 5, Err: err})
+		return false
+	}
+	c.stream = stream
+	c.local.Port = stream.LocalPort()
+	peer, err := c.connectPeer(ctx)
+	if err != nil {
+		stream.Close()
+		if context.Cause(ctx) == cancelled {
+			c.log.Info("call cancelled by the caller before answer")
+			c.recordEnd(endRequest{reason: EndCancelled, status: store.ConvCancelled}, media.Stats{})
+			return false
+		}
+		var st *Status
+		if !errors.As(err, &st) {
+			st = &Status{Code: 503, Reason: "Service Unavailable", EndReason: EndProviderDown, RetryAfter: 5, Err: err}
+		}
+		c.log.Warn("call refused: far side not ready", "status", st.Code, "reason", st.EndReason, "err", err)
+		c.failSetup(st)
+		return false
+	}
+	c.peer = peer
+	if context.Cause(ctx) == cancelled {
+		peer.Close(EndCancelled)
+		stream.Close()
+		c.log.Info("call cancelled by the caller before answer")
+		c.recordEnd(endRequest{reason: EndCancelled, status: store.ConvCancelled}, media.Stats{})
+		return false
+	}
+	return c.answer(ctx, offer, cancelled)
+}
+
+// connectPeer opens the far side: the echo line here, the provider through the connector.
+func (c *call) connectPeer(ctx context.Context) (Peer, error) {
+	if c.route.echo {
+		return newEchoPeer(), nil
+	}
+	if c.s.opt.Connector == nil {
+		return nil, errors.New("no connector for agent calls")
+	}
+	info := &CallInfo{ConversationID: c.conv.ID, Company: c.route.company, Agent: c.route.agent,
+		Caller: c.caller, Called: c.called, SIPCallID: c.callID, Log: c.log}
+	return c.s.opt.Connector.Connect(ctx, info)
+}
+
+// failSetup refuses the INVITE and records the conversation as failed.
+func (c *call) failSetup(st *Status) {
+	c.s.reject(c.tx, c.invite, st)
+	c.recordEnd(endRequest{reason: st.EndReason, failed: true}, media.Stats{})
+}
+
+// provisional sends a 1xx with our To-tag and Contact (it opens the early dialog).
+func (c *call) provisional(code int, reason string) {
+	res := gsip.NewResponseFromRequest(c.invite, code, reason, nil)
+	res.AppendHeader(c.contact())
+	_ = c.tx.Respond(res)
+}
+
+func (c *call) contact() *gsip.ContactHeader {
+	host := c.advertise.String()
+	if c.advertise.Is6() {
+		host = "[" + host + "]"
+	}
+	u := gsip.Uri{Scheme: "sip", User: "cxco", Host: host, Port: c.s.port}
+	if !strings.EqualFold(c.transport, "udp") {
+		u.UriParams = gsip.NewParams()
+		u.UriParams.Add("transport", strings.ToLower(c.transport))
+	}
+	return &gsip.ContactHeader{Address: u}
+}
+
+// answer sends the 200 OK with our SDP and hands the call to its supervisor.
+func (c *call) answer(ctx context.Context, offer []byte, cancelled error) bool {
+	var body []byte
+	if offer != nil {
+		var err error
+		body, c.neg, err = c.local.Answer(offer)
+		if err != nil { // negotiated above already; cannot happen
+			c.peer.Close(EndInternal)
+			c.stream.Close()
+			c.failSetup(Reject(488, "Not Acceptable Here", "bad_sdp", err))
+			return false
+		}
+	} else {
+		c.lateOffer = true
+		body = c.local.Offer(sdp.SendRecv)
+	}
+	res := gsip.NewSDPResponseFromRequest(c.invite, body)
+	res.AppendHeader(c.contact())
+	res.AppendHeader(gsip.NewHeader("Allow", allowMethods))
+	res.AppendHeader(gsip.NewHeader("Supported", strings.Join(supportedExt, ", ")))
+	c.addSessionTimer(res)
+
+	c.s.mu.Lock()
+	c.s.calls[c.id] = c
+	ack := make(chan *gsip.Request, 1)
+	c.acks[c.invite.CSeq().SeqNo] = ack
+	c.s.mu.Unlock()
+
+	now := time.Now()
+	c.answeredAt.Store(&now)
+	if !c.lateOffer {
+		c.startMediaAndPeer()
+	}
+	if err := c.tx.Respond(res); err != nil {
+		c.s.mu.Lock()
+		delete(c.s.calls, c.id)
+		c.s.mu.Unlock()
+		c.peer.Close(EndCancelled)
+		c.stream.Close()
+		if errors.Is(err, gsip.ErrTransactionCanceled) || context.Cause(ctx) == cancelled {
+			c.log.Info("call cancelled by the caller as it was answered")
+			c.recordEnd(endRequest{reason: EndCancelled, status: store.ConvCancelled}, media.Stats{})
+		} else {
+			c.log.Warn("could not send the 200 OK", "err", err)
+			c.recordEnd(endRequest{reason: EndInternal, failed: true}, media.Stats{})
+		}
+		return false
+	}
+	c.s.obs.CallAnswered(now.Sub(c.start))
+	c.log.Info("call answered", "setup_ms", now.Sub(c.start).Milliseconds(), "codec", c.neg.Codec.Name, "late_offer", c.lateOffer)
+	go c.run()
+	// RFC 3261 §13.3.1.4: retransmit the 2xx until the ACK (T1, doubling to T2), for 64*T1.
+	if got := c.retransmit2xx(c.tx, res, ack); got == nil {
+		c.end(endRequest{reason: EndNoACK, failed: true, sendBye: true})
+	}
+	return true
+}
+
+// retransmit2xx resends a 2xx until its ACK arrives, the call ends or 64*T1 passes.
+func (c *call) retransmit2xx(tx gsip.ServerTransaction, res *gsip.Response, ack chan *gsip.Request) *gsip.Request {
+	interval := gsip.T1
+	deadline := time.NewTimer(64 * gsip.T1)
+	defer deadline.Stop()
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case a := <-ack:
+			return a
+		case <-c.done:
+			return &gsip.Request{}
+		case <-deadline.C:
+			c.log.Warn("no ACK for our 2xx", "cseq", res.CSeq().SeqNo)
+			return nil
+		case <-t.C:
+			if err := tx.Respond(res); err != nil && !errors.Is(err, gsip.ErrTransactionTerminated) {
+				c.log.Debug("2xx retransmission failed", "err", err)
+			}
+			interval = min(2*interval, gsip.T2)
+			t.Reset(interval)
+		}
+	}
+}
+
+// startMediaAndPeer starts RTP with the negotiated parameters and then the peer
+// (which may play audio at once). Caller audio can reach the peer's OnAudio just
+// before its Start.
+func (c *call) startMediaAndPeer() {
+	if err := c.stream.Start(c.neg, media.Consumer{Format: c.peer.Format(), Sink: c.peer.OnAudio, OnDigit: c.peer.OnDigit}); err != nil {
+		c.log.Error("media start failed", "err", err)
+		c.end(endRequest{reason: EndInternal, failed: true, sendBye: true})
+		return
+	}
+	if c.neg.Hold {
+		c.setHold(true)
+	}
+	if err := c.peer.Start(c); err != nil {
+		c.log.Warn("far side failed to start", "err", err)
+		c.end(endRequest{reason: EndProviderError, failed: true, sendBye: true})
+	}
+}
+
+// AnsweredAt implements Call.
+func (c *call) AnsweredAt() time.Time {
+	if t := c.answeredAt.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
+}
+
+// Play, Flush and Drained implement Call over the media stream.
+func (c *call) Play(audio []byte) error  { return c.stream.Play(audio) }
+func (c *call) Flush() int               { return c.stream.Flush() }
+func (c *call) Drained() <-chan struct{} { return c.stream.Drained() }
+
+// Hangup implements Call: the far side ends the call.
+func (c *call) Hangup(reason string) { c.end(endRequest{reason: reason, sendBye: true}) }
+
+// end asks the supervisor to end the call; the first request wins.
+func (c *call) end(e endRequest) {
+	select {
+	case c.endCh <- e:
+	default:
+	}
+}

@@ -1,0 +1,367 @@
+// Package sip is the gateway's SIP user agent: it answers the INVITEs a trunk sends
+// for pooled numbers, negotiates media, runs each call's dialog (re-INVITE, UPDATE,
+// session timers, BYE, CANCEL) and hands the answered call to its far side (the
+// voice-AI bridge or the echo line). It is built on emiago/sipgo's transport and
+// transaction layers; dialogs are managed here.
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	gsip "github.com/emiago/sipgo/sip"
+
+	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/media/clock"
+	"github.com/cxco/gateway/store"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Addr is where to listen, UDP and TCP: ":5060" listens on every IPv4 and IPv6
+	// address; "127.0.0.1:5060" or "[::1]:5060" on one. Port 0 picks a free port.
+	Addr string
+	// PublicIP is written into Contact, Via and SDP (IPv4 or IPv6). PublicIP6, when
+	// set, is used for IPv6 peers.
+	PublicIP, PublicIP6 netip.Addr
+	// TrunkAllow lists the sources that may send requests; others are dropped silently.
+	TrunkAllow []netip.Prefix
+	// TrunkUser/TrunkPassword turn on digest authentication of INVITEs.
+	TrunkUser, TrunkPassword string
+	// MaxCalls bounds the calls in setup or up; more INVITEs get 503 with Retry-After.
+	MaxCalls int
+	// RTPTimeout ends a call after this long without RTP (not while on hold).
+	RTPTimeout time.Duration
+	// EchoNumber answers every call with the caller's own audio.
+	EchoNumber string
+	// FloodRate and FloodBurst bound new requests per source address (token bucket).
+	FloodRate  float64
+	FloodBurst int
+	// SessionMinSE is our Min-SE for RFC 4028 session timers (default 90 s).
+	SessionMinSE time.Duration
+
+	Store     *store.Store
+	Connector Connector // the far side of agent calls
+	Ports     *media.PortPool
+	Wheel     *clock.Wheel
+	// JitterMin/JitterMax configure every call's jitter buffer.
+	JitterMin, JitterMax time.Duration
+	Logger               *slog.Logger
+	// Observer is told about call events (metrics); nil is fine.
+	Observer Observer
+}
+
+// Observer receives call events for metrics.
+type Observer interface {
+	CallStarted()
+	CallAnswered(setup time.Duration)
+	CallEnded(reason string, status int, stats media.Stats)
+	Rejected(status int)
+	Dropped(why string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) CallStarted()                       {}
+func (nopObserver) CallAnswered(time.Duration)         {}
+func (nopObserver) CallEnded(string, int, media.Stats) {}
+func (nopObserver) Rejected(int)                       {}
+func (nopObserver) Dropped(string)                     {}
+
+// Server is the SIP user agent.
+type Server struct {
+	opt   Options
+	log   *slog.Logger
+	obs   Observer
+	ua    *sipgo.UserAgent
+	srv   *sipgo.Server
+	cli   *sipgo.Client
+	flood *floodLimiter
+	udp   udpResponder
+	auth  *digestAuth
+
+	conns     []net.PacketConn
+	listeners []net.Listener
+	port      int
+	serveWG   sync.WaitGroup
+
+	mu       sync.Mutex
+	calls    map[string]*call // by dialog id
+	setup    atomic.Int64     // calls in setup or up
+	draining atomic.Bool
+	closed   atomic.Bool
+	callWG   sync.WaitGroup
+	killAll  chan struct{}
+	killOnce sync.Once
+}
+
+// New prepares a server; Listen binds it.
+func New(opt Options) (*Server, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.MaxCalls <= 0 {
+		opt.MaxCalls = 1000
+	}
+	if opt.RTPTimeout <= 0 {
+		opt.RTPTimeout = 30 * time.Second
+	}
+	if opt.FloodRate == 0 {
+		opt.FloodRate, opt.FloodBurst = 300, 600
+	}
+	if opt.SessionMinSE <= 0 {
+		opt.SessionMinSE = 90 * time.Second
+	}
+	if !opt.PublicIP.IsValid() {
+		opt.PublicIP = netip.MustParseAddr("127.0.0.1")
+	}
+	s := &Server{opt: opt, log: opt.Logger, obs: opt.Observer, calls: map[string]*call{}, killAll: make(chan struct{}),
+		flood: newFloodLimiter(opt.FloodRate, opt.FloodBurst, nil), udp: udpResponder{conns: map[string]net.PacketConn{}}}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
+	if opt.TrunkUser != "" {
+		s.auth = newDigestAuth("cxco", opt.TrunkUser, opt.TrunkPassword)
+	}
+	return s, nil
+}
+
+// Listen binds the UDP and TCP sockets and starts serving.
+func (s *Server) Listen() error {
+	host, portStr, err := net.SplitHostPort(s.opt.Addr)
+	if err != nil {
+		return fmt.Errorf("sip: listen address %q: %w", s.opt.Addr, err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	var binds []bind
+	switch ip, err := netip.ParseAddr(host); {
+	case host == "":
+		binds = []bind{{"udp4", "0.0.0.0"}, {"udp6", "::"}}
+	case err != nil:
+		return fmt.Errorf("sip: listen host %q is not an IP address", host)
+	case ip.Is4():
+		binds = []bind{{"udp4", ip.String()}}
+	default:
+		binds = []bind{{"udp6", ip.String()}}
+	}
+	// Bind every socket on one port: the first picks it when it is 0.
+	for attempt := 0; ; attempt++ {
+		err = s.bindAll(binds, port)
+		if err == nil || port != 0 || attempt > 20 {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	s.setupUA()
+	for _, c := range s.conns {
+		s.serveWG.Add(1)
+		go func() { defer s.serveWG.Done(); _ = s.srv.ServeUDP(c) }()
+	}
+	for _, l := range s.listeners {
+		s.serveWG.Add(1)
+		go func() { defer s.serveWG.Done(); _ = s.srv.ServeTCP(l) }()
+	}
+	s.log.Info("SIP listening", "udp_tcp", s.Addrs(), "public_ip", s.opt.PublicIP.String())
+	return nil
+}
+
+type bind struct{ network, addr string }
+
+func (s *Server) bindAll(binds []bind, port int) error {
+	var conns []net.PacketConn
+	var lns []net.Listener
+	undo := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		for _, l := range lns {
+			l.Close()
+		}
+	}
+	p := port
+	for _, b := range binds {
+		c, err := net.ListenPacket(b.network, net.JoinHostPort(b.addr, strconv.Itoa(p)))
+		if err != nil {
+			if b.network == "udp6" && b.addr == "::" && len(binds) > 1 && !isAddrInUse(err) {
+				continue // no IPv6 on this machine
+			}
+			undo()
+			return fmt.Errorf("sip: listen %s %s: %w", b.network, net.JoinHostPort(b.addr, strconv.Itoa(p)), err)
+		}
+		p = c.LocalAddr().(*net.UDPAddr).Port
+		tcp := "tcp" + b.network[3:]
+		l, err := net.Listen(tcp, net.JoinHostPort(b.addr, strconv.Itoa(p)))
+		if err != nil {
+			c.Close()
+			undo()
+			return fmt.Errorf("sip: listen %s %s: %w", tcp, net.JoinHostPort(b.addr, strconv.Itoa(p)), err)
+		}
+		conns, lns = append(conns, c), append(lns, l)
+	}
+	s.conns, s.listeners, s.port = conns, lns, p
+	for _, c := range conns {
+		s.udp.conns[c.LocalAddr().String()] = c
+	}
+	return nil
+}
+
+func isAddrInUse(err error) bool { return strings.Contains(err.Error(), "address already in use") }
+
+// Port is the SIP port every listener shares.
+func (s *Server) Port() int { return s.port }
+
+// Addrs lists the bound UDP addresses (TCP listens on the same).
+func (s *Server) Addrs() []string {
+	var out []string
+	for _, c := range s.conns {
+		out = append(out, c.LocalAddr().String())
+	}
+	return out
+}
+
+func (s *Server) setupUA() {
+	// Large SDP offers and REFER NOTIFYs must not fail on UDP (sipgo refuses > MTU-200).
+	gsip.UDPMTUSize = 9000
+	ua, _ := sipgo.NewUA(
+		sipgo.WithUserAgent("CXCo"),
+		sipgo.WithUserAgentTransportLayerOptions(
+			transportLogger(s.log),
+			gsip.WithTransportLayerReadFilter(s.readFilter),
+		),
+		sipgo.WithUserAgentTransactionLayerOptions(gsip.WithTransactionLayerLogger(quietLogger(s.log))),
+	)
+	s.ua = ua
+	s.srv, _ = sipgo.NewServer(ua, sipgo.WithServerLogger(quietLogger(s.log)))
+	s.cli, _ = sipgo.NewClient(ua, sipgo.WithClientLogger(quietLogger(s.log)))
+	s.register()
+}
+
+// readFilter runs on every datagram and TCP read before sipgo parses it: it drops
+// sources outside the trunk allow-list (silently), rate-limits new requests per
+// source, and answers requests sipgo could not parse with a stateless 400.
+func (s *Server) readFilter(p gsip.TransportReadProps, data []byte) ([]byte, error) {
+	src, ok := addrOf(p.RemoteAddr)
+	if !ok || !s.allowed(src) {
+		s.obs.Dropped("trunk_allow")
+		if strings.HasPrefix(p.Transport, "tcp") {
+			return nil, errors.New("source not in --trunk-allow")
+		}
+		return nil, nil
+	}
+	if isNewRequest(data) && !s.flood.allow(src) {
+		s.obs.Dropped("flood")
+		return nil, nil
+	}
+	if strings.HasPrefix(p.Transport, "udp") && len(data) > 4 && !isKeepalive(data) {
+		if _, err := gsip.ParseMessage(data); err != nil {
+			s.udp.send(p.LocalAddr, p.RemoteAddr, statelessReject(data, 400, "Bad Request"))
+			s.obs.Dropped("malformed")
+			return nil, nil
+		}
+	}
+	return data, nil
+}
+
+func isKeepalive(b []byte) bool {
+	for _, c := range b {
+		if c != '\r' && c != '\n' && c != ' ' && c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// isNewRequest: an INVITE, OPTIONS, REGISTER, ... that starts something (not an
+// ACK, BYE or CANCEL of something already under way, and not a response).
+func isNewRequest(b []byte) bool {
+	for _, m := range []string{"INVITE ", "OPTIONS ", "REGISTER ", "MESSAGE ", "SUBSCRIBE ", "REFER ", "PUBLISH "} {
+		if len(b) >= len(m) && string(b[:len(m)]) == m {
+			return true
+		}
+	}
+	return false
+}
+
+func addrOf(a net.Addr) (netip.Addr, bool) {
+	switch v := a.(type) {
+	case *net.UDPAddr:
+		ap := v.AddrPort()
+		return ap.Addr().Unmap(), true
+	case *net.TCPAddr:
+		ap := v.AddrPort()
+		return ap.Addr().Unmap(), true
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return ap.Addr().Unmap(), err == nil
+}
+
+func (s *Server) allowed(a netip.Addr) bool {
+	for _, p := range s.opt.TrunkAllow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Drain stops taking new calls: INVITEs get 503 with Retry-After and OPTIONS says
+// 503 too, so a proxy in front (Kamailio's dispatcher) takes this node out.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Draining reports whether Drain was called.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// ActiveCalls is the number of calls in setup or up.
+func (s *Server) ActiveCalls() int { return int(s.setup.Load()) }
+
+// WaitIdle waits until no call is in setup or up, or ctx ends.
+func (s *Server) WaitIdle(ctx context.Context) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for s.setup.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// HangupAll ends every call (BYE) with the shutdown reason and waits for their records.
+func (s *Server) HangupAll() {
+	s.killOnce.Do(func() { close(s.killAll) })
+	s.callWG.Wait()
+}
+
+// Close ends every call, stops listening and waits for the server's goroutines.
+func (s *Server) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.draining.Store(true)
+	s.HangupAll()
+	for _, c := range s.conns {
+		c.Close()
+	}
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	if s.ua != nil {
+		s.ua.Close()
+	}
+	s.serveWG.Wait()
+	return nil
+}

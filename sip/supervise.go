@@ -1,0 +1,167 @@
+package sip
+
+import (
+	"context"
+	"time"
+
+	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/store"
+)
+
+// run is the call's supervisor: it waits for whatever ends the call first — BYE,
+// the far side, max duration, RTP inactivity, an expired session timer, shutdown —
+// and then ends it once: BYE (when we end it), far side closed, media closed, record
+// written.
+func (c *call) run() {
+	defer c.release()
+	maxDur := time.Hour
+	if c.route.agent != nil {
+		maxDur = time.Duration(store.ParseAgentConfig(c.route.agent.Config).MaxCallDuration) * time.Second
+	}
+	limit := time.NewTimer(maxDur)
+	defer limit.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var e endRequest
+loop:
+	for {
+		select {
+		case e = <-c.endCh:
+			break loop
+		case <-c.peer.Done():
+			pe := c.peer.End()
+			e = endRequest{reason: pe.Reason, failed: pe.Failed, sendBye: true}
+			break loop
+		case <-limit.C:
+			e = endRequest{reason: EndMaxDuration, sendBye: true}
+			break loop
+		case <-c.s.killAll:
+			e = endRequest{reason: EndShutdown, sendBye: true}
+			break loop
+		case now := <-tick.C:
+			if c.rtpTimedOut(now) {
+				e = endRequest{reason: EndRTPTimeout, sendBye: true}
+				break loop
+			}
+			if end, refresh := c.sessionTimerDue(now); end {
+				e = endRequest{reason: EndSessionExpired, sendBye: true}
+				break loop
+			} else if refresh {
+				go c.refreshSession()
+			}
+		}
+	}
+	close(c.done)
+	// Over now. Writes below run without any request's context, with their own limits.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if e.sendBye {
+		c.sendBye(ctx)
+	}
+	c.peer.Close(e.reason)
+	c.stream.Close()
+	stats := c.stream.Stats()
+	c.s.mu.Lock()
+	delete(c.s.calls, c.id)
+	c.s.mu.Unlock()
+	c.recordEnd(e, stats)
+	c.s.obs.CallEnded(e.reason, 200, stats)
+	dur := time.Since(c.AnsweredAt())
+	c.log.Info("call ended", "reason", e.reason, "duration_s", int(dur.Seconds()),
+		"rtp_in", stats.PacketsReceived, "rtp_out", stats.PacketsSent, "lost", stats.CumulativeLost,
+		"jitter_ms", float64(stats.Jitter)/float64(time.Millisecond), "concealed", stats.Concealed, "late", stats.Late)
+}
+
+// rtpTimedOut: no RTP for --rtp-timeout, not counting time on hold.
+func (c *call) rtpTimedOut(now time.Time) bool {
+	c.mu.Lock()
+	hold, since := c.hold, c.holdSince
+	c.mu.Unlock()
+	if hold {
+		return false
+	}
+	last := c.stream.LastReceived()
+	if t := c.AnsweredAt(); last.Before(t) {
+		last = t
+	}
+	if last.Before(since) {
+		last = since // back from hold: the clock starts again
+	}
+	return now.Sub(last) > c.s.opt.RTPTimeout
+}
+
+// setHold records whether the far end put the call on hold.
+func (c *call) setHold(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hold != on {
+		c.holdSince = time.Now()
+	}
+	c.hold = on
+}
+
+// recordStart writes the conversation as in progress (and the caller's contact).
+func (c *call) recordStart(ctx context.Context) error {
+	caller := c.caller
+	called := c.called
+	conv, err := c.s.opt.Store.CreateConversation(ctx, store.Conversation{
+		AgentID: c.route.agent.ID, CompanyID: c.route.company.ID, Channel: "voice", Direction: "inbound",
+		CallerNumber: &caller, CalledNumber: &called, StartedAt: c.start, SIPCallID: c.callID, Source: "elevenlabs",
+	})
+	if err != nil {
+		return err
+	}
+	c.conv = conv
+	c.log = c.log.With("conversation_id", conv.ID)
+	return nil
+}
+
+// recordEnd writes how the conversation ended, with its media statistics; usage
+// counters and the event follow in the same store transaction.
+func (c *call) recordEnd(e endRequest, stats media.Stats) {
+	if c.conv == nil {
+		return
+	}
+	status := store.ConvCompleted
+	switch {
+	case e.status != "":
+		status = e.status
+	case e.failed:
+		status = store.ConvFailed
+	}
+	f := store.Final{Status: status, EndedAt: time.Now(), EndReason: e.reason, SIPReferSeconds: e.referS, ReferTo: e.referTo}
+	if t := c.AnsweredAt(); !t.IsZero() && status != store.ConvCancelled && c.isAcked() {
+		f.AnsweredAt = &t
+	}
+	if stats.PacketsReceived > 0 || stats.PacketsSent > 0 {
+		f.Metadata = map[string]any{"rtp": statsMap(stats)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.s.opt.Store.FinishConversation(ctx, c.conv.CompanyID, c.conv.ID, f); err != nil {
+		c.log.Error("could not record the end of the conversation", "err", err)
+	}
+}
+
+func (c *call) isAcked() bool {
+	select {
+	case <-c.acked:
+		return true
+	default:
+		return false
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func statsMap(s media.Stats) map[string]any {
+	return map[string]any{
+		"packets_received": s.PacketsReceived, "packets_sent": s.PacketsSent,
+		"octets_received": s.OctetsReceived, "octets_sent": s.OctetsSent,
+		"expected": s.Expected, "lost": s.CumulativeLost, "jitter_ms": ms(s.Jitter),
+		"late": s.Late, "duplicates": s.Duplicates, "out_of_order": s.OutOfOrder,
+		"concealed_frames": s.Concealed, "jitter_depth_ms": ms(s.JitterDepth), "jitter_depth_max_ms": ms(s.JitterDepthMax),
+		"dtmf_digits": s.Digits, "played_frames": s.Played, "flushed_frames": s.Flushed, "queue_dropped": s.QueueDropped,
+		"remote_lost": s.Remote.CumulativeLost, "remote_jitter_ms": ms(s.Remote.Jitter),
+	}
+}
