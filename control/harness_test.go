@@ -17,14 +17,14 @@ import (
 	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/bridge/providersim"
 	"github.com/cxco/gateway/control"
-	"github.com/cxco/gateway/internal/testutil"
+	"github.com/cxco/gateway/store/redistest"
 	"github.com/cxco/gateway/store"
 )
 
 // env is one control plane on a real redis-server with the provider simulator.
 type env struct {
-	t        *testing.T
-	redis    *testutil.Redis
+	t        testing.TB
+	redis    *redistest.Redis
 	st       *store.Store
 	sim      *providersim.Server
 	simURL   string
@@ -40,15 +40,15 @@ type env struct {
 
 type envOpts struct {
 	providerURL string // overrides the simulator (e.g. a dead address)
-	redis       *testutil.Redis
+	redis       *redistest.Redis
 	verifyDelay time.Duration
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	e := &env{t: t, redis: o.redis}
 	if e.redis == nil {
-		e.redis = testutil.StartRedis(t)
+		e.redis = redistest.StartRedis(t)
 	}
 	e.secret = store.GenerateSecretKey()
 	var err error
@@ -99,7 +99,7 @@ type resp struct {
 	Body   []byte
 }
 
-func (r resp) json(t *testing.T) map[string]any {
+func (r resp) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.Body, &m); err != nil {
@@ -108,7 +108,7 @@ func (r resp) json(t *testing.T) map[string]any {
 	return m
 }
 
-func (r resp) list(t *testing.T) []any {
+func (r resp) list(t testing.TB) []any {
 	t.Helper()
 	var l []any
 	if err := json.Unmarshal(r.Body, &l); err != nil {

@@ -2,7 +2,7 @@
 # Runs every test of the gateway. Installs what the tests need from Debian packages
 # when it is missing (redis-server, sip-tester), and fails — never skips — when it cannot.
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)

@@ -1,0 +1,397 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/sip"
+	"github.com/cxco/gateway/store"
+)
+
+// Observer is told about provider sessions (metrics).
+type Observer interface {
+	ProviderRTT(d time.Duration)
+	ProviderReconnect(ok bool)
+	ProviderConnect(d time.Duration, err error)
+}
+
+// Stats counts provider websocket traffic of the whole process.
+type Stats struct {
+	MessagesIn, MessagesOut atomic.Int64
+	Sessions                atomic.Int64
+}
+
+// Connector opens a provider session for each agent call (it implements sip.Connector).
+type Connector struct {
+	Provisioner *Provisioner
+	Store       *store.Store
+	BaseURL     string        // the provider's http(s) base URL
+	Timeout     time.Duration // --provider-timeout: connect, initiation and metadata
+	Log         *slog.Logger
+	Observer    Observer
+	// AnalysisRetry is how long to keep asking for the post-call analysis (default 2 min).
+	AnalysisRetry time.Duration
+
+	stats  Stats
+	bg     sync.WaitGroup
+	bgStop chan struct{}
+	once   sync.Once
+	dialer *websocket.Dialer
+}
+
+// Stats are the process's provider traffic counters.
+func (c *Connector) Stats() *Stats { return &c.stats }
+
+func (c *Connector) init() {
+	c.once.Do(func() {
+		c.bgStop = make(chan struct{})
+		c.dialer = &websocket.Dialer{HandshakeTimeout: c.timeout(), ReadBufferSize: 16 << 10, WriteBufferSize: 4 << 10,
+			Subprotocols: []string{"convai"}}
+		if c.Log == nil {
+			c.Log = slog.New(slog.DiscardHandler)
+		}
+		if c.AnalysisRetry <= 0 {
+			c.AnalysisRetry = 2 * time.Minute
+		}
+	})
+}
+
+func (c *Connector) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return 3 * time.Second
+}
+
+// Close stops background work (post-call analysis fetches) and waits for it.
+func (c *Connector) Close() {
+	c.init()
+	select {
+	case <-c.bgStop:
+	default:
+		close(c.bgStop)
+	}
+	c.bg.Wait()
+}
+
+func (c *Connector) wsURL(agentID string) (string, error) {
+	u, err := url.Parse(strings.TrimRight(c.BaseURL, "/") + "/v1/convai/conversation")
+	if err != nil {
+		return "", err
+	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	}
+	q := u.Query()
+	q.Set("agent_id", agentID)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// Connect implements sip.Connector: it opens the websocket with the company's
+// credentials, sends conversation_initiation_client_data and waits for
+// conversation_initiation_metadata, all within --provider-timeout.
+func (c *Connector) Connect(ctx context.Context, info *sip.CallInfo) (sip.Peer, error) {
+	c.init()
+	a := info.Agent
+	if a.ExternalAgentID == nil || *a.ExternalAgentID == "" {
+		return nil, &sip.Status{Code: 480, Reason: "Temporarily Unavailable", EndReason: "agent_not_provisioned"}
+	}
+	key, err := c.Provisioner.APIKey(ctx, a.CompanyID)
+	if err != nil {
+		return nil, err
+	}
+	cfg := store.ParseAgentConfig(a.Config)
+	s := &Session{c: c, info: info, log: info.Log, apiKey: key, agent: *a.ExternalAgentID,
+		wake: make(chan struct{}, 1), ctrl: make(chan []byte, 64), done: make(chan struct{}), stop: make(chan struct{})}
+	s.format = media.FormatULaw8k
+	bytesPerMS := 8
+	if cfg.AudioFormat == store.FormatPCM16000 {
+		s.format, bytesPerMS = media.FormatPCM16k, 32
+	}
+	s.chunkBytes = cfg.ChunkMS * bytesPerMS
+	s.partial = make([]byte, 0, s.chunkBytes+640)
+	s.ring = make([][]byte, ringSlots)
+	s.arrivals = make([]time.Time, ringSlots)
+	start := time.Now()
+	conn, convID, err := c.open(ctx, s, true)
+	if c.Observer != nil {
+		c.Observer.ProviderConnect(time.Since(start), err)
+	}
+	if err != nil {
+		return nil, &sip.Status{Code: 503, Reason: "Service Unavailable", EndReason: sip.EndProviderDown, RetryAfter: 5, Err: err}
+	}
+	s.conn, s.convIDs = conn, []string{convID}
+	s.log = s.log.With("provider_conversation_id", convID)
+	s.rec = newRecorder(c.Store, info.Company.ID, info.ConversationID, s.log)
+	s.rec.add(recJob{update: func(cv *store.Conversation) error {
+		cv.ExternalConversationID = &convID
+		cv.Source = "elevenlabs"
+		return nil
+	}})
+	c.stats.Sessions.Add(1)
+	s.wg.Add(2)
+	go s.reader()
+	go s.writer()
+	s.log.Info("provider session open", "connect_ms", time.Since(start).Milliseconds(), "format", s.format)
+	return s, nil
+}
+
+// open dials the provider, sends the initiation and waits for the metadata.
+func (c *Connector) open(ctx context.Context, s *Session, first bool) (*websocket.Conn, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	u, err := c.wsURL(s.agent)
+	if err != nil {
+		return nil, "", err
+	}
+	h := http.Header{}
+	h.Set("xi-api-key", s.apiKey)
+	conn, res, err := c.dialer.DialContext(ctx, u, h)
+	if err != nil {
+		if res != nil {
+			return nil, "", fmt.Errorf("%w: websocket handshake: HTTP %d", ErrProvider, res.StatusCode)
+		}
+		return nil, "", fmt.Errorf("%w: %w", ErrProvider, err)
+	}
+	fail := func(err error) (*websocket.Conn, string, error) {
+		conn.Close()
+		return nil, "", err
+	}
+	deadline, _ := ctx.Deadline()
+	conn.SetWriteDeadline(deadline)
+	if err := conn.WriteMessage(websocket.TextMessage, c.initiation(s, first)); err != nil {
+		return fail(fmt.Errorf("%w: send initiation: %w", ErrProvider, err))
+	}
+	conn.SetReadDeadline(deadline)
+	// The metadata comes first; anything else before it is kept for the session.
+	for {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			return fail(fmt.Errorf("%w: waiting for conversation_initiation_metadata: %w", ErrProvider, err))
+		}
+		var ev serverEvent
+		if jsonErr := jsonUnmarshal(msg, &ev); jsonErr != nil {
+			continue
+		}
+		if ev.Type == "conversation_initiation_metadata" && ev.Meta != nil {
+			want := store.FormatULaw8000
+			if s.format == media.FormatPCM16k {
+				want = store.FormatPCM16000
+			}
+			if ev.Meta.UserInputAudioFormat != "" && ev.Meta.UserInputAudioFormat != want ||
+				ev.Meta.AgentOutputAudioFormat != "" && ev.Meta.AgentOutputAudioFormat != want {
+				return fail(fmt.Errorf("%w: provider audio formats %s/%s, agent expects %s",
+					ErrProvider, ev.Meta.UserInputAudioFormat, ev.Meta.AgentOutputAudioFormat, want))
+			}
+			conn.SetReadDeadline(time.Time{})
+			conn.SetWriteDeadline(time.Time{})
+			return conn, ev.Meta.ConversationID, nil
+		}
+	}
+}
+
+// initiation is conversation_initiation_client_data: the agent's personality, opening
+// line, language and voice as overrides, its temperature for the LLM, and the call's
+// dynamic variables. A reconnect asks the agent not to greet again.
+func (c *Connector) initiation(s *Session, first bool) []byte {
+	a := s.info.Agent
+	firstMsg := a.OpeningLine
+	if !first {
+		firstMsg = ""
+	}
+	override := map[string]any{
+		"agent": map[string]any{"prompt": map[string]any{"prompt": a.Personality}, "first_message": firstMsg, "language": a.Language},
+	}
+	if c.Store != nil {
+		if v, err := c.Store.GetVoice(context.Background(), a.VoiceID); err == nil {
+			override["tts"] = map[string]any{"voice_id": v.ExternalVoiceID}
+		}
+	}
+	extra := map[string]any{}
+	if t := store.ParseAgentConfig(a.Config).Temperature; t != nil {
+		extra["temperature"] = *t
+	}
+	vars := map[string]any{
+		"caller_number":   s.info.Caller,
+		"called_number":   s.info.Called,
+		"conversation_id": strconv.FormatInt(s.info.ConversationID, 10),
+		"agent_name":      a.Name,
+	}
+	return mustMarshal(map[string]any{
+		"type":                         "conversation_initiation_client_data",
+		"conversation_config_override": override,
+		"custom_llm_extra_body":        extra,
+		"dynamic_variables":            vars,
+	})
+}
+
+// reconnect replaces a dropped socket once, within a second, and tells the new
+// conversation what was said so far.
+func (s *Session) reconnect() bool {
+	s.reconnects++
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	conn, convID, err := s.c.open(ctx, s, false)
+	if s.c.Observer != nil {
+		s.c.Observer.ProviderReconnect(err == nil)
+	}
+	if err != nil {
+		s.log.Warn("provider reconnect failed", "err", err)
+		return false
+	}
+	s.connMu.Lock()
+	old := s.conn
+	s.conn = conn
+	s.convIDs = append(s.convIDs, convID)
+	s.connMu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	s.log.Info("provider reconnected", "provider_conversation_id", convID)
+	if digest := s.transcriptDigest(); digest != "" {
+		s.send(contextualUpdate("The connection dropped and was restored; the conversation continues. So far: " + digest))
+	}
+	return true
+}
+
+// transcriptDigest is the conversation so far, in a few lines.
+func (s *Session) transcriptDigest() string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	tr, err := s.c.Store.Transcript(ctx, s.info.Company.ID, s.info.ConversationID)
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, e := range tr[max(0, len(tr)-12):] {
+		fmt.Fprintf(&b, "%s: %s\n", e.Role, e.Message)
+	}
+	return b.String()
+}
+
+// analyse fetches the provider's post-call analysis in the background, with retries,
+// and stores summary, success and token counts on the conversation.
+func (c *Connector) analyse(info *sip.CallInfo, apiKey string, convIDs []string) {
+	if len(convIDs) == 0 || c.Provisioner == nil {
+		return
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		log := info.Log
+		deadline := time.Now().Add(c.AnalysisRetry)
+		var summaries []string
+		var success *bool
+		tokens := 0.0
+		meta := map[string]any{"provider_conversation_ids": convIDs}
+		for _, id := range convIDs {
+			doc := c.fetchDone(apiKey, id, deadline, log)
+			if doc == nil {
+				continue
+			}
+			if doc.Analysis != nil {
+				if doc.Analysis.TranscriptSummary != "" {
+					summaries = append(summaries, doc.Analysis.TranscriptSummary)
+				}
+				switch doc.Analysis.CallSuccessful {
+				case "success":
+					ok := success == nil || *success
+					success = &ok
+				case "failure":
+					f := false
+					success = &f
+				}
+			}
+			tokens += llmTokens(doc.Metadata)
+			if cost, ok := doc.Metadata["cost"].(float64); ok {
+				prev, _ := meta["provider_cost"].(float64)
+				meta["provider_cost"] = prev + cost
+			}
+		}
+		if tokens > 0 {
+			meta["llm_tokens"] = int(tokens)
+		}
+		var summary *string
+		if len(summaries) > 0 {
+			s := strings.Join(summaries, " ")
+			summary = &s
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.Store.SetAnalysis(ctx, info.Company.ID, info.ConversationID, summary, success, meta); err != nil {
+			log.Warn("could not store the post-call analysis", "err", err)
+			return
+		}
+		log.Info("post-call analysis stored", "summary", summary != nil, "successful", success)
+	}()
+}
+
+// fetchDone polls GET /v1/convai/conversations/{id} until its analysis is done.
+func (c *Connector) fetchDone(apiKey, id string, deadline time.Time, log *slog.Logger) *ConversationInfo {
+	wait := 300 * time.Millisecond
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		doc, err := c.Provisioner.Client.GetConversation(ctx, apiKey, id)
+		cancel()
+		if err == nil && (doc.Status == "done" || doc.Status == "failed") {
+			return doc
+		}
+		var se *StatusError
+		if errors.As(err, &se) && se.Status == http.StatusNotFound {
+			log.Warn("provider has no such conversation", "id", id)
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-c.bgStop:
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+	log.Warn("post-call analysis not ready in time", "id", id)
+	return nil
+}
+
+// llmTokens adds up the token counts in metadata.charging.llm_usage.
+func llmTokens(meta map[string]any) float64 {
+	total := 0.0
+	var walk func(v any, key string)
+	walk = func(v any, key string) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, x := range t {
+				walk(x, k)
+			}
+		case []any:
+			for _, x := range t {
+				walk(x, key)
+			}
+		case float64:
+			if key == "tokens" {
+				total += t
+			}
+		}
+	}
+	if ch, ok := meta["charging"].(map[string]any); ok {
+		walk(ch["llm_usage"], "")
+	}
+	return total
+}

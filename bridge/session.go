@@ -1,0 +1,466 @@
+package bridge
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/media/g711"
+	"github.com/cxco/gateway/sip"
+	"github.com/cxco/gateway/store"
+)
+
+// Session is one call's conversation with the voice-AI provider; it is the call's
+// sip.Peer. Caller audio leaves as user_audio_chunk messages; the provider's audio
+// is cut into frames and played through the call's pacer; transcripts go to the
+// store as they happen.
+//
+// Goroutines: the reader (provider events; it also reconnects once when the socket
+// drops), the writer (the only one to write the socket), the transcript recorder.
+// Close stops all three and waits for them.
+type Session struct {
+	c      *Connector
+	info   *sip.CallInfo
+	log    *slog.Logger
+	format media.Format
+	apiKey string
+	agent  string // the provider's agent id
+
+	chunkBytes int
+	rec        *recorder
+
+	connMu  sync.Mutex
+	conn    *websocket.Conn
+	convIDs []string // the provider's conversation ids (more than one after a reconnect)
+
+	// Caller audio to the provider: a ring of chunks, filled by OnAudio (media
+	// goroutine, never blocks: the oldest chunk is dropped when full) and drained by
+	// the writer. ctrl carries everything else, ahead of audio.
+	audioMu   sync.Mutex
+	ring      [][]byte
+	ringHead  int
+	ringLen   int
+	partial   []byte
+	arrivals  []time.Time // arrival of the newest frame of each ring chunk
+	partArr   time.Time
+	audioDrop atomic.Int64
+	wake      chan struct{}
+	ctrl      chan []byte
+
+	call       atomic.Pointer[callBox]
+	pending    [][]byte // provider audio before the call was answered
+	pendingMu  sync.Mutex
+	interrupt  atomic.Int64 // audio with an event_id at or below this is stale (barge-in)
+	ending     atomic.Bool
+	reconnects int
+
+	done    chan struct{}
+	end     sip.PeerEnd
+	endOnce sync.Once
+	stop    chan struct{}
+	stopped sync.Once
+	wg      sync.WaitGroup
+
+	// Upstream, when set, is told how long each chunk took from the RTP arrival of
+	// its newest frame to leaving on the websocket (latency measurement).
+	Upstream func(time.Duration)
+}
+
+type callBox struct{ sip.Call }
+
+const (
+	ringSlots = 64 // 1.28 s of 20 ms chunks before the oldest is dropped
+)
+
+var errNotStarted = errors.New("bridge: the call is not answered yet")
+
+// Format implements sip.Peer.
+func (s *Session) Format() media.Format { return s.format }
+
+// Start implements sip.Peer: the call is answered; audio the provider sent while it
+// rang (the opening line) plays now.
+func (s *Session) Start(call sip.Call) error {
+	s.call.Store(&callBox{call})
+	s.pendingMu.Lock()
+	pending := s.pending
+	s.pending = nil
+	s.pendingMu.Unlock()
+	for _, a := range pending {
+		if err := call.Play(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OnAudio implements sip.Peer: a 20 ms frame of caller audio (media goroutine).
+func (s *Session) OnAudio(f media.Frame) {
+	if s.call.Load() == nil {
+		return
+	}
+	s.audioMu.Lock()
+	switch s.format {
+	case media.FormatPCM16k:
+		n := len(s.partial)
+		s.partial = s.partial[:n+2*len(f.PCM)]
+		for i, v := range f.PCM {
+			binary.LittleEndian.PutUint16(s.partial[n+2*i:], uint16(v))
+		}
+	default:
+		s.partial = append(s.partial, f.Audio...)
+	}
+	if f.Arrival.After(s.partArr) {
+		s.partArr = f.Arrival
+	}
+	full := len(s.partial) >= s.chunkBytes
+	if full {
+		s.pushChunkLocked()
+	}
+	s.audioMu.Unlock()
+	if full {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// pushChunkLocked moves the partial chunk into the ring (dropping the oldest when full).
+func (s *Session) pushChunkLocked() {
+	if s.ringLen == len(s.ring) {
+		s.ringHead = (s.ringHead + 1) % len(s.ring)
+		s.ringLen--
+		s.audioDrop.Add(1)
+	}
+	i := (s.ringHead + s.ringLen) % len(s.ring)
+	s.ring[i] = append(s.ring[i][:0], s.partial...)
+	s.arrivals[i] = s.partArr
+	s.ringLen++
+	s.partial = s.partial[:0]
+	s.partArr = time.Time{}
+}
+
+// OnDigit implements sip.Peer: keypad digits go to the provider as context.
+func (s *Session) OnDigit(d media.Digit) {
+	s.log.Info("DTMF from the caller", "digit", string(d.Digit))
+	s.send(contextualUpdate(fmt.Sprintf("The caller pressed the key %c on the keypad.", d.Digit)))
+}
+
+// Done implements sip.Peer.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// End implements sip.Peer.
+func (s *Session) End() sip.PeerEnd { return s.end }
+
+func (s *Session) finish(e sip.PeerEnd) {
+	s.endOnce.Do(func() {
+		s.end = e
+		close(s.done)
+	})
+}
+
+// send queues a control message for the writer (never blocks the caller for long).
+func (s *Session) send(msg []byte) {
+	select {
+	case s.ctrl <- msg:
+	case <-s.stop:
+	case <-time.After(time.Second):
+		s.log.Warn("provider control queue full; message dropped")
+	}
+}
+
+// seconds since the call was answered (0 before), for transcript timestamps.
+func (s *Session) since() float64 {
+	cb := s.call.Load()
+	if cb == nil {
+		return 0
+	}
+	at := cb.AnsweredAt()
+	if at.IsZero() {
+		return 0
+	}
+	return math.Round(time.Since(at).Seconds()*10) / 10
+}
+
+// writer is the only goroutine that writes the socket: control messages first, then
+// caller audio, each audio chunk as its own message as soon as it is complete.
+func (s *Session) writer() {
+	defer s.wg.Done()
+	var buf []byte
+	chunk := make([]byte, 0, s.chunkBytes)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case m := <-s.ctrl:
+			s.write(m)
+			continue
+		case <-s.wake:
+		}
+		for {
+			select {
+			case m := <-s.ctrl:
+				s.write(m)
+				continue
+			default:
+			}
+			s.audioMu.Lock()
+			if s.ringLen == 0 {
+				s.audioMu.Unlock()
+				break
+			}
+			chunk = append(chunk[:0], s.ring[s.ringHead]...)
+			arr := s.arrivals[s.ringHead]
+			s.ringHead = (s.ringHead + 1) % len(s.ring)
+			s.ringLen--
+			s.audioMu.Unlock()
+			buf = appendAudioChunk(buf, chunk)
+			if s.write(buf) && s.Upstream != nil && !arr.IsZero() {
+				s.Upstream(time.Since(arr))
+			}
+		}
+	}
+}
+
+// write sends one text message on the current socket; false if it failed (the
+// reader notices the broken socket and reconnects).
+func (s *Session) write(msg []byte) bool {
+	s.connMu.Lock()
+	conn := s.conn
+	s.connMu.Unlock()
+	if conn == nil {
+		return false
+	}
+	conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if err := conn.WriteMessage(websocket.TextMessage, msg); err != nil {
+		return false
+	}
+	s.c.stats.MessagesOut.Add(1)
+	return true
+}
+
+// reader handles provider events until the socket ends; a socket that drops
+// abnormally gets one reconnect.
+func (s *Session) reader() {
+	defer s.wg.Done()
+	var audioBuf []byte
+	for {
+		s.connMu.Lock()
+		conn := s.conn
+		s.connMu.Unlock()
+		err := s.readLoop(conn, &audioBuf)
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure {
+			// The agent ended the conversation (end_call, or the provider's max duration).
+			s.log.Info("provider closed the conversation", "text", ce.Text)
+			s.hangupAfterAudio(sip.EndAgentHangup)
+			return
+		}
+		if s.ending.Load() {
+			return
+		}
+		s.log.Warn("provider websocket dropped", "err", err)
+		if s.reconnects == 0 && s.reconnect() {
+			continue
+		}
+		s.failCall()
+		return
+	}
+}
+
+// readLoop reads one socket until it fails.
+func (s *Session) readLoop(conn *websocket.Conn, audioBuf *[]byte) error {
+	conn.SetReadDeadline(time.Time{})
+	for {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			return err
+		}
+		s.c.stats.MessagesIn.Add(1)
+		if audio, id, ok := parseAudio(msg, *audioBuf); ok {
+			*audioBuf = audio[:cap(audio)]
+			s.onProviderAudio(audio, id)
+			continue
+		}
+		var ev serverEvent
+		if err := json.Unmarshal(msg, &ev); err != nil {
+			s.log.Warn("unreadable provider message", "err", err)
+			continue
+		}
+		s.onEvent(&ev)
+	}
+}
+
+func (s *Session) onProviderAudio(audio []byte, id int64) {
+	if id > 0 && id <= s.interrupt.Load() {
+		return // barge-in: stale audio of an interrupted response
+	}
+	if cb := s.call.Load(); cb != nil {
+		if err := cb.Play(audio); err != nil && !errors.Is(err, media.ErrClosed) {
+			s.log.Warn("cannot play provider audio", "err", err)
+		}
+		return
+	}
+	s.pendingMu.Lock()
+	s.pending = append(s.pending, append([]byte(nil), audio...))
+	s.pendingMu.Unlock()
+}
+
+func (s *Session) onEvent(ev *serverEvent) {
+	switch ev.Type {
+	case "ping":
+		if ev.Ping != nil {
+			s.send(pongMsg(ev.Ping.EventID))
+			if ev.Ping.PingMS != nil && s.c.Observer != nil {
+				s.c.Observer.ProviderRTT(time.Duration(*ev.Ping.PingMS) * time.Millisecond)
+			}
+		}
+	case "interruption":
+		if ev.Interruption != nil {
+			s.interrupt.Store(ev.Interruption.EventID)
+		}
+		s.pendingMu.Lock()
+		s.pending = nil
+		s.pendingMu.Unlock()
+		if cb := s.call.Load(); cb != nil {
+			n := cb.Flush()
+			s.log.Debug("barge-in: queued audio dropped", "frames", n)
+		}
+	case "user_transcript":
+		if ev.UserTranscript != nil && strings.TrimSpace(ev.UserTranscript.Text) != "" {
+			s.rec.entry("user", ev.UserTranscript.Text, s.since())
+		}
+	case "agent_response":
+		if ev.AgentResponse != nil && strings.TrimSpace(ev.AgentResponse.Text) != "" {
+			s.rec.entry("agent", ev.AgentResponse.Text, s.since())
+		}
+	case "agent_response_correction":
+		if ev.Correction != nil {
+			s.rec.add(recJob{correct: true, entry: &store.TranscriptEntry{Role: "agent", Message: ev.Correction.Corrected, Timestamp: s.since()}})
+		}
+	case "client_tool_call":
+		if ev.ToolCall != nil {
+			s.onToolCall(ev.ToolCall.ToolName, ev.ToolCall.ToolCallID, ev.ToolCall.Parameters)
+		}
+	case "agent_tool_response":
+		// The provider ran one of its system tools; end_call is followed by a close.
+		if ev.AgentToolResponse != nil && ev.AgentToolResponse.ToolName == "end_call" && !ev.AgentToolResponse.IsError {
+			s.log.Info("the agent ended the call (system tool)")
+			go s.hangupAfterAudio(sip.EndAgentHangup)
+		}
+	case "error":
+		if ev.Error != nil {
+			s.log.Warn("provider error", "code", ev.Error.Code, "type", ev.Error.ErrorType, "message", ev.Error.Message)
+		}
+	}
+}
+
+// onToolCall runs a client tool the agent called.
+func (s *Session) onToolCall(name, id string, params map[string]any) {
+	switch name {
+	case "end_call":
+		s.log.Info("the agent ended the call", "params", params)
+		s.send(toolResult(id, "The call will end after your last words.", false))
+		go s.hangupAfterAudio(sip.EndAgentHangup)
+	case "transfer_to_number":
+		go s.transfer(id, params)
+	default:
+		s.log.Info("unknown tool called", "tool", name)
+		s.send(toolResult(id, fmt.Sprintf("Unknown tool %q: the gateway cannot run it.", name), true))
+	}
+}
+
+// hangupAfterAudio ends the call once the agent's last audio has played.
+func (s *Session) hangupAfterAudio(reason string) {
+	if !s.ending.CompareAndSwap(false, true) {
+		return
+	}
+	if cb := s.call.Load(); cb != nil {
+		select {
+		case <-cb.Drained():
+		case <-time.After(30 * time.Second):
+		case <-s.stop:
+		}
+	}
+	s.finish(sip.PeerEnd{Reason: reason})
+}
+
+// failCall: the provider is gone for good. The caller hears a short apology tone,
+// then the call ends as failed.
+func (s *Session) failCall() {
+	s.ending.Store(true)
+	if cb := s.call.Load(); cb != nil {
+		cb.Flush()
+		_ = cb.Play(apologyTone(s.format))
+		select {
+		case <-cb.Drained():
+		case <-time.After(3 * time.Second):
+		case <-s.stop:
+		}
+	}
+	s.finish(sip.PeerEnd{Reason: sip.EndProviderError, Failed: true})
+}
+
+// Close implements sip.Peer: the call is over.
+func (s *Session) Close(reason string) {
+	s.stopped.Do(func() {
+		s.ending.Store(true)
+		close(s.stop)
+		s.connMu.Lock()
+		conn := s.conn
+		s.connMu.Unlock()
+		if conn != nil {
+			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "call ended: "+reason), time.Now().Add(time.Second))
+			_ = conn.Close()
+		}
+		s.wg.Wait()
+		s.finish(sip.PeerEnd{Reason: reason})
+		s.rec.flush(10 * time.Second)
+		if d := s.audioDrop.Load(); d > 0 {
+			s.log.Warn("caller audio dropped because the provider socket was slow", "chunks", d)
+		}
+		s.c.analyse(s.info, s.apiKey, s.convIDs)
+	})
+}
+
+func (s *Session) transfer(id string, params map[string]any) {
+	s.send(toolResult(id, "Transfers are not available on this gateway.", true))
+}
+
+// apologyTone is 0.6 s of a falling two-tone in the call's format.
+func apologyTone(f media.Format) []byte {
+	rate := 8000.0
+	if f == media.FormatPCM16k {
+		rate = 16000
+	}
+	var out []byte
+	for _, freq := range []float64{620, 480} {
+		n := int(rate * 0.3)
+		for i := 0; i < n; i++ {
+			v := int16(0.25 * 32767 * math.Sin(2*math.Pi*freq*float64(i)/rate))
+			if f == media.FormatPCM16k {
+				out = binary.LittleEndian.AppendUint16(out, uint16(v))
+			} else {
+				out = append(out, g711.EncodeULaw(v))
+			}
+		}
+	}
+	return out
+}
+
+var _ sip.Peer = (*Session)(nil)

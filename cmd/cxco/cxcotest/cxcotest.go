@@ -1,0 +1,244 @@
+// Package cxcotest runs the built cxco binary (and other real processes) in tests:
+// it builds it once, starts it with its output kept, and finds free ports.
+package cxcotest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func waitTCP(addr string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// WaitTCP waits until something listens on addr.
+func WaitTCP(addr string, d time.Duration) bool { return waitTCP(addr, d) }
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		if t != nil {
+			t.Fatal(err)
+		}
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// FreeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago, whose TCP twin was free too.
+func FreeUDPPort(t testing.TB) int {
+	for i := 0; i < 50; i++ {
+		u, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := u.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		u.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free UDP+TCP port")
+	return 0
+}
+
+// RepoRoot is the module's root folder.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Binary builds cmd/cxco once per test process (with -race when the tests run with it) and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cxco-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "cxco")
+		args := []string{"build", "-o", buildPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "./cmd/cxco")
+		cmd := exec.Command("go", args...)
+		cmd.Dir = RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// Process is a running cxco (or other) process whose output is kept.
+type Process struct {
+	Cmd    *exec.Cmd
+	mu     sync.Mutex
+	stdout strings.Builder
+	stderr strings.Builder
+	lines  chan string
+	done   chan struct{}
+}
+
+// Start runs the binary with args and env (added to the current environment), and
+// kills it when the test ends.
+func Start(t testing.TB, bin string, env []string, args ...string) *Process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	p := &Process{Cmd: cmd, lines: make(chan string, 1000), done: make(chan struct{})}
+	so, _ := cmd.StdoutPipe()
+	se, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); p.pump(so, &p.stdout, true) }()
+	go func() { defer wg.Done(); p.pump(se, &p.stderr, false) }()
+	go func() { wg.Wait(); _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("%s stdout:\n%s\nstderr (tail):\n%s", filepath.Base(bin), p.Stdout(), tail(p.Stderr(), 60))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (p *Process) pump(r io.Reader, into *strings.Builder, lines bool) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		p.mu.Lock()
+		into.WriteString(sc.Text() + "\n")
+		p.mu.Unlock()
+		if lines {
+			select {
+			case p.lines <- sc.Text():
+			default:
+			}
+		}
+	}
+}
+
+// Stdout is what the process printed so far.
+func (p *Process) Stdout() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stdout.String() }
+
+// Stderr is what the process logged so far.
+func (p *Process) Stderr() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stderr.String() }
+
+// WaitStdout waits until a stdout line contains substr and returns it.
+func (p *Process) WaitStdout(t testing.TB, substr string, d time.Duration) string {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case l := <-p.lines:
+			if strings.Contains(l, substr) {
+				return l
+			}
+		case <-p.done:
+			t.Fatalf("process exited before printing %q", substr)
+		case <-timer.C:
+			t.Fatalf("no %q on stdout within %s", substr, d)
+		}
+	}
+}
+
+// WaitStderr waits until the log contains substr.
+func (p *Process) WaitStderr(t testing.TB, substr string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if strings.Contains(p.Stderr(), substr) {
+			return
+		}
+		select {
+		case <-p.done:
+			if strings.Contains(p.Stderr(), substr) {
+				return
+			}
+			t.Fatalf("process exited before logging %q", substr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no %q in the log within %s", substr, d)
+}
+
+// Signal sends a signal.
+func (p *Process) Signal(sig os.Signal) { _ = p.Cmd.Process.Signal(sig) }
+
+// Wait waits for the process to exit, up to d, and returns its exit code (-1 on timeout).
+func (p *Process) Wait(d time.Duration) int {
+	select {
+	case <-p.done:
+		return p.Cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		return -1
+	}
+}
+
+// Kill ends the process at once.
+func (p *Process) Kill() {
+	select {
+	case <-p.done:
+	default:
+		_ = p.Cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Context returns a context for a test with a deadline.
+func Context(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
