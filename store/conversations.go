@@ -283,3 +283,9 @@ func (s *Store) SetAnalysis(ctx context.Context, cid, id int64, summary *string,
 		return nil
 	})
 }
+
+// SetTranscriptEntry replaces entry i of a transcript (a correction of what the
+// agent actually said after it was interrupted).
+func (s *Store) SetTranscriptEntry(ctx context.Context, cid, id int64, i int, e TranscriptEntry) error {
+	return wrapRedis(s.rdb.LSet(ctx, keyTranscript(cid, id), int64(i), mustJSON(e)).Err())
+}

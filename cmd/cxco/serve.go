@@ -15,6 +15,7 @@ import (
 	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/bridge/providersim"
 	"github.com/cxco/gateway/control"
+	"github.com/cxco/gateway/control/webhooks"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/sip"
@@ -79,6 +80,15 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		log.Info("voice-AI provider: built-in simulator", "url", providerURL)
 	}
 	prov := &bridge.Provisioner{Client: bridge.NewClient(providerURL), Store: st, PlatformKey: cfg.ProviderAPIKey, Log: log}
+	connector := &bridge.Connector{Provisioner: prov, Store: st, BaseURL: providerURL, Timeout: cfg.ProviderTimeout,
+		Log: log.With("component", "bridge")}
+	defer connector.Close()
+
+	hooks, err := webhooks.New(webhooks.Options{Store: st, Logger: log.With("component", "webhooks"), NodeID: cfg.NodeID,
+		Retries: cfg.WebhookRetries, DisableAfter: cfg.WebhookDisableAfter, AllowInsecure: cfg.WebhookAllowInsecure})
+	if err != nil {
+		return err
+	}
 
 	api := control.New(control.Options{
 		Store: st, Provisioner: prov, Logger: log.With("component", "api"),
@@ -99,6 +109,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}()
 	wg.Add(1)
 	go func() { defer wg.Done(); api.RunWhatsApp(runCtx, nil) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); hooks.Run(runCtx) }()
 
 	// The media engine and the SIP user agent.
 	wheel := clock.New(clock.Options{})
@@ -111,7 +123,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	sipSrv, err := sip.New(sip.Options{
 		Addr: cfg.SIPAddr, PublicIP: netip.MustParseAddr(cfg.PublicIP), TrunkAllow: cfg.TrunkPrefixes,
 		TrunkUser: cfg.TrunkUser, TrunkPassword: cfg.TrunkPassword, MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
-		EchoNumber: cfg.EchoNumber, Store: st, Connector: nil, Ports: ports, Wheel: wheel,
+		EchoNumber: cfg.EchoNumber, Store: st, Connector: connector, Ports: ports, Wheel: wheel,
 		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Logger: log.With("component", "sip"),
 	})
 	if err != nil {
