@@ -181,6 +181,7 @@ func schemas() js {
 		"AgentUsage":     object([]string{"agent_id", "period", "voice"}, js{"agent_id": integer(), "period": periodS, "voice": voiceU, "whatsapp": waU}),
 		"DailyUsageList": arrayOf(object([]string{"date", "voice"}, js{"date": date(), "voice": voiceU, "whatsapp": waU})),
 		"Webhook":        webhook, "WebhookList": arrayOf(ref("Webhook")),
+		"WebhookDelivery": webhookDeliverySchema(), "WebhookDeliveryPage": page("WebhookDelivery"),
 		"WebhookCreate": strict(object([]string{"url", "events"}, js{"url": str("https:// endpoint"), "events": arrayOf(strEnum(store.EventTypes...)),
 			"secret": nullable("string")})),
 		"WebhookUpdate": strict(object(nil, js{"url": str(), "events": arrayOf(strEnum(store.EventTypes...)),

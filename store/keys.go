@@ -6,7 +6,7 @@ import "strconv"
 //
 // Keys without a hash tag are single-key records, spread over a cluster:
 //
-//	cxco:seq:<entity>                 STRING  INCR sequence for ids (company, user, agent, ...)
+//	cxco:seq:<entity>                 STRING  INCR sequence for ids (company, user, agent, delivery, ...)
 //	cxco:key:<sha256(api key)>        STRING  "agency" | "company:<cid>" | "user:<cid>:<uid>" (keys are stored only as hashes)
 //	cxco:companies                    ZSET    company ids (score = id)
 //	cxco:agency                       STRING  JSON agency profile and the hash of the agency key
@@ -41,7 +41,13 @@ import "strconv"
 //	cxco:{c1}:webhooks                ZSET    webhook ids;  cxco:{c1}:webhook:<id> STRING JSON (secret sealed)
 //	cxco:{c1}:cred:<slug>             STRING  JSON provider credential, sealed with AES-256-GCM
 //	cxco:{c1}:pnwa:<pnid>             STRING  JSON WhatsApp state of a number assigned to this company
-//	cxco:{c1}:outbox                  STREAM  events (type, data) recorded in the same step as the change
+//	cxco:{c1}:outbox                  STREAM  events (id, type, event) recorded in the same step as the change;
+//	                                          consumer group "webhooks" (one consumer per gateway node)
+//	cxco:{c1}:dlv:<id>                HASH    one delivery of one event to one webhook (see deliveries.go)
+//	cxco:{c1}:dlv:due                 ZSET    pending delivery ids by the unix ms of their next attempt or lease end
+//	cxco:{c1}:dlv:parked:<wid>        ZSET    deliveries of a disabled webhook, waiting for it to be active again
+//	cxco:{c1}:dlv:parkedhooks         SET     webhook ids that have parked deliveries
+//	cxco:{c1}:webhook:<wid>:dlvs      ZSET    delivery ids of one webhook (score = id), for listing
 //	cxco:{c1}:rl:<unix minute>        STRING  API requests in one minute (rate limit)
 const prefix = "cxco:"
 

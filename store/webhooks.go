@@ -104,13 +104,14 @@ func (s *Store) UpdateWebhook(ctx context.Context, cid, id int64, fn func(*Webho
 	})
 }
 
-// DeleteWebhook removes a webhook at once.
+// DeleteWebhook removes a webhook at once, with the list of its deliveries; the
+// worker drops its pending deliveries when they fall due.
 func (s *Store) DeleteWebhook(ctx context.Context, cid, id int64) error {
 	if _, err := s.GetWebhook(ctx, cid, id); err != nil {
 		return err
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, keyWebhook(cid, id))
+		p.Del(ctx, keyWebhook(cid, id), keyWebhookDeliveries(cid, id))
 		p.ZRem(ctx, keyWebhooks(cid), id)
 		return nil
 	})

@@ -72,14 +72,17 @@ func (s *Store) FinishWhatsAppJob(ctx context.Context, j WhatsAppJob) error {
 
 // CompleteWhatsApp records the verifier's answer for a pending number: the number's
 // WhatsApp state, the agent's whatsapp_enabled and the phone_number.whatsapp_verified
-// event change together.
+// event change together. The state is checked to be pending inside the transaction
+// (WATCH on it and on the agent), so two verifiers racing on one job record one
+// answer and one event; the loser gets a conflict.
 func (s *Store) CompleteWhatsApp(ctx context.Context, cid, pnid int64, ok bool, externalID string) (*PhoneNumber, error) {
+	noPending := conflict("phone number has no pending WhatsApp verification")
 	pn, err := s.CompanyNumber(ctx, cid, pnid)
 	if err != nil {
 		return nil, err
 	}
 	if pn.WhatsAppStatus != WhatsAppPending || pn.AgentID == nil {
-		return nil, conflict("phone number has no pending WhatsApp verification")
+		return nil, noPending
 	}
 	status := WhatsAppFailed
 	var ext *string
@@ -90,15 +93,26 @@ func (s *Store) CompleteWhatsApp(ctx context.Context, cid, pnid int64, ok bool, 
 	now := s.Now()
 	aid := *pn.AgentID
 	pn.WhatsAppStatus, pn.WhatsAppExternalID, pn.UpdatedAt = status, ext, now
-	_, err = mutate(ctx, s, keyAgent(cid, aid), []string{keyPNWA(cid, pnid)}, func(a *Agent, p redis.Pipeliner) error {
+	_, err = mutate(ctx, s, keyPNWA(cid, pnid), []string{keyAgent(cid, aid)}, func(st *WhatsAppState, p redis.Pipeliner) error {
+		if st.Status != WhatsAppPending {
+			return noPending
+		}
+		a, err := s.GetAgent(ctx, cid, aid) // after WATCH: a change before EXEC aborts and retries
+		if err != nil {
+			return err
+		}
 		if a.PhoneNumberID == nil || *a.PhoneNumberID != pnid {
 			return errors.New("store: the number moved to another agent during verification")
 		}
 		a.WhatsAppEnabled, a.UpdatedAt = ok, now
-		p.Set(ctx, keyPNWA(cid, pnid), mustJSON(WhatsAppState{Status: status, ExternalID: ext, UpdatedAt: now}), 0)
+		p.Set(ctx, keyAgent(cid, aid), mustJSON(a), 0)
+		*st = WhatsAppState{Status: status, ExternalID: ext, UpdatedAt: now}
 		s.queueEvent(ctx, p, cid, EventWhatsAppVerified, pn)
 		return nil
 	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, noPending
+	}
 	if err != nil {
 		return nil, err
 	}
