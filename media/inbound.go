@@ -112,7 +112,8 @@ func (s *Stream) handleRTP(now time.Time, from netip.AddrPort, b []byte, pkt *rt
 		in.latched = true
 		in.source = from
 		if s.Remote() != from {
-			s.remote.Store(&from)
+			f := from // a copy: taking from's address would move it to the heap on every call
+			s.remote.Store(&f)
 			if !s.ctl.latched.Load() && from.Port() < 65535 {
 				r := netip.AddrPortFrom(from.Addr(), from.Port()+1)
 				s.remoteRTCP.Store(&r)

@@ -163,13 +163,11 @@ func (s *Stream) Play(audio []byte) error {
 	o.lastPlay = now
 	// A new talkspurt goes out at once: re-phase the pacer.
 	kick := wasEmpty && o.q.n > 0 && !o.talking && o.next.Sub(now) > time.Millisecond && s.Direction().Sends()
-	if kick {
-		o.next = now
-	}
-	o.mu.Unlock()
 	if kick && !s.closed.Load() {
+		o.next = now
 		s.paceTimer.Reset(now)
 	}
+	o.mu.Unlock()
 	return nil
 }
 
@@ -295,11 +293,13 @@ func (s *Stream) onPace(now time.Time) {
 		o.grid = now.Add(-time.Duration(o.n) * frameDur)
 	}
 	o.next = next
+	// Reset under mu so that a Play kicking the pacer meanwhile cannot be
+	// overwritten (lock order: out.mu, then the wheel's shard).
+	if !s.closed.Load() {
+		s.paceTimer.Reset(next)
+	}
 	o.mu.Unlock()
 	if send {
 		_, _ = s.rtp.WriteToUDPAddrPort(o.pkt[:], dst)
-	}
-	if !s.closed.Load() {
-		s.paceTimer.Reset(next)
 	}
 }

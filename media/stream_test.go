@@ -210,3 +210,52 @@ func TestDTMFFromSIPpCaptures(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestPacketPathDoesNotAllocate drives the whole per-packet path (RTP in,
+// jitter buffer, playout, echo Play, pacer, RTP out) on a manual clock and
+// counts allocations.
+func TestPacketPathDoesNotAllocate(t *testing.T) {
+	for _, format := range []Format{FormatULaw8k, FormatPCM16k} {
+		t.Run(format.String(), func(t *testing.T) {
+			w, m := manualWheel(t)
+			ph := newPhone(t)
+			s, err := NewStream(testPool(t), loopback, Options{Wheel: w, RTCPInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Start(negotiated("PCMA", ph.addr()), Echo(s, format)); err != nil {
+				t.Fatal(err)
+			}
+			go func() { // drain the phone
+				for {
+					if _, ok := ph.recv(time.Second); !ok {
+						return
+					}
+				}
+			}()
+			raw := make([]byte, 12+160)
+			raw[0], raw[1] = 0x80, 8
+			from := ph.addr()
+			var pkt rtp.Packet
+			i := 0
+			step := func() {
+				binary.BigEndian.PutUint16(raw[2:], uint16(i))
+				binary.BigEndian.PutUint32(raw[4:], uint32(i*160))
+				binary.BigEndian.PutUint32(raw[8:], 42)
+				s.handleRTP(w.Now(), from, raw, &pkt)
+				m.Advance(20 * time.Millisecond)
+				i++
+			}
+			for range 50 { // warm up: latch, start the timeline, fill the pools
+				step()
+			}
+			if n := testing.AllocsPerRun(500, step); n != 0 {
+				t.Fatalf("%.2f allocations per packet", n)
+			}
+			if st := s.Stats(); st.Frames < 500 || st.PacketsSent < 500 {
+				t.Fatalf("frames %d sent %d", st.Frames, st.PacketsSent)
+			}
+		})
+	}
+}
