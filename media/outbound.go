@@ -29,8 +29,17 @@ var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
 // back when emptied.
 type queue struct {
 	head, tail *chunk
+	spare      *chunk // one emptied chunk kept, so a queue that hovers around empty never touches the pool
 	n, max     int
 	dropped    uint64
+}
+
+func (q *queue) release(c *chunk) {
+	if q.spare == nil {
+		q.spare = c
+		return
+	}
+	chunkPool.Put(c)
 }
 
 func (q *queue) push(f []byte) {
@@ -40,7 +49,11 @@ func (q *queue) push(f []byte) {
 		q.dropped++
 	}
 	if q.tail == nil || q.tail.w == chunkFrames {
-		c := chunkPool.Get().(*chunk)
+		c := q.spare
+		q.spare = nil
+		if c == nil {
+			c = chunkPool.Get().(*chunk)
+		}
 		c.r, c.w, c.next = 0, 0, nil
 		if q.tail == nil {
 			q.head = c
@@ -67,7 +80,7 @@ func (q *queue) pop(dst []byte) bool {
 		if q.head == nil {
 			q.tail = nil
 		}
-		chunkPool.Put(c)
+		q.release(c)
 	}
 	return true
 }
@@ -76,7 +89,7 @@ func (q *queue) flush() int {
 	n := q.n
 	for c := q.head; c != nil; {
 		next := c.next
-		chunkPool.Put(c)
+		q.release(c)
 		c = next
 	}
 	q.head, q.tail, q.n = nil, nil, 0

@@ -281,6 +281,10 @@ func (s *Stream) Close() error {
 		s.out.mu.Lock()
 		s.out.signalDrained()
 		s.out.q.flush()
+		if s.out.q.spare != nil {
+			chunkPool.Put(s.out.q.spare)
+			s.out.q.spare = nil
+		}
 		s.out.mu.Unlock()
 		if s.started.Load() {
 			st := s.Stats()
