@@ -114,3 +114,5 @@ func realWheel(t testing.TB) *clock.Wheel {
 
 func netip_ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 func netip_unspecified() netip.Addr    { return netip.Addr{} }
+
+var netipZero netip.AddrPort
