@@ -543,16 +543,20 @@ func (b *Buffer) consume(s, n int64) {
 	}
 }
 
-// silent reports whether samples [s, s+n) are missing or quiet.
+// silent reports whether samples [s, s+n) (n <= FrameSamples) are missing
+// or quiet.
 func (b *Buffer) silent(s, n int64) bool {
 	const quiet = 300 // about -40 dBFS peak
 	for k := range n {
-		if !b.has(s + k) {
-			continue
+		if b.has(s + k) {
+			b.enc[k] = b.ring[(s+k)&b.mask]
+		} else {
+			b.enc[k] = b.codec.Silence()
 		}
-		var v [1]int16
-		b.codec.Decode(v[:], b.ring[(s+k)&b.mask:][:1])
-		if v[0] > quiet || v[0] < -quiet {
+	}
+	b.codec.Decode(b.pcm[:n], b.enc[:n])
+	for _, v := range b.pcm[:n] {
+		if v > quiet || v < -quiet {
 			return false
 		}
 	}

@@ -361,3 +361,57 @@ func BenchmarkPushPop(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/frame")
 }
+
+// BenchmarkPushPopAdapting is Push+Pop with jitter switching between
+// 0..60 ms and none every 10 s and talk and silence alternating, so the
+// buffer grows, conceals and shrinks.
+func BenchmarkPushPopAdapting(b *testing.B) {
+	buf := newBuf()
+	talk := source(FrameSamples)
+	quiet := make([]byte, FrameSamples)
+	for i := range quiet {
+		quiet[i] = g711.ULawSilence
+	}
+	var dst [FrameSamples]byte
+	rng := rand.New(rand.NewPCG(5, 6))
+	const lookahead = 4
+	pending := make([]Packet, 0, lookahead)
+	b.ReportAllocs()
+	for i := range b.N {
+		payload := talk
+		if (i/100)%2 == 1 {
+			payload = quiet
+		}
+		jit := 0
+		if (i/500)%2 == 1 {
+			jit = rng.IntN(60000)
+		}
+		at := t0.Add(time.Duration(i)*FrameDuration + time.Duration(jit)*time.Microsecond)
+		pending = append(pending, Packet{Arrival: at, SSRC: 1, Sequence: uint16(i), Timestamp: uint32(i * FrameSamples), Payload: payload})
+		if len(pending) < lookahead {
+			continue
+		}
+		// deliver the earliest-arriving pending packet
+		k := 0
+		for j := range pending {
+			if pending[j].Arrival.Before(pending[k].Arrival) {
+				k = j
+			}
+		}
+		pk := pending[k]
+		pending = append(pending[:k], pending[k+1:]...)
+		for {
+			due, ok := buf.NextDue()
+			if !ok || due.After(pk.Arrival) {
+				break
+			}
+			buf.Pop(due, dst[:])
+		}
+		buf.Push(pk)
+	}
+	st := buf.Stats()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/frame")
+	if b.N > 10000 && (st.Skipped == 0 || st.Inserted == 0) {
+		b.Fatalf("did not adapt: %+v", st)
+	}
+}
