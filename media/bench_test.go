@@ -103,18 +103,25 @@ func TestPhoneFarmHelper(t *testing.T) {
 	_ = json.NewEncoder(os.Stdout).Encode(farmResult{Sent: sent, Received: int(received.Load())})
 }
 
-func cpuTime() time.Duration {
+func cpuTime() time.Duration { return rusage(syscall.RUSAGE_SELF) }
+
+func rusage(who int) time.Duration {
 	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	_ = syscall.Getrusage(who, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkStreams runs N echo calls over loopback against a phone farm in a
 // separate process, for b.N seconds, and reports the gateway side's CPU per
 // call-second (this process only: streams, wheel, runtime), allocations per
-// frame and memory per call. Run with e.g. -benchtime=10x (10 s).
+// frame and memory per call. Run with e.g. -benchtime=10x (10 s);
+// CXCO_BENCH_CALLS changes the number of calls.
 func BenchmarkStreams(b *testing.B) {
-	for _, n := range []int{100} {
+	calls := []int{100}
+	if v, err := strconv.Atoi(os.Getenv("CXCO_BENCH_CALLS")); err == nil && v > 0 {
+		calls = []int{v} // e.g. CXCO_BENCH_CALLS=500
+	}
+	for _, n := range calls {
 		for _, tc := range []struct {
 			codec  string
 			format Format
@@ -165,11 +172,11 @@ func benchStreams(b *testing.B, n int, codec string, format Format) {
 	b.ResetTimer()
 	var m1 runtime.MemStats
 	runtime.ReadMemStats(&m1)
-	cpu0 := cpuTime()
+	cpu0, farm0 := cpuTime(), rusage(syscall.RUSAGE_CHILDREN)
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("phone farm: %v\n%s", err, out.String())
 	}
-	cpu := cpuTime() - cpu0
+	cpu, farmCPU := cpuTime()-cpu0, rusage(syscall.RUSAGE_CHILDREN)-farm0
 	b.StopTimer()
 	var m2 runtime.MemStats
 	runtime.ReadMemStats(&m2)
@@ -181,13 +188,17 @@ func benchStreams(b *testing.B, n int, codec string, format Format) {
 	if err := json.NewDecoder(strings.NewReader(line)).Decode(&res); err != nil {
 		b.Fatalf("phone farm output %q: %v", out.String(), err)
 	}
-	var frames, received, lost, concealed uint64
+	var frames, received, lost, concealed, late, resyncs uint64
+	var depthMax time.Duration
 	for _, s := range streams {
 		st := s.Stats()
 		frames += st.Frames
 		received += st.PacketsReceived
 		lost += uint64(max(st.CumulativeLost, 0))
 		concealed += st.Concealed
+		late += st.Late
+		resyncs += st.Resyncs
+		depthMax = max(depthMax, st.JitterDepthMax)
 	}
 	callSeconds := float64(n * secs)
 	b.ReportMetric(float64(cpu.Nanoseconds())/callSeconds, "cpu-ns/call-s")
@@ -195,8 +206,13 @@ func benchStreams(b *testing.B, n int, codec string, format Format) {
 	b.ReportMetric(float64((m1.HeapAlloc+m1.StackInuse)-(m0.HeapAlloc+m0.StackInuse))/float64(n), "B/call")
 	b.ReportMetric(100*float64(lost)/float64(max(received, 1)), "loss-%")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("%d calls x %d s: cpu %v, frames %d, rtp in %d, lost %d, concealed %d; farm sent %d, echoed back %d",
-		n, secs, cpu, frames, received, lost, concealed, res.Sent, res.Received)
+	b.Logf("%d calls x %d s: cpu %v (phone farm %v), frames %d, rtp in %d, lost %d, late %d, resyncs %d, concealed %d (incl. the tail after the farm stops), max depth %v; farm sent %d, received %d (echo and silence); load %s",
+		n, secs, cpu, farmCPU, frames, received, lost, late, resyncs, concealed, depthMax, res.Sent, res.Received, loadavg())
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.TrimSpace(string(b))
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {

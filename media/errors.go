@@ -13,6 +13,8 @@ var (
 	ErrStarted = errors.New("media: stream already started")
 	// ErrCodec means the negotiated codec is not PCMU or PCMA at 8000 Hz.
 	ErrCodec = errors.New("media: unsupported codec")
+	// ErrFormat means audio in the wrong format for the stream's consumer.
+	ErrFormat = errors.New("media: wrong audio format")
 	// ErrPortRange means a port range is not "LOW-HIGH" with room for a pair.
 	ErrPortRange = errors.New("media: invalid RTP port range")
 )

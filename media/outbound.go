@@ -2,6 +2,7 @@ package media
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"time"
 
@@ -186,6 +187,9 @@ func (s *Stream) Play(audio []byte) error {
 
 // PlayPCM queues 16 kHz PCM samples (FormatPCM16k streams only).
 func (s *Stream) PlayPCM(pcm []int16) error {
+	if s.started.Load() && s.out.format != FormatPCM16k {
+		return fmt.Errorf("%w: PlayPCM on a %s stream", ErrFormat, s.out.format)
+	}
 	var b [640]byte
 	for len(pcm) > 0 {
 		n := min(len(pcm), len(b)/2)
