@@ -133,3 +133,50 @@ func BenchmarkResetFire(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/fire")
 }
+
+func TestStopWaitWaitsForRunningCallback(t *testing.T) {
+	w := New(Options{Shards: 1})
+	w.Start()
+	defer w.Stop()
+	running, release, stopped := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var tm Timer
+	var after bool
+	w.Shard().Init(&tm, func(now time.Time) {
+		close(running)
+		<-release
+		tm.Reset(now.Add(time.Millisecond)) // a callback that reschedules itself
+		after = true
+	})
+	tm.Reset(time.Now())
+	<-running
+	go func() {
+		tm.StopWait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		t.Fatal("StopWait returned while the callback was running")
+	default:
+	}
+	close(release)
+	<-stopped
+	if !after || tm.Pending() {
+		t.Fatalf("after StopWait: callback finished %v, pending %v", after, tm.Pending())
+	}
+}
+
+func TestShardsRoundRobin(t *testing.T) {
+	w := New(Options{Shards: 3, Clock: NewManual(t0)})
+	seen := map[*Shard]int{}
+	for range 9 {
+		seen[w.Shard()]++
+	}
+	if len(seen) != 3 {
+		t.Fatalf("%d shards used, want 3", len(seen))
+	}
+	for _, n := range seen {
+		if n != 3 {
+			t.Fatalf("uneven: %v", seen)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package jitter
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -413,5 +414,47 @@ func BenchmarkPushPopAdapting(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/frame")
 	if b.N > 10000 && (st.Skipped == 0 || st.Inserted == 0) {
 		b.Fatalf("did not adapt: %+v", st)
+	}
+}
+
+// TestLatencyWithinDepth checks the latency contract: a frame leaves no
+// later than the buffer's depth after the newest packet in it arrived.
+func TestLatencyWithinDepth(t *testing.T) {
+	for _, jit := range []int{0, 10, 20, 40} {
+		t.Run(fmt.Sprintf("jitter %d ms", jit), func(t *testing.T) {
+			audio := source(8000 * 20)
+			rng := rand.New(rand.NewPCG(uint64(jit), 9))
+			s := packetize(audio, []int{160}, 1, 1, 1, func(int) time.Duration {
+				return time.Duration(rng.IntN(jit*1000+1)) * time.Microsecond
+			})
+			slices.SortStableFunc(s, func(a, c sched) int { return int(a.at - c.at) })
+			b := newBuf()
+			var dst [FrameSamples]byte
+			i, worst := 0, time.Duration(-1<<63)
+			for {
+				due, ok := b.NextDue()
+				if i < len(s) && (!ok || !t0.Add(s[i].at).After(due)) {
+					pk := s[i].pkt
+					pk.Arrival = t0.Add(s[i].at)
+					b.Push(pk)
+					i++
+					continue
+				}
+				if !ok || i == len(s) {
+					break
+				}
+				f, ok := b.Pop(due, dst[:])
+				if !ok || f.Arrival.IsZero() {
+					continue
+				}
+				if over := f.Due.Sub(f.Arrival) - b.Depth(); over > worst {
+					worst = over
+				}
+			}
+			if worst > time.Millisecond {
+				t.Fatalf("a frame left %v after its packet beyond the depth", worst)
+			}
+			t.Logf("jitter %d ms: depth %v, worst latency beyond depth %v", jit, b.Depth(), worst)
+		})
 	}
 }
