@@ -1,6 +1,3 @@
-// Package providersim is a local voice-AI provider that speaks the ElevenLabs
-// Conversational AI protocol (REST and websocket), so development, tests and load
-// tests run the gateway's real provider adapter over real HTTP and websockets.
 package providersim
 
 import (
@@ -9,8 +6,10 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +19,41 @@ type Options struct {
 	// APIKeys, when not empty, are the only xi-api-key values accepted; otherwise any
 	// non-empty key is.
 	APIKeys []string
+
+	// PingInterval is how often a conversation sends ping (default 2 s; negative: never).
+	PingInterval time.Duration
+	// AnalysisDelay is how long a finished conversation stays "processing" before it
+	// is "done" with its analysis (default 300 ms; negative: done at once).
+	AnalysisDelay time.Duration
+	// ToolTimeout is how long the agent waits for the client_tool_result of end_call
+	// before it closes the conversation anyway (default 5 s).
+	ToolTimeout time.Duration
+	// ReceiveTimeout ends a conversation whose client sends nothing for this long with
+	// the real service's transport_receive_timeout error and close code 1002 (default 60 s).
+	ReceiveTimeout time.Duration
+	// OnConversationEnd, if set, is called with a copy of each conversation once its
+	// socket is gone and its record is final (status processing, or failed), so
+	// tests can wait for it instead of polling.
+	OnConversationEnd func(Conversation)
+}
+
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = 2 * time.Second
+	}
+	if o.AnalysisDelay == 0 {
+		o.AnalysisDelay = 300 * time.Millisecond
+	}
+	o.AnalysisDelay = max(o.AnalysisDelay, 0)
+	if o.ToolTimeout <= 0 {
+		o.ToolTimeout = 5 * time.Second
+	}
+	if o.ReceiveTimeout <= 0 {
+		o.ReceiveTimeout = 60 * time.Second
+	}
 }
 
 // Server is the simulator. It is an http.Handler.
@@ -31,6 +65,13 @@ type Server struct {
 	mu     sync.Mutex
 	agents map[string]*Agent
 	convs  map[string]*Conversation
+	live   map[*wsConn]struct{} // open conversation sockets
+	sigs   map[string]signature // conversation_signature -> agent, expiry
+	closed bool
+
+	wg           sync.WaitGroup // one per open conversation socket (its handler and writer)
+	refuse       atomic.Bool
+	connectDelay atomic.Int64 // nanoseconds
 }
 
 // Agent is an agent as the simulator keeps it: the provider's own JSON document.
@@ -45,32 +86,97 @@ type Agent struct {
 
 // Conversation is one finished or running conversation.
 type Conversation struct {
-	ID         string
-	AgentID    string
-	Status     string // initiated, in-progress, processing, done, failed
-	Started    time.Time
-	Duration   float64
-	Transcript []TranscriptTurn
-	Summary    string
-	Successful string // success, failure, unknown
-	Tokens     int
-	DoneAt     time.Time // when the analysis becomes available
+	ID         string           `json:"conversation_id"`
+	AgentID    string           `json:"agent_id"`
+	Status     string           `json:"status"` // initiated, in-progress, processing, done, failed
+	Started    time.Time        `json:"started"`
+	Duration   float64          `json:"duration_secs"`
+	Transcript []TranscriptTurn `json:"transcript"`
+	Summary    string           `json:"summary"`
+	Successful string           `json:"call_successful"` // success, failure, unknown
+	Tokens     int              `json:"tokens"`
+	DoneAt     time.Time        `json:"done_at"` // when the analysis becomes available
+
+	// What the client sent and what the agent did, for tests.
+	Initiation        *Initiation  `json:"initiation,omitempty"` // conversation_initiation_client_data, if sent
+	ContextualUpdates []string     `json:"contextual_updates"`
+	UserMessages      []string     `json:"user_messages"`
+	Digits            string       `json:"digits"` // keypad digits recognised in contextual updates
+	ToolCalls         []ToolCall   `json:"tool_calls"`
+	ToolResults       []ToolResult `json:"tool_results"`
+	Utterances        int          `json:"utterances"`    // caller utterances the detector found
+	Interruptions     int          `json:"interruptions"` // barge-ins
+	Transferred       string       `json:"transferred"`   // the number of a transfer the client confirmed
+	PingRTTMillis     *int64       `json:"ping_rtt_ms"`   // last measured ping round trip
+	TerminationReason string       `json:"termination_reason"`
 }
 
 // TranscriptTurn is one line of the provider's transcript.
 type TranscriptTurn struct {
-	Role    string  `json:"role"`
-	Message string  `json:"message"`
-	Time    float64 `json:"time_in_call_secs"`
+	Role            string  `json:"role"` // agent, user
+	Message         string  `json:"message"`
+	Time            float64 `json:"time_in_call_secs"` // rendered as whole seconds, as the real service does
+	Interrupted     bool    `json:"interrupted"`
+	OriginalMessage *string `json:"original_message"` // the full text of an interrupted agent turn
+}
+
+// Initiation is the conversation_initiation_client_data a client sent.
+type Initiation struct {
+	DynamicVariables   map[string]any `json:"dynamic_variables"`
+	Override           map[string]any `json:"conversation_config_override"` // as sent
+	CustomLLMExtraBody map[string]any `json:"custom_llm_extra_body"`
+	UserID             *string        `json:"user_id,omitempty"`
+	// The overrides the simulator acts on (nil: not overridden).
+	Prompt       *string `json:"-"`
+	FirstMessage *string `json:"-"`
+	Language     *string `json:"-"`
+	VoiceID      *string `json:"-"`
+}
+
+// ToolCall is a client_tool_call the agent made.
+type ToolCall struct {
+	ID         string         `json:"tool_call_id"`
+	Name       string         `json:"tool_name"`
+	Parameters map[string]any `json:"parameters"`
+}
+
+// ToolResult is a client_tool_result the client sent.
+type ToolResult struct {
+	ID      string `json:"tool_call_id"`
+	Result  string `json:"result"` // a JSON string's value, else the raw JSON
+	IsError bool   `json:"is_error"`
+}
+
+// status is what the conversation's status reads at now.
+func (c *Conversation) status(now time.Time) string {
+	if c.Status == "processing" && !now.Before(c.DoneAt) {
+		return "done"
+	}
+	return c.Status
+}
+
+// clone copies c deeply enough that the copy can be read while c changes.
+func (c *Conversation) clone(now time.Time) Conversation {
+	out := *c
+	out.Status = c.status(now)
+	out.Transcript = slices.Clone(c.Transcript)
+	out.ContextualUpdates = slices.Clone(c.ContextualUpdates)
+	out.UserMessages = slices.Clone(c.UserMessages)
+	out.ToolCalls = slices.Clone(c.ToolCalls)
+	out.ToolResults = slices.Clone(c.ToolResults)
+	if c.PingRTTMillis != nil {
+		v := *c.PingRTTMillis
+		out.PingRTTMillis = &v
+	}
+	return out
 }
 
 // New makes a simulator.
 func New(opts Options) *Server {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.defaults()
 	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux(),
-		agents: map[string]*Agent{}, convs: map[string]*Conversation{}}
+		agents: map[string]*Agent{}, convs: map[string]*Conversation{},
+		live: map[*wsConn]struct{}{}, sigs: map[string]signature{}}
 	s.mux.HandleFunc("POST /v1/convai/agents/create", s.auth(s.createAgent))
 	s.mux.HandleFunc("GET /v1/convai/agents/{id}", s.auth(s.getAgent))
 	s.mux.HandleFunc("PATCH /v1/convai/agents/{id}", s.auth(s.patchAgent))
@@ -78,6 +184,7 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /v1/convai/conversations/{id}", s.auth(s.getConversation))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	s.routeWebsocket()
+	s.routeHooks()
 	return s
 }
 
@@ -260,13 +367,20 @@ func (s *Server) getConversation(w http.ResponseWriter, r *http.Request) {
 // document renders a conversation as GET /v1/convai/conversations/{id} does; the
 // analysis appears once the conversation is done (a little after it ends).
 func (c *Conversation) document(now time.Time) map[string]any {
-	status := c.Status
-	if status == "processing" && !now.Before(c.DoneAt) {
-		status = "done"
+	status := c.status(now)
+	transcript := make([]map[string]any, len(c.Transcript))
+	agentTurns := 0
+	for i, t := range c.Transcript {
+		if t.Role == "agent" {
+			agentTurns++
+		}
+		transcript[i] = map[string]any{"role": t.Role, "message": t.Message, "time_in_call_secs": int(t.Time),
+			"interrupted": t.Interrupted, "original_message": t.OriginalMessage,
+			"tool_calls": []any{}, "tool_results": []any{}, "feedback": nil}
 	}
 	doc := map[string]any{
 		"agent_id": c.AgentID, "conversation_id": c.ID, "status": status,
-		"transcript": c.Transcript,
+		"transcript": transcript,
 		"metadata": map[string]any{
 			"start_time_unix_secs": c.Started.Unix(), "call_duration_secs": int(c.Duration),
 			"cost": int(c.Duration * 10),
@@ -274,8 +388,14 @@ func (c *Conversation) document(now time.Time) map[string]any {
 				"model_usage": map[string]any{"sim-llm": map[string]any{
 					"input":        map[string]any{"tokens": c.Tokens * 3 / 4, "price": 0.0},
 					"output_total": map[string]any{"tokens": c.Tokens / 4, "price": 0.0}}}}}},
-			"termination_reason": "",
+			"termination_reason": c.TerminationReason,
 		},
+		"has_audio": c.Utterances > 0 || agentTurns > 0, "has_user_audio": c.Utterances > 0,
+		"has_response_audio": agentTurns > 0,
+	}
+	if in := c.Initiation; in != nil {
+		doc["conversation_initiation_client_data"] = map[string]any{"conversation_config_override": in.Override,
+			"custom_llm_extra_body": in.CustomLLMExtraBody, "dynamic_variables": in.DynamicVariables}
 	}
 	if status == "done" {
 		doc["analysis"] = map[string]any{"call_successful": c.Successful, "transcript_summary": c.Summary,
