@@ -505,12 +505,21 @@ func (b *Buffer) setHave(i, n int64) {
 	}
 }
 
+// allHave reports whether every sample in [start, end) was received; it
+// tests 64 samples per step.
 func (b *Buffer) allHave(start, end int64) bool {
-	for s := start; s < end; s++ {
+	for s := start; s < end; {
 		i := s & b.mask
-		if b.have[i>>6]&(1<<(i&63)) == 0 {
+		w, bit := i>>6, i&63
+		k := min(64-bit, end-s)
+		m := ^uint64(0)
+		if k < 64 {
+			m = (1<<k - 1) << bit
+		}
+		if b.have[w]&m != m {
 			return false
 		}
+		s += k
 	}
 	return true
 }
@@ -621,6 +630,18 @@ func (b *Buffer) Pop(now time.Time, dst []byte) (Frame, bool) {
 	// Render: ins filled samples, then ring samples (missing ones filled).
 	newest := int64(0)
 	fills := int64(0)
+	if ins == 0 && b.allHave(b.p, b.p+FrameSamples) {
+		// Fast path: the whole frame was received.
+		i := b.p & b.mask
+		n := copy(dst, b.ring[i:])
+		copy(dst[n:], b.ring)
+		for s := b.p; s < b.p+FrameSamples; s += 1 << blockShift {
+			newest = max(newest, b.arrival[b.block(s)])
+		}
+		newest = max(newest, b.arrival[b.block(b.p+FrameSamples-1)])
+		b.fillRun = 0
+		goto done
+	}
 	for i := int64(0); i < FrameSamples; i++ {
 		if i < ins {
 			b.fill[i] = true
@@ -646,6 +667,7 @@ func (b *Buffer) Pop(now time.Time, dst []byte) (Frame, bool) {
 	} else {
 		b.fillRun = 0
 	}
+done:
 	f.Timestamp = uint32(b.p)
 	if newest > 0 {
 		f.Arrival = b.epoch.Add(time.Duration(newest - 1))
