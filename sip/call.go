@@ -202,7 +202,16 @@ func (c *call) setupAndAnswer() bool {
 	}
 	c.log.Info("call received", "source", c.source, "transport", c.transport)
 
-	// The offer (if any) first: a call we cannot carry is refused before anything is recorded.
+	// The number first: an unknown number is 404 whatever the offer says.
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+	rt, st := s.resolve(rctx, c.called)
+	rcancel()
+	if st != nil {
+		c.log.Info("call refused", "status", st.Code, "reason", st.EndReason)
+		s.reject(c.tx, c.invite, st)
+		return false
+	}
+	// Then the offer: a call we cannot carry is refused before anything is recorded.
 	offer, err := sdpBody(c.invite)
 	if err != nil {
 		s.reject(c.tx, c.invite, Reject(415, "Unsupported Media Type", "bad_sdp", err))
@@ -233,14 +242,6 @@ func (c *call) setupAndAnswer() bool {
 		c.sessionSE = se
 	}
 
-	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-	rt, st := s.resolve(rctx, c.called)
-	rcancel()
-	if st != nil {
-		c.log.Info("call refused", "status", st.Code, "reason", st.EndReason)
-		s.reject(c.tx, c.invite, st)
-		return false
-	}
 	c.route = rt
 	if rt.agent != nil {
 		c.log = c.log.With("company_id", rt.company.ID, "agent_id", rt.agent.ID)

@@ -49,6 +49,7 @@ func (s *Server) register() {
 // respond sends a final or provisional response built from req.
 func respond(tx gsip.ServerTransaction, req *gsip.Request, code int, reason string, hdrs ...gsip.Header) {
 	res := gsip.NewResponseFromRequest(req, code, reason, nil)
+	res.SipVersion = "SIP/2.0" // also to a request of another version (505)
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}
@@ -113,7 +114,7 @@ func validate(req *gsip.Request) (int, string, []gsip.Header) {
 			}
 		}
 	}
-	if req.CSeq().MethodName != req.Method {
+	if !strings.EqualFold(string(req.CSeq().MethodName), string(req.Method)) {
 		return 400, "Bad Request (CSeq Method Mismatch)", nil
 	}
 	if len(req.Recipient.Headers) > 0 {

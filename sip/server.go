@@ -234,13 +234,17 @@ func (s *Server) Addrs() []string {
 func (s *Server) setupUA() {
 	// Large SDP offers and REFER NOTIFYs must not fail on UDP (sipgo refuses > MTU-200).
 	gsip.UDPMTUSize = 9000
+	gsip.SetDefaultLogger(quietLogger(s.log))
 	ua, _ := sipgo.NewUA(
 		sipgo.WithUserAgent("CXCo"),
 		sipgo.WithUserAgentTransportLayerOptions(
 			transportLogger(s.log),
 			gsip.WithTransportLayerReadFilter(s.readFilter),
 		),
-		sipgo.WithUserAgentTransactionLayerOptions(gsip.WithTransactionLayerLogger(quietLogger(s.log))),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			gsip.WithTransactionLayerLogger(quietLogger(s.log)),
+			gsip.WithTransactionLayerUnhandledResponseHandler(func(*gsip.Response) { s.obs.Dropped("stray_response") }),
+		),
 	)
 	s.ua = ua
 	s.srv, _ = sipgo.NewServer(ua, sipgo.WithServerLogger(quietLogger(s.log)))
@@ -255,7 +259,7 @@ func (s *Server) readFilter(p gsip.TransportReadProps, data []byte) ([]byte, err
 	src, ok := addrOf(p.RemoteAddr)
 	if !ok || !s.allowed(src) {
 		s.obs.Dropped("trunk_allow")
-		if strings.HasPrefix(p.Transport, "tcp") {
+		if strings.HasPrefix(strings.ToLower(p.Transport), "tcp") {
 			return nil, errors.New("source not in --trunk-allow")
 		}
 		return nil, nil
@@ -264,9 +268,13 @@ func (s *Server) readFilter(p gsip.TransportReadProps, data []byte) ([]byte, err
 		s.obs.Dropped("flood")
 		return nil, nil
 	}
-	if strings.HasPrefix(p.Transport, "udp") && len(data) > 4 && !isKeepalive(data) {
+	if strings.HasPrefix(strings.ToLower(p.Transport), "udp") && len(data) > 4 && !isKeepalive(data) {
 		if _, err := gsip.ParseMessage(data); err != nil {
-			s.udp.send(p.LocalAddr, p.RemoteAddr, statelessReject(data, 400, "Bad Request"))
+			code, reason := 400, "Bad Request"
+			if unknownScheme(data) {
+				code, reason = 416, "Unsupported URI Scheme"
+			}
+			s.udp.send(p.LocalAddr, p.RemoteAddr, statelessReject(data, code, reason))
 			s.obs.Dropped("malformed")
 			return nil, nil
 		}

@@ -75,3 +75,21 @@ func (u *udpResponder) send(local, remote net.Addr, msg []byte) {
 		_, _ = c.WriteTo(msg, remote)
 	}
 }
+
+// unknownScheme: the request line's URI has a scheme other than sip, sips or tel.
+func unknownScheme(data []byte) bool {
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 3 || !strings.HasPrefix(f[2], "SIP/") {
+		return false
+	}
+	scheme, _, ok := strings.Cut(f[1], ":")
+	if !ok || strings.HasPrefix(scheme, "<") {
+		return false // no URI at all, or one in angle brackets: a syntax error (400)
+	}
+	switch strings.ToLower(scheme) {
+	case "sip", "sips", "tel":
+		return false
+	}
+	return true
+}

@@ -82,6 +82,10 @@ var (
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if p := os.Getenv("CXCO_TEST_BINARY"); p != "" {
+			buildPath = p // built by a parent test process
+			return
+		}
 		dir, err := os.MkdirTemp("", "cxco-bin-")
 		if err != nil {
 			buildErr = err

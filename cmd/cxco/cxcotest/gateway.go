@@ -1,0 +1,182 @@
+package cxcotest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// GatewayOptions start one `cxco serve`.
+type GatewayOptions struct {
+	RedisURL    string   // empty: embedded store
+	ProviderURL string   // empty: the in-process simulator
+	Args        []string // more flags
+	Env         []string
+}
+
+// Gateway is a running `cxco serve` on loopback.
+type Gateway struct {
+	t         testing.TB
+	Proc      *Process
+	HTTP      string // http://127.0.0.1:port
+	SIPPort   int
+	AgencyKey string
+}
+
+var agencyKeyRE = regexp.MustCompile(`cxco_agcy_k_[A-Za-z0-9]+`)
+
+// StartGateway builds and starts the binary on free loopback ports, with a fixed
+// agency key, and waits until it serves.
+func StartGateway(t testing.TB, o GatewayOptions) *Gateway {
+	t.Helper()
+	httpPort := FreePort(t)
+	sipPort := FreeUDPPort(t)
+	rtpLow := 20000 + 2*rand.IntN(15000)
+	key := "cxco_agcy_k_" + fmt.Sprintf("test%028d", rand.Int64N(1e18))
+	args := []string{"serve", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--sip", fmt.Sprintf("127.0.0.1:%d", sipPort),
+		"--public-ip", "127.0.0.1", "--rtp-ports", fmt.Sprintf("%d-%d", rtpLow, rtpLow+999), "--agency-key", key,
+		"--log-format", "json", "--secret-key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}
+	if o.RedisURL != "" {
+		args = append(args, "--redis", o.RedisURL)
+	}
+	if o.ProviderURL != "" {
+		args = append(args, "--provider-url", o.ProviderURL, "--provider-api-key", "test-platform-key")
+	}
+	args = append(args, o.Args...)
+	p := Start(t, Binary(t), o.Env, args...)
+	p.WaitStdout(t, "API:", 30*time.Second)
+	if !waitTCP(fmt.Sprintf("127.0.0.1:%d", httpPort), 10*time.Second) {
+		t.Fatal("gateway HTTP did not come up")
+	}
+	return &Gateway{t: t, Proc: p, HTTP: fmt.Sprintf("http://127.0.0.1:%d", httpPort), SIPPort: sipPort, AgencyKey: key}
+}
+
+// Do calls the API and decodes the JSON answer (nil on 204).
+func (g *Gateway) Do(method, path, key string, body any) (int, any) {
+	g.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, g.HTTP+path, rd)
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var v any
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, &v); err != nil {
+			g.t.Fatalf("%s %s: %d, not JSON: %s", method, path, res.StatusCode, raw)
+		}
+	}
+	return res.StatusCode, v
+}
+
+// Must calls the API and fails unless the status is want.
+func (g *Gateway) Must(want int, method, path, key string, body any) map[string]any {
+	g.t.Helper()
+	code, v := g.Do(method, path, key, body)
+	if code != want {
+		g.t.Fatalf("%s %s: %d, want %d: %v", method, path, code, want, v)
+	}
+	m, _ := v.(map[string]any)
+	return m
+}
+
+// Tenant is a company with a user key.
+type Tenant struct {
+	CompanyID           int64
+	CompanyKey, UserKey string
+}
+
+// NewTenant creates a company and a user through the API.
+func (g *Gateway) NewTenant(name string) Tenant {
+	g.t.Helper()
+	c := g.Must(201, "POST", "/api/agency/companies", g.AgencyKey, map[string]any{"name": name, "plan": "enterprise", "rate_limit_per_minute": 100000})
+	tn := Tenant{CompanyID: int64(c["id"].(float64)), CompanyKey: c["api_key"].(string)}
+	u := g.Must(201, "POST", "/api/users/", tn.CompanyKey, map[string]any{"email": fmt.Sprintf("ops%d@example.com", tn.CompanyID), "name": "Ops"})
+	tn.UserKey = u["api_key"].(string)
+	return tn
+}
+
+// AddNumber puts a number into the pool.
+func (g *Gateway) AddNumber(number, country string, echo bool) {
+	g.t.Helper()
+	g.Must(201, "POST", "/api/agency/phone-numbers", g.AgencyKey, map[string]any{"number": number, "country_code": country, "echo_line": echo})
+}
+
+// PublishAgent creates and publishes an agent and returns its id and number.
+func (g *Gateway) PublishAgent(tn Tenant, name, country string, config map[string]any) (int64, string) {
+	g.t.Helper()
+	body := map[string]any{"name": name, "personality": "You are " + name + ", a helpful test agent.",
+		"opening_line": "Hello, this is " + name + ". How can I help?", "voice_id": 1}
+	if config != nil {
+		body["config"] = config
+	}
+	a := g.Must(201, "POST", "/api/agents/", tn.UserKey, body)
+	id := int64(a["id"].(float64))
+	p := g.Must(200, "POST", fmt.Sprintf("/api/agents/%d/publish", id), tn.UserKey, map[string]any{"country_code": country})
+	return id, p["phone_number"].(map[string]any)["number"].(string)
+}
+
+// SIPp runs one SIPp scenario from deploy/sipp against the gateway and returns its
+// exit code (0: every call succeeded) and output.
+func (g *Gateway) SIPp(scenario, number string, extra ...string) (int, string) {
+	g.t.Helper()
+	return RunSIPp(g.t, fmt.Sprintf("127.0.0.1:%d", g.SIPPort), scenario, number, extra...)
+}
+
+// RunSIPp runs a scenario of deploy/sipp against target.
+func RunSIPp(t testing.TB, target, scenario, number string, extra ...string) (int, string) {
+	t.Helper()
+	bin, err := exec.LookPath("sipp")
+	if err != nil {
+		t.Fatalf("sipp not found: install it with `apt-get install -y sip-tester` (deploy/test.sh does this)")
+	}
+	dir := t.TempDir()
+	args := []string{"-sf", filepath.Join(RepoRoot(), "deploy", "sipp", scenario), "-s", strings.TrimPrefix(number, "+"), target,
+		"-i", "127.0.0.1", "-p", fmt.Sprint(FreeUDPPort(t)), "-mi", "127.0.0.1", "-mp", fmt.Sprint(FreeUDPPort(t)),
+		"-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin", "-trace_err", "-trace_msg"}
+	args = append(args, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	code := 0
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			t.Fatal(err)
+		}
+	}
+	text := out.String()
+	if code != 0 {
+		for _, pat := range []string{"*errors.log", "*messages.log"} {
+			files, _ := filepath.Glob(filepath.Join(dir, pat))
+			for _, f := range files {
+				b, _ := os.ReadFile(f)
+				text += "\n--- " + filepath.Base(f) + "\n" + tail(string(b), 120)
+			}
+		}
+	}
+	return code, text
+}

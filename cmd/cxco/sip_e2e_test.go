@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cxco/gateway/cmd/cxco/cxcotest"
+	"github.com/cxco/gateway/store/redistest"
+)
+
+// hangingProvider accepts TCP connections and never answers: a provider that is up
+// but too slow (the INVITE rings until --provider-timeout).
+func hangingProvider(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "http://" + l.Addr().String()
+}
+
+// deadProvider is an address where nothing listens.
+func deadProvider(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "http://" + addr
+}
+
+func sipp(t *testing.T, g *cxcotest.Gateway, scenario, number string, extra ...string) {
+	t.Helper()
+	code, out := g.SIPp(scenario, number, extra...)
+	if code != 0 {
+		t.Fatalf("sipp %s to %s: exit %d\n%s", scenario, number, code, out)
+	}
+}
+
+// lastConversation returns the newest conversation of a tenant, waiting until it has
+// a final status.
+func lastConversation(t *testing.T, g *cxcotest.Gateway, tn cxcotest.Tenant) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, v := g.Do("GET", "/api/conversations/?limit=1", tn.UserKey, nil)
+		items, _ := v.(map[string]any)["items"].([]any)
+		if len(items) == 1 {
+			c := items[0].(map[string]any)
+			if c["status"] != "in_progress" {
+				id := int64(c["id"].(float64))
+				return g.Must(200, "GET", fmt.Sprintf("/api/conversations/%d", id), tn.UserKey, nil)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no finished conversation: %v", v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestSIPRefusals: the SIP table of DESIGN.md, against the built binary with SIPp.
+func TestSIPRefusals(t *testing.T) {
+	r := redistest.StartRedis(t)
+	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, ProviderURL: deadProvider(t),
+		Args: []string{"--provider-timeout", "1s"}})
+	tn := g.NewTenant("Refusals")
+	g.AddNumber("+27210000101", "ZA", false)
+	g.AddNumber("+27210000102", "ZA", false)
+	g.AddNumber("+27210000103", "ZA", false) // stays in the pool, unassigned
+	// Publishing needs the provider; do it through a gateway that has one, on the same Redis.
+	g2 := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, Args: []string{"--agency-key", g.AgencyKey}})
+	paused, pausedNum := g2.PublishAgent(tn, "Paused", "ZA", nil)
+	_, liveNum := g2.PublishAgent(tn, "Live", "ZA", nil)
+	g.Must(200, "POST", fmt.Sprintf("/api/agents/%d/pause", paused), tn.UserKey, nil)
+
+	t.Run("404 unknown number", func(t *testing.T) { sipp(t, g, "uac_404.xml", "+15557654321") })
+	t.Run("404 unassigned number", func(t *testing.T) { sipp(t, g, "uac_404.xml", "+27210000103") })
+	t.Run("480 paused agent", func(t *testing.T) { sipp(t, g, "uac_480.xml", pausedNum) })
+	t.Run("488 no common codec", func(t *testing.T) { sipp(t, g, "uac_488.xml", liveNum) })
+	t.Run("503 provider down", func(t *testing.T) {
+		sipp(t, g, "uac_503.xml", liveNum)
+		c := lastConversation(t, g, tn)
+		if c["status"] != "failed" || c["end_reason"] != "provider_unavailable" {
+			t.Fatalf("conversation: %v", c)
+		}
+	})
+	t.Run("403 suspended company", func(t *testing.T) {
+		g.Must(200, "PUT", fmt.Sprintf("/api/agency/companies/%d", tn.CompanyID), g.AgencyKey, map[string]any{"status": "suspended"})
+		defer g.Must(200, "PUT", fmt.Sprintf("/api/agency/companies/%d", tn.CompanyID), g.AgencyKey, map[string]any{"status": "active"})
+		sipp(t, g, "uac_403.xml", liveNum)
+	})
+	t.Run("487 cancel while ringing", func(t *testing.T) {
+		slow := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, ProviderURL: hangingProvider(t),
+			Args: []string{"--agency-key", g.AgencyKey, "--provider-timeout", "5s"}})
+		sipp(t, slow, "uac_cancel.xml", liveNum)
+		c := lastConversation(t, g, tn)
+		if c["status"] != "cancelled" || c["end_reason"] != "caller_cancelled" || c["duration_seconds"] != nil {
+			t.Fatalf("conversation: %v", c)
+		}
+	})
+	// The gateway keeps answering after all that.
+	t.Run("OPTIONS", func(t *testing.T) { sipp(t, g, "uac_options.xml", "+27210000101") })
+}
+
+// TestSIPEchoLine: calls to the echo test line, through the whole media path.
+func TestSIPEchoLine(t *testing.T) {
+	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{Args: []string{"--echo-number", "+15550001", "--rtp-timeout", "3s"}})
+	t.Run("PCMA audio, caller hangs up", func(t *testing.T) { sipp(t, g, "uac_echo_pcma.xml", "+15550001") })
+	t.Run("hold and resume", func(t *testing.T) { sipp(t, g, "uac_hold.xml", "+15550001") })
+	t.Run("DTMF", func(t *testing.T) { sipp(t, g, "uac_dtmf.xml", "+15550001") })
+	t.Run("RTP timeout: the gateway hangs up", func(t *testing.T) {
+		start := time.Now()
+		sipp(t, g, "uac_wait_bye.xml", "+15550001")
+		if d := time.Since(start); d < 9*time.Second {
+			t.Fatalf("BYE after %s: the 7 s of audio plus the 3 s RTP timeout had not passed", d)
+		}
+	})
+	if !strings.Contains(g.Proc.Stderr(), `"reason":"rtp_timeout"`) {
+		t.Fatal("no call ended with rtp_timeout in the log")
+	}
+}
