@@ -106,10 +106,15 @@ func (f *form) integer(k string, required bool) (*int64, error) {
 		}
 		return nil, nil
 	}
-	var n json.Number
+	// Decode into any: decoding into json.Number directly would also accept "7", a string.
+	var v any
 	d := json.NewDecoder(bytes.NewReader(f.m[k]))
 	d.UseNumber()
-	if err := d.Decode(&n); err != nil {
+	if err := d.Decode(&v); err != nil {
+		return nil, invalid("%s: must be an integer", k)
+	}
+	n, isNum := v.(json.Number)
+	if !isNum {
 		return nil, invalid("%s: must be an integer", k)
 	}
 	i, err := n.Int64()

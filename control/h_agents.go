@@ -166,8 +166,11 @@ func (s *Server) agentFields(c *call, f *form, a *store.Agent, create bool) erro
 	}
 	if vid != nil {
 		v, err := s.st.GetVoice(c.ctx, *vid)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && v.Status != store.VoiceActive && *vid != a.VoiceID) {
+		if errors.Is(err, store.ErrNotFound) || (err == nil && v.Status == store.VoiceRetired && *vid != a.VoiceID) {
 			return invalid("voice_id: voice %d does not exist", *vid)
+		}
+		if err == nil && v.Status != store.VoiceActive && *vid != a.VoiceID {
+			return invalid("voice_id: voice %d is %s and cannot be chosen", *vid, v.Status)
 		}
 		if err != nil {
 			return err

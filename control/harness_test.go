@@ -17,8 +17,8 @@ import (
 	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/bridge/providersim"
 	"github.com/cxco/gateway/control"
-	"github.com/cxco/gateway/store/redistest"
 	"github.com/cxco/gateway/store"
+	"github.com/cxco/gateway/store/redistest"
 )
 
 // env is one control plane on a real redis-server with the provider simulator.

@@ -115,7 +115,8 @@ func dateRange(q map[string][]string, now time.Time, required bool) (time.Time, 
 		return start, end, invalid("start_date (%s) is after end_date (%s)", start.Format(store.DayFormat), end.Format(store.DayFormat))
 	}
 	if days := int(end.Sub(start).Hours()/24) + 1; days > 366 {
-		return start, end, invalid("the date range spans %d days; at most 366 are allowed", days)
+		return start, end, invalid("end_date: the range from start_date %s to end_date %s spans %d days; at most 366 are allowed",
+			start.Format(store.DayFormat), end.Format(store.DayFormat), days)
 	}
 	return start, end, nil
 }

@@ -366,7 +366,8 @@ func (s *Store) ArchiveAgent(ctx context.Context, cid, aid int64) (*Agent, *stri
 			if pnid != nil {
 				p.Del(ctx, keyPNWA(cid, *pnid))
 			}
-			a.PhoneNumberID, a.WhatsAppEnabled = nil, false
+			// The provider's agent is deleted: an archived agent no longer shows its id.
+			a.PhoneNumberID, a.ExternalAgentID, a.WhatsAppEnabled = nil, nil, false
 			return nil
 		})
 	if err != nil {

@@ -73,27 +73,38 @@ func agentField(aid int64, f string) string { return "a:" + itoa(aid) + ":" + f 
 // countUsage adds an ended, answered conversation to its day, inside the caller's MULTI.
 func (s *Store) countUsage(ctx context.Context, p redis.Pipeliner, c *Conversation) {
 	k := keyUsage(c.CompanyID, usageDay(c))
+	add := func(field string, n int64) {
+		p.HIncrBy(ctx, k, field, n)
+		p.HIncrBy(ctx, k, agentField(c.AgentID, field), n)
+	}
+	if c.Channel == "whatsapp" {
+		// A chat counts as a WhatsApp conversation with its messages, never as voice.
+		msgs := int64(0)
+		if c.MessageCount != nil {
+			msgs = int64(*c.MessageCount)
+		}
+		add(uWAConvs, 1)
+		add(uWAMessages, msgs)
+		return
+	}
 	dur := int64(0)
 	if c.DurationSeconds != nil {
 		dur = int64(*c.DurationSeconds)
 	}
-	for _, f := range []struct {
-		name string
-		n    int64
-	}{{uVoiceConvs, 1}, {uVoiceSecs, dur}, {uReferSecs, int64(c.SIPReferSeconds)}} {
-		if c.Channel == "whatsapp" {
-			continue
-		}
-		p.HIncrBy(ctx, k, f.name, f.n)
-		p.HIncrBy(ctx, k, agentField(c.AgentID, f.name), f.n)
-	}
+	add(uVoiceConvs, 1)
+	add(uVoiceSecs, dur)
+	add(uReferSecs, int64(c.SIPReferSeconds))
 	if c.CallSuccessful != nil {
 		s.countSuccess(ctx, p, c, nil, c.CallSuccessful)
 	}
 }
 
 // countSuccess moves the success counters from old to now (nil = not analysed).
+// They are voice counters: a WhatsApp chat's analysis does not move them.
 func (s *Store) countSuccess(ctx context.Context, p redis.Pipeliner, c *Conversation, old, now *bool) {
+	if c.Channel == "whatsapp" {
+		return
+	}
 	k := keyUsage(c.CompanyID, usageDay(c))
 	val := func(b *bool) (analysed, ok int64) {
 		if b == nil {
