@@ -11,7 +11,9 @@ import (
 	"time"
 )
 
-// Limits on the far end's packet time that we accept (we always send 20 ms).
+// Packet times: the far end's ptime in MinPtime..MaxPtime is what the
+// jitter buffer is built for; Negotiate reports other values in
+// Negotiated.Ptime without rejecting the call. We always send 20 ms.
 const (
 	MinPtime  = 10 * time.Millisecond
 	MaxPtime  = 60 * time.Millisecond
