@@ -1,0 +1,451 @@
+package cxcotest
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gsip "github.com/emiago/sipgo/sip"
+
+	"github.com/cxco/gateway/media/g711"
+	"github.com/cxco/gateway/media/sdp"
+)
+
+// Phone is a minimal SIP caller with a real RTP endpoint, for tests: it dials the
+// gateway over UDP, sends generated audio and RFC 4733 digits on the 20 ms grid,
+// keeps every RTP packet it receives, and answers the gateway's BYE.
+type Phone struct {
+	t       testing.TB
+	sipConn *net.UDPConn
+	rtpConn *net.UDPConn
+	gw      *net.UDPAddr
+	number  string
+	callID  string
+	fromTag string
+	toTag   string
+	cseq    int
+	codec   string // PCMU or PCMA
+	pt      uint8
+	dtmfPT  uint8
+	Remote  netip.AddrPort // the gateway's RTP address
+
+	ssrc   uint32
+	seq    uint16
+	ts     uint32
+	Impair *Impairment
+
+	mu       sync.Mutex
+	packets  []Packet
+	final    chan *gsip.Response
+	byeOK    chan struct{}
+	gotBye   chan struct{}
+	requests []*gsip.Request
+	onReq    func(*gsip.Request) *gsip.Response
+	done     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// Packet is one RTP packet the phone received.
+type Packet struct {
+	At      time.Time
+	PT      uint8
+	Seq     uint16
+	TS      uint32
+	Marker  bool
+	Payload []byte
+}
+
+// Impairment damages what the phone sends, deterministically from Seed: loss,
+// duplicates, reordering (a packet held back and sent after the next) and jitter
+// (each packet delayed by up to Jitter).
+type Impairment struct {
+	Seed      uint64
+	Loss      float64 // fraction dropped
+	Duplicate float64
+	Reorder   float64
+	Jitter    time.Duration
+	rnd       *rand.Rand
+	held      []byte
+	wg        sync.WaitGroup
+}
+
+// Dial calls number at the gateway's SIP address and waits for the final answer.
+// codec is "PCMU" or "PCMA". It returns the phone (nil unless answered) and the status.
+func Dial(t testing.TB, gw string, number, codec string) (*Phone, int) {
+	t.Helper()
+	addr, err := net.ResolveUDPAddr("udp", gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Phone{t: t, gw: addr, number: strings.TrimPrefix(number, "+"), codec: codec, pt: 0, dtmfPT: 101,
+		callID: fmt.Sprintf("phone-%d@127.0.0.1", rand.Int64()), fromTag: fmt.Sprintf("ph%d", rand.Uint32()), cseq: 1,
+		ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32(),
+		final: make(chan *gsip.Response, 4), byeOK: make(chan struct{}, 1), gotBye: make(chan struct{}), done: make(chan struct{})}
+	if codec == "PCMA" {
+		p.pt = 8
+	}
+	if p.sipConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if p.rtpConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	p.wg.Add(2)
+	go p.readSIP()
+	go p.readRTP()
+	p.send(p.invite())
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case res := <-p.final:
+			if res.StatusCode < 200 {
+				continue
+			}
+			if res.StatusCode >= 300 {
+				p.sendACK(res)
+				return nil, res.StatusCode
+			}
+			if tag, ok := res.To().Params.Get("tag"); ok {
+				p.toTag = tag
+			}
+			s, err := sdp.Parse(res.Body())
+			if err != nil {
+				t.Fatalf("phone: SDP answer: %v\n%s", err, res.Body())
+			}
+			n, err := sdp.Negotiate(s)
+			if err != nil {
+				t.Fatalf("phone: negotiate the answer: %v", err)
+			}
+			p.Remote = n.Remote
+			p.sendACK(res)
+			return p, 200
+		case <-timeout:
+			t.Fatal("phone: no final answer to the INVITE")
+		}
+	}
+}
+
+func (p *Phone) local() string { return p.sipConn.LocalAddr().String() }
+
+func (p *Phone) headers(method string, cseq int, toTag bool) string {
+	to := fmt.Sprintf("<sip:+%s@%s>", p.number, p.gw)
+	if toTag && p.toTag != "" {
+		to += ";tag=" + p.toTag
+	}
+	return fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bK%d;rport\r\nFrom: <sip:+27820000001@127.0.0.1>;tag=%s\r\nTo: %s\r\n"+
+		"Call-ID: %s\r\nCSeq: %d %s\r\nContact: <sip:phone@%s>\r\nMax-Forwards: 70\r\n",
+		p.local(), rand.Int64(), p.fromTag, to, p.callID, cseq, method, p.local())
+}
+
+func (p *Phone) invite() string {
+	port := p.rtpConn.LocalAddr().(*net.UDPAddr).Port
+	body := fmt.Sprintf("v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+		"m=audio %d RTP/AVP %d 101\r\na=rtpmap:%d %s/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+		port, p.pt, p.pt, p.codec)
+	return fmt.Sprintf("INVITE sip:+%s@%s SIP/2.0\r\n%sContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		p.number, p.gw, p.headers("INVITE", 1, false), len(body), body)
+}
+
+func (p *Phone) sendACK(res *gsip.Response) {
+	to := res.To().Value()
+	msg := fmt.Sprintf("ACK sip:+%s@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%d\r\nFrom: <sip:+27820000001@127.0.0.1>;tag=%s\r\nTo: %s\r\n"+
+		"Call-ID: %s\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", p.number, p.gw, p.local(), rand.Int64(), p.fromTag, to, p.callID)
+	p.send(msg)
+}
+
+func (p *Phone) send(msg string) {
+	if _, err := p.sipConn.WriteToUDP([]byte(msg), p.gw); err != nil {
+		p.t.Errorf("phone: send: %v", err)
+	}
+}
+
+// OnRequest lets a test answer in-dialog requests (REFER, NOTIFY, ...); BYE is
+// answered by the phone itself. Returning nil answers 200.
+func (p *Phone) OnRequest(f func(*gsip.Request) *gsip.Response) {
+	p.mu.Lock()
+	p.onReq = f
+	p.mu.Unlock()
+}
+
+func (p *Phone) readSIP() {
+	defer p.wg.Done()
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := p.sipConn.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		msg, err := gsip.ParseMessage(append([]byte(nil), buf[:n]...))
+		if err != nil {
+			continue
+		}
+		switch m := msg.(type) {
+		case *gsip.Response:
+			if m.CSeq() != nil && m.CSeq().MethodName == gsip.BYE {
+				select {
+				case p.byeOK <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			if m.CSeq() != nil && m.CSeq().MethodName == gsip.INVITE {
+				if m.StatusCode >= 200 && p.toTag != "" {
+					p.sendACK(m) // a retransmitted 200: ACK again
+					continue
+				}
+				select {
+				case p.final <- m:
+				default:
+				}
+			}
+		case *gsip.Request:
+			p.mu.Lock()
+			p.requests = append(p.requests, m)
+			h := p.onReq
+			p.mu.Unlock()
+			if m.IsAck() {
+				continue
+			}
+			var res *gsip.Response
+			if h != nil && m.Method != gsip.BYE {
+				res = h(m)
+			}
+			if res == nil {
+				res = gsip.NewResponseFromRequest(m, 200, "OK", nil)
+			}
+			b := []byte(res.String())
+			_, _ = p.sipConn.WriteToUDP(b, from)
+			if m.Method == gsip.BYE {
+				select {
+				case <-p.gotBye:
+				default:
+					close(p.gotBye)
+				}
+			}
+		}
+	}
+}
+
+// Requests are the requests the gateway sent the phone.
+func (p *Phone) Requests() []*gsip.Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*gsip.Request(nil), p.requests...)
+}
+
+func (p *Phone) readRTP() {
+	defer p.wg.Done()
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := p.rtpConn.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		if n < 12 || buf[0]>>6 != 2 {
+			continue
+		}
+		pk := Packet{At: time.Now(), PT: buf[1] & 0x7f, Marker: buf[1]&0x80 != 0, Seq: binary.BigEndian.Uint16(buf[2:]),
+			TS: binary.BigEndian.Uint32(buf[4:]), Payload: append([]byte(nil), buf[12:n]...)}
+		p.mu.Lock()
+		p.packets = append(p.packets, pk)
+		p.mu.Unlock()
+	}
+}
+
+// Packets returns what was received so far.
+func (p *Phone) Packets() []Packet {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Packet(nil), p.packets...)
+}
+
+// Audio decodes the received audio packets (in sequence order) to 8 kHz PCM.
+func (p *Phone) Audio() []int16 {
+	pk := p.Packets()
+	sort.SliceStable(pk, func(i, j int) bool { return int16(pk[i].Seq-pk[j].Seq) < 0 })
+	var out []int16
+	for _, x := range pk {
+		if x.PT != 0 && x.PT != 8 {
+			continue
+		}
+		pcm := make([]int16, len(x.Payload))
+		if x.PT == 8 {
+			g711.ALawToPCM(pcm, x.Payload)
+		} else {
+			g711.ULawToPCM(pcm, x.Payload)
+		}
+		out = append(out, pcm...)
+	}
+	return out
+}
+
+func (p *Phone) rtpPacket(pt uint8, marker bool, ts uint32, payload []byte) []byte {
+	b := make([]byte, 12+len(payload))
+	b[0] = 0x80
+	b[1] = pt
+	if marker {
+		b[1] |= 0x80
+	}
+	binary.BigEndian.PutUint16(b[2:], p.seq)
+	binary.BigEndian.PutUint32(b[4:], ts)
+	binary.BigEndian.PutUint32(b[8:], p.ssrc)
+	copy(b[12:], payload)
+	p.seq++
+	return b
+}
+
+func (p *Phone) writeRTP(b []byte) {
+	dst := net.UDPAddrFromAddrPort(p.Remote)
+	im := p.Impair
+	if im == nil {
+		_, _ = p.rtpConn.WriteToUDP(b, dst)
+		return
+	}
+	if im.rnd == nil {
+		im.rnd = rand.New(rand.NewPCG(im.Seed, im.Seed^0x9e3779b97f4a7c15))
+	}
+	r := im.rnd
+	if r.Float64() < im.Loss {
+		return
+	}
+	send := func(pkt []byte) {
+		if im.Jitter > 0 {
+			d := time.Duration(r.Int64N(int64(im.Jitter)))
+			im.wg.Add(1)
+			time.AfterFunc(d, func() { defer im.wg.Done(); _, _ = p.rtpConn.WriteToUDP(pkt, dst) })
+			return
+		}
+		_, _ = p.rtpConn.WriteToUDP(pkt, dst)
+	}
+	if im.held != nil {
+		send(b)
+		send(im.held)
+		im.held = nil
+		return
+	}
+	if r.Float64() < im.Reorder {
+		im.held = b
+		return
+	}
+	send(b)
+	if r.Float64() < im.Duplicate {
+		send(b)
+	}
+}
+
+// SendAudio sends 8 kHz PCM as 20 ms packets, paced in real time.
+func (p *Phone) SendAudio(pcm []int16) {
+	frame := make([]byte, 160)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	first := true
+	for len(pcm) > 0 {
+		n := min(160, len(pcm))
+		for i := range frame {
+			var v int16
+			if i < n {
+				v = pcm[i]
+			}
+			if p.pt == 8 {
+				frame[i] = g711.EncodeALaw(v)
+			} else {
+				frame[i] = g711.EncodeULaw(v)
+			}
+		}
+		p.writeRTP(p.rtpPacket(p.pt, first, p.ts, frame))
+		first = false
+		p.ts += 160
+		pcm = pcm[n:]
+		select {
+		case <-tick.C:
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// Tone makes d of a sine at freq and level (dBFS of its peak), 8 kHz.
+func Tone(freq, dBFS float64, d time.Duration) []int16 {
+	n := int(d.Seconds() * 8000)
+	amp := 32767 * math.Pow(10, dBFS/20)
+	out := make([]int16, n)
+	for i := range out {
+		out[i] = int16(amp * math.Sin(2*math.Pi*freq*float64(i)/8000))
+	}
+	return out
+}
+
+// SendDigit sends an RFC 4733 event (0-9, *, #) of 100 ms, with three end packets.
+func (p *Phone) SendDigit(d rune) {
+	ev := map[rune]byte{'*': 10, '#': 11}[d]
+	if d >= '0' && d <= '9' {
+		ev = byte(d - '0')
+	}
+	ts := p.ts
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for i := 1; i <= 5; i++ {
+		end := i == 5
+		dur := uint16(i * 160)
+		payload := []byte{ev, 10, byte(dur >> 8), byte(dur)}
+		if end {
+			payload[1] |= 0x80
+		}
+		reps := 1
+		if end {
+			reps = 3
+		}
+		for r := 0; r < reps; r++ {
+			p.writeRTP(p.rtpPacket(p.dtmfPT, i == 1 && r == 0, ts, payload))
+		}
+		<-tick.C
+	}
+	p.ts += 5 * 160
+}
+
+// Hangup sends BYE and waits for its 200.
+func (p *Phone) Hangup() {
+	p.cseq++
+	msg := fmt.Sprintf("BYE sip:cxco@%s SIP/2.0\r\n%sContent-Length: 0\r\n\r\n", p.gw, p.headers("BYE", p.cseq, true))
+	p.send(msg)
+	select {
+	case <-p.byeOK:
+	case <-time.After(5 * time.Second):
+		p.t.Error("phone: no 200 to our BYE")
+	}
+}
+
+// WaitBye waits for the gateway to hang up.
+func (p *Phone) WaitBye(d time.Duration) bool {
+	select {
+	case <-p.gotBye:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// Close releases the phone's sockets.
+func (p *Phone) Close() {
+	select {
+	case <-p.done:
+		return
+	default:
+		close(p.done)
+	}
+	if p.Impair != nil {
+		p.Impair.wg.Wait()
+	}
+	p.sipConn.Close()
+	p.rtpConn.Close()
+	p.wg.Wait()
+}
