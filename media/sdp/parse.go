@@ -301,24 +301,25 @@ func parseMLine(val string) (Media, error) {
 func (m *Media) attr(name, arg string) error {
 	switch name {
 	case "rtpmap":
+		// Be liberal: a broken rtpmap only leaves its format unresolved (and unused).
 		pt, rest, ok := strings.Cut(arg, " ")
 		n, err := strconv.ParseUint(pt, 10, 7)
 		if !ok || err != nil {
-			return fmt.Errorf("%w: rtpmap %q", ErrMalformed, truncate(arg))
+			return nil // a broken rtpmap (e.g. "31 LPC" in RFC 4475) leaves its format unresolved
 		}
 		parts := strings.Split(strings.TrimSpace(rest), "/")
 		if len(parts) < 2 || parts[0] == "" {
-			return fmt.Errorf("%w: rtpmap %q", ErrMalformed, truncate(arg))
+			return nil // a broken rtpmap (e.g. "31 LPC" in RFC 4475) leaves its format unresolved
 		}
 		rate, err := strconv.ParseUint(parts[1], 10, 31)
 		if err != nil {
-			return fmt.Errorf("%w: rtpmap %q", ErrMalformed, truncate(arg))
+			return nil // a broken rtpmap (e.g. "31 LPC" in RFC 4475) leaves its format unresolved
 		}
 		c := Codec{PayloadType: uint8(n), Name: parts[0], ClockRate: int(rate)}
 		if len(parts) > 2 {
 			ch, err := strconv.ParseUint(parts[2], 10, 8)
 			if err != nil {
-				return fmt.Errorf("%w: rtpmap %q", ErrMalformed, truncate(arg))
+				return nil // a broken rtpmap (e.g. "31 LPC" in RFC 4475) leaves its format unresolved
 			}
 			c.Channels = int(ch)
 		}

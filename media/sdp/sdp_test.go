@@ -181,7 +181,9 @@ a=rtpmap:96 PCMU/16000
 	"empty":                   "",
 	"short m line":            "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP\n",
 	"garbage rtpmap":          "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVP 0\na=rtpmap:zz\n",
-	"host name in c=":         "v=0\no=- 1 1 IN IP4 host\ns=-\nc=IN IP4 pbx.example.com\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
+	// RFC 4475's INVITEs carry a video stream with "a=rtpmap:31 LPC" (no clock rate).
+	"rfc4475 body":    "v=0\no=mhandley 29739 7272939 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nt=0 0\nm=audio 49217 RTP/AVP 0 12\nm=video 3227 RTP/AVP 31\na=rtpmap:31 LPC\n",
+	"host name in c=": "v=0\no=- 1 1 IN IP4 host\ns=-\nc=IN IP4 pbx.example.com\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
 }
 
 func TestNegotiate(t *testing.T) {
@@ -231,7 +233,10 @@ func TestNegotiate(t *testing.T) {
 		{offer: "address family mismatch", err: ErrMalformed},
 		{offer: "empty", err: ErrMalformed},
 		{offer: "short m line", err: ErrMalformed},
-		{offer: "garbage rtpmap", err: ErrMalformed},
+		// A broken rtpmap only leaves its format unresolved: static PT 0 is still PCMU.
+		{offer: "garbage rtpmap", codec: "PCMU", pt: 0, dtmf: -1, remote: ap("10.1.1.1:4000"), rtcp: ap("10.1.1.1:4001")},
+		{offer: "rfc4475 body", codec: "PCMU", pt: 0, dtmf: -1, remote: ap("192.0.2.1:49217"), rtcp: ap("192.0.2.1:49218"),
+			answerIn: []string{"m=audio 20000 RTP/AVP 0\r\n", "m=video 0 RTP/AVP 31\r\n"}},
 		{offer: "host name in c=", err: ErrMalformed},
 	}
 	seen := map[string]bool{}
