@@ -78,6 +78,15 @@ func TestAgentCreateValidation(t *testing.T) {
 		{"max duration a fraction", agentBody(cfg("max_call_duration_seconds", 600.5)), "config.max_call_duration_seconds"},
 		{"max duration a string", agentBody(cfg("max_call_duration_seconds", "600")), "config.max_call_duration_seconds"},
 		{"unknown config key", agentBody(cfg("top_p", 0.9)), "config.top_p"},
+		{"audio format unknown", agentBody(cfg("audio_format", "mp3")), "config.audio_format"},
+		{"audio chunk not a multiple of 20", agentBody(cfg("user_audio_chunk_ms", 30)), "config.user_audio_chunk_ms"},
+		{"transfer not an object", agentBody(cfg("transfer", "yes")), "config.transfer"},
+		{"transfer mode unknown", agentBody(cfg("transfer", map[string]any{"mode": "teleport"})), "config.transfer.mode"},
+		{"transfer unknown key", agentBody(cfg("transfer", map[string]any{"when": "always"})), "config.transfer.when"},
+		{"transfer destination number", agentBody(cfg("transfer", map[string]any{"destinations": []any{
+			map[string]any{"number": "0211234567", "condition": "billing"}}})), "config.transfer.destinations[0].number"},
+		{"transfer destination condition", agentBody(cfg("transfer", map[string]any{"destinations": []any{
+			map[string]any{"number": "+27211234567"}}})), "config.transfer.destinations[0].condition"},
 		{"unknown top-level field", agentBody(with("status", "active")), "status"},
 		{"unknown top-level field (id)", agentBody(with("id", 5)), "id"},
 		{"body is an array", "[]", "JSON object"},
@@ -114,6 +123,9 @@ func TestAgentCreateValidation(t *testing.T) {
 		{"temperature 2", agentBody(cfg("temperature", 2)), nil},
 		{"max duration 10", agentBody(cfg("max_call_duration_seconds", 10)), nil},
 		{"max duration 14400", agentBody(cfg("max_call_duration_seconds", 14400)), nil},
+		{"transfers to a number and a SIP URI", agentBody(cfg("transfer", map[string]any{"mode": "refer", "destinations": []any{
+			map[string]any{"number": "+27211234567", "condition": "billing questions", "label": "Billing"},
+			map[string]any{"number": "sip:support@pbx.example.com", "condition": "technical problems"}}})), nil},
 		{"language upper case", agentBody(with("language", "DE")), func(t *testing.T, a map[string]any) {
 			if a["language"] != "de" {
 				t.Errorf("language %v, want de", a["language"])
@@ -597,5 +609,54 @@ func TestProviderSync(t *testing.T) {
 	}
 	if avail := e.must(200, "GET", "/api/phone-numbers/available?country_code=ZA", tn.userKey, nil).list(t); len(avail) != 1 {
 		t.Fatalf("archive did not free the number: %v", avail)
+	}
+}
+
+// TestPublishSameAgentTwice: publishes of one agent racing each other (a double
+// click) give one live agent with one number; the others are 409 and leave no
+// number taken and nothing behind at the provider.
+func TestPublishSameAgentTwice(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	tn := e.bigTenant("Double Click")
+	e.addNumbers("ZA", 5)
+	id := e.newAgent(tn, "Clicked")
+	var wg sync.WaitGroup
+	results := make([]resp, 5)
+	gate := make(chan struct{})
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			results[i] = e.do("POST", p("/api/agents/%d/publish", id), tn.userKey, nil)
+		}()
+	}
+	close(gate)
+	wg.Wait()
+	ok := 0
+	for _, r := range results {
+		switch r.Status {
+		case 200:
+			ok++
+		case 409:
+			isError(t, "second publish", r, 409, "conflict", p("agent %d", id))
+		default:
+			t.Fatalf("publish: %d %s", r.Status, r.Body)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d publishes succeeded, want 1", ok)
+	}
+	if n := len(e.must(200, "GET", "/api/phone-numbers/", tn.userKey, nil).list(t)); n != 1 {
+		t.Fatalf("the company holds %d numbers, want 1", n)
+	}
+	if n := len(e.must(200, "GET", "/api/phone-numbers/available", tn.userKey, nil).list(t)); n != 4 {
+		t.Fatalf("%d numbers available, want 4", n)
+	}
+	if n := e.sim.AgentCount(); n != 1 {
+		t.Fatalf("the provider has %d agents, want 1", n)
+	}
+	if evs := eventsOf(e.outbox(tn.id), "agent.status_changed"); len(evs) != 1 {
+		t.Fatalf("%d status events, want 1", len(evs))
 	}
 }

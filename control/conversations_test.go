@@ -532,6 +532,8 @@ func TestContacts(t *testing.T) {
 		{"?search=%2B27%2083", []int64{second}},
 		{"?search=27", []int64{second, first}},
 		{"?search=999", nil},
+		{"?search=thabo", nil}, // a search by number with no digit in it finds no number
+		{"?search=%20", []int64{second, first}},
 	} {
 		if got := e.walk("/api/contacts/"+c.q, tn.userKey, 30); !slices.Equal(got, c.want) {
 			t.Errorf("contacts%s: %v, want %v", c.q, got, c.want)

@@ -197,6 +197,7 @@ func schemas() js {
 
 // OpenAPI builds the document.
 func (s *Server) OpenAPI() js {
+	sch := schemas()
 	paths := js{}
 	errResp := func(desc string) js {
 		return js{"description": desc, "content": js{"application/json": js{"schema": ref("Error")}}}
@@ -221,7 +222,9 @@ func (s *Server) OpenAPI() js {
 			op["parameters"] = params
 		}
 		if rt.body != "" {
-			op["requestBody"] = js{"required": true, "content": js{"application/json": js{"schema": ref(rt.body)}}}
+			// An empty body is an empty object: the body is required only when the schema has required fields.
+			_, needed := sch[rt.body].(js)["required"]
+			op["requestBody"] = js{"required": needed, "content": js{"application/json": js{"schema": ref(rt.body)}}}
 		}
 		resps := js{}
 		okResp := js{"description": http.StatusText(rt.status)}
@@ -264,7 +267,7 @@ func (s *Server) OpenAPI() js {
 		"servers": []js{{"url": "/"}},
 		"paths":   paths,
 		"components": js{
-			"schemas": schemas(),
+			"schemas": sch,
 			"securitySchemes": js{
 				"ApiKey":        js{"type": "apiKey", "in": "header", "name": "X-API-Key"},
 				"Authorization": js{"type": "apiKey", "in": "header", "name": "Authorization", "description": "the key itself; a Bearer prefix is tolerated"},

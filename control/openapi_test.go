@@ -131,6 +131,15 @@ func TestOpenAPI(t *testing.T) {
 					t.Errorf("%s %s: path parameter %s not declared as required", method, path, m[1])
 				}
 			}
+			if rb, has := o["requestBody"].(map[string]any); has {
+				// An empty body is read as {}: it may be left out unless the schema requires fields.
+				ref, _ := rb["content"].(map[string]any)["application/json"].(map[string]any)["schema"].(map[string]any)["$ref"].(string)
+				sc, _ := schemas[strings.TrimPrefix(ref, "#/components/schemas/")].(map[string]any)
+				_, needs := sc["required"]
+				if rb["required"] != needs {
+					t.Errorf("%s %s: requestBody.required = %v, but its schema %s requires %v", method, path, rb["required"], ref, sc["required"])
+				}
+			}
 			if sec, has := o["security"].([]any); has {
 				for _, s := range sec {
 					for name := range s.(map[string]any) {

@@ -85,11 +85,14 @@ func (s *Store) GetContact(ctx context.Context, cid, id int64) (*Contact, error)
 }
 
 // ListContacts pages through contacts, newest first; search keeps those whose number
-// contains it (digits only are compared, so "+27 82" finds +2782...).
+// contains it (digits only are compared, so "+27 82" finds +2782...). A search with
+// no digit in it matches no number.
 func (s *Store) ListContacts(ctx context.Context, cid int64, search string, cursor int64, limit int) (Page[Contact], error) {
 	var keep func(*Contact) bool
 	if d := digits(search); d != "" {
 		keep = func(c *Contact) bool { return strings.Contains(digits(c.PhoneNumber), d) }
+	} else if strings.TrimSpace(search) != "" {
+		return Page[Contact]{}, nil
 	}
 	page, err := pageRecords(ctx, s, keyContacts(cid), cursor, limit, func(id int64) string { return keyContact(cid, id) }, keep,
 		func(c *Contact) int64 { return c.ID })
