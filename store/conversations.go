@@ -81,6 +81,7 @@ func (s *Store) CreateConversation(ctx context.Context, c Conversation) (*Conver
 	if c.StartedAt.IsZero() {
 		c.StartedAt = now
 	}
+	c.StartedAt = c.StartedAt.UTC().Truncate(time.Second)
 	if c.Source == "" {
 		c.Source = "elevenlabs"
 	}
