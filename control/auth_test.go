@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cxco/gateway/store/redistest"
 )
 
 // TestAuthHeaders: X-API-Key, Authorization: <key> and Authorization: Bearer <key>
@@ -348,3 +351,38 @@ func TestErrors(t *testing.T) {
 		e.must(201, "POST", c.path+"/", c.key, c.body)
 	}
 }
+
+// TestRateLimitAcrossNodes: a company's limit is shared by its keys on every gateway
+// node of one Redis; 429 carries Retry-After and the JSON body.
+func TestRateLimitAcrossNodes(t *testing.T) {
+	rd := redistest.StartRedis(t)
+	a := newEnv(t, envOpts{redis: rd, now: midMinute})
+	b := newEnv(t, envOpts{redis: rd, now: midMinute})
+	a.agency = b.agency               // one agency key per Redis: the second node's replaced the first's
+	tn := a.newTenant("Shared Limit") // starter: 100/min; the user creation was request 1
+	nodes := []*env{a, b}
+	for i := 1; i < 100; i++ {
+		key := tn.userKey
+		if i%3 == 0 {
+			key = tn.compKey
+		}
+		r := nodes[i%2].must(200, "GET", "/api/voices/", key, nil)
+		if got, want := r.Header.Get("X-RateLimit-Remaining"), p("%d", 100-i-1); got != want {
+			t.Fatalf("request %d: X-RateLimit-Remaining %s, want %s", i+1, got, want)
+		}
+		if r.Header.Get("X-RateLimit-Reset") == "" {
+			t.Fatal("no X-RateLimit-Reset")
+		}
+	}
+	for _, n := range nodes {
+		r := n.do("GET", "/api/voices/", tn.compKey, nil)
+		isError(t, "the 101st request", r, 429, "rate_limited", "rate limit")
+		if ra := r.Header.Get("Retry-After"); ra == "" || ra == "0" {
+			t.Fatalf("Retry-After %q", ra)
+		}
+	}
+}
+
+// midMinute is a clock stopped in the middle of a minute, so a rate-limit window
+// cannot roll over while a test counts requests.
+func midMinute() time.Time { return time.Date(2026, 3, 12, 14, 30, 30, 0, time.UTC) }

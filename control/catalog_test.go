@@ -146,6 +146,11 @@ func TestPhoneNumbersAndWhatsApp(t *testing.T) {
 		t.Fatalf("whatsapp_verified data: %v", d)
 	}
 	e.fails(409, "conflict", "already active", "POST", p("/api/phone-numbers/%d/enable-whatsapp", pnID), tn.userKey, nil)
+	// The agency's view of the pool shows the same WhatsApp state.
+	pool, _, _ := pageOf(t, e.must(200, "GET", "/api/agency/phone-numbers?status=assigned", e.agency, nil))
+	if len(pool) != 1 || num(pool[0].(map[string]any)["id"]) != pnID || pool[0].(map[string]any)["whatsapp_status"] != "active" {
+		t.Fatalf("agency pool after verification: %v", pool)
+	}
 
 	// Archiving the agent releases the number: it is no longer the company's, and a
 	// new company that gets it starts without WhatsApp.

@@ -137,7 +137,7 @@ func TestPublishRace(t *testing.T) {
 // TestRateLimit: a starter company's 101st request in a minute gets 429 with Retry-After,
 // shared by all of the company's keys.
 func TestRateLimit(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	e := newEnv(t, envOpts{now: midMinute})
 	tn := e.newTenant("Starter Co") // 2 requests so far: user creation counts (company key)
 	other := e.newTenant("Neighbour")
 	used := 1

@@ -42,6 +42,7 @@ type envOpts struct {
 	providerURL string // overrides the simulator (e.g. a dead address)
 	redis       *redistest.Redis
 	verifyDelay time.Duration
+	now         func() time.Time // the store's clock (nil: time.Now)
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -63,7 +64,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	t.Cleanup(cancel)
-	e.st, err = store.Open(ctx, store.Options{URL: e.redis.URL, Sealer: e.sealer, Logger: log})
+	e.st, err = store.Open(ctx, store.Options{URL: e.redis.URL, Sealer: e.sealer, Logger: log, Now: o.now})
 	if err != nil {
 		t.Fatal(err)
 	}

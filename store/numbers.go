@@ -211,6 +211,18 @@ func (s *Store) ListPool(ctx context.Context, status, country string, cursor int
 	if len(kept) > limit {
 		page.Items, page.HasMore, page.NextCursor = kept[:limit], true, kept[limit-1].ID
 	}
+	// An assigned number's WhatsApp state lives with its company.
+	byCompany := map[int64][]*PhoneNumber{}
+	for _, pn := range page.Items {
+		if pn.CompanyID != nil {
+			byCompany[*pn.CompanyID] = append(byCompany[*pn.CompanyID], pn)
+		}
+	}
+	for cid, pns := range byCompany {
+		if _, err := s.withWhatsApp(ctx, cid, pns); err != nil {
+			return page, err
+		}
+	}
 	return page, nil
 }
 
