@@ -1,0 +1,326 @@
+package bridge_test
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cxco/gateway/bridge"
+	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/media/clock"
+	"github.com/cxco/gateway/media/g711"
+	"github.com/cxco/gateway/media/sdp"
+	"github.com/cxco/gateway/sip"
+	"github.com/cxco/gateway/store"
+	"github.com/cxco/gateway/store/redistest"
+)
+
+// rig is one bridged call without SIP: a real simulator over a real websocket, a
+// real Redis, a real media stream, and a UDP "phone" at the other end of the RTP.
+type rig struct {
+	t      *testing.T
+	st     *store.Store
+	sim    *providersim.Server
+	simURL string
+	conn   *bridge.Connector
+	agent  *store.Agent
+	co     *store.Company
+	conv   *store.Conversation
+	wheel  *clock.Wheel
+	stream *media.Stream
+	call   *testCall
+	sess   sip.Peer
+	phone  *rtpPhone
+	log    *slog.Logger
+	ended  atomic.Bool
+}
+
+type rigOpts struct {
+	format  string // audio_format of the agent
+	opening string
+	sim     providersim.Options
+	timeout time.Duration
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("CXCO_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// newRig prepares a company, a published agent and the simulator, but does not connect.
+func newRig(t *testing.T, o rigOpts) *rig {
+	t.Helper()
+	r := &rig{t: t, log: testLogger()}
+	red := redistest.StartRedis(t)
+	sealer, _ := store.NewSealer(store.GenerateSecretKey())
+	ctx := context.Background()
+	var err error
+	r.st, err = store.Open(ctx, store.Options{URL: red.URL, Sealer: sealer, Logger: r.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.st.Close() })
+	if o.sim.AnalysisDelay == 0 {
+		o.sim.AnalysisDelay = 50 * time.Millisecond
+	}
+	r.sim = providersim.New(o.sim)
+	hs := httptest.NewServer(r.sim)
+	t.Cleanup(func() { r.sim.Close(); hs.Close() })
+	r.simURL = hs.URL
+	prov := &bridge.Provisioner{Client: bridge.NewClient(hs.URL), Store: r.st, PlatformKey: "k", Log: r.log}
+	r.conn = &bridge.Connector{Provisioner: prov, Store: r.st, BaseURL: hs.URL, Timeout: o.timeout, Log: r.log, AnalysisRetry: 10 * time.Second}
+	t.Cleanup(r.conn.Close)
+	r.co, _, err = r.st.CreateCompany(ctx, "Acme", "enterprise", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.AddNumber(ctx, "+27210000001", "ZA", "sip_trunk", false); err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]any{}
+	if o.format != "" {
+		cfg["audio_format"] = o.format
+	}
+	opening := o.opening
+	if opening == "" {
+		opening = "Hello, thanks for calling."
+	}
+	a, err := r.st.CreateAgent(ctx, store.Agent{CompanyID: r.co.ID, Name: "Tester", Personality: "You test.", OpeningLine: opening,
+		VoiceID: 1, Language: "en", Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.agent, err = r.st.PublishAgent(ctx, r.co.ID, a.ID, "ZA", prov.CreateAgent, func(context.Context, string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller := "+27820000002"
+	r.conv, err = r.st.CreateConversation(ctx, store.Conversation{AgentID: a.ID, CompanyID: r.co.ID, Channel: "voice",
+		Direction: "inbound", CallerNumber: &caller})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.wheel = clock.New(clock.Options{})
+	r.wheel.Start()
+	t.Cleanup(r.wheel.Stop)
+	return r
+}
+
+func (r *rig) info() *sip.CallInfo {
+	return &sip.CallInfo{ConversationID: r.conv.ID, Company: r.co, Agent: r.agent, Caller: "+27820000002",
+		Called: "+27210000001", SIPCallID: "test-call", Log: r.log}
+}
+
+// connect opens the provider session and answers the call: media starts towards
+// the phone and the session starts playing.
+func (r *rig) connect(codec string) {
+	r.t.Helper()
+	peer, err := r.conn.Connect(context.Background(), r.info())
+	if err != nil {
+		r.t.Fatalf("connect: %v", err)
+	}
+	r.sess = peer
+	pool, _ := media.NewPortPool(40000+2*int(time.Now().UnixNano()%5000), 59999)
+	r.stream, err = media.NewStream(pool, netip.MustParseAddr("127.0.0.1"), media.Options{Logger: r.log, Wheel: r.wheel})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.phone = newPhone(r.t, r.stream.LocalAddr(), codec)
+	c := sdp.Codec{PayloadType: 0, Name: "PCMU", ClockRate: 8000}
+	if codec == "PCMA" {
+		c = sdp.Codec{PayloadType: 8, Name: "PCMA", ClockRate: 8000}
+	}
+	n := sdp.Negotiated{Codec: c, DTMF: sdp.Codec{PayloadType: 101, Name: "telephone-event", ClockRate: 8000}, HasDTMF: true,
+		Remote: r.phone.addr(), Direction: sdp.SendRecv}
+	if err := r.stream.Start(n, media.Consumer{Format: peer.Format(), Sink: peer.OnAudio, OnDigit: peer.OnDigit}); err != nil {
+		r.t.Fatal(err)
+	}
+	r.call = &testCall{stream: r.stream, answered: time.Now(), hangup: make(chan string, 1)}
+	if err := peer.Start(r.call); err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { r.end("test_end") })
+}
+
+// end closes the call as sip's supervisor would: peer first, then media.
+func (r *rig) end(reason string) {
+	if !r.ended.CompareAndSwap(false, true) {
+		return
+	}
+	r.sess.Close(reason)
+	r.stream.Close()
+	r.phone.close()
+}
+
+// testCall is the sip.Call the session drives, over a real media stream.
+type testCall struct {
+	stream   *media.Stream
+	answered time.Time
+	hangup   chan string
+	flushes  atomic.Int64
+	flushAt  atomic.Int64 // unix nanos of the last Flush
+}
+
+func (c *testCall) Play(a []byte) error      { return c.stream.Play(a) }
+func (c *testCall) Drained() <-chan struct{} { return c.stream.Drained() }
+func (c *testCall) AnsweredAt() time.Time    { return c.answered }
+func (c *testCall) Hangup(reason string) {
+	select {
+	case c.hangup <- reason:
+	default:
+	}
+}
+func (c *testCall) Flush() int {
+	n := c.stream.Flush()
+	c.flushes.Add(1)
+	c.flushAt.Store(time.Now().UnixNano())
+	return n
+}
+func (c *testCall) Transfer(context.Context, string, bool) error { return sip.ErrTransferUnsupported }
+
+// rtpPhone is the caller's RTP endpoint.
+type rtpPhone struct {
+	t     *testing.T
+	conn  *net.UDPConn
+	to    *net.UDPAddr
+	pt    uint8
+	seq   uint16
+	ts    uint32
+	mu    sync.Mutex
+	recv  []rx
+	wg    sync.WaitGroup
+	close func()
+}
+
+type rx struct {
+	at  time.Time
+	seq uint16
+	pcm []int16
+}
+
+func newPhone(t *testing.T, gw netip.AddrPort, codec string) *rtpPhone {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &rtpPhone{t: t, conn: c, to: net.UDPAddrFromAddrPort(gw), seq: 1000, ts: 5000}
+	if codec == "PCMA" {
+		p.pt = 8
+	}
+	var once sync.Once
+	p.close = func() { once.Do(func() { c.Close(); p.wg.Wait() }) }
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			if n < 12 {
+				continue
+			}
+			pl := buf[12:n]
+			pcm := make([]int16, len(pl))
+			if buf[1]&0x7f == 8 {
+				g711.ALawToPCM(pcm, pl)
+			} else {
+				g711.ULawToPCM(pcm, pl)
+			}
+			p.mu.Lock()
+			p.recv = append(p.recv, rx{at: time.Now(), seq: binary.BigEndian.Uint16(buf[2:]), pcm: pcm})
+			p.mu.Unlock()
+		}
+	}()
+	return p
+}
+
+func (p *rtpPhone) addr() netip.AddrPort { return p.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+func (p *rtpPhone) packet(pt uint8, marker bool, payload []byte) []byte {
+	b := make([]byte, 12+len(payload))
+	b[0], b[1] = 0x80, pt
+	if marker {
+		b[1] |= 0x80
+	}
+	binary.BigEndian.PutUint16(b[2:], p.seq)
+	binary.BigEndian.PutUint32(b[4:], p.ts)
+	binary.BigEndian.PutUint32(b[8:], 0x1234)
+	copy(b[12:], payload)
+	p.seq++
+	return b
+}
+
+// send plays 8 kHz PCM in real time, 20 ms per packet.
+func (p *rtpPhone) send(pcm []int16) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	frame := make([]byte, 160)
+	for off := 0; off < len(pcm); off += 160 {
+		for i := range frame {
+			v := int16(0)
+			if off+i < len(pcm) {
+				v = pcm[off+i]
+			}
+			if p.pt == 8 {
+				frame[i] = g711.EncodeALaw(v)
+			} else {
+				frame[i] = g711.EncodeULaw(v)
+			}
+		}
+		_, _ = p.conn.WriteToUDP(p.packet(p.pt, off == 0, frame), p.to)
+		p.ts += 160
+		<-tick.C
+	}
+}
+
+// digit sends an RFC 4733 event.
+func (p *rtpPhone) digit(ev byte) {
+	ts := p.ts
+	for i := 1; i <= 5; i++ {
+		d := uint16(160 * i)
+		pl := []byte{ev, 10, byte(d >> 8), byte(d)}
+		if i == 5 {
+			pl[1] |= 0x80
+		}
+		_, _ = p.conn.WriteToUDP(p.packet(101, i == 1, pl), p.to)
+		p.ts = ts
+		time.Sleep(20 * time.Millisecond) // the pacing of a real phone's keypad events
+	}
+	p.ts += 800
+}
+
+// audioSince is the received audio in arrival order from t on.
+func (p *rtpPhone) audioSince(t time.Time) []int16 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rs := append([]rx(nil), p.recv...)
+	sort.SliceStable(rs, func(i, j int) bool { return int16(rs[i].seq-rs[j].seq) < 0 })
+	var out []int16
+	for _, r := range rs {
+		if !r.at.Before(t) {
+			out = append(out, r.pcm...)
+		}
+	}
+	return out
+}
+
+func (p *rtpPhone) packets() []rx {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]rx(nil), p.recv...)
+}

@@ -1,0 +1,243 @@
+package bridge_test
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/media/audiotest"
+	"github.com/cxco/gateway/sip"
+	"github.com/cxco/gateway/store"
+)
+
+func tone(freq, dBFS float64, d time.Duration) []int16 {
+	n := int(d.Seconds() * 8000)
+	amp := 32767 * math.Pow(10, dBFS/20)
+	out := make([]int16, n)
+	for i := range out {
+		out[i] = int16(amp * math.Sin(2*math.Pi*freq*float64(i)/8000))
+	}
+	return out
+}
+
+// loud keeps the 20 ms frames of pcm louder than -35 dBFS.
+func loud(pcm []int16) []int16 {
+	var out []int16
+	for i := 0; i+160 <= len(pcm); i += 160 {
+		if audiotest.RMSDBFS(pcm[i:i+160]) > -35 {
+			out = append(out, pcm[i:i+160]...)
+		}
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *rig) transcript() []store.TranscriptEntry {
+	tr, err := r.st.Transcript(context.Background(), r.co.ID, r.conv.ID)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return tr
+}
+
+// TestConversation: the caller hears the opening line (the simulator's 440 Hz), says
+// something (1 kHz) and hears it back, presses # and the agent hangs up after its
+// last words; the transcript is in Redis in order as it happened, and the post-call
+// analysis arrives.
+func TestConversation(t *testing.T) {
+	for _, tc := range []struct{ format, codec string }{{"", "PCMU"}, {"ulaw_8000", "PCMA"}, {"pcm_16000", "PCMU"}} {
+		t.Run(tc.format+"/"+tc.codec, func(t *testing.T) {
+			r := newRig(t, rigOpts{format: tc.format, opening: "Hi there! Thanks for calling Acme Corp. How can I help you today?"})
+			r.connect(tc.codec)
+			start := time.Now()
+			waitFor(t, "the opening line", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 8000 })
+			opening := loud(r.phone.audioSince(start))
+			if f := audiotest.DominantFrequency(opening[:8000], 8000); math.Abs(f-440) > 5 {
+				t.Fatalf("opening line at %.1f Hz, want the simulator's 440 Hz", f)
+			}
+			// Let the opening line finish, then speak.
+			<-r.call.Drained()
+			spoke := time.Now()
+			r.phone.send(tone(1000, -10, time.Second))
+			r.phone.send(make([]int16, 8000*7/10))
+			waitFor(t, "the echoed utterance", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(spoke))) >= 4000 })
+			echo := loud(r.phone.audioSince(spoke))
+			if f := audiotest.DominantFrequency(echo, 8000); math.Abs(f-1000) > 5 {
+				t.Fatalf("echoed utterance at %.1f Hz, want 1000", f)
+			}
+			<-r.call.Drained()
+			r.phone.digit(11) // '#'
+			select {
+			case reason := <-r.call.hangup:
+				t.Fatalf("unexpected Hangup %q", reason)
+			case <-r.sess.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("the agent did not end the call after #")
+			}
+			if e := r.sess.End(); e.Reason != sip.EndAgentHangup || e.Failed {
+				t.Fatalf("end: %+v", e)
+			}
+			r.end(sip.EndAgentHangup)
+			tr := r.transcript()
+			if len(tr) < 4 || tr[0].Role != "agent" || tr[0].Message != "Hi there! Thanks for calling Acme Corp. How can I help you today?" || tr[0].Timestamp != 0 {
+				t.Fatalf("transcript: %+v", tr)
+			}
+			var user, agent int
+			for i, e := range tr {
+				if i > 0 && e.Timestamp < tr[i-1].Timestamp {
+					t.Fatalf("transcript out of order: %+v", tr)
+				}
+				if e.Role == "user" {
+					user++
+				} else {
+					agent++
+				}
+			}
+			if user < 1 || agent < 3 {
+				t.Fatalf("transcript has %d user and %d agent entries: %+v", user, agent, tr)
+			}
+			convs := r.sim.Conversations()
+			if len(convs) != 1 || !strings.Contains(convs[0].Digits, "#") {
+				t.Fatalf("the provider did not get the # digit: %+v", convs)
+			}
+			ini := convs[0].Initiation
+			if ini == nil || ini.DynamicVariables["caller_number"] != "+27820000002" || ini.DynamicVariables["called_number"] != "+27210000001" {
+				t.Fatalf("initiation: %+v", ini)
+			}
+			waitFor(t, "the post-call analysis", 10*time.Second, func() bool {
+				c, _ := r.st.GetConversation(context.Background(), r.co.ID, r.conv.ID)
+				return c.TranscriptSummary != nil && c.CallSuccessful != nil && c.ExternalConversationID != nil
+			})
+		})
+	}
+}
+
+// TestBargeIn: when the provider interrupts its own speech because the caller talks
+// over it, every queued frame is dropped at once: the audio the caller hears stops
+// within one frame of the interruption.
+func TestBargeIn(t *testing.T) {
+	long := strings.Repeat("This is a long opening line that goes on and on. ", 3)
+	r := newRig(t, rigOpts{opening: long})
+	r.connect("PCMU")
+	start := time.Now()
+	waitFor(t, "the opening line to play", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 4000 })
+	// Talk over it.
+	r.phone.send(tone(800, -10, 600*time.Millisecond))
+	waitFor(t, "the interruption", 5*time.Second, func() bool { return r.call.flushes.Load() > 0 })
+	flushed := time.Unix(0, r.call.flushAt.Load())
+	r.phone.send(make([]int16, 1600))
+	// Every packet that left more than one frame (plus 5 ms of scheduling) after the
+	// flush carries silence, until the agent's answer to the interruption starts.
+	var after, silent int
+	for _, p := range r.phone.packets() {
+		if p.at.After(flushed.Add(25*time.Millisecond)) && p.at.Before(flushed.Add(200*time.Millisecond)) {
+			after++
+			if audiotest.RMSDBFS(p.pcm) < -50 {
+				silent++
+			}
+		}
+	}
+	if after < 5 || silent != after {
+		t.Fatalf("after the interruption %d of %d packets were silent", silent, after)
+	}
+	if n := r.sim.Conversations()[0].Interruptions; n < 1 {
+		t.Fatalf("the provider saw %d interruptions", n)
+	}
+}
+
+// TestReconnect: the provider's socket drops mid-call; the gateway reconnects within
+// a second and the conversation goes on (the agent does not greet again, and answers
+// the next utterance).
+func TestReconnect(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	r.connect("PCMU")
+	<-r.call.Drained()
+	waitFor(t, "the opening line", 5*time.Second, func() bool { return len(r.transcript()) >= 1 })
+	if n := r.sim.DropConversations(); n != 1 {
+		t.Fatalf("dropped %d conversations", n)
+	}
+	dropped := time.Now()
+	waitFor(t, "a second provider conversation", 2*time.Second, func() bool { return len(r.sim.Conversations()) == 2 })
+	if d := time.Since(dropped); d > time.Second {
+		t.Fatalf("reconnected after %s", d)
+	}
+	second := r.sim.Conversations()[1]
+	if first := second.Initiation.Override["agent"].(map[string]any)["first_message"]; first != "" {
+		t.Fatalf("the reconnected conversation greets again: %q", first)
+	}
+	spoke := time.Now()
+	r.phone.send(tone(1000, -10, 800*time.Millisecond))
+	r.phone.send(make([]int16, 6400))
+	waitFor(t, "an answer after the reconnect", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(spoke))) >= 2000 })
+	select {
+	case <-r.sess.Done():
+		t.Fatalf("the call ended: %+v", r.sess.End())
+	default:
+	}
+}
+
+// TestReconnectFails: when the provider stays away, the caller hears a short apology
+// tone and the call ends as failed.
+func TestReconnectFails(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	r.connect("PCMU")
+	<-r.call.Drained()
+	r.sim.SetRefuse(true)
+	failed := time.Now()
+	r.sim.DropConversations()
+	select {
+	case <-r.sess.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not end")
+	}
+	if e := r.sess.End(); e.Reason != sip.EndProviderError || !e.Failed {
+		t.Fatalf("end: %+v", e)
+	}
+	apology := loud(r.phone.audioSince(failed))
+	if len(apology) < 2000 {
+		t.Fatalf("no apology tone (%d loud samples)", len(apology))
+	}
+	f := audiotest.DominantFrequency(apology[:1600], 8000)
+	if math.Abs(f-620) > 10 && math.Abs(f-480) > 10 {
+		t.Fatalf("apology tone at %.0f Hz", f)
+	}
+}
+
+// TestProviderUnavailable: a provider that refuses, or answers too slowly, fails the
+// connect with 503 within --provider-timeout.
+func TestProviderUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(*providersim.Server)
+	}{
+		{"refused", func(s *providersim.Server) { s.SetRefuse(true) }},
+		{"too slow", func(s *providersim.Server) { s.SetConnectDelay(3 * time.Second) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, rigOpts{timeout: 500 * time.Millisecond})
+			tc.setup(r.sim)
+			start := time.Now()
+			_, err := r.conn.Connect(context.Background(), r.info())
+			var st *sip.Status
+			if !errorsAs(err, &st) || st.Code != 503 || st.EndReason != sip.EndProviderDown {
+				t.Fatalf("connect: %v", err)
+			}
+			if d := time.Since(start); d > 1500*time.Millisecond {
+				t.Fatalf("gave up after %s, want about the 500 ms timeout", d)
+			}
+		})
+	}
+}
