@@ -21,7 +21,7 @@ const (
 	writeWait    = 10 * time.Second       // a client that reads nothing for this long is dropped
 	closeWait    = time.Second            // how long to wait for the client's close frame after ours
 	maxFrame     = 1 << 20                // largest client frame
-	sendQueue    = 64                     // reader -> writer commands
+	sendQueue    = 16                     // reader -> agent commands (a few per utterance)
 	signatureTTL = 15 * time.Minute       // signed URLs must be used within this
 )
 
@@ -112,27 +112,39 @@ func (s *Server) conversationSocket(w http.ResponseWriter, r *http.Request) {
 		notFound(w, "agent")
 		return
 	}
-	ws, err := upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return // the upgrader answered
-	}
+	// The conversation exists ("initiated") before the client sees the upgrade.
 	now := time.Now()
-	c := &wsConn{s: s, ws: ws, set: set, start: now,
-		cmds: make(chan cmd, sendQueue), initc: make(chan initResult, 1),
-		readDone: make(chan struct{}), loopDone: make(chan struct{}), stop: make(chan struct{})}
-	c.conv = &Conversation{ID: newID("conv_"), AgentID: agentID, Status: "initiated", Started: now}
-	c.lastRecv.Store(now.UnixNano())
+	conv := &Conversation{ID: newID("conv_"), AgentID: agentID, Status: "initiated", Started: now}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		ws.Close()
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"detail": map[string]any{"status": "service_unavailable", "message": "The simulator is shutting down"}})
 		return
 	}
-	s.live[c] = struct{}{}
-	s.convs[c.conv.ID] = c.conv
+	s.convs[conv.ID] = conv
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.convs, conv.ID)
+		s.mu.Unlock()
+		return // the upgrader answered
+	}
+	c := &wsConn{s: s, ws: ws, set: set, start: now, conv: conv,
+		cmds: make(chan cmd, sendQueue), initc: make(chan initResult, 1),
+		readDone: make(chan struct{}), loopDone: make(chan struct{}), stop: make(chan struct{})}
+	c.lastRecv.Store(now.UnixNano())
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.live[c] = struct{}{}
+	}
+	s.mu.Unlock()
+	if closed {
+		c.kill("The simulator shut down.")
+	}
 	s.log.Debug("conversation open", "conversation_id", c.conv.ID, "agent_id", agentID)
 	c.run()
 }
@@ -260,8 +272,7 @@ type reader struct {
 	first bool
 }
 
-// read handles client frames until the socket fails or the agent stops it.
-func (c *wsConn) read() error {
+func newReader(c *wsConn) *reader {
 	rd := &reader{c: c, first: true, msg: make([]byte, 0, 1024)}
 	in := c.set.in
 	rd.det = newDetector(in.rate,
@@ -271,6 +282,12 @@ func (c *wsConn) read() error {
 		func(n int64, pcm []int16) {
 			c.send(cmd{kind: kUtterance, dur: in.sampleTime(n), audio: c.set.out.transcode(pcm, in.rate)})
 		})
+	return rd
+}
+
+// read handles client frames until the socket fails or the agent stops it.
+func (c *wsConn) read() error {
+	rd := newReader(c)
 	for {
 		typ, r, err := c.ws.NextReader()
 		if err != nil {

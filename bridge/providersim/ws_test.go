@@ -593,3 +593,45 @@ func TestPostCallDocument(t *testing.T) {
 		})
 	}
 }
+
+func TestEndings(t *testing.T) {
+	t.Run("max_duration_seconds", func(t *testing.T) {
+		e := newEnv(t, Options{})
+		body := agentBody("", "ulaw_8000")
+		body["conversation_config"].(map[string]any)["conversation"].(map[string]any)["max_duration_seconds"] = 0.3
+		c := e.dial(e.createAgent(body), initiation(nil))
+		c.expect("conversation_initiation_metadata")
+		if ev := c.expect("error"); ev.Error.ErrorType != "max_duration_exceeded" || ev.Error.Code != 1000 {
+			t.Errorf("error %+v", ev.Error)
+		}
+		if code := closeCode(c.closed()); code != 1000 {
+			t.Errorf("close %d, want 1000", code)
+		}
+	})
+	t.Run("no client frames", func(t *testing.T) {
+		e := newEnv(t, Options{ReceiveTimeout: 300 * time.Millisecond})
+		c := e.dial(e.createAgent(agentBody("", "ulaw_8000")), initiation(nil))
+		c.expect("conversation_initiation_metadata")
+		if ev := c.expect("error"); ev.Error.ErrorType != "transport_receive_timeout" || ev.Error.Code != 1002 {
+			t.Errorf("error %+v", ev.Error)
+		}
+		if code := closeCode(c.closed()); code != 1002 {
+			t.Errorf("close %d, want 1002", code)
+		}
+	})
+	t.Run("# without client_tool_call in client_events", func(t *testing.T) {
+		e := newEnv(t, Options{})
+		body := agentBody("", "ulaw_8000")
+		delete(body["conversation_config"].(map[string]any), "conversation") // the real default: no tool calls
+		c := e.dial(e.createAgent(body), initiation(nil))
+		c.expect("conversation_initiation_metadata")
+		c.send(map[string]any{"type": "contextual_update", "text": "pressed #"})
+		c.readResponse(voiceLength(textGoodbye))
+		for ev := range c.events {
+			t.Errorf("after the goodbye: %s, want the close", ev.raw)
+		}
+		if code := closeCode(c.err); code != 1000 {
+			t.Errorf("close %d, want 1000", code)
+		}
+	})
+}
