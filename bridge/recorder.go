@@ -70,6 +70,7 @@ func (r *recorder) entry(role, msg string, at float64) {
 func (r *recorder) run() {
 	defer close(r.done)
 	lastAgent := -1
+	var lastAgentAt float64
 	backoff := 100 * time.Millisecond
 	for {
 		r.mu.Lock()
@@ -90,14 +91,17 @@ func (r *recorder) run() {
 		case j.update != nil:
 			_, err = r.st.UpdateConversation(ctx, r.cid, r.convID, j.update)
 		case j.correct && lastAgent >= 0:
-			err = r.st.SetTranscriptEntry(ctx, r.cid, r.convID, lastAgent, *j.entry)
+			// What the agent actually said replaces what it meant to say, at the time it began.
+			e := *j.entry
+			e.Timestamp = lastAgentAt
+			err = r.st.SetTranscriptEntry(ctx, r.cid, r.convID, lastAgent, e)
 		case j.correct:
 			err = nil // nothing to correct
 		default:
 			err = r.st.AppendTranscript(ctx, r.cid, r.convID, *j.entry)
 			if err == nil {
 				if j.entry.Role == "agent" {
-					lastAgent = r.written
+					lastAgent, lastAgentAt = r.written, j.entry.Timestamp
 				}
 				r.written++
 			}
