@@ -386,3 +386,22 @@ func TestRateLimitAcrossNodes(t *testing.T) {
 // midMinute is a clock stopped in the middle of a minute, so a rate-limit window
 // cannot roll over while a test counts requests.
 func midMinute() time.Time { return time.Date(2026, 3, 12, 14, 30, 30, 0, time.UTC) }
+
+// TestStoreUnavailable: with Redis down every request is a 503 with the JSON body,
+// never a 401 or a 500; when Redis is back the API answers again.
+func TestStoreUnavailable(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	tn := e.bigTenant("Outage")
+	aid := e.newAgent(tn, "Waiting")
+	e.redis.Stop()
+	for _, c := range []struct{ method, path, key string }{
+		{"POST", p("/api/agents/%d/publish", aid), tn.userKey},
+		{"GET", "/api/agency/companies", e.agency},
+	} {
+		isError(t, c.method+" "+c.path+" with Redis down", e.do(c.method, c.path, c.key, nil), 503, "unavailable", "unavailable")
+	}
+	e.redis.Restart(t) // an empty Redis: the keys are gone, so they are unknown now
+	waitFor(t, 10*time.Second, "the API answers again", func() bool {
+		return e.do("GET", "/api/agents/", tn.userKey, nil).Status == 401
+	})
+}
