@@ -43,6 +43,9 @@ type Connector struct {
 	Observer    Observer
 	// AnalysisRetry is how long to keep asking for the post-call analysis (default 2 min).
 	AnalysisRetry time.Duration
+	// OnUpstream, when set, is told for every chunk of caller audio how long it took
+	// from the RTP arrival of its newest frame to leaving on the websocket.
+	OnUpstream func(time.Duration)
 
 	stats  Stats
 	bg     sync.WaitGroup
@@ -117,7 +120,7 @@ func (c *Connector) Connect(ctx context.Context, info *sip.CallInfo) (sip.Peer, 
 		return nil, err
 	}
 	cfg := store.ParseAgentConfig(a.Config)
-	s := &Session{c: c, info: info, log: info.Log, apiKey: key, agent: *a.ExternalAgentID,
+	s := &Session{c: c, info: info, log: info.Log, apiKey: key, agent: *a.ExternalAgentID, upstream: c.OnUpstream,
 		wake: make(chan struct{}, 1), ctrl: make(chan []byte, 64), done: make(chan struct{}), stop: make(chan struct{})}
 	s.format = media.FormatULaw8k
 	bytesPerMS := 8

@@ -29,7 +29,7 @@ import (
 // rig is one bridged call without SIP: a real simulator over a real websocket, a
 // real Redis, a real media stream, and a UDP "phone" at the other end of the RTP.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	st     *store.Store
 	sim    *providersim.Server
 	simURL string
@@ -47,10 +47,12 @@ type rig struct {
 }
 
 type rigOpts struct {
-	format  string // audio_format of the agent
-	opening string
-	sim     providersim.Options
-	timeout time.Duration
+	format      string // audio_format of the agent
+	opening     string
+	sim         providersim.Options
+	timeout     time.Duration
+	providerURL string              // a scripted provider instead of the simulator's websocket
+	onUpstream  func(time.Duration) // Connector.OnUpstream
 }
 
 func testLogger() *slog.Logger {
@@ -61,7 +63,7 @@ func testLogger() *slog.Logger {
 }
 
 // newRig prepares a company, a published agent and the simulator, but does not connect.
-func newRig(t *testing.T, o rigOpts) *rig {
+func newRig(t testing.TB, o rigOpts) *rig {
 	t.Helper()
 	r := &rig{t: t, log: testLogger()}
 	red := redistest.StartRedis(t)
@@ -81,7 +83,12 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	t.Cleanup(func() { r.sim.Close(); hs.Close() })
 	r.simURL = hs.URL
 	prov := &bridge.Provisioner{Client: bridge.NewClient(hs.URL), Store: r.st, PlatformKey: "k", Log: r.log}
-	r.conn = &bridge.Connector{Provisioner: prov, Store: r.st, BaseURL: hs.URL, Timeout: o.timeout, Log: r.log, AnalysisRetry: 10 * time.Second}
+	wsBase := hs.URL
+	if o.providerURL != "" {
+		wsBase = o.providerURL
+	}
+	r.conn = &bridge.Connector{Provisioner: prov, Store: r.st, BaseURL: wsBase, Timeout: o.timeout, Log: r.log,
+		AnalysisRetry: 2 * time.Second, OnUpstream: o.onUpstream}
 	t.Cleanup(r.conn.Close)
 	r.co, _, err = r.st.CreateCompany(ctx, "Acme", "enterprise", nil, nil)
 	if err != nil {
@@ -193,7 +200,7 @@ func (c *testCall) Transfer(context.Context, string, bool) error { return sip.Er
 
 // rtpPhone is the caller's RTP endpoint.
 type rtpPhone struct {
-	t     *testing.T
+	t     testing.TB
 	conn  *net.UDPConn
 	to    *net.UDPAddr
 	pt    uint8
@@ -211,7 +218,7 @@ type rx struct {
 	pcm []int16
 }
 
-func newPhone(t *testing.T, gw netip.AddrPort, codec string) *rtpPhone {
+func newPhone(t testing.TB, gw netip.AddrPort, codec string) *rtpPhone {
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)

@@ -71,9 +71,7 @@ type Session struct {
 	stopped sync.Once
 	wg      sync.WaitGroup
 
-	// Upstream, when set, is told how long each chunk took from the RTP arrival of
-	// its newest frame to leaving on the websocket (latency measurement).
-	Upstream func(time.Duration)
+	upstream func(time.Duration) // Connector.OnUpstream
 }
 
 type callBox struct{ sip.Call }
@@ -225,8 +223,8 @@ func (s *Session) writer() {
 			s.ringLen--
 			s.audioMu.Unlock()
 			buf = appendAudioChunk(buf, chunk)
-			if s.write(buf) && s.Upstream != nil && !arr.IsZero() {
-				s.Upstream(time.Since(arr))
+			if s.write(buf) && s.upstream != nil && !arr.IsZero() {
+				s.upstream(time.Since(arr))
 			}
 		}
 	}

@@ -55,13 +55,8 @@ func TestHooks(t *testing.T) {
 		// A client that gives up first leaves a failed conversation.
 		c = e.dial(id, initiation(nil))
 		c.ws.Close()
-		var conv Conversation
-		for _, cv := range e.sim.Conversations() {
-			if cv.Status == "initiated" {
-				conv = cv
-			}
-		}
-		if conv = e.waitEnded(conv.ID); conv.Status != "failed" {
+		convs := e.sim.Conversations() // the newest is last; it may have ended already
+		if conv := e.waitEnded(convs[len(convs)-1].ID); conv.Status != "failed" {
 			t.Errorf("gave-up conversation %+v", conv)
 		}
 	})
@@ -157,9 +152,15 @@ func TestManyConversations(t *testing.T) {
 		t.Error(err)
 	}
 	done := 0
+	deadline := time.After(30 * time.Second)
 	for range n {
-		if c := <-e.ended; c.TerminationReason == reasonEndCall && len(c.Transcript) == 4 {
-			done++
+		select {
+		case c := <-e.ended:
+			if c.TerminationReason == reasonEndCall && len(c.Transcript) == 4 {
+				done++
+			}
+		case <-deadline:
+			t.Fatalf("only %d conversations ended", done)
 		}
 	}
 	if done != n {
