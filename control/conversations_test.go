@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"math"
+	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func (e *env) makeConv(cid int64, s convSpec) *store.Conversation {
 			e.t.Fatal(err)
 		}
 	}
-	answeredAt := s.started.Add(2 * time.Second)
+	answeredAt := s.started.UTC().Truncate(time.Second).Add(2 * time.Second) // as the SIP side records it
 	if s.answered {
 		if _, err := e.st.UpdateConversation(ctx, cid, cv.ID, func(c *store.Conversation) error {
 			c.AnsweredAt = &answeredAt
@@ -226,10 +227,22 @@ func TestConversations(t *testing.T) {
 		t.Fatalf("empty metadata_: %v", bare["metadata_"])
 	}
 	// An in-progress conversation shows its transcript so far.
-	live := e.makeConv(tn.id, convSpec{agent: a, caller: "+27829999999", started: time.Now().UTC(), answered: true, transcript: sampleTranscript[:2]})
+	// (Its start is given with nanoseconds in another time zone: the API shows RFC 3339 UTC seconds.)
+	johannesburg := time.FixedZone("SAST", 2*3600)
+	started := time.Date(2026, 3, 12, 18, 5, 0, 123456789, johannesburg)
+	live := e.makeConv(tn.id, convSpec{agent: a, caller: "+27829999999", started: started, answered: true, transcript: sampleTranscript[:2]})
 	l := e.must(200, "GET", p("/api/conversations/%d", live.ID), tn.userKey, nil).json(t)
 	if l["status"] != "in_progress" || l["ended_at"] != nil || len(l["transcript"].([]any)) != 2 {
 		t.Fatalf("live conversation: %v", l)
+	}
+	if l["started_at"] != "2026-03-12T16:05:00Z" {
+		t.Fatalf("started_at %v, want 2026-03-12T16:05:00Z", l["started_at"])
+	}
+	stamp := regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$`)
+	for _, k := range []string{"started_at", "answered_at", "created_at"} {
+		if s, _ := l[k].(string); !stamp.MatchString(s) {
+			t.Errorf("%s = %v, not an RFC 3339 UTC timestamp in seconds", k, l[k])
+		}
 	}
 	e.fails(404, "not_found", "conversation", "GET", "/api/conversations/424242", tn.userKey, nil)
 	e.fails(422, "validation_error", "conversation_id", "GET", "/api/conversations/latest", tn.userKey, nil)
