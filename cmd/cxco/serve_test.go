@@ -137,10 +137,12 @@ func TestServeEmbeddedGuide(t *testing.T) {
 	}
 
 	// SIGTERM ends it cleanly.
+	stop := time.Now()
 	proc.Signal(syscall.SIGTERM)
 	if code := proc.Wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
+	t.Logf("cxco serve exited %v after SIGTERM", time.Since(stop).Round(time.Millisecond))
 }
 
 // TestServeTwoNodesPublishRace: two `cxco serve` on one redis-server, twenty publishes
