@@ -276,7 +276,7 @@ func (s *Stream) onPace(now time.Time) {
 	ts := o.ts0 + uint32(o.n*frameSamples)
 	o.n++
 	dst := s.Remote()
-	send := s.Direction().Sends() && dst.IsValid()
+	send := s.Direction().Sends() && (dst.IsValid() || s.tr != nil)
 	if send {
 		h := o.pkt[:rtpHeaderLen]
 		h[0] = 0x80
@@ -316,7 +316,10 @@ func (s *Stream) onPace(now time.Time) {
 		s.paceTimer.Reset(next)
 	}
 	o.mu.Unlock()
-	if send {
+	switch {
+	case send && s.tr != nil:
+		_ = s.tr.WriteRTP(o.pkt[:])
+	case send:
 		_, _ = s.rtp.WriteToUDPAddrPort(o.pkt[:], dst)
 	}
 }

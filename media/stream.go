@@ -5,7 +5,9 @@
 //
 // All calls share one timing wheel (media/clock) for pacing, playout and
 // RTCP. A Stream runs two goroutines of its own, the RTP reader and the
-// RTCP reader; Close stops and waits for both and cancels its timers.
+// RTCP reader; Close stops and waits for both and cancels its timers. A
+// Stream on a Transport (NewStreamOn: a WebRTC call) reads and writes its RTP
+// through the transport instead of UDP sockets, and leaves RTCP to it.
 package media
 
 import (
@@ -50,12 +52,14 @@ type Digit struct {
 }
 
 // Stream is one call's RTP endpoint. Create it with NewStream (which binds
-// its ports, so the port can go into the SDP answer), Start it with the
-// negotiated parameters, Close it when the call ends.
+// its ports, so the port can go into the SDP answer) or NewStreamOn (over a
+// WebRTC call's Transport), Start it with the negotiated parameters, Close it
+// when the call ends.
 //
-// Goroutines: the RTP reader and the RTCP reader. Timers on the shared
-// wheel: the pacer (every 20 ms), the playout timer (at each frame's due
-// time) and the RTCP timer.
+// Goroutines: the RTP reader and the RTCP reader (on a Transport, the RTP
+// reader only). Timers on the shared wheel: the pacer (every 20 ms), the
+// playout timer (at each frame's due time) and the RTCP timer (not on a
+// Transport).
 type Stream struct {
 	opt    Options
 	log    *slog.Logger
@@ -63,8 +67,9 @@ type Stream struct {
 	pool   *PortPool
 	port   int
 	local  netip.Addr
-	rtp    *net.UDPConn
+	rtp    *net.UDPConn // nil on a Transport
 	rtcp   *net.UDPConn
+	tr     Transport // set by NewStreamOn: RTP goes over it, and RTCP is the transport's
 	shard  *clock.Shard
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -94,6 +99,24 @@ type Stream struct {
 // unspecified: every local address, IPv4 and IPv6). It returns an error
 // wrapping ErrNoPorts when the pool is exhausted.
 func NewStream(pool *PortPool, ip netip.Addr, opts Options) (*Stream, error) {
+	s, err := newStream(opts)
+	if err != nil {
+		return nil, err
+	}
+	a, b, port, err := pool.allocate(ip)
+	if err != nil {
+		return nil, fmt.Errorf("media: allocate RTP ports: %w", err)
+	}
+	s.pool, s.port, s.local, s.rtp, s.rtcp = pool, port, ip, a, b
+	if s.opt.CNAME == "" {
+		s.opt.CNAME = fmt.Sprintf("cxco@%s", a.LocalAddr())
+	}
+	return s, nil
+}
+
+// newStream applies the option defaults and sets up the timers; the caller
+// gives the stream its sockets or its transport.
+func newStream(opts Options) (*Stream, error) {
 	if opts.Wheel == nil {
 		return nil, fmt.Errorf("media: Options.Wheel is required")
 	}
@@ -109,14 +132,7 @@ func NewStream(pool *PortPool, ip netip.Addr, opts Options) (*Stream, error) {
 	if opts.RTCPInterval <= 0 {
 		opts.RTCPInterval = 5 * time.Second
 	}
-	a, b, port, err := pool.allocate(ip)
-	if err != nil {
-		return nil, fmt.Errorf("media: allocate RTP ports: %w", err)
-	}
-	s := &Stream{opt: opts, log: opts.Logger, clk: opts.Clock, pool: pool, port: port, local: ip, rtp: a, rtcp: b}
-	if s.opt.CNAME == "" {
-		s.opt.CNAME = fmt.Sprintf("cxco@%s", a.LocalAddr())
-	}
+	s := &Stream{opt: opts, log: opts.Logger, clk: opts.Clock}
 	s.shard = opts.Wheel.Shard()
 	s.shard.Init(&s.playTimer, s.onPlayout)
 	s.shard.Init(&s.paceTimer, s.onPace)
@@ -127,11 +143,14 @@ func NewStream(pool *PortPool, ip netip.Addr, opts Options) (*Stream, error) {
 	return s, nil
 }
 
-// LocalPort returns the RTP port (RTCP is LocalPort()+1).
+// LocalPort returns the RTP port (RTCP is LocalPort()+1); 0 on a Transport.
 func (s *Stream) LocalPort() int { return s.port }
 
-// LocalAddr returns the RTP socket's address.
+// LocalAddr returns the RTP socket's address; invalid on a Transport.
 func (s *Stream) LocalAddr() netip.AddrPort {
+	if s.rtp == nil {
+		return netip.AddrPort{}
+	}
 	return s.rtp.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
@@ -166,17 +185,26 @@ func (s *Stream) Start(n sdp.Negotiated, c Consumer) error {
 	s.out.init(s, wire, c.Format, now)
 	s.ctl.init(now)
 
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
-		s.readRTP()
-	}()
-	go func() {
-		defer s.wg.Done()
-		s.readRTCP()
-	}()
-	s.paceTimer.Reset(now)
-	s.rtcpTimer.Reset(now.Add(s.rtcpDelay()))
+	if s.tr != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.readTransport()
+		}()
+		s.paceTimer.Reset(now)
+	} else {
+		s.wg.Add(2)
+		go func() {
+			defer s.wg.Done()
+			s.readRTP()
+		}()
+		go func() {
+			defer s.wg.Done()
+			s.readRTCP()
+		}()
+		s.paceTimer.Reset(now)
+		s.rtcpTimer.Reset(now.Add(s.rtcpDelay()))
+	}
 	s.log.Info("media started", "local", s.LocalAddr(), "remote", n.Remote, "codec", n.Codec.Name,
 		"pt", n.Codec.PayloadType, "dtmf", n.HasDTMF, "direction", n.Direction, "format", c.Format)
 	return nil
@@ -263,8 +291,8 @@ func (s *Stream) OutboundChain() string {
 }
 
 // Close stops the stream: it sends an RTCP BYE, cancels its timers, closes
-// the sockets, waits for the reader goroutines and releases the ports. It
-// must not be called from Sink or OnDigit.
+// the sockets (or the Transport), waits for the reader goroutines and
+// releases the ports. It must not be called from Sink or OnDigit.
 func (s *Stream) Close() error {
 	s.once.Do(func() {
 		s.closed.Store(true)
@@ -272,12 +300,19 @@ func (s *Stream) Close() error {
 			s.playTimer.StopWait()
 			s.paceTimer.StopWait()
 			s.rtcpTimer.StopWait()
-			s.sendRTCP(s.clk.Now(), true)
+			if s.tr == nil {
+				s.sendRTCP(s.clk.Now(), true)
+			}
 		}
-		s.rtp.Close()
-		s.rtcp.Close()
-		s.wg.Wait()
-		s.pool.release(s.port)
+		if s.tr != nil {
+			_ = s.tr.Close()
+			s.wg.Wait()
+		} else {
+			s.rtp.Close()
+			s.rtcp.Close()
+			s.wg.Wait()
+			s.pool.release(s.port)
+		}
 		s.out.mu.Lock()
 		s.out.signalDrained()
 		s.out.q.flush()
