@@ -196,7 +196,7 @@ func (c *testCall) Flush() int {
 	c.flushAt.Store(time.Now().UnixNano())
 	return n
 }
-func (c *testCall) Transfer(context.Context, string, bool) error { return sip.ErrTransferUnsupported }
+func (c *testCall) Transfer(context.Context, string, bool) error { return sip.ErrTransferFailed }
 
 // rtpPhone is the caller's RTP endpoint.
 type rtpPhone struct {

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -15,7 +16,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/cxco/gateway/media"
-	"github.com/cxco/gateway/media/g711"
 	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
@@ -436,29 +436,74 @@ func (s *Session) Close(reason string) {
 	})
 }
 
+// transfer runs the transfer_to_number tool: the destination must be one of the
+// agent's; the call's transfer (REFER or bridged) either succeeds — the caller is
+// gone to a human — or fails, and the agent is told so it can say so.
 func (s *Session) transfer(id string, params map[string]any) {
-	s.send(toolResult(id, "Transfers are not available on this gateway.", true))
+	target := ""
+	for _, k := range []string{"transfer_number", "phone_number", "number", "destination"} {
+		if v, ok := params[k].(string); ok && strings.TrimSpace(v) != "" {
+			target = strings.TrimSpace(v)
+			break
+		}
+	}
+	cfg := store.ParseAgentConfig(s.info.Agent.Config)
+	var dest *store.TransferDestination
+	for i, d := range cfg.Transfer.Destinations {
+		if sameDestination(d.Number, target) {
+			dest = &cfg.Transfer.Destinations[i]
+			break
+		}
+	}
+	if dest == nil {
+		s.log.Info("transfer to a destination the agent does not have", "target", target)
+		s.send(toolResult(id, fmt.Sprintf("%q is not one of this agent's transfer destinations; the call goes on.", target), true))
+		return
+	}
+	cb := s.call.Load()
+	if cb == nil {
+		s.send(toolResult(id, "The call is not connected yet.", true))
+		return
+	}
+	s.rec.entry("system", "Transfer to "+dest.Number+" requested.", s.since())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := cb.Transfer(ctx, dest.Number, cfg.Transfer.Mode == "bridge")
+	if err != nil {
+		s.log.Info("transfer failed", "target", dest.Number, "err", err)
+		s.rec.entry("system", "Transfer to "+dest.Number+" failed: "+err.Error()+".", s.since())
+		s.send(toolResult(id, "The transfer failed ("+err.Error()+"). Tell the caller and carry on with the conversation.", true))
+		return
+	}
+	s.rec.entry("system", "Call transferred to "+dest.Number+".", s.since())
+	s.send(toolResult(id, "The caller has been transferred to "+dest.Number+".", false))
+	// The caller is with a human now (REFER: the call is ending; bridged: the call
+	// goes on between the caller and the destination): the agent leaves the call.
+	go s.Close(sip.EndTransferred)
+}
+
+// sameDestination compares an E.164 number or a sip: URI as the agent configured it
+// with what the provider asked for.
+func sameDestination(configured, asked string) bool {
+	norm := func(s string) string {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if strings.HasPrefix(s, "sip:") || strings.HasPrefix(s, "sips:") {
+			return s
+		}
+		var b strings.Builder
+		for _, r := range s {
+			if r >= '0' && r <= '9' {
+				b.WriteRune(r)
+			}
+		}
+		return b.String()
+	}
+	return asked != "" && norm(configured) == norm(asked)
 }
 
 // apologyTone is 0.6 s of a falling two-tone in the call's format.
 func apologyTone(f media.Format) []byte {
-	rate := 8000.0
-	if f == media.FormatPCM16k {
-		rate = 16000
-	}
-	var out []byte
-	for _, freq := range []float64{620, 480} {
-		n := int(rate * 0.3)
-		for i := 0; i < n; i++ {
-			v := int16(0.25 * 32767 * math.Sin(2*math.Pi*freq*float64(i)/rate))
-			if f == media.FormatPCM16k {
-				out = binary.LittleEndian.AppendUint16(out, uint16(v))
-			} else {
-				out = append(out, g711.EncodeULaw(v))
-			}
-		}
-	}
-	return out
+	return append(media.Tone(f, []float64{620}, 0.25, 300*time.Millisecond), media.Tone(f, []float64{480}, 0.25, 300*time.Millisecond)...)
 }
 
 var _ sip.Peer = (*Session)(nil)

@@ -275,7 +275,8 @@ func aggregate(convs []map[string]any, keep func(c map[string]any) bool) usageAg
 			continue
 		}
 		u.convs++
-		u.secs += num(c["duration_seconds"])
+		// Voice minutes are time with the AI; the transfer's part is SIP REFER minutes.
+		u.secs += num(c["duration_seconds"]) - num(c["sip_refer_seconds"])
 		u.refer += num(c["sip_refer_seconds"])
 		if ok, has := c["call_successful"].(bool); has {
 			u.analysed++
@@ -299,7 +300,7 @@ func checkVoice(t *testing.T, what string, body map[string]any, u usageAgg) {
 	want := map[string]any{"total_conversations": float64(u.convs), "total_minutes": roundTo(float64(u.secs)/60, 2),
 		"total_sip_refer_minutes": roundTo(float64(u.refer)/60, 2), "average_duration_seconds": 0.0, "success_rate": nil}
 	if u.convs > 0 {
-		want["average_duration_seconds"] = roundTo(float64(u.secs)/float64(u.convs), 1)
+		want["average_duration_seconds"] = roundTo(float64(u.secs+u.refer)/float64(u.convs), 1)
 	}
 	if u.analysed > 0 {
 		want["success_rate"] = roundTo(float64(u.ok)/float64(u.analysed), 3)

@@ -55,7 +55,8 @@ func voiceOf(u store.Usage) voiceUsage {
 	v := voiceUsage{TotalConversations: u.VoiceConversations, TotalMinutes: minutes(u.VoiceSeconds),
 		TotalSIPReferMinutes: minutes(u.ReferSeconds)}
 	if u.VoiceConversations > 0 {
-		v.AverageDurationSeconds = round(float64(u.VoiceSeconds)/float64(u.VoiceConversations), 1)
+		// The average call, transfer time included.
+		v.AverageDurationSeconds = round(float64(u.VoiceSeconds+u.ReferSeconds)/float64(u.VoiceConversations), 1)
 	}
 	if u.Analysed > 0 {
 		r := round(float64(u.Successful)/float64(u.Analysed), 3)

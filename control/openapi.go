@@ -137,8 +137,11 @@ func schemas() js {
 
 	periodS := object([]string{"start_date", "end_date"}, js{"start_date": date(), "end_date": date()})
 	voiceU := object([]string{"total_conversations", "total_minutes", "total_sip_refer_minutes"}, js{
-		"total_conversations": integer(), "total_minutes": number(), "total_sip_refer_minutes": number(),
-		"average_duration_seconds": number(), "success_rate": nullable("number")})
+		"total_conversations":      integer(),
+		"total_minutes":            js{"type": "number", "description": "answered time with the AI agent, in minutes"},
+		"total_sip_refer_minutes":  js{"type": "number", "description": "time transferred callers spent with a human while the gateway still carried the call"},
+		"average_duration_seconds": js{"type": "number", "description": "average answered call, transfer time included"},
+		"success_rate":             js{"type": []string{"number", "null"}, "description": "share of analysed calls the provider judged successful"}})
 	waU := object([]string{"total_conversations", "total_messages"}, js{"total_conversations": integer(), "total_messages": integer()})
 	byAgent := object([]string{"agent_id", "agent_name", "voice_minutes", "total_conversations"}, js{
 		"agent_id": integer(), "agent_name": str(), "voice_minutes": number(), "sip_refer_minutes": number(), "total_conversations": integer()})

@@ -59,7 +59,9 @@ type call struct {
 	holdSince    time.Time
 
 	stream     *media.Stream
-	peer       Peer
+	peer       Peer // set during setup; after the answer, read it with currentPeer (a bridged transfer swaps it)
+	peerNow    atomic.Pointer[peerBox]
+	peerSwap   chan struct{}
 	conv       *store.Conversation
 	start      time.Time // INVITE received
 	answeredAt atomic.Pointer[time.Time]
@@ -144,6 +146,7 @@ func (s *Server) newCall(req *gsip.Request, tx gsip.ServerTransaction) *call {
 	c := &call{s: s, invite: inv, tx: tx, callID: inv.CallID().Value(), ourTag: tag, source: req.Source(),
 		transport: req.Transport(), caller: callerNumber(req), called: dialled(req), start: time.Now(),
 		acks: map[uint32]chan *gsip.Request{}, acked: make(chan struct{}), endCh: make(chan endRequest, 1), done: make(chan struct{}),
+		peerSwap:   make(chan struct{}, 1),
 		remoteCSeq: inv.CSeq().SeqNo, localCSeq: 1}
 	c.id = dialogID(c.callID, tag, fromTag)
 	if ct := inv.Contact(); ct != nil {
@@ -417,7 +420,8 @@ func (c *call) retransmit2xx(tx gsip.ServerTransaction, res *gsip.Response, ack 
 // (which may play audio at once). Caller audio can reach the peer's OnAudio just
 // before its Start.
 func (c *call) startMediaAndPeer() {
-	if err := c.stream.Start(c.neg, media.Consumer{Format: c.peer.Format(), Sink: c.peer.OnAudio, OnDigit: c.peer.OnDigit}); err != nil {
+	c.peerNow.Store(&peerBox{c.peer})
+	if err := c.stream.Start(c.neg, media.Consumer{Format: c.peer.Format(), Sink: c.onAudio, OnDigit: c.onDigit}); err != nil {
 		c.log.Error("media start failed", "err", err)
 		c.end(endRequest{reason: EndInternal, failed: true, sendBye: true})
 		return
@@ -430,6 +434,29 @@ func (c *call) startMediaAndPeer() {
 		c.end(endRequest{reason: EndProviderError, failed: true, sendBye: true})
 	}
 }
+
+type peerBox struct{ Peer }
+
+// currentPeer is who the caller talks to now: the agent, or the human a bridged
+// transfer connected.
+func (c *call) currentPeer() Peer {
+	if b := c.peerNow.Load(); b != nil {
+		return b.Peer
+	}
+	return c.peer
+}
+
+// swapPeer connects the caller to another far side and tells the supervisor.
+func (c *call) swapPeer(p Peer) {
+	c.peerNow.Store(&peerBox{p})
+	select {
+	case c.peerSwap <- struct{}{}:
+	default:
+	}
+}
+
+func (c *call) onAudio(f media.Frame) { c.currentPeer().OnAudio(f) }
+func (c *call) onDigit(d media.Digit) { c.currentPeer().OnDigit(d) }
 
 // AnsweredAt implements Call.
 func (c *call) AnsweredAt() time.Time {

@@ -93,6 +93,10 @@ func (c *call) applyNegotiation(n sdp.Negotiated) {
 func (s *Server) onBye(req *gsip.Request, tx gsip.ServerTransaction) {
 	c := s.lookup(req)
 	if c == nil {
+		if leg := s.lookupLeg(req); leg != nil {
+			leg.onBye(req, tx)
+			return
+		}
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
@@ -221,7 +225,7 @@ func (s *Server) onInfo(req *gsip.Request, tx gsip.ServerTransaction) {
 		return
 	}
 	if d, ok := infoDigit(req); ok {
-		c.peer.OnDigit(media.Digit{Digit: d, Arrival: time.Now()})
+		c.onDigit(media.Digit{Digit: d, Arrival: time.Now()})
 	}
 	respond(tx, req, 200, "OK")
 }

@@ -49,6 +49,10 @@ type Peer interface {
 type PeerEnd struct {
 	Reason string // an end reason, e.g. EndAgentHangup or EndProviderError
 	Failed bool   // the call failed (recorded as failed, not completed)
+	// Status, ReferTo and ReferSeconds record a transfer (status transferred).
+	Status       string
+	ReferTo      string
+	ReferSeconds int
 }
 
 // Call is what a peer can do with the call it serves.

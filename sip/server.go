@@ -49,6 +49,11 @@ type Options struct {
 	FloodBurst int
 	// SessionMinSE is our Min-SE for RFC 4028 session timers (default 90 s).
 	SessionMinSE time.Duration
+	// TransferTimeout bounds a REFER transfer from REFER to its final NOTIFY (default 30 s).
+	TransferTimeout time.Duration
+	// TrunkURI is where outbound calls (bridged transfers) go, e.g. sip:trunk.example.com:5060;
+	// empty: back to the trunk the call came from. TrunkUser/TrunkPassword answer its digest challenges.
+	TrunkURI string
 
 	Store     *store.Store
 	Connector Connector // the far side of agent calls
@@ -96,8 +101,9 @@ type Server struct {
 	serveWG   sync.WaitGroup
 
 	mu       sync.Mutex
-	calls    map[string]*call // by dialog id
-	setup    atomic.Int64     // calls in setup or up
+	calls    map[string]*call   // by dialog id
+	legs     map[string]*outLeg // outbound legs of bridged transfers, by dialog id
+	setup    atomic.Int64       // calls in setup or up
 	draining atomic.Bool
 	closed   atomic.Bool
 	callWG   sync.WaitGroup
@@ -122,10 +128,13 @@ func New(opt Options) (*Server, error) {
 	if opt.SessionMinSE <= 0 {
 		opt.SessionMinSE = 90 * time.Second
 	}
+	if opt.TransferTimeout <= 0 {
+		opt.TransferTimeout = 30 * time.Second
+	}
 	if !opt.PublicIP.IsValid() {
 		opt.PublicIP = netip.MustParseAddr("127.0.0.1")
 	}
-	s := &Server{opt: opt, log: opt.Logger, obs: opt.Observer, calls: map[string]*call{}, killAll: make(chan struct{}),
+	s := &Server{opt: opt, log: opt.Logger, obs: opt.Observer, calls: map[string]*call{}, legs: map[string]*outLeg{}, killAll: make(chan struct{}),
 		flood: newFloodLimiter(opt.FloodRate, opt.FloodBurst, nil), udp: udpResponder{conns: map[string]net.PacketConn{}}}
 	if s.obs == nil {
 		s.obs = nopObserver{}

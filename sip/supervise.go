@@ -25,12 +25,18 @@ func (c *call) run() {
 	var e endRequest
 loop:
 	for {
+		p := c.currentPeer()
 		select {
 		case e = <-c.endCh:
 			break loop
-		case <-c.peer.Done():
-			pe := c.peer.End()
-			e = endRequest{reason: pe.Reason, failed: pe.Failed, sendBye: true}
+		case <-c.peerSwap:
+			continue // the caller talks to someone else now: watch them
+		case <-p.Done():
+			if p != c.currentPeer() {
+				continue // the agent left for a bridged transfer; the call goes on
+			}
+			pe := p.End()
+			e = endRequest{reason: pe.Reason, failed: pe.Failed, sendBye: true, status: pe.Status, referTo: pe.ReferTo, referS: pe.ReferSeconds}
 			break loop
 		case <-limit.C:
 			e = endRequest{reason: EndMaxDuration, sendBye: true}
@@ -57,6 +63,9 @@ loop:
 	defer cancel()
 	if e.sendBye {
 		c.sendBye(ctx)
+	}
+	if p := c.currentPeer(); p != c.peer {
+		p.Close(e.reason) // the bridged human's leg
 	}
 	c.peer.Close(e.reason)
 	c.stream.Close()
@@ -116,31 +125,14 @@ func (c *call) recordStart(ctx context.Context) error {
 	return nil
 }
 
-// recordEnd writes how the conversation ended, with its media statistics; usage
-// counters and the event follow in the same store transaction.
+// recordEnd writes how the conversation ended, with its media statistics (RecordEnd).
 func (c *call) recordEnd(e endRequest, stats media.Stats) {
-	if c.conv == nil {
-		return
+	var answered time.Time
+	if c.isAcked() {
+		answered = c.AnsweredAt()
 	}
-	status := store.ConvCompleted
-	switch {
-	case e.status != "":
-		status = e.status
-	case e.failed:
-		status = store.ConvFailed
-	}
-	f := store.Final{Status: status, EndedAt: time.Now(), EndReason: e.reason, SIPReferSeconds: e.referS, ReferTo: e.referTo}
-	if t := c.AnsweredAt(); !t.IsZero() && status != store.ConvCancelled && c.isAcked() {
-		f.AnsweredAt = &t
-	}
-	if stats.PacketsReceived > 0 || stats.PacketsSent > 0 {
-		f.Metadata = map[string]any{"rtp": statsMap(stats)}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.s.opt.Store.FinishConversation(ctx, c.conv.CompanyID, c.conv.ID, f); err != nil {
-		c.log.Error("could not record the end of the conversation", "err", err)
-	}
+	RecordEnd(c.s.opt.Store, c.conv, CallEnd{Reason: e.reason, Failed: e.failed, Status: e.status, ReferTo: e.referTo,
+		ReferSeconds: e.referS, AnsweredAt: answered}, stats, c.log)
 }
 
 func (c *call) isAcked() bool {
@@ -149,19 +141,5 @@ func (c *call) isAcked() bool {
 		return true
 	default:
 		return false
-	}
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func statsMap(s media.Stats) map[string]any {
-	return map[string]any{
-		"packets_received": s.PacketsReceived, "packets_sent": s.PacketsSent,
-		"octets_received": s.OctetsReceived, "octets_sent": s.OctetsSent,
-		"expected": s.Expected, "lost": s.CumulativeLost, "jitter_ms": ms(s.Jitter),
-		"late": s.Late, "duplicates": s.Duplicates, "out_of_order": s.OutOfOrder,
-		"concealed_frames": s.Concealed, "jitter_depth_ms": ms(s.JitterDepth), "jitter_depth_max_ms": ms(s.JitterDepthMax),
-		"dtmf_digits": s.Digits, "played_frames": s.Played, "flushed_frames": s.Flushed, "queue_dropped": s.QueueDropped,
-		"remote_lost": s.Remote.CumulativeLost, "remote_jitter_ms": ms(s.Remote.Jitter),
 	}
 }

@@ -3,20 +3,382 @@ package sip
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/emiago/sipgo"
 	gsip "github.com/emiago/sipgo/sip"
+
+	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/media/sdp"
+	"github.com/cxco/gateway/store"
 )
 
-// transferState follows one transfer under way (the transfer issue fills it in).
-type transferState struct{}
+// Transfers the agent starts (RFC 3515 REFER with RFC 3420 sipfrag progress), and
+// the bridged alternative: an outbound call to the destination through the trunk,
+// with the gateway relaying audio between the two legs.
 
-// ErrTransferUnsupported: this build cannot transfer calls yet.
-var ErrTransferUnsupported = errors.New("sip: call transfer is not available")
+// Transfer errors; the bridge turns them into a client_tool_result with is_error.
+var (
+	ErrTransferRejected = errors.New("the trunk refused the transfer")
+	ErrTransferFailed   = errors.New("the transfer did not connect")
+	ErrTransferTimeout  = errors.New("the transfer did not complete in time")
+	ErrTransferBusy     = errors.New("a transfer is already under way")
+	// ErrReferNotSupported: the trunk answered REFER with 405 or 501 (a bridged transfer may still work).
+	ErrReferNotSupported = errors.New("the trunk does not support REFER")
+)
 
-// Transfer implements Call.
-func (c *call) Transfer(ctx context.Context, target string, bridge bool) error {
-	return ErrTransferUnsupported
+// transferState follows one REFER under way.
+type transferState struct {
+	progress chan int // sipfrag status codes from NOTIFYs
 }
 
-// onReferNotify takes a NOTIFY of a transfer; false when there is none.
-func (c *call) onReferNotify(req *gsip.Request) bool { return false }
+// Transfer implements Call: a REFER, or a bridged call when bridge is set or the
+// trunk does not do REFER (405/501) and fallback is allowed by the agent.
+func (c *call) Transfer(ctx context.Context, target string, bridge bool) error {
+	if !c.transferMu.TryLock() {
+		return ErrTransferBusy
+	}
+	defer c.transferMu.Unlock()
+	start := time.Now()
+	fallback := false
+	if c.route != nil && c.route.agent != nil {
+		cfg := store.ParseAgentConfig(c.route.agent.Config)
+		fallback = cfg.Transfer.FallbackToBridge
+	}
+	c.log.Info("transfer requested", "target", target, "bridge", bridge)
+	if !bridge {
+		err := c.refer(ctx, target, start)
+		if !errors.Is(err, ErrReferNotSupported) || !fallback {
+			return err
+		}
+		c.log.Info("REFER not supported by the trunk: bridging the transfer instead", "target", target)
+	}
+	return c.bridgeTransfer(ctx, target, start)
+}
+
+// referTarget is the Refer-To URI: a sip: URI as given, an E.164 number at the trunk.
+func (c *call) referTarget(target string) string {
+	if strings.HasPrefix(strings.ToLower(target), "sip:") || strings.HasPrefix(strings.ToLower(target), "sips:") {
+		return target
+	}
+	host := c.trunkHostPort()
+	return "sip:" + target + "@" + host
+}
+
+// trunkHostPort is --trunk-uri's host:port, else the remote target's.
+func (c *call) trunkHostPort() string {
+	if u := c.s.opt.TrunkURI; u != "" {
+		var uri gsip.Uri
+		if err := gsip.ParseUri(u, &uri); err == nil {
+			if uri.Port > 0 {
+				return uri.Host + ":" + strconv.Itoa(uri.Port)
+			}
+			return uri.Host
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.remoteTarget.Port > 0 {
+		return c.remoteTarget.Host + ":" + strconv.Itoa(c.remoteTarget.Port)
+	}
+	return c.remoteTarget.Host
+}
+
+// refer sends REFER and follows its NOTIFYs until a final sipfrag. On success the
+// call ends as transferred with our BYE; on failure it goes on.
+func (c *call) refer(ctx context.Context, target string, start time.Time) error {
+	st := &transferState{progress: make(chan int, 16)}
+	c.mu.Lock()
+	c.xfer = st
+	c.mu.Unlock()
+	defer func() { c.mu.Lock(); c.xfer = nil; c.mu.Unlock() }()
+
+	req := c.newRequest(gsip.REFER)
+	req.AppendHeader(gsip.NewHeader("Refer-To", "<"+c.referTarget(target)+">"))
+	host := c.advertise.String()
+	if c.advertise.Is6() {
+		host = "[" + host + "]"
+	}
+	req.AppendHeader(gsip.NewHeader("Referred-By", fmt.Sprintf("<sip:%s@%s>", c.called, host)))
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	res, err := c.s.cli.Do(rctx, req)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%w: REFER: %w", ErrTransferFailed, err)
+	}
+	switch {
+	case res.StatusCode == 405 || res.StatusCode == 501:
+		return fmt.Errorf("%w (%d %s)", ErrReferNotSupported, res.StatusCode, res.Reason)
+	case res.StatusCode >= 300:
+		return fmt.Errorf("%w: %d %s", ErrTransferRejected, res.StatusCode, res.Reason)
+	}
+	c.log.Info("REFER accepted", "status", res.StatusCode, "target", target)
+	// While the trunk connects the destination the caller hears ringback.
+	ringCtx, stopRing := context.WithCancel(ctx)
+	defer stopRing()
+	go c.ringback(ringCtx)
+	deadline := time.NewTimer(c.s.opt.TransferTimeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case code := <-st.progress:
+			switch {
+			case code < 200:
+				continue
+			case code < 300:
+				c.log.Info("transfer connected", "target", target, "sipfrag", code)
+				c.end(endRequest{reason: EndTransferred, status: store.ConvTransferred, sendBye: true,
+					referTo: target, referS: int(time.Since(start).Seconds() + 0.5)})
+				return nil
+			default:
+				return fmt.Errorf("%w: %d", ErrTransferFailed, code)
+			}
+		case <-deadline.C:
+			return fmt.Errorf("%w (%s)", ErrTransferTimeout, c.s.opt.TransferTimeout)
+		case <-c.done:
+			return fmt.Errorf("%w: the call ended", ErrTransferFailed)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// onReferNotify takes a NOTIFY of the REFER under way (Event: refer, message/sipfrag);
+// false when there is none.
+func (c *call) onReferNotify(req *gsip.Request) bool {
+	c.mu.Lock()
+	st := c.xfer
+	c.mu.Unlock()
+	if st == nil {
+		return false
+	}
+	ev := strings.ToLower(headerValue(req, "Event", "o"))
+	if !strings.HasPrefix(ev, "refer") {
+		return false
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(req.Body())), "\n")
+	f := strings.Fields(line)
+	if len(f) >= 2 && strings.HasPrefix(f[0], "SIP/") {
+		if code, err := strconv.Atoi(f[1]); err == nil {
+			select {
+			case st.progress <- code:
+			default:
+			}
+		}
+	}
+	return true
+}
+
+// outLeg is the outbound call of a bridged transfer; it is the caller's Peer once
+// the destination answers (the agent has left).
+type outLeg struct {
+	c      *call
+	sess   *sipgo.DialogClientSession
+	stream *media.Stream
+	id     string
+	start  time.Time
+	target string
+	format media.Format
+
+	done    chan struct{}
+	once    sync.Once
+	farBye  atomic.Bool
+	closeMu sync.Once
+}
+
+func (s *Server) lookupLeg(req *gsip.Request) *outLeg {
+	if req.CallID() == nil || req.To() == nil || req.From() == nil {
+		return nil
+	}
+	to, _ := req.To().Params.Get("tag")
+	from, _ := req.From().Params.Get("tag")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.legs[dialogID(req.CallID().Value(), to, from)]
+}
+
+// bridgeTransfer calls the destination through the trunk and, once it answers,
+// relays audio between the caller and it; the agent leaves the call.
+func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Time) error {
+	s := c.s
+	format := c.peer.Format()
+	stream, err := media.NewStream(s.opt.Ports, netip.Addr{}, media.Options{Logger: c.log.With("leg", "transfer"), Wheel: s.opt.Wheel,
+		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrTransferFailed, err)
+	}
+	leg := &outLeg{c: c, stream: stream, start: start, target: target, format: format, done: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			stream.Close()
+		}
+	}()
+	local := sdp.NewLocal(c.advertise, stream.LocalPort())
+	host := c.advertise.String()
+	if c.advertise.Is6() {
+		host = "[" + host + "]"
+	}
+	contact := gsip.ContactHeader{Address: gsip.Uri{Scheme: "sip", User: "cxco", Host: host, Port: s.port}}
+	cli, err := sipgo.NewClient(s.ua, sipgo.WithClientHostname(c.advertise.String()), sipgo.WithClientPort(s.port))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrTransferFailed, err)
+	}
+	dua := &sipgo.DialogUA{Client: cli, ContactHDR: contact}
+	var ruri gsip.Uri
+	rt := c.referTarget(target)
+	if err := gsip.ParseUri(rt, &ruri); err != nil {
+		return fmt.Errorf("%w: bad destination %q: %w", ErrTransferFailed, target, err)
+	}
+	inv := gsip.NewRequest(gsip.INVITE, ruri)
+	inv.SetTransport(strings.ToUpper(c.transport))
+	dest := c.s.opt.TrunkURI
+	if dest == "" {
+		inv.SetDestination(c.source) // back to the trunk the call came from
+	} else {
+		var tu gsip.Uri
+		if err := gsip.ParseUri(dest, &tu); err == nil {
+			port := tu.Port
+			if port == 0 {
+				port = 5060
+			}
+			inv.SetDestination(tu.Host + ":" + strconv.Itoa(port))
+		}
+	}
+	// The human sees the original caller's number.
+	from := &gsip.FromHeader{Address: gsip.Uri{Scheme: "sip", User: c.caller, Host: host}}
+	from.Params = gsip.NewParams()
+	from.Params.Add("tag", gsip.GenerateTagN(16))
+	inv.AppendHeader(from)
+	inv.AppendHeader(&gsip.ToHeader{Address: ruri})
+	inv.AppendHeader(gsip.NewHeader("Referred-By", fmt.Sprintf("<sip:%s@%s>", c.called, host)))
+	ct := gsip.ContentTypeHeader("application/sdp")
+	inv.AppendHeader(&ct)
+	inv.SetBody(local.Offer(sdp.SendRecv))
+	sess, err := dua.WriteInvite(ctx, inv)
+	if err != nil {
+		return fmt.Errorf("%w: INVITE: %w", ErrTransferFailed, err)
+	}
+	leg.sess = sess
+	// While it rings the caller hears ringback.
+	ringCtx, stopRing := context.WithCancel(ctx)
+	go c.ringback(ringCtx)
+	actx, cancel := context.WithTimeout(ctx, c.s.opt.TransferTimeout)
+	err = sess.WaitAnswer(actx, sipgo.AnswerOptions{Username: s.opt.TrunkUser, Password: s.opt.TrunkPassword})
+	cancel()
+	stopRing()
+	if err != nil {
+		var de *sipgo.ErrDialogResponse
+		if errors.As(err, &de) {
+			return fmt.Errorf("%w: %d %s", ErrTransferFailed, de.Res.StatusCode, de.Res.Reason)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w (%s)", ErrTransferTimeout, c.s.opt.TransferTimeout)
+		}
+		return fmt.Errorf("%w: %w", ErrTransferFailed, err)
+	}
+	neg, err := local.ParseAnswer(sess.InviteResponse.Body())
+	if err != nil {
+		_ = sess.Ack(ctx)
+		_ = sess.Bye(ctx)
+		return fmt.Errorf("%w: the destination's SDP: %w", ErrTransferFailed, err)
+	}
+	if err := sess.Ack(ctx); err != nil {
+		return fmt.Errorf("%w: ACK: %w", ErrTransferFailed, err)
+	}
+	// The destination's BYE reaches us by dialog id (their To-tag is their tag).
+	fromTag, _ := sess.InviteRequest.From().Params.Get("tag")
+	toTag, _ := sess.InviteResponse.To().Params.Get("tag")
+	leg.id = dialogID(sess.InviteRequest.CallID().Value(), fromTag, toTag)
+	s.mu.Lock()
+	s.legs[leg.id] = leg
+	s.mu.Unlock()
+	// Audio between the legs: the destination's frames are played to the caller.
+	if err := stream.Start(neg, media.Consumer{Format: format, Sink: func(f media.Frame) { c.relay(f) }}); err != nil {
+		_ = sess.Bye(ctx)
+		return fmt.Errorf("%w: media: %w", ErrTransferFailed, err)
+	}
+	ok = true
+	c.Flush()
+	c.log.Info("bridged transfer connected", "target", target)
+	c.swapPeer(leg) // the caller now talks to the destination; the agent leaves
+	return nil
+}
+
+// relay plays a frame of the destination to the caller.
+func (c *call) relay(f media.Frame) {
+	if f.PCM != nil {
+		_ = c.stream.PlayPCM(f.PCM)
+		return
+	}
+	_ = c.stream.Play(f.Audio)
+}
+
+// ringback plays ringing to the caller until ctx ends.
+func (c *call) ringback(ctx context.Context) {
+	select {
+	case <-c.Drained(): // the agent's last words first
+	case <-ctx.Done():
+		return
+	}
+	tone := media.Ringback(c.peer.Format())
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		_ = c.stream.Play(tone)
+		select {
+		case <-ctx.Done():
+			c.stream.Flush()
+			return
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Peer of the destination, for the caller's side.
+func (l *outLeg) Format() media.Format { return l.format }
+func (l *outLeg) Start(Call) error     { return nil }
+func (l *outLeg) OnAudio(f media.Frame) {
+	if f.PCM != nil {
+		_ = l.stream.PlayPCM(f.PCM)
+		return
+	}
+	_ = l.stream.Play(f.Audio)
+}
+func (l *outLeg) OnDigit(media.Digit)   {}
+func (l *outLeg) Done() <-chan struct{} { return l.done }
+func (l *outLeg) End() PeerEnd {
+	return PeerEnd{Reason: EndTransferHangup, Status: store.ConvTransferred, ReferTo: l.target,
+		ReferSeconds: int(time.Since(l.start).Seconds() + 0.5)}
+}
+
+// onBye: the destination hung up; the caller's side ends too.
+func (l *outLeg) onBye(req *gsip.Request, tx gsip.ServerTransaction) {
+	l.farBye.Store(true)
+	_ = l.sess.ReadBye(req, tx)
+	l.once.Do(func() { close(l.done) })
+}
+
+// Close ends the destination's leg (BYE unless it hung up) and its media.
+func (l *outLeg) Close(string) {
+	l.closeMu.Do(func() {
+		if !l.farBye.Load() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = l.sess.Bye(ctx)
+			cancel()
+		}
+		l.stream.Close()
+		l.c.s.mu.Lock()
+		delete(l.c.s.legs, l.id)
+		l.c.s.mu.Unlock()
+		l.once.Do(func() { close(l.done) })
+	})
+}

@@ -11,7 +11,8 @@ import (
 
 // Usage is counted per company and UTC day (the day the conversation started) in one
 // hash, with the same counters per agent under "a:<agent id>:". A conversation counts
-// once it has ended and only if it was answered; its minutes are its duration_seconds,
+// once it has ended and only if it was answered; its voice seconds are its
+// duration_seconds minus its sip_refer_seconds, and its SIP REFER seconds are those,
 // so the counters always add up to exactly what the conversation records say.
 const (
 	uVoiceConvs = "voice_conversations"
@@ -87,10 +88,15 @@ func (s *Store) countUsage(ctx context.Context, p redis.Pipeliner, c *Conversati
 		add(uWAMessages, msgs)
 		return
 	}
+	// Voice minutes are the time with the AI agent; transfer time (the caller with a
+	// human while the gateway still carries the call) is counted apart, as SIP REFER
+	// minutes. The two add up to the conversation's duration.
 	dur := int64(0)
 	if c.DurationSeconds != nil {
 		dur = int64(*c.DurationSeconds)
 	}
+	refer := min(int64(c.SIPReferSeconds), dur)
+	dur -= refer
 	add(uVoiceConvs, 1)
 	add(uVoiceSecs, dur)
 	add(uReferSecs, int64(c.SIPReferSeconds))

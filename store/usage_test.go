@@ -63,7 +63,8 @@ func TestUsageCounters(t *testing.T) {
 		want    Usage
 	}{
 		{"answered call", "voice", []step{answer, finish(ConvCompleted, 212, 0)}, Usage{VoiceConversations: 1, VoiceSeconds: 212}},
-		{"transferred call", "voice", []step{answer, finish(ConvTransferred, 61, 30)}, Usage{VoiceConversations: 1, VoiceSeconds: 61, ReferSeconds: 30}},
+		// Voice minutes are time with the AI; the 30 s with the human count as SIP REFER minutes.
+		{"transferred call", "voice", []step{answer, finish(ConvTransferred, 61, 30)}, Usage{VoiceConversations: 1, VoiceSeconds: 31, ReferSeconds: 30}},
 		{"never answered", "voice", []step{finish(ConvCancelled, 0, 0)}, Usage{}},
 		{"still in progress", "voice", []step{answer, say(3)}, Usage{}},
 		{"finished twice counts once", "voice", []step{answer, finish(ConvCompleted, 10, 0), finish(ConvFailed, 99, 0)}, Usage{VoiceConversations: 1, VoiceSeconds: 10}},

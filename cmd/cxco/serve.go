@@ -125,6 +125,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		TrunkUser: cfg.TrunkUser, TrunkPassword: cfg.TrunkPassword, MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
 		EchoNumber: cfg.EchoNumber, Store: st, Connector: connector, Ports: ports, Wheel: wheel,
 		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Logger: log.With("component", "sip"),
+		TransferTimeout: cfg.TransferTimeout, TrunkURI: cfg.TrunkURI,
 	})
 	if err != nil {
 		return err

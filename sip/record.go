@@ -1,0 +1,69 @@
+package sip
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/store"
+)
+
+// CallEnd is how a call ended, as its conversation records it.
+type CallEnd struct {
+	Reason       string // end reason, e.g. EndCallerHangup
+	Failed       bool   // recorded as failed rather than completed
+	Status       string // a final status instead of completed/failed (transferred, cancelled)
+	ReferTo      string
+	ReferSeconds int
+	// AnsweredAt is when the call was answered (and the far end confirmed it:
+	// the ACK, or ICE for WebRTC); zero when it never was. Usage counts only
+	// answered calls.
+	AnsweredAt time.Time
+}
+
+// RecordEnd writes the end of a call's conversation with the call's media
+// statistics under metadata_.rtp; the store adds the usage counters and the
+// event in the same transaction. It runs on its own 10 s timeout, whatever
+// ended the call. Both SIP calls and bridge's WebRTC test calls end through it,
+// so their records look the same.
+func RecordEnd(st *store.Store, conv *store.Conversation, e CallEnd, stats media.Stats, log *slog.Logger) {
+	if conv == nil {
+		return
+	}
+	status := store.ConvCompleted
+	switch {
+	case e.Status != "":
+		status = e.Status
+	case e.Failed:
+		status = store.ConvFailed
+	}
+	f := store.Final{Status: status, EndedAt: time.Now(), EndReason: e.Reason, SIPReferSeconds: e.ReferSeconds, ReferTo: e.ReferTo}
+	if t := e.AnsweredAt; !t.IsZero() && status != store.ConvCancelled {
+		f.AnsweredAt = &t
+	}
+	if stats.PacketsReceived > 0 || stats.PacketsSent > 0 {
+		f.Metadata = map[string]any{"rtp": RTPMetadata(stats)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := st.FinishConversation(ctx, conv.CompanyID, conv.ID, f); err != nil && log != nil {
+		log.Error("could not record the end of the conversation", "err", err)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// RTPMetadata is a call's media statistics as conversations record them
+// (metadata_.rtp).
+func RTPMetadata(s media.Stats) map[string]any {
+	return map[string]any{
+		"packets_received": s.PacketsReceived, "packets_sent": s.PacketsSent,
+		"octets_received": s.OctetsReceived, "octets_sent": s.OctetsSent,
+		"expected": s.Expected, "lost": s.CumulativeLost, "jitter_ms": ms(s.Jitter),
+		"late": s.Late, "duplicates": s.Duplicates, "out_of_order": s.OutOfOrder,
+		"concealed_frames": s.Concealed, "jitter_depth_ms": ms(s.JitterDepth), "jitter_depth_max_ms": ms(s.JitterDepthMax),
+		"dtmf_digits": s.Digits, "played_frames": s.Played, "flushed_frames": s.Flushed, "queue_dropped": s.QueueDropped,
+		"remote_lost": s.Remote.CumulativeLost, "remote_jitter_ms": ms(s.Remote.Jitter),
+	}
+}
