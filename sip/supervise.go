@@ -25,12 +25,18 @@ func (c *call) run() {
 	var e endRequest
 loop:
 	for {
+		p := c.currentPeer()
 		select {
 		case e = <-c.endCh:
 			break loop
-		case <-c.peer.Done():
-			pe := c.peer.End()
-			e = endRequest{reason: pe.Reason, failed: pe.Failed, sendBye: true}
+		case <-c.peerSwap:
+			continue // the caller talks to someone else now: watch them
+		case <-p.Done():
+			if p != c.currentPeer() {
+				continue // the agent left for a bridged transfer; the call goes on
+			}
+			pe := p.End()
+			e = endRequest{reason: pe.Reason, failed: pe.Failed, sendBye: true, status: pe.Status, referTo: pe.ReferTo, referS: pe.ReferSeconds}
 			break loop
 		case <-limit.C:
 			e = endRequest{reason: EndMaxDuration, sendBye: true}
@@ -57,6 +63,9 @@ loop:
 	defer cancel()
 	if e.sendBye {
 		c.sendBye(ctx)
+	}
+	if p := c.currentPeer(); p != c.peer {
+		p.Close(e.reason) // the bridged human's leg
 	}
 	c.peer.Close(e.reason)
 	c.stream.Close()
