@@ -97,6 +97,7 @@ func TestUtteranceEcho(t *testing.T) {
 		{"pcm_16000", "pcm_16000", "pcm_16000"},
 		{"ulaw_8000 in, pcm_16000 out", "ulaw_8000", "pcm_16000"},
 		{"pcm_16000 in, ulaw_8000 out", "pcm_16000", "ulaw_8000"},
+		{"pcm_8000", "pcm_8000", "pcm_8000"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
