@@ -259,6 +259,13 @@ func (s *Session) reconnect() bool {
 		return false
 	}
 	s.connMu.Lock()
+	select {
+	case <-s.stop: // the call ended while we dialled
+		s.connMu.Unlock()
+		conn.Close()
+		return false
+	default:
+	}
 	old := s.conn
 	s.conn = conn
 	s.convIDs = append(s.convIDs, convID)

@@ -418,8 +418,8 @@ func (s *Session) failCall() {
 func (s *Session) Close(reason string) {
 	s.stopped.Do(func() {
 		s.ending.Store(true)
+		s.connMu.Lock() // a reconnect installs its socket under connMu only while stop is open
 		close(s.stop)
-		s.connMu.Lock()
 		conn := s.conn
 		s.connMu.Unlock()
 		if conn != nil {

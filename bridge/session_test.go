@@ -170,7 +170,10 @@ func TestReconnect(t *testing.T) {
 		t.Fatalf("dropped %d conversations", n)
 	}
 	dropped := time.Now()
-	waitFor(t, "a second provider conversation", 2*time.Second, func() bool { return len(r.sim.Conversations()) == 2 })
+	waitFor(t, "a second provider conversation", 2*time.Second, func() bool {
+		cs := r.sim.Conversations()
+		return len(cs) == 2 && cs[1].Initiation != nil
+	})
 	if d := time.Since(dropped); d > time.Second {
 		t.Fatalf("reconnected after %s", d)
 	}

@@ -69,10 +69,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err != nil {
 			return fmt.Errorf("provider simulator: %w", err)
 		}
-		sim := &http.Server{Handler: providersim.New(providersim.Options{Logger: log.With("component", "providersim")}), ReadHeaderTimeout: 5 * time.Second}
+		simHandler := providersim.New(providersim.Options{Logger: log.With("component", "providersim")})
+		sim := &http.Server{Handler: simHandler, ReadHeaderTimeout: 5 * time.Second}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = sim.Serve(ln) }()
-		defer sim.Close()
+		defer func() { _ = simHandler.Close(); _ = sim.Close() }()
 		providerURL = "http://" + ln.Addr().String()
 		if cfg.ProviderAPIKey == "" {
 			cfg.ProviderAPIKey = "sim-platform-key"

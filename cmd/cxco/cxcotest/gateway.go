@@ -146,29 +146,66 @@ func (g *Gateway) SIPp(scenario, number string, extra ...string) (int, string) {
 // RunSIPp runs a scenario of deploy/sipp against target.
 func RunSIPp(t testing.TB, target, scenario, number string, extra ...string) (int, string) {
 	t.Helper()
+	return StartSIPp(t, target, scenario, number, extra...)()
+}
+
+// ServeSIPp starts a server scenario of deploy/sipp (SIPp as the called side) on a
+// free loopback port; it returns the port and a function that waits for SIPp to end.
+func ServeSIPp(t testing.TB, scenario string, extra ...string) (int, func() (int, string)) {
+	t.Helper()
+	port := FreeUDPPort(t)
+	return port, StartSIPp(t, "", scenario, "", append([]string{"-p", fmt.Sprint(port)}, extra...)...)
+}
+
+// StartSIPp starts a scenario (against target, unless it is "") and returns a
+// function that waits for SIPp and gives its exit code and output.
+func StartSIPp(t testing.TB, target, scenario, number string, extra ...string) func() (int, string) {
+	t.Helper()
 	bin, err := exec.LookPath("sipp")
 	if err != nil {
 		t.Fatalf("sipp not found: install it with `apt-get install -y sip-tester` (deploy/test.sh does this)")
 	}
 	dir := t.TempDir()
-	args := []string{"-sf", filepath.Join(RepoRoot(), "deploy", "sipp", scenario), "-s", strings.TrimPrefix(number, "+"), target,
-		"-i", "127.0.0.1", "-p", fmt.Sprint(FreeUDPPort(t)), "-mi", "127.0.0.1", "-mp", fmt.Sprint(FreeUDPPort(t)),
-		"-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin", "-trace_err", "-trace_msg"}
+	args := []string{"-sf", filepath.Join(RepoRoot(), "deploy", "sipp", scenario)}
+	if target != "" {
+		args = append(args, "-s", strings.TrimPrefix(number, "+"), target, "-p", fmt.Sprint(FreeUDPPort(t)))
+	}
+	args = append(args, "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", fmt.Sprint(FreeUDPPort(t)),
+		"-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin", "-trace_err", "-trace_msg")
 	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return func() (int, string) {
+		<-done
+		return sippResult(dir, waitErr, out.String())
+	}
+}
+
+func sippResult(dir string, err error, text string) (int, string) {
 	code := 0
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			code = ee.ExitCode()
 		} else {
-			t.Fatal(err)
+			code = -1
 		}
 	}
-	text := out.String()
 	if code != 0 {
 		for _, pat := range []string{"*errors.log", "*messages.log"} {
 			files, _ := filepath.Glob(filepath.Join(dir, pat))

@@ -33,9 +33,13 @@ type Phone struct {
 	toTag   string
 	cseq    int
 	codec   string // PCMU or PCMA
-	pt      uint8
-	dtmfPT  uint8
-	Remote  netip.AddrPort // the gateway's RTP address
+	// localURI/remoteURI are the From/To of our in-dialog requests; target is
+	// their Request-URI; uas is set when the phone answered rather than dialled.
+	localURI, remoteURI, target string
+	uas                         bool
+	pt                          uint8
+	dtmfPT                      uint8
+	Remote                      netip.AddrPort // the gateway's RTP address
 
 	ssrc   uint32
 	seq    uint16
@@ -49,6 +53,8 @@ type Phone struct {
 	gotBye   chan struct{}
 	requests []*gsip.Request
 	onReq    func(*gsip.Request) *gsip.Response
+	onInvite func(*gsip.Request, *net.UDPAddr) *gsip.Response
+	onAck    func()
 	done     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -137,13 +143,20 @@ func Dial(t testing.TB, gw string, number, codec string) (*Phone, int) {
 func (p *Phone) local() string { return p.sipConn.LocalAddr().String() }
 
 func (p *Phone) headers(method string, cseq int, toTag bool) string {
-	to := fmt.Sprintf("<sip:+%s@%s>", p.number, p.gw)
+	to := p.remoteURI
+	if to == "" {
+		to = fmt.Sprintf("<sip:+%s@%s>", p.number, p.gw)
+	}
 	if toTag && p.toTag != "" {
 		to += ";tag=" + p.toTag
 	}
-	return fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bK%d;rport\r\nFrom: <sip:+27820000001@127.0.0.1>;tag=%s\r\nTo: %s\r\n"+
+	from := p.localURI
+	if from == "" {
+		from = "<sip:+27820000001@127.0.0.1>"
+	}
+	return fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bK%d;rport\r\nFrom: %s;tag=%s\r\nTo: %s\r\n"+
 		"Call-ID: %s\r\nCSeq: %d %s\r\nContact: <sip:phone@%s>\r\nMax-Forwards: 70\r\n",
-		p.local(), rand.Int64(), p.fromTag, to, p.callID, cseq, method, p.local())
+		p.local(), rand.Int64(), from, p.fromTag, to, p.callID, cseq, method, p.local())
 }
 
 func (p *Phone) invite() string {
@@ -213,6 +226,13 @@ func (p *Phone) readSIP() {
 			h := p.onReq
 			p.mu.Unlock()
 			if m.IsAck() {
+				if p.onAck != nil {
+					p.onAck()
+				}
+				continue
+			}
+			if m.IsInvite() && p.onInvite != nil && !m.To().Params.Has("tag") {
+				_, _ = p.sipConn.WriteToUDP([]byte(p.onInvite(m, from).String()), from)
 				continue
 			}
 			var res *gsip.Response
@@ -415,7 +435,11 @@ func (p *Phone) SendDigit(d rune) {
 // Hangup sends BYE and waits for its 200.
 func (p *Phone) Hangup() {
 	p.cseq++
-	msg := fmt.Sprintf("BYE sip:cxco@%s SIP/2.0\r\n%sContent-Length: 0\r\n\r\n", p.gw, p.headers("BYE", p.cseq, true))
+	target := p.target
+	if target == "" {
+		target = fmt.Sprintf("sip:cxco@%s", p.gw)
+	}
+	msg := fmt.Sprintf("BYE %s SIP/2.0\r\n%sContent-Length: 0\r\n\r\n", target, p.headers("BYE", p.cseq, true))
 	p.send(msg)
 	select {
 	case <-p.byeOK:
@@ -448,4 +472,72 @@ func (p *Phone) Close() {
 	p.sipConn.Close()
 	p.rtpConn.Close()
 	p.wg.Wait()
+}
+
+// Answer listens on a free loopback port for one INVITE (the gateway calling a
+// transfer destination, say), answers it with codec and returns the phone once the
+// ACK came. addr is where to point the gateway (--trunk-uri sip:<addr>).
+func Answer(t testing.TB, codec string) (p *Phone, addr string, wait func() *Phone) {
+	t.Helper()
+	p = &Phone{t: t, codec: codec, fromTag: fmt.Sprintf("hu%d", rand.Uint32()), cseq: 1, uas: true,
+		ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32(), dtmfPT: 101,
+		final: make(chan *gsip.Response, 4), byeOK: make(chan struct{}, 1), gotBye: make(chan struct{}), done: make(chan struct{})}
+	if codec == "PCMA" {
+		p.pt = 8
+	}
+	var err error
+	if p.sipConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if p.rtpConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	answered := make(chan struct{})
+	p.onInvite = func(req *gsip.Request, from *net.UDPAddr) *gsip.Response {
+		s, err := sdp.Parse(req.Body())
+		if err != nil {
+			return gsip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil)
+		}
+		n, err := sdp.Negotiate(s)
+		if err != nil {
+			return gsip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil)
+		}
+		p.Remote = n.Remote
+		p.gw = from
+		p.callID = req.CallID().Value()
+		p.toTag, _ = req.From().Params.Get("tag")
+		p.localURI = "<" + req.To().Address.String() + ">"
+		p.remoteURI = "<" + req.From().Address.String() + ">"
+		if ct := req.Contact(); ct != nil {
+			p.target = ct.Address.String()
+		}
+		port := p.rtpConn.LocalAddr().(*net.UDPAddr).Port
+		body := fmt.Sprintf("v=0\r\no=human 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+			"m=audio %d RTP/AVP %d\r\na=rtpmap:%d %s/8000\r\na=ptime:20\r\na=sendrecv\r\n", port, p.pt, p.pt, p.codec)
+		res := gsip.NewResponseFromRequest(req, 200, "OK", []byte(body))
+		res.To().Params.Add("tag", p.fromTag)
+		res.AppendHeader(gsip.NewHeader("Contact", "<sip:human@"+p.local()+">"))
+		res.AppendHeader(gsip.NewHeader("Content-Type", "application/sdp"))
+		return res
+	}
+	p.onAck = func() {
+		select {
+		case <-answered:
+		default:
+			close(answered)
+		}
+	}
+	p.wg.Add(2)
+	go p.readSIP()
+	go p.readRTP()
+	return p, p.local(), func() *Phone {
+		select {
+		case <-answered:
+			return p
+		case <-time.After(20 * time.Second):
+			t.Fatal("the destination was never called")
+			return nil
+		}
+	}
 }
