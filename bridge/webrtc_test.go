@@ -1,0 +1,399 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/cxco/gateway/bridge"
+	"github.com/cxco/gateway/media/audiotest"
+	"github.com/cxco/gateway/media/g711"
+	"github.com/cxco/gateway/sip"
+	"github.com/cxco/gateway/store"
+)
+
+// browser is the far end of a test call: a pion peer connection on loopback that
+// offers Opus and PCMU as a browser does, sends µ-law and keeps what it hears.
+type browser struct {
+	t     testing.TB
+	pc    *webrtc.PeerConnection
+	track *webrtc.TrackLocalStaticRTP
+	seq   uint16
+	ts    uint32
+
+	mu        sync.Mutex
+	heard     []heardFrame
+	codec     string
+	state     webrtc.PeerConnectionState
+	connected chan struct{}
+	once      sync.Once
+	wg        sync.WaitGroup
+}
+
+type heardFrame struct {
+	at  time.Time
+	pcm []int16
+}
+
+func newBrowser(t testing.TB) *browser {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	for _, c := range []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
+	} {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var se webrtc.SettingEngine
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &browser{t: t, pc: pc, seq: 100, ts: 1000, connected: make(chan struct{})}
+	b.track, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, "mic", "browser")
+	if _, err := pc.AddTrack(b.track); err != nil {
+		t.Fatal(err)
+	}
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		b.mu.Lock()
+		b.state = s
+		b.mu.Unlock()
+		if s == webrtc.PeerConnectionStateConnected {
+			b.once.Do(func() { close(b.connected) })
+		}
+	})
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		b.mu.Lock()
+		b.codec = tr.Codec().MimeType
+		b.mu.Unlock()
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			for {
+				p, _, err := tr.ReadRTP()
+				if err != nil {
+					return
+				}
+				pcm := make([]int16, len(p.Payload))
+				g711.ULawToPCM(pcm, p.Payload)
+				b.mu.Lock()
+				b.heard = append(b.heard, heardFrame{at: time.Now(), pcm: pcm})
+				b.mu.Unlock()
+			}
+		}()
+	})
+	t.Cleanup(b.close)
+	return b
+}
+
+// offer is the complete offer (ICE gathered).
+func (b *browser) offer() string {
+	b.t.Helper()
+	o, err := b.pc.CreateOffer(nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	g := webrtc.GatheringCompletePromise(b.pc)
+	if err := b.pc.SetLocalDescription(o); err != nil {
+		b.t.Fatal(err)
+	}
+	<-g
+	return b.pc.LocalDescription().SDP
+}
+
+func (b *browser) answer(sdp string) {
+	b.t.Helper()
+	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// send plays 8 kHz PCM into the call in real time, 20 ms per packet.
+func (b *browser) send(pcm []int16) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	payload := make([]byte, 160)
+	for off := 0; off < len(pcm); off += 160 {
+		for i := range payload {
+			v := int16(0)
+			if off+i < len(pcm) {
+				v = pcm[off+i]
+			}
+			payload[i] = g711.EncodeULaw(v)
+		}
+		_ = b.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: b.seq, Timestamp: b.ts, Marker: off == 0}, Payload: payload})
+		b.seq++
+		b.ts += 160
+		<-tick.C
+	}
+}
+
+func (b *browser) heardSince(t time.Time) []int16 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []int16
+	for _, f := range b.heard {
+		if !f.at.Before(t) {
+			out = append(out, f.pcm...)
+		}
+	}
+	return out
+}
+
+func (b *browser) close() {
+	_ = b.pc.Close()
+	b.wg.Wait()
+}
+
+// webrtcCallsLeft lists goroutines of test calls or of pion still running.
+func webrtcCallsLeft() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var left []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "bridge.(*webrtcCall)") || strings.Contains(g, "pion/ice") || strings.Contains(g, "pion/webrtc") ||
+			strings.Contains(g, "pion/dtls") || strings.Contains(g, "pion/srtp") || strings.Contains(g, "bridge.(*Session)") {
+			left = append(left, g)
+		}
+	}
+	return strings.Join(left, "\n\n")
+}
+
+func checkNoCallGoroutines(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left := webrtcCallsLeft()
+		if left == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines left after the call:\n%s", left)
+		}
+		time.Sleep(20 * time.Millisecond) // polling exits, not synchronising
+	}
+}
+
+func newTestCalls(t *testing.T, r *rig, o bridge.TestCallOptions) *bridge.TestCalls {
+	t.Helper()
+	o.Connector, o.Store, o.Wheel, o.Logger = r.conn, r.st, r.wheel, r.log
+	o.PublicIP = netip.MustParseAddr("127.0.0.1")
+	tc, err := bridge.NewTestCalls(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	return tc
+}
+
+// TestWebRTCTestCall: a browser offers Opus and PCMU; the call settles on PCMU,
+// the browser hears the opening line (the simulator's 440 Hz), says something
+// (1 kHz) and hears it back, and hangs up through EndTestCall; the conversation is
+// a completed voice call from "webrtc" with its transcript, RTP statistics and
+// usage, and nothing of the call keeps running.
+func TestWebRTCTestCall(t *testing.T) {
+	r := newRig(t, rigOpts{opening: "Hello from the browser test."})
+	tc := newTestCalls(t, r, bridge.TestCallOptions{})
+	ctx := context.Background()
+	b := newBrowser(t)
+	id, answer, err := tc.StartTestCall(ctx, r.co, r.agent, b.offer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(answer, "PCMU/8000") || strings.Contains(answer, "opus") || !strings.Contains(answer, "a=candidate:") ||
+		!strings.Contains(answer, "127.0.0.1") {
+		t.Fatalf("answer:\n%s", answer)
+	}
+	b.answer(answer)
+	select {
+	case <-b.connected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the browser did not connect")
+	}
+	start := time.Now()
+	waitFor(t, "the opening line", 8*time.Second, func() bool { return len(loud(b.heardSince(start))) >= 4000 })
+	if f := audiotest.DominantFrequency(loud(b.heardSince(start))[:4000], 8000); math.Abs(f-440) > 5 {
+		t.Fatalf("opening line at %.1f Hz, want the simulator's 440 Hz", f)
+	}
+	b.mu.Lock()
+	codec := b.codec
+	b.mu.Unlock()
+	if codec != webrtc.MimeTypePCMU {
+		t.Fatalf("the browser receives %s, want PCMU", codec)
+	}
+	waitFor(t, "the opening line to end", 8*time.Second, func() bool {
+		return len(loud(b.heardSince(time.Now().Add(-300*time.Millisecond)))) == 0
+	})
+	spoke := time.Now()
+	b.send(tone(1000, -10, time.Second))
+	b.send(make([]int16, 8000*7/10))
+	waitFor(t, "the echoed utterance", 8*time.Second, func() bool { return len(loud(b.heardSince(spoke))) >= 4000 })
+	if f := audiotest.DominantFrequency(loud(b.heardSince(spoke)), 8000); math.Abs(f-1000) > 5 {
+		t.Fatalf("echoed utterance at %.1f Hz, want 1000", f)
+	}
+
+	if err := tc.EndTestCall(ctx, r.co.ID+1, id); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("another company hangs up: %v, want not found", err)
+	}
+	if err := tc.EndTestCall(ctx, r.co.ID, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.EndTestCall(ctx, r.co.ID, id); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second hang-up: %v, want not found", err)
+	}
+	d, err := r.st.GetConversationDetail(ctx, r.co.ID, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cv := d.Conversation
+	if cv.Channel != "voice" || cv.Direction != "inbound" || cv.CallerNumber == nil || *cv.CallerNumber != bridge.CallerWebRTC ||
+		cv.Status != store.ConvCompleted || cv.EndReason == nil || *cv.EndReason != sip.EndCallerHangup || cv.AnsweredAt == nil || cv.DurationSeconds == nil {
+		t.Fatalf("conversation: %+v", cv)
+	}
+	rtpStats, _ := cv.Metadata["rtp"].(map[string]any)
+	if n, _ := rtpStats["packets_received"].(float64); n < 50 {
+		t.Fatalf("metadata_.rtp: %v", cv.Metadata)
+	}
+	if len(d.Transcript) < 3 || d.Transcript[0].Role != "agent" || d.Transcript[0].Message != "Hello from the browser test." {
+		t.Fatalf("transcript: %+v", d.Transcript)
+	}
+	var user bool
+	for _, e := range d.Transcript {
+		user = user || e.Role == "user"
+	}
+	if !user {
+		t.Fatalf("no user entry: %+v", d.Transcript)
+	}
+	day := time.Now().UTC()
+	u, err := r.st.UsageRange(ctx, r.co.ID, day, day, r.agent.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Total.VoiceConversations != 1 {
+		t.Fatalf("usage: %+v", u.Total)
+	}
+	if tc.Calls() != 0 {
+		t.Fatalf("%d calls left", tc.Calls())
+	}
+	b.close()
+	checkNoCallGoroutines(t)
+}
+
+// TestWebRTCEnds: every other way a test call ends is recorded with its reason.
+func TestWebRTCEnds(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    bridge.TestCallOptions
+		connect bool
+		end     func(tc *bridge.TestCalls, b *browser)
+		reason  string
+		status  string
+	}{
+		{name: "browser never connects", opts: bridge.TestCallOptions{ConnectTimeout: 500 * time.Millisecond},
+			end: func(*bridge.TestCalls, *browser) {}, reason: bridge.EndICETimeout, status: store.ConvFailed},
+		{name: "browser closes its peer connection", connect: true,
+			end: func(_ *bridge.TestCalls, b *browser) { b.close() }, reason: "", status: store.ConvCompleted},
+		{name: "no RTP from the browser", connect: true, opts: bridge.TestCallOptions{RTPTimeout: time.Second},
+			end: func(*bridge.TestCalls, *browser) {}, reason: sip.EndRTPTimeout, status: store.ConvCompleted},
+		{name: "shutdown", connect: true,
+			end: func(tc *bridge.TestCalls, _ *browser) { tc.Close() }, reason: sip.EndShutdown, status: store.ConvCompleted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, rigOpts{})
+			tc := newTestCalls(t, r, tt.opts)
+			b := newBrowser(t)
+			ctx := context.Background()
+			id, answer, err := tc.StartTestCall(ctx, r.co, r.agent, b.offer())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.connect {
+				b.answer(answer)
+				select {
+				case <-b.connected:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the browser did not connect")
+				}
+				// Our side is connected too once its pacer's packets arrive.
+				waitFor(t, "our media", 5*time.Second, func() bool { return len(b.heardSince(time.Time{})) > 0 })
+			}
+			tt.end(tc, b)
+			var cv *store.Conversation
+			waitFor(t, "the end of the conversation", 20*time.Second, func() bool {
+				cv, _ = r.st.GetConversation(ctx, r.co.ID, id)
+				return cv != nil && cv.Status != store.ConvInProgress
+			})
+			if cv.Status != tt.status || cv.EndReason == nil {
+				t.Fatalf("conversation %s, reason %v; want %s", cv.Status, cv.EndReason, tt.status)
+			}
+			if tt.reason != "" && *cv.EndReason != tt.reason {
+				t.Fatalf("end reason %q, want %q", *cv.EndReason, tt.reason)
+			}
+			if tt.reason == "" && !strings.HasPrefix(*cv.EndReason, "ice_") && *cv.EndReason != sip.EndCallerHangup {
+				t.Fatalf("end reason %q, want the browser's hang-up or ICE losing it", *cv.EndReason)
+			}
+			if (cv.AnsweredAt != nil) != tt.connect {
+				t.Fatalf("answered_at %v, connected %v", cv.AnsweredAt, tt.connect)
+			}
+			waitFor(t, "the call's goroutine", 5*time.Second, func() bool { return tc.Calls() == 0 })
+			tc.Close()
+			b.close()
+			checkNoCallGoroutines(t)
+		})
+	}
+}
+
+// TestWebRTCRefusals: offers a test call cannot answer are 422 without a
+// conversation; a provider that refuses is 503 with the conversation failed.
+func TestWebRTCRefusals(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	tc := newTestCalls(t, r, bridge.TestCallOptions{})
+	ctx := context.Background()
+	opusOnly := "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\n"
+	for _, tt := range []struct{ name, offer string }{
+		{"empty", ""},
+		{"not SDP", "hello"},
+		{"no PCMU", opusOnly},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := tc.StartTestCall(ctx, r.co, r.agent, tt.offer)
+			var te *bridge.TestCallError
+			if !errors.Is(err, bridge.ErrBadOffer) || !errors.As(err, &te) || te.HTTPStatus() != 422 {
+				t.Fatalf("err %v, want a 422 bad offer", err)
+			}
+		})
+	}
+	before, _ := r.st.ListConversations(ctx, r.co.ID, 0, "", 0, 100)
+	r.sim.SetRefuse(true)
+	b := newBrowser(t)
+	_, _, err := tc.StartTestCall(ctx, r.co, r.agent, b.offer())
+	var te *bridge.TestCallError
+	if !errors.As(err, &te) || te.HTTPStatus() != 503 {
+		t.Fatalf("provider refusing: %v, want 503", err)
+	}
+	after, _ := r.st.ListConversations(ctx, r.co.ID, 0, "", 0, 100)
+	if len(after.Items) != len(before.Items)+1 || after.Items[0].Status != store.ConvFailed {
+		t.Fatalf("conversations: %d before, %d after, newest %+v", len(before.Items), len(after.Items), after.Items[0])
+	}
+	b.close()
+	checkNoCallGoroutines(t)
+}
