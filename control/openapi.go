@@ -1,6 +1,7 @@
 package control
 
 import (
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -201,6 +202,7 @@ func schemas() js {
 // OpenAPI builds the document.
 func (s *Server) OpenAPI() js {
 	sch := schemas()
+	maps.Copy(sch, testCallSchemas())
 	paths := js{}
 	errResp := func(desc string) js {
 		return js{"description": desc, "content": js{"application/json": js{"schema": ref("Error")}}}

@@ -7,7 +7,7 @@ func (s *Server) extraRoutes() []*route {
 		return &route{method: method, path: path, auth: authCompany, tag: "Webhooks", summary: summary, resource: "webhook",
 			resp: resp, query: query, status: status, errors: errs, h: h}
 	}
-	return []*route{
+	return append([]*route{
 		wh("GET", "/api/webhooks/{webhook_id}/deliveries", "List a webhook's deliveries, newest first", 200,
 			"WebhookDeliveryPage", pageParams(), []int{404, 422}, s.listWebhookDeliveries),
 		wh("GET", "/api/webhooks/{webhook_id}/deliveries/{delivery_id}", "Get one delivery", 200,
@@ -16,5 +16,5 @@ func (s *Server) extraRoutes() []*route {
 			"Attempt a delivery again now (also a failed or succeeded one)", 202, "WebhookDelivery", nil, []int{404, 409, 422}, s.redeliverWebhookDelivery),
 		wh("POST", "/api/webhooks/{webhook_id}/test", "Send a webhook.test event to this webhook only", 202,
 			"WebhookDelivery", nil, []int{404, 409, 422}, s.testWebhook),
-	}
+	}, s.testCallRoutes()...)
 }

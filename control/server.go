@@ -34,6 +34,8 @@ type Options struct {
 	Observe func(route string, status int, d time.Duration)
 	// Extra mounts more handlers (e.g. /metrics, the dashboard) on the same listener.
 	Extra map[string]http.Handler
+	// TestCaller places WebRTC test calls (nil: POST .../test-call answers 503).
+	TestCaller TestCaller
 }
 
 // Server serves the API.
