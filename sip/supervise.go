@@ -57,6 +57,11 @@ loop:
 			}
 		}
 	}
+	if leg, ok := c.currentPeer().(*outLeg); ok && e.status == "" {
+		// Whoever hung up, a call that was bridged to a human was transferred.
+		pe := leg.End()
+		e.status, e.referTo, e.referS = pe.Status, pe.ReferTo, pe.ReferSeconds
+	}
 	close(c.done)
 	// Over now. Writes below run without any request's context, with their own limits.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

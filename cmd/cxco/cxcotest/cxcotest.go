@@ -178,18 +178,36 @@ func (p *Process) Stderr() string { p.mu.Lock(); defer p.mu.Unlock(); return p.s
 // WaitStdout waits until a stdout line contains substr and returns it.
 func (p *Process) WaitStdout(t testing.TB, substr string, d time.Duration) string {
 	t.Helper()
+	l, ok := p.waitStdout(substr, d)
+	if !ok {
+		t.Fatalf("no %q on stdout within %s (or the process exited)", substr, d)
+	}
+	return l
+}
+
+func (p *Process) waitStdout(substr string, d time.Duration) (string, bool) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
 		select {
 		case l := <-p.lines:
 			if strings.Contains(l, substr) {
-				return l
+				return l, true
 			}
 		case <-p.done:
-			t.Fatalf("process exited before printing %q", substr)
+			// Lines may still be buffered.
+			for {
+				select {
+				case l := <-p.lines:
+					if strings.Contains(l, substr) {
+						return l, true
+					}
+				default:
+					return "", false
+				}
+			}
 		case <-timer.C:
-			t.Fatalf("no %q on stdout within %s", substr, d)
+			return "", false
 		}
 	}
 }

@@ -39,10 +39,30 @@ var agencyKeyRE = regexp.MustCompile(`cxco_agcy_k_[A-Za-z0-9]+`)
 // agency key, and waits until it serves.
 func StartGateway(t testing.TB, o GatewayOptions) *Gateway {
 	t.Helper()
+	// Free ports are only free until someone takes them (other test processes run
+	// at the same time): try again with new ones if a bind loses the race.
+	for attempt := 0; ; attempt++ {
+		g, err := startGateway(t, o)
+		if err == nil {
+			return g
+		}
+		if attempt == 4 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+	}
+}
+
+func startGateway(t testing.TB, o GatewayOptions) (*Gateway, error) {
+	t.Helper()
 	httpPort := FreePort(t)
 	sipPort := FreeUDPPort(t)
 	rtpLow := 20000 + 2*rand.IntN(15000)
 	key := "cxco_agcy_k_" + fmt.Sprintf("test%028d", rand.Int64N(1e18))
+	for i, a := range o.Args {
+		if a == "--agency-key" && i+1 < len(o.Args) {
+			key = o.Args[i+1] // a second node of the same agency
+		}
+	}
 	args := []string{"serve", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--sip", fmt.Sprintf("127.0.0.1:%d", sipPort),
 		"--public-ip", "127.0.0.1", "--rtp-ports", fmt.Sprintf("%d-%d", rtpLow, rtpLow+999), "--agency-key", key,
 		"--log-format", "json", "--secret-key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}
@@ -54,11 +74,14 @@ func StartGateway(t testing.TB, o GatewayOptions) *Gateway {
 	}
 	args = append(args, o.Args...)
 	p := Start(t, Binary(t), o.Env, args...)
-	p.WaitStdout(t, "API:", 30*time.Second)
-	if !waitTCP(fmt.Sprintf("127.0.0.1:%d", httpPort), 10*time.Second) {
-		t.Fatal("gateway HTTP did not come up")
+	if _, ok := p.waitStdout("API:", 30*time.Second); !ok {
+		p.Kill()
+		return nil, fmt.Errorf("gateway did not start: %s", tail(p.Stderr(), 5))
 	}
-	return &Gateway{t: t, Proc: p, HTTP: fmt.Sprintf("http://127.0.0.1:%d", httpPort), SIPPort: sipPort, AgencyKey: key}
+	if !waitTCP(fmt.Sprintf("127.0.0.1:%d", httpPort), 10*time.Second) {
+		return nil, fmt.Errorf("gateway HTTP did not come up")
+	}
+	return &Gateway{t: t, Proc: p, HTTP: fmt.Sprintf("http://127.0.0.1:%d", httpPort), SIPPort: sipPort, AgencyKey: key}, nil
 }
 
 // Do calls the API and decodes the JSON answer (nil on 204).

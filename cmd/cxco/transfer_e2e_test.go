@@ -1,0 +1,176 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	gsip "github.com/emiago/sipgo/sip"
+
+	"github.com/cxco/gateway/cmd/cxco/cxcotest"
+	"github.com/cxco/gateway/media/audiotest"
+	"github.com/cxco/gateway/store/redistest"
+)
+
+const humanNumber = "+27219990000"
+
+func transferAgent(g *cxcotest.Gateway, tn cxcotest.Tenant, number string) int64 {
+	g.AddNumber(number, "ZA", false)
+	id, _ := g.PublishAgent(tn, "Front Desk "+number[len(number)-3:], "ZA", map[string]any{
+		"transfer": map[string]any{"mode": "refer", "fallback_to_bridge": true, "destinations": []any{
+			map[string]any{"number": humanNumber, "condition": "the caller asks for a human", "label": "Sales team"},
+		}},
+	})
+	return id
+}
+
+// newest returns the tenant's newest conversation once it is final.
+func newest(t *testing.T, g *cxcotest.Gateway, tn cxcotest.Tenant) map[string]any {
+	t.Helper()
+	return lastConversation(t, g, tn)
+}
+
+func hasEntry(c map[string]any, role, contains string) bool {
+	for _, e := range c["transcript"].([]any) {
+		m := e.(map[string]any)
+		if m["role"] == role && strings.Contains(m["message"].(string), contains) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestTransfers: the agent hands the caller to a human with SIP REFER (accepted,
+// rejected, never finishing) and with a bridged call when the trunk does not do
+// REFER; transfer minutes show in usage apart from AI minutes.
+func TestTransfers(t *testing.T) {
+	r := redistest.StartRedis(t)
+	humanPort, humanDone := cxcotest.ServeSIPp(t, "uas_human.xml")
+	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, Args: []string{
+		"--transfer-timeout", "3s", "--trunk-uri", fmt.Sprintf("sip:127.0.0.1:%d", humanPort)}})
+	tn := g.NewTenant("Transfers")
+
+	t.Run("REFER accepted: NOTIFY 100 then 200, our BYE follows", func(t *testing.T) {
+		transferAgent(g, tn, "+27214440001")
+		sipp(t, g, "uac_refer_accept.xml", "+27214440001")
+		c := newest(t, g, tn)
+		if c["status"] != "transferred" || c["sip_refer_destination"] != humanNumber || c["end_reason"] != "transferred" {
+			t.Fatalf("conversation: %v", c)
+		}
+		if !hasEntry(c, "system", "transferred to "+humanNumber) {
+			t.Fatalf("no transfer entry in %v", c["transcript"])
+		}
+	})
+	t.Run("REFER rejected with 403: the call goes on and the AI is told", func(t *testing.T) {
+		transferAgent(g, tn, "+27214440002")
+		sipp(t, g, "uac_refer_reject.xml", "+27214440002")
+		c := newest(t, g, tn)
+		if c["status"] != "completed" || c["sip_refer_destination"] != nil || !hasEntry(c, "system", "failed") ||
+			!hasEntry(c, "agent", "could not transfer") {
+			t.Fatalf("conversation: %v", c)
+		}
+	})
+	t.Run("the final NOTIFY never comes: timeout", func(t *testing.T) {
+		transferAgent(g, tn, "+27214440003")
+		sipp(t, g, "uac_refer_timeout.xml", "+27214440003")
+		c := newest(t, g, tn)
+		if c["status"] != "completed" || !hasEntry(c, "system", "did not complete in time") {
+			t.Fatalf("conversation: %v", c)
+		}
+	})
+	t.Run("REFER answered 501: bridged to the destination, the caller hangs up", func(t *testing.T) {
+		transferAgent(g, tn, "+27214440004")
+		sipp(t, g, "uac_refer_501.xml", "+27214440004")
+		if code, out := humanDone(); code != 0 {
+			t.Fatalf("the destination's SIPp: %d\n%s", code, out)
+		}
+		c := newest(t, g, tn)
+		if c["status"] != "transferred" || c["sip_refer_destination"] != humanNumber || c["sip_refer_seconds"].(float64) < 4 {
+			t.Fatalf("conversation: %v", c)
+		}
+	})
+	t.Run("bridged, the destination hangs up first", func(t *testing.T) {
+		port, done := cxcotest.ServeSIPp(t, "uas_human_hangup.xml")
+		g2 := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, Args: []string{"--agency-key", g.AgencyKey,
+			"--transfer-timeout", "3s", "--trunk-uri", fmt.Sprintf("sip:127.0.0.1:%d", port)}})
+		transferAgent(g2, tn, "+27214440005") // each gateway here runs its own simulator: publish where we call
+		sipp(t, g2, "uac_refer_501_wait.xml", "+27214440005")
+		if code, out := done(); code != 0 {
+			t.Fatalf("the destination's SIPp: %d\n%s", code, out)
+		}
+		c := newest(t, g, tn)
+		if c["status"] != "transferred" || c["end_reason"] != "transfer_ended" {
+			t.Fatalf("conversation: %v", c)
+		}
+	})
+	// Usage: transfer minutes apart from AI minutes, and both agree with the records.
+	var voice, refer float64
+	_, v := g.Do("GET", "/api/conversations/?limit=100", tn.UserKey, nil)
+	for _, it := range v.(map[string]any)["items"].([]any) {
+		c := it.(map[string]any)
+		d, _ := c["duration_seconds"].(float64)
+		rs, _ := c["sip_refer_seconds"].(float64)
+		voice += d - rs
+		refer += rs
+	}
+	u := g.Must(200, "GET", "/api/usage/summary", tn.UserKey, nil)["voice"].(map[string]any)
+	if u["total_sip_refer_minutes"].(float64) != math.Round(refer/60*100)/100 || u["total_minutes"].(float64) != math.Round(voice/60*100)/100 || refer < 4 {
+		t.Fatalf("usage %v; records: %.0f s with the AI, %.0f s transferred", u, voice, refer)
+	}
+	today := time.Now().UTC().Format("2006-01-02")
+	daily := g.Must(200, "GET", "/api/usage/daily?start_date="+today+"&end_date="+today, tn.UserKey, nil)
+	_ = daily
+}
+
+// TestBridgedTransferAudio: with a bridged transfer the gateway relays audio both
+// ways between the caller and the human, and either hanging up ends both legs.
+func TestBridgedTransferAudio(t *testing.T) {
+	human, addr, answered := cxcotest.Answer(t, "PCMU")
+	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{Args: []string{"--trunk-uri", "sip:" + addr}})
+	tn := g.NewTenant("Bridge")
+	g.AddNumber("+27214440010", "ZA", false)
+	g.PublishAgent(tn, "Bridger", "ZA", map[string]any{"transfer": map[string]any{"mode": "bridge", "destinations": []any{
+		map[string]any{"number": humanNumber, "condition": "the caller asks for a human"}}}})
+	caller, code := cxcotest.Dial(t, fmt.Sprintf("127.0.0.1:%d", g.SIPPort), "+27214440010", "PCMA")
+	if code != 200 {
+		t.Fatalf("answered %d", code)
+	}
+	caller.OnRequest(func(req *gsip.Request) *gsip.Response {
+		if req.Method == gsip.REFER {
+			t.Error("bridge mode must not send REFER")
+		}
+		return nil
+	})
+	caller.SendAudio(make([]int16, 8000*3)) // the opening line
+	caller.SendDigit('0')
+	answered()
+	// Both sides talk at once, each at its own frequency.
+	mark := len(caller.Audio())
+	humanMark := len(human.Audio())
+	done := make(chan struct{})
+	go func() { human.SendAudio(cxcotest.Tone(1200, -10, 2*time.Second)); close(done) }()
+	caller.SendAudio(cxcotest.Tone(600, -10, 2*time.Second))
+	<-done
+	caller.SendAudio(make([]int16, 8000/2))
+	heard := toneRegion(caller.Audio()[mark:])
+	humanHeard := toneRegion(human.Audio()[humanMark:])
+	if heard == nil || humanHeard == nil {
+		t.Fatalf("no relayed audio: caller heard %d samples, human heard %d", len(heard), len(humanHeard))
+	}
+	if f := audiotest.DominantFrequency(heard, 8000); math.Abs(f-1200) > 5 {
+		t.Fatalf("the caller heard %.0f Hz, want the human's 1200", f)
+	}
+	if f := audiotest.DominantFrequency(humanHeard, 8000); math.Abs(f-600) > 5 {
+		t.Fatalf("the human heard %.0f Hz, want the caller's 600", f)
+	}
+	human.Hangup()
+	if !caller.WaitBye(5 * time.Second) {
+		t.Fatal("the human hung up but the caller's leg was not ended")
+	}
+	c := lastConversation(t, g, tn)
+	if c["status"] != "transferred" || c["sip_refer_destination"] != humanNumber {
+		t.Fatalf("conversation: %v", c)
+	}
+}
