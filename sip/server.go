@@ -228,6 +228,9 @@ func (s *Server) bindAll(binds []bind, port int) error {
 
 func isAddrInUse(err error) bool { return strings.Contains(err.Error(), "address already in use") }
 
+// Closed reports whether Close was called.
+func (s *Server) Closed() bool { return s.closed.Load() }
+
 // Port is the SIP port every listener shares.
 func (s *Server) Port() int { return s.port }
 

@@ -8,8 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cxco/gateway/bridge"
@@ -59,8 +62,14 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	runCtx, cancel := context.WithCancel(ctx)
+	// Background work runs until the drain is over, not just until the first signal.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	obs := newObserver()
+	st.OnError(obs.redisError)
 
 	// The voice-AI provider: the given URL, else the simulator in this process.
 	providerURL := cfg.ProviderURL
@@ -82,7 +91,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	prov := &bridge.Provisioner{Client: bridge.NewClient(providerURL), Store: st, PlatformKey: cfg.ProviderAPIKey, Log: log}
 	connector := &bridge.Connector{Provisioner: prov, Store: st, BaseURL: providerURL, Timeout: cfg.ProviderTimeout,
-		Log: log.With("component", "bridge")}
+		Log: log.With("component", "bridge"), Observer: obs}
+	obs.providerStats = connector.Stats
 	defer connector.Close()
 
 	hooks, err := webhooks.New(webhooks.Options{Store: st, Logger: log.With("component", "webhooks"), NodeID: cfg.NodeID,
@@ -91,9 +101,33 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 
+	obs.webhookStats = hooks.Stats
+	// The media engine and the SIP user agent.
+	wheel := clock.New(clock.Options{})
+	wheel.Start()
+	defer wheel.Stop()
+	ports, err := media.NewPortPool(cfg.RTPMin, cfg.RTPMax)
+	if err != nil {
+		return err
+	}
+	sipSrv, err := sip.New(sip.Options{
+		Addr: cfg.SIPAddr, PublicIP: netip.MustParseAddr(cfg.PublicIP), TrunkAllow: cfg.TrunkPrefixes,
+		TrunkUser: cfg.TrunkUser, TrunkPassword: cfg.TrunkPassword, MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
+		EchoNumber: cfg.EchoNumber, Store: st, Connector: connector, Ports: ports, Wheel: wheel,
+		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Logger: log.With("component", "sip"),
+		TransferTimeout: cfg.TransferTimeout, TrunkURI: cfg.TrunkURI, Observer: obs,
+	})
+	if err != nil {
+		return err
+	}
+	obs.activeCalls = sipSrv.ActiveCalls
+	healthz, readyz := health(st, sipSrv, obs.draining)
+
 	api := control.New(control.Options{
 		Store: st, Provisioner: prov, Logger: log.With("component", "api"),
 		WebhookAllowInsecure: cfg.WebhookAllowInsecure, WhatsAppVerifyDelay: cfg.WhatsAppVerifyDelay,
+		Observe: obs.api,
+		Extra:   map[string]http.Handler{"GET /healthz": healthz, "GET /readyz": readyz, "GET /metrics": obs.reg.Handler()},
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -113,24 +147,6 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	wg.Add(1)
 	go func() { defer wg.Done(); hooks.Run(runCtx) }()
 
-	// The media engine and the SIP user agent.
-	wheel := clock.New(clock.Options{})
-	wheel.Start()
-	defer wheel.Stop()
-	ports, err := media.NewPortPool(cfg.RTPMin, cfg.RTPMax)
-	if err != nil {
-		return err
-	}
-	sipSrv, err := sip.New(sip.Options{
-		Addr: cfg.SIPAddr, PublicIP: netip.MustParseAddr(cfg.PublicIP), TrunkAllow: cfg.TrunkPrefixes,
-		TrunkUser: cfg.TrunkUser, TrunkPassword: cfg.TrunkPassword, MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
-		EchoNumber: cfg.EchoNumber, Store: st, Connector: connector, Ports: ports, Wheel: wheel,
-		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Logger: log.With("component", "sip"),
-		TransferTimeout: cfg.TransferTimeout, TrunkURI: cfg.TrunkURI,
-	})
-	if err != nil {
-		return err
-	}
 	if err := sipSrv.Listen(); err != nil {
 		return err
 	}
@@ -140,10 +156,19 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fmt.Fprintf(stdout, "  SIP:        %s (UDP and TCP)\n", strings.Join(sipSrv.Addrs(), ", "))
 	log.Info("gateway ready", "http", ln.Addr().String(), "embedded_store", st.Embedded(), "startup_ms", time.Since(started).Milliseconds(), "version", version)
 
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+
 	select {
-	case <-ctx.Done():
+	case <-sigs:
 	case err = <-httpErr:
 	}
+	drain(log, sipSrv, obs, sigs, cfg.DrainTimeout)
 	log.Info("shutting down")
 	cancel()
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cxco/gateway/bridge"
+	"github.com/cxco/gateway/control/metrics"
+	"github.com/cxco/gateway/control/webhooks"
+	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/sip"
+	"github.com/cxco/gateway/store"
+)
+
+// observer turns the events of sip, bridge, control and store into metrics.
+type observer struct {
+	reg *metrics.Registry
+
+	callsStarted   *metrics.CounterVec
+	callsEnded     *metrics.CounterVec
+	sipResponses   *metrics.CounterVec
+	sipDropped     *metrics.CounterVec
+	setup          *metrics.HistogramVec
+	rtpLoss        *metrics.HistogramVec
+	rtpJitter      *metrics.HistogramVec
+	jbDepth        *metrics.HistogramVec
+	concealed      *metrics.CounterVec
+	rtpPackets     *metrics.CounterVec
+	providerRTT    *metrics.HistogramVec
+	providerConn   *metrics.HistogramVec
+	providerErrs   *metrics.CounterVec
+	reconnects     *metrics.CounterVec
+	apiRequests    *metrics.CounterVec
+	apiLatency     *metrics.HistogramVec
+	redisErrors    *metrics.CounterVec
+	startedAt      time.Time
+	draining       *atomic.Bool
+	activeCalls    func() int
+	providerStats  func() *bridge.Stats
+	webhookStats   func() webhooks.Stats
+	lastRedisError atomic.Value
+}
+
+func newObserver() *observer {
+	r := metrics.NewRegistry()
+	secs := []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+	o := &observer{reg: r, startedAt: time.Now(), draining: &atomic.Bool{},
+		callsStarted: r.NewCounterVec("cxco_calls_started_total", "INVITEs that began a call."),
+		callsEnded:   r.NewCounterVec("cxco_calls_ended_total", "Calls that ended, by end reason.", "reason"),
+		sipResponses: r.NewCounterVec("cxco_sip_rejections_total", "INVITEs and requests refused, by SIP status.", "status"),
+		sipDropped:   r.NewCounterVec("cxco_sip_dropped_total", "SIP messages dropped without an answer, by cause.", "cause"),
+		setup:        r.NewHistogramVec("cxco_call_setup_seconds", "From INVITE to answer (provider session included).", secs),
+		rtpLoss:      r.NewHistogramVec("cxco_rtp_loss_ratio", "Inbound RTP loss of each ended call.", []float64{0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2}),
+		rtpJitter:    r.NewHistogramVec("cxco_rtp_jitter_seconds", "RFC 3550 interarrival jitter of each ended call.", []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08}),
+		jbDepth:      r.NewHistogramVec("cxco_jitter_buffer_depth_seconds", "Largest jitter-buffer depth of each ended call.", []float64{0.02, 0.03, 0.04, 0.06, 0.08, 0.1, 0.12, 0.2}),
+		concealed:    r.NewCounterVec("cxco_jitter_buffer_concealed_frames_total", "20 ms frames the jitter buffer concealed."),
+		rtpPackets:   r.NewCounterVec("cxco_rtp_packets_total", "RTP packets of ended calls, by direction.", "direction"),
+		providerRTT:  r.NewHistogramVec("cxco_provider_rtt_seconds", "Provider websocket round trip (its ping_ms).", secs),
+		providerConn: r.NewHistogramVec("cxco_provider_connect_seconds", "From dial to conversation_initiation_metadata.", secs),
+		providerErrs: r.NewCounterVec("cxco_provider_connect_errors_total", "Provider sessions that could not be opened."),
+		reconnects:   r.NewCounterVec("cxco_provider_reconnects_total", "Provider websocket reconnects, by result.", "result"),
+		apiRequests:  r.NewCounterVec("cxco_api_requests_total", "API requests by route and status.", "route", "status"),
+		apiLatency:   r.NewHistogramVec("cxco_api_request_seconds", "API request latency by route.", secs, "route"),
+		redisErrors:  r.NewCounterVec("cxco_redis_errors_total", "Redis commands that failed."),
+	}
+	r.OnScrape(o.scrape)
+	return o
+}
+
+// sip.Observer.
+func (o *observer) CallStarted()                     { o.callsStarted.With().Inc() }
+func (o *observer) CallAnswered(setup time.Duration) { o.setup.With().Observe(setup.Seconds()) }
+func (o *observer) Rejected(status int)              { o.sipResponses.With(strconv.Itoa(status)).Inc() }
+func (o *observer) Dropped(cause string)             { o.sipDropped.With(cause).Inc() }
+func (o *observer) CallEnded(reason string, _ int, s media.Stats) {
+	o.callsEnded.With(reason).Inc()
+	if s.Expected > 0 {
+		o.rtpLoss.With().Observe(max(0, float64(s.CumulativeLost)) / float64(s.Expected))
+	}
+	if s.PacketsReceived > 0 {
+		o.rtpJitter.With().Observe(s.Jitter.Seconds())
+		o.jbDepth.With().Observe(s.JitterDepthMax.Seconds())
+	}
+	o.concealed.With().Add(float64(s.Concealed))
+	o.rtpPackets.With("in").Add(float64(s.PacketsReceived))
+	o.rtpPackets.With("out").Add(float64(s.PacketsSent))
+}
+
+// bridge.Observer.
+func (o *observer) ProviderRTT(d time.Duration) { o.providerRTT.With().Observe(d.Seconds()) }
+func (o *observer) ProviderReconnect(ok bool) {
+	r := "failed"
+	if ok {
+		r = "ok"
+	}
+	o.reconnects.With(r).Inc()
+}
+func (o *observer) ProviderConnect(d time.Duration, err error) {
+	if err != nil {
+		o.providerErrs.With().Inc()
+		return
+	}
+	o.providerConn.With().Observe(d.Seconds())
+}
+
+// api is control.Options.Observe.
+func (o *observer) api(route string, status int, d time.Duration) {
+	o.apiRequests.With(route, strconv.Itoa(status)).Inc()
+	o.apiLatency.With(route).Observe(d.Seconds())
+}
+
+func (o *observer) redisError(err error) {
+	o.redisErrors.With().Inc()
+	o.lastRedisError.Store(err.Error())
+}
+
+// scrape writes what is read at scrape time: live calls, provider traffic, webhook
+// outcomes, the process.
+func (o *observer) scrape(w io.Writer) {
+	gauge := func(name, help string, v float64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v)
+	}
+	counter := func(name, help string, v float64, labels ...string) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
+		if len(labels) == 0 {
+			fmt.Fprintf(w, "%s %g\n", name, v)
+		}
+	}
+	if o.activeCalls != nil {
+		gauge("cxco_calls_active", "Calls in setup or up.", float64(o.activeCalls()))
+	}
+	d := 0.0
+	if o.draining.Load() {
+		d = 1
+	}
+	gauge("cxco_draining", "1 while the node drains (no new calls).", d)
+	if o.providerStats != nil {
+		ps := o.providerStats()
+		fmt.Fprintf(w, "# HELP cxco_provider_messages_total Provider websocket messages, by direction.\n# TYPE cxco_provider_messages_total counter\n")
+		fmt.Fprintf(w, "cxco_provider_messages_total{direction=\"in\"} %d\ncxco_provider_messages_total{direction=\"out\"} %d\n", ps.MessagesIn.Load(), ps.MessagesOut.Load())
+		counter("cxco_provider_sessions_total", "Provider sessions opened.", float64(ps.Sessions.Load()))
+	}
+	if o.webhookStats != nil {
+		ws := o.webhookStats()
+		fmt.Fprintf(w, "# HELP cxco_webhook_deliveries_total Webhook delivery attempts by this node, by outcome.\n# TYPE cxco_webhook_deliveries_total counter\n")
+		fmt.Fprintf(w, "cxco_webhook_deliveries_total{outcome=\"succeeded\"} %d\ncxco_webhook_deliveries_total{outcome=\"failed\"} %d\n", ws.Succeeded, ws.Failed)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	gauge("go_goroutines", "Goroutines.", float64(runtime.NumGoroutine()))
+	gauge("go_memstats_heap_alloc_bytes", "Heap in use.", float64(ms.HeapAlloc))
+	gauge("process_resident_memory_bytes", "Resident memory.", float64(rss()))
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		counter("process_cpu_seconds_total", "CPU time of the process.", cpu.Seconds())
+	}
+	gauge("process_start_time_seconds", "When the process started.", float64(o.startedAt.Unix()))
+}
+
+// rss reads VmRSS from /proc/self/status (0 where there is none).
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
+// health serves /healthz (the process answers) and /readyz (Redis reachable, SIP
+// listening, not draining): a load balancer or Kubernetes stops sending work to a
+// node that is not ready.
+func health(st *store.Store, sipSrv *sip.Server, draining *atomic.Bool) (healthz, readyz http.Handler) {
+	healthz = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"status":"ok"}`)
+	})
+	readyz = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		var problems []string
+		if err := st.Ping(ctx); err != nil {
+			problems = append(problems, "redis unreachable")
+		}
+		if sipSrv == nil || sipSrv.Port() == 0 || sipSrv.Closed() {
+			problems = append(problems, "sip not listening")
+		}
+		if draining.Load() {
+			problems = append(problems, "draining")
+		}
+		if len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"status":"unavailable","problems":["%s"]}`, strings.Join(problems, `","`))
+			return
+		}
+		fmt.Fprint(w, `{"status":"ready"}`)
+	})
+	return healthz, readyz
+}
