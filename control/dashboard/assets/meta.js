@@ -1,0 +1,30 @@
+// What the API accepts, read once from its own OpenAPI document (languages,
+// audio formats, webhook events), so the forms never drift from the server.
+import { get } from './api.js';
+
+let doc = null;
+
+async function schemas() {
+  if (!doc) {
+    try { doc = await get('/api/openapi.json'); } catch { doc = {}; }
+  }
+  return (doc.components && doc.components.schemas) || {};
+}
+
+function enumAt(obj, ...path) {
+  for (const p of path) obj = obj && obj[p];
+  return Array.isArray(obj) ? obj : [];
+}
+
+export async function languages() {
+  return enumAt(await schemas(), 'AgentCreate', 'properties', 'language', 'enum');
+}
+
+export async function audioFormats() {
+  const v = enumAt(await schemas(), 'AgentCreate', 'properties', 'config', 'properties', 'audio_format', 'enum');
+  return v.length ? v : ['ulaw_8000', 'pcm_16000'];
+}
+
+export async function eventTypes() {
+  return enumAt(await schemas(), 'WebhookCreate', 'properties', 'events', 'items', 'enum');
+}

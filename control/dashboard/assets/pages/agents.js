@@ -1,0 +1,170 @@
+// Agents: the list with status and number; create and edit; publish, pause,
+// resume, archive; and "Talk to this agent" on active ones.
+import { get, post, put, del, qs, APIError } from '../api.js';
+import { h, mount, banner, badge, busy, fmtTime, needs, loading } from '../ui.js';
+import { languages, audioFormats } from '../meta.js';
+import { startCall } from '../call.js';
+
+export async function render(el, parts, ctx) {
+  if (parts[0] === 'new') return form(el, null, ctx);
+  if (parts[0] && parts[1] === 'edit') {
+    mount(el, loading());
+    const a = await get(`/api/agents/${encodeURIComponent(parts[0])}`);
+    return form(el, a, ctx);
+  }
+  return list(el, ctx);
+}
+
+let statusFilter = '';
+
+async function list(el, ctx) {
+  mount(el, h('h1', {}, 'Agents'), loading());
+  let agents = [], cursor = null, more = false;
+  try {
+    const page = await get(`/api/agents${qs({ limit: 100, status: statusFilter })}`);
+    agents = page.items; more = page.has_more; cursor = page.next_cursor;
+  } catch (e) {
+    if (e instanceof APIError && e.status === 403) { mount(el, h('h1', {}, 'Agents'), needs('a user key', e)); return; }
+    throw e;
+  }
+  if (ctx.stale()) return;
+  const filter = h('select', { 'aria-label': 'Status', onchange: (ev) => { statusFilter = ev.target.value; list(el, ctx); } },
+    ['', 'draft', 'active', 'paused', 'archived'].map((s) => h('option', { value: s, selected: s === statusFilter }, s || 'All statuses')));
+  const body = h('tbody');
+  const table = h('table', { 'data-testid': 'agents' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'Agent'), h('th', {}, 'Status'), h('th', {}, 'Phone number'), h('th', {}, 'Voice'), h('th', {}, 'Updated'), h('th', {}, ''))),
+    body);
+  const addRows = (items) => items.forEach((a) => body.append(...row(a, () => list(el, ctx))));
+  addRows(agents);
+  const moreBtn = h('button', {
+    hidden: !more,
+    onclick: async (ev) => busy(ev.target, async () => {
+      const page = await get(`/api/agents${qs({ limit: 100, status: statusFilter, cursor })}`);
+      addRows(page.items); cursor = page.next_cursor; ev.target.hidden = !page.has_more;
+    }),
+  }, 'Load more');
+  mount(el,
+    h('h1', {}, 'Agents', h('span', { class: 'spacer' }), filter, h('a', { class: 'button primary', href: '#/agents/new', 'data-testid': 'new-agent' }, 'New agent')),
+    agents.length ? table : h('div', { class: 'panel empty' }, statusFilter ? `No ${statusFilter} agents.` : 'No agents yet. Create one, then publish it to give it a phone number.'),
+    h('div', { class: 'pager' }, moreBtn));
+}
+
+// row is an agent's table row, and the row that opens under it for publishing.
+function row(a, refresh) {
+  const extra = h('tr', { hidden: true }, h('td', { colspan: 6 }));
+  const act = (label, fn, cls = '') => h('button', { class: cls, 'data-action': label.toLowerCase(), onclick: (ev) => busy(ev.target, fn) }, label);
+  const actions = [];
+  if (a.status === 'active') {
+    actions.push(h('button', { class: 'talk', 'data-action': 'talk', onclick: () => startCall(a) }, 'Talk to this agent'));
+    actions.push(act('Pause', async () => { await post(`/api/agents/${a.id}/pause`); refresh(); }));
+  }
+  if (a.status === 'draft') actions.push(act('Publish', () => publishRow(a, extra, refresh), 'primary'));
+  if (a.status === 'paused') actions.push(act('Resume', async () => { await post(`/api/agents/${a.id}/resume`); refresh(); }, 'primary'));
+  if (a.status !== 'archived') {
+    actions.push(h('a', { class: 'button', href: `#/agents/${a.id}/edit`, 'data-action': 'edit' }, 'Edit'));
+    const archive = h('button', {
+      class: 'danger', 'data-action': 'archive',
+      onclick: (ev) => {
+        if (archive.dataset.confirm !== '1') {
+          archive.dataset.confirm = '1';
+          archive.textContent = a.phone_number ? 'Archive and release the number?' : 'Really archive?';
+          return;
+        }
+        busy(ev.target, async () => { await del(`/api/agents/${a.id}`); refresh(); });
+      },
+    }, 'Archive');
+    actions.push(archive);
+  }
+  const number = a.phone_number ? h('span', { 'data-testid': 'agent-number' }, a.phone_number.number) : h('span', { class: 'muted' }, '—');
+  return [h('tr', { 'data-agent': a.id, 'data-status': a.status },
+    h('td', {}, h('strong', {}, a.name), h('div', { class: 'muted small' }, `#${a.id} · ${a.language}`)),
+    h('td', {}, badge(a.status)),
+    h('td', {}, number),
+    h('td', {}, (a.voice && a.voice.name) || '—'),
+    h('td', { class: 'small' }, fmtTime(a.updated_at)),
+    h('td', {}, h('div', { class: 'actions' }, actions))), extra];
+}
+
+// publishRow asks for the country of the number to take from the pool.
+async function publishRow(a, extra, refresh) {
+  const avail = await get('/api/phone-numbers/available');
+  const counts = {};
+  for (const n of avail) counts[n.country_code] = (counts[n.country_code] || 0) + 1;
+  const cell = extra.firstChild;
+  extra.hidden = false;
+  const countries = Object.keys(counts).sort();
+  if (!countries.length) {
+    mount(cell, h('span', { class: 'muted' }, 'No phone numbers are available in the pool. Ask the platform operator to add numbers, then publish.'));
+    return;
+  }
+  const sel = h('select', { name: 'country_code', 'aria-label': 'Country' }, countries.map((c) => h('option', { value: c }, `${c} (${counts[c]} available)`)));
+  mount(cell, h('form', {
+    class: 'inline',
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      busy(ev.submitter, async () => {
+        const res = await post(`/api/agents/${a.id}/publish`, { country_code: sel.value });
+        banner(`${res.name} is live on ${res.phone_number ? res.phone_number.number : 'its number'}.`, 'info');
+        refresh();
+      });
+    },
+  }, h('label', {}, 'Country of the number', sel), h('button', { class: 'primary', type: 'submit', 'data-action': 'confirm-publish' }, 'Publish'),
+  h('button', { type: 'button', onclick: () => { extra.hidden = true; } }, 'Cancel')));
+}
+
+// form creates (a null) or edits an agent.
+async function form(el, a, ctx) {
+  const [voices, langs, formats] = await Promise.all([get('/api/voices'), languages(), audioFormats()]);
+  if (ctx.stale()) return;
+  const cfg = (a && a.config) || {};
+  const f = {
+    name: h('input', { name: 'name', required: true, maxlength: 200, value: a ? a.name : '' }),
+    personality: h('textarea', { name: 'personality', required: true, maxlength: 20000 }, a ? a.personality : ''),
+    opening: h('textarea', { name: 'opening_line', required: true, maxlength: 2000, rows: 2 }, a ? a.opening_line : ''),
+    voice: h('select', { name: 'voice_id' }, voices.map((v) => h('option', { value: v.id, selected: a && a.voice && a.voice.id === v.id },
+      `${v.name}${v.gender ? ` · ${v.gender}` : ''}${v.accent ? ` · ${v.accent}` : ''} (${v.language})`))),
+    language: h('select', { name: 'language' }, (langs.length ? langs : ['en']).map((l) => h('option', { value: l, selected: (a ? a.language : 'en') === l }, l))),
+    maxDur: h('input', { name: 'max_call_duration_seconds', type: 'number', min: 10, max: 14400, value: cfg.max_call_duration_seconds ?? 600 }),
+    format: h('select', { name: 'audio_format' }, formats.map((x) => h('option', { value: x, selected: (cfg.audio_format || 'ulaw_8000') === x }, x))),
+    temperature: h('input', { name: 'temperature', type: 'number', min: 0, max: 2, step: 0.1, value: cfg.temperature ?? '', placeholder: 'provider default' }),
+    extra: h('textarea', { name: 'config', class: 'code', rows: 6 }, JSON.stringify(Object.fromEntries(Object.entries(cfg)
+      .filter(([k]) => !['max_call_duration_seconds', 'audio_format', 'temperature'].includes(k))), null, 2)),
+  };
+  const submit = h('button', { class: 'primary', type: 'submit', 'data-testid': 'save-agent' }, a ? 'Save changes' : 'Create agent');
+  const onsubmit = async (ev) => {
+    ev.preventDefault();
+    let extra;
+    try {
+      extra = f.extra.value.trim() ? JSON.parse(f.extra.value) : {};
+      if (typeof extra !== 'object' || Array.isArray(extra) || extra === null) throw new Error('not an object');
+    } catch (e) {
+      banner(`More config must be a JSON object (${e.message}).`);
+      return;
+    }
+    const config = { ...extra, max_call_duration_seconds: Number(f.maxDur.value), audio_format: f.format.value };
+    if (f.temperature.value !== '') config.temperature = Number(f.temperature.value);
+    if (a) for (const k of Object.keys(cfg)) if (!(k in config)) config[k] = null; // removed keys
+    const body = { name: f.name.value, personality: f.personality.value, opening_line: f.opening.value,
+      voice_id: Number(f.voice.value), language: f.language.value, config };
+    await busy(submit, async () => {
+      const saved = a ? await put(`/api/agents/${a.id}`, body) : await post('/api/agents', body);
+      banner(a ? `Saved ${saved.name}.` : `Created ${saved.name} as a draft: publish it to give it a phone number.`, 'info');
+      location.hash = '#/agents';
+    });
+  };
+  const label = (text, field, hint) => [h('label', { for: field.name }, text), h('div', {}, Object.assign(field, { id: field.name }), hint ? h('div', { class: 'muted small' }, hint) : null)];
+  mount(el,
+    h('h1', {}, a ? `Edit ${a.name}` : 'New agent', a ? badge(a.status) : null),
+    h('form', { class: 'panel grid', onsubmit, 'data-testid': 'agent-form' },
+      label('Name', f.name),
+      label('Personality', f.personality, 'How the agent behaves: its role, tone and what it knows.'),
+      label('Opening line', f.opening, 'The first thing callers hear.'),
+      label('Voice', f.voice),
+      label('Language', f.language),
+      label('Max call duration (s)', f.maxDur),
+      label('Audio format', f.format, 'ulaw_8000 passes phone audio through; pcm_16000 is resampled to 16 kHz.'),
+      label('Temperature', f.temperature),
+      label('More config (JSON)', f.extra, 'e.g. {"user_audio_chunk_ms": 100, "transfer": {"mode": "refer", "destinations": [{"number": "+27215550100", "condition": "the caller asks for a human"}]}}'),
+      h('div', { class: 'full actions' }, submit, h('a', { class: 'button', href: '#/agents' }, 'Cancel'))));
+  f.name.focus();
+}
