@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/bridge/providersim"
 	"github.com/cxco/gateway/control"
+	"github.com/cxco/gateway/control/dashboard"
 	"github.com/cxco/gateway/control/webhooks"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
@@ -123,11 +125,23 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	obs.activeCalls = sipSrv.ActiveCalls
 	healthz, readyz := health(st, sipSrv, obs.draining)
 
+	// The dashboard's WebRTC test calls: same media engine, provider connector and
+	// port range as phone calls; ended (shutdown) before the engine stops.
+	testCalls, err := bridge.NewTestCalls(bridge.TestCallOptions{Connector: connector, Store: st, Wheel: wheel,
+		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, PublicIP: netip.MustParseAddr(cfg.PublicIP),
+		PortMin: uint16(cfg.RTPMin), PortMax: uint16(cfg.RTPMax), MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
+		Logger: log.With("component", "webrtc")})
+	if err != nil {
+		return err
+	}
+	defer testCalls.Close()
+	extra := map[string]http.Handler{"GET /healthz": healthz, "GET /readyz": readyz, "GET /metrics": obs.reg.Handler()}
+	maps.Copy(extra, dashboard.Routes())
+
 	api := control.New(control.Options{
 		Store: st, Provisioner: prov, Logger: log.With("component", "api"),
 		WebhookAllowInsecure: cfg.WebhookAllowInsecure, WhatsAppVerifyDelay: cfg.WhatsAppVerifyDelay,
-		Observe: obs.api,
-		Extra:   map[string]http.Handler{"GET /healthz": healthz, "GET /readyz": readyz, "GET /metrics": obs.reg.Handler()},
+		Observe: obs.api, Extra: extra, TestCaller: testCalls,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -183,6 +197,7 @@ func banner(w io.Writer, httpAddr, agencyKey string, embedded bool) {
 		host = "127.0.0.1"
 	}
 	fmt.Fprintf(w, "CXCo gateway %s\n  API:        http://%s/api\n", version, net.JoinHostPort(host, port))
+	fmt.Fprintf(w, "  Dashboard:  http://%s/\n", net.JoinHostPort(host, port))
 	if agencyKey != "" {
 		fmt.Fprintf(w, "  Agency key: %s   (shown once; pass --agency-key or CXCO_AGENCY_KEY to keep it)\n", agencyKey)
 	}

@@ -22,28 +22,39 @@ function defaultRange() {
 
 const range = defaultRange();
 
-// niceMax rounds a maximum up to 1, 2 or 5 times a power of ten.
-function niceMax(v) {
-  if (!(v > 0)) return 1;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
-  return 10 * p;
+// axis picks the top of the y axis and its step: the top is 1, 2 or 5 times a
+// power of ten (and a whole number for counts), cut into steps that read well.
+export function axis(maxVal, integer) {
+  let top = 1;
+  if (maxVal > 0) {
+    const p = 10 ** Math.floor(Math.log10(maxVal));
+    top = [1, 2, 5, 10].map((m) => m * p).find((v) => v >= maxVal - 1e-12);
+  }
+  if (integer) top = Math.max(1, Math.ceil(top));
+  const mant = Math.round(top / 10 ** Math.floor(Math.log10(top)));
+  let n = mant === 2 ? 4 : 5;
+  if (integer) n = [5, 4, 2, 1].find((k) => k <= top && Number.isInteger(top / k));
+  const step = top / n;
+  let digits = 0;
+  while (digits < 6 && Math.abs(Math.round(step * 10 ** digits) - step * 10 ** digits) > 1e-6) digits++;
+  return { top, step, n, digits };
 }
 
 // barChart draws one value per day.
 export function barChart(days, value, { title, unit, cls, id, digits = 0 }) {
   const W = 900, H = 200, L = 48, R = 12, T = 12, B = 36;
   const vals = days.map(value);
-  const max = niceMax(Math.max(...vals, 0));
+  const ax = axis(Math.max(...vals, 0), digits === 0);
+  const max = ax.top;
   const n = Math.max(days.length, 1);
   const slot = (W - L - R) / n;
   const bw = Math.max(2, Math.min(40, slot * 0.7));
   const y = (v) => T + (H - T - B) * (1 - v / max);
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title });
-  for (let i = 0; i <= 4; i++) {
-    const v = (max * i) / 4;
+  for (let i = 0; i <= ax.n; i++) {
+    const v = ax.step * i;
     svg.append(s('line', { class: 'grid', x1: L, x2: W - R, y1: y(v), y2: y(v) }),
-      s('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, num(v, v % 1 ? 1 : 0)));
+      s('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, num(v, ax.digits)));
   }
   svg.append(s('line', { class: 'axis', x1: L, x2: W - R, y1: y(0), y2: y(0) }));
   const every = Math.ceil(n / 12);

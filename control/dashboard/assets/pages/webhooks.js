@@ -34,7 +34,7 @@ async function list(el, ctx) {
       h('button', { class: 'danger', onclick: (ev) => busy(ev.target, async () => { await del(`/api/webhooks/${w.id}`); refresh(); }) }, 'Delete')))));
 
   const url = h('input', { name: 'url', type: 'url', required: true, placeholder: 'https://example.com/cxco-events' });
-  const secret = h('input', { name: 'secret', type: 'text', autocomplete: 'off', placeholder: 'optional: signs each delivery (X-CXCO-Signature)' });
+  const secret = h('input', { name: 'secret', type: 'text', autocomplete: 'off', placeholder: 'optional, at least 8 characters: signs each delivery (X-CXCO-Signature)' });
   const checks = events.map((ev) => h('label', {}, h('input', { type: 'checkbox', name: 'events', value: ev, checked: true }), ev));
   const submit = h('button', { class: 'primary', type: 'submit' }, 'Register webhook');
   const form = h('form', {
