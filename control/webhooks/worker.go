@@ -181,7 +181,7 @@ func (w *Worker) Run(ctx context.Context) {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); w.maintain(ctx) }()
-	w.log.Info("webhook worker started", "node", w.opts.NodeID, "workers", w.opts.Workers, "retries", fmt.Sprint(w.opts.Retries),
+	w.log.Info("webhook worker started", "consumer", w.opts.NodeID, "workers", w.opts.Workers, "retries", fmt.Sprint(w.opts.Retries),
 		"allow_insecure", w.opts.AllowInsecure)
 	w.schedule(ctx, jobs)
 	close(jobs)
@@ -197,6 +197,24 @@ type scheduler struct {
 	offset int64           // Redis clock minus ours, in ms
 	reread map[int64]bool  // companies whose own pending outbox entries are read again
 	turn   int
+	down   bool // Redis failing: warned once, quiet until it recovers
+}
+
+// trouble logs the first error of an outage at Warn and the rest at Debug.
+func (w *Worker) trouble(s *scheduler, msg string, args ...any) {
+	if s.down {
+		w.log.Debug(msg, args...)
+		return
+	}
+	s.down = true
+	w.log.Warn(msg, args...)
+}
+
+func (w *Worker) recovered(s *scheduler) {
+	if s.down {
+		s.down = false
+		w.log.Info("webhooks: the store answers again; delivering")
+	}
 }
 
 func (s *scheduler) redisNow() int64 { return time.Now().UnixMilli() + s.offset }
@@ -221,12 +239,14 @@ func (w *Worker) schedule(ctx context.Context, jobs chan<- *store.Delivery) {
 				if ctx.Err() != nil {
 					return
 				}
-				w.log.Warn("webhooks: cannot read the outboxes", "err", err)
+				w.trouble(s, "webhooks: cannot read the outboxes; retrying", "err", err)
 			case more:
 				nextSweep = time.Now()
 				first = false
+				w.recovered(s)
 			default:
 				first = false
+				w.recovered(s)
 			}
 		}
 		claimed, full := w.claim(ctx, s, jobs)
@@ -360,7 +380,7 @@ func (w *Worker) claim(ctx context.Context, s *scheduler, jobs chan<- *store.Del
 		ds, next, rnow, err := w.st.ClaimDeliveries(ctx, cid, int(min(share, free)), w.opts.Lease, token)
 		if err != nil {
 			if ctx.Err() == nil {
-				w.log.Warn("webhooks: cannot claim deliveries", "company_id", cid, "err", err)
+				w.trouble(s, "webhooks: cannot claim deliveries; retrying", "company_id", cid, "err", err)
 			}
 			s.due[cid] = now + w.opts.Poll.Milliseconds()
 			continue

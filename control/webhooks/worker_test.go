@@ -15,6 +15,7 @@ import (
 
 	"github.com/cxco/gateway/control/webhooks"
 	"github.com/cxco/gateway/store"
+	"github.com/cxco/gateway/store/redistest"
 )
 
 // TestEachEventTypeDelivered records every event type through the store's own
@@ -533,5 +534,32 @@ func TestNewRejectsBadOptions(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// TestSurvivesRedisOutage: the worker keeps running through a Redis outage (and the
+// restart that flushes its scripts) and delivers again afterwards.
+func TestSurvivesRedisOutage(t *testing.T) {
+	r := redistest.StartRedis(t)
+	st := openStore(t, r.URL, "")
+	ctx := context.Background()
+	startWorker(t, webhooks.Options{Store: st, AllowInsecure: true})
+	cid := newCompany(t, st)
+	rcv := newReceiver(t, "", nil)
+	h, _ := st.CreateWebhook(ctx, cid, rcv.URL, store.EventTypes, "")
+	st.QueueDirect(ctx, h, store.EventWebhookTest, map[string]any{})
+	rcv.wait(1, 10*time.Second)
+
+	r.Stop()
+	eventually(t, 10*time.Second, "the store notices the outage", func() bool { return st.Ping(ctx) != nil })
+	r.Restart(t) // empty: no persistence in tests
+	eventually(t, 10*time.Second, "the store answers again", func() bool { return st.Ping(ctx) == nil })
+
+	cid = newCompany(t, st)
+	h, _ = st.CreateWebhook(ctx, cid, rcv.URL, store.EventTypes, "")
+	liveAgent(t, st, cid)
+	got := rcv.wait(2, 20*time.Second)
+	if got[1].event.Type != store.EventAgentStatusChanged {
+		t.Fatalf("after the outage: %s", got[1].event.Type)
 	}
 }
