@@ -141,7 +141,7 @@ func (c *Connector) Connect(ctx context.Context, info *sip.CallInfo) (sip.Peer, 
 	}
 	s.conn, s.convIDs = conn, []string{convID}
 	s.log = s.log.With("provider_conversation_id", convID)
-	s.rec = newRecorder(c.Store, info.Company.ID, info.ConversationID, s.log)
+	s.rec = newRecorder(c.Store, c.Store.Spool(), info.Company.ID, info.ConversationID, s.log)
 	s.rec.add(recJob{update: func(cv *store.Conversation) error {
 		cv.ExternalConversationID = &convID
 		cv.Source = "elevenlabs"
@@ -342,9 +342,17 @@ func (c *Connector) analyse(info *sip.CallInfo, apiKey string, convIDs []string)
 			s := strings.Join(summaries, " ")
 			summary = &s
 		}
+		write := func(ctx context.Context) error {
+			_, err := c.Store.SetAnalysis(ctx, info.Company.ID, info.ConversationID, summary, success, meta)
+			return err
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := c.Store.SetAnalysis(ctx, info.Company.ID, info.ConversationID, summary, success, meta); err != nil {
+		if err := write(ctx); err != nil {
+			if sp := c.Store.Spool(); sp != nil && errors.Is(err, store.ErrUnavailable) {
+				sp.Do("analysis", write)
+				return
+			}
 			log.Warn("could not store the post-call analysis", "err", err)
 			return
 		}

@@ -11,10 +11,13 @@ import (
 )
 
 // recorder writes a conversation's transcript to the store as it happens, in order,
-// from its own goroutine so a slow store never stalls audio. While the store is
-// unreachable it keeps entries in memory (bounded) and writes them when it is back.
+// from its own goroutine so a slow store never stalls audio. While Redis is
+// unreachable it keeps entries in memory (bounded) and retries; what is still
+// unwritten when the call ends moves to the process's spool, which writes it (before
+// the call's final record) when Redis is back.
 type recorder struct {
 	st     *store.Store
+	spool  *store.Spool
 	cid    int64
 	convID int64
 	log    *slog.Logger
@@ -25,8 +28,12 @@ type recorder struct {
 	closed    bool
 	dropped   int
 	abandoned bool
-	written   int // entries in the stored list, for corrections (LSET)
 	done      chan struct{}
+
+	// Owned by whoever writes: the recorder goroutine, then the spool.
+	written     int // entries in the stored list
+	lastAgent   int // index of the last agent entry (corrections replace it)
+	lastAgentAt float64
 }
 
 // recJob is one write: a new transcript entry, a correction of the last agent entry,
@@ -39,8 +46,9 @@ type recJob struct {
 
 const recorderMax = 2000
 
-func newRecorder(st *store.Store, cid, convID int64, log *slog.Logger) *recorder {
-	r := &recorder{st: st, cid: cid, convID: convID, log: log, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newRecorder(st *store.Store, spool *store.Spool, cid, convID int64, log *slog.Logger) *recorder {
+	r := &recorder{st: st, spool: spool, cid: cid, convID: convID, log: log, wake: make(chan struct{}, 1),
+		done: make(chan struct{}), lastAgent: -1}
 	go r.run()
 	return r
 }
@@ -67,13 +75,41 @@ func (r *recorder) entry(role, msg string, at float64) {
 	r.add(recJob{entry: &store.TranscriptEntry{Role: role, Message: msg, Timestamp: at}})
 }
 
+// exec performs one job.
+func (r *recorder) exec(ctx context.Context, j recJob) error {
+	switch {
+	case j.update != nil:
+		_, err := r.st.UpdateConversation(ctx, r.cid, r.convID, j.update)
+		return err
+	case j.correct:
+		if r.lastAgent < 0 {
+			return nil // nothing to correct
+		}
+		// What the agent actually said replaces what it meant to say, at the time it began.
+		e := *j.entry
+		e.Timestamp = r.lastAgentAt
+		return r.st.SetTranscriptEntry(ctx, r.cid, r.convID, r.lastAgent, e)
+	default:
+		if err := r.st.AppendTranscript(ctx, r.cid, r.convID, *j.entry); err != nil {
+			return err
+		}
+		if j.entry.Role == "agent" {
+			r.lastAgent, r.lastAgentAt = r.written, j.entry.Timestamp
+		}
+		r.written++
+		return nil
+	}
+}
+
 func (r *recorder) run() {
 	defer close(r.done)
-	lastAgent := -1
-	var lastAgentAt float64
 	backoff := 100 * time.Millisecond
 	for {
 		r.mu.Lock()
+		if r.abandoned {
+			r.mu.Unlock()
+			return
+		}
 		if len(r.queue) == 0 {
 			closed := r.closed
 			r.mu.Unlock()
@@ -86,35 +122,12 @@ func (r *recorder) run() {
 		j := r.queue[0]
 		r.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		var err error
-		switch {
-		case j.update != nil:
-			_, err = r.st.UpdateConversation(ctx, r.cid, r.convID, j.update)
-		case j.correct && lastAgent >= 0:
-			// What the agent actually said replaces what it meant to say, at the time it began.
-			e := *j.entry
-			e.Timestamp = lastAgentAt
-			err = r.st.SetTranscriptEntry(ctx, r.cid, r.convID, lastAgent, e)
-		case j.correct:
-			err = nil // nothing to correct
-		default:
-			err = r.st.AppendTranscript(ctx, r.cid, r.convID, *j.entry)
-			if err == nil {
-				if j.entry.Role == "agent" {
-					lastAgent, lastAgentAt = r.written, j.entry.Timestamp
-				}
-				r.written++
-			}
-		}
+		err := r.exec(ctx, j)
 		cancel()
-		if err != nil && errors.Is(err, store.ErrUnavailable) {
-			r.mu.Lock()
-			abandoned := r.abandoned
-			r.mu.Unlock()
-			if abandoned {
-				return
+		if errors.Is(err, store.ErrUnavailable) {
+			if backoff == 100*time.Millisecond {
+				r.log.Warn("transcript write failed; keeping it to retry", "err", err)
 			}
-			r.log.Warn("transcript write failed; keeping it to retry", "err", err)
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
@@ -134,8 +147,9 @@ func (r *recorder) run() {
 	}
 }
 
-// flush stops taking entries and waits until everything queued is written, or d passes.
-func (r *recorder) flush(d time.Duration) bool {
+// flush stops taking entries and waits until everything queued is written; after d
+// what is left goes to the spool (or, without one, is lost and logged).
+func (r *recorder) flush(d time.Duration) {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
@@ -147,14 +161,30 @@ func (r *recorder) flush(d time.Duration) bool {
 	defer t.Stop()
 	select {
 	case <-r.done:
-		return true
+		return
 	case <-t.C:
-		r.mu.Lock()
-		left := len(r.queue)
-		r.abandoned = true
-		r.mu.Unlock()
-		r.log.Error("transcript entries not written before the call record closed", "left", left)
-		<-r.done
-		return false
+	}
+	r.mu.Lock()
+	r.abandoned = true
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	<-r.done
+	r.mu.Lock()
+	left := r.queue
+	r.queue = nil
+	r.mu.Unlock()
+	if len(left) == 0 {
+		return
+	}
+	if r.spool == nil {
+		r.log.Error("transcript entries lost: the store is unavailable", "entries", len(left))
+		return
+	}
+	r.log.Warn("store unavailable: transcript entries handed to the spool", "entries", len(left))
+	for _, j := range left {
+		r.spool.Do("transcript", func(ctx context.Context) error { return r.exec(ctx, j) })
 	}
 }

@@ -103,8 +103,8 @@ func (s *Session) Start(call sip.Call) error {
 
 // OnAudio implements sip.Peer: a 20 ms frame of caller audio (media goroutine).
 func (s *Session) OnAudio(f media.Frame) {
-	if s.call.Load() == nil {
-		return
+	if s.call.Load() == nil || s.ending.Load() {
+		return // not answered yet, or the call is over and media just has not stopped
 	}
 	s.audioMu.Lock()
 	switch s.format {
@@ -428,7 +428,7 @@ func (s *Session) Close(reason string) {
 		}
 		s.wg.Wait()
 		s.finish(sip.PeerEnd{Reason: reason})
-		s.rec.flush(10 * time.Second)
+		s.rec.flush(3 * time.Second)
 		if d := s.audioDrop.Load(); d > 0 {
 			s.log.Warn("caller audio dropped because the provider socket was slow", "chunks", d)
 		}

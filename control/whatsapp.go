@@ -42,6 +42,7 @@ func (s *Server) RunWhatsApp(ctx context.Context, v WhatsAppVerifier) {
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	var failingSince, lastLog time.Time // an outage is logged when it starts and every 30 s, not every tick
 	for {
 		select {
 		case <-ctx.Done():
@@ -51,10 +52,19 @@ func (s *Server) RunWhatsApp(ctx context.Context, v WhatsAppVerifier) {
 		}
 		jobs, err := s.st.ClaimDueWhatsApp(ctx, time.Now(), time.Minute, 50)
 		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("whatsapp: cannot claim verifications", "err", err)
+			now := time.Now()
+			if failingSince.IsZero() {
+				failingSince = now
+			}
+			if ctx.Err() == nil && now.Sub(lastLog) > 30*time.Second {
+				s.log.Warn("whatsapp: cannot claim verifications", "err", err, "failing_for", now.Sub(failingSince).Round(time.Second))
+				lastLog = now
 			}
 			continue
+		}
+		if !failingSince.IsZero() {
+			s.log.Info("whatsapp: verifications resumed", "after", time.Since(failingSince).Round(time.Second))
+			failingSince, lastLog = time.Time{}, time.Time{}
 		}
 		for _, j := range jobs {
 			s.verifyOne(ctx, v, j)

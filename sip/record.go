@@ -24,8 +24,9 @@ type CallEnd struct {
 
 // RecordEnd writes the end of a call's conversation with the call's media
 // statistics under metadata_.rtp; the store adds the usage counters and the
-// event in the same transaction. It runs on its own 10 s timeout, whatever
-// ended the call. Both SIP calls and bridge's WebRTC test calls end through it,
+// event in the same transaction. It goes through the store's spool when there is
+// one (so a Redis outage delays it rather than losing it), else runs on its own
+// 10 s timeout, whatever ended the call. Both SIP calls and bridge's WebRTC test calls end through it,
 // so their records look the same.
 func RecordEnd(st *store.Store, conv *store.Conversation, e CallEnd, stats media.Stats, log *slog.Logger) {
 	if conv == nil {
@@ -45,9 +46,19 @@ func RecordEnd(st *store.Store, conv *store.Conversation, e CallEnd, stats media
 	if stats.PacketsReceived > 0 || stats.PacketsSent > 0 {
 		f.Metadata = map[string]any{"rtp": RTPMetadata(stats)}
 	}
+	write := func(ctx context.Context) error {
+		_, err := st.FinishConversation(ctx, conv.CompanyID, conv.ID, f)
+		return err
+	}
+	if sp := st.Spool(); sp != nil {
+		// In order after any transcript entries the call could not write yet, and
+		// kept through a Redis outage: the usage counters are part of this write.
+		sp.Do("finish conversation", write)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := st.FinishConversation(ctx, conv.CompanyID, conv.ID, f); err != nil && log != nil {
+	if err := write(ctx); err != nil && log != nil {
 		log.Error("could not record the end of the conversation", "err", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ type Store struct {
 	sealer   *Sealer
 	log      *slog.Logger
 	now      func() time.Time
+	spool    atomic.Pointer[Spool]
 }
 
 // Options configure Open.
@@ -113,6 +115,7 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
+		failFast(&o.DialTimeout, &o.MaxRetries)
 		return redis.NewClient(o), nil
 	case "sentinel":
 		o, err := redis.ParseFailoverURL(u)
@@ -122,6 +125,7 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 		if o.MasterName == "" {
 			return nil, errors.New("store: a sentinel URL needs ?master_name=")
 		}
+		failFast(&o.DialTimeout, &o.MaxRetries)
 		return redis.NewFailoverClient(o), nil
 	case "cluster":
 		o, err := redis.ParseClusterURL(u)
@@ -132,9 +136,21 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 			host, _, _ := net.SplitHostPort(o.Addrs[0])
 			o.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		}
+		failFast(&o.DialTimeout, &o.MaxRetries)
 		return redis.NewClusterClient(o), nil
 	default:
 		return nil, fmt.Errorf("store: redis URL scheme %q: unknown mode %q", scheme, mode)
+	}
+}
+
+// failFast makes an outage show at once (the API answers 503 instead of hanging):
+// a short dial timeout and one retry, unless the URL set its own.
+func failFast(dial *time.Duration, retries *int) {
+	if *dial == 0 {
+		*dial = time.Second
+	}
+	if *retries == 0 {
+		*retries = 1
 	}
 }
 

@@ -72,6 +72,10 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer signal.Stop(sigs)
 	obs := newObserver()
 	st.OnError(obs.redisError)
+	// Writes that must survive a short Redis outage; flushed before exit.
+	spool := store.NewSpool(log.With("component", "spool"), 100000)
+	defer spool.Close(30 * time.Second)
+	st.SetSpool(spool)
 
 	// The voice-AI provider: the given URL, else the simulator in this process.
 	providerURL := cfg.ProviderURL

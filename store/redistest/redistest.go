@@ -6,28 +6,36 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // Redis is a redis-server started for one test.
 type Redis struct {
-	URL  string
-	Addr string
-	cmd  *exec.Cmd
-	dir  string
+	URL     string
+	Addr    string
+	cmd     *exec.Cmd
+	dir     string
+	persist bool
 }
 
 // StartRedis starts redis-server on a free loopback port, with no persistence, and
 // stops it when the test ends. A missing redis-server fails the test with how to
 // install it: it never skips.
-func StartRedis(t testing.TB) *Redis {
+func StartRedis(t testing.TB) *Redis { return start(t, false) }
+
+// StartPersistentRedis is StartRedis with an append-only file, so Stop and Restart
+// keep the data (an outage, not a wipe).
+func StartPersistentRedis(t testing.TB) *Redis { return start(t, true) }
+
+func start(t testing.TB, persist bool) *Redis {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Fatalf("redis-server not found: install it with `apt-get install -y redis-server` (./test.sh does this)")
+		t.Fatalf("redis-server not found: install it with `apt-get install -y redis-server` (deploy/test.sh does this)")
 	}
-	r := &Redis{dir: t.TempDir()}
+	r := &Redis{dir: t.TempDir(), persist: persist}
 	if err := r.start(bin, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +50,12 @@ func (r *Redis) start(bin string, port int) error {
 		if p == 0 {
 			p = freePort()
 		}
-		cmd := exec.Command(bin, "--port", fmt.Sprint(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--dir", r.dir, "--protected-mode", "yes", "--loglevel", "warning")
+		aof := "no"
+		if r.persist {
+			aof = "yes"
+		}
+		cmd := exec.Command(bin, "--port", fmt.Sprint(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", aof,
+			"--appendfsync", "always", "--dir", r.dir, "--protected-mode", "yes", "--loglevel", "warning")
 		out, _ := cmd.StdoutPipe()
 		cmd.Stderr = cmd.Stdout
 		if err := cmd.Start(); err != nil {
@@ -62,11 +74,18 @@ func (r *Redis) start(bin string, port int) error {
 	return lastErr
 }
 
-// Stop kills the server.
+// Stop stops the server (SIGTERM: a persistent one writes its file first).
 func (r *Redis) Stop() {
 	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
+		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = r.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = r.cmd.Process.Kill()
+			<-done
+		}
 		r.cmd = nil
 	}
 }
