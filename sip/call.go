@@ -162,7 +162,7 @@ func (s *Server) newCall(req *gsip.Request, tx gsip.ServerTransaction) *call {
 		}
 	}
 	c.advertise = s.advertiseFor(req)
-	c.log = s.log.With("sip_call_id", c.callID, "from", c.caller, "to", c.called)
+	c.log = s.log.With("call_id", gsip.GenerateTagN(10), "sip_call_id", c.callID, "from", c.caller, "to", c.called)
 	return c
 }
 
