@@ -87,15 +87,25 @@ func dialogID(callID, ourTag, theirTag string) string {
 	return callID + "__" + ourTag + "__" + theirTag
 }
 
-func (s *Server) lookup(req *gsip.Request) *call {
+// inDialogID is the dialog id of a request the far end sends in one of our dialogs
+// (our tag is its To-tag).
+func inDialogID(req *gsip.Request) (string, bool) {
 	if req.CallID() == nil || req.To() == nil || req.From() == nil {
-		return nil
+		return "", false
 	}
 	to, _ := req.To().Params.Get("tag")
 	from, _ := req.From().Params.Get("tag")
+	return dialogID(req.CallID().Value(), to, from), true
+}
+
+func (s *Server) lookup(req *gsip.Request) *call {
+	id, ok := inDialogID(req)
+	if !ok {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.calls[dialogID(req.CallID().Value(), to, from)]
+	return s.calls[id]
 }
 
 // onInvite handles an INVITE: in-dialog ones are re-INVITEs; new ones become calls.

@@ -85,6 +85,24 @@ func (c *call) applyAnswer(req *gsip.Request) {
 	c.applyNegotiation(n)
 }
 
+// answerOffer answers an in-dialog offer (re-INVITE or UPDATE) and applies it to the
+// media; on a bad or unacceptable offer it has already answered 400/488 (the call
+// goes on as it was) and returns false.
+func (c *call) answerOffer(req *gsip.Request, tx gsip.ServerTransaction, offer []byte) ([]byte, bool) {
+	ans, n, err := c.local.Answer(offer)
+	if err != nil {
+		if errors.Is(err, sdp.ErrNoCommonCodec) {
+			respond(tx, req, 488, "Not Acceptable Here")
+		} else {
+			respond(tx, req, 400, "Bad Request (Malformed SDP)")
+		}
+		return nil, false
+	}
+	c.applyNegotiation(n)
+	c.log.Info("offer answered", "method", req.Method, "direction", n.Direction, "hold", n.Hold, "remote", n.Remote)
+	return ans, true
+}
+
 func (c *call) applyNegotiation(n sdp.Negotiated) {
 	c.stream.Update(n)
 	c.setHold(n.Hold)
@@ -141,18 +159,11 @@ func (c *call) onReinvite(req *gsip.Request, tx gsip.ServerTransaction) {
 	offer, _ := sdpBody(req)
 	var body []byte
 	if offer != nil {
-		ans, n, err := c.local.Answer(offer)
-		if err != nil {
-			if errors.Is(err, sdp.ErrNoCommonCodec) {
-				respond(tx, req, 488, "Not Acceptable Here")
-			} else {
-				respond(tx, req, 400, "Bad Request (Malformed SDP)")
-			}
+		ans, ok := c.answerOffer(req, tx, offer)
+		if !ok {
 			return // the call goes on as it was
 		}
 		body = ans
-		c.applyNegotiation(n)
-		c.log.Info("re-INVITE answered", "direction", n.Direction, "hold", n.Hold, "remote", n.Remote)
 	} else {
 		c.mu.Lock()
 		c.reinviteLate = req.CSeq().SeqNo
@@ -194,16 +205,10 @@ func (s *Server) onUpdate(req *gsip.Request, tx gsip.ServerTransaction) {
 	c.refreshedBy(req)
 	var res *gsip.Response
 	if offer != nil {
-		ans, n, err := c.local.Answer(offer)
-		if err != nil {
-			if errors.Is(err, sdp.ErrNoCommonCodec) {
-				respond(tx, req, 488, "Not Acceptable Here")
-			} else {
-				respond(tx, req, 400, "Bad Request (Malformed SDP)")
-			}
+		ans, ok := c.answerOffer(req, tx, offer)
+		if !ok {
 			return
 		}
-		c.applyNegotiation(n)
 		res = gsip.NewSDPResponseFromRequest(req, ans)
 	} else {
 		res = gsip.NewResponseFromRequest(req, 200, "OK", nil)

@@ -193,14 +193,13 @@ type outLeg struct {
 }
 
 func (s *Server) lookupLeg(req *gsip.Request) *outLeg {
-	if req.CallID() == nil || req.To() == nil || req.From() == nil {
+	id, ok := inDialogID(req)
+	if !ok {
 		return nil
 	}
-	to, _ := req.To().Params.Get("tag")
-	from, _ := req.From().Params.Get("tag")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.legs[dialogID(req.CallID().Value(), to, from)]
+	return s.legs[id]
 }
 
 // bridgeTransfer calls the destination through the trunk and, once it answers,
