@@ -53,11 +53,11 @@ func TestVerifySignature(t *testing.T) {
 	}
 }
 
-// TestDocsShowVerifySignature keeps docs/webhooks.md honest: the receiver example
+// TestDocsShowVerifySignature keeps README.md honest: the receiver example
 // there contains VerifySignature and its errors exactly as this package (and every
 // delivery test) uses them.
 func TestDocsShowVerifySignature(t *testing.T) {
-	docs, err := os.ReadFile(filepath.Join("..", "..", "docs", "webhooks.md"))
+	docs, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,21 +90,21 @@ func TestDocsShowVerifySignature(t *testing.T) {
 			t.Fatalf("%s not found in %s", want.decl, want.file)
 		}
 		if !strings.Contains(string(docs), text) {
-			t.Errorf("docs/webhooks.md does not show %s of %s verbatim:\n%s", want.decl, want.file, text)
+			t.Errorf("README.md does not show %s of %s verbatim:\n%s", want.decl, want.file, text)
 		}
 	}
 }
 
-// TestDocsReceiverBuilds type-checks the receiver program of docs/webhooks.md.
+// TestDocsReceiverBuilds type-checks the receiver program of README.md.
 func TestDocsReceiverBuilds(t *testing.T) {
-	docs, err := os.ReadFile(filepath.Join("..", "..", "docs", "webhooks.md"))
+	docs, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	const open = "```go\npackage main\n"
 	i := strings.Index(string(docs), open)
 	if i < 0 {
-		t.Fatal("docs/webhooks.md has no Go receiver program")
+		t.Fatal("README.md has no Go receiver program")
 	}
 	src := string(docs[i+len("```go\n"):])
 	src = src[:strings.Index(src, "\n```")+1]
@@ -119,6 +119,6 @@ func TestDocsReceiverBuilds(t *testing.T) {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("the receiver in docs/webhooks.md does not build: %v\n%s", err, out)
+		t.Fatalf("the receiver in README.md does not build: %v\n%s", err, out)
 	}
 }
