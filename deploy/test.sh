@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of the gateway. Installs what the tests need from Debian packages
 # when it is missing (redis-server, sip-tester, chromium for the dashboard's browser
-# tests), and fails — never skips — when it cannot.
+# tests, kamailio for the scale-out tests), and fails — never skips — when it cannot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+# kamailio lives in /usr/sbin, which is not on every user's PATH.
+command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]} from Debian packages"
