@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +14,7 @@ import (
 	gsip "github.com/emiago/sipgo/sip"
 
 	"github.com/cxco/gateway/cmd/cxco/cxcotest"
+	"github.com/cxco/gateway/control/webhooks"
 	"github.com/cxco/gateway/media/audiotest"
 	"github.com/cxco/gateway/store/redistest"
 )
@@ -49,8 +54,24 @@ func TestTransfers(t *testing.T) {
 	r := redistest.StartRedis(t)
 	humanPort, humanDone := cxcotest.ServeSIPp(t, "uas_human.xml")
 	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, Args: []string{
-		"--transfer-timeout", "3s", "--trunk-uri", fmt.Sprintf("sip:127.0.0.1:%d", humanPort)}})
+		"--transfer-timeout", "3s", "--trunk-uri", fmt.Sprintf("sip:127.0.0.1:%d", humanPort),
+		"--webhook-allow-insecure", "--webhook-retry", "200ms,400ms"}})
 	tn := g.NewTenant("Transfers")
+	// A receiver for conversation.transferred, checking every signature.
+	events := make(chan map[string]any, 16)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		if err := webhooks.VerifySignature("whsec_transfers", req.Header.Get("X-CXCO-Signature"), body, time.Now(), 5*time.Minute); err != nil {
+			t.Errorf("webhook signature: %v", err)
+			w.WriteHeader(400)
+			return
+		}
+		var ev map[string]any
+		_ = json.Unmarshal(body, &ev)
+		events <- ev
+	}))
+	defer recv.Close()
+	g.Must(201, "POST", "/api/webhooks/", tn.CompanyKey, map[string]any{"url": recv.URL, "events": []string{"conversation.transferred"}, "secret": "whsec_transfers"})
 
 	t.Run("REFER accepted: NOTIFY 100 then 200, our BYE follows", func(t *testing.T) {
 		transferAgent(g, tn, "+27214440001")
@@ -61,6 +82,15 @@ func TestTransfers(t *testing.T) {
 		}
 		if !hasEntry(c, "system", "transferred to "+humanNumber) {
 			t.Fatalf("no transfer entry in %v", c["transcript"])
+		}
+		select {
+		case ev := <-events:
+			data := ev["data"].(map[string]any)
+			if ev["type"] != "conversation.transferred" || data["sip_refer_destination"] != humanNumber || data["id"] != c["id"] {
+				t.Fatalf("webhook event: %v", ev)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no conversation.transferred webhook")
 		}
 	})
 	t.Run("REFER rejected with 403: the call goes on and the AI is told", func(t *testing.T) {
