@@ -82,7 +82,7 @@ func CheckWebhookURL(ctx context.Context, raw string, insecure bool) error {
 	}
 	for _, a := range addrs {
 		if ForbiddenAddr(a) {
-			return invalid("url: %s resolves to %s, a private, loopback, link-local or metadata address", host, a)
+			return invalid("url: %s resolves to %s, a private, loopback, link-local or metadata address", host, a.Unmap())
 		}
 	}
 	return nil
