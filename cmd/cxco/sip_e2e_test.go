@@ -142,3 +142,34 @@ func TestSIPEchoLine(t *testing.T) {
 		t.Fatal("no call ended with rtp_timeout in the log")
 	}
 }
+
+// TestSIPTransportsAndExtensions: TCP and IPv6, digest authentication of trunks, and
+// RFC 4028 session timers, against the binary with SIPp.
+func TestSIPTransportsAndExtensions(t *testing.T) {
+	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{SIPAll: true, Args: []string{"--echo-number", "+15550001", "--trunk-allow", "127.0.0.0/8,::1/128"}})
+	t.Run("TCP", func(t *testing.T) { sipp(t, g, "uac_echo_pcma.xml", "+15550001", "-t", "t1") })
+	t.Run("IPv6", func(t *testing.T) {
+		code, out := cxcotest.RunSIPp(t, fmt.Sprintf("[::1]:%d", g.SIPPort), "uac_echo_pcma.xml", "+15550001")
+		if code != 0 {
+			t.Fatalf("sipp over IPv6: exit %d\n%s", code, out)
+		}
+	})
+	t.Run("session timer", func(t *testing.T) { sipp(t, g, "uac_session_timer.xml", "+15550001") })
+	t.Run("422 below Min-SE", func(t *testing.T) { sipp(t, g, "uac_422.xml", "+15550001") })
+
+	a := cxcotest.StartGateway(t, cxcotest.GatewayOptions{Args: []string{"--echo-number", "+15550001",
+		"--trunk-user", "trunk", "--trunk-password", "s3cret-pass"}})
+	t.Run("digest auth", func(t *testing.T) { sipp(t, a, "uac_auth.xml", "+15550001", "-au", "trunk", "-ap", "s3cret-pass") })
+	t.Run("digest auth, wrong password", func(t *testing.T) {
+		code, out := a.SIPp("uac_auth.xml", "+15550001", "-au", "trunk", "-ap", "wrong")
+		if code == 0 || !strings.Contains(out, "401") {
+			t.Fatalf("a wrong password got through: exit %d\n%s", code, out)
+		}
+	})
+	t.Run("no credentials", func(t *testing.T) {
+		code, out := a.SIPp("uac_echo_pcma.xml", "+15550001")
+		if code == 0 || !strings.Contains(out, "401") {
+			t.Fatalf("a call without credentials got through: exit %d\n%s", code, out)
+		}
+	})
+}

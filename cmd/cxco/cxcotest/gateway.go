@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +21,8 @@ import (
 type GatewayOptions struct {
 	RedisURL    string   // empty: embedded store
 	ProviderURL string   // empty: the in-process simulator
+	SIPHost     string   // empty: 127.0.0.1; "::1" for IPv6, "" with SIPAll for every address
+	SIPAll      bool     // listen on every address (IPv4 and IPv6): --sip :port
 	Args        []string // more flags
 	Env         []string
 }
@@ -63,7 +66,14 @@ func startGateway(t testing.TB, o GatewayOptions) (*Gateway, error) {
 			key = o.Args[i+1] // a second node of the same agency
 		}
 	}
-	args := []string{"serve", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--sip", fmt.Sprintf("127.0.0.1:%d", sipPort),
+	sipAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(sipPort))
+	switch {
+	case o.SIPAll:
+		sipAddr = fmt.Sprintf(":%d", sipPort)
+	case o.SIPHost != "":
+		sipAddr = net.JoinHostPort(o.SIPHost, fmt.Sprint(sipPort))
+	}
+	args := []string{"serve", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--sip", sipAddr,
 		"--public-ip", "127.0.0.1", "--rtp-ports", fmt.Sprintf("%d-%d", rtpLow, rtpLow+999), "--agency-key", key,
 		"--log-format", "json", "--secret-key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}
 	if o.RedisURL != "" {
@@ -193,7 +203,11 @@ func StartSIPp(t testing.TB, target, scenario, number string, extra ...string) f
 	if target != "" {
 		args = append(args, "-s", strings.TrimPrefix(number, "+"), target, "-p", fmt.Sprint(FreeUDPPort(t)))
 	}
-	args = append(args, "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", fmt.Sprint(FreeUDPPort(t)),
+	local := "127.0.0.1"
+	if strings.HasPrefix(target, "[") {
+		local = "::1" // an IPv6 target: SIPp speaks IPv6 too
+	}
+	args = append(args, "-i", local, "-mi", local, "-mp", fmt.Sprint(FreeUDPPort(t)),
 		"-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin", "-trace_err", "-trace_msg")
 	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
