@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/cxco/gateway/media/g711"
+)
+
+// The caller's audio: 20 ms G.711 packets (160 samples, 8 kHz) in a pcap that SIPp's
+// play_pcap_audio replays. It is a talker: a two-tone "utterance" of talk, then
+// silence long enough (> 500 ms) for the simulator to answer with its echo.
+const (
+	pcapMagic   = 0xa1b2c3d4
+	linkEther   = 1
+	frameMS     = 20
+	frameSize   = 160
+	rtpHdr      = 12
+	etherHdr    = 14
+	ipv4Hdr     = 20
+	udpHdr      = 8
+	capturePort = 6000 // UDP ports written in the generated capture (SIPp rewrites them)
+)
+
+// writeAudioPcap writes d of 20 ms RTP packets of payload type pt (0 PCMU, 8 PCMA):
+// talk for talk, silence for gap, repeated.
+func writeAudioPcap(path string, pt uint8, d, talk, gap time.Duration) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	var gh [24]byte
+	binary.LittleEndian.PutUint32(gh[0:], pcapMagic)
+	binary.LittleEndian.PutUint16(gh[4:], 2)
+	binary.LittleEndian.PutUint16(gh[6:], 4)
+	binary.LittleEndian.PutUint32(gh[16:], 65535)
+	binary.LittleEndian.PutUint32(gh[20:], linkEther)
+	w.Write(gh[:])
+
+	n := int(d / (frameMS * time.Millisecond))
+	period := int((talk + gap) / (frameMS * time.Millisecond))
+	talkFrames := int(talk / (frameMS * time.Millisecond))
+	pcm := make([]int16, frameSize)
+	payload := make([]byte, frameSize)
+	pkt := make([]byte, etherHdr+ipv4Hdr+udpHdr+rtpHdr+frameSize)
+	ssrc := uint32(0x5ca1ab1e) + uint32(pt)
+	base := time.Unix(1700000000, 0)
+	for i := 0; i < n; i++ {
+		inTalk := i%period < talkFrames
+		for k := range pcm {
+			if !inTalk {
+				pcm[k] = 0
+				continue
+			}
+			t := float64(i*frameSize+k) / 8000
+			// Two tones, slowly modulated: something like a voiced vowel.
+			env := 0.6 + 0.4*math.Sin(2*math.Pi*3*t)
+			pcm[k] = int16(6000 * env * (math.Sin(2*math.Pi*440*t) + 0.5*math.Sin(2*math.Pi*1100*t)))
+		}
+		if pt == 8 {
+			g711.PCMToALaw(payload, pcm)
+		} else {
+			g711.PCMToULaw(payload, pcm)
+		}
+		// Ethernet
+		for k := 0; k < 12; k++ {
+			pkt[k] = 0
+		}
+		pkt[12], pkt[13] = 0x08, 0x00
+		ip := pkt[etherHdr:]
+		ip[0], ip[1] = 0x45, 0
+		binary.BigEndian.PutUint16(ip[2:], uint16(ipv4Hdr+udpHdr+rtpHdr+frameSize))
+		binary.BigEndian.PutUint16(ip[4:], uint16(i))
+		ip[6], ip[7], ip[8], ip[9] = 0x40, 0, 64, 17
+		ip[10], ip[11] = 0, 0
+		copy(ip[12:16], []byte{127, 0, 0, 1})
+		copy(ip[16:20], []byte{127, 0, 0, 1})
+		binary.BigEndian.PutUint16(ip[10:], ipChecksum(ip[:ipv4Hdr]))
+		udp := ip[ipv4Hdr:]
+		binary.BigEndian.PutUint16(udp[0:], capturePort)
+		binary.BigEndian.PutUint16(udp[2:], capturePort)
+		binary.BigEndian.PutUint16(udp[4:], uint16(udpHdr+rtpHdr+frameSize))
+		udp[6], udp[7] = 0, 0 // no checksum (SIPp computes its own)
+		rtp := udp[udpHdr:]
+		rtp[0] = 0x80
+		rtp[1] = pt
+		if i == 0 {
+			rtp[1] |= 0x80
+		}
+		binary.BigEndian.PutUint16(rtp[2:], uint16(1000+i))
+		binary.BigEndian.PutUint32(rtp[4:], uint32(8000+i*frameSize))
+		binary.BigEndian.PutUint32(rtp[8:], ssrc)
+		copy(rtp[rtpHdr:], payload)
+
+		ts := base.Add(time.Duration(i) * frameMS * time.Millisecond)
+		var rh [16]byte
+		binary.LittleEndian.PutUint32(rh[0:], uint32(ts.Unix()))
+		binary.LittleEndian.PutUint32(rh[4:], uint32(ts.Nanosecond()/1000))
+		binary.LittleEndian.PutUint32(rh[8:], uint32(len(pkt)))
+		binary.LittleEndian.PutUint32(rh[12:], uint32(len(pkt)))
+		w.Write(rh[:])
+		w.Write(pkt)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func ipChecksum(h []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// flowKey is one RTP stream on the wire: addresses, ports and SSRC.
+type flowKey struct {
+	src, dst [4]byte
+	sport    uint16
+	dport    uint16
+	ssrc     uint32
+}
+
+// flow is what the capture saw of one stream.
+type flow struct {
+	packets  int
+	lastExt  int64 // extended sequence number of the newest packet
+	minExt   int64
+	maxExt   int64
+	seen     map[int64]struct{}
+	dups     int
+	firstAt  time.Time
+	lastAt   time.Time
+	maxGap   time.Duration // longest time between two packets
+	longGaps int           // gaps over 60 ms (3 packet times)
+}
+
+// rtpLeg sums the flows of one direction.
+type rtpLeg struct {
+	Flows      int
+	Packets    int
+	Expected   int // by sequence numbers: max - min + 1 of each flow
+	Lost       int // Expected - distinct packets
+	Duplicates int
+	LongGaps   int           // times a flow went > 60 ms without a packet
+	MaxGap     time.Duration // the longest
+	// ByTime is what 50 packets a second over each flow's life would be (a pacer
+	// that skips ticks without skipping sequence numbers shows here).
+	ByTime int
+}
+
+// captureStats reads a pcap written by dumpcap and sums RTP per direction: towards
+// the gateway's RTP ports (lo..hi) is upstream, from them downstream. RTCP (odd
+// gateway ports) and non-RTP are skipped.
+func captureStats(path string, lo, hi int) (up, down rtpLeg, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return up, down, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	var gh [24]byte
+	if _, err := io.ReadFull(r, gh[:]); err != nil {
+		return up, down, fmt.Errorf("pcap header: %w", err)
+	}
+	var bo binary.ByteOrder = binary.LittleEndian
+	nano := false
+	switch binary.LittleEndian.Uint32(gh[:]) {
+	case 0xa1b2c3d4:
+	case 0xa1b23c4d:
+		nano = true
+	case 0xd4c3b2a1:
+		bo = binary.BigEndian
+	case 0x4d3cb2a1:
+		bo, nano = binary.BigEndian, true
+	default:
+		return up, down, fmt.Errorf("%s: not a pcap file (dumpcap -F pcap)", path)
+	}
+	link := bo.Uint32(gh[20:])
+	hdrLen := 0
+	switch link {
+	case 1: // Ethernet (Linux loopback)
+		hdrLen = etherHdr
+	case 113: // Linux cooked
+		hdrLen = 16
+	case 0: // BSD loopback
+		hdrLen = 4
+	default:
+		return up, down, fmt.Errorf("pcap link type %d not handled", link)
+	}
+	flows := map[flowKey]*flow{}
+	buf := make([]byte, 0, 256)
+	var rh [16]byte
+	for {
+		if _, err := io.ReadFull(r, rh[:]); err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				break
+			}
+			return up, down, err
+		}
+		incl := int(bo.Uint32(rh[8:]))
+		if incl > 1<<16 {
+			return up, down, fmt.Errorf("pcap record of %d bytes", incl)
+		}
+		if cap(buf) < incl {
+			buf = make([]byte, incl)
+		}
+		buf = buf[:incl]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			break
+		}
+		sub := int64(bo.Uint32(rh[4:]))
+		if !nano {
+			sub *= 1000
+		}
+		at := time.Unix(int64(bo.Uint32(rh[0:])), sub)
+		p := buf
+		if len(p) < hdrLen+ipv4Hdr+udpHdr+rtpHdr {
+			continue
+		}
+		ip := p[hdrLen:]
+		if ip[0]>>4 != 4 || ip[9] != 17 {
+			continue
+		}
+		ihl := int(ip[0]&0x0f) * 4
+		if len(ip) < ihl+udpHdr+rtpHdr {
+			continue
+		}
+		udp := ip[ihl:]
+		sport, dport := binary.BigEndian.Uint16(udp[0:]), binary.BigEndian.Uint16(udp[2:])
+		rtp := udp[udpHdr:]
+		if rtp[0]>>6 != 2 || rtp[1]&0x7f >= 72 && rtp[1]&0x7f <= 76 {
+			continue // not RTP, or RTCP
+		}
+		gwPort := int(dport)
+		if int(sport) >= lo && int(sport) <= hi {
+			gwPort = int(sport)
+		}
+		if gwPort < lo || gwPort > hi || gwPort%2 != 0 {
+			continue
+		}
+		k := flowKey{sport: sport, dport: dport, ssrc: binary.BigEndian.Uint32(rtp[8:])}
+		copy(k.src[:], ip[12:16])
+		copy(k.dst[:], ip[16:20])
+		fl := flows[k]
+		if fl == nil {
+			fl = &flow{seen: map[int64]struct{}{}}
+			flows[k] = fl
+		}
+		fl.add(binary.BigEndian.Uint16(rtp[2:]), at)
+	}
+	for k, fl := range flows {
+		leg := &up
+		if int(k.sport) >= lo && int(k.sport) <= hi {
+			leg = &down
+		}
+		leg.Flows++
+		leg.Packets += fl.packets
+		exp := int(fl.maxExt-fl.minExt) + 1
+		leg.Expected += exp
+		leg.Lost += exp - len(fl.seen)
+		leg.Duplicates += fl.dups
+		leg.LongGaps += fl.longGaps
+		leg.MaxGap = max(leg.MaxGap, fl.maxGap)
+		leg.ByTime += int(fl.lastAt.Sub(fl.firstAt)/(frameMS*time.Millisecond)) + 1
+	}
+	return up, down, nil
+}
+
+func (f *flow) add(seq uint16, at time.Time) {
+	if f.packets == 0 {
+		f.lastExt, f.minExt, f.maxExt = int64(seq), int64(seq), int64(seq)
+		f.firstAt, f.lastAt = at, at
+	} else {
+		ext := f.lastExt + int64(int16(seq-uint16(f.lastExt)))
+		f.lastExt = ext
+		f.minExt, f.maxExt = min(f.minExt, ext), max(f.maxExt, ext)
+		g := at.Sub(f.lastAt)
+		f.maxGap = max(f.maxGap, g)
+		if g > 3*frameMS*time.Millisecond {
+			f.longGaps++
+		}
+		f.lastAt = at
+	}
+	f.packets++
+	if _, ok := f.seen[f.lastExt]; ok {
+		f.dups++
+	} else {
+		f.seen[f.lastExt] = struct{}{}
+	}
+}
+
+// percentile of sorted-in-place values.
+func percentile(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	sort.Float64s(v)
+	i := int(math.Ceil(p*float64(len(v)))) - 1
+	return v[max(0, min(len(v)-1, i))]
+}

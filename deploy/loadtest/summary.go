@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// summary is everything the run measured.
+type summary struct {
+	Config      string
+	Machine     string
+	LoadAtStart string
+	Load        string // load average at the end
+	WorkDir     string
+
+	// SIPp
+	Attempted, Answered, Failed  int
+	FailedBy                     map[string]int // SIPp's failure columns, by codec
+	SIPpExit                     map[string]int
+	Retransmissions              int
+	SetupP50, SetupP99, SetupMax float64 // INVITE -> 200, ms (SIPp rtd)
+	SetupSamples                 int
+
+	// The gateway's own records
+	Records       map[string]int // conversations by status / end reason
+	Rejections    map[string]int // SIP rejections by status (metrics)
+	RecRTPIn      int64          // RTP packets the gateway received (its records)
+	RecRTPOut     int64
+	RecLost       int64 // RFC 3550 cumulative lost, summed
+	RecLate       int64 // packets the jitter buffer dropped as late
+	RecConcealed  int64
+	RecExpected   int64
+	ProviderConns float64 // provider sessions opened
+
+	// Steady window (every call up)
+	WindowSeconds     float64
+	WindowCalls       float64 // mean calls up
+	CPUSeconds        float64
+	CPUmsPerCallSec   float64
+	IdleRSS, RSS      int64
+	RSSPerCallKiB     float64
+	MsgInPerSec       float64
+	MsgOutPerSec      float64
+	Goroutines        float64
+	GoroutinesPerCall float64
+	Threads           int
+	LoadInWindow      string
+
+	// API probe in the window
+	APIRequests int
+	APIErrors   int
+	APICodes    map[int]int
+	APIP50      float64
+	APIP99      float64
+
+	Capture  *captureSummary
+	Profiles string
+
+	rtd []float64
+}
+
+type captureSummary struct {
+	Up, Down rtpLeg
+	Dropped  string
+}
+
+func (c *config) describe() string {
+	return fmt.Sprintf("-calls %d -rate %g -concurrency %d -hold %s -pcma %g -format %s -store %s -agents %d -api-rate %g",
+		c.calls, c.rate, c.concurrency, c.hold, c.pcma, c.format, c.store, c.agents, c.apiRate)
+}
+
+func (s *summary) addSIPp(codec string, st *sippStats, exit int) {
+	if s.FailedBy == nil {
+		s.FailedBy, s.SIPpExit = map[string]int{}, map[string]int{}
+	}
+	s.SIPpExit[codec] = exit
+	if st == nil {
+		return
+	}
+	s.Attempted += st.Created
+	s.Answered += st.Successful
+	s.Failed += st.Failed
+	s.Retransmissions += st.Retransmissions
+	for k, v := range st.FailedBy {
+		s.FailedBy[codec+" "+k] += v
+	}
+	all := append(s.rtd, st.RTDms...)
+	s.rtd = all
+	s.SetupSamples = len(all)
+	s.SetupP50 = percentile(append([]float64(nil), all...), 0.5)
+	s.SetupP99 = percentile(append([]float64(nil), all...), 0.99)
+	s.SetupMax = percentile(append([]float64(nil), all...), 1)
+}
+
+// addSamples finds the steady window (calls up at the target since settle) and
+// measures CPU, memory, goroutines and provider messages over it.
+func (s *summary) addSamples(ss []sample, idle []int64, idleGoroutines, threshold float64) {
+	if len(idle) > 0 {
+		v := make([]float64, len(idle))
+		for i, r := range idle {
+			v[i] = float64(r)
+		}
+		s.IdleRSS = int64(median(v))
+	}
+	first, last := -1, -1
+	for i, x := range ss {
+		if x.active >= threshold {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		} else if first >= 0 {
+			break
+		}
+	}
+	if first < 0 {
+		return
+	}
+	// Skip the settle time after the last call came up.
+	start := first
+	for start < last && ss[start].at.Sub(ss[first].at) < 3*time.Second {
+		start++
+	}
+	end := last
+	if end-start < 2 {
+		start = first
+	}
+	if end <= start {
+		return
+	}
+	a, b := ss[start], ss[end]
+	s.WindowSeconds = b.at.Sub(a.at).Seconds()
+	callSec, n := 0.0, 0.0
+	var rss, gor []float64
+	for i := start + 1; i <= end; i++ {
+		dt := ss[i].at.Sub(ss[i-1].at).Seconds()
+		callSec += (ss[i].active + ss[i-1].active) / 2 * dt
+		n += dt
+	}
+	for i := start; i <= end; i++ {
+		rss = append(rss, float64(ss[i].rss))
+		gor = append(gor, ss[i].goroutines)
+		s.Threads = max(s.Threads, ss[i].threads)
+	}
+	s.WindowCalls = callSec / n
+	s.CPUSeconds = (b.cpu - a.cpu).Seconds()
+	s.CPUmsPerCallSec = 1000 * s.CPUSeconds / callSec
+	s.RSS = int64(median(rss))
+	s.RSSPerCallKiB = float64(s.RSS-s.IdleRSS) / s.WindowCalls / 1024
+	s.MsgInPerSec = (b.msgIn - a.msgIn) / s.WindowSeconds
+	s.MsgOutPerSec = (b.msgOut - a.msgOut) / s.WindowSeconds
+	s.Goroutines = median(gor)
+	s.GoroutinesPerCall = (s.Goroutines - idleGoroutines) / s.WindowCalls
+}
+
+func (s *summary) addMetrics(m0, m1 metrics) {
+	s.Rejections = map[string]int{}
+	for k, v := range m1.labelled("cxco_sip_rejections_total", "status") {
+		if d := int(v - m0.labelled("cxco_sip_rejections_total", "status")[k]); d > 0 {
+			s.Rejections[k] = d
+		}
+	}
+	s.ProviderConns = m1.sum("cxco_provider_sessions_total", "") - m0.sum("cxco_provider_sessions_total", "")
+}
+
+func (s *summary) addProbe(p *apiProbe) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.APIRequests = len(p.lat) + p.errors
+	s.APIErrors = p.errors
+	s.APICodes = p.codes
+	s.APIP50 = percentile(append([]float64(nil), p.lat...), 0.5)
+	s.APIP99 = percentile(append([]float64(nil), p.lat...), 0.99)
+}
+
+// addRecords reads every conversation of the run through the API: statuses and end
+// reasons from the list, the media statistics each call recorded from its detail.
+func (s *summary) addRecords(ctx context.Context, a *api, key string) error {
+	s.Records = map[string]int{}
+	var ids []int64
+	cursor := ""
+	for range 1000 {
+		path := "/api/conversations?limit=100"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		page, err := a.do(ctx, "GET", path, key, nil, 200)
+		if err != nil {
+			return err
+		}
+		items, _ := page["items"].([]any)
+		for _, it := range items {
+			cv, _ := it.(map[string]any)
+			status, _ := cv["status"].(string)
+			reason, _ := cv["end_reason"].(string)
+			s.Records[status+" ("+reason+")"]++
+			if id, ok := cv["id"].(float64); ok {
+				ids = append(ids, int64(id))
+			}
+		}
+		next, _ := page["next_cursor"].(string)
+		if more, _ := page["has_more"].(bool); !more || next == "" {
+			break
+		}
+		cursor = next
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var firstErr error
+	jobs := make(chan int64)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range jobs {
+				d, err := a.do(ctx, "GET", fmt.Sprintf("/api/conversations/%d", id), key, nil, 200)
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					continue
+				}
+				md, _ := d["metadata_"].(map[string]any)
+				rtp, _ := md["rtp"].(map[string]any)
+				num := func(k string) int64 { v, _ := rtp[k].(float64); return int64(v) }
+				s.RecRTPIn += num("packets_received")
+				s.RecRTPOut += num("packets_sent")
+				s.RecLost += max(0, num("lost"))
+				s.RecLate += num("late")
+				s.RecConcealed += num("concealed_frames")
+				s.RecExpected += num("expected")
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, id := range ids {
+		jobs <- id
+	}
+	close(jobs)
+	wg.Wait()
+	return firstErr
+}
+
+func pct(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * a / b
+}
+
+func (s *summary) print(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("")
+	p("== CXCo gateway load test ==")
+	p("run:      %s", s.Config)
+	p("machine:  %s", s.Machine)
+	p("load avg: %s at start, %s in the steady window, %s at the end (1, 5, 15 min)", s.LoadAtStart, s.LoadInWindow, s.Load)
+	p("")
+	p("calls:    attempted %d, answered %d (%.2f%%), failed %d", s.Attempted, s.Answered, pct(float64(s.Answered), float64(s.Attempted)), s.Failed)
+	for _, k := range sortedKeys(s.FailedBy) {
+		p("          SIPp failed %s: %d", k, s.FailedBy[k])
+	}
+	for _, k := range sortedKeys(s.SIPpExit) {
+		if s.SIPpExit[k] != 0 {
+			p("          SIPp %s exit code %d", k, s.SIPpExit[k])
+		}
+	}
+	if len(s.Rejections) > 0 {
+		var parts []string
+		for _, k := range sortedKeys(s.Rejections) {
+			parts = append(parts, fmt.Sprintf("%s x%d", k, s.Rejections[k]))
+		}
+		p("          gateway SIP rejections: %s", strings.Join(parts, ", "))
+	}
+	var recs []string
+	for _, k := range sortedKeys(s.Records) {
+		recs = append(recs, fmt.Sprintf("%s %d", k, s.Records[k]))
+	}
+	p("records:  %s; provider sessions %.0f", strings.Join(recs, ", "), s.ProviderConns)
+	p("setup:    INVITE->200 p50 %.1f ms, p99 %.1f ms, max %.1f ms (SIPp rtd, %d calls); SIPp retransmissions %d",
+		s.SetupP50, s.SetupP99, s.SetupMax, s.SetupSamples, s.Retransmissions)
+	p("")
+	if c := s.Capture; c != nil {
+		p("RTP up:   caller->gateway on the wire %d packets in %d streams, sequence gaps %d of %d (%.3f%%)",
+			c.Up.Packets, c.Up.Flows, c.Up.Lost, c.Up.Expected, pct(float64(c.Up.Lost), float64(c.Up.Expected)))
+		p("          gateway received %d (%.3f%% of the wire's), jitter buffer dropped %d late: upstream loss %.3f%%",
+			s.RecRTPIn, pct(float64(s.RecRTPIn), float64(c.Up.Packets)), s.RecLate,
+			pct(float64(int64(c.Up.Expected)-s.RecRTPIn+s.RecLate), float64(c.Up.Expected)))
+		p("RTP down: gateway->caller on the wire %d packets in %d streams, sequence gaps %d of %d (%.3f%%); gateway says it sent %d",
+			c.Down.Packets, c.Down.Flows, c.Down.Lost, c.Down.Expected, pct(float64(c.Down.Lost), float64(c.Down.Expected)), s.RecRTPOut)
+		p("          pacing: %d packets where 50/s over each stream's life makes %d (%.3f%% short); %d stalls > 60 ms, longest %s",
+			c.Down.Packets, c.Down.ByTime, pct(float64(c.Down.ByTime-c.Down.Packets), float64(c.Down.ByTime)), c.Down.LongGaps, c.Down.MaxGap.Round(time.Millisecond))
+		if c.Dropped != "" {
+			p("          capture: %s", c.Dropped)
+		}
+	} else {
+		p("RTP:      (no capture) gateway received %d, sent %d, lost %d of %d expected, late %d",
+			s.RecRTPIn, s.RecRTPOut, s.RecLost, s.RecExpected, s.RecLate)
+	}
+	p("          gateway records: RFC 3550 lost %d of %d expected (%.3f%%), %d frames concealed",
+		s.RecLost, s.RecExpected, pct(float64(s.RecLost), float64(s.RecExpected)), s.RecConcealed)
+	p("")
+	if s.WindowSeconds == 0 {
+		p("steady:   the calls never all were up at once: no steady window")
+	} else {
+		p("steady:   %.0f s with %.0f calls up (load avg %s)", s.WindowSeconds, s.WindowCalls, s.LoadInWindow)
+		p("CPU:      gateway %.2f s = %.3f ms per call-second (%.1f%% of one core)", s.CPUSeconds, s.CPUmsPerCallSec, 100*s.CPUSeconds/s.WindowSeconds)
+		p("memory:   RSS %.1f MiB idle, %.1f MiB steady: %.1f KiB per call", float64(s.IdleRSS)/(1<<20), float64(s.RSS)/(1<<20), s.RSSPerCallKiB)
+		p("          goroutines %.0f (%.1f per call beyond idle), threads %d", s.Goroutines, s.GoroutinesPerCall, s.Threads)
+		p("provider: %.0f messages/s to the provider, %.0f/s from it (%.1f and %.1f per call)", s.MsgOutPerSec, s.MsgInPerSec,
+			s.MsgOutPerSec/s.WindowCalls, s.MsgInPerSec/s.WindowCalls)
+		if s.APIRequests > 0 {
+			p("API:      %d GETs in the window, p50 %.1f ms, p99 %.1f ms, errors %d, statuses %v", s.APIRequests, s.APIP50, s.APIP99, s.APIErrors, s.APICodes)
+		}
+	}
+	if s.Profiles != "" {
+		p("profiles: %s", s.Profiles)
+	}
+	p("logs:     %s", s.WorkDir)
+	if math.IsNaN(s.SetupP99) {
+		p("(no INVITE->200 samples: see the SIPp logs)")
+	}
+}
