@@ -91,6 +91,7 @@ func TestKamailioConfigCheck(t *testing.T) {
 		{"behind NAT", []string{"-A", "ADVERTISE_IP=203.0.113.10", "-A", "ADVERTISE_PORT=5060"}, true},
 		{"hash over Call-ID", []string{"-A", "DS_ALG=0", "-A", "DS_PING_INTERVAL=10", "-A", "DS_PROBING_THRESHOLD=3"}, true},
 		{"trunk allow-list", []string{"-A", `TRUNK_ALLOW="203.0.113.0/24,198.51.100.7/32"`}, true},
+		{"two-legged", []string{"-A", "SIP_IP=127.0.0.2", "-A", "INTERNAL_IP=127.0.0.1", "-A", "INTERNAL_PORT=5080"}, true},
 		{"broken define", []string{"-A", "SIP_PORT=not-a-port"}, false},
 	}
 	for _, tc := range cases {
@@ -142,7 +143,13 @@ func startKamailioList(t *testing.T, list string, overrides ...string) *kamailio
 	port := cxcotest.FreeUDPPort(t)
 	args := append([]string{"-f", kamailioConfig(), "-DD", "-E", "-Y", run, "-P", filepath.Join(run, "kamailio.pid")},
 		kamailioDefines(port, dsList, overrides...)...)
-	k := &kamailio{cmd: exec.Command(bin, args...), done: make(chan struct{}), Addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	ip := "127.0.0.1"
+	for _, o := range overrides {
+		if v, ok := strings.CutPrefix(o, "SIP_IP="); ok {
+			ip = v
+		}
+	}
+	k := &kamailio{cmd: exec.Command(bin, args...), done: make(chan struct{}), Addr: fmt.Sprintf("%s:%d", ip, port)}
 	// Its own process group: if the main process dies hard, its children are
 	// still ours to end.
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -478,7 +485,9 @@ func TestKamailioScaleOut(t *testing.T) {
 // INVITEs with 503), a port where nothing answers, and node B; probes are too
 // rare to matter here. The first call is refused by C, times out on the silent
 // port after FR_TIMER, and is answered by B; both failed destinations are taken
-// out, so the second call goes straight to B.
+// out, so the second call goes straight to B. Kamailio runs two-legged here: the
+// caller talks to 127.0.0.2 (SIP_IP), the nodes to 127.0.0.1 (INTERNAL_IP), so
+// the in-dialog requests (ACK, re-INVITE, BYE) cross a double Record-Route.
 func TestKamailioFailover(t *testing.T) {
 	const echo = "+15550009"
 	c := cxcotest.StartGateway(t, cxcotest.GatewayOptions{Args: []string{"--echo-number", echo, "--node-id", "gw-c", "--drain-timeout", "30s"}})
@@ -494,7 +503,7 @@ func TestKamailioFailover(t *testing.T) {
 	c.Proc.WaitStderr(t, "draining: new calls are refused", 10*time.Second)
 
 	k := startKamailioList(t, fmt.Sprintf("1 sip:127.0.0.1:%d 0 30\n1 sip:127.0.0.1:%d 0 20\n1 sip:127.0.0.1:%d 0 10\n", c.SIPPort, silent, b.SIPPort),
-		"DS_ALG=8", "DS_PING_INTERVAL=60")
+		"DS_ALG=8", "DS_PING_INTERVAL=60", "SIP_IP=127.0.0.2", "INTERNAL_IP=127.0.0.1")
 	csv := filepath.Join(t.TempDir(), "numbers.csv")
 	if err := os.WriteFile(csv, []byte("SEQUENTIAL\n"+strings.TrimPrefix(echo, "+")+";\n"), 0o644); err != nil {
 		t.Fatal(err)
