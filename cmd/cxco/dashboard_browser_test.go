@@ -275,6 +275,17 @@ func TestDashboardInBrowser(t *testing.T) {
 		b.fail("the active agent shows number %q, want %s", got, number)
 	}
 	b.shot("agents")
+	b.run("edit its personality", 15*time.Second,
+		chromedp.Click(chromedp.CSS(`tr[data-status=active] [data-action=edit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=agent-form] #personality`)),
+		chromedp.SetValue(chromedp.CSS("#personality"), "You are a friendly test agent. Keep answers short."))
+	b.shot("agent-edit")
+	b.run("save it", 15*time.Second,
+		chromedp.Click(chromedp.CSS(`[data-testid=save-agent]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-status=active] [data-action=talk]`)))
+	if p := g.Must(200, "GET", "/api/agents/1", tn.UserKey, nil)["personality"]; p != "You are a friendly test agent. Keep answers short." {
+		b.fail("personality after the edit: %q", p)
+	}
 
 	// Talk to it: the page receives the opening line (packets and a level).
 	b.run("start the test call", 10*time.Second, chromedp.Click(chromedp.CSS(`tr[data-status=active] [data-action=talk]`)))
