@@ -52,6 +52,9 @@ type Connector struct {
 	bgStop chan struct{}
 	once   sync.Once
 	dialer *websocket.Dialer
+	// writeBufs lends gorilla a write buffer only while it writes (the initiation and
+	// the close): the sessions' own writers frame their messages themselves.
+	writeBufs sync.Pool
 }
 
 // Stats are the process's provider traffic counters.
@@ -60,7 +63,7 @@ func (c *Connector) Stats() *Stats { return &c.stats }
 func (c *Connector) init() {
 	c.once.Do(func() {
 		c.bgStop = make(chan struct{})
-		c.dialer = &websocket.Dialer{HandshakeTimeout: c.timeout(), ReadBufferSize: 16 << 10, WriteBufferSize: 4 << 10,
+		c.dialer = &websocket.Dialer{HandshakeTimeout: c.timeout(), ReadBufferSize: 4 << 10, WriteBufferSize: 4 << 10, WriteBufferPool: &c.writeBufs,
 			Subprotocols: []string{"convai"}}
 		if c.Log == nil {
 			c.Log = slog.New(slog.DiscardHandler)
@@ -129,8 +132,8 @@ func (c *Connector) Connect(ctx context.Context, info *sip.CallInfo) (sip.Peer, 
 	}
 	s.chunkBytes = cfg.ChunkMS * bytesPerMS
 	s.partial = make([]byte, 0, s.chunkBytes+640)
-	s.ring = make([][]byte, ringSlots)
-	s.arrivals = make([]time.Time, ringSlots)
+	s.ring = make([][]byte, ringStart)
+	s.arrivals = make([]time.Time, ringStart)
 	start := time.Now()
 	conn, convID, err := c.open(ctx, s, true)
 	if c.Observer != nil {

@@ -45,7 +45,8 @@ type Session struct {
 
 	// Caller audio to the provider: a ring of chunks, filled by OnAudio (media
 	// goroutine, never blocks: the oldest chunk is dropped when full) and drained by
-	// the writer. ctrl carries everything else, ahead of audio.
+	// the writer. The ring starts small and doubles up to ringSlots only while the
+	// provider socket is slow. ctrl carries everything else, ahead of audio.
 	audioMu   sync.Mutex
 	ring      [][]byte
 	ringHead  int
@@ -77,7 +78,9 @@ type Session struct {
 type callBox struct{ sip.Call }
 
 const (
-	ringSlots = 64 // 1.28 s of 20 ms chunks before the oldest is dropped
+	ringSlots     = 64 // 1.28 s of 20 ms chunks before the oldest is dropped
+	ringStart     = 4  // slots allocated at first: a writer that keeps up needs one or two
+	writeDeadline = 3 * time.Second
 )
 
 var errNotStarted = errors.New("bridge: the call is not answered yet")
@@ -133,8 +136,18 @@ func (s *Session) OnAudio(f media.Frame) {
 	}
 }
 
-// pushChunkLocked moves the partial chunk into the ring (dropping the oldest when full).
+// pushChunkLocked moves the partial chunk into the ring (growing it up to ringSlots,
+// then dropping the oldest when full).
 func (s *Session) pushChunkLocked() {
+	if s.ringLen == len(s.ring) && len(s.ring) < ringSlots {
+		n := min(2*len(s.ring), ringSlots)
+		ring, arr := make([][]byte, n), make([]time.Time, n)
+		for i := range s.ringLen {
+			j := (s.ringHead + i) % len(s.ring)
+			ring[i], arr[i] = s.ring[j], s.arrivals[j]
+		}
+		s.ring, s.arrivals, s.ringHead = ring, arr, 0
+	}
 	if s.ringLen == len(s.ring) {
 		s.ringHead = (s.ringHead + 1) % len(s.ring)
 		s.ringLen--
@@ -190,60 +203,72 @@ func (s *Session) since() float64 {
 	return math.Round(time.Since(at).Seconds()*10) / 10
 }
 
-// writer is the only goroutine that writes the socket: control messages first, then
-// caller audio, each audio chunk as its own message as soon as it is complete.
+// writer is the only goroutine that writes data frames on the socket: control
+// messages first, then caller audio, each audio chunk its own message as soon as it
+// is complete. Whatever is queued when it wakes (several chunks after a scheduling
+// delay, a pong with a chunk) goes out in one write; a chunk never waits for another.
+// Frames are built here, masked as a client's must be, without allocating.
 func (s *Session) writer() {
 	defer s.wg.Done()
-	var buf []byte
-	chunk := make([]byte, 0, s.chunkBytes)
+	var (
+		w    frameWriter
+		arrs []time.Time // arrivals of the audio chunks in this write
+		msg  []byte
+	)
 	for {
 		select {
 		case <-s.stop:
 			return
 		case m := <-s.ctrl:
-			s.write(m)
-			continue
+			w.add(m)
 		case <-s.wake:
 		}
+	drain:
 		for {
 			select {
 			case m := <-s.ctrl:
-				s.write(m)
-				continue
+				w.add(m)
 			default:
-			}
-			s.audioMu.Lock()
-			if s.ringLen == 0 {
-				s.audioMu.Unlock()
-				break
-			}
-			chunk = append(chunk[:0], s.ring[s.ringHead]...)
-			arr := s.arrivals[s.ringHead]
-			s.ringHead = (s.ringHead + 1) % len(s.ring)
-			s.ringLen--
-			s.audioMu.Unlock()
-			buf = appendAudioChunk(buf, chunk)
-			if s.write(buf) && s.upstream != nil && !arr.IsZero() {
-				s.upstream(time.Since(arr))
+				break drain
 			}
 		}
+		s.audioMu.Lock()
+		for s.ringLen > 0 {
+			msg = appendAudioChunk(msg[:0], s.ring[s.ringHead])
+			w.add(msg)
+			arrs = append(arrs, s.arrivals[s.ringHead])
+			s.ringHead = (s.ringHead + 1) % len(s.ring)
+			s.ringLen--
+		}
+		s.audioMu.Unlock()
+		if w.frames == 0 {
+			continue
+		}
+		if s.flush(&w) && s.upstream != nil {
+			for _, arr := range arrs {
+				if !arr.IsZero() {
+					s.upstream(time.Since(arr))
+				}
+			}
+		}
+		w.reset()
+		arrs = arrs[:0]
 	}
 }
 
-// write sends one text message on the current socket; false if it failed (the
-// reader notices the broken socket and reconnects).
-func (s *Session) write(msg []byte) bool {
+// flush writes the frames on the current socket in one write; false if it failed
+// (the reader notices the broken socket and reconnects).
+func (s *Session) flush(w *frameWriter) bool {
 	s.connMu.Lock()
 	conn := s.conn
 	s.connMu.Unlock()
 	if conn == nil {
 		return false
 	}
-	conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	if err := conn.WriteMessage(websocket.TextMessage, msg); err != nil {
+	if !w.write(conn.NetConn(), time.Now()) {
 		return false
 	}
-	s.c.stats.MessagesOut.Add(1)
+	s.c.stats.MessagesOut.Add(int64(w.frames))
 	return true
 }
 
@@ -251,12 +276,12 @@ func (s *Session) write(msg []byte) bool {
 // abnormally gets one reconnect.
 func (s *Session) reader() {
 	defer s.wg.Done()
-	var audioBuf []byte
+	var rb readBufs
 	for {
 		s.connMu.Lock()
 		conn := s.conn
 		s.connMu.Unlock()
-		err := s.readLoop(conn, &audioBuf)
+		err := s.readLoop(conn, &rb)
 		select {
 		case <-s.stop:
 			return
@@ -281,17 +306,24 @@ func (s *Session) reader() {
 	}
 }
 
+// readBufs are the reader's buffers, reused for every message.
+type readBufs struct{ msg, audio []byte }
+
 // readLoop reads one socket until it fails.
-func (s *Session) readLoop(conn *websocket.Conn, audioBuf *[]byte) error {
+func (s *Session) readLoop(conn *websocket.Conn, rb *readBufs) error {
 	conn.SetReadDeadline(time.Time{})
 	for {
-		_, msg, err := conn.ReadMessage()
+		_, r, err := conn.NextReader()
 		if err != nil {
 			return err
 		}
+		if rb.msg, err = readAll(r, rb.msg[:0]); err != nil {
+			return err
+		}
+		msg := rb.msg
 		s.c.stats.MessagesIn.Add(1)
-		if audio, id, ok := parseAudio(msg, *audioBuf); ok {
-			*audioBuf = audio[:cap(audio)]
+		if audio, id, ok := parseAudio(msg, rb.audio); ok {
+			rb.audio = audio[:cap(audio)]
 			s.onProviderAudio(audio, id)
 			continue
 		}
