@@ -51,6 +51,7 @@ type config struct {
 	settle      time.Duration
 	rtpLo       int
 	rtpHi       int
+	sippLo      int
 	providerArg string
 }
 
@@ -65,6 +66,7 @@ func main() {
 	flag.StringVar(&c.store, "store", "redis", "redis (a redis-server started for the run) or embedded")
 	flag.IntVar(&c.agents, "agents", 4, "agents (and numbers); calls go to them in turn")
 	flag.StringVar(&c.rtpPorts, "rtp-ports", "12000-15999", "the gateway's RTP port range (also the capture filter)")
+	flag.IntVar(&c.sippLo, "sipp-rtp-ports", 16000, "first of the 4000 RTP ports of the SIPp callers (2000 per codec)")
 	flag.Float64Var(&c.apiRate, "api-rate", 10, "API GET requests per second during the steady window")
 	flag.IntVar(&c.apiWorkers, "api-workers", 2, "concurrent API clients")
 	flag.BoolVar(&c.capture, "capture", true, "capture RTP on lo with dumpcap and count packets and sequence gaps")
@@ -129,6 +131,9 @@ func (c *config) validate() error {
 		errs = append(errs, errors.New("-rtp-ports: lo-hi, lo even"))
 	} else if (c.rtpHi-c.rtpLo)/2 < c.concurrency+50 {
 		errs = append(errs, fmt.Errorf("-rtp-ports %s holds %d port pairs: not enough for %d calls at once", c.rtpPorts, (c.rtpHi-c.rtpLo)/2, c.concurrency))
+	}
+	if c.sippLo < 1024 || c.sippLo+3999 > 65535 || c.sippLo <= c.rtpHi && c.sippLo+3999 >= c.rtpLo {
+		errs = append(errs, errors.New("-sipp-rtp-ports: 4000 ports that do not overlap -rtp-ports"))
 	}
 	if c.apiRate < 0 || c.apiRate > 200 || c.apiWorkers < 1 || c.apiWorkers > 16 {
 		errs = append(errs, errors.New("-api-rate 0..200, -api-workers 1..16"))

@@ -13,117 +13,40 @@ import (
 	"github.com/cxco/gateway/media/g711"
 )
 
-// The caller's audio: 20 ms G.711 packets (160 samples, 8 kHz) in a pcap that SIPp's
-// play_pcap_audio replays. It is a talker: a two-tone "utterance" of talk, then
-// silence long enough (> 500 ms) for the simulator to answer with its echo.
+// The caller's audio: 20 ms G.711 packets (160 samples, 8 kHz), which SIPp's
+// rtp_stream plays from a raw file (SIPp packetizes PCMU and PCMA at 160 bytes per
+// 20 ms). It is a talker: a two-tone "utterance", then silence long enough (> 500 ms)
+// for the simulator to answer with its echo, over and over.
 const (
-	pcapMagic   = 0xa1b2c3d4
-	linkEther   = 1
-	frameMS     = 20
-	frameSize   = 160
-	rtpHdr      = 12
-	etherHdr    = 14
-	ipv4Hdr     = 20
-	udpHdr      = 8
-	capturePort = 6000 // UDP ports written in the generated capture (SIPp rewrites them)
+	frameMS   = 20
+	frameSize = 160
+	rtpHdr    = 12
+	etherHdr  = 14
+	ipv4Hdr   = 20
+	udpHdr    = 8
 )
 
-// writeAudioPcap writes d of 20 ms RTP packets of payload type pt (0 PCMU, 8 PCMA):
-// talk for talk, silence for gap, repeated.
-func writeAudioPcap(path string, pt uint8, d, talk, gap time.Duration) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	var gh [24]byte
-	binary.LittleEndian.PutUint32(gh[0:], pcapMagic)
-	binary.LittleEndian.PutUint16(gh[4:], 2)
-	binary.LittleEndian.PutUint16(gh[6:], 4)
-	binary.LittleEndian.PutUint32(gh[16:], 65535)
-	binary.LittleEndian.PutUint32(gh[20:], linkEther)
-	w.Write(gh[:])
-
-	n := int(d / (frameMS * time.Millisecond))
+// writeAudio writes one talk+gap period of G.711 (payload type pt: 0 PCMU, 8 PCMA).
+func writeAudio(path string, pt uint8, talk, gap time.Duration) error {
 	period := int((talk + gap) / (frameMS * time.Millisecond))
 	talkFrames := int(talk / (frameMS * time.Millisecond))
-	pcm := make([]int16, frameSize)
-	payload := make([]byte, frameSize)
-	pkt := make([]byte, etherHdr+ipv4Hdr+udpHdr+rtpHdr+frameSize)
-	ssrc := uint32(0x5ca1ab1e) + uint32(pt)
-	base := time.Unix(1700000000, 0)
-	for i := 0; i < n; i++ {
-		inTalk := i%period < talkFrames
-		for k := range pcm {
-			if !inTalk {
-				pcm[k] = 0
-				continue
-			}
-			t := float64(i*frameSize+k) / 8000
-			// Two tones, slowly modulated: something like a voiced vowel.
-			env := 0.6 + 0.4*math.Sin(2*math.Pi*3*t)
-			pcm[k] = int16(6000 * env * (math.Sin(2*math.Pi*440*t) + 0.5*math.Sin(2*math.Pi*1100*t)))
+	pcm := make([]int16, period*frameSize)
+	for i := range pcm {
+		if i >= talkFrames*frameSize {
+			break
 		}
-		if pt == 8 {
-			g711.PCMToALaw(payload, pcm)
-		} else {
-			g711.PCMToULaw(payload, pcm)
-		}
-		// Ethernet
-		for k := 0; k < 12; k++ {
-			pkt[k] = 0
-		}
-		pkt[12], pkt[13] = 0x08, 0x00
-		ip := pkt[etherHdr:]
-		ip[0], ip[1] = 0x45, 0
-		binary.BigEndian.PutUint16(ip[2:], uint16(ipv4Hdr+udpHdr+rtpHdr+frameSize))
-		binary.BigEndian.PutUint16(ip[4:], uint16(i))
-		ip[6], ip[7], ip[8], ip[9] = 0x40, 0, 64, 17
-		ip[10], ip[11] = 0, 0
-		copy(ip[12:16], []byte{127, 0, 0, 1})
-		copy(ip[16:20], []byte{127, 0, 0, 1})
-		binary.BigEndian.PutUint16(ip[10:], ipChecksum(ip[:ipv4Hdr]))
-		udp := ip[ipv4Hdr:]
-		binary.BigEndian.PutUint16(udp[0:], capturePort)
-		binary.BigEndian.PutUint16(udp[2:], capturePort)
-		binary.BigEndian.PutUint16(udp[4:], uint16(udpHdr+rtpHdr+frameSize))
-		udp[6], udp[7] = 0, 0 // no checksum (SIPp computes its own)
-		rtp := udp[udpHdr:]
-		rtp[0] = 0x80
-		rtp[1] = pt
-		if i == 0 {
-			rtp[1] |= 0x80
-		}
-		binary.BigEndian.PutUint16(rtp[2:], uint16(1000+i))
-		binary.BigEndian.PutUint32(rtp[4:], uint32(8000+i*frameSize))
-		binary.BigEndian.PutUint32(rtp[8:], ssrc)
-		copy(rtp[rtpHdr:], payload)
-
-		ts := base.Add(time.Duration(i) * frameMS * time.Millisecond)
-		var rh [16]byte
-		binary.LittleEndian.PutUint32(rh[0:], uint32(ts.Unix()))
-		binary.LittleEndian.PutUint32(rh[4:], uint32(ts.Nanosecond()/1000))
-		binary.LittleEndian.PutUint32(rh[8:], uint32(len(pkt)))
-		binary.LittleEndian.PutUint32(rh[12:], uint32(len(pkt)))
-		w.Write(rh[:])
-		w.Write(pkt)
+		t := float64(i) / 8000
+		// Two tones, slowly modulated: something like a voiced vowel.
+		env := 0.6 + 0.4*math.Sin(2*math.Pi*3*t)
+		pcm[i] = int16(6000 * env * (math.Sin(2*math.Pi*440*t) + 0.5*math.Sin(2*math.Pi*1100*t)))
 	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
+	out := make([]byte, len(pcm))
+	if pt == 8 {
+		g711.PCMToALaw(out, pcm)
+	} else {
+		g711.PCMToULaw(out, pcm)
 	}
-	return f.Close()
-}
-
-func ipChecksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
+	return os.WriteFile(path, out, 0o644)
 }
 
 // flowKey is one RTP stream on the wire: addresses, ports and SSRC.

@@ -28,6 +28,7 @@ type sample struct {
 	msgOut     float64
 	goroutines float64
 	threads    int
+	others     time.Duration // CPU of SIPp, the simulator, Redis and dumpcap together
 }
 
 func logf(format string, args ...any) {
@@ -143,22 +144,18 @@ func run(ctx context.Context, c *config) (*summary, error) {
 		share := float64(cc.n) / float64(c.calls)
 		s := &caller{codec: cc.codec, pt: cc.pt, calls: cc.n, rate: math.Max(0.1, c.rate*share),
 			limit: max(1, int(math.Round(float64(c.concurrency)*share))), dir: filepath.Join(c.workDir, "sipp-"+strings.ToLower(cc.codec)),
-			sipPort: freePort(true), media: freePort(true)}
+			sipPort: freePort(true), rtpLo: c.sippLo + 2000*len(callers), rtpHi: c.sippLo + 2000*len(callers) + 1999}
 		if err := s.prepare(c, t.numbers); err != nil {
 			return nil, err
 		}
 		callers = append(callers, s)
 	}
 
-	// The capture: only our callers' RTP (their media ports) to and from the gateway's range.
+	// The capture: only our callers' RTP (their port range) to and from the gateway's range.
 	var capProc *proc
 	capFile := filepath.Join(c.workDir, "rtp.pcap")
 	if c.capture {
-		var ports []string
-		for _, s := range callers {
-			ports = append(ports, "port "+strconv.Itoa(s.media))
-		}
-		filter := fmt.Sprintf("udp and portrange %d-%d and (%s)", c.rtpLo, c.rtpHi, strings.Join(ports, " or "))
+		filter := fmt.Sprintf("udp and portrange %d-%d and portrange %d-%d", c.rtpLo, c.rtpHi, c.sippLo, c.sippLo+3999)
 		capProc, err = startProc(c.workDir, "dumpcap", nil, "dumpcap", "-i", "lo", "-f", filter, "-s", "64", "-B", "64",
 			"-P", "-w", capFile, "-q")
 		if err != nil {
@@ -204,6 +201,18 @@ func run(ctx context.Context, c *config) (*summary, error) {
 			rss, _ := procRSS(gw.pid())
 			m, err := scrape(ctx, hc, base+"/metrics")
 			s := sample{at: time.Now(), cpu: cpu, rss: rss, threads: procThreads(gw.pid())}
+			for _, p := range procs {
+				if p != gw {
+					o, _ := procCPU(p.pid())
+					s.others += o
+				}
+			}
+			for _, cl := range callers {
+				if cl.proc != nil {
+					o, _ := procCPU(cl.proc.pid())
+					s.others += o
+				}
+			}
 			if err == nil {
 				s.active = m["cxco_calls_active"]
 				s.msgIn = m[`cxco_provider_messages_total{direction="in"}`]

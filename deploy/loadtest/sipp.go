@@ -24,7 +24,8 @@ type caller struct {
 	limit    int
 	dir      string
 	sipPort  int
-	media    int
+	rtpLo    int // SIPp's RTP ports for this caller's calls
+	rtpHi    int
 	proc     *proc
 	started  time.Time
 	exitCode int
@@ -35,9 +36,8 @@ func (s *caller) prepare(c *config, numbers []string) error {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return err
 	}
-	pcap := filepath.Join(s.dir, strings.ToLower(s.codec)+"_20ms.pcap")
-	// The capture outlasts the call: SIPp stops playing it at the BYE.
-	if err := writeAudioPcap(pcap, s.pt, c.hold+10*time.Second, c.talk, c.gap); err != nil {
+	audio := filepath.Join(s.dir, "talker."+strings.ToLower(s.codec))
+	if err := writeAudio(audio, s.pt, c.talk, c.gap); err != nil {
 		return err
 	}
 	tmpl, err := template.New("scenario").Parse(scenarioTemplate)
@@ -48,7 +48,7 @@ func (s *caller) prepare(c *config, numbers []string) error {
 	if err != nil {
 		return err
 	}
-	if err := tmpl.Execute(f, map[string]any{"Codec": s.codec, "PT": s.pt, "Pcap": pcap}); err != nil {
+	if err := tmpl.Execute(f, map[string]any{"Codec": s.codec, "PT": s.pt, "Audio": audio}); err != nil {
 		f.Close()
 		return err
 	}
@@ -67,7 +67,7 @@ func (s *caller) start(c *config, gatewaySIP int) error {
 	args := []string{
 		"-sf", filepath.Join(s.dir, "uac_load.xml"), "-inf", filepath.Join(s.dir, "numbers.csv"),
 		fmt.Sprintf("127.0.0.1:%d", gatewaySIP),
-		"-i", "127.0.0.1", "-p", strconv.Itoa(s.sipPort), "-mi", "127.0.0.1", "-mp", strconv.Itoa(s.media),
+		"-i", "127.0.0.1", "-p", strconv.Itoa(s.sipPort), "-mi", "127.0.0.1", "-mp", strconv.Itoa(s.rtpLo), "-rtp_threadtasks", "20",
 		"-r", strconv.FormatFloat(s.rate, 'f', -1, 64), "-rp", "1000", "-l", strconv.Itoa(s.limit), "-m", strconv.Itoa(s.calls),
 		"-d", strconv.FormatInt(c.hold.Milliseconds(), 10),
 		"-trace_stat", "-stf", filepath.Join(s.dir, "stat.csv"), "-fd", "1",

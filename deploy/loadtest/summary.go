@@ -42,6 +42,7 @@ type summary struct {
 	WindowSeconds     float64
 	WindowCalls       float64 // mean calls up
 	CPUSeconds        float64
+	OthersCPUSeconds  float64 // SIPp, simulator, Redis, dumpcap
 	CPUmsPerCallSec   float64
 	IdleRSS, RSS      int64
 	RSSPerCallKiB     float64
@@ -150,6 +151,7 @@ func (s *summary) addSamples(ss []sample, idle []int64, idleGoroutines, threshol
 	}
 	s.WindowCalls = callSec / n
 	s.CPUSeconds = (b.cpu - a.cpu).Seconds()
+	s.OthersCPUSeconds = (b.others - a.others).Seconds()
 	s.CPUmsPerCallSec = 1000 * s.CPUSeconds / callSec
 	s.RSS = int64(median(rss))
 	s.RSSPerCallKiB = float64(s.RSS-s.IdleRSS) / s.WindowCalls / 1024
@@ -312,7 +314,8 @@ func (s *summary) print(w io.Writer) {
 		p("steady:   the calls never all were up at once: no steady window")
 	} else {
 		p("steady:   %.0f s with %.0f calls up (load avg %s)", s.WindowSeconds, s.WindowCalls, s.LoadInWindow)
-		p("CPU:      gateway %.2f s = %.3f ms per call-second (%.1f%% of one core)", s.CPUSeconds, s.CPUmsPerCallSec, 100*s.CPUSeconds/s.WindowSeconds)
+		p("CPU:      gateway %.2f s = %.3f ms per call-second (%.1f%% of one core); SIPp, simulator, Redis and dumpcap %.1f%% of one core",
+			s.CPUSeconds, s.CPUmsPerCallSec, 100*s.CPUSeconds/s.WindowSeconds, 100*s.OthersCPUSeconds/s.WindowSeconds)
 		p("memory:   RSS %.1f MiB idle, %.1f MiB steady: %.1f KiB per call", float64(s.IdleRSS)/(1<<20), float64(s.RSS)/(1<<20), s.RSSPerCallKiB)
 		p("          goroutines %.0f (%.1f per call beyond idle), threads %d", s.Goroutines, s.GoroutinesPerCall, s.Threads)
 		p("provider: %.0f messages/s to the provider, %.0f/s from it (%.1f and %.1f per call)", s.MsgOutPerSec, s.MsgInPerSec,
