@@ -23,10 +23,7 @@ type route struct {
 func dialled(req *gsip.Request) string {
 	user := req.Recipient.User
 	if req.Recipient.Scheme == "tel" {
-		user = req.Recipient.Host
-		if user == "" {
-			user = strings.TrimPrefix(req.Recipient.Raw(), "tel:")
-		}
+		user = strings.TrimPrefix(req.Recipient.Raw(), "tel:") // sipgo keeps a tel: URI's number raw
 	}
 	if user == "" && req.To() != nil {
 		user = req.To().Address.User
@@ -60,7 +57,7 @@ func callerNumber(req *gsip.Request) string {
 		if _, err := gsip.ParseAddressValue(h.Value(), &u, &p); err == nil {
 			user = u.User
 			if u.Scheme == "tel" {
-				user = u.Host
+				user = strings.TrimPrefix(u.Raw(), "tel:") // sipgo keeps a tel: URI's number raw
 			}
 		}
 	}

@@ -93,10 +93,7 @@ func TestRFC4475(t *testing.T) {
 	}
 	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{Args: []string{"--echo-number", "+15550001"}})
 	gw := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: g.SIPPort}
-	dir := filepath.Join(filepath.Dir(cxcotest.RepoRoot()), "shared", "testdata", "rfc4475")
-	if _, err := os.Stat(dir); err != nil {
-		dir = "/work/shared/testdata/rfc4475"
-	}
+	dir := filepath.Join(cxcotest.RepoRoot(), "sip", "testdata", "rfc4475")
 	files := make([]string, 0, len(tortureExpect))
 	for f := range tortureExpect {
 		files = append(files, f)

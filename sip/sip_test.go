@@ -1,0 +1,189 @@
+package sip
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	gsip "github.com/emiago/sipgo/sip"
+)
+
+func parseReq(t *testing.T, raw string) *gsip.Request {
+	t.Helper()
+	m, err := gsip.ParseMessage([]byte(raw))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return m.(*gsip.Request)
+}
+
+const baseInvite = "INVITE sip:+27211234567@gw.example.com SIP/2.0\r\n" +
+	"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc\r\n" +
+	"From: <sip:+27821234567@trunk.example.com>;tag=1\r\n" +
+	"To: <sip:+27211234567@gw.example.com>\r\n" +
+	"Call-ID: a@b\r\nCSeq: 1 INVITE\r\nContact: <sip:t@10.0.0.1>\r\nMax-Forwards: 70\r\n%sContent-Length: 0\r\n\r\n"
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra string
+		code        int
+	}{
+		{"plain", "", 0},
+		{"require timer is fine", "Require: timer\r\n", 0},
+		{"require 100rel is not", "Require: 100rel\r\n", 420},
+		{"proxy-require unknown", "Proxy-Require: foo\r\n", 420},
+		{"accept without sdp", "Accept: text/plain\r\n", 406},
+		{"accept with wildcard", "Accept: text/plain, */*\r\n", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := parseReq(t, sprintf(baseInvite, tc.extra))
+			if code, _, _ := validate(req); code != tc.code {
+				t.Fatalf("validate: %d, want %d", code, tc.code)
+			}
+		})
+	}
+}
+
+func sprintf(f, a string) string { return strings.Replace(f, "%s", a, 1) }
+
+func TestNumbers(t *testing.T) {
+	for in, want := range map[string]string{
+		"+27211234567": "+27211234567", "27211234567": "+27211234567", "+27 21-123 4567": "+27211234567",
+		"27211234567;npdi": "+27211234567", "alice": "", "": "",
+	} {
+		if got := normalizeNumber(in); got != want {
+			t.Errorf("normalizeNumber(%q) = %q, want %q", in, got, want)
+		}
+	}
+	req := parseReq(t, sprintf(baseInvite, ""))
+	if d := dialled(req); d != "+27211234567" {
+		t.Fatalf("dialled %q", d)
+	}
+	if c := callerNumber(req); c != "+27821234567" {
+		t.Fatalf("caller %q", c)
+	}
+	pai := parseReq(t, sprintf(baseInvite, "P-Asserted-Identity: <tel:+15551230000>\r\n"))
+	if c := callerNumber(pai); c != "+15551230000" {
+		t.Fatalf("caller from P-Asserted-Identity %q", c)
+	}
+	tel := parseReq(t, strings.Replace(sprintf(baseInvite, ""), "INVITE sip:+27211234567@gw.example.com", "INVITE tel:+27211234567", 1))
+	if d := dialled(tel); d != "+27211234567" {
+		t.Fatalf("dialled tel: %q", d)
+	}
+}
+
+func TestParseSE(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		d       time.Duration
+		refresh string
+		ok      bool
+	}{
+		{"1800", 1800 * time.Second, "", true},
+		{"1800;refresher=uac", 1800 * time.Second, "uac", true},
+		{"90 ; refresher=UAS", 90 * time.Second, "uas", true},
+		{"x", 0, "", false},
+		{"-5", 0, "", false},
+	} {
+		d, r, ok := parseSE(tc.in)
+		if d != tc.d || r != tc.refresh || ok != tc.ok {
+			t.Errorf("parseSE(%q) = %v %q %v", tc.in, d, r, ok)
+		}
+	}
+}
+
+func TestSessionTimerDue(t *testing.T) {
+	s := &Server{opt: Options{SessionMinSE: 90 * time.Second}}
+	now := time.Now()
+	c := &call{s: s, sessionSE: 120 * time.Second, sessionExp: now.Add(120 * time.Second)}
+	// The UAC refreshes: we hang up at SE - min(32 s, SE/3) = 88 s without a refresh.
+	if exp, _ := c.sessionTimerDue(now.Add(87 * time.Second)); exp {
+		t.Fatal("expired too early")
+	}
+	if exp, _ := c.sessionTimerDue(now.Add(89 * time.Second)); !exp {
+		t.Fatal("not expired at 89 s")
+	}
+	// We refresh: at half the interval.
+	c.weRefresh = true
+	if _, r := c.sessionTimerDue(now.Add(59 * time.Second)); r {
+		t.Fatal("refresh too early")
+	}
+	if _, r := c.sessionTimerDue(now.Add(61 * time.Second)); !r {
+		t.Fatal("no refresh at 61 s")
+	}
+}
+
+func TestInfoDigit(t *testing.T) {
+	mk := func(ct, body string) *gsip.Request {
+		raw := "INFO sip:gw SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\n" +
+			"Call-ID: x\r\nCSeq: 2 INFO\r\nContent-Type: " + ct + "\r\nContent-Length: " + itoaTest(len(body)) + "\r\n\r\n" + body
+		return parseReq(t, raw)
+	}
+	for _, tc := range []struct {
+		ct, body string
+		d        rune
+		ok       bool
+	}{
+		{"application/dtmf-relay", "Signal=5\r\nDuration=160\r\n", '5', true},
+		{"application/dtmf-relay", "Signal=#\r\n", '#', true},
+		{"application/dtmf-relay", "Signal=11\r\n", '#', true},
+		{"application/dtmf", "*", '*', true},
+		{"text/plain", "5", 0, false},
+	} {
+		d, ok := infoDigit(mk(tc.ct, tc.body))
+		if d != tc.d || ok != tc.ok {
+			t.Errorf("%s %q: %q %v", tc.ct, tc.body, d, ok)
+		}
+	}
+}
+
+func itoaTest(n int) string { return strconv.Itoa(n) }
+
+func TestStatelessReject(t *testing.T) {
+	raw := "INVITE  sip:a@b  SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4:5060;branch=z9hG4bKq\r\nFrom: <sip:x@y>;tag=9\r\n" +
+		"To: <sip:a@b>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+	out := string(statelessReject([]byte(raw), 400, "Bad Request"))
+	for _, want := range []string{"SIP/2.0 400 Bad Request\r\n", "Via: SIP/2.0/UDP 1.2.3.4:5060;branch=z9hG4bKq", "To: <sip:a@b>;tag=", "Call-ID: c1", "CSeq: 1 INVITE"} {
+		if !contains(out, want) {
+			t.Fatalf("missing %q in\n%s", want, out)
+		}
+	}
+	if statelessReject([]byte("SIP/2.0 200 OK\r\nVia: x\r\n\r\n"), 400, "x") != nil {
+		t.Fatal("answered a response")
+	}
+	if statelessReject([]byte("INVITE sip:a@b SIP/2.0\r\nVia: x\r\n\r\n"), 400, "x") != nil {
+		t.Fatal("answered without Call-ID and CSeq")
+	}
+	if !unknownScheme([]byte("OPTIONS soap.beep://192.0.2.103:3002 SIP/2.0\r\n")) || unknownScheme([]byte("INVITE <sip:a@b> SIP/2.0\r\n")) {
+		t.Fatal("unknownScheme")
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestDigestNonce(t *testing.T) {
+	a := newDigestAuth("cxco", "u", "p")
+	now := time.Unix(1800000000, 0)
+	a.now = func() time.Time { return now }
+	n := a.nonce()
+	if ok, stale := a.nonceValid(n); !ok || stale {
+		t.Fatal("fresh nonce refused")
+	}
+	now = now.Add(nonceTTL + time.Second)
+	if ok, stale := a.nonceValid(n); ok || !stale {
+		t.Fatal("old nonce not stale")
+	}
+	if ok, _ := a.nonceValid(n[:len(n)-1] + "0"); ok {
+		t.Fatal("forged nonce accepted")
+	}
+	// Another node with the same credentials accepts it.
+	b := newDigestAuth("cxco", "u", "p")
+	b.now = a.now
+	if ok, _ := b.nonceValid(a.nonce()); !ok {
+		t.Fatal("nonce not shared between nodes")
+	}
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
