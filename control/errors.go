@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/store"
 )
 
@@ -64,12 +63,19 @@ func toAPIError(err error, what string) *apiError {
 		return errf(http.StatusConflict, typeConflict, "%s", err.Error())
 	case errors.Is(err, store.ErrUnavailable):
 		return errf(http.StatusServiceUnavailable, typeUnavailable, "the data store is unavailable; try again shortly")
-	case errors.Is(err, bridge.ErrProvider):
+	case isUnavailable(err): // the voice-AI provider (bridge.ErrProvider says so)
 		return errf(http.StatusServiceUnavailable, typeUnavailable, "the voice-AI provider failed: %s", err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return errf(http.StatusServiceUnavailable, typeUnavailable, "the request timed out; try again shortly")
 	}
 	return errf(http.StatusInternalServerError, typeInternal, "internal error")
+}
+
+// isUnavailable: a dependency outside the store is down; such errors say so with
+// an Unavailable method.
+func isUnavailable(err error) bool {
+	var u interface{ Unavailable() bool }
+	return errors.As(err, &u) && u.Unavailable()
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
