@@ -60,6 +60,7 @@ type flowKey struct {
 // flow is what the capture saw of one stream.
 type flow struct {
 	packets  int
+	startExt int64 // extended sequence number of the first packet
 	lastExt  int64 // extended sequence number of the newest packet
 	minExt   int64
 	maxExt   int64
@@ -69,6 +70,7 @@ type flow struct {
 	lastAt   time.Time
 	maxGap   time.Duration // longest time between two packets
 	longGaps int           // gaps over 60 ms (3 packet times)
+	transits []int32       // arrival minus the packet's place on a 20 ms clock, µs
 }
 
 // rtpLeg sums the flows of one direction.
@@ -83,6 +85,10 @@ type rtpLeg struct {
 	// ByTime is what 50 packets a second over each flow's life would be (a pacer
 	// that skips ticks without skipping sequence numbers shows here).
 	ByTime int
+	// Delayed20 and Delayed40: packets that reached the wire more than 20 (40) ms
+	// later than the fastest packet of the 4 s before them would have put them (the
+	// sender's jitter, as a jitter buffer at that depth would see it).
+	Delayed20, Delayed40 int
 }
 
 // captureStats reads a pcap written by dumpcap and sums RTP per direction: towards
@@ -199,12 +205,37 @@ func captureStats(path string, lo, hi int) (up, down rtpLeg, err error) {
 		leg.LongGaps += fl.longGaps
 		leg.MaxGap = max(leg.MaxGap, fl.maxGap)
 		leg.ByTime += int(fl.lastAt.Sub(fl.firstAt)/(frameMS*time.Millisecond)) + 1
+		// Against the fastest packet of the previous 4 s (the jitter buffer's
+		// baseline): a sender that re-phases after a stall is not counted late
+		// for the rest of the call.
+		var q []int // indexes into transits, increasing transit
+		for i, t := range fl.transits {
+			for len(q) > 0 && q[0] < i-200 {
+				q = q[1:]
+			}
+			if len(q) > 0 {
+				if d := t - fl.transits[q[0]]; d > 20000 {
+					leg.Delayed20++
+					if d > 40000 {
+						leg.Delayed40++
+					}
+				}
+			}
+			for len(q) > 0 && fl.transits[q[len(q)-1]] >= t {
+				q = q[:len(q)-1]
+			}
+			q = append(q, i)
+		}
 	}
 	return up, down, nil
 }
 
+// minExtStart is the first packet's extended sequence number.
+func (f *flow) minExtStart() int64 { return f.startExt }
+
 func (f *flow) add(seq uint16, at time.Time) {
 	if f.packets == 0 {
+		f.startExt = int64(seq)
 		f.lastExt, f.minExt, f.maxExt = int64(seq), int64(seq), int64(seq)
 		f.firstAt, f.lastAt = at, at
 	} else {
@@ -219,6 +250,7 @@ func (f *flow) add(seq uint16, at time.Time) {
 		f.lastAt = at
 	}
 	f.packets++
+	f.transits = append(f.transits, int32(at.Sub(f.firstAt).Microseconds()-(f.lastExt-f.minExtStart())*frameMS*1000))
 	if _, ok := f.seen[f.lastExt]; ok {
 		f.dups++
 	} else {

@@ -296,10 +296,13 @@ func (s *summary) print(w io.Writer) {
 		p("          gateway received %d (%.3f%% of the wire's), jitter buffer dropped %d late: upstream loss %.3f%%",
 			s.RecRTPIn, pct(float64(s.RecRTPIn), float64(c.Up.Packets)), s.RecLate,
 			pct(float64(int64(c.Up.Expected)-s.RecRTPIn+s.RecLate), float64(c.Up.Expected)))
+		p("          caller's timing on the wire: %d packets > 20 ms and %d > 40 ms late on their stream's clock; %d gaps > 60 ms, longest %s",
+			c.Up.Delayed20, c.Up.Delayed40, c.Up.LongGaps, c.Up.MaxGap.Round(time.Millisecond))
 		p("RTP down: gateway->caller on the wire %d packets in %d streams, sequence gaps %d of %d (%.3f%%); gateway says it sent %d",
 			c.Down.Packets, c.Down.Flows, c.Down.Lost, c.Down.Expected, pct(float64(c.Down.Lost), float64(c.Down.Expected)), s.RecRTPOut)
-		p("          pacing: %d packets where 50/s over each stream's life makes %d (%.3f%% short); %d stalls > 60 ms, longest %s",
-			c.Down.Packets, c.Down.ByTime, pct(float64(c.Down.ByTime-c.Down.Packets), float64(c.Down.ByTime)), c.Down.LongGaps, c.Down.MaxGap.Round(time.Millisecond))
+		p("          pacing: %d packets where 50/s over each stream's life makes %d (%.3f%% short); %d > 20 ms and %d > 40 ms late; %d stalls > 60 ms, longest %s",
+			c.Down.Packets, c.Down.ByTime, pct(float64(c.Down.ByTime-c.Down.Packets), float64(c.Down.ByTime)), c.Down.Delayed20, c.Down.Delayed40,
+			c.Down.LongGaps, c.Down.MaxGap.Round(time.Millisecond))
 		if c.Dropped != "" {
 			p("          capture: %s", c.Dropped)
 		}
