@@ -49,7 +49,7 @@ func kamailioBinary(t *testing.T) string {
 func kamailioDefines(port int, dsList string, overrides ...string) []string {
 	defs := [][2]string{
 		{"SIP_IP", "127.0.0.1"}, {"SIP_PORT", strconv.Itoa(port)}, {"DS_LIST", strconv.Quote(dsList)},
-		{"DS_PING_INTERVAL", "1"}, {"DS_INACTIVE_THRESHOLD", "1"}, {"TRUNK_ALLOW", `"127.0.0.0/8"`},
+		{"DS_PING_INTERVAL", "1"}, {"DS_PROBING_THRESHOLD", "1"}, {"DS_INACTIVE_THRESHOLD", "1"}, {"TRUNK_ALLOW", `"127.0.0.0/8"`},
 		{"CHILDREN", "2"}, {"TCP_CHILDREN", "1"},
 	}
 	for _, o := range overrides {
