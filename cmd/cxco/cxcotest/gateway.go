@@ -244,7 +244,7 @@ func sippResult(dir string, err error, text string) (int, string) {
 		}
 	}
 	if code != 0 {
-		for _, pat := range []string{"*errors.log", "*messages.log"} {
+		for _, pat := range []string{"*messages.log", "*errors.log"} { // errors last: callers often show the tail
 			files, _ := filepath.Glob(filepath.Join(dir, pat))
 			for _, f := range files {
 				b, _ := os.ReadFile(f)
