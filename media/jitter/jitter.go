@@ -180,6 +180,7 @@ type Buffer struct {
 	minQ             []sample
 	minHead, minTail int
 	histQ            []sample
+	qlen, qmask      int // length of minQ and histQ (a power of two)
 	histHead         int
 	histTail         int
 	hist             []uint32 // counts per 1 ms of relative delay
@@ -205,7 +206,15 @@ type sample struct {
 	v  int64 // transit (ns) or histogram bin
 }
 
-const queueLen = 1024 // window entries kept at most (10 s of 10 ms packets)
+// queueLen is how many window entries are kept: the window's worth of 10 ms packets
+// (the shortest usual) and some, a power of two.
+func queueLen(window time.Duration) int {
+	n := 64
+	for n < int(window/(10*time.Millisecond))+16 {
+		n <<= 1
+	}
+	return n
+}
 
 // New returns an empty buffer.
 func New(opts Options) *Buffer {
@@ -217,6 +226,7 @@ func New(opts Options) *Buffer {
 	for size < need {
 		size <<= 1
 	}
+	qlen := queueLen(opts.Window)
 	b := &Buffer{
 		opt:     opts,
 		codec:   opts.Codec,
@@ -224,8 +234,10 @@ func New(opts Options) *Buffer {
 		have:    make([]uint64, size/64),
 		arrival: make([]int64, size>>blockShift),
 		mask:    size - 1,
-		minQ:    make([]sample, queueLen),
-		histQ:   make([]sample, queueLen),
+		minQ:    make([]sample, qlen),
+		histQ:   make([]sample, qlen),
+		qlen:    qlen,
+		qmask:   qlen - 1,
 		hist:    make([]uint32, int(opts.Max/time.Millisecond)+2),
 	}
 	return b
@@ -403,39 +415,39 @@ func (b *Buffer) markSeq(e int64) {
 func (b *Buffer) measure(at, transit int64) {
 	horizon := at - int64(b.opt.Window)
 	// sliding minimum
-	for b.minTail > b.minHead && b.minQ[(b.minTail-1)%queueLen].v >= transit {
+	for b.minTail > b.minHead && b.minQ[(b.minTail-1)&b.qmask].v >= transit {
 		b.minTail--
 	}
-	if b.minTail-b.minHead == queueLen {
+	if b.minTail-b.minHead == b.qlen {
 		b.minHead++
 	}
-	b.minQ[b.minTail%queueLen] = sample{at, transit}
+	b.minQ[b.minTail&b.qmask] = sample{at, transit}
 	b.minTail++
-	for b.minQ[b.minHead%queueLen].at < horizon {
+	for b.minQ[b.minHead&b.qmask].at < horizon {
 		b.minHead++
 	}
-	if b.minHead >= queueLen {
-		b.minHead -= queueLen
-		b.minTail -= queueLen
+	if b.minHead >= b.qlen {
+		b.minHead -= b.qlen
+		b.minTail -= b.qlen
 	}
 	// histogram of relative delay
-	for b.histTail > b.histHead && (b.histQ[b.histHead%queueLen].at < horizon || b.histTail-b.histHead == queueLen) {
-		b.hist[b.histQ[b.histHead%queueLen].v]--
+	for b.histTail > b.histHead && (b.histQ[b.histHead&b.qmask].at < horizon || b.histTail-b.histHead == b.qlen) {
+		b.hist[b.histQ[b.histHead&b.qmask].v]--
 		b.histHead++
 	}
-	if b.histHead >= queueLen {
-		b.histHead -= queueLen
-		b.histTail -= queueLen
+	if b.histHead >= b.qlen {
+		b.histHead -= b.qlen
+		b.histTail -= b.qlen
 	}
 	d := transit - b.base()
 	bin := (d + int64(time.Millisecond) - 1) / int64(time.Millisecond)
 	bin = min(max(bin, 0), int64(len(b.hist)-1))
 	b.hist[bin]++
-	b.histQ[b.histTail%queueLen] = sample{at, bin}
+	b.histQ[b.histTail&b.qmask] = sample{at, bin}
 	b.histTail++
 }
 
-func (b *Buffer) base() int64 { return b.minQ[b.minHead%queueLen].v }
+func (b *Buffer) base() int64 { return b.minQ[b.minHead&b.qmask].v }
 
 // grewLate makes the depth cover a late packet at once.
 func (b *Buffer) grewLate(at, transit int64) {
@@ -461,7 +473,7 @@ func (b *Buffer) target() int64 {
 			}
 		}
 	}
-	if b.lateAt != 0 && b.minTail > b.minHead && b.minQ[(b.minTail-1)%queueLen].at-b.lateAt <= int64(b.opt.Window) {
+	if b.lateAt != 0 && b.minTail > b.minHead && b.minQ[(b.minTail-1)&b.qmask].at-b.lateAt <= int64(b.opt.Window) {
 		t = max(t, b.lateHold)
 	}
 	return min(max(t, int64(b.opt.Min)), int64(b.opt.Max))
