@@ -81,15 +81,23 @@ func (c *Connector) timeout() time.Duration {
 	return 3 * time.Second
 }
 
-// Close stops background work (post-call analysis fetches) and waits for it.
+// Close lets the post-call analyses under way finish (up to 20 s: the last calls of a
+// draining node keep their summaries), then stops the rest and waits for it.
 func (c *Connector) Close() {
 	c.init()
+	done := make(chan struct{})
+	go func() { c.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		c.Log.Warn("post-call analyses still pending at shutdown are abandoned")
+	}
 	select {
 	case <-c.bgStop:
 	default:
 		close(c.bgStop)
 	}
-	c.bg.Wait()
+	<-done
 }
 
 func (c *Connector) wsURL(agentID string) (string, error) {

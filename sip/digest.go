@@ -2,7 +2,6 @@ package sip
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -26,12 +25,10 @@ type digestAuth struct {
 const nonceTTL = 5 * time.Minute
 
 func newDigestAuth(realm, user, password string) *digestAuth {
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	// Derive the key from the password too, so nodes sharing the credentials share nonces.
+	// The nonce key comes from the credentials, so every node sharing them accepts the
+	// nonces any of them issued.
 	sum := sha256.Sum256([]byte("cxco-nonce:" + user + ":" + password))
-	copy(key, sum[:])
-	return &digestAuth{realm: realm, user: user, password: password, key: key, now: time.Now}
+	return &digestAuth{realm: realm, user: user, password: password, key: sum[:], now: time.Now}
 }
 
 func (a *digestAuth) nonce() string {

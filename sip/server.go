@@ -44,7 +44,8 @@ type Options struct {
 	RTPTimeout time.Duration
 	// EchoNumber answers every call with the caller's own audio.
 	EchoNumber string
-	// FloodRate and FloodBurst bound new requests per source address (token bucket).
+	// FloodRate and FloodBurst bound new requests per source address (token bucket);
+	// 0 means the default (300/s, burst 600), negative means no limit.
 	FloodRate  float64
 	FloodBurst int
 	// SessionMinSE is our Min-SE for RFC 4028 session timers (default 90 s).
@@ -122,8 +123,11 @@ func New(opt Options) (*Server, error) {
 	if opt.RTPTimeout <= 0 {
 		opt.RTPTimeout = 30 * time.Second
 	}
-	if opt.FloodRate == 0 {
+	switch {
+	case opt.FloodRate == 0:
 		opt.FloodRate, opt.FloodBurst = 300, 600
+	case opt.FloodRate < 0:
+		opt.FloodRate = 0 // the limiter lets everything through
 	}
 	if opt.SessionMinSE <= 0 {
 		opt.SessionMinSE = 90 * time.Second

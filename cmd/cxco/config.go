@@ -34,6 +34,7 @@ type Config struct {
 	TrunkPassword        string
 	TrunkURI             string
 	MaxCalls             int
+	SIPSourceRate        int
 	RTPTimeout           time.Duration
 	EchoNumber           string
 	JitterMin, JitterMax time.Duration
@@ -147,6 +148,7 @@ func serveFlags(c *Config) *flagSet {
 	fs.str(&c.TrunkPassword, "trunk-password", "CXCO_TRUNK_PASSWORD", "", "digest password for --trunk-user")
 	fs.str(&c.TrunkURI, "trunk-uri", "CXCO_TRUNK_URI", "", "SIP URI of the trunk for outbound calls (bridged transfers), e.g. sip:trunk.example.com:5060")
 	fs.integer(&c.MaxCalls, "max-calls", "CXCO_MAX_CALLS", 1000, "concurrent calls before INVITEs get 503")
+	fs.integer(&c.SIPSourceRate, "sip-source-rate", "CXCO_SIP_SOURCE_RATE", 300, "new SIP requests per second accepted from one source address (burst twice that; 0: no limit); raise it behind a proxy")
 	fs.dur(&c.RTPTimeout, "rtp-timeout", "CXCO_RTP_TIMEOUT", 30*time.Second, "end a call after this long without RTP (hold excepted)")
 	fs.str(&c.EchoNumber, "echo-number", "CXCO_ECHO_NUMBER", "", "a number that answers every call with the caller's own audio (echo test line)")
 	fs.dur(&c.JitterMin, "jitter-min", "CXCO_JITTER_MIN", 20*time.Millisecond, "jitter buffer minimum depth")
@@ -226,6 +228,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxCalls < 1 {
 		bad("--max-calls must be at least 1")
+	}
+	if c.SIPSourceRate < 0 {
+		bad("--sip-source-rate must not be negative")
 	}
 	positive := map[string]time.Duration{"--provider-timeout": c.ProviderTimeout, "--rtp-timeout": c.RTPTimeout,
 		"--transfer-timeout": c.TransferTimeout, "--drain-timeout": c.DrainTimeout, "--webhook-disable-after": c.WebhookDisableAfter}

@@ -122,6 +122,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		EchoNumber: cfg.EchoNumber, Store: st, Connector: connector, Ports: ports, Wheel: wheel,
 		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Logger: log.With("component", "sip"),
 		TransferTimeout: cfg.TransferTimeout, TrunkURI: cfg.TrunkURI, Observer: obs,
+		FloodRate: sourceRate(cfg.SIPSourceRate), FloodBurst: 2 * cfg.SIPSourceRate,
 	})
 	if err != nil {
 		return err
@@ -249,4 +250,13 @@ func splitComma(s string) []string {
 		}
 	}
 	return out
+}
+
+// sourceRate maps --sip-source-rate to sip.Options.FloodRate (0 there means the
+// default; a negative rate, no limit).
+func sourceRate(perSecond int) float64 {
+	if perSecond == 0 {
+		return -1
+	}
+	return float64(perSecond)
 }
