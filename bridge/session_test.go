@@ -13,15 +13,7 @@ import (
 	"github.com/cxco/gateway/store"
 )
 
-func tone(freq, dBFS float64, d time.Duration) []int16 {
-	n := int(d.Seconds() * 8000)
-	amp := 32767 * math.Pow(10, dBFS/20)
-	out := make([]int16, n)
-	for i := range out {
-		out[i] = int16(amp * math.Sin(2*math.Pi*freq*float64(i)/8000))
-	}
-	return out
-}
+func tone(freq, dBFS float64, d time.Duration) []int16 { return audiotest.Sine(8000, freq, dBFS, d) }
 
 // loud keeps the 20 ms frames of pcm louder than -35 dBFS.
 func loud(pcm []int16) []int16 {

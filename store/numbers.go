@@ -165,15 +165,11 @@ func (s *Store) GetNumberByE164(ctx context.Context, number string) (*PhoneNumbe
 
 // getNumbers reads many pool numbers with one pipeline.
 func (s *Store) getNumbers(ctx context.Context, ids []int64) ([]*PhoneNumber, error) {
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, keyPN(id))
-		}
-		return nil
+	cmds, err := pipelined(ctx, s, len(ids), func(p redis.Pipeliner, i int) *redis.MapStringStringCmd {
+		return p.HGetAll(ctx, keyPN(ids[i]))
 	})
 	if err != nil {
-		return nil, wrapRedis(err)
+		return nil, err
 	}
 	out := make([]*PhoneNumber, 0, len(ids))
 	for _, c := range cmds {
@@ -298,19 +294,11 @@ func (s *Store) CompanyNumber(ctx context.Context, cid, id int64) (*PhoneNumber,
 }
 
 func (s *Store) withWhatsApp(ctx context.Context, cid int64, pns []*PhoneNumber) ([]*PhoneNumber, error) {
-	keys := make([]string, len(pns))
-	for i, pn := range pns {
-		keys[i] = keyPNWA(cid, pn.ID)
-	}
-	cmds := make([]*redis.StringCmd, len(keys))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.Get(ctx, k)
-		}
-		return nil
+	cmds, err := pipelined(ctx, s, len(pns), func(p redis.Pipeliner, i int) *redis.StringCmd {
+		return p.Get(ctx, keyPNWA(cid, pns[i].ID))
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, wrapRedis(err)
+	if err != nil {
+		return nil, err
 	}
 	for i, c := range cmds {
 		var wa WhatsAppState

@@ -26,21 +26,33 @@ func (s *Store) getJSON(ctx context.Context, key string, v any) error {
 	return nil
 }
 
+// pipelined sends n commands, cmd(p, i) for each i, in one pipeline and returns them in
+// order. A missing key (redis.Nil) is not an error here: each command keeps its own.
+func pipelined[C redis.Cmder](ctx context.Context, s *Store, n int, cmd func(p redis.Pipeliner, i int) C) ([]C, error) {
+	cmds := make([]C, n)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range n {
+			cmds[i] = cmd(p, i)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrapRedis(err)
+	}
+	return cmds, nil
+}
+
 // getJSONs reads many JSON records with one pipeline (keys may be in different slots).
 // Missing records are skipped; the result keeps the order of keys.
 func getJSONs[T any](ctx context.Context, s *Store, keys []string) ([]*T, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	cmds := make([]*redis.StringCmd, len(keys))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.Get(ctx, k)
-		}
-		return nil
+	cmds, err := pipelined(ctx, s, len(keys), func(p redis.Pipeliner, i int) *redis.StringCmd {
+		return p.Get(ctx, keys[i])
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, wrapRedis(err)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]*T, 0, len(keys))
 	for i, c := range cmds {

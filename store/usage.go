@@ -154,15 +154,11 @@ func (s *Store) UsageRange(ctx context.Context, cid int64, start, end time.Time,
 	for d := start.UTC(); !d.After(end.UTC()); d = d.AddDate(0, 0, 1) {
 		days = append(days, d.Format(DayFormat))
 	}
-	cmds := make([]*redis.MapStringStringCmd, len(days))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, d := range days {
-			cmds[i] = p.HGetAll(ctx, keyUsage(cid, d))
-		}
-		return nil
+	cmds, err := pipelined(ctx, s, len(days), func(p redis.Pipeliner, i int) *redis.MapStringStringCmd {
+		return p.HGetAll(ctx, keyUsage(cid, days[i]))
 	})
 	if err != nil {
-		return nil, wrapRedis(err)
+		return nil, err
 	}
 	rep := &UsageReport{ByAgent: map[int64]*Usage{}}
 	for i, d := range days {

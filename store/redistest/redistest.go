@@ -63,7 +63,7 @@ func (r *Redis) start(bin string, port int) error {
 		}
 		go io.Copy(io.Discard, out)
 		addr := fmt.Sprintf("127.0.0.1:%d", p)
-		if waitTCP(addr, 5*time.Second) {
+		if WaitTCP(addr, 5*time.Second) {
 			r.cmd, r.Addr, r.URL = cmd, addr, "redis://"+addr
 			return nil
 		}
@@ -102,7 +102,8 @@ func (r *Redis) Restart(t testing.TB) {
 	}
 }
 
-func waitTCP(addr string, d time.Duration) bool {
+// WaitTCP waits up to d until something accepts TCP connections on addr.
+func WaitTCP(addr string, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)

@@ -16,23 +16,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cxco/gateway/store/redistest"
 )
 
-func waitTCP(addr string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
-}
-
 // WaitTCP waits until something listens on addr.
-func WaitTCP(addr string, d time.Duration) bool { return waitTCP(addr, d) }
+func WaitTCP(addr string, d time.Duration) bool { return redistest.WaitTCP(addr, d) }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {

@@ -88,7 +88,7 @@ func startGateway(t testing.TB, o GatewayOptions) (*Gateway, error) {
 		p.Kill()
 		return nil, fmt.Errorf("gateway did not start: %s", tail(p.Stderr(), 5))
 	}
-	if !waitTCP(fmt.Sprintf("127.0.0.1:%d", httpPort), 10*time.Second) {
+	if !WaitTCP(fmt.Sprintf("127.0.0.1:%d", httpPort), 10*time.Second) {
 		return nil, fmt.Errorf("gateway HTTP did not come up")
 	}
 	return &Gateway{t: t, Proc: p, HTTP: fmt.Sprintf("http://127.0.0.1:%d", httpPort), SIPPort: sipPort, AgencyKey: key}, nil

@@ -3,7 +3,6 @@ package cxcotest
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -15,6 +14,7 @@ import (
 
 	gsip "github.com/emiago/sipgo/sip"
 
+	"github.com/cxco/gateway/media/audiotest"
 	"github.com/cxco/gateway/media/g711"
 	"github.com/cxco/gateway/media/sdp"
 )
@@ -394,15 +394,7 @@ func (p *Phone) SendAudio(pcm []int16) {
 }
 
 // Tone makes d of a sine at freq and level (dBFS of its peak), 8 kHz.
-func Tone(freq, dBFS float64, d time.Duration) []int16 {
-	n := int(d.Seconds() * 8000)
-	amp := 32767 * math.Pow(10, dBFS/20)
-	out := make([]int16, n)
-	for i := range out {
-		out[i] = int16(amp * math.Sin(2*math.Pi*freq*float64(i)/8000))
-	}
-	return out
-}
+func Tone(freq, dBFS float64, d time.Duration) []int16 { return audiotest.Sine(8000, freq, dBFS, d) }
 
 // SendDigit sends an RFC 4733 event (0-9, *, #) of 100 ms, with three end packets.
 func (p *Phone) SendDigit(d rune) {
