@@ -14,9 +14,11 @@
 //
 // The depth adapts between Min and Max to a high percentile of the relative
 // transit delay (transit minus baseline) over a window of recent packets.
-// It grows at once when a packet arrives late (by repeating audio in front of
-// the next frame), and shrinks slowly by skipping audio, preferably silence,
-// so the cadence of Pop never changes. Lost audio is concealed by repeating
+// A new timeline starts at Initial (2×Min) until one window of it has been
+// measured. The depth grows at once when a packet arrives late, to what that
+// packet needed plus headroom (by repeating audio in front of the next
+// frame), and shrinks slowly by skipping audio, preferably silence, so the
+// cadence of Pop never changes. Lost audio is concealed by repeating
 // the last frame attenuated, fading to silence over three frames.
 //
 // A Buffer is not safe for concurrent use; its owner serialises Push and Pop.
@@ -55,10 +57,15 @@ type Options struct {
 	Max   time.Duration // maximum depth; default 120 ms
 	// Window is how far back jitter is measured; default 4 s.
 	Window time.Duration
-	// Percentile of relative delay the depth covers; default 0.98.
+	// Percentile of relative delay the depth covers; default 0.995.
 	Percentile float64
 	// Margin added to the measured percentile; default 1 ms.
 	Margin time.Duration
+	// Initial is the depth a new timeline starts with and keeps at least
+	// until one Window of it has been measured; default 2×Min, within
+	// Min..Max. The first packets say little about a sender's jitter, and
+	// the opening second of a call is when the caller is least likely to speak.
+	Initial time.Duration
 	// ShrinkHold is how long the depth must have been too large before
 	// audio that is not silence is skipped to shrink it; default 2 s.
 	ShrinkHold time.Duration
@@ -77,8 +84,12 @@ func (o *Options) defaults() {
 	if o.Window <= 0 {
 		o.Window = 4 * time.Second
 	}
+	if o.Initial <= 0 {
+		o.Initial = 2 * o.Min
+	}
+	o.Initial = min(max(o.Initial, o.Min), o.Max)
 	if o.Percentile <= 0 || o.Percentile > 1 {
-		o.Percentile = 0.98
+		o.Percentile = 0.995
 	}
 	if o.Margin <= 0 {
 		o.Margin = time.Millisecond
@@ -368,7 +379,7 @@ func (b *Buffer) resync(pk Packet, at int64) {
 	b.t0 = at
 	b.s0 = int64(pk.Timestamp) + 1<<32
 	b.p = b.s0
-	b.offset = int64(b.opt.Min)
+	b.offset = int64(b.opt.Initial)
 	b.maxSeq = int64(pk.Sequence) + 1<<32
 	clear(b.seqWin[:])
 	b.markSeq(b.maxSeq)
@@ -449,9 +460,15 @@ func (b *Buffer) measure(at, transit int64) {
 
 func (b *Buffer) base() int64 { return b.minQ[b.minHead&b.qmask].v }
 
-// grewLate makes the depth cover a late packet at once.
+// lateHeadroom is how much more than a late packet needed the depth grows to:
+// a packet is late because the delay is above all the window has seen, and a
+// delay that is rising (a sender falling behind, a queue filling) will be
+// higher still for the next one.
+const lateHeadroom = 10 * time.Millisecond
+
+// grewLate makes the depth cover a late packet at once, with headroom.
 func (b *Buffer) grewLate(at, transit int64) {
-	need := transit - b.base() + int64(b.opt.Margin)
+	need := transit - b.base() + int64(b.opt.Margin) + int64(lateHeadroom)
 	if need > b.lateHold || at-b.lateAt > int64(b.opt.Window) {
 		b.lateHold = need
 	}
@@ -473,8 +490,14 @@ func (b *Buffer) target() int64 {
 			}
 		}
 	}
-	if b.lateAt != 0 && b.minTail > b.minHead && b.minQ[(b.minTail-1)&b.qmask].at-b.lateAt <= int64(b.opt.Window) {
-		t = max(t, b.lateHold)
+	if b.minTail > b.minHead {
+		newest := b.minQ[(b.minTail-1)&b.qmask].at
+		if b.lateAt != 0 && newest-b.lateAt <= int64(b.opt.Window) {
+			t = max(t, b.lateHold)
+		}
+		if newest-b.t0 < int64(b.opt.Window) {
+			t = max(t, int64(b.opt.Initial))
+		}
 	}
 	return min(max(t, int64(b.opt.Min)), int64(b.opt.Max))
 }

@@ -106,7 +106,10 @@ func runCadence(t testing.TB, b *Buffer, s []sched, end time.Duration, strict bo
 	}
 }
 
-func newBuf() *Buffer { return New(Options{Codec: ulaw{}}) }
+// newBuf is a buffer with the default options, except that it starts at the
+// minimum depth: the tests of the steady state measure from the first packet.
+// TestStartsDeeperUntilMeasured covers the default start.
+func newBuf() *Buffer { return New(Options{Codec: ulaw{}, Initial: 20 * time.Millisecond}) }
 
 func TestCleanStreamsComeOutIdentical(t *testing.T) {
 	audio := source(8000 * 3)
@@ -136,7 +139,7 @@ func TestCleanStreamsComeOutIdentical(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b := New(Options{Codec: ulaw{}, Min: tc.min})
+			b := New(Options{Codec: ulaw{}, Min: tc.min, Initial: max(tc.min, 20*time.Millisecond)})
 			s := packetize(audio, tc.ptimes, tc.seq, tc.ts, 1, tc.delay)
 			if tc.dups {
 				n := len(s)
@@ -209,6 +212,68 @@ func TestLossIsConcealedAndFades(t *testing.T) {
 	}
 	if st := b.Stats(); st.Concealed != lostTo-lostFrom {
 		t.Fatalf("concealed %d, want %d", st.Concealed, lostTo-lostFrom)
+	}
+}
+
+func TestStartsDeeperUntilMeasured(t *testing.T) {
+	// A clean sender: speech-like audio, 1.2 s on and 0.8 s of silence.
+	audio := source(8000 * 10)
+	for i := range audio {
+		if i%16000 >= 9600 {
+			audio[i] = g711.ULawSilence
+		}
+	}
+	s := packetize(audio, []int{160}, 1, 1, 1, func(int) time.Duration { return 0 })
+	b := New(Options{Codec: ulaw{}})
+	out, frames := run(t, b, s, 9*time.Second)
+	for _, f := range frames[:10] {
+		if lat := f.Due.Sub(f.Arrival); lat != 40*time.Millisecond {
+			t.Fatalf("first frames' latency %v, want the initial 40ms", lat)
+		}
+	}
+	st := b.Stats()
+	if st.Depth != 20*time.Millisecond || st.Late != 0 || st.Concealed != 0 {
+		t.Fatalf("after the window: depth %v late %d concealed %d, want 20ms, 0, 0", st.Depth, st.Late, st.Concealed)
+	}
+	if st.Skipped != 20*time.Millisecond {
+		t.Fatalf("skipped %v, want one frame of silence", st.Skipped)
+	}
+	// The skipped frame was silence: the speech came out whole and in order.
+	var speech, heard []byte
+	for i := 0; i+FrameSamples <= len(out); i += FrameSamples {
+		if out[i] != g711.ULawSilence {
+			heard = append(heard, out[i:i+FrameSamples]...)
+		}
+	}
+	for i := 0; i+FrameSamples <= len(out)+FrameSamples; i += FrameSamples {
+		if audio[i] != g711.ULawSilence {
+			speech = append(speech, audio[i:i+FrameSamples]...)
+		}
+	}
+	if !bytes.Equal(heard, speech[:len(heard)]) || len(speech)-len(heard) > 8*FrameSamples {
+		t.Fatalf("speech changed: %d bytes heard of %d", len(heard), len(speech))
+	}
+}
+
+func TestRisingDelayCostsFewLatePackets(t *testing.T) {
+	// A sender that falls behind, as a loaded one does: from 5 s its packets
+	// come 12 ms later each second, for 3 s, and one in ten up to 10 ms later
+	// still. Each late packet grows the depth with headroom, so the climb
+	// costs two or three packets (without the headroom: six).
+	audio := source(8000 * 15)
+	r := rand.New(rand.NewPCG(1, 2))
+	s := packetize(audio, []int{160}, 1, 1, 1, func(i int) time.Duration {
+		at := time.Duration(i) * 20 * time.Millisecond
+		d := min(max(at-5*time.Second, 0), 3*time.Second) * 12 / 1000
+		if r.IntN(10) == 0 {
+			d += time.Duration(r.Int64N(int64(10 * time.Millisecond)))
+		}
+		return d
+	})
+	b := New(Options{Codec: ulaw{}})
+	run(t, b, s, 15*time.Second)
+	if st := b.Stats(); st.Late > 3 {
+		t.Fatalf("late %d while the delay rose, want at most 3: %+v", st.Late, st)
 	}
 }
 
