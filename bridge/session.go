@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"strings"
@@ -276,12 +277,11 @@ func (s *Session) flush(w *frameWriter) bool {
 // abnormally gets one reconnect.
 func (s *Session) reader() {
 	defer s.wg.Done()
-	var rb readBufs
 	for {
 		s.connMu.Lock()
 		conn := s.conn
 		s.connMu.Unlock()
-		err := s.readLoop(conn, &rb)
+		err := s.readLoop(conn)
 		select {
 		case <-s.stop:
 			return
@@ -306,34 +306,52 @@ func (s *Session) reader() {
 	}
 }
 
-// readBufs are the reader's buffers, reused for every message.
+// readBufs are the buffers one provider message is read and decoded into.
+// They are shared by all sessions through readBufPool and held only while a
+// message is handled: an agent's audio comes in messages of up to a few
+// tens of KiB (16 kHz PCM in base64), and a buffer of that size kept by
+// each idle session would be most of a call's memory.
 type readBufs struct{ msg, audio []byte }
 
+var readBufPool = sync.Pool{New: func() any { return new(readBufs) }}
+
 // readLoop reads one socket until it fails.
-func (s *Session) readLoop(conn *websocket.Conn, rb *readBufs) error {
+func (s *Session) readLoop(conn *websocket.Conn) error {
 	conn.SetReadDeadline(time.Time{})
 	for {
 		_, r, err := conn.NextReader()
 		if err != nil {
 			return err
 		}
-		if rb.msg, err = readAll(r, rb.msg[:0]); err != nil {
+		rb := readBufPool.Get().(*readBufs)
+		err = s.readMessage(r, rb)
+		readBufPool.Put(rb)
+		if err != nil {
 			return err
 		}
-		msg := rb.msg
-		s.c.stats.MessagesIn.Add(1)
-		if audio, id, ok := parseAudio(msg, rb.audio); ok {
-			rb.audio = audio[:cap(audio)]
-			s.onProviderAudio(audio, id)
-			continue
-		}
-		var ev serverEvent
-		if err := json.Unmarshal(msg, &ev); err != nil {
-			s.log.Warn("unreadable provider message", "err", err)
-			continue
-		}
-		s.onEvent(&ev)
 	}
+}
+
+// readMessage reads and handles one provider message.
+func (s *Session) readMessage(r io.Reader, rb *readBufs) error {
+	var err error
+	if rb.msg, err = readAll(r, rb.msg[:0]); err != nil {
+		return err
+	}
+	msg := rb.msg
+	s.c.stats.MessagesIn.Add(1)
+	if audio, id, ok := parseAudio(msg, rb.audio); ok {
+		rb.audio = audio[:cap(audio)]
+		s.onProviderAudio(audio, id)
+		return nil
+	}
+	var ev serverEvent
+	if err := json.Unmarshal(msg, &ev); err != nil {
+		s.log.Warn("unreadable provider message", "err", err)
+		return nil
+	}
+	s.onEvent(&ev)
+	return nil
 }
 
 func (s *Session) onProviderAudio(audio []byte, id int64) {
