@@ -73,9 +73,15 @@ func provision(ctx context.Context, a *api, agencyKey string, c *config) (*tenan
 	for i := range c.agents {
 		num := fmt.Sprintf("+2721555%04d", i+1)
 		if _, err := a.do(ctx, "POST", "/api/agency/phone-numbers", agencyKey,
-			map[string]any{"number": num, "country_code": "ZA"}, 201); err != nil {
+			map[string]any{"number": num, "country_code": "ZA", "echo_line": c.echo}, 201); err != nil {
 			return nil, err
 		}
+		if c.echo {
+			t.numbers = append(t.numbers, num)
+		}
+	}
+	if c.echo {
+		return t, nil
 	}
 	for i := range c.agents {
 		cfg := map[string]any{"audio_format": c.format, "max_call_duration_seconds": int(c.hold.Seconds()) + 600}

@@ -53,6 +53,7 @@ type config struct {
 	rtpHi       int
 	sippLo      int
 	providerArg string
+	echo        bool // call echo lines instead of agents
 }
 
 func main() {
@@ -65,6 +66,7 @@ func main() {
 	flag.StringVar(&c.format, "format", "ulaw_8000", "the agents' audio format: ulaw_8000 or pcm_16000")
 	flag.StringVar(&c.store, "store", "redis", "redis (a redis-server started for the run) or embedded")
 	flag.IntVar(&c.agents, "agents", 4, "agents (and numbers); calls go to them in turn")
+	flag.BoolVar(&c.echo, "echo", false, "call echo test lines instead of agents: the media engine alone, no provider (the -agents numbers are made echo lines)")
 	flag.StringVar(&c.rtpPorts, "rtp-ports", "12000-15999", "the gateway's RTP port range (also the capture filter)")
 	flag.IntVar(&c.sippLo, "sipp-rtp-ports", 16000, "first of the 4000 RTP ports of the SIPp callers (2000 per codec)")
 	flag.Float64Var(&c.apiRate, "api-rate", 10, "API GET requests per second during the steady window")

@@ -128,7 +128,11 @@ func run(ctx context.Context, c *config) (*summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provisioning: %w", err)
 	}
-	logf("provisioned a company, a user and %d %s agents on %s", c.agents, c.format, strings.Join(t.numbers, ", "))
+	if c.echo {
+		logf("provisioned a company, a user and %d echo lines on %s", c.agents, strings.Join(t.numbers, ", "))
+	} else {
+		logf("provisioned a company, a user and %d %s agents on %s", c.agents, c.format, strings.Join(t.numbers, ", "))
+	}
 
 	// The callers: PCMA and PCMU shares of the calls, rate and concurrency.
 	var callers []*caller
@@ -253,7 +257,11 @@ func run(ctx context.Context, c *config) (*summary, error) {
 			return nil, err
 		}
 	}
-	logf("SIPp: %d calls at %.1f/s, at most %d at once, held %s, %d%% PCMA, %s agents", c.calls, c.rate, c.concurrency, c.hold, int(100*c.pcma), c.format)
+	callee := c.format + " agents"
+	if c.echo {
+		callee = "echo lines"
+	}
+	logf("SIPp: %d calls at %.1f/s, at most %d at once, held %s, %d%% PCMA, %s", c.calls, c.rate, c.concurrency, c.hold, int(100*c.pcma), callee)
 
 	var probe *apiProbe
 	var profErr error
@@ -344,7 +352,11 @@ func run(ctx context.Context, c *config) (*summary, error) {
 	if probe != nil {
 		sum.addProbe(probe)
 	}
-	if err := sum.addRecords(ctx, a, t.userKey); err != nil {
+	if c.echo {
+		if err := sum.addEndLogs(filepath.Join(c.workDir, "gateway.log")); err != nil {
+			logf("the gateway's call-end logs: %v", err)
+		}
+	} else if err := sum.addRecords(ctx, a, t.userKey); err != nil {
 		logf("conversation records: %v", err)
 	}
 	if c.capture {

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -72,8 +76,12 @@ type captureSummary struct {
 }
 
 func (c *config) describe() string {
-	return fmt.Sprintf("-calls %d -rate %g -concurrency %d -hold %s -pcma %g -format %s -store %s -agents %d -api-rate %g",
+	d := fmt.Sprintf("-calls %d -rate %g -concurrency %d -hold %s -pcma %g -format %s -store %s -agents %d -api-rate %g",
 		c.calls, c.rate, c.concurrency, c.hold, c.pcma, c.format, c.store, c.agents, c.apiRate)
+	if c.echo {
+		d += " -echo"
+	}
+	return d
 }
 
 func (s *summary) addSIPp(codec string, st *sippStats, exit int) {
@@ -179,6 +187,40 @@ func (s *summary) addProbe(p *apiProbe) {
 	s.APICodes = p.codes
 	s.APIP50 = percentile(append([]float64(nil), p.lat...), 0.5)
 	s.APIP99 = percentile(append([]float64(nil), p.lat...), 0.99)
+}
+
+// addEndLogs reads what the gateway logged at the end of each call ("call ended":
+// the reason and the call's media statistics). Echo lines keep no conversation
+// record, so an echo run counts from these.
+func (s *summary) addEndLogs(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	s.Records = map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l struct {
+			Msg                   string
+			Reason                string
+			RTPIn                 int64 `json:"rtp_in"`
+			RTPOut                int64 `json:"rtp_out"`
+			Lost, Concealed, Late int64
+		}
+		if !bytes.HasPrefix(sc.Bytes(), []byte("{")) || json.Unmarshal(sc.Bytes(), &l) != nil || l.Msg != "call ended" {
+			continue
+		}
+		s.Records["ended ("+l.Reason+")"]++
+		s.RecRTPIn += l.RTPIn
+		s.RecRTPOut += l.RTPOut
+		s.RecLost += max(0, l.Lost)
+		s.RecLate += l.Late
+		s.RecConcealed += l.Concealed
+		s.RecExpected += l.RTPIn + max(0, l.Lost)
+	}
+	return sc.Err()
 }
 
 // addRecords reads every conversation of the run through the API: statuses and end
