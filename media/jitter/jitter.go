@@ -17,8 +17,9 @@
 // A new timeline starts at Initial (2×Min) until one window of it has been
 // measured. The depth grows at once when a packet arrives late, to what that
 // packet needed plus headroom (by repeating audio in front of the next
-// frame), and shrinks slowly by skipping audio, preferably silence, so the
-// cadence of Pop never changes. Lost audio is concealed by repeating
+// frame), and keeps that for LateHold (16 s) after the last packet that
+// needed it: a sender's delay spikes recur. It shrinks slowly by skipping
+// audio, preferably silence, so the cadence of Pop never changes. Lost audio is concealed by repeating
 // the last frame attenuated, fading to silence over three frames.
 //
 // A Buffer is not safe for concurrent use; its owner serialises Push and Pop.
@@ -66,6 +67,10 @@ type Options struct {
 	// Min..Max. The first packets say little about a sender's jitter, and
 	// the opening second of a call is when the caller is least likely to speak.
 	Initial time.Duration
+	// LateHold is how long the depth a late packet needed is kept after the
+	// last late packet; default 16 s (four windows). A sender that was late
+	// once is late again, typically within seconds.
+	LateHold time.Duration
 	// ShrinkHold is how long the depth must have been too large before
 	// audio that is not silence is skipped to shrink it; default 2 s.
 	ShrinkHold time.Duration
@@ -83,6 +88,9 @@ func (o *Options) defaults() {
 	}
 	if o.Window <= 0 {
 		o.Window = 4 * time.Second
+	}
+	if o.LateHold <= 0 {
+		o.LateHold = 4 * o.Window
 	}
 	if o.Initial <= 0 {
 		o.Initial = 2 * o.Min
@@ -348,6 +356,7 @@ func (b *Buffer) Push(pk Packet) Result {
 	// Transit and jitter measurement.
 	transit := at - b.t0 - (start-b.s0)*sampleNS
 	b.measure(at, transit)
+	b.renewLateHold(at, transit)
 
 	if end <= b.p {
 		b.stats.Late++
@@ -469,30 +478,49 @@ const lateHeadroom = 10 * time.Millisecond
 // grewLate makes the depth cover a late packet at once, with headroom.
 func (b *Buffer) grewLate(at, transit int64) {
 	need := transit - b.base() + int64(b.opt.Margin) + int64(lateHeadroom)
-	if need > b.lateHold || at-b.lateAt > int64(b.opt.Window) {
+	if need > b.lateHold || at-b.lateAt > int64(b.opt.LateHold) {
 		b.lateHold = need
 	}
 	b.lateAt = at
 }
 
-// target is the depth the buffer adapts to, in ns.
-func (b *Buffer) target() int64 {
+// renewLateHold keeps the late hold while packets keep needing it: one that
+// only the hold kept from being late (it needed more than the minimum and the
+// measured percentile) starts the hold's time again.
+func (b *Buffer) renewLateHold(at, transit int64) {
+	if b.lateAt == 0 || at-b.lateAt > int64(b.opt.LateHold) {
+		return
+	}
+	need := transit - b.base() + int64(b.opt.Margin)
+	if need > int64(b.opt.Min) && need > b.percentile() {
+		b.lateAt = at
+	}
+}
+
+// percentile is the measured depth: the Percentile of relative delay over the
+// window, plus Margin; 0 before any measurement.
+func (b *Buffer) percentile() int64 {
 	n := uint32(b.histTail - b.histHead)
-	t := int64(0)
-	if n > 0 {
-		k := uint32(math.Ceil(b.opt.Percentile * float64(n)))
-		sum := uint32(0)
-		for i, c := range b.hist {
-			sum += c
-			if sum >= k {
-				t = int64(i)*int64(time.Millisecond) + int64(b.opt.Margin)
-				break
-			}
+	if n == 0 {
+		return 0
+	}
+	k := uint32(math.Ceil(b.opt.Percentile * float64(n)))
+	sum := uint32(0)
+	for i, c := range b.hist {
+		sum += c
+		if sum >= k {
+			return int64(i)*int64(time.Millisecond) + int64(b.opt.Margin)
 		}
 	}
+	return 0
+}
+
+// target is the depth the buffer adapts to, in ns.
+func (b *Buffer) target() int64 {
+	t := b.percentile()
 	if b.minTail > b.minHead {
 		newest := b.minQ[(b.minTail-1)&b.qmask].at
-		if b.lateAt != 0 && newest-b.lateAt <= int64(b.opt.Window) {
+		if b.lateAt != 0 && newest-b.lateAt <= int64(b.opt.LateHold) {
 			t = max(t, b.lateHold)
 		}
 		if newest-b.t0 < int64(b.opt.Window) {

@@ -277,6 +277,30 @@ func TestRisingDelayCostsFewLatePackets(t *testing.T) {
 	}
 }
 
+func TestRecurringSpikesAreLateOnce(t *testing.T) {
+	// One packet in 400 (every 8 s, twice the 4 s window) comes 40 ms
+	// late. The first is late; the depth it needed is kept for LateHold, so
+	// the spikes after it are not.
+	audio := source(8000 * 40)
+	s := packetize(audio, []int{160}, 1, 1, 1, func(i int) time.Duration {
+		if i%400 == 150 {
+			return 40 * time.Millisecond
+		}
+		return 0
+	})
+	b := New(Options{Codec: ulaw{}})
+	run(t, b, s, 40*time.Second)
+	if st := b.Stats(); st.Late != 1 {
+		t.Fatalf("late %d, want only the first spike: %+v", st.Late, st)
+	}
+	// With the hold as short as the window, every spike is late again.
+	b = New(Options{Codec: ulaw{}, LateHold: 4 * time.Second})
+	run(t, b, s, 40*time.Second)
+	if st := b.Stats(); st.Late < 4 {
+		t.Fatalf("late %d with a 4 s hold, want every spike", st.Late)
+	}
+}
+
 func TestLatePacketGrowsDepthAtOnce(t *testing.T) {
 	audio := source(8000 * 2)
 	s := packetize(audio, []int{160}, 1, 1, 1, func(i int) time.Duration {
