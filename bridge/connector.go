@@ -44,8 +44,10 @@ type Connector struct {
 	// AnalysisRetry is how long to keep asking for the post-call analysis (default 2 min).
 	AnalysisRetry time.Duration
 	// OnUpstream, when set, is told for every chunk of caller audio how long it took
-	// from the RTP arrival of its newest frame to leaving on the websocket.
-	OnUpstream func(time.Duration)
+	// to leave on the websocket from the RTP arrival of its newest frame, and from
+	// the jitter buffer's release of its last frame: the first is the upstream
+	// latency, the second what the gateway adds to the buffer's depth.
+	OnUpstream func(fromArrival, fromPlayout time.Duration)
 
 	stats  Stats
 	bg     sync.WaitGroup
@@ -141,7 +143,7 @@ func (c *Connector) Connect(ctx context.Context, info *sip.CallInfo) (sip.Peer, 
 	s.chunkBytes = cfg.ChunkMS * bytesPerMS
 	s.partial = make([]byte, 0, s.chunkBytes+640)
 	s.ring = make([][]byte, ringStart)
-	s.arrivals = make([]time.Time, ringStart)
+	s.stamps = make([]chunkStamp, ringStart)
 	start := time.Now()
 	conn, convID, err := c.open(ctx, s, true)
 	if c.Observer != nil {

@@ -298,15 +298,17 @@ func benchMediaPath(b *testing.B, n int, format, codec string) {
 	defer st.Close()
 	prov := &bridge.Provisioner{Client: bridge.NewClient(simURL), Store: st, PlatformKey: "k", Log: log}
 	var (
-		upMu sync.Mutex
-		up   []time.Duration
-		upOn atomic.Bool
+		upMu   sync.Mutex
+		up     []time.Duration
+		beyond []time.Duration // from the jitter buffer's release to the websocket
+		upOn   atomic.Bool
 	)
 	conn := &bridge.Connector{Provisioner: prov, Store: st, BaseURL: simURL, Log: log, AnalysisRetry: time.Second,
-		OnUpstream: func(d time.Duration) {
+		OnUpstream: func(d, fromPlayout time.Duration) {
 			if upOn.Load() {
 				upMu.Lock()
 				up = append(up, d)
+				beyond = append(beyond, fromPlayout)
 				upMu.Unlock()
 			}
 		}}
@@ -417,6 +419,10 @@ func benchMediaPath(b *testing.B, n int, format, codec string) {
 	for i, d := range up {
 		upMS[i] = float64(d.Microseconds()) / 1000
 	}
+	beyondMS := make([]float64, len(beyond))
+	for i, d := range beyond {
+		beyondMS[i] = float64(d.Microseconds()) / 1000
+	}
 	upMu.Unlock()
 	callSec := float64(n * secs)
 	b.ReportMetric(float64(cpu.Microseconds())/1000/callSec, "cpu-ms/call-s")
@@ -426,6 +432,8 @@ func benchMediaPath(b *testing.B, n int, format, codec string) {
 	b.ReportMetric(quantile(upMS, 0.5), "up-p50-ms")
 	b.ReportMetric(quantile(upMS, 0.99), "up-p99-ms")
 	b.ReportMetric(quantile(depths, 0.5), "depth-ms")
+	b.ReportMetric(quantile(beyondMS, 0.5), "up-beyond-depth-p50-ms")
+	b.ReportMetric(quantile(beyondMS, 0.99), "up-beyond-depth-p99-ms")
 	b.ReportMetric(quantile(res.DownMS, 0.5), "down-p50-ms")
 	b.ReportMetric(quantile(res.DownMS, 0.99), "down-p99-ms")
 	b.ReportMetric(0, "ns/op")

@@ -52,7 +52,7 @@ type rigOpts struct {
 	sim         providersim.Options
 	timeout     time.Duration
 	providerURL string              // a scripted provider instead of the simulator's websocket
-	onUpstream  func(time.Duration) // Connector.OnUpstream
+	onUpstream  func(fromArrival, fromPlayout time.Duration) // Connector.OnUpstream
 }
 
 func testLogger() *slog.Logger {

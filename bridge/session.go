@@ -53,8 +53,8 @@ type Session struct {
 	ringHead  int
 	ringLen   int
 	partial   []byte
-	arrivals  []time.Time // arrival of the newest frame of each ring chunk
-	partArr   time.Time
+	stamps    []chunkStamp // of each ring chunk
+	partStamp chunkStamp
 	audioDrop atomic.Int64
 	wake      chan struct{}
 	ctrl      chan []byte
@@ -73,7 +73,7 @@ type Session struct {
 	stopped sync.Once
 	wg      sync.WaitGroup
 
-	upstream func(time.Duration) // Connector.OnUpstream
+	upstream func(fromArrival, fromPlayout time.Duration) // Connector.OnUpstream
 }
 
 type callBox struct{ sip.Call }
@@ -121,9 +121,10 @@ func (s *Session) OnAudio(f media.Frame) {
 	default:
 		s.partial = append(s.partial, f.Audio...)
 	}
-	if f.Arrival.After(s.partArr) {
-		s.partArr = f.Arrival
+	if f.Arrival.After(s.partStamp.arrival) {
+		s.partStamp.arrival = f.Arrival
 	}
+	s.partStamp.due = f.Due
 	full := len(s.partial) >= s.chunkBytes
 	if full {
 		s.pushChunkLocked()
@@ -137,17 +138,21 @@ func (s *Session) OnAudio(f media.Frame) {
 	}
 }
 
+// chunkStamp times an audio chunk: the arrival of its newest RTP packet and the
+// playout time of its last frame (when the jitter buffer released it).
+type chunkStamp struct{ arrival, due time.Time }
+
 // pushChunkLocked moves the partial chunk into the ring (growing it up to ringSlots,
 // then dropping the oldest when full).
 func (s *Session) pushChunkLocked() {
 	if s.ringLen == len(s.ring) && len(s.ring) < ringSlots {
 		n := min(2*len(s.ring), ringSlots)
-		ring, arr := make([][]byte, n), make([]time.Time, n)
+		ring, stamps := make([][]byte, n), make([]chunkStamp, n)
 		for i := range s.ringLen {
 			j := (s.ringHead + i) % len(s.ring)
-			ring[i], arr[i] = s.ring[j], s.arrivals[j]
+			ring[i], stamps[i] = s.ring[j], s.stamps[j]
 		}
-		s.ring, s.arrivals, s.ringHead = ring, arr, 0
+		s.ring, s.stamps, s.ringHead = ring, stamps, 0
 	}
 	if s.ringLen == len(s.ring) {
 		s.ringHead = (s.ringHead + 1) % len(s.ring)
@@ -156,10 +161,10 @@ func (s *Session) pushChunkLocked() {
 	}
 	i := (s.ringHead + s.ringLen) % len(s.ring)
 	s.ring[i] = append(s.ring[i][:0], s.partial...)
-	s.arrivals[i] = s.partArr
+	s.stamps[i] = s.partStamp
 	s.ringLen++
 	s.partial = s.partial[:0]
-	s.partArr = time.Time{}
+	s.partStamp = chunkStamp{}
 }
 
 // OnDigit implements sip.Peer: keypad digits go to the provider as context.
@@ -213,7 +218,7 @@ func (s *Session) writer() {
 	defer s.wg.Done()
 	var (
 		w    frameWriter
-		arrs []time.Time // arrivals of the audio chunks in this write
+		stamps []chunkStamp // of the audio chunks in this write
 		msg  []byte
 	)
 	for {
@@ -237,7 +242,7 @@ func (s *Session) writer() {
 		for s.ringLen > 0 {
 			msg = appendAudioChunk(msg[:0], s.ring[s.ringHead])
 			w.add(msg)
-			arrs = append(arrs, s.arrivals[s.ringHead])
+			stamps = append(stamps, s.stamps[s.ringHead])
 			s.ringHead = (s.ringHead + 1) % len(s.ring)
 			s.ringLen--
 		}
@@ -246,14 +251,15 @@ func (s *Session) writer() {
 			continue
 		}
 		if s.flush(&w) && s.upstream != nil {
-			for _, arr := range arrs {
-				if !arr.IsZero() {
-					s.upstream(time.Since(arr))
+			now := time.Now()
+			for _, st := range stamps {
+				if !st.arrival.IsZero() && !st.due.IsZero() {
+					s.upstream(now.Sub(st.arrival), now.Sub(st.due))
 				}
 			}
 		}
 		w.reset()
-		arrs = arrs[:0]
+		stamps = stamps[:0]
 	}
 }
 

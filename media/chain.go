@@ -24,6 +24,9 @@ type Frame struct {
 	// Arrival is when the newest RTP packet with audio in this frame was
 	// read; zero for a frame that is entirely concealment.
 	Arrival time.Time
+	// Due is when the jitter buffer released the frame (its playout time):
+	// Due - Arrival is the time the newest audio in it spent in the buffer.
+	Due time.Time
 	// Concealed is set when part of the frame was lost and concealed.
 	Concealed bool
 }

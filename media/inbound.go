@@ -289,7 +289,7 @@ func (s *Stream) onPlayout(now time.Time) {
 		if !ok {
 			break
 		}
-		in.w.frame = Frame{Timestamp: f.Timestamp, Arrival: f.Arrival, Concealed: f.Concealed}
+		in.w.frame = Frame{Timestamp: f.Timestamp, Arrival: f.Arrival, Due: f.Due, Concealed: f.Concealed}
 		in.chain.run(&in.w)
 	}
 	in.mu.Lock()
