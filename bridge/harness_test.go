@@ -51,7 +51,7 @@ type rigOpts struct {
 	opening     string
 	sim         providersim.Options
 	timeout     time.Duration
-	providerURL string              // a scripted provider instead of the simulator's websocket
+	providerURL string                                       // a scripted provider instead of the simulator's websocket
 	onUpstream  func(fromArrival, fromPlayout time.Duration) // Connector.OnUpstream
 }
 

@@ -217,9 +217,9 @@ func (s *Session) since() float64 {
 func (s *Session) writer() {
 	defer s.wg.Done()
 	var (
-		w    frameWriter
+		w      frameWriter
 		stamps []chunkStamp // of the audio chunks in this write
-		msg  []byte
+		msg    []byte
 	)
 	for {
 		select {
