@@ -28,3 +28,8 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 14m ./...
+echo "== fuzz (briefly: the SIP INVITE path, SDP, RTP input, the jitter buffer)"
+for target in "FuzzInvite ./sip/" "FuzzParseNegotiate ./media/sdp/" "FuzzPacketInput ./media/" "FuzzBuffer ./media/jitter/"; do
+  set -- $target
+  go test -run '^$' -fuzz "^$1\$" -fuzztime 10s "$2"
+done
