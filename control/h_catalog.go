@@ -152,11 +152,7 @@ func (s *Server) putVoice(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	var verr error
-	v, err := s.st.UpdateVoice(c.ctx, id, func(v *store.Voice) { verr = readVoice(f, v, false) })
-	if verr != nil {
-		return result{}, verr
-	}
+	v, err := s.st.UpdateVoice(c.ctx, id, func(v *store.Voice) error { return readVoice(f, v, false) })
 	if err != nil {
 		return result{}, err
 	}

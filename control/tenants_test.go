@@ -461,6 +461,12 @@ func TestAgencyVoices(t *testing.T) {
 	}
 	e.fails(404, "not_found", "voice", "PUT", "/api/agency/voices/424242", e.agency, map[string]any{"name": "Ghost"})
 	e.fails(422, "validation_error", "language", "PUT", p("/api/agency/voices/%d", vid), e.agency, map[string]any{"language": "elvish"})
+	// A refused update changes nothing, not even the fields read before the bad one.
+	e.fails(422, "validation_error", "language", "PUT", p("/api/agency/voices/%d", vid), e.agency,
+		map[string]any{"name": "Half Done", "language": "elvish"})
+	if got := e.must(200, "GET", p("/api/voices/%d", vid), tn.userKey, nil).json(t); got["name"] != "Thandi ZA" {
+		t.Fatalf("a refused voice update changed the voice: %v", got)
+	}
 
 	agent := e.must(201, "POST", "/api/agents/", tn.userKey, agentBody(map[string]any{"voice_id": vid})).json(t)
 	aid := num(agent["id"])

@@ -133,13 +133,15 @@ func (s *Store) CreateVoice(ctx context.Context, v Voice) (*Voice, error) {
 	return &v, nil
 }
 
-// UpdateVoice changes a voice with fn.
-func (s *Store) UpdateVoice(ctx context.Context, id int64, fn func(*Voice)) (*Voice, error) {
+// UpdateVoice changes a voice with fn; an error from fn writes nothing.
+func (s *Store) UpdateVoice(ctx context.Context, id int64, fn func(*Voice) error) (*Voice, error) {
 	return mutate(ctx, s, keyVoice(id), nil, func(v *Voice, _ redis.Pipeliner) error {
 		if v.Status == VoiceRetired {
 			return ErrNotFound
 		}
-		fn(v)
+		if err := fn(v); err != nil {
+			return err
+		}
 		v.UpdatedAt = s.Now()
 		return nil
 	})
@@ -147,6 +149,6 @@ func (s *Store) UpdateVoice(ctx context.Context, id int64, fn func(*Voice)) (*Vo
 
 // RetireVoice takes a voice out of the catalogue; agents already using it keep it.
 func (s *Store) RetireVoice(ctx context.Context, id int64) error {
-	_, err := s.UpdateVoice(ctx, id, func(v *Voice) { v.Status = VoiceRetired })
+	_, err := s.UpdateVoice(ctx, id, func(v *Voice) error { v.Status = VoiceRetired; return nil })
 	return err
 }
