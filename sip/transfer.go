@@ -298,8 +298,9 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 	s.mu.Lock()
 	s.legs[leg.id] = leg
 	s.mu.Unlock()
-	// Audio between the legs: the destination's frames are played to the caller.
-	if err := stream.Start(neg, media.Consumer{Format: format, Sink: func(f media.Frame) { c.relay(f) }}); err != nil {
+	// Audio between the legs: the destination's frames are played to the caller
+	// (f.Audio is the frame in the format both legs use, PCM as little-endian bytes).
+	if err := stream.Start(neg, media.Consumer{Format: format, Sink: func(f media.Frame) { _ = c.stream.Play(f.Audio) }}); err != nil {
 		_ = sess.Bye(ctx)
 		return fmt.Errorf("%w: media: %w", ErrTransferFailed, err)
 	}
@@ -308,15 +309,6 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 	c.log.Info("bridged transfer connected", "target", target)
 	c.swapPeer(leg) // the caller now talks to the destination; the agent leaves
 	return nil
-}
-
-// relay plays a frame of the destination to the caller.
-func (c *call) relay(f media.Frame) {
-	if f.PCM != nil {
-		_ = c.stream.PlayPCM(f.PCM)
-		return
-	}
-	_ = c.stream.Play(f.Audio)
 }
 
 // ringback plays ringing to the caller until ctx ends.
@@ -343,15 +335,9 @@ func (c *call) ringback(ctx context.Context) {
 }
 
 // Peer of the destination, for the caller's side.
-func (l *outLeg) Format() media.Format { return l.format }
-func (l *outLeg) Start(Call) error     { return nil }
-func (l *outLeg) OnAudio(f media.Frame) {
-	if f.PCM != nil {
-		_ = l.stream.PlayPCM(f.PCM)
-		return
-	}
-	_ = l.stream.Play(f.Audio)
-}
+func (l *outLeg) Format() media.Format  { return l.format }
+func (l *outLeg) Start(Call) error      { return nil }
+func (l *outLeg) OnAudio(f media.Frame) { _ = l.stream.Play(f.Audio) }
 func (l *outLeg) OnDigit(media.Digit)   {}
 func (l *outLeg) Done() <-chan struct{} { return l.done }
 func (l *outLeg) End() PeerEnd {
