@@ -109,6 +109,15 @@ func (s *Store) GetAgent(ctx context.Context, cid, aid int64) (*Agent, error) {
 	return &a, nil
 }
 
+// GetAgents reads many agents of the company with one pipeline; missing ones are left out.
+func (s *Store) GetAgents(ctx context.Context, cid int64, ids []int64) ([]*Agent, error) {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = keyAgent(cid, id)
+	}
+	return getJSONs[Agent](ctx, s, keys)
+}
+
 // ListAgents pages through a company's agents, newest first, optionally by status.
 func (s *Store) ListAgents(ctx context.Context, cid int64, status string, cursor int64, limit int) (Page[Agent], error) {
 	return pageRecords[Agent](ctx, s, agentIdx(cid, status), cursor, limit,
