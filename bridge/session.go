@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,16 +110,7 @@ func (s *Session) OnAudio(f media.Frame) {
 		return // not answered yet, or the call is over and media just has not stopped
 	}
 	s.audioMu.Lock()
-	switch s.format {
-	case media.FormatPCM16k:
-		n := len(s.partial)
-		s.partial = s.partial[:n+2*len(f.PCM)]
-		for i, v := range f.PCM {
-			binary.LittleEndian.PutUint16(s.partial[n+2*i:], uint16(v))
-		}
-	default:
-		s.partial = append(s.partial, f.Audio...)
-	}
+	s.partial = append(s.partial, f.Audio...) // in the session's format: µ-law, or 16 kHz PCM as little-endian bytes
 	if f.Arrival.After(s.partStamp.arrival) {
 		s.partStamp.arrival = f.Arrival
 	}
