@@ -564,22 +564,14 @@ var deliveryListFields = []string{"id", "webhook_id", "event_id", "event_type", 
 // finished longer ago than the worker's retention are gone.
 func (s *Store) ListDeliveries(ctx context.Context, cid, wid, cursor int64, limit int) (Page[Delivery], error) {
 	idx := keyWebhookDeliveries(cid, wid)
-	var kept []*Delivery
-	for len(kept) <= limit {
-		ids, more, err := s.pageIDs(ctx, idx, cursor, limit+1-len(kept))
-		if err != nil {
-			return Page[Delivery]{}, err
-		}
-		cmds := make([]*redis.SliceCmd, len(ids))
-		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, id := range ids {
-				cmds[i] = p.HMGet(ctx, keyDelivery(cid, id), deliveryListFields...)
-			}
-			return nil
+	load := func(ids []int64) ([]*Delivery, error) {
+		cmds, err := pipelined(ctx, s, len(ids), func(p redis.Pipeliner, i int) *redis.SliceCmd {
+			return p.HMGet(ctx, keyDelivery(cid, ids[i]), deliveryListFields...)
 		})
 		if err != nil {
-			return Page[Delivery]{}, wrapRedis(err)
+			return nil, err
 		}
+		var out []*Delivery
 		var gone []any
 		for i, c := range cmds {
 			vals := c.Val()
@@ -593,21 +585,14 @@ func (s *Store) ListDeliveries(ctx context.Context, cid, wid, cursor int64, limi
 				gone = append(gone, ids[i])
 				continue
 			}
-			kept = append(kept, parseDelivery(cid, f))
+			out = append(out, parseDelivery(cid, f))
 		}
 		if len(gone) > 0 {
 			_ = s.rdb.ZRem(ctx, idx, gone...).Err() // expired: forget them
 		}
-		if !more || len(ids) == 0 {
-			break
-		}
-		cursor = ids[len(ids)-1]
+		return out, nil
 	}
-	page := Page[Delivery]{Items: kept}
-	if len(kept) > limit {
-		page.Items, page.HasMore, page.NextCursor = kept[:limit], true, kept[limit-1].ID
-	}
-	return page, nil
+	return pageLoaded(ctx, s, idx, cursor, limit, 0, load, nil, func(d *Delivery) int64 { return d.ID })
 }
 
 // Redeliver makes a delivery due now, whatever its status: a pending one is attempted

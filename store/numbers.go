@@ -182,30 +182,13 @@ func (s *Store) getNumbers(ctx context.Context, ids []int64) ([]*PhoneNumber, er
 
 // ListPool pages through the whole pool, newest first, optionally filtered.
 func (s *Store) ListPool(ctx context.Context, status, country string, cursor int64, limit int) (Page[PhoneNumber], error) {
-	var page Page[PhoneNumber]
-	var kept []*PhoneNumber
-	for len(kept) <= limit {
-		ids, more, err := s.pageIDs(ctx, keyPNs(), cursor, max(limit+1, 100))
-		if err != nil {
-			return page, err
-		}
-		pns, err := s.getNumbers(ctx, ids)
-		if err != nil {
-			return page, err
-		}
-		for _, pn := range pns {
-			if (status == "" || pn.Status == status) && (country == "" || pn.CountryCode == country) {
-				kept = append(kept, pn)
-			}
-		}
-		if !more || len(ids) == 0 {
-			break
-		}
-		cursor = ids[len(ids)-1]
+	load := func(ids []int64) ([]*PhoneNumber, error) { return s.getNumbers(ctx, ids) }
+	keep := func(pn *PhoneNumber) bool {
+		return (status == "" || pn.Status == status) && (country == "" || pn.CountryCode == country)
 	}
-	page.Items = kept
-	if len(kept) > limit {
-		page.Items, page.HasMore, page.NextCursor = kept[:limit], true, kept[limit-1].ID
+	page, err := pageLoaded(ctx, s, keyPNs(), cursor, limit, 100, load, keep, func(pn *PhoneNumber) int64 { return pn.ID })
+	if err != nil {
+		return page, err
 	}
 	// An assigned number's WhatsApp state lives with its company.
 	byCompany := map[int64][]*PhoneNumber{}

@@ -181,24 +181,34 @@ func (s *Store) pageIDs(ctx context.Context, key string, cursor int64, limit int
 }
 
 // pageRecords pages through the id set at idx and loads each record with keyOf,
-// keeping those keep accepts (nil keeps all). It reads on until the page is full or
-// the index ends, so a filter never returns a short page while more items exist.
+// keeping those keep accepts (nil keeps all); see pageLoaded.
 func pageRecords[T any](ctx context.Context, s *Store, idx string, cursor int64, limit int, keyOf func(int64) string, keep func(*T) bool, idOf func(*T) int64) (Page[T], error) {
-	var kept []*T
-	for len(kept) <= limit {
-		batch := limit + 1 - len(kept)
-		if keep != nil {
-			batch = max(batch, 50)
-		}
-		ids, more, err := s.pageIDs(ctx, idx, cursor, batch)
-		if err != nil {
-			return Page[T]{}, err
-		}
+	minBatch := 0
+	if keep != nil {
+		minBatch = 50
+	}
+	load := func(ids []int64) ([]*T, error) {
 		keys := make([]string, len(ids))
 		for i, id := range ids {
 			keys[i] = keyOf(id)
 		}
-		recs, err := getJSONs[T](ctx, s, keys)
+		return getJSONs[T](ctx, s, keys)
+	}
+	return pageLoaded(ctx, s, idx, cursor, limit, minBatch, load, keep, idOf)
+}
+
+// pageLoaded pages through the id set at idx, reading at least minBatch ids at a
+// time, loads their records with load (which leaves out missing ones) and keeps those
+// keep accepts (nil keeps all). It reads on until the page is full or the index ends,
+// so a filter never returns a short page while more items exist.
+func pageLoaded[T any](ctx context.Context, s *Store, idx string, cursor int64, limit, minBatch int, load func(ids []int64) ([]*T, error), keep func(*T) bool, idOf func(*T) int64) (Page[T], error) {
+	var kept []*T
+	for len(kept) <= limit {
+		ids, more, err := s.pageIDs(ctx, idx, cursor, max(limit+1-len(kept), minBatch))
+		if err != nil {
+			return Page[T]{}, err
+		}
+		recs, err := load(ids)
 		if err != nil {
 			return Page[T]{}, err
 		}
