@@ -329,12 +329,16 @@ func (c *call) provisional(code int, reason string) {
 	_ = c.tx.Respond(res)
 }
 
-func (c *call) contact() *gsip.ContactHeader {
-	host := c.advertise.String()
+// host is our address for this call as the host of a URI (IPv6 in brackets).
+func (c *call) host() string {
 	if c.advertise.Is6() {
-		host = "[" + host + "]"
+		return "[" + c.advertise.String() + "]"
 	}
-	u := gsip.Uri{Scheme: "sip", User: "cxco", Host: host, Port: c.s.port}
+	return c.advertise.String()
+}
+
+func (c *call) contact() *gsip.ContactHeader {
+	u := gsip.Uri{Scheme: "sip", User: "cxco", Host: c.host(), Port: c.s.port}
 	if !strings.EqualFold(c.transport, "udp") {
 		u.UriParams = gsip.NewParams()
 		u.UriParams.Add("transport", strings.ToLower(c.transport))

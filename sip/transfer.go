@@ -101,11 +101,7 @@ func (c *call) refer(ctx context.Context, target string, start time.Time) error 
 
 	req := c.newRequest(gsip.REFER)
 	req.AppendHeader(gsip.NewHeader("Refer-To", "<"+c.referTarget(target)+">"))
-	host := c.advertise.String()
-	if c.advertise.Is6() {
-		host = "[" + host + "]"
-	}
-	req.AppendHeader(gsip.NewHeader("Referred-By", fmt.Sprintf("<sip:%s@%s>", c.called, host)))
+	req.AppendHeader(c.referredBy())
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	res, err := c.s.cli.Do(rctx, req)
 	cancel()
@@ -147,6 +143,11 @@ func (c *call) refer(ctx context.Context, target string, start time.Time) error 
 			return ctx.Err()
 		}
 	}
+}
+
+// referredBy is the Referred-By of our transfers: the dialled number at our address.
+func (c *call) referredBy() gsip.Header {
+	return gsip.NewHeader("Referred-By", fmt.Sprintf("<sip:%s@%s>", c.called, c.host()))
 }
 
 // onReferNotify takes a NOTIFY of the REFER under way (Event: refer, message/sipfrag);
@@ -220,10 +221,7 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 		}
 	}()
 	local := sdp.NewLocal(c.advertise, stream.LocalPort())
-	host := c.advertise.String()
-	if c.advertise.Is6() {
-		host = "[" + host + "]"
-	}
+	host := c.host()
 	contact := gsip.ContactHeader{Address: gsip.Uri{Scheme: "sip", User: "cxco", Host: host, Port: s.port}}
 	cli, err := sipgo.NewClient(s.ua, sipgo.WithClientHostname(c.advertise.String()), sipgo.WithClientPort(s.port))
 	if err != nil {
@@ -256,7 +254,7 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 	from.Params.Add("tag", gsip.GenerateTagN(16))
 	inv.AppendHeader(from)
 	inv.AppendHeader(&gsip.ToHeader{Address: ruri})
-	inv.AppendHeader(gsip.NewHeader("Referred-By", fmt.Sprintf("<sip:%s@%s>", c.called, host)))
+	inv.AppendHeader(c.referredBy())
 	ct := gsip.ContentTypeHeader("application/sdp")
 	inv.AppendHeader(&ct)
 	inv.SetBody(local.Offer(sdp.SendRecv))
