@@ -61,6 +61,8 @@ type inbound struct {
 }
 
 func (in *inbound) init(s *Stream, wire law, c Consumer, now time.Time) {
+	in.mu.Lock() // Stats may read meanwhile
+	defer in.mu.Unlock()
 	in.jb = jitter.New(s.jitterOptions(wire))
 	in.chain = buildInbound(wire, c)
 	in.lastRecv = now

@@ -127,6 +127,8 @@ type outbound struct {
 var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (o *outbound) init(s *Stream, wire law, f Format, now time.Time) {
+	o.mu.Lock() // Flush, Queued, Drained and Stats may run meanwhile
+	defer o.mu.Unlock()
 	o.format = f
 	o.wire = wire
 	o.chain = buildOutbound(f, wire)

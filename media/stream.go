@@ -75,7 +75,8 @@ type Stream struct {
 	closed atomic.Bool
 	once   sync.Once
 
-	started  atomic.Bool
+	starting atomic.Bool // set by the first Start: a second one fails
+	started  atomic.Bool // set once Start has set the stream up: Play and the rest see it whole
 	wire     law
 	pt       uint8
 	dtmfPT   uint8
@@ -170,7 +171,7 @@ func (s *Stream) Start(n sdp.Negotiated, c Consumer) error {
 	if c.Format != FormatPCM16k {
 		c.Format = FormatULaw8k
 	}
-	if !s.started.CompareAndSwap(false, true) {
+	if !s.starting.CompareAndSwap(false, true) {
 		return ErrStarted
 	}
 	s.wire = wire
@@ -184,6 +185,7 @@ func (s *Stream) Start(n sdp.Negotiated, c Consumer) error {
 	s.in.init(s, wire, c, now)
 	s.out.init(s, wire, c.Format, now)
 	s.ctl.init(now)
+	s.started.Store(true)
 
 	if s.tr != nil {
 		s.wg.Add(1)

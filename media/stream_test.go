@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -262,5 +263,39 @@ func TestPacketPathDoesNotAllocate(t *testing.T) {
 				t.Fatalf("frames %d sent %d", st.Frames, st.PacketsSent)
 			}
 		})
+	}
+}
+
+// TestPlayDuringStart: Play, PlayPCM, Stats and the chains may be called from
+// another goroutine while Start runs; they see either a stream not started yet
+// or a started one, never one half set up (run with -race).
+func TestPlayDuringStart(t *testing.T) {
+	for range 20 {
+		w, _ := manualWheel(t)
+		s, err := NewStream(testPool(t), loopback, Options{Wheel: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			for {
+				err := s.Play(make([]byte, 160))
+				_ = s.PlayPCM(nil)
+				_ = s.Stats()
+				_ = s.InboundChain() + s.OutboundChain()
+				if !errors.Is(err, ErrNotStarted) {
+					done <- err
+					return
+				}
+				runtime.Gosched()
+			}
+		}()
+		if err := s.Start(negotiated("PCMU", netip_ap("127.0.0.1:9")), Consumer{Format: FormatPCM16k}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("Play after Start: %v", err)
+		}
+		s.Close()
 	}
 }
