@@ -213,10 +213,8 @@ func (s *Store) FinishConversation(ctx context.Context, cid, id int64, f Final) 
 	if err != nil {
 		return nil, wrapRedis(err)
 	}
-	done := false
 	c, err := mutate(ctx, s, keyConv(cid, id), nil, func(c *Conversation, p redis.Pipeliner) error {
 		if c.Status != ConvInProgress {
-			done = true
 			return nil
 		}
 		end := f.EndedAt.UTC().Truncate(time.Second)
@@ -237,12 +235,7 @@ func (s *Store) FinishConversation(ctx context.Context, cid, id int64, f Final) 
 			c.SIPReferDestination = &f.ReferTo
 		}
 		c.SIPReferSeconds = f.SIPReferSeconds
-		for k, v := range f.Metadata {
-			if c.Metadata == nil {
-				c.Metadata = map[string]any{}
-			}
-			c.Metadata[k] = v
-		}
+		c.mergeMetadata(f.Metadata)
 		if c.AnsweredAt != nil {
 			d := max(0, int(end.Sub(*c.AnsweredAt)/time.Second))
 			c.DurationSeconds = &d
@@ -258,7 +251,6 @@ func (s *Store) FinishConversation(ctx context.Context, cid, id int64, f Final) 
 	if err != nil {
 		return nil, err
 	}
-	_ = done
 	return c, nil
 }
 
@@ -275,14 +267,19 @@ func (s *Store) SetAnalysis(ctx context.Context, cid, id int64, summary *string,
 		if successful != nil {
 			c.CallSuccessful = successful
 		}
-		for k, v := range metadata {
-			if c.Metadata == nil {
-				c.Metadata = map[string]any{}
-			}
-			c.Metadata[k] = v
-		}
+		c.mergeMetadata(metadata)
 		return nil
 	})
+}
+
+// mergeMetadata adds m's keys to metadata_ (made on the first key).
+func (c *Conversation) mergeMetadata(m map[string]any) {
+	for k, v := range m {
+		if c.Metadata == nil {
+			c.Metadata = map[string]any{}
+		}
+		c.Metadata[k] = v
+	}
 }
 
 // SetTranscriptEntry replaces entry i of a transcript (a correction of what the

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"time"
@@ -285,7 +286,7 @@ func (s *Store) withWhatsApp(ctx context.Context, cid int64, pns []*PhoneNumber)
 	}
 	for i, c := range cmds {
 		var wa WhatsAppState
-		if b, err := c.Bytes(); err == nil && jsonUnmarshal(b, &wa) == nil {
+		if b, err := c.Bytes(); err == nil && json.Unmarshal(b, &wa) == nil {
 			pns[i].WhatsAppStatus, pns[i].WhatsAppExternalID = wa.Status, wa.ExternalID
 		}
 	}

@@ -230,5 +230,3 @@ func pageLoaded[T any](ctx context.Context, s *Store, idx string, cursor int64, 
 	}
 	return page, nil
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

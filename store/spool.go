@@ -20,9 +20,7 @@ type Spool struct {
 	mu      sync.Mutex
 	jobs    []spoolJob
 	running bool // a job is being run
-	dropped int
 	wake    chan struct{}
-	idle    chan struct{} // closed when the queue is empty and nothing runs
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -57,7 +55,6 @@ func (p *Spool) Do(name string, fn func(ctx context.Context) error) {
 	if len(p.jobs) >= p.max {
 		p.log.Error("spool full: dropping the oldest pending write", "write", p.jobs[0].name)
 		p.jobs = p.jobs[1:]
-		p.dropped++
 	}
 	p.jobs = append(p.jobs, spoolJob{name, fn})
 	p.mu.Unlock()
