@@ -15,8 +15,7 @@ import (
 // drain is the graceful stop: no new calls (INVITEs and OPTIONS get 503, /readyz
 // says so), live calls may finish for up to timeout, then the rest are ended with
 // BYE and recorded. A second signal ends them at once.
-func drain(log *slog.Logger, s *sip.Server, obs *observer, sigs <-chan os.Signal, timeout time.Duration) {
-	obs.draining.Store(true)
+func drain(log *slog.Logger, s *sip.Server, sigs <-chan os.Signal, timeout time.Duration) {
 	s.Drain()
 	log.Info("draining: new calls are refused; live calls may finish", "active_calls", s.ActiveCalls(), "drain_timeout", timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -43,7 +43,7 @@ type observer struct {
 	apiLatency     *metrics.HistogramVec
 	redisErrors    *metrics.CounterVec
 	startedAt      time.Time
-	draining       *atomic.Bool
+	draining       func() bool // the SIP server's Drain was called
 	activeCalls    func() int
 	providerStats  func() *bridge.Stats
 	webhookStats   func() webhooks.Stats
@@ -53,7 +53,7 @@ type observer struct {
 func newObserver() *observer {
 	r := metrics.NewRegistry()
 	secs := []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
-	o := &observer{reg: r, startedAt: time.Now(), draining: &atomic.Bool{},
+	o := &observer{reg: r, startedAt: time.Now(),
 		callsStarted: r.NewCounterVec("cxco_calls_started_total", "INVITEs that began a call."),
 		callsEnded:   r.NewCounterVec("cxco_calls_ended_total", "Calls that ended, by end reason.", "reason"),
 		sipResponses: r.NewCounterVec("cxco_sip_rejections_total", "INVITEs and requests refused, by SIP status.", "status"),
@@ -138,11 +138,13 @@ func (o *observer) scrape(w io.Writer) {
 	if o.activeCalls != nil {
 		gauge("cxco_calls_active", "Calls in setup or up.", float64(o.activeCalls()))
 	}
-	d := 0.0
-	if o.draining.Load() {
-		d = 1
+	if o.draining != nil {
+		d := 0.0
+		if o.draining() {
+			d = 1
+		}
+		gauge("cxco_draining", "1 while the node drains (no new calls).", d)
 	}
-	gauge("cxco_draining", "1 while the node drains (no new calls).", d)
 	if o.providerStats != nil {
 		ps := o.providerStats()
 		fmt.Fprintf(w, "# HELP cxco_provider_messages_total Provider websocket messages, by direction.\n# TYPE cxco_provider_messages_total counter\n")
@@ -188,7 +190,7 @@ func rss() int64 {
 // health serves /healthz (the process answers) and /readyz (Redis reachable, SIP
 // listening, not draining): a load balancer or Kubernetes stops sending work to a
 // node that is not ready.
-func health(st *store.Store, sipSrv *sip.Server, draining *atomic.Bool) (healthz, readyz http.Handler) {
+func health(st *store.Store, sipSrv *sip.Server) (healthz, readyz http.Handler) {
 	healthz = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"status":"ok"}`)
@@ -204,7 +206,7 @@ func health(st *store.Store, sipSrv *sip.Server, draining *atomic.Bool) (healthz
 		if sipSrv == nil || sipSrv.Port() == 0 || sipSrv.Closed() {
 			problems = append(problems, "sip not listening")
 		}
-		if draining.Load() {
+		if sipSrv != nil && sipSrv.Draining() {
 			problems = append(problems, "draining")
 		}
 		if len(problems) > 0 {

@@ -127,8 +127,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	obs.activeCalls = sipSrv.ActiveCalls
-	healthz, readyz := health(st, sipSrv, obs.draining)
+	obs.activeCalls, obs.draining = sipSrv.ActiveCalls, sipSrv.Draining
+	healthz, readyz := health(st, sipSrv)
 
 	// The dashboard's WebRTC test calls: same media engine, provider connector and
 	// port range as phone calls; ended (shutdown) before the engine stops.
@@ -187,7 +187,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	case <-sigs:
 	case err = <-httpErr:
 	}
-	drain(log, sipSrv, obs, sigs, cfg.DrainTimeout)
+	drain(log, sipSrv, sigs, cfg.DrainTimeout)
 	log.Info("shutting down")
 	cancel()
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
