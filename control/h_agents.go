@@ -193,9 +193,6 @@ func (s *Server) agentFields(c *call, f *form, a *store.Agent, create bool) erro
 		if err != nil {
 			return err
 		}
-		if create || a.Config == nil {
-			a.Config = map[string]any{}
-		}
 		// A partial update merges config key by key; null removes a key.
 		merged := map[string]any{}
 		for k, v := range a.Config {

@@ -1,10 +1,6 @@
 package control
 
-import (
-	"strconv"
-
-	"github.com/cxco/gateway/store"
-)
+import "github.com/cxco/gateway/store"
 
 // convSummary is a conversation in a list: no transcript, no metadata_.
 func convSummary(cv *store.Conversation) *store.Conversation {
@@ -50,13 +46,9 @@ func (s *Server) conversationPage(c *call, agentID int64) (result, error) {
 }
 
 func (s *Server) listConversations(c *call) (result, error) {
-	var agentID int64
-	if v := c.query("agent_id"); v != "" {
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || id <= 0 {
-			return result{}, invalid("agent_id: %q is not a valid id", v)
-		}
-		agentID = id
+	agentID, err := c.queryID("agent_id")
+	if err != nil {
+		return result{}, err
 	}
 	return s.conversationPage(c, agentID)
 }

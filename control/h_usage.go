@@ -3,7 +3,6 @@ package control
 import (
 	"math"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/cxco/gateway/store"
@@ -154,16 +153,14 @@ func (s *Server) usageDaily(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	var agentID int64
-	if v := c.query("agent_id"); v != "" {
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || id <= 0 {
-			return result{}, invalid("agent_id: %q is not a valid id", v)
-		}
-		if _, err := s.st.GetAgent(c.ctx, c.companyID(), id); err != nil {
+	agentID, err := c.queryID("agent_id")
+	if err != nil {
+		return result{}, err
+	}
+	if agentID > 0 {
+		if _, err := s.st.GetAgent(c.ctx, c.companyID(), agentID); err != nil {
 			return result{}, toAPIError(err, "agent")
 		}
-		agentID = id
 	}
 	rep, err := s.st.UsageRange(c.ctx, c.companyID(), start, end, agentID)
 	if err != nil {

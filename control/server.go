@@ -257,6 +257,19 @@ func (c *call) pathID(name string) (int64, error) {
 
 func (c *call) query(k string) string { return strings.TrimSpace(c.r.URL.Query().Get(k)) }
 
+// queryID reads an optional id query parameter (0 when absent).
+func (c *call) queryID(name string) (int64, error) {
+	v := c.query(name)
+	if v == "" {
+		return 0, nil
+	}
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, invalid("%s: %q is not a valid id", name, v)
+	}
+	return id, nil
+}
+
 // paging reads limit and cursor.
 func (c *call) paging() (int64, int, error) {
 	limit := defaultPageLimit
