@@ -554,15 +554,19 @@ func (b *Buffer) write(start int64, data []byte, at int64) {
 
 func (b *Buffer) block(s int64) int64 { return ((s - b.s0) & b.mask) >> blockShift }
 
+// span is the mask of k bits (1 to 64) of a have word from bit on.
+func span(bit, k int64) uint64 {
+	if k == 64 {
+		return ^uint64(0)
+	}
+	return (1<<k - 1) << bit
+}
+
 func (b *Buffer) setHave(i, n int64) {
 	for n > 0 {
 		w, bit := i>>6, i&63
 		k := min(64-bit, n)
-		m := ^uint64(0)
-		if k < 64 {
-			m = (1<<k - 1) << bit
-		}
-		b.have[w] |= m
+		b.have[w] |= span(bit, k)
 		i += k
 		n -= k
 	}
@@ -575,10 +579,7 @@ func (b *Buffer) allHave(start, end int64) bool {
 		i := s & b.mask
 		w, bit := i>>6, i&63
 		k := min(64-bit, end-s)
-		m := ^uint64(0)
-		if k < 64 {
-			m = (1<<k - 1) << bit
-		}
+		m := span(bit, k)
 		if b.have[w]&m != m {
 			return false
 		}
@@ -592,24 +593,14 @@ func (b *Buffer) has(s int64) bool {
 	return b.have[i>>6]&(1<<(i&63)) != 0
 }
 
-// consume forgets samples [s, s+n) after playout.
+// consume forgets samples [s, s+n) after playout; like allHave, 64 samples per
+// step (the ring is a whole number of have words, so no step crosses its end).
 func (b *Buffer) consume(s, n int64) {
 	for n > 0 {
 		i := s & b.mask
-		k := min(n, int64(len(b.ring))-i)
-		j := i
-		left := k
-		for left > 0 {
-			w, bit := j>>6, j&63
-			c := min(64-bit, left)
-			m := ^uint64(0)
-			if c < 64 {
-				m = (1<<c - 1) << bit
-			}
-			b.have[w] &^= m
-			j += c
-			left -= c
-		}
+		w, bit := i>>6, i&63
+		k := min(64-bit, n)
+		b.have[w] &^= span(bit, k)
 		s += k
 		n -= k
 	}
