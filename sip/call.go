@@ -48,11 +48,11 @@ type call struct {
 	routeSet     []string
 	remoteCSeq   uint32
 	localCSeq    uint32
-	acks         map[uint32]chan *gsip.Request // CSeq of a 2xx waiting for its ACK
-	reinvite     bool                          // a re-INVITE transaction is in progress
-	lateOffer    bool                          // our 200 carried the offer; the ACK brings the answer
-	reinviteLate uint32                        // CSeq of a re-INVITE we answered with an offer
-	sessionExp   time.Time                     // RFC 4028: when the session expires without a refresh
+	acks         map[uint32]chan struct{} // CSeq of a 2xx waiting for its ACK
+	reinvite     bool                     // a re-INVITE transaction is in progress
+	lateOffer    bool                     // our 200 carried the offer; the ACK brings the answer
+	reinviteLate uint32                   // CSeq of a re-INVITE we answered with an offer
+	sessionExp   time.Time                // RFC 4028: when the session expires without a refresh
 	sessionSE    time.Duration
 	weRefresh    bool
 	hold         bool
@@ -155,7 +155,7 @@ func (s *Server) newCall(req *gsip.Request, tx gsip.ServerTransaction) *call {
 	fromTag, _ := inv.From().Params.Get("tag")
 	c := &call{s: s, invite: inv, tx: tx, callID: inv.CallID().Value(), ourTag: tag, source: req.Source(),
 		transport: req.Transport(), caller: callerNumber(req), called: dialled(req), start: time.Now(),
-		acks: map[uint32]chan *gsip.Request{}, acked: make(chan struct{}), endCh: make(chan endRequest, 1), done: make(chan struct{}),
+		acks: map[uint32]chan struct{}{}, acked: make(chan struct{}), endCh: make(chan endRequest, 1), done: make(chan struct{}),
 		peerSwap:   make(chan struct{}, 1),
 		remoteCSeq: inv.CSeq().SeqNo, localCSeq: 1}
 	c.id = dialogID(c.callID, tag, fromTag)
@@ -370,7 +370,7 @@ func (c *call) answer(ctx context.Context, offer []byte, cancelled error) bool {
 
 	c.s.mu.Lock()
 	c.s.calls[c.id] = c
-	ack := make(chan *gsip.Request, 1)
+	ack := make(chan struct{}, 1)
 	c.acks[c.invite.CSeq().SeqNo] = ack
 	c.s.mu.Unlock()
 
@@ -398,14 +398,15 @@ func (c *call) answer(ctx context.Context, offer []byte, cancelled error) bool {
 	c.log.Info("call answered", "setup_ms", now.Sub(c.start).Milliseconds(), "codec", c.neg.Codec.Name, "late_offer", c.lateOffer)
 	go c.run()
 	// RFC 3261 §13.3.1.4: retransmit the 2xx until the ACK (T1, doubling to T2), for 64*T1.
-	if got := c.retransmit2xx(c.tx, res, ack); got == nil {
+	if !c.retransmit2xx(c.tx, res, ack) {
 		c.end(endRequest{reason: EndNoACK, failed: true, sendBye: true})
 	}
 	return true
 }
 
-// retransmit2xx resends a 2xx until its ACK arrives, the call ends or 64*T1 passes.
-func (c *call) retransmit2xx(tx gsip.ServerTransaction, res *gsip.Response, ack chan *gsip.Request) *gsip.Request {
+// retransmit2xx resends a 2xx until its ACK arrives or the call ends; false when
+// 64*T1 passed without the ACK.
+func (c *call) retransmit2xx(tx gsip.ServerTransaction, res *gsip.Response, ack <-chan struct{}) bool {
 	interval := gsip.T1
 	deadline := time.NewTimer(64 * gsip.T1)
 	defer deadline.Stop()
@@ -413,13 +414,13 @@ func (c *call) retransmit2xx(tx gsip.ServerTransaction, res *gsip.Response, ack 
 	defer t.Stop()
 	for {
 		select {
-		case a := <-ack:
-			return a
+		case <-ack:
+			return true
 		case <-c.done:
-			return &gsip.Request{}
+			return true
 		case <-deadline.C:
 			c.log.Warn("no ACK for our 2xx", "cseq", res.CSeq().SeqNo)
-			return nil
+			return false
 		case <-t.C:
 			if err := tx.Respond(res); err != nil && !errors.Is(err, gsip.ErrTransactionTerminated) {
 				c.log.Debug("2xx retransmission failed", "err", err)

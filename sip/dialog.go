@@ -35,7 +35,7 @@ func (s *Server) onAck(req *gsip.Request, _ gsip.ServerTransaction) {
 	} else if c.lateOfferPending(seq) {
 		c.applyAnswer(req)
 	}
-	ch <- req
+	ch <- struct{}{}
 }
 
 // onFirstAck completes the answer: with a late offer the ACK brings the SDP answer.
@@ -176,7 +176,7 @@ func (c *call) onReinvite(req *gsip.Request, tx gsip.ServerTransaction) {
 	res.AppendHeader(gsip.NewHeader("Allow", allowMethods))
 	res.AppendHeader(gsip.NewHeader("Supported", strings.Join(supportedExt, ", ")))
 	c.addSessionTimer(res)
-	ack := make(chan *gsip.Request, 1)
+	ack := make(chan struct{}, 1)
 	c.s.mu.Lock()
 	c.acks[req.CSeq().SeqNo] = ack
 	c.s.mu.Unlock()
@@ -184,7 +184,7 @@ func (c *call) onReinvite(req *gsip.Request, tx gsip.ServerTransaction) {
 		c.log.Warn("could not answer the re-INVITE", "err", err)
 		return
 	}
-	if c.retransmit2xx(tx, res, ack) == nil {
+	if !c.retransmit2xx(tx, res, ack) {
 		c.s.mu.Lock()
 		delete(c.acks, req.CSeq().SeqNo)
 		c.s.mu.Unlock()
