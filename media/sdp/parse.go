@@ -139,10 +139,9 @@ type Session struct {
 func Parse(b []byte) (*Session, error) {
 	s := &Session{}
 	var (
-		cur     *Media
-		seenV   bool
-		seenO   bool
-		sessDir = false
+		cur   *Media
+		seenV bool
+		seenO bool
 	)
 	text := string(b)
 	for len(text) > 0 {
@@ -200,7 +199,6 @@ func Parse(b []byte) (*Session, error) {
 			if d, ok := parseDirection(name); ok {
 				if cur == nil {
 					s.Direction = d
-					sessDir = true
 				} else {
 					cur.Direction = d
 					cur.dirSet = true
@@ -218,7 +216,6 @@ func Parse(b []byte) (*Session, error) {
 	if !seenV || !seenO {
 		return nil, fmt.Errorf("%w: missing v= or o=", ErrMalformed)
 	}
-	_ = sessDir
 	for i := range s.Media {
 		m := &s.Media[i]
 		if !m.connSet {
@@ -301,27 +298,9 @@ func parseMLine(val string) (Media, error) {
 func (m *Media) attr(name, arg string) error {
 	switch name {
 	case "rtpmap":
-		// Be liberal: a broken rtpmap only leaves its format unresolved (and unused).
-		pt, rest, ok := strings.Cut(arg, " ")
-		n, err := strconv.ParseUint(pt, 10, 7)
-		if !ok || err != nil {
-			return nil // a broken rtpmap (e.g. "31 LPC" in RFC 4475) leaves its format unresolved
-		}
-		parts := strings.Split(strings.TrimSpace(rest), "/")
-		if len(parts) < 2 || parts[0] == "" {
-			return nil // a broken rtpmap (e.g. "31 LPC" in RFC 4475) leaves its format unresolved
-		}
-		rate, err := strconv.ParseUint(parts[1], 10, 31)
-		if err != nil {
-			return nil // a broken rtpmap (e.g. "31 LPC" in RFC 4475) leaves its format unresolved
-		}
-		c := Codec{PayloadType: uint8(n), Name: parts[0], ClockRate: int(rate)}
-		if len(parts) > 2 {
-			ch, err := strconv.ParseUint(parts[2], 10, 8)
-			if err != nil {
-				return nil // a broken rtpmap (e.g. "31 LPC" in RFC 4475) leaves its format unresolved
-			}
-			c.Channels = int(ch)
+		c, ok := parseRtpmap(arg)
+		if !ok {
+			return nil // be liberal: a broken rtpmap (e.g. "31 LPC" in RFC 4475) leaves its format unresolved (and unused)
 		}
 		if m.rtpmaps == nil {
 			m.rtpmaps = make(map[uint8]Codec)
@@ -352,6 +331,32 @@ func (m *Media) attr(name, arg string) error {
 		m.rtcpRaw = strings.TrimSpace(arg)
 	}
 	return nil
+}
+
+// parseRtpmap reads "PT NAME/RATE[/CHANNELS]"; false if it is broken.
+func parseRtpmap(arg string) (Codec, bool) {
+	pt, rest, ok := strings.Cut(arg, " ")
+	n, err := strconv.ParseUint(pt, 10, 7)
+	if !ok || err != nil {
+		return Codec{}, false
+	}
+	parts := strings.Split(strings.TrimSpace(rest), "/")
+	if len(parts) < 2 || parts[0] == "" {
+		return Codec{}, false
+	}
+	rate, err := strconv.ParseUint(parts[1], 10, 31)
+	if err != nil {
+		return Codec{}, false
+	}
+	c := Codec{PayloadType: uint8(n), Name: parts[0], ClockRate: int(rate)}
+	if len(parts) > 2 {
+		ch, err := strconv.ParseUint(parts[2], 10, 8)
+		if err != nil {
+			return Codec{}, false
+		}
+		c.Channels = int(ch)
+	}
+	return c, true
 }
 
 // parseRTCP reads "a=rtcp:port [IN IP4 addr]" (RFC 3605).

@@ -91,23 +91,9 @@ func Dial(t testing.TB, gw string, number, codec string) (*Phone, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Phone{t: t, gw: addr, number: strings.TrimPrefix(number, "+"), codec: codec, pt: 0, dtmfPT: 101,
-		callID: fmt.Sprintf("phone-%d@127.0.0.1", rand.Int64()), fromTag: fmt.Sprintf("ph%d", rand.Uint32()), cseq: 1,
-		ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32(),
-		final: make(chan *gsip.Response, 4), byeOK: make(chan struct{}, 1), gotBye: make(chan struct{}), done: make(chan struct{})}
-	if codec == "PCMA" {
-		p.pt = 8
-	}
-	if p.sipConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	if p.rtpConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	p.wg.Add(2)
-	go p.readSIP()
-	go p.readRTP()
+	p := newPhone(t, codec, fmt.Sprintf("ph%d", rand.Uint32()))
+	p.gw, p.number, p.callID = addr, strings.TrimPrefix(number, "+"), fmt.Sprintf("phone-%d@127.0.0.1", rand.Int64())
+	p.start()
 	p.send(p.invite())
 	timeout := time.After(15 * time.Second)
 	for {
@@ -138,6 +124,33 @@ func Dial(t testing.TB, gw string, number, codec string) (*Phone, int) {
 			t.Fatal("phone: no final answer to the INVITE")
 		}
 	}
+}
+
+// newPhone binds a phone's SIP and RTP sockets on loopback and closes them when
+// the test ends; start runs its readers once it is set up.
+func newPhone(t testing.TB, codec, fromTag string) *Phone {
+	p := &Phone{t: t, codec: codec, fromTag: fromTag, cseq: 1, dtmfPT: 101,
+		ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32(),
+		final: make(chan *gsip.Response, 4), byeOK: make(chan struct{}, 1), gotBye: make(chan struct{}), done: make(chan struct{})}
+	if codec == "PCMA" {
+		p.pt = 8
+	}
+	var err error
+	if p.sipConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if p.rtpConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		p.sipConn.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *Phone) start() {
+	p.wg.Add(2)
+	go p.readSIP()
+	go p.readRTP()
 }
 
 func (p *Phone) local() string { return p.sipConn.LocalAddr().String() }
@@ -471,20 +484,8 @@ func (p *Phone) Close() {
 // ACK came. addr is where to point the gateway (--trunk-uri sip:<addr>).
 func Answer(t testing.TB, codec string) (p *Phone, addr string, wait func() *Phone) {
 	t.Helper()
-	p = &Phone{t: t, codec: codec, fromTag: fmt.Sprintf("hu%d", rand.Uint32()), cseq: 1, uas: true,
-		ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32(), dtmfPT: 101,
-		final: make(chan *gsip.Response, 4), byeOK: make(chan struct{}, 1), gotBye: make(chan struct{}), done: make(chan struct{})}
-	if codec == "PCMA" {
-		p.pt = 8
-	}
-	var err error
-	if p.sipConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	if p.rtpConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p = newPhone(t, codec, fmt.Sprintf("hu%d", rand.Uint32()))
+	p.uas = true
 	answered := make(chan struct{})
 	p.onInvite = func(req *gsip.Request, from *net.UDPAddr) *gsip.Response {
 		s, err := sdp.Parse(req.Body())
@@ -520,9 +521,7 @@ func Answer(t testing.TB, codec string) (p *Phone, addr string, wait func() *Pho
 			close(answered)
 		}
 	}
-	p.wg.Add(2)
-	go p.readSIP()
-	go p.readRTP()
+	p.start()
 	return p, p.local(), func() *Phone {
 		select {
 		case <-answered:
