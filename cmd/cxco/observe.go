@@ -129,11 +129,8 @@ func (o *observer) scrape(w io.Writer) {
 	gauge := func(name, help string, v float64) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v)
 	}
-	counter := func(name, help string, v float64, labels ...string) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
-		if len(labels) == 0 {
-			fmt.Fprintf(w, "%s %g\n", name, v)
-		}
+	counter := func(name, help string, v float64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %g\n", name, help, name, name, v)
 	}
 	if o.activeCalls != nil {
 		gauge("cxco_calls_active", "Calls in setup or up.", float64(o.activeCalls()))

@@ -69,6 +69,8 @@ func header(w io.Writer, name, help, typ string) {
 	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 }
 
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
 func labelString(names, values []string) string {
 	if len(names) == 0 {
 		return ""
@@ -81,7 +83,7 @@ func labelString(names, values []string) string {
 		}
 		b.WriteString(n)
 		b.WriteString(`="`)
-		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(values[i]))
+		b.WriteString(labelEscaper.Replace(values[i]))
 		b.WriteByte('"')
 	}
 	b.WriteByte('}')
@@ -158,10 +160,13 @@ func newVec[T any](name, help string, labels []string, mk func() *T) *vec[T] {
 type Counter struct{ bits atomic.Uint64 }
 
 // Add adds v (≥ 0).
-func (c *Counter) Add(v float64) {
+func (c *Counter) Add(v float64) { addFloat(&c.bits, v) }
+
+// addFloat adds v to the float64 whose bits b holds.
+func addFloat(b *atomic.Uint64, v float64) {
 	for {
-		old := c.bits.Load()
-		if c.bits.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
+		old := b.Load()
+		if b.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
 			return
 		}
 	}
@@ -198,14 +203,7 @@ type Gauge struct{ bits atomic.Uint64 }
 func (g *Gauge) Set(v float64) { g.bits.Store(math.Float64bits(v)) }
 
 // Add adds v (may be negative).
-func (g *Gauge) Add(v float64) {
-	for {
-		old := g.bits.Load()
-		if g.bits.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
-			return
-		}
-	}
-}
+func (g *Gauge) Add(v float64) { addFloat(&g.bits, v) }
 
 // Value reads it.
 func (g *Gauge) Value() float64 { return math.Float64frombits(g.bits.Load()) }
