@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -49,23 +48,8 @@ var tortureExpect = map[string][]int{
 // name other hosts in Via and Contact, so the test runs in a network namespace of its
 // own (unshare -n, loopback only): no response can leave the machine.
 func TestRFC4475(t *testing.T) {
-	if os.Getenv("CXCO_IN_NETNS") != "1" {
-		unshare, err := exec.LookPath("unshare")
-		if err != nil {
-			t.Fatal("unshare (util-linux) is needed to run this test in its own network namespace")
-		}
-		bin := cxcotest.Binary(t) // build outside: the namespace has no network for the Go proxy
-		cmd := exec.Command(unshare, "-n", "--", os.Args[0], "-test.run", "^TestRFC4475$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "CXCO_IN_NETNS=1", "CXCO_TEST_BINARY="+bin)
-		out, err := cmd.CombinedOutput()
-		t.Logf("in the namespace:\n%s", out)
-		if err != nil {
-			t.Fatalf("the test in its network namespace failed: %v", err)
-		}
+	if inOwnNetNS(t) {
 		return
-	}
-	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("ip link set lo up: %v %s", err, out)
 	}
 	// Responses go to the packet's source IP and the Via port (5060 by default;
 	// 5061 for TLS; quotbal.dat says 5050): listen on those, send from 5060.
