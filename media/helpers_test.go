@@ -113,6 +113,5 @@ func realWheel(t testing.TB) *clock.Wheel {
 }
 
 func netip_ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
-func netip_unspecified() netip.Addr    { return netip.Addr{} }
 
 var netipZero netip.AddrPort

@@ -74,18 +74,6 @@ func TestPortPool(t *testing.T) {
 	}
 }
 
-func TestDualStackBind(t *testing.T) {
-	w, _ := manualWheel(t)
-	s, err := NewStream(testPool(t), netip_unspecified(), Options{Wheel: w})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if !s.LocalAddr().Addr().IsUnspecified() {
-		t.Fatalf("bound to %v, want all addresses", s.LocalAddr())
-	}
-}
-
 func TestChains(t *testing.T) {
 	tests := []struct {
 		codec   string

@@ -267,7 +267,7 @@ func (c *call) setupAndAnswer() bool {
 	c.provisional(180, "Ringing")
 
 	// Media and the far side, before the answer.
-	stream, err := media.NewStream(s.opt.Ports, netip.Addr{}, media.Options{Logger: c.log, Wheel: s.opt.Wheel,
+	stream, err := media.NewStream(s.opt.Ports, s.mediaIP, media.Options{Logger: c.log, Wheel: s.opt.Wheel,
 		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax})
 	if err != nil {
 		c.log.Warn("call refused: no RTP ports", "err", err)

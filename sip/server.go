@@ -95,6 +95,10 @@ type Server struct {
 	flood *floodLimiter
 	udp   udpResponder
 	auth  *digestAuth
+	// mediaIP is where calls bind their RTP: the --sip host when that is one
+	// address, so a gateway bound to one interface listens on no other; the zero
+	// Addr (every address) when SIP listens on every address.
+	mediaIP netip.Addr
 
 	conns     []net.PacketConn
 	listeners []net.Listener
@@ -166,6 +170,9 @@ func (s *Server) Listen() error {
 		binds = []bind{{"udp4", ip.String()}}
 	default:
 		binds = []bind{{"udp6", ip.String()}}
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+		s.mediaIP = ip
 	}
 	// Bind every socket on one port: the first picks it when it is 0.
 	for attempt := 0; ; attempt++ {

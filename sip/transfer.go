@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -208,7 +207,7 @@ func (s *Server) lookupLeg(req *gsip.Request) *outLeg {
 func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Time) error {
 	s := c.s
 	format := c.peer.Format()
-	stream, err := media.NewStream(s.opt.Ports, netip.Addr{}, media.Options{Logger: c.log.With("leg", "transfer"), Wheel: s.opt.Wheel,
+	stream, err := media.NewStream(s.opt.Ports, s.mediaIP, media.Options{Logger: c.log.With("leg", "transfer"), Wheel: s.opt.Wheel,
 		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrTransferFailed, err)

@@ -41,6 +41,13 @@ func TestEchoLineTone(t *testing.T) {
 			if code != 200 {
 				t.Fatalf("echo line answered %d", code)
 			}
+			// RTP binds where SIP does (127.0.0.1), not on every address: the same
+			// port on another loopback address is free.
+			probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: int(ph.Remote.Port())})
+			if err != nil {
+				t.Fatalf("the call's RTP port is taken on 127.0.0.2 as well: the gateway bound it on every address (%v)", err)
+			}
+			probe.Close()
 			ph.Impair = &cxcotest.Impairment{Seed: 7, Loss: 0.02, Reorder: 0.05, Duplicate: 0.01, Jitter: 20 * time.Millisecond}
 			sent := cxcotest.Tone(1000, -10, 4*time.Second)
 			ph.SendAudio(sent)

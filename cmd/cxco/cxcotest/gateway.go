@@ -22,7 +22,7 @@ type GatewayOptions struct {
 	RedisURL    string   // empty: embedded store
 	ProviderURL string   // empty: the in-process simulator
 	SIPHost     string   // empty: 127.0.0.1; "::1" for IPv6, "" with SIPAll for every address
-	SIPAll      bool     // listen on every address (IPv4 and IPv6): --sip :port
+	SIPAll      bool     // listen on every address (IPv4 and IPv6): --sip :port; only in a loopback-only network namespace
 	Args        []string // more flags
 	Env         []string
 }
