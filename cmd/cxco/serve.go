@@ -198,11 +198,15 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 func banner(w io.Writer, httpAddr, agencyKey string, embedded bool) {
 	host, port, _ := net.SplitHostPort(httpAddr)
-	if host == "" || host == "::" || host == "0.0.0.0" {
+	everywhere := host == "" || host == "::" || host == "0.0.0.0"
+	if everywhere {
 		host = "127.0.0.1"
 	}
 	fmt.Fprintf(w, "CXCo gateway %s\n  API:        http://%s/api\n", version, net.JoinHostPort(host, port))
 	fmt.Fprintf(w, "  Dashboard:  http://%s/\n", net.JoinHostPort(host, port))
+	if everywhere {
+		fmt.Fprintf(w, "  HTTP:       listening on every address (--http 127.0.0.1:%s keeps it to this machine)\n", port)
+	}
 	if agencyKey != "" {
 		fmt.Fprintf(w, "  Agency key: %s   (shown once; pass --agency-key or CXCO_AGENCY_KEY to keep it)\n", agencyKey)
 	}
