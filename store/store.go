@@ -13,6 +13,7 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -70,9 +71,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("store: start embedded server: %w", err)
 		}
+		// go-redis reaches it over TCP on loopback; a password only this process
+		// knows keeps other local users out.
+		password := rand.Text()
+		m.RequireAuth(password)
 		s.embedded = m
-		s.rdb = redis.NewClient(&redis.Options{Addr: m.Addr(), PoolSize: 64})
-		log.Warn("no Redis URL given: using the embedded in-process store; all data is lost when the process exits")
+		s.rdb = redis.NewClient(&redis.Options{Addr: m.Addr(), Password: password, PoolSize: 64})
+		log.Warn("no Redis URL given: using the embedded in-process store; all data is lost when the process exits", "addr", m.Addr())
 	} else {
 		rdb, err := NewClient(opts.URL)
 		if err != nil {
