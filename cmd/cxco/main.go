@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"encoding"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -93,5 +95,24 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 	if format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
+	opts.ReplaceAttr = readableJSON
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// readableJSON writes values in JSON logs as the text format does: a duration as
+// "10m0s" rather than a count of nanoseconds, and a value with a String method (a
+// media format, an SDP direction) by its name rather than its number. Values that
+// marshal themselves keep their own form.
+func readableJSON(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindDuration:
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	case slog.KindAny:
+		switch v := a.Value.Any().(type) {
+		case error, json.Marshaler, encoding.TextMarshaler:
+		case fmt.Stringer:
+			a.Value = slog.StringValue(v.String())
+		}
+	}
+	return a
 }
