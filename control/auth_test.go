@@ -105,7 +105,7 @@ func TestAuthKeyTypes(t *testing.T) {
 				}
 				continue
 			}
-			isError(t, name, r, 403, "permission_denied", kind+" key")
+			isError(t, name, r, 403, "permission_denied", map[string]string{"agency": "sent an agency key", "company": "sent a company key", "user": "sent a user key"}[kind])
 		}
 	}
 }

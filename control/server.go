@@ -240,7 +240,11 @@ func (s *Server) authenticate(c *call, need authKind) *apiError {
 	if !kindOK {
 		want := map[authKind]string{authAny: "a company or user key", authCompany: "a company key (cxco_comp_k_)",
 			authUser: "a user key (cxco_user_k_)", authAgency: "the agency key (cxco_agcy_k_)"}[need]
-		return errf(http.StatusForbidden, typePermission, "this endpoint needs %s; you sent a %s key", want, p.Kind)
+		sent := "a " + p.Kind
+		if p.Kind == "agency" {
+			sent = "an agency"
+		}
+		return errf(http.StatusForbidden, typePermission, "this endpoint needs %s; you sent %s key", want, sent)
 	}
 	return nil
 }
