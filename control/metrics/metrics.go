@@ -152,8 +152,14 @@ func (v *vec[T]) each(f func(labels string, c *T)) {
 	}
 }
 
+// newVec makes a vector; one without labels is a single series, made now, so it
+// is exported (as 0) before anything happens: alerts and rate() need the zero.
 func newVec[T any](name, help string, labels []string, mk func() *T) *vec[T] {
-	return &vec[T]{name: name, help: help, labels: labels, children: map[string]*T{}, keys: map[string][]string{}, make: mk}
+	v := &vec[T]{name: name, help: help, labels: labels, children: map[string]*T{}, keys: map[string][]string{}, make: mk}
+	if len(labels) == 0 {
+		v.with()
+	}
+	return v
 }
 
 // Counter only goes up.

@@ -11,6 +11,8 @@ func TestExposition(t *testing.T) {
 	c := r.NewCounterVec("cxco_calls_total", "Calls by end reason.", "reason")
 	g := r.NewGaugeVec("cxco_calls_active", "Calls up now.")
 	h := r.NewHistogramVec("cxco_setup_seconds", "Setup time.", []float64{0.1, 0.5}, "kind")
+	r.NewCounterVec("cxco_redis_errors_total", "Nothing yet.")
+	r.NewHistogramVec("cxco_rtt_seconds", "Nothing yet.", []float64{0.1})
 	c.With("caller_hangup").Inc()
 	c.With("caller_hangup").Add(2)
 	c.With(`we"ird`).Inc()
@@ -33,6 +35,9 @@ func TestExposition(t *testing.T) {
 		`cxco_setup_seconds_bucket{kind="agent",le="+Inf"} 3`,
 		`cxco_setup_seconds_sum{kind="agent"} 0.95`,
 		`cxco_setup_seconds_count{kind="agent"} 3`,
+		"\ncxco_redis_errors_total 0\n", // a series without labels is there from the start
+		`cxco_rtt_seconds_bucket{le="+Inf"} 0`,
+		"\ncxco_rtt_seconds_count 0\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
