@@ -138,9 +138,8 @@ func TestSIPEchoLine(t *testing.T) {
 			t.Fatalf("BYE after %s: the 7 s of audio plus the 3 s RTP timeout had not passed", d)
 		}
 	})
-	if !strings.Contains(g.Proc.Stderr(), `"reason":"rtp_timeout"`) {
-		t.Fatal("no call ended with rtp_timeout in the log")
-	}
+	// The gateway logs the end once its BYE is answered, which may be just after SIPp exits.
+	g.Proc.WaitStderr(t, `"reason":"rtp_timeout"`, 5*time.Second)
 }
 
 // TestSIPTransportsAndExtensions: TCP and IPv6, digest authentication of trunks, and
