@@ -273,11 +273,15 @@ func (s *Server) onNotify(req *gsip.Request, tx gsip.ServerTransaction) {
 	if !c.checkCSeq(req, tx) {
 		return
 	}
-	if !c.onReferNotify(req) {
+	deliver, ok := c.onReferNotify(req)
+	if !ok {
 		respond(tx, req, 481, "Subscription Does Not Exist")
 		return
 	}
+	// Answer first: a final sipfrag makes the transfer send BYE, which must not
+	// overtake this 200.
 	respond(tx, req, 200, "OK")
+	deliver()
 }
 
 // newRequest builds an in-dialog request of ours (BYE, REFER, UPDATE): From is our

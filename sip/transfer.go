@@ -150,29 +150,34 @@ func (c *call) referredBy() gsip.Header {
 }
 
 // onReferNotify takes a NOTIFY of the REFER under way (Event: refer, message/sipfrag);
-// false when there is none.
-func (c *call) onReferNotify(req *gsip.Request) bool {
+// false when there is none. deliver hands its sipfrag status to the transfer: call
+// it once the NOTIFY is answered.
+func (c *call) onReferNotify(req *gsip.Request) (deliver func(), ok bool) {
 	c.mu.Lock()
 	st := c.xfer
 	c.mu.Unlock()
 	if st == nil {
-		return false
+		return nil, false
 	}
 	ev := strings.ToLower(headerValue(req, "Event", "o"))
 	if !strings.HasPrefix(ev, "refer") {
-		return false
+		return nil, false
 	}
 	line, _, _ := strings.Cut(strings.TrimSpace(string(req.Body())), "\n")
 	f := strings.Fields(line)
+	code := 0
 	if len(f) >= 2 && strings.HasPrefix(f[0], "SIP/") {
-		if code, err := strconv.Atoi(f[1]); err == nil {
-			select {
-			case st.progress <- code:
-			default:
-			}
-		}
+		code, _ = strconv.Atoi(f[1])
 	}
-	return true
+	return func() {
+		if code == 0 {
+			return
+		}
+		select {
+		case st.progress <- code:
+		default:
+		}
+	}, true
 }
 
 // outLeg is the outbound call of a bridged transfer; it is the caller's Peer once
