@@ -83,17 +83,8 @@ func TestBurstDeliveredOnce(t *testing.T) {
 			if g < (events-agents)%agents {
 				flips++
 			}
-			for i := range flips {
-				var err error
-				if i%2 == 0 {
-					_, err = st.PauseAgent(ctx, cid, a.ID)
-				} else {
-					_, err = st.ResumeAgent(ctx, cid, a.ID)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
+			if err := flipAgent(ctx, st, cid, a.ID, flips); err != nil {
+				errs <- err
 			}
 		}()
 	}

@@ -108,6 +108,23 @@ func liveAgent(t testing.TB, st *store.Store, cid int64) *store.Agent {
 	return a
 }
 
+// flipAgent pauses and resumes a live agent alternately, n times in all (each records
+// agent.status_changed), stopping at the first error.
+func flipAgent(ctx context.Context, st *store.Store, cid, aid int64, n int) error {
+	for i := range n {
+		var err error
+		if i%2 == 0 {
+			_, err = st.PauseAgent(ctx, cid, aid)
+		} else {
+			_, err = st.ResumeAgent(ctx, cid, aid)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // request is one request a receiver got.
 type request struct {
 	at     time.Time

@@ -457,16 +457,8 @@ func TestTwoWorkersDeliverOnce(t *testing.T) {
 	w2 := startWorker(t, webhooks.Options{Store: st, AllowInsecure: true, NodeID: "n2", Workers: 4})
 	a := liveAgent(t, st, cid)
 	const flips = 300
-	for i := range flips {
-		var err error
-		if i%2 == 0 {
-			_, err = st.PauseAgent(ctx, cid, a.ID)
-		} else {
-			_, err = st.ResumeAgent(ctx, cid, a.ID)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := flipAgent(ctx, st, cid, a.ID, flips); err != nil {
+		t.Fatal(err)
 	}
 	for _, r := range []*receiver{r1, r2} {
 		got := r.wait(flips+1, 30*time.Second)
