@@ -161,7 +161,8 @@ func (s *Server) Listen() error {
 	}
 	port, _ := strconv.Atoi(portStr)
 	var binds []bind
-	switch ip, err := netip.ParseAddr(host); {
+	ip, err := netip.ParseAddr(host)
+	switch {
 	case host == "":
 		binds = []bind{{"udp4", "0.0.0.0"}, {"udp6", "::"}}
 	case err != nil:
@@ -171,7 +172,7 @@ func (s *Server) Listen() error {
 	default:
 		binds = []bind{{"udp6", ip.String()}}
 	}
-	if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+	if ip.IsValid() && !ip.IsUnspecified() {
 		s.mediaIP = ip
 	}
 	// Bind every socket on one port: the first picks it when it is 0.
