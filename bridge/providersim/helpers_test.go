@@ -297,6 +297,19 @@ func closeCode(err error) int {
 	return -1
 }
 
+// expectFailure checks that the conversation ends as the service ends one it
+// fails: an error event of errType carrying code, then a close with that code.
+func expectFailure(t *testing.T, c *client, code int, errType string) {
+	t.Helper()
+	ev := c.expect("error")
+	if ev.Error.Code != code || ev.Error.ErrorType != errType {
+		t.Errorf("error %+v", ev.Error)
+	}
+	if got := closeCode(c.closed()); got != code {
+		t.Errorf("close %d, want %d", got, code)
+	}
+}
+
 // response is one agent response as received.
 type response struct {
 	text     string

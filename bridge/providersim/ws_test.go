@@ -457,13 +457,7 @@ func TestInvalidMessages(t *testing.T) {
 		if err := c.ws.WriteMessage(1, []byte(`{"type":`)); err != nil {
 			t.Fatal(err)
 		}
-		ev := c.expect("error")
-		if ev.Error.Code != 1008 || ev.Error.ErrorType != "invalid_message" {
-			t.Errorf("error %+v", ev.Error)
-		}
-		if code := closeCode(c.closed()); code != 1008 {
-			t.Errorf("close %d, want 1008", code)
-		}
+		expectFailure(t, c, 1008, "invalid_message")
 	})
 	t.Run("malformed first frame: error before metadata", func(t *testing.T) {
 		c := e.dial(id, nil)
@@ -480,13 +474,7 @@ func TestInvalidMessages(t *testing.T) {
 		delete(body, "platform_settings")
 		strict := e.createAgent(body)
 		c := e.dial(strict, initiation(ptr("Let me speak.")))
-		ev := c.expect("error")
-		if ev.Error.Code != 1008 || ev.Error.ErrorType != "override_error" {
-			t.Errorf("error %+v", ev.Error)
-		}
-		if code := closeCode(c.closed()); code != 1008 {
-			t.Errorf("close %d, want 1008", code)
-		}
+		expectFailure(t, c, 1008, "override_error")
 	})
 	t.Run("unsupported audio format", func(t *testing.T) {
 		bad := e.createAgent(agentBody("Hi.", "mp3_44100_128"))
@@ -602,23 +590,13 @@ func TestEndings(t *testing.T) {
 		body["conversation_config"].(map[string]any)["conversation"].(map[string]any)["max_duration_seconds"] = 0.3
 		c := e.dial(e.createAgent(body), initiation(nil))
 		c.expect("conversation_initiation_metadata")
-		if ev := c.expect("error"); ev.Error.ErrorType != "max_duration_exceeded" || ev.Error.Code != 1000 {
-			t.Errorf("error %+v", ev.Error)
-		}
-		if code := closeCode(c.closed()); code != 1000 {
-			t.Errorf("close %d, want 1000", code)
-		}
+		expectFailure(t, c, 1000, "max_duration_exceeded")
 	})
 	t.Run("no client frames", func(t *testing.T) {
 		e := newEnv(t, Options{ReceiveTimeout: 300 * time.Millisecond})
 		c := e.dial(e.createAgent(agentBody("", "ulaw_8000")), initiation(nil))
 		c.expect("conversation_initiation_metadata")
-		if ev := c.expect("error"); ev.Error.ErrorType != "transport_receive_timeout" || ev.Error.Code != 1002 {
-			t.Errorf("error %+v", ev.Error)
-		}
-		if code := closeCode(c.closed()); code != 1002 {
-			t.Errorf("close %d, want 1002", code)
-		}
+		expectFailure(t, c, 1002, "transport_receive_timeout")
 	})
 	t.Run("# without client_tool_call in client_events", func(t *testing.T) {
 		e := newEnv(t, Options{})
