@@ -143,12 +143,7 @@ func EncodeALaw(s int16) byte { return alawEncode[uint16(s)>>3] }
 // ULawToPCM decodes µ-law src into dst and returns the number of samples
 // written, min(len(dst), len(src)).
 func ULawToPCM(dst []int16, src []byte) int {
-	n := min(len(dst), len(src))
-	src, dst = src[:n], dst[:n]
-	for i, b := range src {
-		dst[i] = ulawDecode[b]
-	}
-	return n
+	return lookup(dst, src, &ulawDecode)
 }
 
 // PCMToULaw encodes src into µ-law dst and returns the number of samples
@@ -165,12 +160,7 @@ func PCMToULaw(dst []byte, src []int16) int {
 // ALawToPCM decodes A-law src into dst and returns the number of samples
 // written, min(len(dst), len(src)).
 func ALawToPCM(dst []int16, src []byte) int {
-	n := min(len(dst), len(src))
-	src, dst = src[:n], dst[:n]
-	for i, b := range src {
-		dst[i] = alawDecode[b]
-	}
-	return n
+	return lookup(dst, src, &alawDecode)
 }
 
 // PCMToALaw encodes src into A-law dst and returns the number of samples
@@ -188,17 +178,19 @@ func PCMToALaw(dst []byte, src []int16) int {
 // and returns the number of bytes written, min(len(dst), len(src)). dst and
 // src may be the same slice.
 func ULawToALaw(dst, src []byte) int {
-	return transcode(dst, src, &ulawToALaw)
+	return lookup(dst, src, &ulawToALaw)
 }
 
 // ALawToULaw transcodes A-law src into µ-law dst through a 256-entry table
 // and returns the number of bytes written, min(len(dst), len(src)). dst and
 // src may be the same slice.
 func ALawToULaw(dst, src []byte) int {
-	return transcode(dst, src, &alawToULaw)
+	return lookup(dst, src, &alawToULaw)
 }
 
-func transcode(dst, src []byte, table *[256]byte) int {
+// lookup maps each code byte of src through table into dst and returns the
+// number written, min(len(dst), len(src)); it decodes and transcodes.
+func lookup[T int16 | byte](dst []T, src []byte, table *[256]T) int {
 	n := min(len(dst), len(src))
 	src, dst = src[:n], dst[:n]
 	for i, b := range src {
