@@ -1,6 +1,7 @@
 package media
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"runtime"
@@ -103,6 +104,31 @@ func manualWheel(t testing.TB) (*clock.Wheel, *clock.Manual) {
 	w.Start()
 	t.Cleanup(w.Stop)
 	return w, m
+}
+
+// packetPathAllocFree hands s one 20 ms RTP packet (payload type pt, SSRC 42,
+// 160 payload bytes) from from per step, advancing m by 20 ms, and fails the
+// test unless a step allocates nothing once 50 steps have warmed it up.
+func packetPathAllocFree(t testing.TB, s *Stream, w *clock.Wheel, m *clock.Manual, from netip.AddrPort, pt byte) {
+	t.Helper()
+	raw := make([]byte, 12+160)
+	raw[0], raw[1] = 0x80, pt
+	var pkt rtp.Packet
+	i := 0
+	step := func() {
+		binary.BigEndian.PutUint16(raw[2:], uint16(i))
+		binary.BigEndian.PutUint32(raw[4:], uint32(i*160))
+		binary.BigEndian.PutUint32(raw[8:], 42)
+		s.handleRTP(w.Now(), from, raw, &pkt)
+		m.Advance(20 * time.Millisecond)
+		i++
+	}
+	for range 50 { // warm up: latch, start the timeline, fill the pools
+		step()
+	}
+	if n := testing.AllocsPerRun(500, step); n != 0 {
+		t.Fatalf("%.2f allocations per packet", n)
+	}
 }
 
 func realWheel(t testing.TB) *clock.Wheel {

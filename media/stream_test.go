@@ -228,25 +228,7 @@ func TestPacketPathDoesNotAllocate(t *testing.T) {
 					}
 				}
 			}()
-			raw := make([]byte, 12+160)
-			raw[0], raw[1] = 0x80, 8
-			from := ph.addr()
-			var pkt rtp.Packet
-			i := 0
-			step := func() {
-				binary.BigEndian.PutUint16(raw[2:], uint16(i))
-				binary.BigEndian.PutUint32(raw[4:], uint32(i*160))
-				binary.BigEndian.PutUint32(raw[8:], 42)
-				s.handleRTP(w.Now(), from, raw, &pkt)
-				m.Advance(20 * time.Millisecond)
-				i++
-			}
-			for range 50 { // warm up: latch, start the timeline, fill the pools
-				step()
-			}
-			if n := testing.AllocsPerRun(500, step); n != 0 {
-				t.Fatalf("%.2f allocations per packet", n)
-			}
+			packetPathAllocFree(t, s, w, m, ph.addr(), 8)
 			if st := s.Stats(); st.Frames < 500 || st.PacketsSent < 500 {
 				t.Fatalf("frames %d sent %d", st.Frames, st.PacketsSent)
 			}

@@ -251,24 +251,7 @@ func TestTransportPacketPathDoesNotAllocate(t *testing.T) {
 			if err := s.Start(webrtcNegotiated(), Echo(s, format)); err != nil {
 				t.Fatal(err)
 			}
-			raw := make([]byte, 12+160)
-			raw[0], raw[1] = 0x80, 0
-			var pkt rtp.Packet
-			i := 0
-			step := func() {
-				binary.BigEndian.PutUint16(raw[2:], uint16(i))
-				binary.BigEndian.PutUint32(raw[4:], uint32(i*160))
-				binary.BigEndian.PutUint32(raw[8:], 42)
-				s.handleRTP(w.Now(), netipZero, raw, &pkt)
-				m.Advance(20 * time.Millisecond)
-				i++
-			}
-			for range 50 {
-				step()
-			}
-			if n := testing.AllocsPerRun(500, step); n != 0 {
-				t.Fatalf("%.2f allocations per packet", n)
-			}
+			packetPathAllocFree(t, s, w, m, netipZero, 0)
 			tr.mu.Lock()
 			writes := tr.writes
 			tr.mu.Unlock()
