@@ -272,8 +272,10 @@ func (p *rtpPhone) packet(pt uint8, marker bool, payload []byte) []byte {
 	return b
 }
 
-// send plays 8 kHz PCM in real time, 20 ms per packet.
-func (p *rtpPhone) send(pcm []int16) {
+// playPCM plays 8 kHz PCM in real time: every 20 ms it hands write the next 160
+// samples (the last frame padded with silence) encoded with enc; first marks the
+// first frame.
+func playPCM(pcm []int16, enc func(int16) byte, write func(frame []byte, first bool)) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	frame := make([]byte, 160)
@@ -283,16 +285,23 @@ func (p *rtpPhone) send(pcm []int16) {
 			if off+i < len(pcm) {
 				v = pcm[off+i]
 			}
-			if p.pt == 8 {
-				frame[i] = g711.EncodeALaw(v)
-			} else {
-				frame[i] = g711.EncodeULaw(v)
-			}
+			frame[i] = enc(v)
 		}
-		_, _ = p.conn.WriteToUDP(p.packet(p.pt, off == 0, frame), p.to)
-		p.ts += 160
+		write(frame, off == 0)
 		<-tick.C
 	}
+}
+
+// send plays 8 kHz PCM in real time, 20 ms per packet.
+func (p *rtpPhone) send(pcm []int16) {
+	enc := g711.EncodeULaw
+	if p.pt == 8 {
+		enc = g711.EncodeALaw
+	}
+	playPCM(pcm, enc, func(frame []byte, first bool) {
+		_, _ = p.conn.WriteToUDP(p.packet(p.pt, first, frame), p.to)
+		p.ts += 160
+	})
 }
 
 // digit sends an RFC 4733 event.

@@ -128,22 +128,11 @@ func (b *browser) answer(sdp string) {
 
 // send plays 8 kHz PCM into the call in real time, 20 ms per packet.
 func (b *browser) send(pcm []int16) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	payload := make([]byte, 160)
-	for off := 0; off < len(pcm); off += 160 {
-		for i := range payload {
-			v := int16(0)
-			if off+i < len(pcm) {
-				v = pcm[off+i]
-			}
-			payload[i] = g711.EncodeULaw(v)
-		}
-		_ = b.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: b.seq, Timestamp: b.ts, Marker: off == 0}, Payload: payload})
+	playPCM(pcm, g711.EncodeULaw, func(payload []byte, first bool) {
+		_ = b.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: b.seq, Timestamp: b.ts, Marker: first}, Payload: payload})
 		b.seq++
 		b.ts += 160
-		<-tick.C
-	}
+	})
 }
 
 func (b *browser) heardSince(t time.Time) []int16 {
