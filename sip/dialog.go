@@ -122,6 +122,21 @@ func (s *Server) onBye(req *gsip.Request, tx gsip.ServerTransaction) {
 	c.end(endRequest{reason: EndCallerHangup})
 }
 
+// dialogCall finds the call an in-dialog request belongs to and accepts its
+// CSeq (checkCSeq). nil: the request is already answered, 481 when it matches
+// no call, 500 when its CSeq is out of order.
+func (s *Server) dialogCall(req *gsip.Request, tx gsip.ServerTransaction) *call {
+	c := s.lookup(req)
+	if c == nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return nil
+	}
+	if !c.checkCSeq(req, tx) {
+		return nil
+	}
+	return c
+}
+
 // checkCSeq accepts an in-dialog request's CSeq (it must grow) and updates the
 // remote target from its Contact. false: already answered with 500.
 func (c *call) checkCSeq(req *gsip.Request, tx gsip.ServerTransaction) bool {
@@ -193,12 +208,8 @@ func (c *call) onReinvite(req *gsip.Request, tx gsip.ServerTransaction) {
 
 // onUpdate answers UPDATE (RFC 3311): a session refresh, with or without an SDP offer.
 func (s *Server) onUpdate(req *gsip.Request, tx gsip.ServerTransaction) {
-	c := s.lookup(req)
+	c := s.dialogCall(req, tx)
 	if c == nil {
-		respond(tx, req, 481, "Call/Transaction Does Not Exist")
-		return
-	}
-	if !c.checkCSeq(req, tx) {
 		return
 	}
 	offer, _ := sdpBody(req)
@@ -221,12 +232,8 @@ func (s *Server) onUpdate(req *gsip.Request, tx gsip.ServerTransaction) {
 // onInfo takes SIP INFO DTMF (application/dtmf-relay or application/dtmf), which
 // some trunks send instead of RFC 4733 events.
 func (s *Server) onInfo(req *gsip.Request, tx gsip.ServerTransaction) {
-	c := s.lookup(req)
+	c := s.dialogCall(req, tx)
 	if c == nil {
-		respond(tx, req, 481, "Call/Transaction Does Not Exist")
-		return
-	}
-	if !c.checkCSeq(req, tx) {
 		return
 	}
 	if d, ok := infoDigit(req); ok {
@@ -265,12 +272,8 @@ func infoDigit(req *gsip.Request) (rune, bool) {
 
 // onNotify takes the progress of a transfer we asked for (REFER, RFC 3515).
 func (s *Server) onNotify(req *gsip.Request, tx gsip.ServerTransaction) {
-	c := s.lookup(req)
+	c := s.dialogCall(req, tx)
 	if c == nil {
-		respond(tx, req, 481, "Call/Transaction Does Not Exist")
-		return
-	}
-	if !c.checkCSeq(req, tx) {
 		return
 	}
 	deliver, ok := c.onReferNotify(req)
