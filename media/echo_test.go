@@ -251,15 +251,7 @@ func runEcho(t *testing.T, codec string, format Format, imp impairment, seconds 
 	}
 	// Steady state: from 0.5 s after the echo's first audio to 0.3 s
 	// before its end.
-	first, last := -1, -1
-	for i := 0; i+160 <= len(echoed); i += 160 {
-		if audiotest.RMSDBFS(echoed[i:i+160]) > -40 {
-			if first < 0 {
-				first = i
-			}
-			last = i + 160
-		}
-	}
+	first, last := audiotest.LoudSpan(echoed, 160, -40)
 	if first < 0 || last-first < 8000 {
 		t.Fatalf("echo has %d samples of audio, want about %d", last-first, len(sent))
 	}

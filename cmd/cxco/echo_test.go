@@ -15,15 +15,7 @@ import (
 // toneRegion finds the part of received audio that carries the echoed tone (frames
 // louder than -30 dBFS) and returns it without its first and last 200 ms.
 func toneRegion(pcm []int16) []int16 {
-	first, last := -1, -1
-	for i := 0; i+160 <= len(pcm); i += 160 {
-		if audiotest.RMSDBFS(pcm[i:i+160]) > -30 {
-			if first < 0 {
-				first = i
-			}
-			last = i + 160
-		}
-	}
+	first, last := audiotest.LoudSpan(pcm, 160, -30)
 	if first < 0 || last-first < 3200 {
 		return nil
 	}

@@ -96,6 +96,34 @@ func TestRMSDBFS(t *testing.T) {
 	}
 }
 
+func TestLoudSpan(t *testing.T) {
+	x := make([]int16, 1000)                  // 6 frames of 160 and a partial one of 40
+	copy(x[160:], tone(8000, 1000, 0.1, 320)) // -23 dBFS: frames 1 and 2
+	x[990] = 30000                            // loud, but in the partial frame
+	tests := []struct {
+		name        string
+		x           []int16
+		frame       int
+		dBFS        float64
+		first, last int
+	}{
+		{"tone", x, 160, -30, 160, 480},
+		{"threshold above the tone", x, 160, -20, -1, -1},
+		{"one frame", x, 1000, -40, 0, 1000},
+		{"only a partial frame", x[960:], 160, -30, -1, -1},
+		{"empty", nil, 160, -30, -1, -1},
+		{"zero frame", x, 0, -30, -1, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			first, last := LoudSpan(tt.x, tt.frame, tt.dBFS)
+			if first != tt.first || last != tt.last {
+				t.Errorf("LoudSpan = %d, %d, want %d, %d", first, last, tt.first, tt.last)
+			}
+		})
+	}
+}
+
 func TestGoertzelAndToneLevel(t *testing.T) {
 	tests := []struct {
 		name            string

@@ -70,6 +70,27 @@ func RMSDBFS(x []int16) float64 {
 	return 10 * math.Log10(sum/float64(len(x))/(ref*ref))
 }
 
+// LoudSpan returns where the audio in x starts and ends: first is the start of
+// the first frame of frame samples louder than dBFS (RMSDBFS), last the end of
+// the last such frame. Frames are taken from the start of x; a partial frame at
+// the end is not measured. first and last are -1 when no frame is louder, or
+// frame is not positive.
+func LoudSpan(x []int16, frame int, dBFS float64) (first, last int) {
+	first, last = -1, -1
+	if frame <= 0 {
+		return first, last
+	}
+	for i := 0; i+frame <= len(x); i += frame {
+		if RMSDBFS(x[i:i+frame]) > dBFS {
+			if first < 0 {
+				first = i
+			}
+			last = i + frame
+		}
+	}
+	return first, last
+}
+
 // ToneLevelDBFS returns the level of the component of x at freq in dBFS with
 // the RMS convention of RMSDBFS, measured with Goertzel (see there for the
 // window and its limits). For a pure tone it agrees with RMSDBFS.
