@@ -2,16 +2,68 @@
 # Runs every test of the gateway. Installs what the tests need from Debian packages
 # when it is missing (redis-server, sip-tester, chromium for the dashboard's browser
 # tests, kamailio for the scale-out tests), and fails — never skips — when it cannot.
+# `./deploy/test.sh --help` says what each part runs; flags run some parts only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+usage() {
+  cat <<'EOF'
+Usage: ./deploy/test.sh [--lint] [--unit] [--e2e] [--browser] [--fuzz] [--no-install]
+
+Runs the gateway's tests. With no part flag it runs every part, in this order
+(what CI runs; about 6 minutes on 2 cores):
+
+  --lint      gofmt -l over the tracked Go files, then go vet ./...
+  --unit      go test -race over every package but cmd/cxco: media, sip, store,
+              control, bridge, ... (they start their own redis-server, sipp and
+              websockets on loopback where they need them)
+  --e2e       go test -race ./cmd/cxco without the browser tests: the built binary
+              end to end — SIPp and Go test phones calling it over SIP and RTP,
+              transfers, the echo line, RFC 4475 torture messages, Redis outages,
+              Kamailio scale-out and failover
+  --browser   go test -race -run Browser ./cmd/cxco: headless Chromium driving the
+              dashboard (in a network namespace of its own); screenshots go to
+              $CXCO_ARTIFACTS/dashboard, else to a new temporary folder the test
+              prints
+  --fuzz      10 s of each fuzz target: the SIP INVITE path, SDP, RTP input, the
+              jitter buffer
+
+Before the tests it installs, with apt-get (sudo when not root), whichever of
+these Debian packages is missing: redis-server, sip-tester (sipp), kamailio,
+chromium. --no-install skips that step (the tests then fail, never skip, when a
+tool is missing).
+
+Environment: CXCO_ARTIFACTS (where browser screenshots go), CXCO_CHROMIUM (a
+Chromium binary to use), GOFLAGS (passed on to go as usual).
+EOF
+}
+
+parts=()
+install=1
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help) usage; exit 0 ;;
+    --lint|--unit|--e2e|--browser|--fuzz) parts+=("${arg#--}") ;;
+    --no-install) install=0 ;;
+    *) echo "test.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+((${#parts[@]})) || parts=(lint unit e2e browser fuzz)
+want() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+
 need=()
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
-# kamailio lives in /usr/sbin, which is not on every user's PATH.
-command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
-command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
-if ((${#need[@]})); then
+if want unit || want e2e || want browser; then
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+fi
+if want e2e; then
+  # kamailio lives in /usr/sbin, which is not on every user's PATH.
+  command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
+fi
+if want browser; then
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
+fi
+if ((${#need[@]})) && ((install)); then
   echo "test.sh: installing ${need[*]} from Debian packages"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -21,15 +73,36 @@ if ((${#need[@]})); then
   fi
 fi
 
-echo "== gofmt"
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
-if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
-echo "== go vet"
-go vet ./...
-echo "== go test -race"
-go test -race -count=1 -timeout 14m ./...
-echo "== fuzz (briefly: the SIP INVITE path, SDP, RTP input, the jitter buffer)"
-for target in "FuzzInvite ./sip/" "FuzzParseNegotiate ./media/sdp/" "FuzzPacketInput ./media/" "FuzzBuffer ./media/jitter/"; do
-  set -- $target
-  go test -run '^$' -fuzz "^$1\$" -fuzztime 10s "$2"
-done
+if want lint; then
+  echo "== gofmt"
+  unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+  if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
+  echo "== go vet"
+  go vet ./...
+fi
+if want unit && want e2e && want browser; then
+  # All three in one run, as before the parts existed: go test overlaps the
+  # packages (cmd/cxco mostly waits on calls), which keeps the suite short.
+  echo "== go test -race ./..."
+  go test -race -count=1 -timeout 14m ./...
+else
+  if want unit; then
+    echo "== go test -race (every package but cmd/cxco)"
+    go test -race -count=1 -timeout 14m $(go list ./... | grep -v '/cmd/cxco$')
+  fi
+  if want e2e; then
+    echo "== go test -race -skip Browser ./cmd/cxco (end to end)"
+    go test -race -count=1 -timeout 14m -skip Browser ./cmd/cxco
+  fi
+  if want browser; then
+    echo "== go test -race -run Browser ./cmd/cxco (headless Chromium)"
+    go test -race -count=1 -timeout 10m -run Browser ./cmd/cxco
+  fi
+fi
+if want fuzz; then
+  echo "== fuzz (briefly: the SIP INVITE path, SDP, RTP input, the jitter buffer)"
+  for target in "FuzzInvite ./sip/" "FuzzParseNegotiate ./media/sdp/" "FuzzPacketInput ./media/" "FuzzBuffer ./media/jitter/"; do
+    set -- $target
+    go test -run '^$' -fuzz "^$1\$" -fuzztime 10s "$2"
+  done
+fi
