@@ -58,8 +58,6 @@ type userView struct {
 
 func viewUser(u *store.User) *userView { return &userView{User: u} }
 
-var roles = []string{"owner", "admin", "member", "viewer"}
-
 func (s *Server) createUser(c *call) (result, error) {
 	f, err := readForm(c.w, c.r, "email", "name", "role")
 	if err != nil {
@@ -77,11 +75,11 @@ func (s *Server) createUser(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	role := "member"
+	role := store.RoleMember
 	if v, err := f.str("role", false, 1, 20); err != nil {
 		return result{}, err
 	} else if v != nil {
-		if err := oneOf("role", *v, roles...); err != nil {
+		if err := oneOf("role", *v, store.Roles...); err != nil {
 			return result{}, err
 		}
 		role = *v
@@ -149,7 +147,7 @@ func (s *Server) putUser(c *call) (result, error) {
 		return result{}, err
 	}
 	if role != nil {
-		if err := oneOf("role", *role, roles...); err != nil {
+		if err := oneOf("role", *role, store.Roles...); err != nil {
 			return result{}, err
 		}
 	}

@@ -45,11 +45,11 @@ func testCallSchemas() js {
 // testCallRoutes are the test-call routes (added to the table in routes_extra.go).
 func (s *Server) testCallRoutes() []*route {
 	return []*route{
-		{method: "POST", path: "/api/agents/{agent_id}/test-call", auth: authUser, tag: "Agents",
+		{method: "POST", path: "/api/agents/{agent_id}/test-call", auth: authUser, role: roleMember, tag: "Agents",
 			summary:  "Talk to an active agent from the browser: a WebRTC offer in, the answer out (the call runs like a phone call from caller \"webrtc\")",
 			resource: "agent", body: "TestCallOffer", resp: "TestCall", status: http.StatusCreated,
 			errors: []int{404, 409, 422}, h: s.startTestCall},
-		{method: "DELETE", path: "/api/test-calls/{test_call_id}", auth: authUser, tag: "Agents",
+		{method: "DELETE", path: "/api/test-calls/{test_call_id}", auth: authUser, role: roleMember, tag: "Agents",
 			summary:  "Hang up a test call; it returns once the conversation is recorded",
 			resource: "test call", status: http.StatusNoContent, errors: []int{404, 422}, h: s.endTestCall},
 	}

@@ -59,7 +59,7 @@ func schemas() js {
 	companyWithKey["properties"].(js)["api_key"] = str("cxco_comp_k_…, shown only in this response")
 
 	user := object([]string{"id", "company_id", "email", "name", "role", "status", "created_at", "updated_at"}, js{
-		"id": integer(), "company_id": integer(), "email": str(), "name": str(), "role": strEnum(roles...),
+		"id": integer(), "company_id": integer(), "email": str(), "name": str(), "role": strEnum(store.Roles...),
 		"status": str(), "created_at": dateTime(), "updated_at": dateTime()})
 	userWithKey := object([]string{"id", "company_id", "email", "name", "role", "status", "created_at", "updated_at", "api_key"}, js{})
 	for k, v := range user["properties"].(js) {
@@ -168,7 +168,7 @@ func schemas() js {
 			"plan": strEnum(store.PlanStarter, store.PlanGrowth, store.PlanEnterprise), "rate_limit_per_minute": integer(),
 			"settings": freeObject(), "meta_business_id": str()})),
 		"User": user, "UserWithKey": userWithKey, "UserPage": page("User"),
-		"UserCreate": strict(object([]string{"email", "name"}, js{"email": str(), "name": str(), "role": js{"type": "string", "enum": roles, "default": "member"}})),
+		"UserCreate": strict(object([]string{"email", "name"}, js{"email": str(), "name": str(), "role": js{"type": "string", "enum": store.Roles, "default": store.RoleMember}})),
 		"UserUpdate": strict(object(nil, js{"name": nullable("string"), "role": nullable("string")})),
 		"Agent":      agent, "AgentPage": page("Agent"), "AgentCreate": agentCreate, "AgentUpdate": agentUpdate,
 		"Publish": strict(object(nil, js{"country_code": js{"type": "string", "default": "ZA"}})),
@@ -207,7 +207,7 @@ func (s *Server) OpenAPI() js {
 	errResp := func(desc string) js {
 		return js{"description": desc, "content": js{"application/json": js{"schema": ref("Error")}}}
 	}
-	errDesc := map[int]string{400: "Bad request", 401: "Missing or invalid API key", 403: "Wrong key type, or company suspended",
+	errDesc := map[int]string{400: "Bad request", 401: "Missing or invalid API key", 403: "Wrong key type, a user role below the route's (x-cxco-role), or company suspended",
 		404: "Not found (or another company's)", 409: "Conflict with the resource's state", 413: "Request body over 1 MiB",
 		422: "Validation error", 429: "Rate limit exceeded (see Retry-After)", 503: "Data store or provider unavailable"}
 	for _, rt := range s.routes {
@@ -255,8 +255,8 @@ func (s *Server) OpenAPI() js {
 		op["responses"] = resps
 		if rt.auth != authNone {
 			op["security"] = []js{{"ApiKey": []string{}}, {"Authorization": []string{}}}
-			op["description"] = map[authKind]string{authAny: "Any key (company or user).", authCompany: "Company key.",
-				authUser: "User key.", authAgency: "Agency key."}[rt.auth]
+			op["description"] = roleDoc(rt)
+			op["x-cxco-role"] = rt.role.String()
 		}
 		item, _ := paths[rt.path].(js)
 		if item == nil {
@@ -268,7 +268,9 @@ func (s *Server) OpenAPI() js {
 	return js{
 		"openapi": "3.1.0",
 		"info": js{"title": "CXCo API", "version": "1.0.0",
-			"description": "AI voice agents on real phone numbers. Errors are {detail, error_type}. Lists that page return {items, has_more, next_cursor}."},
+			"description": "AI voice agents on real phone numbers. Errors are {detail, error_type}. Lists that page return {items, has_more, next_cursor}. " +
+				"A user key carries its user's role: viewer (reads only), member (agents, contacts, test calls), admin (also the company profile and archiving agents), owner (as admin). " +
+				"Each operation's x-cxco-role is the least role it needs; a lower role gets 403 permission_denied. The company and agency keys hold owner on the routes their key type opens."},
 		"servers": []js{{"url": "/"}},
 		"paths":   paths,
 		"components": js{

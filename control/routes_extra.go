@@ -4,7 +4,11 @@ package control
 // (webhook deliveries, test calls, ...).
 func (s *Server) extraRoutes() []*route {
 	wh := func(method, path, summary string, status int, resp string, query []param, errs []int, h func(*call) (result, error)) *route {
-		return &route{method: method, path: path, auth: authCompany, tag: "Webhooks", summary: summary, resource: "webhook",
+		rl := roleOwner
+		if method == "GET" {
+			rl = roleViewer
+		}
+		return &route{method: method, path: path, auth: authCompany, role: rl, tag: "Webhooks", summary: summary, resource: "webhook",
 			resp: resp, query: query, status: status, errors: errs, h: h}
 	}
 	return append([]*route{

@@ -56,6 +56,9 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(), waKick: make(chan struct{}, 1)}
 	s.routes = s.table()
+	if err := checkRoutes(s.routes); err != nil {
+		panic(err) // a route without a role is a bug, caught by every test that builds a Server
+	}
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
 	}
@@ -103,6 +106,7 @@ type call struct {
 	ctx     context.Context
 	p       store.Principal
 	company *store.Company
+	user    *store.User // a user key's user, when its role was checked
 	s       *Server
 }
 
@@ -164,6 +168,10 @@ func (s *Server) wrap(rt *route) http.Handler {
 		c := &call{w: sw, r: r, ctx: r.Context(), s: s}
 		if rt.auth != authNone {
 			if e := s.authenticate(c, rt.auth); e != nil {
+				writeError(sw, e)
+				return
+			}
+			if e := s.authorize(c, rt.role); e != nil {
 				writeError(sw, e)
 				return
 			}

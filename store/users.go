@@ -9,6 +9,19 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// The roles a user can have, from the most rights to the fewest. The API
+// reference names owner, admin and member (the default); viewer is read-only.
+// What each may do is decided per route by package control.
+const (
+	RoleOwner  = "owner"
+	RoleAdmin  = "admin"
+	RoleMember = "member"
+	RoleViewer = "viewer"
+)
+
+// Roles lists every role, most rights first.
+var Roles = []string{RoleOwner, RoleAdmin, RoleMember, RoleViewer}
+
 // User belongs to a company and has its own key.
 type User struct {
 	ID        int64     `json:"id"`
