@@ -118,6 +118,7 @@ type outbound struct {
 
 	packets, octets, silence uint64
 	played, flushed          uint64
+	discarded                uint64
 	lastTS                   uint32
 	lastSentAt               time.Time
 
@@ -206,9 +207,17 @@ func (s *Stream) PlayPCM(pcm []int16) error {
 	return nil
 }
 
-// Flush drops every queued frame at once (barge-in) and returns how many
-// were dropped. The next pacer tick sends silence.
-func (s *Stream) Flush() int {
+// Flush drops every queued frame at once (barge-in: the caller spoke over
+// the agent) and returns how many were dropped; Stats.Flushed counts them.
+// The next pacer tick sends silence.
+func (s *Stream) Flush() int { return s.drop(&s.out.flushed) }
+
+// Discard drops every queued frame like Flush, for audio that is simply no
+// longer wanted (ringback once a transfer answers): Stats.Discarded counts
+// these, so the barge-in figure means what it says.
+func (s *Stream) Discard() int { return s.drop(&s.out.discarded) }
+
+func (s *Stream) drop(counter *uint64) int {
 	o := &s.out
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -216,7 +225,7 @@ func (s *Stream) Flush() int {
 	if o.chain != nil {
 		o.chain.reset()
 	}
-	o.flushed += uint64(n)
+	*counter += uint64(n)
 	o.signalDrained()
 	return n
 }

@@ -178,8 +178,14 @@ func TestFlushEmptiesWithinOneFrame(t *testing.T) {
 	if q := r.s.Queued(); q != 0 {
 		t.Fatalf("queued %d after Flush", q)
 	}
-	if st := r.s.Stats(); st.Flushed != uint64(n) {
-		t.Fatalf("flushed %d, want %d", st.Flushed, n)
+	if st := r.s.Stats(); st.Flushed != uint64(n) || st.Discarded != 0 {
+		t.Fatalf("flushed %d discarded %d, want %d and 0", st.Flushed, st.Discarded, n)
+	}
+	// Discard drops the same way, counted apart from barge-in.
+	r.s.Play(audio)
+	d := r.s.Discard()
+	if st := r.s.Stats(); d < 45 || st.Discarded != uint64(d) || st.Flushed != uint64(n) || st.Queued != 0 {
+		t.Fatalf("discarded %d: stats discarded %d flushed %d queued %d", d, st.Discarded, st.Flushed, st.Queued)
 	}
 }
 
@@ -239,10 +245,16 @@ func TestHoldStopsSending(t *testing.T) {
 	if got := r.advance(t, time.Second); len(got) != 0 {
 		t.Fatalf("%d packets on hold", len(got))
 	}
+	if h := r.s.Stats().HoldTime; h != time.Second {
+		t.Fatalf("hold time %v during the hold, want 1s", h)
+	}
 	r.s.SetDirection(sdp.SendRecv)
 	got := r.advance(t, 100*time.Millisecond)
 	if len(got) != 5 {
 		t.Fatalf("%d packets after resume, want 5", len(got))
+	}
+	if h := r.s.Stats().HoldTime; h != time.Second {
+		t.Fatalf("hold time %v after it, want 1s", h)
 	}
 	last := r.got[before-1]
 	if got[0].SequenceNumber != last.SequenceNumber+1 {

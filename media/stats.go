@@ -25,9 +25,12 @@ type Stats struct {
 	Late       uint64 // packets too late for playout
 	Duplicates uint64
 	OutOfOrder uint64
-	Concealed  uint64 // inbound frames with concealed audio
-	Resyncs    uint64 // jitter buffer restarts (SSRC change, timestamp jump)
-	Frames     uint64 // inbound frames handed to the consumer
+	// Concealed counts inbound frames in which audio the caller sent was lost
+	// or came too late, and was concealed; not the frames filled while the
+	// caller sent nothing (hold, pauses). See jitter.Stats.Concealed.
+	Concealed uint64
+	Resyncs   uint64 // jitter buffer restarts (SSRC change, timestamp jump)
+	Frames    uint64 // inbound frames handed to the consumer
 
 	JitterDepth    time.Duration // now
 	JitterDepthMax time.Duration
@@ -40,8 +43,13 @@ type Stats struct {
 
 	Played       uint64 // outbound frames of queued audio sent
 	QueueDropped uint64 // outbound frames dropped because the queue was full
-	Flushed      uint64 // outbound frames dropped by Flush
+	Flushed      uint64 // outbound frames dropped by barge-in (Flush)
+	Discarded    uint64 // outbound frames dropped as no longer wanted (Discard: ringback at a transfer)
 	Queued       int    // outbound frames waiting now
+
+	// HoldTime is how long the far end held the call (our direction did not
+	// send: it offered sendonly or inactive), the current hold included.
+	HoldTime time.Duration
 
 	RTCPSent     uint64
 	RTCPReceived uint64
@@ -85,8 +93,11 @@ func (s *Stream) Stats() Stats {
 	st.Played = o.played
 	st.QueueDropped = o.q.dropped
 	st.Flushed = o.flushed
+	st.Discarded = o.discarded
 	st.Queued = o.q.n
 	o.mu.Unlock()
+
+	st.HoldTime = s.hold.total(s.clk.Now())
 
 	c := &s.ctl
 	c.mu.Lock()

@@ -86,6 +86,7 @@ type Stream struct {
 	remote     atomic.Pointer[netip.AddrPort]
 	remoteRTCP atomic.Pointer[netip.AddrPort]
 	dir        atomic.Uint32 // sdp.Direction
+	hold       holdClock
 
 	in  inbound
 	out outbound
@@ -182,6 +183,7 @@ func (s *Stream) Start(n sdp.Negotiated, c Consumer) error {
 	s.dir.Store(uint32(n.Direction))
 
 	now := s.clk.Now()
+	s.hold.set(!n.Direction.Sends(), now)
 	s.in.init(s, wire, c, now)
 	s.out.init(s, wire, c.Format, now)
 	s.ctl.init(now)
@@ -253,11 +255,43 @@ func (s *Stream) Remote() netip.AddrPort {
 // sendrecv or recvonly.
 func (s *Stream) SetDirection(d sdp.Direction) {
 	old := sdp.Direction(s.dir.Swap(uint32(d)))
+	if s.started.Load() {
+		s.hold.set(!d.Sends(), s.clk.Now())
+	}
 	if !old.Receives() && d.Receives() {
 		s.in.mu.Lock()
 		s.in.lastRecv = s.clk.Now() // hold time is not inactivity
 		s.in.mu.Unlock()
 	}
+}
+
+// holdClock adds up the time a stream spends on hold.
+type holdClock struct {
+	mu    sync.Mutex
+	on    bool
+	since time.Time
+	sum   time.Duration
+}
+
+func (h *holdClock) set(on bool, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case on && !h.on:
+		h.since = now
+	case !on && h.on:
+		h.sum += now.Sub(h.since)
+	}
+	h.on = on
+}
+
+func (h *holdClock) total(now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.on {
+		return h.sum + now.Sub(h.since)
+	}
+	return h.sum
 }
 
 // Direction returns our current direction.
@@ -299,6 +333,7 @@ func (s *Stream) Close() error {
 	s.once.Do(func() {
 		s.closed.Store(true)
 		if s.started.Load() {
+			s.hold.set(false, s.clk.Now()) // a hold ends with the stream
 			s.playTimer.StopWait()
 			s.paceTimer.StopWait()
 			s.rtcpTimer.StopWait()

@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/cxco/gateway/media"
@@ -74,7 +75,8 @@ func RTPMetadata(s media.Stats) map[string]any {
 		"expected": s.Expected, "lost": s.CumulativeLost, "jitter_ms": ms(s.Jitter),
 		"late": s.Late, "duplicates": s.Duplicates, "out_of_order": s.OutOfOrder,
 		"concealed_frames": s.Concealed, "jitter_depth_ms": ms(s.JitterDepth), "jitter_depth_max_ms": ms(s.JitterDepthMax),
-		"dtmf_digits": s.Digits, "played_frames": s.Played, "flushed_frames": s.Flushed, "queue_dropped": s.QueueDropped,
+		"dtmf_digits": s.Digits, "played_frames": s.Played, "flushed_frames": s.Flushed, "discarded_frames": s.Discarded,
+		"queue_dropped": s.QueueDropped, "hold_seconds": math.Round(s.HoldTime.Seconds()*10) / 10,
 		"remote_lost": s.Remote.CumulativeLost, "remote_jitter_ms": ms(s.Remote.Jitter),
 	}
 }

@@ -307,7 +307,7 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 		return fmt.Errorf("%w: media: %w", ErrTransferFailed, err)
 	}
 	ok = true
-	c.Flush()
+	c.stream.Discard() // what is left of the ringback
 	c.log.Info("bridged transfer connected", "target", target)
 	c.swapPeer(leg) // the caller now talks to the destination; the agent leaves
 	return nil
@@ -327,7 +327,7 @@ func (c *call) ringback(ctx context.Context) {
 		_ = c.stream.Play(tone)
 		select {
 		case <-ctx.Done():
-			c.stream.Flush()
+			c.stream.Discard() // not barge-in: the ringing just stops
 			return
 		case <-c.done:
 			return

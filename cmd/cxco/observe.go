@@ -62,7 +62,7 @@ func newObserver() *observer {
 		rtpLoss:      r.NewHistogramVec("cxco_rtp_loss_ratio", "Inbound RTP loss of each ended call.", []float64{0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2}),
 		rtpJitter:    r.NewHistogramVec("cxco_rtp_jitter_seconds", "RFC 3550 interarrival jitter of each ended call.", []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08}),
 		jbDepth:      r.NewHistogramVec("cxco_jitter_buffer_depth_seconds", "Largest jitter-buffer depth of each ended call.", []float64{0.02, 0.03, 0.04, 0.06, 0.08, 0.1, 0.12, 0.2}),
-		concealed:    r.NewCounterVec("cxco_jitter_buffer_concealed_frames_total", "20 ms frames the jitter buffer concealed."),
+		concealed:    r.NewCounterVec("cxco_jitter_buffer_concealed_frames_total", "20 ms frames of caller audio that was lost or late and concealed by the jitter buffer (not hold or pauses)."),
 		rtpPackets:   r.NewCounterVec("cxco_rtp_packets_total", "RTP packets of ended calls, by direction.", "direction"),
 		providerRTT:  r.NewHistogramVec("cxco_provider_rtt_seconds", "Provider websocket round trip (its ping_ms).", secs),
 		providerConn: r.NewHistogramVec("cxco_provider_connect_seconds", "From dial to conversation_initiation_metadata.", secs),

@@ -161,7 +161,11 @@ type Stats struct {
 	Resyncs   uint64 // new timelines after the first
 	Invalid   uint64 // empty or oversized payloads
 	Frames    uint64 // frames popped
-	Concealed uint64 // frames with concealed or inserted audio
+	// Concealed counts frames in which audio the sender sent was lost (by
+	// their sequence numbers) or came too late, and was concealed. Frames
+	// filled while the sender sent nothing (hold, a pause in its stream, the
+	// end) and frames inserted to grow the depth are not concealment.
+	Concealed uint64
 
 	Inserted time.Duration // audio inserted to grow the depth
 	Skipped  time.Duration // audio skipped to shrink the depth
@@ -217,8 +221,26 @@ type Buffer struct {
 	excessSince int64
 	lastShrink  int64
 
+	// Telling loss from silence (see Stats.Concealed). newestEnd is the end of
+	// the newest audio received. A frame missing samples before it is a hole:
+	// concealment when the hole is in a lost range (samples of packets whose
+	// sequence numbers were skipped). A frame missing samples at the tail,
+	// where nothing newer has come yet, joins the run; the next packet
+	// decides: the run's frames in its lost or late range were concealment,
+	// the rest was the sender's silence.
+	newestEnd int64
+	lost      [8]tsRange
+	nlost     int
+	run       tsRange
+	runFrames uint64
+
 	stats Stats
 }
+
+// tsRange is a range [from, to) of extended timestamps.
+type tsRange struct{ from, to int64 }
+
+func (s tsRange) overlap(o tsRange) int64 { return max(0, min(s.to, o.to)-max(s.from, o.from)) }
 
 type sample struct {
 	at int64 // arrival, ns since epoch
@@ -338,8 +360,10 @@ func (b *Buffer) Push(pk Packet) Result {
 
 	// Sequence numbers: duplicates and reordering.
 	e := b.maxSeq + int64(int16(pk.Sequence-uint16(b.maxSeq)))
+	newest, skipped := false, int64(0)
 	switch {
 	case e > b.maxSeq:
+		newest, skipped = true, e-b.maxSeq-1
 		b.advanceSeq(e)
 		b.markSeq(e)
 	case b.maxSeq-e < int64(len(b.seqWin))*64:
@@ -358,6 +382,9 @@ func (b *Buffer) Push(pk Packet) Result {
 	b.measure(at, transit)
 	b.renewLateHold(at, transit)
 
+	if newest {
+		b.lostBefore(start, end, skipped*n)
+	}
 	if end <= b.p {
 		b.stats.Late++
 		b.grewLate(at, transit)
@@ -401,11 +428,69 @@ func (b *Buffer) resync(pk Packet, at int64) {
 	b.fillRun = 0
 	b.excessSince = 0
 	b.lastShrink = at
+	b.newestEnd = b.p + int64(len(pk.Payload))
+	b.nlost, b.runFrames, b.run = 0, 0, tsRange{}
 	for i := range b.prev {
 		b.prev[i] = b.codec.Silence()
 	}
 	b.measure(at, 0)
 	b.write(b.p, pk.Payload, at)
+}
+
+// lostBefore takes the newest packet so far, [start, end), which follows
+// skipped samples' worth of packets that never came: it settles the run of
+// tail frames (those in the lost samples, or in this packet's own audio when
+// it came too late, were concealment) and keeps the lost range for the holes
+// still to be played.
+func (b *Buffer) lostBefore(start, end, skipped int64) {
+	lost := tsRange{start - skipped, start}
+	if b.runFrames > 0 {
+		gone := tsRange{lost.from, min(end, b.p)} // lost, or played before this packet came
+		if k := (b.run.overlap(gone) + FrameSamples - 1) / FrameSamples; k > 0 {
+			b.stats.Concealed += uint64(min(uint64(k), b.runFrames))
+		}
+		b.runFrames, b.run = 0, tsRange{}
+	}
+	if lost.from = max(lost.from, b.p); lost.to > lost.from {
+		if b.nlost == len(b.lost) { // merge with the last: ranges only grow later
+			b.nlost--
+			lost.from = b.lost[b.nlost].from
+		}
+		b.lost[b.nlost] = lost
+		b.nlost++
+	}
+	b.newestEnd = max(b.newestEnd, end)
+}
+
+// concealed counts a frame whose ring samples [from, to) were not all there.
+func (b *Buffer) concealed(from, to int64) {
+	f := tsRange{from, to}
+	if to <= b.newestEnd {
+		for i := range b.nlost {
+			if b.lost[i].overlap(f) > 0 {
+				b.stats.Concealed++
+				return
+			}
+		}
+		return // a hole the sender left: silence suppression, a timestamp jump
+	}
+	if b.runFrames == 0 {
+		b.run = f
+	}
+	b.run.to = to
+	b.runFrames++
+}
+
+// expireLost forgets lost ranges already played.
+func (b *Buffer) expireLost() {
+	k := 0
+	for i := range b.nlost {
+		if b.lost[i].to > b.p {
+			b.lost[k] = b.lost[i]
+			k++
+		}
+	}
+	b.nlost = k
 }
 
 func (b *Buffer) advanceSeq(e int64) {
@@ -717,7 +802,9 @@ func (b *Buffer) Pop(now time.Time, dst []byte) (Frame, bool) {
 	if fills > 0 {
 		b.conceal(dst)
 		f.Concealed = true
-		b.stats.Concealed++
+		if fills > ins {
+			b.concealed(b.p, b.p+FrameSamples-ins)
+		}
 	} else {
 		b.fillRun = 0
 	}
@@ -728,6 +815,9 @@ done:
 	}
 	b.consume(b.p, FrameSamples-ins)
 	b.p += FrameSamples - ins
+	if b.nlost > 0 {
+		b.expireLost()
+	}
 	b.offset += ins * sampleNS
 	b.stats.Inserted += time.Duration(ins * sampleNS)
 	b.stats.Frames++

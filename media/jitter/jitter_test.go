@@ -215,6 +215,73 @@ func TestLossIsConcealedAndFades(t *testing.T) {
 	}
 }
 
+// TestConcealedCountsOnlyLostAudio: the concealment counter counts frames of
+// audio the sender sent and we lost (a sequence gap) or got too late — not the
+// frames filled while it sent nothing (hold, a pause with its timestamps
+// jumping on, the end of the stream), whatever the buffer's depth when the
+// next packet comes.
+func TestConcealedCountsOnlyLostAudio(t *testing.T) {
+	const pkts = 150 // 3 s of 20 ms packets
+	clean := func(int) time.Duration { return 0 }
+	tests := []struct {
+		name  string
+		edit  func([]sched) []sched
+		depth time.Duration // the minimum depth
+		want  uint64
+	}{
+		{"hold: nothing sent for 1.6 s, the timeline goes on", func(s []sched) []sched {
+			s = slices.Delete(s, 40, 120)
+			for i := 40; i < len(s); i++ {
+				s[i].pkt.Sequence -= 80 // not sent: no gap in the sequence numbers
+			}
+			return s
+		}, 20 * time.Millisecond, 0},
+		{"an outage: 80 packets (1.6 s) lost", func(s []sched) []sched {
+			return slices.Delete(s, 40, 120)
+		}, 20 * time.Millisecond, 80},
+		{"a pause: timestamps jump on, sequence numbers do not", func(s []sched) []sched {
+			s = slices.Delete(s, 40, 50)
+			for i := 40; i < len(s); i++ {
+				s[i].pkt.Sequence -= 10
+			}
+			return s
+		}, 60 * time.Millisecond, 0},
+		{"the stream ends", func(s []sched) []sched { return s[:100] }, 20 * time.Millisecond, 0},
+		{"5 packets lost, the next one comes after their frames played", func(s []sched) []sched {
+			return slices.Delete(s, 40, 45)
+		}, 20 * time.Millisecond, 5},
+		{"5 packets lost, the next one is already in the buffer", func(s []sched) []sched {
+			return slices.Delete(s, 40, 45)
+		}, 120 * time.Millisecond, 5},
+		{"three packets lost twice", func(s []sched) []sched {
+			return slices.Delete(slices.Delete(s, 80, 83), 40, 43)
+		}, 40 * time.Millisecond, 6},
+		{"a delay spike: 4 packets in order, too late", func(s []sched) []sched {
+			for i := 40; i < 44; i++ {
+				s[i].at += 200 * time.Millisecond
+			}
+			return s
+		}, 20 * time.Millisecond, 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.edit(packetize(source(pkts*FrameSamples), []int{160}, 100, 1000, 1, clean))
+			b := New(Options{Codec: ulaw{}, Min: tc.depth, Initial: tc.depth, Max: max(tc.depth, 120*time.Millisecond)})
+			_, frames := run(t, b, s, pkts*FrameDuration+time.Second)
+			st := b.Stats()
+			filled := 0
+			for _, f := range frames {
+				if f.Concealed {
+					filled++
+				}
+			}
+			if st.Concealed != tc.want {
+				t.Fatalf("concealed %d, want %d (%d frames were filled; late %d)", st.Concealed, tc.want, filled, st.Late)
+			}
+		})
+	}
+}
+
 func TestStartsDeeperUntilMeasured(t *testing.T) {
 	// A clean sender: speech-like audio, 1.2 s on and 0.8 s of silence.
 	audio := source(8000 * 10)

@@ -110,17 +110,48 @@ async function detail(el, id, ctx) {
     rtpStats(c.metadata_ && c.metadata_.rtp));
 }
 
-const rtpRows = [
-  ['packets_received', 'Packets received'], ['packets_sent', 'Packets sent'], ['expected', 'Packets expected'],
-  ['lost', 'Packets lost'], ['jitter_ms', 'Jitter (ms)', 1], ['late', 'Late packets'], ['duplicates', 'Duplicates'],
-  ['out_of_order', 'Out of order'], ['concealed_frames', 'Concealed frames'], ['jitter_depth_ms', 'Jitter buffer depth (ms)', 1],
-  ['jitter_depth_max_ms', 'Jitter buffer max depth (ms)', 1], ['played_frames', 'Agent frames played'], ['flushed_frames', 'Frames dropped by barge-in'],
-  ['queue_dropped', 'Frames dropped (queue full)'], ['dtmf_digits', 'DTMF digits'], ['remote_lost', 'Lost at the far end'], ['remote_jitter_ms', 'Jitter at the far end (ms)', 1],
+// The call's media statistics (metadata_.rtp), in words an operator uses:
+// what came from the caller, what went to them, and the hold time. Frame
+// counts are 20 ms frames and are shown as time too.
+const frames = (n) => (n === null || n === undefined ? '—' : `${num(n * 0.02, 2)} s (${num(n)} frames)`);
+const pctOf = (part, whole) => (whole > 0 ? ` (${num((100 * part) / whole, 2)}%)` : '');
+const rtpGroups = [
+  ['From the caller', [
+    ['packets_received', 'Packets received'],
+    ['expected', 'Packets the caller sent (by sequence number)'],
+    ['lost', 'Packets lost on the way', (v, r) => `${num(v)}${pctOf(v, r.expected)}`],
+    ['late', 'Packets too late to play', (v, r) => `${num(v)}${pctOf(v, r.expected)}`],
+    ['concealed_frames', 'Caller audio lost and concealed', frames],
+    ['jitter_ms', 'Jitter (ms)', (v) => num(v, 1)],
+    ['jitter_depth_max_ms', 'Jitter buffer delay, largest (ms)', (v) => num(v, 1)],
+    ['out_of_order', 'Packets out of order'],
+    ['duplicates', 'Duplicate packets'],
+    ['dtmf_digits', 'Keypad digits (DTMF)'],
+  ]],
+  ['To the caller', [
+    ['packets_sent', 'Packets sent'],
+    ['played_frames', 'Agent audio played', frames],
+    ['flushed_frames', 'Agent audio cut off when the caller spoke (barge-in)', frames],
+    ['discarded_frames', 'Ringback cut off when the transfer answered', frames],
+    ['queue_dropped', 'Agent audio dropped (sent faster than real time)', frames],
+    ['remote_lost', 'Packets lost on the way (the caller\'s RTCP reports)'],
+    ['remote_jitter_ms', 'Jitter at the caller (ms)', (v) => num(v, 1)],
+  ]],
+  ['Call', [
+    ['hold_seconds', 'Time on hold', (v) => `${num(v, 1)} s`],
+  ]],
 ];
 
 function rtpStats(rtp) {
-  if (!rtp) return [h('h2', {}, 'RTP'), h('div', { class: 'panel muted' }, 'No media statistics for this conversation.')];
-  return [h('h2', {}, 'RTP'),
-    h('table', { 'data-testid': 'rtp' }, h('tbody', {}, rtpRows.filter(([k]) => k in rtp).map(([k, label, d]) =>
-      h('tr', {}, h('td', {}, label), h('td', { class: 'num', 'data-stat': k }, num(rtp[k], d || 0))))))];
+  if (!rtp) return [h('h2', {}, 'Media'), h('div', { class: 'panel muted' }, 'No media statistics for this conversation.')];
+  const out = [h('h2', {}, 'Media')];
+  for (const [title, rows] of rtpGroups) {
+    const present = rows.filter(([k]) => k in rtp);
+    if (!present.length) continue;
+    out.push(h('table', { 'data-testid': 'rtp', class: 'stats-table' },
+      h('thead', {}, h('tr', {}, h('th', { colspan: 2 }, title))),
+      h('tbody', {}, present.map(([k, label, fmt]) =>
+        h('tr', {}, h('td', {}, label), h('td', { class: 'num', 'data-stat': k, 'data-value': rtp[k] }, fmt ? fmt(rtp[k], rtp) : num(rtp[k])))))));
+  }
+  return out;
 }
