@@ -243,7 +243,7 @@ func TestErrors(t *testing.T) {
 	isError(t, "webhook body of 1 MiB + 1", e.do("POST", "/api/webhooks/", tn.compKey, over), 413, "validation_error", "1 MiB")
 
 	// Unknown routes: 404 with the JSON body, with or without a key.
-	for _, path := range []string{"/api/nope", "/api/agents/1/clone", "/api", "/", "/api/v2/agents", "/favicon.ico"} {
+	for _, path := range []string{"/api/nope", "/api/agents/1/clone", "/api/docs/nope.js", "/", "/api/v2/agents", "/favicon.ico"} {
 		isError(t, "GET "+path, e.do("GET", path, tn.userKey, nil), 404, "not_found", "no such route")
 		isError(t, "GET "+path+" without a key", e.do("GET", path, "", nil), 404, "not_found", "no such route")
 	}

@@ -194,6 +194,10 @@ func schemas() js {
 		"ProviderList": arrayOf(ref("Provider")),
 		"CredentialCreate": strict(object([]string{"company_id", "credentials"}, js{"company_id": integer(),
 			"credentials": js{"type": "object", "additionalProperties": js{"type": "string"}}})),
+		"APIIndex": object([]string{"name", "version", "docs", "openapi"}, js{"name": str(), "version": str(),
+			"docs": str("the API reference, rendered in the browser"), "openapi": str("this API's OpenAPI 3.1 document"),
+			"health":  object(nil, js{"liveness": str("200 while the process runs"), "readiness": str("200 while it takes calls and the store answers")}),
+			"metrics": str("Prometheus text format"), "dashboard": str("the web dashboard")}),
 		"Credential": object([]string{"id", "company_id", "provider_id", "status", "created_at"}, js{"id": integer(), "company_id": integer(),
 			"provider_id": integer(), "status": str(), "created_at": dateTime()}),
 	}
@@ -237,6 +241,8 @@ func (s *Server) OpenAPI() js {
 			okResp["content"] = js{"application/json": js{"schema": ref(rt.resp)}}
 		} else if rt.path == "/api/openapi.json" {
 			okResp["content"] = js{"application/json": js{"schema": freeObject()}}
+		} else if rt.page != nil {
+			okResp["content"] = js{"text/html": js{"schema": str()}}
 		}
 		resps[strconv.Itoa(rt.status)] = okResp
 		codes := append([]int{}, rt.errors...)
@@ -265,8 +271,18 @@ func (s *Server) OpenAPI() js {
 		}
 		item[strings.ToLower(rt.method)] = op
 	}
+	// Tags in the route table's order, so renderers show the API as the table groups it.
+	var tags []js
+	seenTag := map[string]bool{}
+	for _, rt := range s.routes {
+		if !seenTag[rt.tag] {
+			seenTag[rt.tag] = true
+			tags = append(tags, js{"name": rt.tag})
+		}
+	}
 	return js{
 		"openapi": "3.1.0",
+		"tags":    tags,
 		"info": js{"title": "CXCo API", "version": "1.0.0",
 			"description": "AI voice agents on real phone numbers. Errors are {detail, error_type}. Lists that page return {items, has_more, next_cursor}. " +
 				"A user key carries its user's role: viewer (reads only), member (agents, contacts, test calls), admin (also the company profile and archiving agents), owner (as admin). " +

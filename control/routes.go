@@ -1,6 +1,11 @@
 package control
 
-import "strings"
+import (
+	"net/http"
+	"strings"
+
+	"github.com/cxco/gateway/control/apidocs"
+)
 
 // route is one API operation: how it is served and how it is documented. The mux and
 // the OpenAPI document are both built from this table, and a test checks the two
@@ -18,6 +23,7 @@ type route struct {
 	status       int    // success status
 	errors       []int  // documented error statuses besides 401/403/429/503
 	h            func(*call) (result, error)
+	page         http.Handler // serves an HTML page instead of h (GET /api/docs)
 }
 
 type param struct {
@@ -130,8 +136,11 @@ func (s *Server) table() []*route {
 		with(r(post, "/api/providers/{slug}/credentials", authCompany, roleOwner, "Providers", "Store provider credentials (encrypted, never readable back)", "provider", 201, s.createCredential), "CredentialCreate", "Credential", nil, 404, 409, 422),
 		with(r(del, "/api/providers/{slug}/credentials", authCompany, roleOwner, "Providers", "Delete stored provider credentials", "credentials", 204, s.deleteCredential), "", "", nil, 404),
 
-		// The document itself
+		// The document itself, where to find things, and the reference page
 		with(r(get, "/api/openapi.json", authNone, rolePublic, "Meta", "This OpenAPI document", "", 200, s.openAPI), "", "", nil),
+		with(r(get, "/api", authNone, rolePublic, "Meta", "Where things are: the API reference, this document, health checks, metrics", "", 200, s.apiIndex), "", "APIIndex", nil),
+		{method: get, path: apidocs.Path, auth: authNone, role: rolePublic, tag: "Meta", summary: "The API reference in the browser (HTML, rendered from this document)",
+			status: 200, page: apidocs.Handler(nil)},
 	}
 	return append(routes, s.extraRoutes()...)
 }

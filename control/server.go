@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cxco/gateway/control/apidocs"
 	"github.com/cxco/gateway/store"
 )
 
@@ -36,6 +37,8 @@ type Options struct {
 	Extra map[string]http.Handler
 	// TestCaller places WebRTC test calls (nil: POST .../test-call answers 503).
 	TestCaller TestCaller
+	// Version is the gateway's version, as GET /api tells it.
+	Version string
 }
 
 // Server serves the API.
@@ -62,6 +65,7 @@ func New(opts Options) *Server {
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
 	}
+	s.mux.Handle("GET "+apidocs.Path+"/", apidocs.Handler(http.HandlerFunc(noRoute))) // the page's files
 	for pattern, h := range opts.Extra {
 		s.mux.Handle(pattern, h)
 	}
@@ -96,6 +100,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusMethodNotAllowed, typeMethod, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 		return
 	}
+	noRoute(w, r)
+}
+
+// noRoute is the 404 of a path nothing serves.
+func noRoute(w http.ResponseWriter, r *http.Request) {
 	writeError(w, errf(http.StatusNotFound, typeNotFound, "no such route: %s %s", r.Method, r.URL.Path))
 }
 
@@ -165,6 +174,10 @@ func (s *Server) wrap(rt *route) http.Handler {
 				s.log.Warn("API request failed", "method", r.Method, "path", r.URL.Path, "status", sw.status)
 			}
 		}()
+		if rt.page != nil {
+			rt.page.ServeHTTP(sw, r)
+			return
+		}
 		c := &call{w: sw, r: r, ctx: r.Context(), s: s}
 		if rt.auth != authNone {
 			if e := s.authenticate(c, rt.auth); e != nil {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -135,6 +137,9 @@ func (b *tab) shot(name string) {
 		b.t.Fatal(err)
 	}
 	b.t.Logf("screenshot: %s", p)
+	if v, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.isArray(window.__csp) ? window.__csp : ['(the CSP watcher did not run)']`)); err == nil && len(v) > 0 {
+		b.t.Errorf("%s: the page's Content-Security-Policy blocked %v", name, v)
+	}
 }
 
 func (b *tab) goTo(hash string) {
@@ -202,6 +207,14 @@ func newTab(t *testing.T, base, wav string) *tab {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Every page records what its Content-Security-Policy blocked; shot checks it.
+	watchCSP := func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `
+			window.__csp = [];
+			document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));`})
+		return chromedp.Void{}, err
+	}
+	b.run("watch the CSP", 10*time.Second, watchCSP)
 	b.run("open the dashboard", 20*time.Second, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#api-key")))
 	t.Cleanup(func() {
 		b.mu.Lock()

@@ -146,7 +146,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	api := control.New(control.Options{
 		Store: st, Provisioner: prov, Logger: log.With("component", "api"),
 		WebhookAllowInsecure: cfg.WebhookAllowInsecure, WhatsAppVerifyDelay: cfg.WhatsAppVerifyDelay,
-		Observe: obs.api, Extra: extra, TestCaller: testCalls,
+		Observe: obs.api, Extra: extra, TestCaller: testCalls, Version: version,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -203,7 +203,8 @@ func banner(w io.Writer, httpAddr, agencyKey string, embedded bool) {
 		host = "127.0.0.1"
 	}
 	fmt.Fprintf(w, "CXCo gateway %s\n  API:        http://%s/api\n", version, net.JoinHostPort(host, port))
-	fmt.Fprintf(w, "  Dashboard:  http://%s/\n", net.JoinHostPort(host, port))
+	fmt.Fprintf(w, "  API docs:   http://%s/api/docs\n", net.JoinHostPort(host, port))
+	fmt.Fprintf(w, "  Dashboard:  http://%s/   (sign in with the agency key to manage companies and numbers)\n", net.JoinHostPort(host, port))
 	if everywhere {
 		fmt.Fprintf(w, "  HTTP:       listening on every address (--http 127.0.0.1:%s keeps it to this machine)\n", port)
 	}

@@ -21,8 +21,8 @@ func TestBanner(t *testing.T) {
 		var b strings.Builder
 		banner(&b, tc.addr, "", true)
 		out := b.String()
-		if !strings.Contains(out, tc.url) {
-			t.Errorf("%s: no %s in\n%s", tc.addr, tc.url, out)
+		if !strings.Contains(out, tc.url) || !strings.Contains(out, tc.url+"/docs") {
+			t.Errorf("%s: no %s or %s/docs in\n%s", tc.addr, tc.url, tc.url, out)
 		}
 		if got := strings.Contains(out, "listening on every address"); got != tc.everywhere {
 			t.Errorf("%s: says every address = %v, want %v\n%s", tc.addr, got, tc.everywhere, out)
