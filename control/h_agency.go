@@ -227,6 +227,9 @@ func (s *Server) addPoolNumber(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	if !store.NumberInCountry(e, cc) {
+		return result{}, invalid("country_code: %s numbers start with +%s; %s does not (wrong country_code?)", cc, store.CallingCode(cc), e)
+	}
 	slug := "sip_trunk"
 	if v, err := f.str("provider_slug", false, 1, 50); err != nil {
 		return result{}, err

@@ -42,6 +42,7 @@ type envOpts struct {
 	redis       *redistest.Redis
 	verifyDelay time.Duration
 	now         func() time.Time // the store's clock (nil: time.Now)
+	trunks      control.TrunkRuntime
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -82,7 +83,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	e.provider = &bridge.Provisioner{Client: bridge.NewClient(purl), Store: e.st, PlatformKey: "test-platform-key", Log: log}
 	e.api = control.New(control.Options{Store: e.st, Provisioner: e.provider, Logger: log,
-		WhatsAppVerifyDelay: o.verifyDelay, WebhookAllowInsecure: false})
+		WhatsAppVerifyDelay: o.verifyDelay, WebhookAllowInsecure: false, Trunks: o.trunks})
 	e.srv = httptest.NewServer(e.api.Handler())
 	t.Cleanup(e.srv.Close)
 	e.base = e.srv.URL

@@ -207,6 +207,7 @@ func schemas() js {
 func (s *Server) OpenAPI() js {
 	sch := schemas()
 	maps.Copy(sch, testCallSchemas())
+	maps.Copy(sch, trunkSchemas())
 	paths := js{}
 	errResp := func(desc string) js {
 		return js{"description": desc, "content": js{"application/json": js{"schema": ref("Error")}}}

@@ -39,6 +39,10 @@ type Options struct {
 	TestCaller TestCaller
 	// Version is the gateway's version, as GET /api tells it.
 	Version string
+	// Trunks is the SIP side's view of the trunks (nil: only stored trunks are listed).
+	Trunks TrunkRuntime
+	// DefaultTrunkHasPassword says whether the flags gave the default trunk a password.
+	DefaultTrunkHasPassword bool
 }
 
 // Server serves the API.

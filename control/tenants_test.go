@@ -342,6 +342,8 @@ func TestAgencyNumberPool(t *testing.T) {
 		{"country unknown", map[string]any{"number": "+27211110000", "country_code": "XX"}, 422, "country_code"},
 		{"country alpha-3", map[string]any{"number": "+27211110000", "country_code": "ZAF"}, 422, "country_code"},
 		{"country missing", map[string]any{"number": "+27211110000"}, 422, "country_code"},
+		// A +1 number filed in the ZA pool would be handed to ZA agents (issue 14).
+		{"country of another prefix", map[string]any{"number": "+14155550123", "country_code": "ZA"}, 422, "+27"},
 		{"provider not a trunk", map[string]any{"number": "+27211110000", "country_code": "ZA", "provider_slug": "elevenlabs"}, 422, "provider_slug"},
 		{"unknown field", map[string]any{"number": "+27211110000", "country_code": "ZA", "status": "assigned"}, 422, "status"},
 	} {

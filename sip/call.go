@@ -28,6 +28,7 @@ type call struct {
 	s     *Server
 	log   *slog.Logger
 	route *route
+	trunk *trunk // the trunk the INVITE came from
 
 	invite    *gsip.Request // the INVITE, cloned, with our To-tag
 	tx        gsip.ServerTransaction
@@ -38,7 +39,8 @@ type call struct {
 	transport string
 	advertise netip.Addr // our address for this call (its family)
 	caller    string
-	called    string
+	called    string // E.164, after the trunk's number rule
+	dialled   string // as the trunk sent it
 
 	local *sdp.Local
 	neg   sdp.Negotiated
@@ -65,6 +67,7 @@ type call struct {
 	conv       *store.Conversation
 	start      time.Time // INVITE received
 	answeredAt atomic.Pointer[time.Time]
+	endedAt    time.Time // set by the supervisor when the call ends (before done closes)
 	acked      chan struct{}
 	ackOnce    sync.Once
 	endCh      chan endRequest
@@ -124,7 +127,12 @@ func (s *Server) onInvite(req *gsip.Request, tx gsip.ServerTransaction) {
 		s.reject(tx, req, &Status{Code: 503, Reason: "Service Unavailable", EndReason: "draining", RetryAfter: 30})
 		return
 	}
-	if s.auth != nil && !s.auth.check(req, tx) {
+	tr := s.trunkOf(req)
+	if tr == nil {
+		s.reject(tx, req, &Status{Code: 403, Reason: "Forbidden", EndReason: "unknown_trunk"})
+		return
+	}
+	if tr.auth != nil && !tr.auth.check(req, tx) {
 		return
 	}
 	if n := s.setup.Add(1); n > int64(s.opt.MaxCalls) {
@@ -133,28 +141,70 @@ func (s *Server) onInvite(req *gsip.Request, tx gsip.ServerTransaction) {
 		return
 	}
 	s.callWG.Add(1)
-	c := s.newCall(req, tx)
+	c := s.newCall(req, tx, tr)
 	if !c.setupAndAnswer() {
 		c.release()
 	}
 }
 
+// reject answers an INVITE with a final error. The response says why, for the
+// operator reading a trace and for the carrier's logs: a Reason header (RFC 3326:
+// cause and our end reason) and a Warning with the words (RFC 3261 §20.43, code
+// 399), besides Retry-After when the refusal is temporary.
 func (s *Server) reject(tx gsip.ServerTransaction, req *gsip.Request, st *Status) {
 	s.obs.Rejected(st.Code)
 	var hdrs []gsip.Header
 	if st.RetryAfter > 0 {
 		hdrs = append(hdrs, gsip.NewHeader("Retry-After", fmt.Sprint(st.RetryAfter)))
 	}
+	if st.EndReason != "" {
+		hdrs = append(hdrs, gsip.NewHeader("Reason", fmt.Sprintf("SIP;cause=%d;text=%q", st.Code, st.EndReason)))
+		if text := refusalText(st.EndReason); text != "" {
+			hdrs = append(hdrs, gsip.NewHeader("Warning", fmt.Sprintf("399 cxco %q", text)))
+		}
+	}
 	respond(tx, req, st.Code, st.Reason, hdrs...)
 }
 
-func (s *Server) newCall(req *gsip.Request, tx gsip.ServerTransaction) *call {
+// refusalText says in words why a call was refused (the Warning header's text).
+func refusalText(endReason string) string {
+	switch endReason {
+	case "unknown_number":
+		return "Unknown number: it is not in the gateway's number pool"
+	case "unassigned_number":
+		return "The number is not assigned to a published agent"
+	case "agent_archived":
+		return "The number's agent is archived"
+	case "agent_paused":
+		return "The agent is paused"
+	case "agent_draft":
+		return "The agent is not published"
+	case "company_suspended":
+		return "The company is suspended"
+	case "at_capacity":
+		return "At capacity: too many calls (--max-calls)"
+	case "draining":
+		return "The gateway is draining for a restart"
+	case "store_unavailable":
+		return "The data store is unavailable"
+	case EndProviderDown:
+		return "The voice-AI provider is unavailable"
+	case EndMediaUnavailable:
+		return "No free RTP ports"
+	case "unknown_trunk":
+		return "The source belongs to no trunk"
+	}
+	return ""
+}
+
+func (s *Server) newCall(req *gsip.Request, tx gsip.ServerTransaction, tr *trunk) *call {
 	inv := req.Clone()
 	tag := gsip.GenerateTagN(16)
 	inv.To().Params.Add("tag", tag)
 	fromTag, _ := inv.From().Params.Get("tag")
-	c := &call{s: s, invite: inv, tx: tx, callID: inv.CallID().Value(), ourTag: tag, source: req.Source(),
-		transport: req.Transport(), caller: callerNumber(req), called: dialled(req), start: time.Now(),
+	raw := dialled(req)
+	c := &call{s: s, trunk: tr, invite: inv, tx: tx, callID: inv.CallID().Value(), ourTag: tag, source: req.Source(),
+		transport: req.Transport(), caller: callerNumber(req, tr.Numbers), dialled: raw, called: tr.Numbers.Normalize(raw), start: time.Now(),
 		acks: map[uint32]chan struct{}{}, acked: make(chan struct{}), endCh: make(chan endRequest, 1), done: make(chan struct{}),
 		peerSwap:   make(chan struct{}, 1),
 		remoteCSeq: inv.CSeq().SeqNo, localCSeq: 1}
@@ -172,7 +222,10 @@ func (s *Server) newCall(req *gsip.Request, tx gsip.ServerTransaction) *call {
 		}
 	}
 	c.advertise = s.advertiseFor(req)
-	c.log = s.log.With("call_id", gsip.GenerateTagN(10), "sip_call_id", c.callID, "from", c.caller, "to", c.called)
+	c.log = s.log.With("call_id", gsip.GenerateTagN(10), "sip_call_id", c.callID, "from", c.caller, "to", c.called, "trunk", tr.Name)
+	if raw != c.called {
+		c.log = c.log.With("dialled", raw)
+	}
 	return c
 }
 
@@ -405,10 +458,10 @@ func (c *call) answer(ctx context.Context, offer []byte, cancelled error) bool {
 }
 
 // retransmit2xx resends a 2xx until its ACK arrives or the call ends; false when
-// 64*T1 passed without the ACK.
+// 64*T1 (Timer H's length, RFC 3261 §13.3.1.4) passed without the ACK.
 func (c *call) retransmit2xx(tx gsip.ServerTransaction, res *gsip.Response, ack <-chan struct{}) bool {
 	interval := gsip.T1
-	deadline := time.NewTimer(64 * gsip.T1)
+	deadline := time.NewTimer(gsip.Timer_H)
 	defer deadline.Stop()
 	t := time.NewTimer(interval)
 	defer t.Stop()

@@ -8,6 +8,7 @@ import (
 	gsip "github.com/emiago/sipgo/sip"
 
 	"github.com/cxco/gateway/media/sdp"
+	"github.com/cxco/gateway/store"
 )
 
 // FuzzInvite runs what the gateway does with an incoming message before a call
@@ -39,7 +40,7 @@ func FuzzInvite(f *testing.F) {
 			return
 		}
 		_ = dialled(req)
-		_ = callerNumber(req)
+		_ = callerNumber(req, store.NumberRule{Country: "ZA"})
 		_ = supportsTimer(req)
 		_, _, _ = parseSE(headerValue(req, "Session-Expires", "x"))
 		body, err := sdpBody(req)

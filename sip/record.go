@@ -21,6 +21,9 @@ type CallEnd struct {
 	// the ACK, or ICE for WebRTC); zero when it never was. Usage counts only
 	// answered calls.
 	AnsweredAt time.Time
+	// EndedAt is when the call ended (the supervisor decided it); zero: now.
+	// The BYE and the far side's close come after it and are not call time.
+	EndedAt time.Time
 }
 
 // RecordEnd writes the end of a call's conversation with the call's media
@@ -40,7 +43,11 @@ func RecordEnd(st *store.Store, conv *store.Conversation, e CallEnd, stats media
 	case e.Failed:
 		status = store.ConvFailed
 	}
-	f := store.Final{Status: status, EndedAt: time.Now(), EndReason: e.Reason, SIPReferSeconds: e.ReferSeconds, ReferTo: e.ReferTo}
+	ended := e.EndedAt
+	if ended.IsZero() {
+		ended = time.Now()
+	}
+	f := store.Final{Status: status, EndedAt: ended, EndReason: e.Reason, SIPReferSeconds: e.ReferSeconds, ReferTo: e.ReferTo}
 	if t := e.AnsweredAt; !t.IsZero() && status != store.ConvCancelled {
 		f.AnsweredAt = &t
 	}

@@ -18,8 +18,8 @@ type route struct {
 	agent   *store.Agent
 }
 
-// dialled reads the number a request is for: the Request-URI user (E.164, the + is
-// optional), else the To user. Visual separators and URI parameters are ignored.
+// dialled reads the number a request is for, as the trunk wrote it: the
+// Request-URI user, else the To user. The trunk's number rule makes it E.164.
 func dialled(req *gsip.Request) string {
 	user := req.Recipient.User
 	if req.Recipient.Scheme == "tel" {
@@ -28,28 +28,13 @@ func dialled(req *gsip.Request) string {
 	if user == "" && req.To() != nil {
 		user = req.To().Address.User
 	}
-	return normalizeNumber(user)
+	user, _, _ = strings.Cut(user, ";")
+	return user
 }
 
-// normalizeNumber turns "+27 21-123 4567;npdi" or "27211234567" into "+27211234567";
-// anything without digits becomes "".
-func normalizeNumber(s string) string {
-	s, _, _ = strings.Cut(s, ";")
-	var b strings.Builder
-	b.WriteByte('+')
-	for _, r := range s {
-		if r >= '0' && r <= '9' {
-			b.WriteRune(r)
-		}
-	}
-	if b.Len() == 1 {
-		return ""
-	}
-	return b.String()
-}
-
-// callerNumber is the caller's number from From (or P-Asserted-Identity), E.164 when it is one.
-func callerNumber(req *gsip.Request) string {
+// callerNumber is the caller's number from From (or P-Asserted-Identity), E.164
+// (under the trunk's number rule) when it is one.
+func callerNumber(req *gsip.Request, rule store.NumberRule) string {
 	user := ""
 	if h := req.GetHeader("P-Asserted-Identity"); h != nil {
 		var u gsip.Uri
@@ -64,7 +49,7 @@ func callerNumber(req *gsip.Request) string {
 	if user == "" && req.From() != nil {
 		user = req.From().Address.User
 	}
-	if n := normalizeNumber(user); n != "" && len(n) >= 4 && !strings.ContainsAny(user, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ@") {
+	if n := rule.Normalize(user); n != "" && len(n) >= 4 && !strings.ContainsAny(user, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ@") {
 		return n
 	}
 	if user == "" {

@@ -34,10 +34,18 @@ type Options struct {
 	// PublicIP is written into Contact, Via and SDP (IPv4 or IPv6). PublicIP6, when
 	// set, is used for IPv6 peers.
 	PublicIP, PublicIP6 netip.Addr
-	// TrunkAllow lists the sources that may send requests; others are dropped silently.
-	TrunkAllow []netip.Prefix
-	// TrunkUser/TrunkPassword turn on digest authentication of INVITEs.
-	TrunkUser, TrunkPassword string
+	// DefaultTrunk is the trunk of the flags (ID 0): its Allow lists the sources
+	// that may send requests (with the other trunks'); others are dropped
+	// silently. InboundAuth with Username turns on digest authentication of its
+	// INVITEs; Username and DefaultTrunkPassword answer its challenges. Its URI is
+	// where outbound calls (bridged transfers) go; empty: back to the trunk the
+	// call came from.
+	DefaultTrunk         store.Trunk
+	DefaultTrunkPassword string
+	// Trunks are the trunks the agency stores (nil: the default trunk only).
+	Trunks TrunkSource
+	// TrunkPoll is how often the stored trunks' version is checked (default 2 s).
+	TrunkPoll time.Duration
 	// MaxCalls bounds the calls in setup or up; more INVITEs get 503 with Retry-After.
 	MaxCalls int
 	// RTPTimeout ends a call after this long without RTP (not while on hold).
@@ -50,11 +58,13 @@ type Options struct {
 	FloodBurst int
 	// SessionMinSE is our Min-SE for RFC 4028 session timers (default 90 s).
 	SessionMinSE time.Duration
+	// T1 is RFC 3261's round-trip estimate (default 500 ms); every SIP timer
+	// follows it, among them the 64*T1 after which an unacknowledged 200 ends the
+	// call. RFC 3261 §17.1.1.1 allows a smaller T1 on private networks. It is
+	// process-wide (sipgo's timers are).
+	T1 time.Duration
 	// TransferTimeout bounds a REFER transfer from REFER to its final NOTIFY (default 30 s).
 	TransferTimeout time.Duration
-	// TrunkURI is where outbound calls (bridged transfers) go, e.g. sip:trunk.example.com:5060;
-	// empty: back to the trunk the call came from. TrunkUser/TrunkPassword answer its digest challenges.
-	TrunkURI string
 
 	Store     *store.Store
 	Connector Connector // the far side of agent calls
@@ -93,17 +103,24 @@ type Server struct {
 	srv   *sipgo.Server
 	cli   *sipgo.Client
 	flood *floodLimiter
-	udp   udpResponder
-	auth  *digestAuth
+	// dropWarn logs requests dropped by the allow-list, once per source a minute.
+	dropWarn dropWarner
+	udp      udpResponder
+	// trunkSet is the compiled trunks (ReloadTrunks); reloadMu orders reloads.
+	trunkSnap atomic.Pointer[trunkSet]
+	reloadMu  sync.Mutex
+	stopBg    chan struct{}
+	bgWG      sync.WaitGroup
 	// mediaIP is where calls bind their RTP: the --sip host when that is one
 	// address, so a gateway bound to one interface listens on no other; the zero
 	// Addr (every address) when SIP listens on every address.
 	mediaIP netip.Addr
 
-	conns     []net.PacketConn
-	listeners []net.Listener
-	port      int
-	serveWG   sync.WaitGroup
+	conns        []net.PacketConn
+	listeners    []net.Listener
+	tlsListeners []net.Listener
+	port         int
+	serveWG      sync.WaitGroup
 
 	mu       sync.Mutex
 	calls    map[string]*call   // by dialog id
@@ -139,6 +156,9 @@ func New(opt Options) (*Server, error) {
 	if opt.TransferTimeout <= 0 {
 		opt.TransferTimeout = 30 * time.Second
 	}
+	if opt.T1 > 0 && opt.T1 != gsip.T1 {
+		gsip.SetTimers(opt.T1, max(gsip.T2, 8*opt.T1), gsip.T4)
+	}
 	if !opt.PublicIP.IsValid() {
 		opt.PublicIP = netip.MustParseAddr("127.0.0.1")
 	}
@@ -147,9 +167,13 @@ func New(opt Options) (*Server, error) {
 	if s.obs == nil {
 		s.obs = nopObserver{}
 	}
-	if opt.TrunkUser != "" {
-		s.auth = newDigestAuth("cxco", opt.TrunkUser, opt.TrunkPassword)
+	if opt.TrunkPoll <= 0 {
+		opt.TrunkPoll = 2 * time.Second
 	}
+	s.opt.TrunkPoll = opt.TrunkPoll
+	s.stopBg = make(chan struct{})
+	def := opt.DefaultTrunk
+	s.trunkSnap.Store(&trunkSet{version: -1, all: []*trunk{s.compileTrunk(&def, opt.DefaultTrunkPassword)}})
 	return s, nil
 }
 
@@ -186,6 +210,15 @@ func (s *Server) Listen() error {
 		return err
 	}
 	s.setupUA()
+	if s.opt.Trunks != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.ReloadTrunks(ctx); err != nil {
+			s.log.Warn("cannot read the stored trunks yet; the default trunk works, the others once the store answers", "err", err)
+		}
+		cancel()
+		s.bgWG.Add(1)
+		go s.watchTrunks(s.stopBg, s.opt.TrunkPoll, &s.bgWG)
+	}
 	for _, c := range s.conns {
 		s.serveWG.Add(1)
 		go func() { defer s.serveWG.Done(); _ = s.srv.ServeUDP(c) }()
@@ -283,6 +316,7 @@ func (s *Server) readFilter(p gsip.TransportReadProps, data []byte) ([]byte, err
 	src, ok := addrOf(p.RemoteAddr)
 	if !ok || !s.allowed(src) {
 		s.obs.Dropped("trunk_allow")
+		s.dropWarn.warn(s.log, src, p.Transport, data)
 		if strings.HasPrefix(strings.ToLower(p.Transport), "tcp") {
 			return nil, errors.New("source not in --trunk-allow")
 		}
@@ -339,14 +373,8 @@ func addrOf(a net.Addr) (netip.Addr, bool) {
 	return ap.Addr().Unmap(), err == nil
 }
 
-func (s *Server) allowed(a netip.Addr) bool {
-	for _, p := range s.opt.TrunkAllow {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+// allowed: some trunk allows the source.
+func (s *Server) allowed(a netip.Addr) bool { return s.trunks().match(a) != nil }
 
 // Drain stops taking new calls: INVITEs get 503 with Retry-After and OPTIONS says
 // 503 too, so a proxy in front (Kamailio's dispatcher) takes this node out.
@@ -385,6 +413,8 @@ func (s *Server) Close() error {
 	}
 	s.draining.Store(true)
 	s.HangupAll()
+	close(s.stopBg)
+	s.bgWG.Wait()
 	for _, c := range s.conns {
 		c.Close()
 	}
@@ -396,4 +426,16 @@ func (s *Server) Close() error {
 	}
 	s.serveWG.Wait()
 	return nil
+}
+
+// MediaIP is the address calls bind RTP on; invalid when every address.
+func (s *Server) MediaIP() netip.Addr { return s.mediaIP }
+
+// TLSAddrs lists the SIP-over-TLS listeners.
+func (s *Server) TLSAddrs() []string {
+	var out []string
+	for _, l := range s.tlsListeners {
+		out = append(out, l.Addr().String())
+	}
+	return out
 }

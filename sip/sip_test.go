@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	gsip "github.com/emiago/sipgo/sip"
+
+	"github.com/cxco/gateway/store"
 )
 
 func parseReq(t *testing.T, raw string) *gsip.Request {
@@ -49,28 +52,25 @@ func TestValidate(t *testing.T) {
 func sprintf(f, a string) string { return strings.Replace(f, "%s", a, 1) }
 
 func TestNumbers(t *testing.T) {
-	for in, want := range map[string]string{
-		"+27211234567": "+27211234567", "27211234567": "+27211234567", "+27 21-123 4567": "+27211234567",
-		"27211234567;npdi": "+27211234567", "alice": "", "": "",
-	} {
-		if got := normalizeNumber(in); got != want {
-			t.Errorf("normalizeNumber(%q) = %q, want %q", in, got, want)
-		}
-	}
+	var e164 store.NumberRule
 	req := parseReq(t, sprintf(baseInvite, ""))
 	if d := dialled(req); d != "+27211234567" {
 		t.Fatalf("dialled %q", d)
 	}
-	if c := callerNumber(req); c != "+27821234567" {
+	if c := callerNumber(req, e164); c != "+27821234567" {
 		t.Fatalf("caller %q", c)
 	}
 	pai := parseReq(t, sprintf(baseInvite, "P-Asserted-Identity: <tel:+15551230000>\r\n"))
-	if c := callerNumber(pai); c != "+15551230000" {
+	if c := callerNumber(pai, e164); c != "+15551230000" {
 		t.Fatalf("caller from P-Asserted-Identity %q", c)
 	}
 	tel := parseReq(t, strings.Replace(sprintf(baseInvite, ""), "INVITE sip:+27211234567@gw.example.com", "INVITE tel:+27211234567", 1))
 	if d := dialled(tel); d != "+27211234567" {
 		t.Fatalf("dialled tel: %q", d)
+	}
+	national := parseReq(t, strings.Replace(sprintf(baseInvite, ""), "INVITE sip:+27211234567@gw.example.com", "INVITE sip:0211234567;npdi@gw.example.com", 1))
+	if d := dialled(national); d != "0211234567" {
+		t.Fatalf("dialled national: %q (the raw string, before the trunk's rule)", d)
 	}
 }
 
@@ -187,3 +187,31 @@ func TestDigestNonce(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestDropWarner: one warning per source a minute, for requests that start
+// something; bounded memory under a scan from many sources.
+func TestDropWarner(t *testing.T) {
+	now := time.Unix(1000, 0)
+	d := &dropWarner{now: func() time.Time { return now }}
+	log := slog.New(slog.DiscardHandler)
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	invite := []byte("INVITE sip:x SIP/2.0\r\n")
+	d.warn(log, a, "UDP", invite)
+	d.warn(log, a, "UDP", invite)
+	d.warn(log, a, "UDP", []byte("SIP/2.0 200 OK\r\n"))
+	d.warn(log, b, "TCP", invite)
+	if d.warned != 2 {
+		t.Fatalf("%d warnings, want one per source", d.warned)
+	}
+	now = now.Add(61 * time.Second)
+	d.warn(log, a, "UDP", invite)
+	if d.warned != 3 {
+		t.Fatalf("%d warnings: a minute later the source is warned about again", d.warned)
+	}
+	for i := range 2 * maxDropSources {
+		d.warn(log, netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), "UDP", invite)
+	}
+	if len(d.last) > maxDropSources {
+		t.Fatalf("%d sources remembered", len(d.last))
+	}
+}

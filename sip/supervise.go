@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/cxco/gateway/media"
@@ -62,17 +63,22 @@ loop:
 		pe := leg.End()
 		e.status, e.referTo, e.referS = pe.Status, pe.ReferTo, pe.ReferSeconds
 	}
+	c.endedAt = time.Now()
 	close(c.done)
-	// Over now. Writes below run without any request's context, with their own limits.
+	// Over now. The far side first: a provider session (billed by the second) must
+	// not wait for our BYE's answer, which takes up to 64*T1 from a peer that is
+	// gone (no ACK, no BYE answer). Then the BYE, then the media.
+	if p := c.currentPeer(); p != c.peer {
+		p.Close(e.reason) // the bridged human's leg
+	}
+	c.peer.Close(e.reason)
+	c.log.Info("far side closed", "reason", e.reason)
+	// Writes below run without any request's context, with their own limits.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if e.sendBye {
 		c.sendBye(ctx)
 	}
-	if p := c.currentPeer(); p != c.peer {
-		p.Close(e.reason) // the bridged human's leg
-	}
-	c.peer.Close(e.reason)
 	c.stream.Close()
 	stats := c.stream.Stats()
 	c.s.mu.Lock()
@@ -80,7 +86,7 @@ loop:
 	c.s.mu.Unlock()
 	c.recordEnd(e, stats)
 	c.s.obs.CallEnded(e.reason, 200, stats)
-	dur := time.Since(c.AnsweredAt())
+	dur := c.endedAt.Sub(c.AnsweredAt())
 	c.log.Info("call ended", "reason", e.reason, "duration_s", int(dur.Seconds()),
 		"rtp_in", stats.PacketsReceived, "rtp_out", stats.PacketsSent, "lost", stats.CumulativeLost,
 		"jitter_ms", float64(stats.Jitter)/float64(time.Millisecond), "concealed", stats.Concealed, "late", stats.Late)
@@ -91,8 +97,8 @@ func (c *call) rtpTimedOut(now time.Time) bool {
 	c.mu.Lock()
 	hold, since := c.hold, c.holdSince
 	c.mu.Unlock()
-	if hold {
-		return false
+	if hold || !c.isAcked() {
+		return false // before the ACK, the no-ACK timer (64*T1) decides
 	}
 	last := c.stream.LastReceived()
 	if t := c.AnsweredAt(); last.Before(t) {
@@ -118,9 +124,13 @@ func (c *call) setHold(on bool) {
 func (c *call) recordStart(ctx context.Context) error {
 	caller := c.caller
 	called := c.called
+	// metadata_.sip: how the call reached us, with the number as the trunk dialled it.
+	meta := map[string]any{"sip": map[string]any{"trunk": c.trunk.Name, "trunk_id": c.trunk.ID, "dialled": c.dialled,
+		"transport": strings.ToLower(c.transport)}}
 	conv, err := c.s.opt.Store.CreateConversation(ctx, store.Conversation{
 		AgentID: c.route.agent.ID, CompanyID: c.route.company.ID, Channel: "voice", Direction: "inbound",
 		CallerNumber: &caller, CalledNumber: &called, StartedAt: c.start, SIPCallID: c.callID, Source: "elevenlabs",
+		Metadata: meta,
 	})
 	if err != nil {
 		return err
@@ -133,11 +143,13 @@ func (c *call) recordStart(ctx context.Context) error {
 // recordEnd writes how the conversation ended, with its media statistics (RecordEnd).
 func (c *call) recordEnd(e endRequest, stats media.Stats) {
 	var answered time.Time
-	if c.isAcked() {
+	if c.isAcked() || e.reason == EndNoACK {
+		// A 200 that was never ACKed still ran the provider session until the
+		// no-ACK timer: its time is recorded (and counted) like an answered call's.
 		answered = c.AnsweredAt()
 	}
 	RecordEnd(c.s.opt.Store, c.conv, CallEnd{Reason: e.reason, Failed: e.failed, Status: e.status, ReferTo: e.referTo,
-		ReferSeconds: e.referS, AnsweredAt: answered}, stats, c.log)
+		ReferSeconds: e.referS, AnsweredAt: answered, EndedAt: c.endedAt}, stats, c.log)
 }
 
 func (c *call) isAcked() bool {

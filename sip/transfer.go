@@ -70,16 +70,10 @@ func (c *call) referTarget(target string) string {
 	return "sip:" + target + "@" + host
 }
 
-// trunkHostPort is --trunk-uri's host:port, else the remote target's.
+// trunkHostPort is the trunk URI's host:port, else the remote target's.
 func (c *call) trunkHostPort() string {
-	if u := c.s.opt.TrunkURI; u != "" {
-		var uri gsip.Uri
-		if err := gsip.ParseUri(u, &uri); err == nil {
-			if uri.Port > 0 {
-				return uri.Host + ":" + strconv.Itoa(uri.Port)
-			}
-			return uri.Host
-		}
+	if c.trunk.hasURI {
+		return c.trunk.uri.HostPort()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -238,19 +232,12 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 		return fmt.Errorf("%w: bad destination %q: %w", ErrTransferFailed, target, err)
 	}
 	inv := gsip.NewRequest(gsip.INVITE, ruri)
-	inv.SetTransport(strings.ToUpper(c.transport))
-	dest := c.s.opt.TrunkURI
-	if dest == "" {
-		inv.SetDestination(c.source) // back to the trunk the call came from
+	if c.trunk.hasURI {
+		inv.SetTransport(strings.ToUpper(c.trunk.uri.Transport))
+		inv.SetDestination(c.trunk.uri.HostPort())
 	} else {
-		var tu gsip.Uri
-		if err := gsip.ParseUri(dest, &tu); err == nil {
-			port := tu.Port
-			if port == 0 {
-				port = 5060
-			}
-			inv.SetDestination(tu.Host + ":" + strconv.Itoa(port))
-		}
+		inv.SetTransport(strings.ToUpper(c.transport))
+		inv.SetDestination(c.source) // back to the trunk the call came from
 	}
 	// The human sees the original caller's number.
 	from := &gsip.FromHeader{Address: gsip.Uri{Scheme: "sip", User: c.caller, Host: host}}
@@ -271,7 +258,7 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 	ringCtx, stopRing := context.WithCancel(ctx)
 	go c.ringback(ringCtx)
 	actx, cancel := context.WithTimeout(ctx, c.s.opt.TransferTimeout)
-	err = sess.WaitAnswer(actx, sipgo.AnswerOptions{Username: s.opt.TrunkUser, Password: s.opt.TrunkPassword})
+	err = sess.WaitAnswer(actx, sipgo.AnswerOptions{Username: c.trunk.Username, Password: c.trunk.password})
 	cancel()
 	stopRing()
 	if err != nil {

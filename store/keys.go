@@ -22,6 +22,12 @@ import "strconv"
 //	cxco:{pool}:avail:<CC>            ZSET    available number ids of one country (score = id: lowest first)
 //	cxco:{pool}:company:<cid>         ZSET    ids assigned to a company
 //
+// The agency's trunks, one hash tag {trunks} (trunks.go):
+//
+//	cxco:{trunks}:ids                 ZSET    trunk ids;    cxco:{trunks}:trunk:<id> STRING JSON (password sealed)
+//	cxco:{trunks}:byname              HASH    lower-case name -> trunk id
+//	cxco:{trunks}:version             STRING  INCR on every change; nodes poll it and reload their trunks
+//
 // One company, hash tag {c<cid>}:
 //
 //	cxco:{c1}:company                 STRING  JSON company (with the hash of its key)

@@ -17,28 +17,38 @@ import (
 
 // Config is everything `cxco serve` is told, from flags or their environment variables.
 type Config struct {
-	HTTPAddr             string
-	SIPAddr              string
-	RTPPorts             string
-	RTPMin, RTPMax       int
-	PublicIP             string
-	RedisURL             string
-	AgencyKey            string
-	SecretKey            string
-	ProviderURL          string
-	ProviderAPIKey       string
-	ProviderTimeout      time.Duration
-	TrunkAllow           string
-	TrunkPrefixes        []netip.Prefix
-	TrunkUser            string
-	TrunkPassword        string
-	TrunkURI             string
+	HTTPAddr        string
+	SIPAddr         string
+	RTPPorts        string
+	RTPMin, RTPMax  int
+	PublicIP        string
+	RedisURL        string
+	AgencyKey       string
+	SecretKey       string
+	ProviderURL     string
+	ProviderAPIKey  string
+	ProviderTimeout time.Duration
+	TrunkAllow      string
+	TrunkPrefixes   []netip.Prefix
+	TrunkUser       string
+	TrunkPassword   string
+	TrunkURI        string
+	TrunkCountry    string
+	TrunkCodecs     string
+	TrunkSRTP       string
+	TrunkRegister   bool
+	TrunkRegistrars string
+	TrunkClientCert string
+	TrunkClientKey  string
+	// DefaultTrunk is the trunk the --trunk-* flags describe (Validate builds it).
+	DefaultTrunk         store.Trunk
 	MaxCalls             int
 	SIPSourceRate        int
 	RTPTimeout           time.Duration
 	EchoNumber           string
 	JitterMin, JitterMax time.Duration
 	TransferTimeout      time.Duration
+	SIPT1                time.Duration
 	WebhookAllowInsecure bool
 	WebhookRetry         string
 	WebhookRetries       []time.Duration
@@ -147,12 +157,20 @@ func serveFlags(c *Config) *flagSet {
 	fs.str(&c.TrunkUser, "trunk-user", "CXCO_TRUNK_USER", "", "digest user trunks must authenticate with (and we use towards the trunk)")
 	fs.str(&c.TrunkPassword, "trunk-password", "CXCO_TRUNK_PASSWORD", "", "digest password for --trunk-user")
 	fs.str(&c.TrunkURI, "trunk-uri", "CXCO_TRUNK_URI", "", "SIP URI of the trunk for outbound calls (bridged transfers), e.g. sip:trunk.example.com:5060")
+	fs.str(&c.TrunkCountry, "trunk-country", "CXCO_TRUNK_COUNTRY", "", "ISO country of the default trunk's national numbers: 0… and 00… become E.164 (e.g. ZA: 0211234567 is +27211234567); empty: numbers are E.164")
+	fs.str(&c.TrunkCodecs, "trunk-codecs", "CXCO_TRUNK_CODECS", "PCMU,PCMA", "the default trunk's codecs in preference order (PCMU, PCMA, G722, opus)")
+	fs.str(&c.TrunkSRTP, "trunk-srtp", "CXCO_TRUNK_SRTP", "disabled", "the default trunk's SRTP policy: disabled, optional or required")
+	fs.boolean(&c.TrunkRegister, "trunk-register", "CXCO_TRUNK_REGISTER", false, "register to the default trunk's registrar (--trunk-registrars, else --trunk-uri) as --trunk-user")
+	fs.str(&c.TrunkRegistrars, "trunk-registrars", "CXCO_TRUNK_REGISTRARS", "", "registrar URIs of the default trunk, primary first, comma-separated (default: --trunk-uri)")
+	fs.str(&c.TrunkClientCert, "trunk-client-cert", "CXCO_TRUNK_CLIENT_CERT", "", "PEM certificate presented to the default trunk over TLS when it asks for one (mutual TLS)")
+	fs.str(&c.TrunkClientKey, "trunk-client-key", "CXCO_TRUNK_CLIENT_KEY", "", "PEM key of --trunk-client-cert")
 	fs.integer(&c.MaxCalls, "max-calls", "CXCO_MAX_CALLS", 1000, "concurrent calls before INVITEs get 503")
 	fs.integer(&c.SIPSourceRate, "sip-source-rate", "CXCO_SIP_SOURCE_RATE", 300, "new SIP requests per second accepted from one source address (burst twice that; 0: no limit); raise it behind a proxy")
 	fs.dur(&c.RTPTimeout, "rtp-timeout", "CXCO_RTP_TIMEOUT", 30*time.Second, "end a call after this long without RTP (hold excepted)")
 	fs.str(&c.EchoNumber, "echo-number", "CXCO_ECHO_NUMBER", "", "a number that answers every call with the caller's own audio (echo test line)")
 	fs.dur(&c.JitterMin, "jitter-min", "CXCO_JITTER_MIN", 20*time.Millisecond, "jitter buffer minimum depth")
 	fs.dur(&c.JitterMax, "jitter-max", "CXCO_JITTER_MAX", 120*time.Millisecond, "jitter buffer maximum depth")
+	fs.dur(&c.SIPT1, "sip-t1", "CXCO_SIP_T1", 500*time.Millisecond, "RFC 3261 T1, the SIP round-trip estimate every SIP timer follows (an unacknowledged 200 ends the call after 64*T1); smaller only on private networks")
 	fs.dur(&c.TransferTimeout, "transfer-timeout", "CXCO_TRANSFER_TIMEOUT", 30*time.Second, "how long a REFER transfer may take to report success")
 	fs.boolean(&c.WebhookAllowInsecure, "webhook-allow-insecure", "CXCO_WEBHOOK_ALLOW_INSECURE", false, "allow http:// and loopback/private webhook targets (development and tests only)")
 	fs.str(&c.WebhookRetry, "webhook-retry", "CXCO_WEBHOOK_RETRY", "10s,30s,90s,270s,810s", "retry schedule after a failed webhook delivery")
@@ -204,33 +222,40 @@ func (c *Config) Validate() error {
 		bad("--provider-url %q: want http:// or https://", c.ProviderURL)
 	}
 	c.TrunkPrefixes = nil
-	for _, s := range strings.Split(c.TrunkAllow, ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
+	for _, s := range splitComma(c.TrunkAllow) {
+		p, err := store.ParseCIDR(s)
+		if err != nil {
+			bad("--trunk-allow: %q is not a CIDR", s)
 			continue
 		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			if a, err2 := netip.ParseAddr(s); err2 == nil {
-				p = netip.PrefixFrom(a, a.BitLen())
-			} else {
-				bad("--trunk-allow: %q is not a CIDR", s)
-				continue
-			}
-		}
-		c.TrunkPrefixes = append(c.TrunkPrefixes, p.Masked())
+		c.TrunkPrefixes = append(c.TrunkPrefixes, p)
 	}
 	if (c.TrunkUser == "") != (c.TrunkPassword == "") {
 		bad("--trunk-user and --trunk-password go together")
 	}
-	if c.TrunkURI != "" && !strings.HasPrefix(c.TrunkURI, "sip:") && !strings.HasPrefix(c.TrunkURI, "sips:") {
-		bad("--trunk-uri %q: want a sip: URI", c.TrunkURI)
+	if c.TrunkURI != "" {
+		if _, err := store.ParseTrunkURI(c.TrunkURI); err != nil {
+			bad("--trunk-uri: %v", err)
+		}
+	}
+	c.DefaultTrunk = store.Trunk{Name: "default", Allow: splitComma(c.TrunkAllow), URI: c.TrunkURI, Username: c.TrunkUser,
+		InboundAuth: c.TrunkUser != "", SRTP: c.TrunkSRTP, Codecs: splitComma(c.TrunkCodecs),
+		Numbers: store.NumberRule{Country: c.TrunkCountry}, TLS: store.TrunkTLS{ClientCertFile: c.TrunkClientCert, ClientKeyFile: c.TrunkClientKey},
+		Registration: store.TrunkRegistration{Enabled: c.TrunkRegister, Registrars: splitComma(c.TrunkRegistrars)}}
+	if err := c.DefaultTrunk.Validate(); err != nil {
+		var ie *store.InvalidError
+		if errors.As(err, &ie) {
+			bad("default trunk (--trunk-*): %s", trunkFlagNames.Replace(ie.Detail))
+		}
 	}
 	if c.MaxCalls < 1 {
 		bad("--max-calls must be at least 1")
 	}
 	if c.SIPSourceRate < 0 {
 		bad("--sip-source-rate must not be negative")
+	}
+	if c.SIPT1 < 10*time.Millisecond || c.SIPT1 > 10*time.Second {
+		bad("--sip-t1 %s: want 10ms to 10s", c.SIPT1)
 	}
 	positive := map[string]time.Duration{"--provider-timeout": c.ProviderTimeout, "--rtp-timeout": c.RTPTimeout,
 		"--transfer-timeout": c.TransferTimeout, "--drain-timeout": c.DrainTimeout, "--webhook-disable-after": c.WebhookDisableAfter}
@@ -273,6 +298,10 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// trunkFlagNames names the flags behind the default trunk's fields in its errors.
+var trunkFlagNames = strings.NewReplacer("srtp:", "--trunk-srtp:", "codecs:", "--trunk-codecs:", "numbers.country:", "--trunk-country:",
+	"registration:", "--trunk-register:", "registration.registrars:", "--trunk-registrars:", "tls:", "--trunk-client-cert/--trunk-client-key:")
 
 // defaultPublicIP is the first non-loopback address of the machine, else 127.0.0.1.
 func defaultPublicIP() string {

@@ -37,8 +37,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	advertisedFrom := "--public-ip"
 	if cfg.PublicIP == "" {
-		cfg.PublicIP = defaultPublicIP()
+		cfg.PublicIP, advertisedFrom = defaultAdvertise(cfg.SIPAddr)
 	}
 	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel).With("node", cfg.NodeID)
 	started := time.Now()
@@ -117,11 +118,12 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	sipSrv, err := sip.New(sip.Options{
-		Addr: cfg.SIPAddr, PublicIP: netip.MustParseAddr(cfg.PublicIP), TrunkAllow: cfg.TrunkPrefixes,
-		TrunkUser: cfg.TrunkUser, TrunkPassword: cfg.TrunkPassword, MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
+		Addr: cfg.SIPAddr, PublicIP: netip.MustParseAddr(cfg.PublicIP),
+		DefaultTrunk: cfg.DefaultTrunk, DefaultTrunkPassword: cfg.TrunkPassword, Trunks: st,
+		MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
 		EchoNumber: cfg.EchoNumber, Store: st, Connector: connector, Ports: ports, Wheel: wheel,
 		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Logger: log.With("component", "sip"),
-		TransferTimeout: cfg.TransferTimeout, TrunkURI: cfg.TrunkURI, Observer: obs,
+		TransferTimeout: cfg.TransferTimeout, Observer: obs, T1: cfg.SIPT1,
 		FloodRate: sourceRate(cfg.SIPSourceRate), FloodBurst: 2 * cfg.SIPSourceRate,
 	})
 	if err != nil {
@@ -147,12 +149,16 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		Store: st, Provisioner: prov, Logger: log.With("component", "api"),
 		WebhookAllowInsecure: cfg.WebhookAllowInsecure, WhatsAppVerifyDelay: cfg.WhatsAppVerifyDelay,
 		Observe: obs.api, Extra: extra, TestCaller: testCalls, Version: version,
+		Trunks: trunkRuntime{sipSrv}, DefaultTrunkHasPassword: cfg.TrunkPassword != "",
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("--http %s: %w", cfg.HTTPAddr, err)
+		return listenError("--http", cfg.HTTPAddr, err)
 	}
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Whatever makes start-up fail from here on (a busy SIP port), the HTTP server
+	// stops with it: the deferred wg.Wait would otherwise wait for it forever.
+	defer srv.Close()
 	httpErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
@@ -167,12 +173,12 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	go func() { defer wg.Done(); hooks.Run(runCtx) }()
 
 	if err := sipSrv.Listen(); err != nil {
-		return err
+		return listenError("--sip", cfg.SIPAddr, err)
 	}
 	defer sipSrv.Close()
 
 	banner(stdout, ln.Addr().String(), generated, st.Embedded())
-	fmt.Fprintf(stdout, "  SIP:        %s (UDP and TCP)\n", strings.Join(sipSrv.Addrs(), ", "))
+	sipBanner(stdout, sipSrv, cfg, advertisedFrom)
 	log.Info("gateway ready", "http", ln.Addr().String(), "embedded_store", st.Embedded(), "startup_ms", time.Since(started).Milliseconds(), "version", version)
 
 	if cfg.PprofAddr != "" {
@@ -196,6 +202,20 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	return err
 }
 
+// listenError says which flag's address could not be bound, in the words an
+// operator acts on: "--sip 127.0.0.1:5060: address already in use".
+func listenError(flag, addr string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("%s %s: address already in use (another process listens there; pick another port or stop it)", flag, addr)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("%s %s: this machine has no such address", flag, addr)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("%s %s: permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)", flag, addr)
+	}
+	return fmt.Errorf("%s %s: %w", flag, addr, err)
+}
+
 func banner(w io.Writer, httpAddr, agencyKey string, embedded bool) {
 	host, port, _ := net.SplitHostPort(httpAddr)
 	everywhere := host == "" || host == "::" || host == "0.0.0.0"
@@ -214,6 +234,35 @@ func banner(w io.Writer, httpAddr, agencyKey string, embedded bool) {
 	if embedded {
 		fmt.Fprintln(w, "  Store:      embedded, in memory: all data is lost when the gateway exits (use --redis for real data)")
 	}
+}
+
+// defaultAdvertise is the address written into Contact and SDP when --public-ip is
+// not given: the --sip address when it names one (a gateway bound to 127.0.0.1
+// must not advertise an address where nothing listens), else the machine's first
+// non-loopback address. It says where the choice came from, for the banner.
+func defaultAdvertise(sipAddr string) (ip, from string) {
+	host, _, _ := net.SplitHostPort(sipAddr)
+	if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
+		return a.Unmap().String(), "the --sip address"
+	}
+	return defaultPublicIP(), "the first non-loopback address; set --public-ip if the trunk reaches this machine at another"
+}
+
+// sipBanner says where SIP and RTP listen, what Contact and SDP advertise, and who
+// may send INVITEs: the three things to check when a carrier's first call fails.
+func sipBanner(w io.Writer, s *sip.Server, cfg Config, advertisedFrom string) {
+	fmt.Fprintf(w, "  SIP:        %s (UDP and TCP)\n", strings.Join(s.Addrs(), ", "))
+	for _, a := range s.TLSAddrs() {
+		fmt.Fprintf(w, "  SIP TLS:    %s (sips:, transport=tls)\n", a)
+	}
+	fmt.Fprintf(w, "  Advertised: %s in Contact and SDP (%s)\n", cfg.PublicIP, advertisedFrom)
+	media := "every address"
+	if ip := s.MediaIP(); ip.IsValid() {
+		media = ip.String()
+	}
+	fmt.Fprintf(w, "  RTP:        UDP ports %d-%d on %s\n", cfg.RTPMin, cfg.RTPMax, media)
+	fmt.Fprintf(w, "  Trunks:     SIP accepted from %s (--trunk-allow) and the trunks at /api/agency/trunks; other sources are dropped\n",
+		strings.Join(cfg.DefaultTrunk.Allow, ", "))
 }
 
 func providersimCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {

@@ -55,6 +55,7 @@ type Phone struct {
 	onReq    func(*gsip.Request) *gsip.Response
 	onInvite func(*gsip.Request, *net.UDPAddr) *gsip.Response
 	onAck    func()
+	silent   bool // a caller that is gone: it sends no ACK and answers nothing
 	done     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -87,11 +88,25 @@ type Impairment struct {
 // codec is "PCMU" or "PCMA". It returns the phone (nil unless answered) and the status.
 func Dial(t testing.TB, gw string, number, codec string) (*Phone, int) {
 	t.Helper()
+	return dial(t, gw, number, codec, false)
+}
+
+// DialSilent dials like Dial, but the phone then behaves like a caller that is
+// gone: it never ACKs the 200 and answers no request (it still records them, and
+// WaitBye sees the gateway's BYE).
+func DialSilent(t testing.TB, gw string, number, codec string) (*Phone, int) {
+	t.Helper()
+	return dial(t, gw, number, codec, true)
+}
+
+func dial(t testing.TB, gw string, number, codec string, silent bool) (*Phone, int) {
+	t.Helper()
 	addr, err := net.ResolveUDPAddr("udp", gw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := newPhone(t, codec, fmt.Sprintf("ph%d", rand.Uint32()))
+	p.silent = silent
 	p.gw, p.number, p.callID = addr, strings.TrimPrefix(number, "+"), fmt.Sprintf("phone-%d@127.0.0.1", rand.Int64())
 	p.start()
 	p.send(p.invite())
@@ -107,7 +122,9 @@ func Dial(t testing.TB, gw string, number, codec string) (*Phone, int) {
 				return nil, res.StatusCode
 			}
 			if tag, ok := res.To().Params.Get("tag"); ok {
+				p.mu.Lock() // readSIP reads it when 200s are retransmitted
 				p.toTag = tag
+				p.mu.Unlock()
 			}
 			s, err := sdp.Parse(res.Body())
 			if err != nil {
@@ -182,6 +199,9 @@ func (p *Phone) invite() string {
 }
 
 func (p *Phone) sendACK(res *gsip.Response) {
+	if p.silent && res.StatusCode < 300 {
+		return
+	}
 	to := res.To().Value()
 	msg := fmt.Sprintf("ACK sip:+%s@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%d\r\nFrom: <sip:+27820000001@127.0.0.1>;tag=%s\r\nTo: %s\r\n"+
 		"Call-ID: %s\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", p.number, p.gw, p.local(), rand.Int64(), p.fromTag, to, p.callID)
@@ -224,7 +244,10 @@ func (p *Phone) readSIP() {
 				continue
 			}
 			if m.CSeq() != nil && m.CSeq().MethodName == gsip.INVITE {
-				if m.StatusCode >= 200 && p.toTag != "" {
+				p.mu.Lock()
+				tagged := p.toTag != ""
+				p.mu.Unlock()
+				if m.StatusCode >= 200 && tagged {
 					p.sendACK(m) // a retransmitted 200: ACK again
 					continue
 				}
@@ -246,6 +269,16 @@ func (p *Phone) readSIP() {
 			}
 			if m.IsInvite() && p.onInvite != nil && !m.To().Params.Has("tag") {
 				_, _ = p.sipConn.WriteToUDP([]byte(p.onInvite(m, from).String()), from)
+				continue
+			}
+			if p.silent {
+				if m.Method == gsip.BYE {
+					select {
+					case <-p.gotBye:
+					default:
+						close(p.gotBye)
+					}
+				}
 				continue
 			}
 			var res *gsip.Response
