@@ -331,7 +331,11 @@ func trunkSchemas() js {
 // trunkRoutes are the trunk routes (added to the table in routes_extra.go).
 func (s *Server) trunkRoutes() []*route {
 	tr := func(method, path, summary string, status int, body, resp string, errs []int, h func(*call) (result, error)) *route {
-		return &route{method: method, path: path, auth: authAgency, tag: "Agency", summary: summary, resource: "trunk",
+		rl := roleOwner
+		if method == "GET" {
+			rl = roleViewer
+		}
+		return &route{method: method, path: path, auth: authAgency, role: rl, tag: "Agency", summary: summary, resource: "trunk",
 			body: body, resp: resp, status: status, errors: errs, h: h}
 	}
 	return []*route{
