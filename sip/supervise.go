@@ -65,19 +65,28 @@ loop:
 	}
 	c.endedAt = time.Now()
 	close(c.done)
-	// Over now. The far side first: a provider session (billed by the second) must
-	// not wait for our BYE's answer, which takes up to 64*T1 from a peer that is
-	// gone (no ACK, no BYE answer). Then the BYE, then the media.
-	if p := c.currentPeer(); p != c.peer {
-		p.Close(e.reason) // the bridged human's leg
+	closeFar := func() {
+		if p := c.currentPeer(); p != c.peer {
+			p.Close(e.reason) // the bridged human's leg
+		}
+		c.peer.Close(e.reason)
+		c.log.Info("far side closed", "reason", e.reason)
 	}
-	c.peer.Close(e.reason)
-	c.log.Info("far side closed", "reason", e.reason)
+	// Over now. When the caller is gone (our 200 was never ACKed), the far side
+	// first: a provider session, billed by the second, must not wait for a BYE to
+	// a dead peer (up to 64*T1). Otherwise the BYE first, so the far side can
+	// finish its record of the end (a transfer's transcript entry) meanwhile.
+	if e.reason == EndNoACK {
+		closeFar()
+	}
 	// Writes below run without any request's context, with their own limits.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if e.sendBye {
 		c.sendBye(ctx)
+	}
+	if e.reason != EndNoACK {
+		closeFar()
 	}
 	c.stream.Close()
 	stats := c.stream.Stats()
