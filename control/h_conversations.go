@@ -155,3 +155,34 @@ func (s *Server) putContact(c *call) (result, error) {
 	}
 	return ok(ct)
 }
+
+// sipTraceView is a conversation's SIP ladder: every SIP message of the call
+// (and of its bridged transfer leg), in order, secrets redacted, kept for a
+// while after the call (--sip-trace-keep).
+type sipTraceView struct {
+	ConversationID int64              `json:"conversation_id"`
+	SIPCallID      string             `json:"sip_call_id"`
+	KeptUntil      *string            `json:"kept_until"`
+	Items          []store.SIPMessage `json:"items"`
+}
+
+func (s *Server) conversationSIPTrace(c *call) (result, error) {
+	id, err := c.pathID("conversation_id")
+	if err != nil {
+		return result{}, err
+	}
+	cv, err := s.st.GetConversation(c.ctx, c.companyID(), id)
+	if err != nil {
+		return result{}, err
+	}
+	msgs, until, err := s.st.SIPTrace(c.ctx, c.companyID(), id)
+	if err != nil {
+		return result{}, err
+	}
+	v := sipTraceView{ConversationID: id, SIPCallID: cv.SIPCallID, Items: msgs}
+	if !until.IsZero() {
+		u := rfc3339(until)
+		v.KeptUntil = &u
+	}
+	return ok(v)
+}

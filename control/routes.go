@@ -112,6 +112,8 @@ func (s *Server) table() []*route {
 		with(r(get, "/api/conversations", authUser, roleViewer, "Conversations", "List conversations", "conversation", 200, s.listConversations), "", "ConversationPage",
 			pageParams(q("agent_id", "string", "only this agent's"), q("channel", "string", "voice or whatsapp")), 422),
 		with(r(get, "/api/conversations/{conversation_id}", authUser, roleViewer, "Conversations", "Get conversation details with transcript", "conversation", 200, s.getConversation), "", "ConversationDetail", nil, 404, 422),
+		with(r(get, "/api/conversations/{conversation_id}/sip-trace", authUser, roleViewer, "Conversations",
+			"The call's SIP ladder: every SIP message in and out, in order, secrets redacted (kept for --sip-trace-keep)", "conversation", 200, s.conversationSIPTrace), "", "SIPTrace", nil, 404, 422),
 
 		// Contacts
 		with(r(get, "/api/contacts", authAny, roleViewer, "Contacts", "List contacts", "contact", 200, s.listContacts), "", "ContactPage",

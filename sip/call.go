@@ -222,10 +222,11 @@ func (s *Server) newCall(req *gsip.Request, tx gsip.ServerTransaction, tr *trunk
 		}
 	}
 	c.advertise = s.advertiseFor(req)
-	c.log = s.log.With("call_id", gsip.GenerateTagN(10), "sip_call_id", c.callID, "from", c.caller, "to", c.called, "trunk", tr.Name)
+	c.log = s.log.With("call_id", s.trace.callID(c.callID), "sip_call_id", c.callID, "from", c.caller, "to", c.called, "trunk", tr.Name)
 	if raw != c.called {
 		c.log = c.log.With("dialled", raw)
 	}
+	s.trace.attach(c.callID, c.log, nil)
 	return c
 }
 
@@ -251,6 +252,7 @@ func (s *Server) advertiseFor(req *gsip.Request) netip.Addr {
 
 // release gives back the capacity a call held once it is fully over.
 func (c *call) release() {
+	c.s.trace.ended(c.callID)
 	c.s.setup.Add(-1)
 	c.s.callWG.Done()
 }

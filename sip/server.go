@@ -75,6 +75,12 @@ type Options struct {
 	Logger               *slog.Logger
 	// Observer is told about call events (metrics); nil is fine.
 	Observer Observer
+	// SIPTrace logs every SIP message of every call whole, at info level (at
+	// debug level they are logged anyway), secrets redacted.
+	SIPTrace bool
+	// TraceKeep is how long a conversation's SIP ladder is kept in the store;
+	// 0 keeps none.
+	TraceKeep time.Duration
 }
 
 // Observer receives call events for metrics.
@@ -115,6 +121,8 @@ type Server struct {
 	// address, so a gateway bound to one interface listens on no other; the zero
 	// Addr (every address) when SIP listens on every address.
 	mediaIP netip.Addr
+	trace   *callTraces
+	tracing bool // trace.run is running
 
 	conns        []net.PacketConn
 	listeners    []net.Listener
@@ -167,6 +175,7 @@ func New(opt Options) (*Server, error) {
 	if s.obs == nil {
 		s.obs = nopObserver{}
 	}
+	s.trace = newCallTraces(s)
 	if opt.TrunkPoll <= 0 {
 		opt.TrunkPoll = 2 * time.Second
 	}
@@ -219,13 +228,17 @@ func (s *Server) Listen() error {
 		s.bgWG.Add(1)
 		go s.watchTrunks(s.stopBg, s.opt.TrunkPoll, &s.bgWG)
 	}
+	hub.add(s)
+	s.tracing = true
+	go s.trace.run()
 	for _, c := range s.conns {
 		s.serveWG.Add(1)
-		go func() { defer s.serveWG.Done(); _ = s.srv.ServeUDP(c) }()
+		tc := &tracedPacketConn{PacketConn: c, s: s, local: c.LocalAddr().String()}
+		go func() { defer s.serveWG.Done(); _ = s.srv.ServeUDP(tc) }()
 	}
 	for _, l := range s.listeners {
 		s.serveWG.Add(1)
-		go func() { defer s.serveWG.Done(); _ = s.srv.ServeTCP(l) }()
+		go func() { defer s.serveWG.Done(); _ = s.srv.ServeTCP(tracedListener{Listener: l, s: s}) }()
 	}
 	s.log.Info("SIP listening", "udp_tcp", s.Addrs(), "public_ip", s.opt.PublicIP.String())
 	return nil
@@ -425,6 +438,10 @@ func (s *Server) Close() error {
 		s.ua.Close()
 	}
 	s.serveWG.Wait()
+	if s.tracing {
+		hub.remove(s)
+		s.trace.close() // the last ladders are written
+	}
 	return nil
 }
 

@@ -146,6 +146,7 @@ func (c *call) recordStart(ctx context.Context) error {
 	}
 	c.conv = conv
 	c.log = c.log.With("conversation_id", conv.ID)
+	c.s.trace.attach(c.callID, c.log, conv) // its SIP ladder is kept with the conversation
 	return nil
 }
 

@@ -246,6 +246,9 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 	inv.AppendHeader(from)
 	inv.AppendHeader(&gsip.ToHeader{Address: ruri})
 	inv.AppendHeader(c.referredBy())
+	legCallID := gsip.CallIDHeader(gsip.GenerateTagN(24) + "@" + c.advertise.String())
+	inv.AppendHeader(&legCallID)
+	c.s.trace.alias(string(legCallID), c.callID) // the leg's messages join the call's SIP ladder
 	ct := gsip.ContentTypeHeader("application/sdp")
 	inv.AppendHeader(&ct)
 	inv.SetBody(local.Offer(sdp.SendRecv))

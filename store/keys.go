@@ -40,6 +40,8 @@ import "strconv"
 //	cxco:{c1}:convs:agent:<aid>       ZSET    conversation ids of one agent
 //	cxco:{c1}:convs:ch:<channel>      ZSET    conversation ids of one channel
 //	cxco:{c1}:conv:<id>:tr            LIST    transcript entries, JSON, appended as they happen
+//	cxco:{c1}:conv:<id>:sip           LIST    the call's SIP messages (SIPMessage JSON, secrets redacted),
+//	                                          the first few hundred; expires (--sip-trace-keep)
 //	cxco:{c1}:contacts                ZSET    contact ids;  cxco:{c1}:contact:<id> STRING JSON
 //	cxco:{c1}:contacts:bynum          HASH    caller number -> contact id
 //	cxco:{c1}:contact:<id>:convs      ZSET    conversation ids of one contact
@@ -93,6 +95,7 @@ func keyConvsAgent(cid, aid int64) string {
 func keyConvsChannel(cid int64, ch string) string { return company(cid) + "convs:ch:" + ch }
 func keyConv(cid, id int64) string                { return company(cid) + "conv:" + itoa(id) }
 func keyTranscript(cid, id int64) string          { return company(cid) + "conv:" + itoa(id) + ":tr" }
+func keySIPTrace(cid, id int64) string            { return company(cid) + "conv:" + itoa(id) + ":sip" }
 func keyContacts(cid int64) string                { return company(cid) + "contacts" }
 func keyContact(cid, id int64) string             { return company(cid) + "contact:" + itoa(id) }
 func keyContactsByNum(cid int64) string           { return company(cid) + "contacts:bynum" }

@@ -59,6 +59,8 @@ type Config struct {
 	NodeID               string
 	LogLevel             string
 	LogFormat            string
+	SIPTrace             bool
+	SIPTraceKeep         time.Duration
 }
 
 // flagSet binds every flag to its environment variable: a flag given on the command
@@ -179,6 +181,8 @@ func serveFlags(c *Config) *flagSet {
 	fs.dur(&c.DrainTimeout, "drain-timeout", "CXCO_DRAIN_TIMEOUT", 10*time.Minute, "on SIGTERM, how long live calls may finish before they are ended")
 	fs.str(&c.PprofAddr, "pprof", "CXCO_PPROF_ADDR", "", "serve net/http/pprof on this address (off when empty)")
 	fs.str(&c.NodeID, "node-id", "CXCO_NODE_ID", "", "this node's name among several sharing one Redis (default: hostname and pid)")
+	fs.boolean(&c.SIPTrace, "sip-trace", "CXCO_SIP_TRACE", false, "log every SIP message of every call whole, with the call's ids, secrets redacted (debug level does too)")
+	fs.dur(&c.SIPTraceKeep, "sip-trace-keep", "CXCO_SIP_TRACE_KEEP", 72*time.Hour, "how long a conversation's SIP ladder (GET /api/conversations/{id}/sip-trace) is kept; 0 keeps none")
 	fs.str(&c.LogLevel, "log-level", "CXCO_LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.str(&c.LogFormat, "log-format", "CXCO_LOG_FORMAT", "json", "json or text")
 	return fs
@@ -263,6 +267,9 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			bad("%s must be positive", name)
 		}
+	}
+	if c.SIPTraceKeep < 0 {
+		bad("--sip-trace-keep must not be negative")
 	}
 	if c.WhatsAppVerifyDelay < 0 {
 		bad("--whatsapp-verify-delay must not be negative")

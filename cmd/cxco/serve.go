@@ -125,6 +125,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Logger: log.With("component", "sip"),
 		TransferTimeout: cfg.TransferTimeout, Observer: obs, T1: cfg.SIPT1,
 		FloodRate: sourceRate(cfg.SIPSourceRate), FloodBurst: 2 * cfg.SIPSourceRate,
+		SIPTrace: cfg.SIPTrace, TraceKeep: cfg.SIPTraceKeep,
 	})
 	if err != nil {
 		return err

@@ -98,6 +98,7 @@ async function detail(el, id, ctx) {
     fact('Transferred to', transfer),
     fact('Call successful', c.call_successful === null || c.call_successful === undefined ? null : (c.call_successful ? 'yes' : 'no')),
     fact('Provider conversation', c.external_conversation_id));
+  const ladderPanel = h('div', { class: 'panel', 'data-testid': 'sip-ladder-panel' }, loading());
   const transcript = (c.transcript || []).map((e) => h('div', { class: `bubble ${e.role}`, 'data-role': e.role },
     h('span', { class: 'meta' }, `${e.role === 'user' ? 'Caller' : e.role === 'agent' ? 'Agent' : 'System'} · ${fmtDuration(e.timestamp)}`), e.message));
   mount(el,
@@ -107,7 +108,52 @@ async function detail(el, id, ctx) {
     h('div', { class: 'panel', 'data-testid': 'summary' }, c.transcript_summary || h('span', { class: 'muted' }, c.status === 'in_progress' ? 'The call is still going on.' : 'No summary (yet): the provider sends it shortly after the call.')),
     h('h2', {}, 'Transcript'),
     h('div', { class: 'panel chat', 'data-testid': 'transcript' }, transcript.length ? transcript : h('span', { class: 'muted' }, 'Nothing was said.')),
-    rtpStats(c.metadata_ && c.metadata_.rtp));
+    rtpStats(c.metadata_ && c.metadata_.rtp),
+    h('h2', {}, 'SIP ladder'), ladderPanel);
+  await sipLadder(ladderPanel, c, ctx);
+}
+
+// sipLadder shows the call's SIP messages in order (GET .../sip-trace): who
+// sent what when, the full message (secrets redacted) under each row.
+async function sipLadder(panel, c, ctx) {
+  let tr;
+  try {
+    tr = await get(`/api/conversations/${c.id}/sip-trace`);
+  } catch (e) {
+    if (ctx.stale()) return;
+    mount(panel, h('span', { class: 'muted' }, e instanceof APIError && e.noRoute
+      ? 'This gateway does not keep SIP traces.' : `The SIP trace could not be read: ${e.message}`));
+    return;
+  }
+  if (ctx.stale()) return;
+  if (!tr.items.length) {
+    mount(panel, h('span', { class: 'muted', 'data-testid': 'sip-ladder-empty' }, c.channel !== 'voice' || c.caller_number === 'webrtc'
+      ? 'Not a SIP call.' : 'No SIP trace: it has expired, or the gateway keeps none (--sip-trace-keep 0).'));
+    return;
+  }
+  const t0 = Date.parse(tr.items[0].at);
+  const remote = tr.items[0].remote;
+  const rows = tr.items.map((m, i) => {
+    const f = m.first_line.split(' ');
+    const isResponse = f[0].startsWith('SIP/');
+    const label = isResponse ? f.slice(1).join(' ') : f[0];
+    const cls = isResponse ? (Number(f[1]) >= 300 ? 'bad' : Number(f[1]) >= 200 ? 'ok' : 'prov') : 'req';
+    const leg = m.sip_call_id !== tr.sip_call_id;
+    const msg = h('tr', { class: 'sip-msg', hidden: true }, h('td', { colspan: 5 }, h('pre', { class: 'code' }, m.message)));
+    const row = h('tr', { class: 'link', 'data-sip': i, 'data-dir': m.direction, onclick: () => { msg.hidden = !msg.hidden; } },
+      h('td', { class: 'num small' }, `+${((Date.parse(m.at) - t0) / 1000).toFixed(3)} s`),
+      h('td', { class: 'small' }, leg ? `${m.remote} (transfer)` : m.remote),
+      h('td', { class: `arrow ${m.direction}` }, h('span', { class: `sip-label ${cls}` }, label), h('span', { class: 'line' })),
+      h('td', { class: 'small muted' }, m.cseq),
+      h('td', { class: 'small muted' }, m.transport));
+    return [row, msg];
+  });
+  mount(panel,
+    h('p', { class: 'muted small' }, `${tr.items.length} messages between the gateway and ${remote}; click one to read it whole (credentials and SDP keys are redacted).`,
+      tr.kept_until ? ` Kept until ${fmtTime(tr.kept_until)}.` : ''),
+    h('table', { class: 'ladder', 'data-testid': 'sip-ladder' },
+      h('thead', {}, h('tr', {}, ['Time', 'Far end', 'Carrier → gateway / ← gateway', 'CSeq', ''].map((x) => h('th', {}, x)))),
+      h('tbody', {}, rows)));
 }
 
 // The call's media statistics (metadata_.rtp), in words an operator uses:
