@@ -216,6 +216,7 @@ func (s *Server) OpenAPI() js {
 	sch := schemas()
 	maps.Copy(sch, testCallSchemas())
 	maps.Copy(sch, trunkSchemas())
+	maps.Copy(sch, liveSchemas())
 	paths := js{}
 	errResp := func(desc string) js {
 		return js{"description": desc, "content": js{"application/json": js{"schema": ref("Error")}}}
@@ -252,6 +253,8 @@ func (s *Server) OpenAPI() js {
 			okResp["content"] = js{"application/json": js{"schema": freeObject()}}
 		} else if rt.page != nil {
 			okResp["content"] = js{"text/html": js{"schema": str()}}
+		} else if rt.stream != nil {
+			okResp["content"] = js{"text/event-stream": js{"schema": str("events `snapshot` {items: [LiveCall]}, `upsert` {items: [LiveCall]}, `end` {conversation_ids: [integer]}; a comment line every 15 s")}}
 		}
 		resps[strconv.Itoa(rt.status)] = okResp
 		codes := append([]int{}, rt.errors...)

@@ -206,7 +206,7 @@ func TestOpenAPI(t *testing.T) {
 		"DELETE /api/agency/phone-numbers/{phone_number_id}":        {"phone_number_id": poolNum},
 		"POST /api/phone-numbers/{phone_number_id}/enable-whatsapp": {"phone_number_id": pn},
 	}
-	keyFor := map[string]string{"none": "", "any": tn.userKey, "company": tn.compKey, "user": tn.userKey, "agency": e.agency}
+	keyFor := map[string]string{"none": "", "any": tn.userKey, "company": tn.compKey, "user": tn.userKey, "agency": e.agency, "all": tn.userKey}
 	sort.Slice(ops, func(i, j int) bool { // destructive operations last
 		di, dj := ops[i].method == http.MethodDelete, ops[j].method == http.MethodDelete
 		if di != dj {
@@ -229,6 +229,18 @@ func TestOpenAPI(t *testing.T) {
 		var body any
 		if o.method == http.MethodPost || o.method == http.MethodPut {
 			body = "{}"
+		}
+		if strings.HasSuffix(o.path, "/events") { // a stream: its answer starts, and never ends
+			req, _ := http.NewRequest(o.method, e.base+path, nil)
+			req.Header.Set("X-API-Key", keyFor[auth[k]])
+			res, err := http.DefaultClient.Do(req)
+			if err != nil || res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/event-stream" {
+				t.Errorf("documented %s is not served as a stream: %v %v", k, err, res)
+			}
+			if res != nil {
+				res.Body.Close()
+			}
+			continue
 		}
 		r := e.do(o.method, path, keyFor[auth[k]], body)
 		var eb struct{ Detail string }

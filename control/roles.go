@@ -109,11 +109,11 @@ func (s *Server) authorize(c *call, need role) *apiError {
 // roleDoc describes who may call a route, for the OpenAPI document.
 func roleDoc(rt *route) string {
 	keys := map[authKind]string{authAny: "Company key, or a user key", authCompany: "Company key",
-		authUser: "User key", authAgency: "Agency key"}[rt.auth]
+		authUser: "User key", authAgency: "Agency key", authAll: "Agency key (every company), company key, or a user key"}[rt.auth]
 	switch rt.auth {
 	case authNone:
 		return ""
-	case authAny, authUser:
+	case authAny, authUser, authAll:
 		if rt.role == roleViewer {
 			return keys + " of any role (viewer and above)."
 		}

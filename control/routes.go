@@ -23,7 +23,8 @@ type route struct {
 	status       int    // success status
 	errors       []int  // documented error statuses besides 401/403/429/503
 	h            func(*call) (result, error)
-	page         http.Handler // serves an HTML page instead of h (GET /api/docs)
+	page         http.Handler      // serves an HTML page instead of h (GET /api/docs)
+	stream       func(*call) error // streams the response itself instead of h (server-sent events)
 }
 
 type param struct {

@@ -1,5 +1,7 @@
 package control
 
+import "slices"
+
 // extraRoutes is where features beyond the reference add routes to the table
 // (webhook deliveries, test calls, ...).
 func (s *Server) extraRoutes() []*route {
@@ -20,5 +22,5 @@ func (s *Server) extraRoutes() []*route {
 			"Attempt a delivery again now (also a failed or succeeded one)", 202, "WebhookDelivery", nil, []int{404, 409, 422}, s.redeliverWebhookDelivery),
 		wh("POST", "/api/webhooks/{webhook_id}/test", "Send a webhook.test event to this webhook only", 202,
 			"WebhookDelivery", nil, []int{404, 409, 422}, s.testWebhook),
-	}, append(s.testCallRoutes(), s.trunkRoutes()...)...)
+	}, slices.Concat(s.testCallRoutes(), s.trunkRoutes(), s.liveRoutes())...)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cxco/gateway/control/apidocs"
@@ -54,6 +55,11 @@ type Server struct {
 	routes  []*route
 	handler http.Handler
 	waKick  chan struct{}
+	live    *liveHub
+	// streamsDone is closed by CloseStreams: event streams end (a server's
+	// Shutdown waits for idle connections, which a stream never is).
+	streamsDone chan struct{}
+	closeOnce   sync.Once
 }
 
 // New builds the control plane.
@@ -61,7 +67,9 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(), waKick: make(chan struct{}, 1)}
+	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(), waKick: make(chan struct{}, 1),
+		streamsDone: make(chan struct{})}
+	s.live = &liveHub{st: opts.Store, subs: map[*liveSub]struct{}{}}
 	s.routes = s.table()
 	if err := checkRoutes(s.routes); err != nil {
 		panic(err) // a route without a role is a bug, caught by every test that builds a Server
@@ -132,6 +140,7 @@ const (
 	authCompany          // company key
 	authUser             // user key
 	authAgency           // agency key
+	authAll              // any key: the agency's sees every company, the others their own
 )
 
 // result is what a handler returns: a status and a body (nil for 204).
@@ -156,6 +165,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (flushing a stream).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) wrap(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -192,6 +204,12 @@ func (s *Server) wrap(rt *route) http.Handler {
 				writeError(sw, e)
 				return
 			}
+		}
+		if rt.stream != nil {
+			if err := rt.stream(c); err != nil && sw.status == 0 {
+				writeError(sw, toAPIError(err, rt.resource))
+			}
+			return
 		}
 		res, err := rt.h(c)
 		if err != nil {
@@ -261,6 +279,7 @@ func (s *Server) authenticate(c *call, need authKind) *apiError {
 		authCompany: p.Kind == "company",
 		authUser:    p.Kind == "user",
 		authAgency:  p.Kind == "agency",
+		authAll:     true,
 	}[need]
 	if !kindOK {
 		want := map[authKind]string{authAny: "a company or user key", authCompany: "a company key (cxco_comp_k_)",

@@ -59,6 +59,7 @@ type call struct {
 	weRefresh    bool
 	hold         bool
 	holdSince    time.Time
+	codec        string // negotiated, once media started
 
 	stream     *media.Stream
 	peer       Peer // set during setup; after the answer, read it with currentPeer (a bridged transfer swaps it)
@@ -450,6 +451,7 @@ func (c *call) answer(ctx context.Context, offer []byte, cancelled error) bool {
 		return false
 	}
 	c.s.obs.CallAnswered(now.Sub(c.start))
+	c.s.kickLive()
 	c.log.Info("call answered", "setup_ms", now.Sub(c.start).Milliseconds(), "codec", c.neg.Codec.Name, "late_offer", c.lateOffer)
 	go c.run()
 	// RFC 3261 §13.3.1.4: retransmit the 2xx until the ACK (T1, doubling to T2), for 64*T1.
@@ -491,6 +493,9 @@ func (c *call) retransmit2xx(tx gsip.ServerTransaction, res *gsip.Response, ack 
 // before its Start.
 func (c *call) startMediaAndPeer() {
 	c.peerNow.Store(&peerBox{c.peer})
+	c.mu.Lock()
+	c.codec = c.neg.Codec.Name
+	c.mu.Unlock()
 	if err := c.stream.Start(c.neg, media.Consumer{Format: c.peer.Format(), Sink: c.onAudio, OnDigit: c.onDigit}); err != nil {
 		c.log.Error("media start failed", "err", err)
 		c.end(endRequest{reason: EndInternal, failed: true, sendBye: true})
@@ -519,6 +524,7 @@ func (c *call) currentPeer() Peer {
 // swapPeer connects the caller to another far side and tells the supervisor.
 func (c *call) swapPeer(p Peer) {
 	c.peerNow.Store(&peerBox{p})
+	c.s.kickLive()
 	select {
 	case c.peerSwap <- struct{}{}:
 	default:

@@ -49,4 +49,5 @@ const (
 	EndSessionExpired   = "session_expired" // RFC 4028 refresh missed
 	EndInternal         = "internal_error"
 	EndMediaUnavailable = "media_unavailable" // no RTP ports
+	EndAPIHangup        = "api_hangup"        // hung up from the API or the dashboard (DELETE /api/calls/live/{id})
 )

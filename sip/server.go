@@ -81,6 +81,9 @@ type Options struct {
 	// TraceKeep is how long a conversation's SIP ladder is kept in the store;
 	// 0 keeps none.
 	TraceKeep time.Duration
+	// Node names this node in the live calls it publishes (store.LiveCall);
+	// empty: no live calls are published, and none are hung up on request.
+	Node string
 }
 
 // Observer receives call events for metrics.
@@ -123,6 +126,10 @@ type Server struct {
 	mediaIP netip.Addr
 	trace   *callTraces
 	tracing bool // trace.run is running
+
+	liveKick   chan struct{}
+	liveMu     sync.Mutex
+	liveWarned time.Time
 
 	conns        []net.PacketConn
 	listeners    []net.Listener
@@ -176,6 +183,7 @@ func New(opt Options) (*Server, error) {
 		s.obs = nopObserver{}
 	}
 	s.trace = newCallTraces(s)
+	s.liveKick = make(chan struct{}, 1)
 	if opt.TrunkPoll <= 0 {
 		opt.TrunkPoll = 2 * time.Second
 	}
@@ -231,6 +239,10 @@ func (s *Server) Listen() error {
 	hub.add(s)
 	s.tracing = true
 	go s.trace.run()
+	if s.opt.Node != "" && s.opt.Store != nil {
+		s.bgWG.Add(1)
+		go s.runLive(s.stopBg, &s.bgWG)
+	}
 	for _, c := range s.conns {
 		s.serveWG.Add(1)
 		tc := &tracedPacketConn{PacketConn: c, s: s, local: c.LocalAddr().String()}

@@ -93,6 +93,7 @@ loop:
 	c.s.mu.Lock()
 	delete(c.s.calls, c.id)
 	c.s.mu.Unlock()
+	c.s.kickLive()
 	c.recordEnd(e, stats)
 	c.s.obs.CallEnded(e.reason, 200, stats)
 	dur := c.endedAt.Sub(c.AnsweredAt())
@@ -125,6 +126,7 @@ func (c *call) setHold(on bool) {
 	defer c.mu.Unlock()
 	if c.hold != on {
 		c.holdSince = time.Now()
+		defer c.s.kickLive()
 	}
 	c.hold = on
 }

@@ -13,6 +13,8 @@ import "strconv"
 //	cxco:voices                       ZSET    voice ids; cxco:voice:<id> STRING JSON voice
 //	cxco:wa:due                       ZSET    "<cid>:<pnid>" scored by the unix ms a WhatsApp verification is due
 //	cxco:outbox:companies             SET     company ids whose outbox may hold undelivered events
+//	cxco:live:calls                   HASH    conversation id -> JSON LiveCall, calls in progress on any node (live.go)
+//	cxco:live                         PUB/SUB live call events and hang-up requests
 //
 // The number pool, one hash tag {pool} so allocation is one atomic script:
 //

@@ -125,7 +125,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Logger: log.With("component", "sip"),
 		TransferTimeout: cfg.TransferTimeout, Observer: obs, T1: cfg.SIPT1,
 		FloodRate: sourceRate(cfg.SIPSourceRate), FloodBurst: 2 * cfg.SIPSourceRate,
-		SIPTrace: cfg.SIPTrace, TraceKeep: cfg.SIPTraceKeep,
+		SIPTrace: cfg.SIPTrace, TraceKeep: cfg.SIPTraceKeep, Node: cfg.NodeID,
 	})
 	if err != nil {
 		return err
@@ -157,6 +157,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return listenError("--http", cfg.HTTPAddr, err)
 	}
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv.RegisterOnShutdown(api.CloseStreams) // live-call event streams end, so Shutdown need not wait for them
 	// Whatever makes start-up fail from here on (a busy SIP port), the HTTP server
 	// stops with it: the deferred wg.Wait would otherwise wait for it forever.
 	defer srv.Close()
