@@ -1,6 +1,9 @@
 package control
 
 import (
+	"errors"
+	"net/http"
+
 	"github.com/cxco/gateway/store"
 )
 
@@ -310,4 +313,40 @@ func (s *Server) deletePoolNumber(c *call) (result, error) {
 		return result{}, err
 	}
 	return noContent()
+}
+
+// asCompany runs a company-level handler (users) for the company of the path,
+// for the agency key: the agency manages a company's users as its company key
+// would.
+func (s *Server) asCompany(h func(*call) (result, error)) func(*call) (result, error) {
+	return func(c *call) (result, error) {
+		cid, err := c.pathID("company_id")
+		if err != nil {
+			return result{}, err
+		}
+		co, err := s.st.GetCompany(c.ctx, cid)
+		if errors.Is(err, store.ErrNotFound) {
+			return result{}, errf(http.StatusNotFound, typeNotFound, "company %d not found", cid)
+		}
+		if err != nil {
+			return result{}, err
+		}
+		c.p.CompanyID, c.company = cid, co
+		return h(c)
+	}
+}
+
+// agencyUserRoutes let the agency key manage the users of any company.
+func (s *Server) agencyUserRoutes() []*route {
+	ur := func(method, path, summary string, rl role, status int, body, resp string, query []param, errs []int, h func(*call) (result, error)) *route {
+		return &route{method: method, path: path, auth: authAgency, role: rl, tag: "Agency", summary: summary, resource: "user",
+			body: body, resp: resp, query: query, status: status, errors: errs, h: s.asCompany(h)}
+	}
+	const base = "/api/agency/companies/{company_id}/users"
+	return []*route{
+		ur("GET", base, "List a company's users", roleViewer, 200, "", "UserPage", pageParams(), []int{404, 422}, s.listUsers),
+		ur("POST", base, "Create a user of a company (the API key is shown once)", roleOwner, 201, "UserCreate", "UserWithKey", nil, []int{404, 409, 422}, s.createUser),
+		ur("PUT", base+"/{user_id}", "Update a company's user (name, role)", roleOwner, 200, "UserUpdate", "User", nil, []int{404, 422}, s.putUser),
+		ur("DELETE", base+"/{user_id}", "Delete a company's user and revoke their key", roleOwner, 204, "", "", nil, []int{404, 422}, s.deleteUser),
+	}
 }

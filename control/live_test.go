@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -153,3 +154,29 @@ func TestLiveCalls(t *testing.T) {
 		t.Fatalf("after the hang-up the agency sees %v", got)
 	}
 }
+
+// TestAgencyManagesUsers: the agency key creates, lists, updates and deletes
+// the users of a company (the new key works at once and dies with its user);
+// a company that does not exist is 404, and company keys cannot use the routes.
+func TestAgencyManagesUsers(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	tn := e.newTenant("Managed")
+	base := "/api/agency/companies/" + itoa(tn.id) + "/users"
+	u := e.must(201, "POST", base, e.agency, map[string]any{"email": "ops@managed.example", "name": "Ops", "role": "viewer"}).json(t)
+	key, id := u["api_key"].(string), int64(u["id"].(float64))
+	if me := e.must(200, "GET", "/api/users/me", key, nil).json(t); me["email"] != "ops@managed.example" || me["role"] != "viewer" {
+		t.Fatalf("me: %v", me)
+	}
+	if items := e.must(200, "GET", base, e.agency, nil).json(t)["items"].([]any); len(items) != 2 {
+		t.Fatalf("users: %v", items)
+	}
+	if got := e.must(200, "PUT", base+"/"+itoa(id), e.agency, map[string]any{"role": "member"}).json(t); got["role"] != "member" {
+		t.Fatalf("updated: %v", got)
+	}
+	e.fails(404, "not_found", "company 999999 not found", "GET", "/api/agency/companies/999999/users", e.agency, nil)
+	e.fails(403, "permission_denied", "agency key", "GET", base, tn.compKey, nil)
+	e.must(204, "DELETE", base+"/"+itoa(id), e.agency, nil)
+	e.fails(401, "authentication_error", "invalid", "GET", "/api/users/me", key, nil)
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -197,6 +197,7 @@ func TestOpenAPI(t *testing.T) {
 		"contact_id": *conv.ContactID, "webhook_id": hook, "voice_id": 1, "phone_number_id": pn}
 	special := map[string]map[string]int64{
 		"DELETE /api/users/{user_id}":                               {"user_id": spareUser},
+		"DELETE /api/agency/companies/{company_id}/users/{user_id}": {"user_id": spareUser},
 		"POST /api/agency/companies/{company_id}/rotate-key":        {"company_id": spareCo},
 		"PUT /api/agency/companies/{company_id}":                    {"company_id": spareCo},
 		"GET /api/agency/companies/{company_id}":                    {"company_id": spareCo},
