@@ -37,10 +37,12 @@ type Stats struct {
 type Connector struct {
 	Provisioner *Provisioner
 	Store       *store.Store
-	BaseURL     string        // the provider's http(s) base URL
-	Timeout     time.Duration // --provider-timeout: connect, initiation and metadata
-	Log         *slog.Logger
-	Observer    Observer
+	Timeout     time.Duration // --provider-timeout: signed URL, websocket, initiation and metadata
+	// ReconnectTimeout bounds the one reconnect after a dropped socket: a new signed
+	// URL, the websocket upgrade and the metadata, across the internet (default 5 s).
+	ReconnectTimeout time.Duration
+	Log              *slog.Logger
+	Observer         Observer
 	// AnalysisRetry is how long to keep asking for the post-call analysis (default 2 min).
 	AnalysisRetry time.Duration
 	// OnUpstream, when set, is told for every chunk of caller audio how long it took
@@ -73,6 +75,9 @@ func (c *Connector) init() {
 		if c.AnalysisRetry <= 0 {
 			c.AnalysisRetry = 2 * time.Minute
 		}
+		if c.ReconnectTimeout <= 0 {
+			c.ReconnectTimeout = 5 * time.Second
+		}
 	})
 }
 
@@ -102,25 +107,9 @@ func (c *Connector) Close() {
 	<-done
 }
 
-func (c *Connector) wsURL(agentID string) (string, error) {
-	u, err := url.Parse(strings.TrimRight(c.BaseURL, "/") + "/v1/convai/conversation")
-	if err != nil {
-		return "", err
-	}
-	switch u.Scheme {
-	case "http":
-		u.Scheme = "ws"
-	case "https":
-		u.Scheme = "wss"
-	}
-	q := u.Query()
-	q.Set("agent_id", agentID)
-	u.RawQuery = q.Encode()
-	return u.String(), nil
-}
-
-// Connect implements sip.Connector: it opens the websocket with the company's
-// credentials, sends conversation_initiation_client_data and waits for
+// Connect implements sip.Connector: it gets a signed URL for the agent with the
+// credential that created it, dials the host that URL names, sends
+// conversation_initiation_client_data and waits for
 // conversation_initiation_metadata, all within --provider-timeout.
 func (c *Connector) Connect(ctx context.Context, info *sip.CallInfo) (sip.Peer, error) {
 	c.init()
@@ -128,12 +117,8 @@ func (c *Connector) Connect(ctx context.Context, info *sip.CallInfo) (sip.Peer, 
 	if a.ExternalAgentID == nil || *a.ExternalAgentID == "" {
 		return nil, &sip.Status{Code: 480, Reason: "Temporarily Unavailable", EndReason: "agent_not_provisioned"}
 	}
-	key, err := c.Provisioner.APIKey(ctx, a.CompanyID)
-	if err != nil {
-		return nil, err
-	}
 	cfg := store.ParseAgentConfig(a.Config)
-	s := &Session{c: c, info: info, log: info.Log, apiKey: key, agent: *a.ExternalAgentID, upstream: c.OnUpstream,
+	s := &Session{c: c, info: info, log: info.Log, agent: *a.ExternalAgentID, upstream: c.OnUpstream, keypad: cfg.Keypad,
 		wake: make(chan struct{}, 1), ctrl: make(chan []byte, 64), done: make(chan struct{}), stop: make(chan struct{})}
 	s.format = media.FormatULaw8k
 	bytesPerMS := 8
@@ -145,7 +130,7 @@ func (c *Connector) Connect(ctx context.Context, info *sip.CallInfo) (sip.Peer, 
 	s.ring = make([][]byte, ringStart)
 	s.stamps = make([]chunkStamp, ringStart)
 	start := time.Now()
-	conn, convID, err := c.open(ctx, s, true)
+	conn, convID, err := c.open(ctx, s, true, c.timeout())
 	if c.Observer != nil {
 		c.Observer.ProviderConnect(time.Since(start), err)
 	}
@@ -168,22 +153,21 @@ func (c *Connector) Connect(ctx context.Context, info *sip.CallInfo) (sip.Peer, 
 	return s, nil
 }
 
-// open dials the provider, sends the initiation and waits for the metadata.
-func (c *Connector) open(ctx context.Context, s *Session, first bool) (*websocket.Conn, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+// open gets a signed URL, dials it, sends the initiation and waits for the
+// metadata, all within budget. The signed URL is a credential: it is never logged.
+func (c *Connector) open(ctx context.Context, s *Session, first bool, budget time.Duration) (*websocket.Conn, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
-	u, err := c.wsURL(s.agent)
+	u, err := c.Provisioner.SignedURL(ctx, s.info.Agent)
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("%w: signed URL: %w", ErrProvider, err)
 	}
-	h := http.Header{}
-	h.Set("xi-api-key", s.apiKey)
-	conn, res, err := c.dialer.DialContext(ctx, u, h)
+	conn, res, err := c.dialer.DialContext(ctx, u, nil)
 	if err != nil {
 		if res != nil {
 			return nil, "", fmt.Errorf("%w: websocket handshake: HTTP %d", ErrProvider, res.StatusCode)
 		}
-		return nil, "", fmt.Errorf("%w: %w", ErrProvider, err)
+		return nil, "", fmt.Errorf("%w: websocket: %w", ErrProvider, scrubURL(err))
 	}
 	fail := func(err error) (*websocket.Conn, string, error) {
 		conn.Close()
@@ -222,48 +206,41 @@ func (c *Connector) open(ctx context.Context, s *Session, first bool) (*websocke
 	}
 }
 
-// initiation is conversation_initiation_client_data: the agent's personality, opening
-// line, language and voice as overrides, its temperature for the LLM, and the call's
-// dynamic variables. A reconnect asks the agent not to greet again.
+// initiation is conversation_initiation_client_data: the call's dynamic variables
+// (the agent's prompt and opening line may use them); a reconnect also asks the
+// agent not to greet again (the only override the agent allows). The agent's
+// personality, language, voice and temperature are on the agent itself.
 func (c *Connector) initiation(s *Session, first bool) []byte {
 	a := s.info.Agent
-	firstMsg := a.OpeningLine
+	msg := map[string]any{
+		"type": "conversation_initiation_client_data",
+		"dynamic_variables": map[string]any{
+			"caller_number":   s.info.Caller,
+			"called_number":   s.info.Called,
+			"conversation_id": strconv.FormatInt(s.info.ConversationID, 10),
+			"agent_name":      a.Name,
+		},
+	}
 	if !first {
-		firstMsg = ""
+		msg["conversation_config_override"] = map[string]any{"agent": map[string]any{"first_message": ""}}
 	}
-	override := map[string]any{
-		"agent": map[string]any{"prompt": map[string]any{"prompt": a.Personality}, "first_message": firstMsg, "language": a.Language},
-	}
-	if c.Store != nil {
-		if v, err := c.Store.GetVoice(context.Background(), a.VoiceID); err == nil {
-			override["tts"] = map[string]any{"voice_id": v.ExternalVoiceID}
-		}
-	}
-	extra := map[string]any{}
-	if t := store.ParseAgentConfig(a.Config).Temperature; t != nil {
-		extra["temperature"] = *t
-	}
-	vars := map[string]any{
-		"caller_number":   s.info.Caller,
-		"called_number":   s.info.Called,
-		"conversation_id": strconv.FormatInt(s.info.ConversationID, 10),
-		"agent_name":      a.Name,
-	}
-	return mustMarshal(map[string]any{
-		"type":                         "conversation_initiation_client_data",
-		"conversation_config_override": override,
-		"custom_llm_extra_body":        extra,
-		"dynamic_variables":            vars,
-	})
+	return mustMarshal(msg)
 }
 
-// reconnect replaces a dropped socket once, within a second, and tells the new
-// conversation what was said so far.
+// scrubURL drops the URL (a signed URL is a credential) from a dial error.
+func scrubURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// reconnect replaces a dropped socket once, within Connector.ReconnectTimeout,
+// and tells the new conversation what was said so far.
 func (s *Session) reconnect() bool {
 	s.reconnects++
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	conn, convID, err := s.c.open(ctx, s, false)
+	conn, convID, err := s.c.open(context.Background(), s, false, s.c.ReconnectTimeout)
 	if s.c.Observer != nil {
 		s.c.Observer.ProviderReconnect(err == nil)
 	}
@@ -310,7 +287,7 @@ func (s *Session) transcriptDigest() string {
 
 // analyse fetches the provider's post-call analysis in the background, with retries,
 // and stores summary, success and token counts on the conversation.
-func (c *Connector) analyse(info *sip.CallInfo, apiKey string, convIDs []string) {
+func (c *Connector) analyse(info *sip.CallInfo, convIDs []string) {
 	if len(convIDs) == 0 || c.Provisioner == nil {
 		return
 	}
@@ -318,10 +295,17 @@ func (c *Connector) analyse(info *sip.CallInfo, apiKey string, convIDs []string)
 	go func() {
 		defer c.bg.Done()
 		log := info.Log
+		kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		apiKey, err := c.Provisioner.KeyFor(kctx, info.Agent)
+		kcancel()
+		if err != nil {
+			log.Warn("no provider key for the post-call analysis", "err", err)
+			return
+		}
 		deadline := time.Now().Add(c.AnalysisRetry)
 		var summaries []string
 		var success *bool
-		tokens := 0.0
+		usage := map[string]map[string]int{}
 		meta := map[string]any{"provider_conversation_ids": convIDs}
 		for _, id := range convIDs {
 			doc := c.fetchDone(apiKey, id, deadline, log)
@@ -341,14 +325,23 @@ func (c *Connector) analyse(info *sip.CallInfo, apiKey string, convIDs []string)
 					success = &f
 				}
 			}
-			tokens += llmTokens(doc.Metadata)
+			addLLMUsage(usage, doc.Metadata)
 			if cost, ok := doc.Metadata["cost"].(float64); ok {
 				prev, _ := meta["provider_cost"].(float64)
 				meta["provider_cost"] = prev + cost
 			}
 		}
-		if tokens > 0 {
-			meta["llm_tokens"] = int(tokens)
+		if len(usage) > 0 {
+			meta["llm_usage"] = usage
+			// The tokens of what was generated and kept; started generations a
+			// barge-in cut off count in initiated_generation only.
+			b := usage["irreversible_generation"]
+			if b == nil {
+				b = usage["initiated_generation"]
+			}
+			if n := b["input"] + b["input_cache_read"] + b["input_cache_write"] + b["output_total"]; n > 0 {
+				meta["llm_tokens"] = n
+			}
 		}
 		var summary *string
 		if len(summaries) > 0 {
@@ -401,28 +394,27 @@ func (c *Connector) fetchDone(apiKey, id string, deadline time.Time, log *slog.L
 	return nil
 }
 
-// llmTokens adds up the token counts in metadata.charging.llm_usage.
-func llmTokens(meta map[string]any) float64 {
-	total := 0.0
-	var walk func(v any, key string)
-	walk = func(v any, key string) {
-		switch t := v.(type) {
-		case map[string]any:
-			for k, x := range t {
-				walk(x, k)
-			}
-		case []any:
-			for _, x := range t {
-				walk(x, key)
-			}
-		case float64:
-			if key == "tokens" {
-				total += t
+// addLLMUsage adds metadata.charging.llm_usage to usage, per bucket
+// (irreversible_generation, initiated_generation) and token kind (input,
+// input_cache_read, input_cache_write, output_total), over every model: the
+// buckets are not added together, as one may contain the other.
+func addLLMUsage(usage map[string]map[string]int, meta map[string]any) {
+	ch, _ := meta["charging"].(map[string]any)
+	buckets, _ := ch["llm_usage"].(map[string]any)
+	for bucket, v := range buckets {
+		b, _ := v.(map[string]any)
+		models, _ := b["model_usage"].(map[string]any)
+		for _, mv := range models {
+			m, _ := mv.(map[string]any)
+			for kind, kv := range m {
+				k, _ := kv.(map[string]any)
+				if n, ok := k["tokens"].(float64); ok && n > 0 {
+					if usage[bucket] == nil {
+						usage[bucket] = map[string]int{}
+					}
+					usage[bucket][kind] += int(n)
+				}
 			}
 		}
 	}
-	if ch, ok := meta["charging"].(map[string]any); ok {
-		walk(ch["llm_usage"], "")
-	}
-	return total
 }

@@ -303,7 +303,7 @@ func benchMediaPath(b *testing.B, n int, format, codec string) {
 		beyond []time.Duration // from the jitter buffer's release to the websocket
 		upOn   atomic.Bool
 	)
-	conn := &bridge.Connector{Provisioner: prov, Store: st, BaseURL: simURL, Log: log, AnalysisRetry: time.Second,
+	conn := &bridge.Connector{Provisioner: prov, Store: st, Log: log, AnalysisRetry: time.Second,
 		OnUpstream: func(d, fromPlayout time.Duration) {
 			if upOn.Load() {
 				upMu.Lock()
@@ -325,7 +325,7 @@ func benchMediaPath(b *testing.B, n int, format, codec string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	agent, err := st.PublishAgent(ctx, co.ID, a.ID, "ZA", prov.CreateAgent, func(context.Context, string) {})
+	agent, err := st.PublishAgent(ctx, co.ID, a.ID, "ZA", prov.CreateAgent, func(context.Context, store.ProviderAgent) {})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/bridge/providersim/contract"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/media/g711"
@@ -33,6 +35,7 @@ type rig struct {
 	st     *store.Store
 	sim    *providersim.Server
 	simURL string
+	prov   *bridge.Provisioner
 	conn   *bridge.Connector
 	agent  *store.Agent
 	co     *store.Company
@@ -50,6 +53,8 @@ type rigOpts struct {
 	format      string // audio_format of the agent
 	opening     string
 	sim         providersim.Options
+	config      map[string]any // more of the agent's config
+	language    string         // the agent's language (en)
 	timeout     time.Duration
 	providerURL string                                       // a scripted provider instead of the simulator's websocket
 	onUpstream  func(fromArrival, fromPlayout time.Duration) // Connector.OnUpstream
@@ -78,16 +83,20 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if o.sim.AnalysisDelay == 0 {
 		o.sim.AnalysisDelay = 50 * time.Millisecond
 	}
+	if o.providerURL != "" {
+		o.sim.SignedURLBase = "ws" + strings.TrimPrefix(o.providerURL, "http")
+	}
+	// Every message either side sends must keep to the provider's AsyncAPI contract.
+	if o.sim.Observe == nil {
+		o.sim.Observe = contractCheck(t)
+	}
 	r.sim = providersim.New(o.sim)
 	hs := httptest.NewServer(r.sim)
 	t.Cleanup(func() { r.sim.Close(); hs.Close() })
 	r.simURL = hs.URL
-	prov := &bridge.Provisioner{Client: bridge.NewClient(hs.URL), Store: r.st, PlatformKey: "k", Log: r.log}
-	wsBase := hs.URL
-	if o.providerURL != "" {
-		wsBase = o.providerURL
-	}
-	r.conn = &bridge.Connector{Provisioner: prov, Store: r.st, BaseURL: wsBase, Timeout: o.timeout, Log: r.log,
+	r.prov = &bridge.Provisioner{Client: bridge.NewClient(hs.URL), Store: r.st, PlatformKey: "k", Log: r.log}
+	prov := r.prov
+	r.conn = &bridge.Connector{Provisioner: prov, Store: r.st, Timeout: o.timeout, Log: r.log,
 		AnalysisRetry: 2 * time.Second, OnUpstream: o.onUpstream}
 	t.Cleanup(r.conn.Close)
 	r.co, _, err = r.st.CreateCompany(ctx, "Acme", "enterprise", nil, nil)
@@ -98,6 +107,9 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		t.Fatal(err)
 	}
 	cfg := map[string]any{}
+	for k, v := range o.config {
+		cfg[k] = v
+	}
 	if o.format != "" {
 		cfg["audio_format"] = o.format
 	}
@@ -105,12 +117,16 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if opening == "" {
 		opening = "Hello, thanks for calling."
 	}
+	lang := o.language
+	if lang == "" {
+		lang = "en"
+	}
 	a, err := r.st.CreateAgent(ctx, store.Agent{CompanyID: r.co.ID, Name: "Tester", Personality: "You test.", OpeningLine: opening,
-		VoiceID: 1, Language: "en", Config: cfg})
+		VoiceID: 1, Language: lang, Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.agent, err = r.st.PublishAgent(ctx, r.co.ID, a.ID, "ZA", prov.CreateAgent, func(context.Context, string) {})
+	r.agent, err = r.st.PublishAgent(ctx, r.co.ID, a.ID, "ZA", prov.CreateAgent, func(context.Context, store.ProviderAgent) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +140,35 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	r.wheel.Start()
 	t.Cleanup(r.wheel.Stop)
 	return r
+}
+
+// contractCheck is a providersim Observe that holds every websocket message to
+// the AsyncAPI contract; what breaks it fails the test once the simulator is closed.
+func contractCheck(t testing.TB) func(providersim.Direction, []byte) {
+	c, err := contract.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var bad []string
+	t.Cleanup(func() { // runs after the simulator's cleanup: its goroutines are gone
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bad[:min(len(bad), 5)] {
+			t.Error(b)
+		}
+	})
+	return func(d providersim.Direction, msg []byte) {
+		check := c.Server
+		if d == providersim.FromClient {
+			check = c.Client
+		}
+		if err := check(msg); err != nil {
+			mu.Lock()
+			bad = append(bad, err.Error())
+			mu.Unlock()
+		}
+	}
 }
 
 func (r *rig) info() *sip.CallInfo {
@@ -155,7 +200,7 @@ func (r *rig) connect(codec string) {
 	if err := r.stream.Start(n, media.Consumer{Format: peer.Format(), Sink: peer.OnAudio, OnDigit: peer.OnDigit}); err != nil {
 		r.t.Fatal(err)
 	}
-	r.call = &testCall{stream: r.stream, answered: time.Now(), hangup: make(chan string, 1)}
+	r.call = &testCall{stream: r.stream, answered: time.Now(), hangup: make(chan string, 1), transfers: make(chan string, 4), transferErr: sip.ErrTransferFailed}
 	if err := peer.Start(r.call); err != nil {
 		r.t.Fatal(err)
 	}
@@ -179,6 +224,9 @@ type testCall struct {
 	hangup   chan string
 	flushes  atomic.Int64
 	flushAt  atomic.Int64 // unix nanos of the last Flush
+	// transfers gets each transfer the session starts; the answer is transferErr.
+	transfers   chan string
+	transferErr error
 }
 
 func (c *testCall) Play(a []byte) error      { return c.stream.Play(a) }
@@ -196,7 +244,13 @@ func (c *testCall) Flush() int {
 	c.flushAt.Store(time.Now().UnixNano())
 	return n
 }
-func (c *testCall) Transfer(context.Context, string, bool) error { return sip.ErrTransferFailed }
+func (c *testCall) Transfer(_ context.Context, target string, _ bool) error {
+	select {
+	case c.transfers <- target:
+	default:
+	}
+	return c.transferErr
+}
 
 // rtpPhone is the caller's RTP endpoint.
 type rtpPhone struct {

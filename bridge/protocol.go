@@ -131,6 +131,11 @@ func contextualUpdate(text string) []byte {
 	return mustMarshal(map[string]any{"type": "contextual_update", "text": text})
 }
 
+// userMessage is a user turn in text (the agent answers it).
+func userMessage(text string) []byte {
+	return mustMarshal(map[string]any{"type": "user_message", "text": text})
+}
+
 func toolResult(id, result string, isError bool) []byte {
 	return mustMarshal(map[string]any{"type": "client_tool_result", "tool_call_id": id, "result": result, "is_error": isError})
 }

@@ -26,14 +26,14 @@ import (
 // store as they happen.
 //
 // Goroutines: the reader (provider events; it also reconnects once when the socket
-// drops), the writer (the only one to write the socket), the transcript recorder.
-// Close stops all three and waits for them.
+// drops), the writer (the only one to write the socket), the transcript recorder,
+// and after an end_call tool response a timer that hangs up if the provider never
+// closes. Close stops them and waits for them.
 type Session struct {
 	c      *Connector
 	info   *sip.CallInfo
 	log    *slog.Logger
 	format media.Format
-	apiKey string
 	agent  string // the provider's agent id
 
 	chunkBytes int
@@ -58,12 +58,24 @@ type Session struct {
 	wake      chan struct{}
 	ctrl      chan []byte
 
-	call       atomic.Pointer[callBox]
-	pending    [][]byte // provider audio before the call was answered
-	pendingMu  sync.Mutex
-	interrupt  atomic.Int64 // audio with an event_id at or below this is stale (barge-in)
-	ending     atomic.Bool
-	reconnects int
+	call      atomic.Pointer[callBox]
+	pending   [][]byte // provider audio before the call was answered
+	pendingMu sync.Mutex
+	// Barge-in, owned by the reader: audio older than the last interruption's
+	// event_id, or of the reply that was playing when it came, is stale. Event ids
+	// are per response, and the reply after an interruption may carry the
+	// interruption's own id, so that one plays.
+	lastAudio, interruptID, cutID int64
+	ending                        atomic.Bool
+	endCallSeen                   atomic.Bool
+	reconnects                    int
+
+	// Keypad digits collected until # or a pause (OnDigit, a timer).
+	keypad   store.KeypadConfig
+	digitMu  sync.Mutex
+	digits   []byte
+	digitT   *time.Timer
+	digitGen int
 
 	done    chan struct{}
 	end     sip.PeerEnd
@@ -81,6 +93,9 @@ const (
 	ringSlots     = 64 // 1.28 s of 20 ms chunks before the oldest is dropped
 	ringStart     = 4  // slots allocated at first: a writer that keeps up needs one or two
 	writeDeadline = 3 * time.Second
+	// endCallGrace is how long after agent_tool_response(end_call) the call waits
+	// for the provider's close before it hangs up anyway.
+	endCallGrace = 15 * time.Second
 )
 
 var errNotStarted = errors.New("bridge: the call is not answered yet")
@@ -157,10 +172,48 @@ func (s *Session) pushChunkLocked() {
 	s.partStamp = chunkStamp{}
 }
 
-// OnDigit implements sip.Peer: keypad digits go to the provider as context.
+// OnDigit implements sip.Peer: keypad digits are collected until # or a pause of
+// config.keypad.inter_digit_timeout_ms, then go to the agent as one message:
+// a user_message by default (a user turn, which the agent answers; a
+// contextual_update is only background it never answers), as config.keypad.mode says.
 func (s *Session) OnDigit(d media.Digit) {
-	s.log.Info("DTMF from the caller", "digit", string(d.Digit))
-	s.send(contextualUpdate(fmt.Sprintf("The caller pressed the key %c on the keypad.", d.Digit)))
+	if s.keypad.Mode == store.KeypadOff {
+		s.log.Info("DTMF from the caller ignored (keypad off)", "digit", string(d.Digit))
+		return
+	}
+	s.digitMu.Lock()
+	s.digits = append(s.digits, byte(d.Digit))
+	s.digitGen++
+	gen := s.digitGen
+	if s.digitT != nil {
+		s.digitT.Stop()
+	}
+	if d.Digit == '#' {
+		s.digitMu.Unlock()
+		s.flushDigits(gen)
+		return
+	}
+	s.digitT = time.AfterFunc(time.Duration(s.keypad.InterDigitMS)*time.Millisecond, func() { s.flushDigits(gen) })
+	s.digitMu.Unlock()
+}
+
+// flushDigits sends the digits collected so far (unless more came since gen).
+func (s *Session) flushDigits(gen int) {
+	s.digitMu.Lock()
+	if gen != s.digitGen || len(s.digits) == 0 {
+		s.digitMu.Unlock()
+		return
+	}
+	entry := string(s.digits)
+	s.digits = s.digits[:0]
+	s.digitMu.Unlock()
+	text := "The caller entered " + entry + " on the keypad."
+	s.log.Info("keypad entry from the caller", "digits", len(entry), "mode", s.keypad.Mode)
+	if s.keypad.Mode == store.KeypadContextualUpdate {
+		s.send(contextualUpdate(text))
+		return
+	}
+	s.send(userMessage(text))
 }
 
 // Done implements sip.Peer.
@@ -351,9 +404,10 @@ func (s *Session) readMessage(r io.Reader, rb *readBufs) error {
 }
 
 func (s *Session) onProviderAudio(audio []byte, id int64) {
-	if id > 0 && id <= s.interrupt.Load() {
-		return // barge-in: stale audio of an interrupted response
+	if s.interruptID != 0 && (id < s.interruptID || id == s.cutID) {
+		return // barge-in: audio of an interrupted reply
 	}
+	s.lastAudio = id
 	if cb := s.call.Load(); cb != nil {
 		if err := cb.Play(audio); err != nil && !errors.Is(err, media.ErrClosed) {
 			s.log.Warn("cannot play provider audio", "err", err)
@@ -376,7 +430,7 @@ func (s *Session) onEvent(ev *serverEvent) {
 		}
 	case "interruption":
 		if ev.Interruption != nil {
-			s.interrupt.Store(ev.Interruption.EventID)
+			s.interruptID, s.cutID = ev.Interruption.EventID, s.lastAudio
 		}
 		s.pendingMu.Lock()
 		s.pending = nil
@@ -402,10 +456,25 @@ func (s *Session) onEvent(ev *serverEvent) {
 			s.onToolCall(ev.ToolCall.ToolName, ev.ToolCall.ToolCallID, ev.ToolCall.Parameters)
 		}
 	case "agent_tool_response":
-		// The provider ran one of its system tools; end_call is followed by a close.
-		if ev.AgentToolResponse != nil && ev.AgentToolResponse.ToolName == "end_call" && !ev.AgentToolResponse.IsError {
-			s.log.Info("the agent ended the call (system tool)")
-			go s.hangupAfterAudio(sip.EndAgentHangup)
+		// The provider ran one of its system tools. end_call is followed by the
+		// close (1000) that ends the call, before or after the farewell's audio:
+		// the call ends on the close, once the audio has played. Should the close
+		// never come, the call ends after endCallGrace all the same.
+		if ev.AgentToolResponse != nil && ev.AgentToolResponse.ToolName == "end_call" && !ev.AgentToolResponse.IsError &&
+			s.endCallSeen.CompareAndSwap(false, true) {
+			s.log.Info("the agent ended the call (end_call); waiting for the provider to close")
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				t := time.NewTimer(endCallGrace)
+				defer t.Stop()
+				select {
+				case <-t.C:
+					s.log.Warn("no close from the provider after end_call; hanging up")
+					s.hangupAfterAudio(sip.EndAgentHangup)
+				case <-s.stop:
+				}
+			}()
 		}
 	case "error":
 		if ev.Error != nil {
@@ -414,14 +483,11 @@ func (s *Session) onEvent(ev *serverEvent) {
 	}
 }
 
-// onToolCall runs a client tool the agent called.
+// onToolCall runs a client tool the agent called: the gateway declares only the
+// transfer tool.
 func (s *Session) onToolCall(name, id string, params map[string]any) {
 	switch name {
-	case "end_call":
-		s.log.Info("the agent ended the call", "params", params)
-		s.send(toolResult(id, "The call will end after your last words.", false))
-		go s.hangupAfterAudio(sip.EndAgentHangup)
-	case "transfer_to_number":
+	case TransferTool:
 		go s.transfer(id, params)
 	default:
 		s.log.Info("unknown tool called", "tool", name)
@@ -478,20 +544,23 @@ func (s *Session) Close(reason string) {
 		if d := s.audioDrop.Load(); d > 0 {
 			s.log.Warn("caller audio dropped because the provider socket was slow", "chunks", d)
 		}
-		s.c.analyse(s.info, s.apiKey, s.convIDs)
+		s.digitMu.Lock()
+		if s.digitT != nil {
+			s.digitT.Stop()
+		}
+		s.digitMu.Unlock()
+		s.c.analyse(s.info, s.convIDs)
 	})
 }
 
-// transfer runs the transfer_to_number tool: the destination must be one of the
-// agent's; the call's transfer (REFER or bridged) either succeeds — the caller is
-// gone to a human — or fails, and the agent is told so it can say so.
+// transfer runs the transfer tool: the destination must be one of the agent's;
+// the call's transfer (REFER or bridged) either succeeds — the caller is gone to
+// a human — or fails, and the agent is told so it can say so.
 func (s *Session) transfer(id string, params map[string]any) {
-	target := ""
-	for _, k := range []string{"transfer_number", "phone_number", "number", "destination"} {
-		if v, ok := params[k].(string); ok && strings.TrimSpace(v) != "" {
-			target = strings.TrimSpace(v)
-			break
-		}
+	target, _ := params["destination"].(string)
+	target = strings.TrimSpace(target)
+	if reason, _ := params["reason"].(string); reason != "" {
+		s.log.Info("the agent asks for a transfer", "destination", target, "reason", reason)
 	}
 	cfg := store.ParseAgentConfig(s.info.Agent.Config)
 	var dest *store.TransferDestination

@@ -63,12 +63,24 @@ func toAPIError(err error, what string) *apiError {
 		return errf(http.StatusConflict, typeConflict, "%s", err.Error())
 	case errors.Is(err, store.ErrUnavailable):
 		return errf(http.StatusServiceUnavailable, typeUnavailable, "the data store is unavailable; try again shortly")
+	case refused(err) != "": // the voice-AI provider refused what we sent (a 4xx): the customer can fix it
+		return errf(http.StatusUnprocessableEntity, typeValidation, "the voice-AI provider refused the agent: %s", refused(err))
 	case isUnavailable(err): // the voice-AI provider (bridge.ErrProvider says so)
 		return errf(http.StatusServiceUnavailable, typeUnavailable, "the voice-AI provider failed: %s", err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return errf(http.StatusServiceUnavailable, typeUnavailable, "the request timed out; try again shortly")
 	}
 	return errf(http.StatusInternalServerError, typeInternal, "internal error")
+}
+
+// refused is the message of a dependency that refused a request (it says so with
+// a Refused method, as bridge.StatusError does for a provider 4xx); "" if none did.
+func refused(err error) string {
+	var r interface{ Refused() string }
+	if errors.As(err, &r) {
+		return r.Refused()
+	}
+	return ""
 }
 
 // isUnavailable: a dependency outside the store is down; such errors say so with

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net/url"
 	"strconv"
@@ -40,8 +41,12 @@ func validateConfig(cfg map[string]any) error {
 			if err := validateTransfer(v); err != nil {
 				return err
 			}
+		case "keypad":
+			if err := validateKeypad(v); err != nil {
+				return err
+			}
 		default:
-			return invalid("%s: unknown field (known: temperature, max_call_duration_seconds, audio_format, user_audio_chunk_ms, transfer)", field)
+			return invalid("%s: unknown field (known: temperature, max_call_duration_seconds, audio_format, user_audio_chunk_ms, transfer, keypad)", field)
 		}
 	}
 	return nil
@@ -78,6 +83,31 @@ func validateTransfer(v any) error {
 			}
 		default:
 			return invalid("config.transfer.%s: unknown field (known: mode, fallback_to_bridge, destinations)", k)
+		}
+	}
+	return nil
+}
+
+// validateKeypad checks config.keypad: how keypad digits reach the agent.
+func validateKeypad(v any) error {
+	k, ok := v.(map[string]any)
+	if !ok {
+		return invalid("config.keypad: must be an object")
+	}
+	for key, kv := range k {
+		switch key {
+		case "mode":
+			s, _ := kv.(string)
+			if err := oneOf("config.keypad.mode", s, store.KeypadModes...); err != nil {
+				return err
+			}
+		case "inter_digit_timeout_ms":
+			n, ok := kv.(float64)
+			if !ok || n != math.Trunc(n) || n < 200 || n > 10000 {
+				return invalid("config.keypad.inter_digit_timeout_ms: must be an integer between 200 and 10000")
+			}
+		default:
+			return invalid("config.keypad.%s: unknown field (known: mode, inter_digit_timeout_ms)", key)
 		}
 	}
 	return nil
@@ -308,6 +338,9 @@ func (s *Server) putAgent(c *call) (result, error) {
 	a, err = s.st.UpdateAgent(c.ctx, a.CompanyID, a.ID, func(cur *store.Agent) error {
 		cur.Name, cur.Personality, cur.OpeningLine = next.Name, next.Personality, next.OpeningLine
 		cur.VoiceID, cur.Language, cur.Config = next.VoiceID, next.Language, next.Config
+		if next.Provider != nil {
+			cur.Provider = next.Provider
+		}
 		return nil
 	})
 	if err != nil {
@@ -321,14 +354,31 @@ func (s *Server) archiveAgent(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	a, ext, err := s.st.ArchiveAgent(c.ctx, c.companyID(), id)
+	force := false
+	if v := c.query("force"); v != "" {
+		if force, err = strconv.ParseBool(v); err != nil {
+			return result{}, invalid("force: must be true or false")
+		}
+	}
+	cur, err := s.st.GetAgent(c.ctx, c.companyID(), id)
 	if err != nil {
 		return result{}, err
 	}
-	if ext != nil {
-		if err := s.opts.Provisioner.DeleteAgent(c.ctx, a.CompanyID, *ext); err != nil {
-			s.log.Warn("archive: could not delete the agent at the provider", "agent_id", a.ID, "external_agent_id", *ext, "err", err)
+	if cur.Status == store.AgentArchived {
+		return result{}, &store.ConflictError{Detail: "agent " + itoa(int(id)) + " is archived already"}
+	}
+	// The provider's agent goes first: an archive never reports success for an
+	// agent that still runs (and bills) at the provider, unless force says to
+	// archive here anyway.
+	if err := s.opts.Provisioner.DeleteAgent(c.ctx, cur); err != nil {
+		if !force {
+			return result{}, fmt.Errorf("could not delete the agent at the voice-AI provider, so it was not archived (retry, or archive with ?force=true to leave it at the provider): %w", err)
 		}
+		s.log.Warn("archive with force: the agent stays at the provider", "agent_id", id, "external_agent_id", cur.ExternalAgentID, "err", err)
+	}
+	a, _, err := s.st.ArchiveAgent(c.ctx, c.companyID(), id)
+	if err != nil {
+		return result{}, err
 	}
 	return s.agentResult(c, a, false)
 }
@@ -351,9 +401,9 @@ func (s *Server) publishAgent(c *call) (result, error) {
 		}
 	}
 	a, err := s.st.PublishAgent(c.ctx, c.companyID(), id, cc, s.opts.Provisioner.CreateAgent,
-		func(ctx context.Context, ext string) {
-			if err := s.opts.Provisioner.DeleteAgent(ctx, c.companyID(), ext); err != nil {
-				s.log.Warn("publish: could not undo the agent at the provider", "agent_id", id, "external_agent_id", ext, "err", err)
+		func(ctx context.Context, made store.ProviderAgent) {
+			if err := s.opts.Provisioner.Delete(ctx, c.companyID(), made); err != nil {
+				s.log.Warn("publish: could not undo the agent at the provider", "agent_id", id, "external_agent_id", made.ID, "err", err)
 			}
 		})
 	if err != nil {

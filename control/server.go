@@ -18,9 +18,13 @@ import (
 
 // Provisioner keeps agents in step with the voice-AI provider (bridge implements it).
 type Provisioner interface {
-	CreateAgent(ctx context.Context, a *store.Agent) (string, error)
+	CreateAgent(ctx context.Context, a *store.Agent) (store.ProviderAgent, error)
+	// UpdateAgent pushes a's configuration and may change a.Provider (its tools).
 	UpdateAgent(ctx context.Context, a *store.Agent) error
-	DeleteAgent(ctx context.Context, cid int64, externalID string) error
+	// DeleteAgent removes a at the provider; one already gone there is no error.
+	DeleteAgent(ctx context.Context, a *store.Agent) error
+	// Delete undoes a CreateAgent whose publish failed afterwards.
+	Delete(ctx context.Context, cid int64, made store.ProviderAgent) error
 }
 
 // Options configure the control plane.

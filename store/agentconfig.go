@@ -10,7 +10,18 @@ const (
 const (
 	DefaultMaxCallDuration = 600
 	DefaultChunkMS         = 20
+	DefaultInterDigitMS    = 2000
 )
+
+// How keypad digits reach the agent (config.keypad.mode).
+const (
+	KeypadUserMessage      = "user_message"      // one user turn per entry (the default): the agent answers it
+	KeypadContextualUpdate = "contextual_update" // background context the agent does not answer
+	KeypadOff              = "off"               // not sent
+)
+
+// KeypadModes lists every keypad mode, for validation.
+var KeypadModes = []string{KeypadUserMessage, KeypadContextualUpdate, KeypadOff}
 
 // AgentConfig is the typed form of an agent's `config` object. The control plane
 // validates the object; this reads it with defaults applied.
@@ -20,6 +31,14 @@ type AgentConfig struct {
 	AudioFormat     string // ulaw_8000 (default) or pcm_16000
 	ChunkMS         int    // user_audio_chunk size in ms (20 default)
 	Transfer        TransferConfig
+	Keypad          KeypadConfig
+}
+
+// KeypadConfig is config.keypad: digits are collected until # or a pause of
+// InterDigitMS, then sent as one message.
+type KeypadConfig struct {
+	Mode         string // KeypadUserMessage (default), KeypadContextualUpdate or KeypadOff
+	InterDigitMS int
 }
 
 // TransferConfig is config.transfer.
@@ -39,7 +58,15 @@ type TransferDestination struct {
 // ParseAgentConfig reads a stored config object, applying defaults.
 func ParseAgentConfig(m map[string]any) AgentConfig {
 	c := AgentConfig{MaxCallDuration: DefaultMaxCallDuration, AudioFormat: FormatULaw8000, ChunkMS: DefaultChunkMS,
-		Transfer: TransferConfig{Mode: "refer"}}
+		Transfer: TransferConfig{Mode: "refer"}, Keypad: KeypadConfig{Mode: KeypadUserMessage, InterDigitMS: DefaultInterDigitMS}}
+	if k, ok := m["keypad"].(map[string]any); ok {
+		if v, ok := k["mode"].(string); ok && v != "" {
+			c.Keypad.Mode = v
+		}
+		if v, ok := k["inter_digit_timeout_ms"].(float64); ok && v > 0 {
+			c.Keypad.InterDigitMS = int(v)
+		}
+	}
 	if v, ok := m["temperature"].(float64); ok {
 		c.Temperature = &v
 	}

@@ -34,8 +34,30 @@ type Agent struct {
 	ExternalAgentID *string        `json:"external_agent_id"`
 	PhoneNumberID   *int64         `json:"phone_number_id"`
 	Config          map[string]any `json:"config"`
-	CreatedAt       time.Time      `json:"created_at"`
-	UpdatedAt       time.Time      `json:"updated_at"`
+	// Provider is how the agent lives at its voice-AI provider (not shown by the API).
+	Provider  *ProviderBinding `json:"provider,omitempty"`
+	CreatedAt time.Time        `json:"created_at"`
+	UpdatedAt time.Time        `json:"updated_at"`
+}
+
+// Credentials an agent was created with at its provider (ProviderBinding.Credential).
+const (
+	CredentialPlatform = "platform" // the platform's key (--provider-api-key)
+	CredentialCompany  = "company:" // + the fingerprint of the company's key (KeepCredential)
+)
+
+// ProviderBinding is what the gateway needs to reach an agent at its provider: the
+// credential that created it (an agent belongs to that key's account), and the
+// ids of the provider-side tools made for it.
+type ProviderBinding struct {
+	Credential string            `json:"credential"`
+	ToolIDs    map[string]string `json:"tool_ids,omitempty"` // our tool name -> the provider's tool id
+}
+
+// ProviderAgent is an agent as created at the provider.
+type ProviderAgent struct {
+	ID      string
+	Binding *ProviderBinding
 }
 
 // AgentView is the agent as the API shows it (and as events carry it).
@@ -290,11 +312,10 @@ func (s *Store) simpleTransition(ctx context.Context, cid, aid int64, action str
 	return s.transition(ctx, cid, aid, action, from, to, pre, nil)
 }
 
-// ProviderCreate creates the agent at the voice-AI provider and returns its id;
-// ProviderDelete undoes it.
+// ProviderCreate creates the agent at the voice-AI provider; ProviderDelete undoes it.
 type (
-	ProviderCreate func(ctx context.Context, a *Agent) (externalID string, err error)
-	ProviderDelete func(ctx context.Context, externalID string)
+	ProviderCreate func(ctx context.Context, a *Agent) (ProviderAgent, error)
+	ProviderDelete func(ctx context.Context, a ProviderAgent)
 )
 
 // PublishAgent makes a draft agent live: it takes a number of the country from the
@@ -331,7 +352,7 @@ func (s *Store) PublishAgent(ctx context.Context, cid, aid int64, country string
 			s.log.Error("publish: could not return the number to the pool", "phone_number_id", pnid, "agent_id", aid, "err", err)
 		}
 	}
-	extID, err := create(ctx, a)
+	made, err := create(ctx, a)
 	if err != nil {
 		release()
 		return nil, err
@@ -339,13 +360,13 @@ func (s *Store) PublishAgent(ctx context.Context, cid, aid int64, country string
 	pre, err := s.preRead(ctx, a, &pnid)
 	if err == nil {
 		a, err = s.transition(ctx, cid, aid, "publish", []string{AgentDraft}, AgentActive, pre, func(a *Agent, p redis.Pipeliner) error {
-			a.PhoneNumberID, a.ExternalAgentID = &pnid, &extID
+			a.PhoneNumberID, a.ExternalAgentID, a.Provider = &pnid, &made.ID, made.Binding
 			return nil
 		})
 	}
 	if err != nil {
 		release()
-		undo(context.WithoutCancel(ctx), extID)
+		undo(context.WithoutCancel(ctx), made)
 		return nil, err
 	}
 	return a, nil
@@ -356,8 +377,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`)
 
 // ArchiveAgent decommissions an agent from any state but archived: the number goes
-// back to the pool. It returns the agent and the provider id it had, for the caller
-// to delete at the provider.
+// back to the pool. It returns the agent and the provider id it had. The caller
+// deletes the agent at the provider first (ArchiveAgent does not reach it).
 func (s *Store) ArchiveAgent(ctx context.Context, cid, aid int64) (*Agent, *string, error) {
 	a, err := s.GetAgent(ctx, cid, aid)
 	if err != nil {
@@ -376,7 +397,7 @@ func (s *Store) ArchiveAgent(ctx context.Context, cid, aid int64) (*Agent, *stri
 				p.Del(ctx, keyPNWA(cid, *pnid))
 			}
 			// The provider's agent is deleted: an archived agent no longer shows its id.
-			a.PhoneNumberID, a.ExternalAgentID, a.WhatsAppEnabled = nil, nil, false
+			a.PhoneNumberID, a.ExternalAgentID, a.WhatsAppEnabled, a.Provider = nil, nil, false, nil
 			return nil
 		})
 	if err != nil {

@@ -24,7 +24,7 @@ func liveAgent(t testing.TB, s *Store, cid int64, number string) *Agent {
 		t.Fatal(err)
 	}
 	a, err = s.PublishAgent(ctx, cid, a.ID, "ZA",
-		func(context.Context, *Agent) (string, error) { return "ext_" + number, nil }, func(context.Context, string) {})
+		func(context.Context, *Agent) (ProviderAgent, error) { return ProviderAgent{ID: "ext_" + number}, nil }, func(context.Context, ProviderAgent) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,12 +60,14 @@ func TestEventsOnePerCommittedChange(t *testing.T) {
 		{"resume", func() error { _, err := s.ResumeAgent(ctx, cid, a.ID); return err }, []string{EventAgentStatusChanged}, false},
 		{"resume a draft (conflict)", func() error { _, err := s.ResumeAgent(ctx, cid, draft.ID); return err }, nil, true},
 		{"publish without a number (conflict)", func() error {
-			_, err := s.PublishAgent(ctx, cid, draft.ID, "GB", func(context.Context, *Agent) (string, error) { return "x", nil }, func(context.Context, string) {})
+			_, err := s.PublishAgent(ctx, cid, draft.ID, "GB", func(context.Context, *Agent) (ProviderAgent, error) { return ProviderAgent{ID: "x"}, nil }, func(context.Context, ProviderAgent) {})
 			return err
 		}, nil, true},
 		{"publish failing at the provider", func() error {
 			s.AddNumber(ctx, "+27210000002", "ZA", "sip_trunk", false)
-			_, err := s.PublishAgent(ctx, cid, draft.ID, "ZA", func(context.Context, *Agent) (string, error) { return "", errors.New("provider down") }, func(context.Context, string) {})
+			_, err := s.PublishAgent(ctx, cid, draft.ID, "ZA", func(context.Context, *Agent) (ProviderAgent, error) {
+				return ProviderAgent{}, errors.New("provider down")
+			}, func(context.Context, ProviderAgent) {})
 			return err
 		}, nil, true},
 		{"finish a conversation", func() error {

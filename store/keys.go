@@ -106,6 +106,7 @@ func keyUsage(cid int64, day string) string       { return company(cid) + "usage
 func keyWebhooks(cid int64) string                { return company(cid) + "webhooks" }
 func keyWebhook(cid, id int64) string             { return company(cid) + "webhook:" + itoa(id) }
 func keyCred(cid int64, slug string) string       { return company(cid) + "cred:" + slug }
+func keyCredRing(cid int64, slug string) string   { return company(cid) + "credring:" + slug }
 func keyPNWA(cid, pnid int64) string              { return company(cid) + "pnwa:" + itoa(pnid) }
 func keyOutbox(cid int64) string                  { return company(cid) + "outbox" }
 func keyRate(cid, minute int64) string            { return company(cid) + "rl:" + itoa(minute) }

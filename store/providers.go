@@ -108,3 +108,34 @@ func (s *Store) CredentialSecrets(ctx context.Context, cid int64, slug string) (
 	var m map[string]any
 	return m, json.Unmarshal(pt, &m)
 }
+
+func credRingAD(cid int64, slug, fp string) string {
+	return "credring:" + itoa(cid) + ":" + slug + ":" + fp
+}
+
+// KeepCredential keeps a company's credentials under their fingerprint (sealed, as
+// the active ones are), so that what was created with them at a provider can
+// still be reached after the company replaces or deletes its credentials: a
+// provider's agents belong to the account of the key that created them.
+func (s *Store) KeepCredential(ctx context.Context, cid int64, slug, fingerprint string, creds map[string]any) error {
+	sealed := s.sealer.Seal(mustJSON(creds), credRingAD(cid, slug, fingerprint))
+	return wrapRedis(s.rdb.HSet(ctx, keyCredRing(cid, slug), fingerprint, sealed).Err())
+}
+
+// KeptCredential opens credentials kept with KeepCredential; ErrNotFound when there
+// are none under that fingerprint.
+func (s *Store) KeptCredential(ctx context.Context, cid int64, slug, fingerprint string) (map[string]any, error) {
+	sealed, err := s.rdb.HGet(ctx, keyCredRing(cid, slug), fingerprint).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	pt, err := s.sealer.Open(sealed, credRingAD(cid, slug, fingerprint))
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	return m, json.Unmarshal(pt, &m)
+}

@@ -18,11 +18,11 @@ type cmd struct {
 	pos     time.Duration // the caller's audio clock at the event
 	dur     time.Duration // utterance length
 	n       int64         // event_id of a pong
-	digit   byte
 	isError bool
 	code    int    // close code of kFail
 	errType string // error_type of kFail
 	text    string // tool_call_id, user message, error message
+	result  string // client_tool_result.result
 	audio   []byte // the echo, in the output format
 }
 
@@ -33,7 +33,6 @@ const (
 	kUtterance                  // the caller finished an utterance
 	kPong
 	kToolResult
-	kDigit
 	kUserMessage
 	kFail // send an error event and close
 )
@@ -50,24 +49,27 @@ const (
 	speedup = 2
 )
 
-// Fixed texts of the agent.
+// Fixed texts of the simulated agent.
 const (
-	textGoodbye        = "Thank you for calling. Goodbye!"
-	textTransferFailed = "Sorry, I could not transfer you."
-	textNoTransfer     = "Sorry, I cannot transfer calls."
-	reasonEndCall      = "end_call tool was called."
+	textFarewell    = "Thank you for calling. Goodbye!"
+	textToolFailed  = "Sorry, that did not work."
+	textToolDone    = "Done."
+	textToolTimeout = "Sorry, that is taking too long."
+	reasonEndCall   = "end_call tool was called."
 )
 
 // action is what the agent does once a response's audio is all sent.
 type action uint8
 
 const (
-	thenNothing action = iota
-	thenEndCall
+	thenNothing      action = iota
+	thenClose               // close 1000 (end_call, tool response already sent)
+	thenToolResponse        // agent_tool_response(end_call), then close 1000
 )
 
 // speech is a response being sent.
 type speech struct {
+	id    int64 // its event_id: every chunk, its agent_response and the turn's user_transcript carry it
 	text  string
 	audio []byte // output format; may be shared, never modified
 	off   int    // bytes sent
@@ -80,20 +82,32 @@ type pingSent struct {
 	at time.Time
 }
 
+// pendingTool is a client tool call waiting for its client_tool_result.
+type pendingTool struct {
+	id, name string
+	turn     int64
+}
+
 // agent is the simulated agent of one conversation: it owns the conversation's
 // state and writes every data frame. It runs on its own goroutine (run).
+//
+// Event ids follow the docs' "per response" rule: one id per turn, shared by the
+// caller's user_transcript, the reply's audio chunks and its agent_response,
+// and any tool call made in it. Pings count on their own.
 type agent struct {
 	c   *wsConn
 	set *settings
 	buf []byte // the frame being built, reused
 
-	eventID   int64 // the last event_id given out
-	lastAudio int64 // event_id of the last audio sent
-	chunk     int   // next index into chunkPattern
+	turnID   int64 // the last turn's event_id
+	reserved int64 // ReuseID: the id an interruption took, for the reply that follows
+	pingID   int64
+	chunk    int // next index into chunkPattern
 
 	cur  *speech  // the response being sent, if any
 	play struct { // the last response as the caller hears it
 		on   bool
+		id   int64
 		wall time.Time     // its first audio went out
 		pos  time.Duration // the caller's audio clock then
 		dur  time.Duration
@@ -105,10 +119,10 @@ type agent struct {
 	npings int
 	rtt    *int64 // milliseconds
 
-	endCallID, transferID string
-	ending, quiet, done   bool
+	tool         *pendingTool
+	ending, done bool
 
-	pace, tool, recv, maxDur *time.Timer
+	pace, toolT, recv, maxDur *time.Timer
 }
 
 func newAgent(c *wsConn) *agent {
@@ -118,7 +132,7 @@ func newAgent(c *wsConn) *agent {
 		return t
 	}
 	return &agent{c: c, set: &c.set, buf: make([]byte, 0, 4<<10),
-		pace: stopped(), tool: stopped(), recv: stopped(), maxDur: stopped()}
+		pace: stopped(), toolT: stopped(), recv: stopped(), maxDur: stopped()}
 }
 
 func (a *agent) run() {
@@ -126,7 +140,7 @@ func (a *agent) run() {
 	defer close(c.loopDone)
 	defer func() {
 		a.pace.Stop()
-		a.tool.Stop()
+		a.toolT.Stop()
 		a.recv.Stop()
 		a.maxDur.Stop()
 	}()
@@ -155,8 +169,13 @@ func (a *agent) run() {
 		case <-a.pace.C:
 		case <-ping:
 			a.ping()
-		case <-a.tool.C:
-			a.close(websocket.CloseNormalClosure, reasonEndCall)
+		case <-a.toolT.C:
+			// response_timeout_secs passed without a client_tool_result: the LLM
+			// is told the tool failed and carries on.
+			if a.tool != nil {
+				a.tool = nil
+				a.respond("", textToolTimeout, voice(a.set.out, textToolTimeout), thenNothing)
+			}
 		case <-a.recv.C:
 			timeout := c.s.opts.ReceiveTimeout
 			if idle := time.Since(time.Unix(0, c.lastRecv.Load())); idle < timeout {
@@ -227,7 +246,7 @@ func (a *agent) start() bool {
 	}
 	c.s.mu.Unlock()
 	if first = substitute(first, vars); first != "" {
-		a.say(first, voice(a.set.out, first), thenNothing)
+		a.respond("", first, voice(a.set.out, first), thenNothing)
 	}
 	return !a.done
 }
@@ -235,50 +254,41 @@ func (a *agent) start() bool {
 func (a *agent) handle(m cmd) {
 	switch m.kind {
 	case kSpeechStart:
-		if !a.quiet && a.playing(m.at, m.pos) {
+		if a.playing(m.at, m.pos) {
 			a.interrupt(m.at, m.pos)
 		}
 	case kUtterance:
 		a.c.s.mu.Lock()
 		a.c.conv.Utterances++
 		a.c.s.mu.Unlock()
-		if a.quiet || a.ending {
+		if a.ending {
 			return
 		}
 		secs := m.dur.Seconds()
-		heard := fmt.Sprintf("(caller spoke %.1f s)", secs)
-		if a.set.events&evUserTranscript != 0 {
-			a.eventID++
-			a.event("user_transcript", "user_transcription_event", map[string]any{"user_transcript": heard, "event_id": a.eventID})
-		}
-		a.record("user", heard)
-		a.say(fmt.Sprintf("I heard you for %.1f seconds.", secs), m.audio, thenNothing)
+		a.respond(fmt.Sprintf("(caller spoke %.1f s)", secs), fmt.Sprintf("I heard you for %.1f seconds.", secs), m.audio, thenNothing)
 	case kUserMessage:
-		if a.quiet || a.ending {
+		if a.ending {
 			return
 		}
-		a.record("user", m.text)
-		reply := "You wrote: " + m.text
-		a.say(reply, voice(a.set.out, reply), thenNothing)
-	case kDigit:
-		a.digit(m.digit)
-	case kToolResult:
-		switch m.text {
-		case "":
-		case a.endCallID:
-			a.close(websocket.CloseNormalClosure, reasonEndCall)
-		case a.transferID:
-			a.transferID = ""
-			if m.isError {
-				a.say(textTransferFailed, voice(a.set.out, textTransferFailed), thenNothing)
-				return
-			}
-			a.quiet = true // the caller is someone else's now
-			a.c.s.mu.Lock()
-			a.c.conv.Transferred = a.set.transferTo
-			a.c.s.mu.Unlock()
-			a.c.setReason("The call was transferred.")
+		if a.hookTurn(m.text) {
+			return
 		}
+		reply := "You wrote: " + m.text
+		a.respond("\x00"+m.text, reply, voice(a.set.out, reply), thenNothing)
+	case kToolResult:
+		if a.tool == nil || m.text != a.tool.id {
+			return // late, or not ours: recorded by the reader, nothing more
+		}
+		a.tool = nil
+		a.toolT.Stop()
+		if a.ending {
+			return
+		}
+		if m.isError {
+			a.respond("", textToolFailed, voice(a.set.out, textToolFailed), thenNothing)
+			return
+		}
+		a.respond("", textToolDone, voice(a.set.out, textToolDone), thenNothing)
 	case kPong:
 		for _, p := range a.pings {
 			if p.id == m.n && p.id != 0 {
@@ -295,53 +305,105 @@ func (a *agent) handle(m cmd) {
 	}
 }
 
-// digit is a keypad digit the gateway reported.
-func (a *agent) digit(d byte) {
-	if a.quiet || a.ending {
+// hookTurn runs what an enabled test hook makes of a user turn; true if one did.
+func (a *agent) hookTurn(text string) bool {
+	keys := keypad(text)
+	switch {
+	case keys == "#" && a.c.s.HookOn(HookHashEndsCall):
+		a.record("user", text)
+		a.endCall()
+		return true
+	case len(keys) > 0 && keys[0] == '0' && a.c.s.HookOn(HookZeroCallsTool) && len(a.set.tools) > 0:
+		a.record("user", text)
+		pick := 0
+		if len(keys) > 1 && keys[1] >= '1' && keys[1] <= '9' {
+			pick = int(keys[1] - '1')
+		}
+		a.callTool(a.set.tools[0], pick, "the caller pressed "+keys)
+		return true
+	}
+	return false
+}
+
+// endCall runs the end_call system tool inside the service (System tools docs:
+// the client sees at most agent_tool_response): the farewell, the tool response
+// and close 1000, in the order Options.EndCallOrder says. An agent without the
+// tool in built_in_tools cannot end the call.
+func (a *agent) endCall() {
+	if !a.set.endCall || a.ending {
 		return
 	}
-	switch d {
-	case '#':
-		a.ending = true
-		a.say(textGoodbye, voice(a.set.out, textGoodbye), thenEndCall)
-	case '0':
-		if a.transferID != "" {
-			return // one at a time
-		}
-		if a.set.transferTo == "" || a.set.events&evToolCall == 0 {
-			a.say(textNoTransfer, voice(a.set.out, textNoTransfer), thenNothing)
-			return
-		}
-		a.transferID = a.toolCall("transfer_to_number", map[string]any{"transfer_number": a.set.transferTo, "reason": "caller pressed 0"})
-	default:
-		text := fmt.Sprintf("You pressed %c.", d)
-		a.say(text, voice(a.set.out, text), thenNothing)
+	a.ending = true
+	a.c.s.mu.Lock()
+	a.c.conv.SystemTools = append(a.c.conv.SystemTools, "end_call")
+	a.c.s.mu.Unlock()
+	if a.c.s.opts.EndCallOrder == FarewellFirst {
+		a.respond("", textFarewell, voice(a.set.out, textFarewell), thenToolResponse)
+		return
+	}
+	a.respond("", textFarewell, voice(a.set.out, textFarewell), thenClose)
+	if a.cur != nil {
+		a.toolResponse("end_call", a.cur.id)
 	}
 }
 
-// toolCall sends a client_tool_call and returns its tool_call_id.
-func (a *agent) toolCall(name string, params map[string]any) string {
-	id := newID("tool_call_")
-	a.eventID++
-	a.event("client_tool_call", "client_tool_call", map[string]any{"tool_name": name, "tool_call_id": id, "parameters": params, "event_id": a.eventID})
+// toolResponse is agent_tool_response for a system tool the agent ran.
+func (a *agent) toolResponse(name string, id int64) {
+	if a.set.events&evAgentToolResponse == 0 {
+		return
+	}
+	a.event("agent_tool_response", "agent_tool_response", map[string]any{"tool_name": name,
+		"tool_call_id": newID("toolu_"), "tool_type": "system", "is_error": false, "is_called": true, "event_id": id})
+}
+
+// callTool calls a client tool (type "client": the only tools a websocket client
+// is sent, as client_tool_call) with parameters made from its schema: an enum
+// parameter takes its value number pick (else its first), other strings reason.
+// With expects_response the agent waits up to response_timeout_secs.
+func (a *agent) callTool(t clientTool, pick int, reason string) {
+	if a.tool != nil {
+		return // one at a time
+	}
+	params := map[string]any{}
+	props, _ := t.params["properties"].(map[string]any)
+	for name, p := range props {
+		pm, _ := p.(map[string]any)
+		switch pm["type"] {
+		case "string":
+			if e := asList(pm["enum"]); len(e) > 0 {
+				params[name] = e[min(pick, len(e)-1)]
+				continue
+			}
+			params[name] = reason
+		case "boolean":
+			params[name] = true
+		case "integer", "number":
+			params[name] = 1
+		}
+	}
+	id := newID("toolu_")
+	turn := a.turnID
+	if a.set.events&evToolCall != 0 {
+		a.event("client_tool_call", "client_tool_call", map[string]any{"tool_name": t.name, "tool_call_id": id, "parameters": params, "event_id": turn})
+	}
 	a.c.s.mu.Lock()
-	a.c.conv.ToolCalls = append(a.c.conv.ToolCalls, ToolCall{ID: id, Name: name, Parameters: params})
+	a.c.conv.ToolCalls = append(a.c.conv.ToolCalls, ToolCall{ID: id, Name: t.name, Parameters: params})
 	a.c.s.mu.Unlock()
-	return id
+	if t.expects {
+		a.tool = &pendingTool{id: id, name: t.name, turn: turn}
+		a.toolT.Reset(t.timeout)
+	}
 }
 
 // then runs what follows a response.
-func (a *agent) then(act action) {
-	if act != thenEndCall {
-		return
-	}
-	if a.set.events&evToolCall == 0 {
-		// Without client tool calls the real service runs end_call itself and closes.
+func (a *agent) then(sp *speech) {
+	switch sp.then {
+	case thenToolResponse:
+		a.toolResponse("end_call", sp.id)
 		a.close(websocket.CloseNormalClosure, reasonEndCall)
-		return
+	case thenClose:
+		a.close(websocket.CloseNormalClosure, reasonEndCall)
 	}
-	a.endCallID = a.toolCall("end_call", map[string]any{"reason": "caller pressed #"})
-	a.tool.Reset(a.c.s.opts.ToolTimeout)
 }
 
 // pos is the caller's audio clock.
@@ -355,10 +417,23 @@ func (a *agent) playing(now time.Time, pos time.Duration) bool {
 	return p.on && now.Sub(p.wall) < p.dur && pos-p.pos < p.dur
 }
 
-// say starts a response. One still playing is interrupted first; one that has
-// played by the caller's audio clock but is not all sent yet (a caller sending
-// faster than real time) is sent in full first.
-func (a *agent) say(text string, audio []byte, then action) {
+// nextTurn is the event_id of a new turn: the one an interruption reserved
+// (ReuseID), else the next number.
+func (a *agent) nextTurn() int64 {
+	if a.reserved != 0 {
+		a.turnID, a.reserved = a.reserved, 0
+		return a.turnID
+	}
+	a.turnID++
+	return a.turnID
+}
+
+// respond starts a turn: the caller's words (heard: a user_transcript unless
+// empty; "\x00"+text records a typed turn without one), then the reply. One still
+// playing is interrupted first; one that has played by the caller's audio clock
+// but is not all sent yet (a caller sending faster than real time) is sent in
+// full first.
+func (a *agent) respond(heard, text string, audio []byte, then action) {
 	now := time.Now()
 	if a.playing(now, a.pos()) {
 		a.interrupt(now, a.pos())
@@ -367,15 +442,30 @@ func (a *agent) say(text string, audio []byte, then action) {
 		a.chunkOut(sp, now)
 		if sp.off == len(sp.audio) {
 			a.cur = nil
-			a.then(sp.then)
+			a.then(sp)
 			break
 		}
 	}
-	a.cur = &speech{text: text, audio: audio, start: now, then: then}
+	if a.done {
+		return
+	}
+	id := a.nextTurn()
+	switch {
+	case heard == "":
+	case heard[0] == 0:
+		a.record("user", heard[1:])
+	default:
+		if a.set.events&evUserTranscript != 0 {
+			a.event("user_transcript", "user_transcription_event", map[string]any{"user_transcript": heard, "event_id": id})
+		}
+		a.record("user", heard)
+	}
+	a.cur = &speech{id: id, text: text, audio: audio, start: now, then: then}
 }
 
-// interrupt stops the response playing: interruption with the event_id of the
-// last audio sent, then agent_response_correction with what the caller heard.
+// interrupt stops the response playing: interruption, then
+// agent_response_correction with what the caller heard. Its event_id follows
+// Options.InterruptionIDs.
 func (a *agent) interrupt(now time.Time, pos time.Duration) {
 	sp := a.cur
 	a.cur = nil
@@ -384,13 +474,17 @@ func (a *agent) interrupt(now time.Time, pos time.Duration) {
 		heard := max(now.Sub(p.wall), pos-p.pos)
 		heard = min(max(heard, 0), p.dur)
 		corrected := truncate(p.text, float64(heard)/float64(p.dur))
+		id := p.id
+		if a.c.s.opts.InterruptionIDs == ReuseID {
+			a.turnID++
+			id, a.reserved = a.turnID, a.turnID
+		}
 		if a.set.events&evInterruption != 0 {
-			a.event("interruption", "interruption_event", map[string]any{"event_id": a.lastAudio})
+			a.event("interruption", "interruption_event", map[string]any{"event_id": id})
 		}
 		if a.set.events&evCorrection != 0 {
-			a.eventID++
 			a.event("agent_response_correction", "agent_response_correction_event", map[string]any{
-				"original_agent_response": p.text, "corrected_agent_response": corrected, "event_id": a.eventID})
+				"original_agent_response": p.text, "corrected_agent_response": corrected, "event_id": p.id})
 		}
 		a.c.s.mu.Lock()
 		if t := a.c.conv.Transcript; p.turn < len(t) {
@@ -401,7 +495,7 @@ func (a *agent) interrupt(now time.Time, pos time.Duration) {
 		a.c.s.mu.Unlock()
 	}
 	if sp != nil {
-		a.then(sp.then)
+		a.then(sp)
 	}
 }
 
@@ -420,7 +514,7 @@ func (a *agent) pump() {
 		a.chunkOut(sp, now)
 		if sp.off == len(sp.audio) {
 			a.cur = nil
-			a.then(sp.then)
+			a.then(sp)
 		}
 	}
 }
@@ -433,12 +527,10 @@ func (a *agent) chunkOut(sp *speech, now time.Time) {
 	n = min(n, len(sp.audio)-sp.off)
 	first := sp.off == 0
 	if a.set.events&evAudio != 0 {
-		a.eventID++
-		a.lastAudio = a.eventID
 		b := append(a.buf[:0], `{"type":"audio","audio_event":{"audio_base_64":"`...)
 		b = base64.StdEncoding.AppendEncode(b, sp.audio[sp.off:sp.off+n])
 		b = append(b, `","event_id":`...)
-		b = strconv.AppendInt(b, a.eventID, 10)
+		b = strconv.AppendInt(b, sp.id, 10)
 		a.buf = append(b, "}}"...)
 		a.write(a.buf)
 	}
@@ -447,11 +539,10 @@ func (a *agent) chunkOut(sp *speech, now time.Time) {
 		return
 	}
 	p := &a.play
-	p.on, p.wall, p.pos, p.dur, p.text = true, now, a.pos(), out.duration(len(sp.audio)), sp.text
+	p.on, p.id, p.wall, p.pos, p.dur, p.text = true, sp.id, now, a.pos(), out.duration(len(sp.audio)), sp.text
 	p.turn = a.record("agent", sp.text)
 	if a.set.events&evAgentResponse != 0 {
-		a.eventID++
-		a.event("agent_response", "agent_response_event", map[string]any{"agent_response": sp.text, "event_id": a.eventID})
+		a.event("agent_response", "agent_response_event", map[string]any{"agent_response": sp.text, "event_id": sp.id})
 	}
 }
 
@@ -459,11 +550,11 @@ func (a *agent) ping() {
 	if a.set.events&evPing == 0 {
 		return
 	}
-	a.eventID++
-	a.pings[a.npings%len(a.pings)] = pingSent{id: a.eventID, at: time.Now()}
+	a.pingID++
+	a.pings[a.npings%len(a.pings)] = pingSent{id: a.pingID, at: time.Now()}
 	a.npings++
 	b := append(a.buf[:0], `{"type":"ping","ping_event":{"event_id":`...)
-	b = strconv.AppendInt(b, a.eventID, 10)
+	b = strconv.AppendInt(b, a.pingID, 10)
 	b = append(b, `,"ping_ms":`...)
 	if a.rtt == nil {
 		b = append(b, "null"...)
@@ -500,10 +591,14 @@ func (a *agent) write(b []byte) {
 	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
 		a.done = true
 		ws.Close() // unblocks the reader
+		return
+	}
+	if f := a.c.s.opts.Observe; f != nil {
+		f(FromServer, b)
 	}
 }
 
-// fail sends an error event and closes with its code.
+// fail sends an error event (ErrorPayload) and closes with its code.
 func (a *agent) fail(m cmd) {
 	a.event("error", "error_event", map[string]any{"code": m.code, "message": m.text, "error_type": m.errType,
 		"reason": m.text, "debug_message": nil, "details": nil})

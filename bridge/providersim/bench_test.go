@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -35,7 +34,7 @@ func audioMessages(f format) [][]byte {
 
 // benchReader is a read side with no socket; its commands are counted and dropped.
 func benchReader(f format) (*reader, chan cmd) {
-	c := &wsConn{set: settings{in: f, out: f}, cmds: make(chan cmd, 1<<16),
+	c := &wsConn{s: New(Options{}), set: settings{in: f, out: f}, cmds: make(chan cmd, 1<<16),
 		initc: make(chan initResult, 1), loopDone: make(chan struct{}), stop: make(chan struct{})}
 	rd := newReader(c)
 	rd.first = false
@@ -104,7 +103,7 @@ func BenchmarkConversations(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("CXCO_BENCH_CONVERSATIONS")); err == nil && v > 0 {
 		n = v
 	}
-	sim := New(Options{APIKeys: []string{testKey}})
+	sim := New(Options{})
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	defer sim.Close()
@@ -214,7 +213,7 @@ func TestCallerFarmHelper(t *testing.T) {
 	stop := time.Now().Add(time.Duration(secs) * time.Second)
 	d := websocket.Dialer{HandshakeTimeout: 30 * time.Second, Subprotocols: []string{"convai"}}
 	for range n {
-		ws, _, err := d.Dial(url, http.Header{"xi-api-key": {testKey}})
+		ws, _, err := d.Dial(url, nil)
 		if err != nil {
 			mu.Lock()
 			res.Errors++

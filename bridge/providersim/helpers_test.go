@@ -8,16 +8,23 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/cxco/gateway/bridge/providersim/contract"
 	"github.com/cxco/gateway/media/audiotest"
 )
 
-const testKey = "sim-test-key"
+const (
+	testKey  = "sim-test-key"   // account acme
+	testKey2 = "sim-test-key-2" // account acme too
+	otherKey = "sim-other-key"  // account other
+)
 
 // env is a simulator on a real 127.0.0.1 listener.
 type env struct {
@@ -33,8 +40,11 @@ func newEnv(t *testing.T, opts Options) *env {
 	if opts.PingInterval == 0 {
 		opts.PingInterval = -1 // most tests do not want pings in the way
 	}
-	opts.APIKeys = []string{testKey}
+	opts.Accounts = map[string][]string{"acme": {testKey, testKey2}, "other": {otherKey}}
 	opts.OnConversationEnd = func(c Conversation) { e.ended <- c }
+	if opts.Observe == nil {
+		opts.Observe = contractCheck(t, true)
+	}
 	e.sim = New(opts)
 	e.srv = httptest.NewServer(e.sim) // binds 127.0.0.1
 	t.Cleanup(func() {
@@ -44,39 +54,105 @@ func newEnv(t *testing.T, opts Options) *env {
 	return e
 }
 
-// agentBody is an agent as the gateway creates it (bridge.AgentSpec.body).
-func agentBody(first, format string, transfers ...string) map[string]any {
-	tools := map[string]any{"end_call": map[string]any{"type": "system", "name": "end_call", "description": "",
-		"params": map[string]any{"system_tool_type": "end_call"}}}
-	if len(transfers) > 0 {
-		var ts []map[string]any
-		for _, n := range transfers {
-			ts = append(ts, map[string]any{"phone_number": n, "condition": "when asked"})
+// contractCheck holds every websocket message either side sends to the AsyncAPI
+// contract; what breaks it fails the test (reported once the simulator is closed).
+// With clients false, only the simulator's messages are checked (for tests that
+// send bad ones on purpose).
+func contractCheck(t *testing.T, clients bool) func(Direction, []byte) {
+	c, err := contract.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var bad []string
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bad[:min(len(bad), 5)] {
+			t.Error(b)
 		}
-		tools["transfer_to_number"] = map[string]any{"type": "system", "name": "transfer_to_number", "description": "",
-			"params": map[string]any{"system_tool_type": "transfer_to_number", "transfers": ts}}
+	})
+	return func(d Direction, msg []byte) {
+		check := c.Server
+		if d == FromClient {
+			if !clients {
+				return
+			}
+			check = c.Client
+		}
+		if err := check(msg); err != nil {
+			mu.Lock()
+			bad = append(bad, err.Error())
+			mu.Unlock()
+		}
+	}
+}
+
+// agentBody is a public agent with end_call, in format both ways, asking for
+// every event the tests read; toolIDs are its client tools.
+func agentBody(first, format string, toolIDs ...string) map[string]any {
+	if toolIDs == nil {
+		toolIDs = []string{}
 	}
 	return map[string]any{
 		"name": "test agent",
 		"conversation_config": map[string]any{
 			"agent": map[string]any{"first_message": first, "language": "en",
-				"prompt": map[string]any{"prompt": "You are a test.", "built_in_tools": tools}},
-			"asr": map[string]any{"user_input_audio_format": format},
-			"tts": map[string]any{"voice_id": "v1", "agent_output_audio_format": format},
+				"prompt": map[string]any{"prompt": "You are a test.", "tool_ids": toolIDs, "built_in_tools": map[string]any{
+					"end_call": map[string]any{"type": "system", "name": "end_call", "description": "", "params": map[string]any{"system_tool_type": "end_call"}}}}},
+			"asr": formatField("user_input_audio_format", format),
+			"tts": func() map[string]any {
+				m := formatField("agent_output_audio_format", format)
+				m["voice_id"], m["model_id"] = "v1", "eleven_flash_v2"
+				return m
+			}(),
 			"conversation": map[string]any{"client_events": []string{"conversation_initiation_metadata", "audio", "interruption",
 				"user_transcript", "agent_response", "agent_response_correction", "client_tool_call", "agent_tool_response", "ping"}},
 		},
 		"platform_settings": map[string]any{"overrides": map[string]any{
-			"conversation_config_override": map[string]any{
-				"agent": map[string]any{"prompt": map[string]any{"prompt": true}, "first_message": true, "language": true},
-				"tts":   map[string]any{"voice_id": true},
-			},
-			"custom_llm_extra_body": true,
+			"conversation_config_override": map[string]any{"agent": map[string]any{"first_message": true}},
 		}},
 	}
 }
 
+func formatField(key, format string) map[string]any {
+	if format == "" {
+		return map[string]any{}
+	}
+	return map[string]any{key: format}
+}
+
+// transferTool is a client tool with an enum parameter, as a gateway declares one.
+func transferTool(timeout int, dests ...string) map[string]any {
+	enum := make([]any, len(dests))
+	for i, d := range dests {
+		enum[i] = d
+	}
+	return map[string]any{"tool_config": map[string]any{"type": "client", "name": "transfer_call", "description": "Transfer the caller.",
+		"expects_response": true, "response_timeout_secs": timeout,
+		"parameters": map[string]any{"type": "object", "required": []any{"destination", "reason"}, "properties": map[string]any{
+			"destination": map[string]any{"type": "string", "description": "where", "enum": enum},
+			"reason":      map[string]any{"type": "string", "description": "why"}}}}}
+}
+
+func (e *env) createTool(body map[string]any) string {
+	e.t.Helper()
+	code, b := e.do(http.MethodPost, "/v1/convai/tools", body)
+	var out struct {
+		ID string `json:"id"`
+	}
+	if code != http.StatusOK || json.Unmarshal(b, &out) != nil || out.ID == "" {
+		e.t.Fatalf("create tool: %d %s", code, b)
+	}
+	return out.ID
+}
+
 func (e *env) do(method, path string, body any) (int, []byte) {
+	e.t.Helper()
+	return e.doKey(testKey, method, path, body)
+}
+
+func (e *env) doKey(key, method, path string, body any) (int, []byte) {
 	e.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -84,7 +160,9 @@ func (e *env) do(method, path string, body any) (int, []byte) {
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, e.srv.URL+path, rd)
-	req.Header.Set("xi-api-key", testKey)
+	if key != "" {
+		req.Header.Set("xi-api-key", key)
+	}
 	res, err := e.srv.Client().Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -164,6 +242,12 @@ type event struct {
 		Parameters map[string]any `json:"parameters"`
 		EventID    int64          `json:"event_id"`
 	} `json:"client_tool_call"`
+	ToolResponse *struct {
+		Name    string `json:"tool_name"`
+		Type    string `json:"tool_type"`
+		IsError bool   `json:"is_error"`
+		EventID int64  `json:"event_id"`
+	} `json:"agent_tool_response"`
 	Error *struct {
 		Code      int    `json:"code"`
 		Message   string `json:"message"`
@@ -183,9 +267,26 @@ type client struct {
 	err    error // why reading stopped, once events is closed
 }
 
+// signedURL gets a signed URL for the agent with key.
+func (e *env) signedURL(key, agentID string) (int, string) {
+	e.t.Helper()
+	code, b := e.doKey(key, http.MethodGet, "/v1/convai/conversation/get-signed-url?agent_id="+agentID, nil)
+	var out struct {
+		URL string `json:"signed_url"`
+	}
+	_ = json.Unmarshal(b, &out)
+	return code, out.URL
+}
+
+// dial opens a conversation with a public agent (no credentials), or with a
+// private one through a signed URL, and sends init if given.
 func (e *env) dial(agentID string, init map[string]any) *client {
 	e.t.Helper()
-	c, res, err := e.tryDialURL(e.wsURL(agentID), http.Header{"xi-api-key": {testKey}})
+	u := e.wsURL(agentID)
+	if a, ok := e.sim.AgentByID(agentID); ok && valueAt(a.Platform, "auth", "enable_auth") == true {
+		_, u = e.signedURL(testKey, agentID)
+	}
+	c, res, err := e.tryDialURL(u, nil)
 	if err != nil {
 		code := 0
 		if res != nil {
@@ -271,6 +372,21 @@ func (c *client) expect(typ string) event {
 		c.t.Fatalf("got %s, want %s: %.300s", ev.Type, typ, ev.raw)
 	}
 	return ev
+}
+
+// expectSkipping returns the next message of type typ, skipping pings and the
+// other types given.
+func (c *client) expectSkipping(typ string, skip ...string) event {
+	c.t.Helper()
+	for {
+		ev := c.nextNoPing()
+		if ev.Type == typ {
+			return ev
+		}
+		if !slices.Contains(skip, ev.Type) {
+			c.t.Fatalf("got %s, want %s: %.300s", ev.Type, typ, ev.raw)
+		}
+	}
 }
 
 // closed waits for the socket to end and returns why.
@@ -383,18 +499,17 @@ func concat(parts ...[]int16) []int16 {
 	return out
 }
 
-// initiation is conversation_initiation_client_data as the gateway sends it.
+// initiation is conversation_initiation_client_data: dynamic variables, and a
+// first_message override when first is set.
 func initiation(first *string) map[string]any {
-	agent := map[string]any{"prompt": map[string]any{"prompt": "Be brief."}, "language": "en"}
+	m := map[string]any{
+		"type":              "conversation_initiation_client_data",
+		"dynamic_variables": map[string]any{"caller_number": "+15550001111", "conversation_id": "42"},
+	}
 	if first != nil {
-		agent["first_message"] = *first
+		m["conversation_config_override"] = map[string]any{"agent": map[string]any{"first_message": *first}}
 	}
-	return map[string]any{
-		"type":                         "conversation_initiation_client_data",
-		"conversation_config_override": map[string]any{"agent": agent, "tts": map[string]any{"voice_id": "voice-9"}},
-		"custom_llm_extra_body":        map[string]any{"temperature": 0.4},
-		"dynamic_variables":            map[string]any{"caller_number": "+15550001111", "conversation_id": "42"},
-	}
+	return m
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -7,10 +7,47 @@ import (
 	"time"
 )
 
-// Test hooks: the gateway's tests use these to make the provider misbehave and to
-// look at what it saw. They exist only on the simulator, as Go methods for an
-// in-process simulator and under /sim/ (with the same xi-api-key auth as the
-// rest of the API) for `cxco providersim`.
+// Test hooks. Two kinds, neither of which the real service has:
+//
+// Behaviour hooks change what the simulated agent does, so that a test can
+// drive a conversation from the phone side without an LLM. They are off by
+// default (the default simulator is strict) and a test turns each on by name
+// (Options.Hooks, EnableHook, `cxco providersim --hooks`):
+//
+//   - HookHashEndsCall ("keypad_hash_ends_call"): a user turn (user_message)
+//     whose keypad characters (0-9, *, # in its text, in order) are exactly "#"
+//     makes the agent run its end_call system tool, if the agent has it.
+//   - HookZeroCallsTool ("keypad_zero_calls_client_tool"): a user turn whose
+//     keypad characters start with "0" makes the agent call its first client
+//     tool; an enum parameter takes its value number n when the next character
+//     is the digit n (1-9), else its first; other string parameters say why.
+//
+// Fault and inspection hooks make the provider misbehave and show what it saw:
+// Go methods for an in-process simulator, and under /sim/ (with an xi-api-key of
+// any account) for `cxco providersim`.
+
+// The behaviour hooks' names.
+const (
+	HookHashEndsCall  = "keypad_hash_ends_call"
+	HookZeroCallsTool = "keypad_zero_calls_client_tool"
+)
+
+// Hooks lists every behaviour hook's name.
+var Hooks = []string{HookHashEndsCall, HookZeroCallsTool}
+
+// EnableHook turns a behaviour hook on (for conversations that start from now).
+func (s *Server) EnableHook(name string) {
+	s.mu.Lock()
+	s.hooks[name] = true
+	s.mu.Unlock()
+}
+
+// HookOn says whether a behaviour hook is on.
+func (s *Server) HookOn(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hooks[name]
+}
 
 // DropConversations closes every open conversation socket abruptly, without a
 // close frame (the gateway sees a dropped connection), and returns how many.
@@ -78,28 +115,28 @@ func (s *Server) liveConns() []*wsConn {
 }
 
 func (s *Server) routeHooks() {
-	s.mux.HandleFunc("POST /sim/drop", s.auth(func(w http.ResponseWriter, _ *http.Request) {
+	s.mux.HandleFunc("POST /sim/drop", s.auth(func(w http.ResponseWriter, _ *http.Request, _ string) {
 		writeJSON(w, http.StatusOK, map[string]any{"dropped": s.DropConversations()})
 	}))
-	s.mux.HandleFunc("POST /sim/refuse", s.auth(func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("POST /sim/refuse", s.auth(func(w http.ResponseWriter, r *http.Request, _ string) {
 		on, err := strconv.ParseBool(r.URL.Query().Get("on"))
 		if err != nil {
-			validation(w, "on", "on must be 1 or 0")
+			unprocessable(w, []detail{{Loc: []any{"query", "on"}, Msg: "on must be 1 or 0", Type: "bool_parsing"}})
 			return
 		}
 		s.SetRefuse(on)
 		writeJSON(w, http.StatusOK, map[string]any{"refuse": on})
 	}))
-	s.mux.HandleFunc("POST /sim/delay", s.auth(func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("POST /sim/delay", s.auth(func(w http.ResponseWriter, r *http.Request, _ string) {
 		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
 		if err != nil || ms < 0 {
-			validation(w, "ms", "ms must be a whole number of milliseconds, 0 or more")
+			unprocessable(w, []detail{{Loc: []any{"query", "ms"}, Msg: "ms must be a whole number of milliseconds, 0 or more", Type: "int_parsing"}})
 			return
 		}
 		s.SetConnectDelay(time.Duration(ms) * time.Millisecond)
 		writeJSON(w, http.StatusOK, map[string]any{"delay_ms": ms})
 	}))
-	s.mux.HandleFunc("GET /sim/conversations", s.auth(func(w http.ResponseWriter, _ *http.Request) {
+	s.mux.HandleFunc("GET /sim/conversations", s.auth(func(w http.ResponseWriter, _ *http.Request, _ string) {
 		writeJSON(w, http.StatusOK, s.Conversations())
 	}))
 }

@@ -35,7 +35,7 @@ func TestHooks(t *testing.T) {
 		e := newEnv(t, Options{})
 		id := e.createAgent(agentBody("", "ulaw_8000"))
 		e.sim.SetRefuse(true)
-		_, res, err := e.tryDialURL(e.wsURL(id), http.Header{"xi-api-key": {testKey}})
+		_, res, err := e.tryDialURL(e.wsURL(id), nil)
 		if err == nil || res == nil || res.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("refused dial: %v %v", err, res)
 		}
@@ -82,7 +82,7 @@ func TestHooks(t *testing.T) {
 			return b
 		}
 		post("/sim/refuse?on=1", 200)
-		if _, res, _ := e.tryDialURL(e.wsURL(id), http.Header{"xi-api-key": {testKey}}); res == nil || res.StatusCode != 503 {
+		if _, res, _ := e.tryDialURL(e.wsURL(id), nil); res == nil || res.StatusCode != 503 {
 			t.Errorf("refused over HTTP: %v", res)
 		}
 		post("/sim/refuse?on=0", 200)
@@ -121,7 +121,7 @@ func TestManyConversations(t *testing.T) {
 	if testing.Short() {
 		n = 20
 	}
-	e := newEnv(t, Options{PingInterval: 50 * time.Millisecond})
+	e := newEnv(t, Options{PingInterval: 50 * time.Millisecond, Hooks: []string{HookHashEndsCall}})
 	id := e.createAgent(agentBody("Hi.", "ulaw_8000"))
 	var wg sync.WaitGroup
 	errs := make(chan string, n)
@@ -135,10 +135,8 @@ func TestManyConversations(t *testing.T) {
 					c.sendPCM(concat(tone(8000, 1000, 600*time.Millisecond), silence(8000, 600*time.Millisecond)), 20*time.Millisecond)
 				case "agent_response":
 					if ev.AgentResponse.Text == "I heard you for 0.6 seconds." {
-						c.send(map[string]any{"type": "contextual_update", "text": "The caller pressed the key # on the keypad."})
+						c.send(map[string]any{"type": "user_message", "text": "The caller entered # on the keypad."})
 					}
-				case "client_tool_call":
-					c.send(map[string]any{"type": "client_tool_result", "tool_call_id": ev.ToolCall.ID, "result": "ok", "is_error": false})
 				}
 			}
 			if code := closeCode(c.err); code != 1000 {
@@ -156,7 +154,7 @@ func TestManyConversations(t *testing.T) {
 	for range n {
 		select {
 		case c := <-e.ended:
-			if c.TerminationReason == reasonEndCall && len(c.Transcript) == 4 {
+			if c.TerminationReason == reasonEndCall && len(c.Transcript) == 5 {
 				done++
 			}
 		case <-deadline:
@@ -164,7 +162,7 @@ func TestManyConversations(t *testing.T) {
 		}
 	}
 	if done != n {
-		t.Errorf("%d of %d conversations ended with end_call and 4 turns", done, n)
+		t.Errorf("%d of %d conversations ended with end_call and 5 turns", done, n)
 	}
 	_ = e.sim.Close()
 	if l := len(e.sim.liveConns()); l != 0 {

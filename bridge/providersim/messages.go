@@ -2,7 +2,6 @@ package providersim
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -19,34 +18,48 @@ const (
 	evPing
 	evCorrection
 	evToolCall
+	evAgentToolResponse
 )
 
 var eventNames = map[string]events{
 	"audio": evAudio, "interruption": evInterruption, "agent_response": evAgentResponse,
 	"user_transcript": evUserTranscript, "ping": evPing, "agent_response_correction": evCorrection,
-	"client_tool_call": evToolCall,
+	"client_tool_call": evToolCall, "agent_tool_response": evAgentToolResponse,
 }
 
-// defaultEvents is the real service's default when an agent names none: no tool
-// calls and no corrections.
+// defaultEvents is the AsyncAPI's default when an agent names none
+// (ConversationConfigOverride.client_events: audio, interruption, agent_response,
+// user_transcript, tentative_user_transcript, conversation_initiation_metadata,
+// ping): no tool calls, no tool responses, no corrections.
 const defaultEvents = evAudio | evInterruption | evAgentResponse | evUserTranscript | evPing
+
+// clientTool is a `type: "client"` tool of the agent (from prompt.tool_ids).
+type clientTool struct {
+	name    string
+	params  map[string]any // its parameters schema
+	timeout time.Duration  // response_timeout_secs (ClientToolConfigInput; 20 s when unset)
+	expects bool           // expects_response
+}
 
 // settings is what a conversation needs of its agent, copied when it starts.
 type settings struct {
 	firstMessage string
 	in, out      format
 	badFormat    string // an audio format the simulator does not speak
-	transferTo   string // the transfer_to_number tool's first destination
 	maxDuration  time.Duration
 	events       events
 	overrides    map[string]any // platform_settings.overrides
+	private      bool           // platform_settings.auth.enable_auth
+	endCall      bool           // built_in_tools.end_call is set
+	tools        []clientTool
 }
 
-func settingsOf(a *Agent) settings {
+// settingsLocked reads an agent's settings; the caller holds s.mu (tools are read too).
+func (s *Server) settingsLocked(a *Agent) settings {
 	cfg := a.Config
 	st := settings{events: defaultEvents}
-	if s := stringAt(cfg, "agent", "first_message"); s != nil {
-		st.firstMessage = *s
+	if v := stringAt(cfg, "agent", "first_message"); v != nil {
+		st.firstMessage = *v
 	}
 	var ok bool
 	name := deref(stringAt(cfg, "asr", "user_input_audio_format"))
@@ -56,17 +69,6 @@ func settingsOf(a *Agent) settings {
 	name = deref(stringAt(cfg, "tts", "agent_output_audio_format"))
 	if st.out, ok = parseFormat(name); !ok {
 		st.out, st.badFormat = ulaw8000, name
-	}
-	if ts, ok := valueAt(cfg, "agent", "prompt", "built_in_tools", "transfer_to_number", "params", "transfers").([]any); ok && len(ts) > 0 {
-		if t, ok := ts[0].(map[string]any); ok {
-			for _, s := range []*string{stringAt(t, "phone_number"), stringAt(t, "transfer_destination", "phone_number"),
-				stringAt(t, "transfer_destination", "sip_uri")} {
-				if s != nil && *s != "" {
-					st.transferTo = *s
-					break
-				}
-			}
-		}
 	}
 	if n, ok := valueAt(cfg, "conversation", "max_duration_seconds").(float64); ok && n > 0 {
 		st.maxDuration = time.Duration(n * float64(time.Second))
@@ -81,6 +83,24 @@ func settingsOf(a *Agent) settings {
 	}
 	if o, ok := valueAt(a.Platform, "overrides").(map[string]any); ok {
 		st.overrides = cloneMap(o)
+	}
+	st.private = valueAt(a.Platform, "auth", "enable_auth") == true
+	st.endCall = valueAt(cfg, "agent", "prompt", "built_in_tools", "end_call") != nil
+	for _, v := range asList(valueAt(cfg, "agent", "prompt", "tool_ids")) {
+		id, _ := v.(string)
+		t, ok := s.tools[id]
+		if !ok || t.Config["type"] != "client" {
+			continue
+		}
+		ct := clientTool{name: deref(stringAt(t.Config, "name")), timeout: 20 * time.Second, expects: true}
+		ct.params, _ = t.Config["parameters"].(map[string]any)
+		if n, ok := t.Config["response_timeout_secs"].(float64); ok && n > 0 {
+			ct.timeout = time.Duration(n * float64(time.Second))
+		}
+		if e, ok := t.Config["expects_response"].(bool); ok {
+			ct.expects = e
+		}
+		st.tools = append(st.tools, ct)
 	}
 	return st
 }
@@ -104,6 +124,11 @@ func stringAt(m map[string]any, path ...string) *string {
 	return nil
 }
 
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
 func deref(s *string) string {
 	if s == nil {
 		return ""
@@ -112,28 +137,39 @@ func deref(s *string) string {
 }
 
 func cloneMap(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
 	out := make(map[string]any, len(m))
 	for k, v := range m {
-		if mm, ok := v.(map[string]any); ok {
-			v = cloneMap(mm)
+		switch t := v.(type) {
+		case map[string]any:
+			v = cloneMap(t)
+		case []any:
+			l := make([]any, len(t))
+			for i, x := range t {
+				if mm, ok := x.(map[string]any); ok {
+					x = cloneMap(mm)
+				}
+				l[i] = x
+			}
+			v = l
 		}
 		out[k] = v
 	}
 	return out
 }
 
-// digitRE finds a keypad digit mentioned in a contextual update. The gateway
-// sends "The caller pressed the key # on the keypad."; "pressed 5", "digit: *",
-// "DTMF 0" and the like work too.
-var digitRE = regexp.MustCompile(`(?i)\b(?:press(?:ed|es|ing)?|digit|dtmf|key|keypad|button|tone|enter(?:ed)?|typed|dial(?:l?ed)?)\b\D{0,24}?([0-9#*])`)
-
-// parseDigit returns the first keypad digit text mentions, if any.
-func parseDigit(text string) (byte, bool) {
-	m := digitRE.FindStringSubmatchIndex(text)
-	if m == nil {
-		return 0, false
+// keypad is the keypad characters (0-9, *, #) a text mentions, in order: how the
+// test hooks read a user turn that reports key presses, whatever its wording.
+func keypad(text string) string {
+	var b strings.Builder
+	for _, r := range text {
+		if r >= '0' && r <= '9' || r == '*' || r == '#' {
+			b.WriteRune(r)
+		}
 	}
-	return text[m[2]], true
+	return b.String()
 }
 
 // substitute fills {{name}} placeholders from the dynamic variables; unknown

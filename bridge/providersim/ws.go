@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,77 +46,92 @@ var upgrader = websocket.Upgrader{
 	CheckOrigin:  func(*http.Request) bool { return true }, // clients are servers, not browsers
 }
 
-// signedURL is GET /v1/convai/conversation/get-signed-url?agent_id=...
-func (s *Server) signedURL(w http.ResponseWriter, r *http.Request) {
+// signedURL is GET /v1/convai/conversation/get-signed-url?agent_id=... (Agent
+// authentication docs): {"signed_url": "wss://<host>/v1/convai/conversation?
+// agent_id=...&conversation_signature=..."}, valid for 15 minutes and usable
+// more than once within them. Only the agent's own account gets one (404 else).
+// The host is the one the request came to, or Options.SignedURLBase (a regional
+// deployment answers with its own host).
+func (s *Server) signedURL(w http.ResponseWriter, r *http.Request, acct string) {
 	id := r.URL.Query().Get("agent_id")
-	if _, ok := s.agent(id); !ok {
+	sig := newID("sig_")
+	now := time.Now()
+	s.mu.Lock()
+	a := s.agentForLocked(id, acct)
+	if a != nil {
+		for k, v := range s.sigs {
+			if now.After(v.expires) {
+				delete(s.sigs, k)
+			}
+		}
+		s.sigs[sig] = signature{agentID: id, expires: now.Add(signatureTTL)}
+	}
+	s.mu.Unlock()
+	if a == nil {
 		notFound(w, "agent")
 		return
 	}
-	sig := newID("")
-	now := time.Now()
-	s.mu.Lock()
-	for k, v := range s.sigs {
-		if now.After(v.expires) {
-			delete(s.sigs, k)
+	base := s.opts.SignedURLBase
+	if base == "" {
+		base = "ws://" + r.Host
+		if r.TLS != nil {
+			base = "wss://" + r.Host
 		}
 	}
-	s.sigs[sig] = signature{agentID: id, expires: now.Add(signatureTTL)}
-	s.mu.Unlock()
-	scheme := "ws"
-	if r.TLS != nil {
-		scheme = "wss"
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"signed_url": fmt.Sprintf("%s://%s/v1/convai/conversation?agent_id=%s&conversation_signature=%s", scheme, r.Host, id, sig)})
+	q := url.Values{"agent_id": {id}, "conversation_signature": {sig}}
+	writeJSON(w, http.StatusOK, map[string]any{"signed_url": strings.TrimRight(base, "/") + "/v1/convai/conversation?" + q.Encode()})
 }
 
-// authorized: a good xi-api-key header, or a live signature for this agent.
-func (s *Server) authorized(r *http.Request, agentID string) bool {
-	if key := r.Header.Get("xi-api-key"); key != "" {
-		return s.keyOK(key)
-	}
-	q := r.URL.Query()
-	sig := q.Get("conversation_signature")
-	if sig == "" {
-		sig = q.Get("token")
-	}
-	if sig == "" {
-		return false
-	}
+// ExpireSignatures makes every signed URL handed out so far stale (for tests of
+// the 15-minute validity).
+func (s *Server) ExpireSignatures() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.sigs[sig]
+	for k, v := range s.sigs {
+		v.expires = time.Now().Add(-time.Second)
+		s.sigs[k] = v
+	}
+	s.mu.Unlock()
+}
+
+// signedFor: the request carries a live conversation_signature for this agent.
+func (s *Server) signedForLocked(r *http.Request, agentID string) bool {
+	v, ok := s.sigs[r.URL.Query().Get("conversation_signature")]
 	return ok && v.agentID == agentID && time.Now().Before(v.expires)
 }
 
 // conversationSocket is GET /v1/convai/conversation?agent_id=...: one conversation.
-// Refused (SetRefuse): 503; bad or missing credentials: 401; unknown agent: 404; all
-// before the upgrade.
+// Before the upgrade: 503 while refusing (SetRefuse); 404 for an unknown agent;
+// for a private agent (platform_settings.auth.enable_auth) 403 without a live
+// signature for it. A public agent needs no credential at all, and an xi-api-key
+// header is ignored either way (the docs' two ways in are the agent id and the
+// signed URL).
 func (s *Server) conversationSocket(w http.ResponseWriter, r *http.Request) {
 	if s.refuse.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"detail": map[string]any{"status": "service_unavailable", "message": "The simulator is refusing conversations"}})
 		return
 	}
 	agentID := r.URL.Query().Get("agent_id")
-	if !s.authorized(r, agentID) {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"detail": map[string]any{"status": "invalid_api_key", "message": "Invalid API key or conversation signature"}})
-		return
-	}
 	s.mu.Lock()
 	a, ok := s.agents[agentID]
 	var set settings
+	signed := false
 	if ok {
-		set = settingsOf(a)
+		set = s.settingsLocked(a)
+		signed = s.signedForLocked(r, agentID)
 	}
 	s.mu.Unlock()
 	if !ok {
 		notFound(w, "agent")
 		return
 	}
+	if set.private && !signed {
+		writeJSON(w, http.StatusForbidden, map[string]any{"detail": map[string]any{"status": "authentication_required",
+			"message": "This agent requires authentication: connect with a signed URL from get-signed-url"}})
+		return
+	}
 	// The conversation exists ("initiated") before the client sees the upgrade.
 	now := time.Now()
-	conv := &Conversation{ID: newID("conv_"), AgentID: agentID, Status: "initiated", Started: now}
+	conv := &Conversation{ID: newID("conv_"), AgentID: agentID, Status: "initiated", Started: now, Signed: signed}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -232,11 +249,13 @@ var errStop = errors.New("reader stopped")
 type inMsg struct {
 	Type           string          `json:"type"`
 	UserAudioChunk *string         `json:"user_audio_chunk"`
-	EventID        int64           `json:"event_id"`
+	EventID        *int64          `json:"event_id"`
 	Text           *string         `json:"text"`
-	ToolCallID     string          `json:"tool_call_id"`
+	ToolCallID     *string         `json:"tool_call_id"`
 	Result         json.RawMessage `json:"result"`
-	IsError        bool            `json:"is_error"`
+	IsError        *bool           `json:"is_error"`
+	IsApproved     *bool           `json:"is_approved"`
+	Score          json.RawMessage `json:"score"`
 	Override       map[string]any  `json:"conversation_config_override"`
 	CustomLLM      map[string]any  `json:"custom_llm_extra_body"`
 	DynamicVars    map[string]any  `json:"dynamic_variables"`
@@ -324,8 +343,8 @@ func readAll(r io.Reader, buf []byte) ([]byte, error) {
 
 // invalid ends the conversation as the real service does for a bad message: an
 // error event, then close 1008.
-func (rd *reader) invalid(msg string) error {
-	fail := cmd{kind: kFail, code: websocket.ClosePolicyViolation, errType: "invalid_message", text: msg}
+func (rd *reader) invalid(errType, msg string) error {
+	fail := cmd{kind: kFail, code: websocket.ClosePolicyViolation, errType: errType, text: msg}
 	if rd.first {
 		rd.started(&initResult{fail: &fail})
 	} else {
@@ -345,13 +364,16 @@ func (c *wsConn) stopReading() error {
 
 func (rd *reader) handle(msg []byte) error {
 	c := rd.c
+	if f := c.s.opts.Observe; f != nil {
+		f(FromClient, msg)
+	}
 	if b64, ok := audioChunk(msg); ok {
 		rd.started(nil)
 		return rd.userAudio(b64)
 	}
 	var m inMsg
 	if err := json.Unmarshal(msg, &m); err != nil {
-		return rd.invalid("Invalid message: " + err.Error())
+		return rd.invalid("invalid_message", "Invalid message: "+err.Error())
 	}
 	if m.Type == "conversation_initiation_client_data" {
 		// Only the first frame sets up the conversation; a later one is kept but
@@ -373,50 +395,81 @@ func (rd *reader) handle(msg []byte) error {
 		return nil
 	}
 	rd.started(nil)
-	text := ""
-	if m.Text != nil {
-		text = *m.Text
+	// The client events of the AsyncAPI contract, each with its required fields
+	// (ErrorType missing_fields, close 1008, for one that lacks them); anything
+	// else is invalid_message and close 1008.
+	missing := func(field string) error {
+		return rd.invalid("missing_fields", fmt.Sprintf("Field %q is required for %s messages", field, m.Type))
 	}
 	switch m.Type {
 	case "":
 		if m.UserAudioChunk != nil {
 			return rd.userAudio([]byte(*m.UserAudioChunk))
 		}
+		return rd.invalid("invalid_message", "Message has neither a type nor user_audio_chunk")
 	case "pong":
-		c.send(cmd{kind: kPong, n: m.EventID, at: time.Now()})
-	case "client_tool_result":
-		res := ToolResult{ID: m.ToolCallID, IsError: m.IsError, Result: string(m.Result)}
-		var s string
-		if json.Unmarshal(m.Result, &s) == nil {
-			res.Result = s
+		if m.EventID == nil {
+			return missing("event_id")
 		}
+		c.send(cmd{kind: kPong, n: *m.EventID, at: time.Now()})
+	case "client_tool_result":
+		var result string
+		switch {
+		case m.ToolCallID == nil:
+			return missing("tool_call_id")
+		case m.IsError == nil:
+			return missing("is_error")
+		case m.Result == nil:
+			return missing("result")
+		case json.Unmarshal(m.Result, &result) != nil:
+			return rd.invalid("value_error", "client_tool_result.result must be a string")
+		}
+		res := ToolResult{ID: *m.ToolCallID, IsError: *m.IsError, Result: result}
 		c.s.mu.Lock()
 		c.conv.ToolResults = append(c.conv.ToolResults, res)
 		c.s.mu.Unlock()
-		c.send(cmd{kind: kToolResult, text: m.ToolCallID, isError: m.IsError})
+		c.send(cmd{kind: kToolResult, text: res.ID, isError: res.IsError, result: result})
 	case "contextual_update":
-		d, ok := parseDigit(text)
+		// Background context for the LLM; it is never answered (SDK:
+		// "non-interrupting content ... without directly prompting the agent").
+		if m.Text == nil {
+			return missing("text")
+		}
 		c.s.mu.Lock()
-		c.conv.ContextualUpdates = append(c.conv.ContextualUpdates, text)
-		if ok {
-			c.conv.Digits += string(d)
-		}
+		c.conv.ContextualUpdates = append(c.conv.ContextualUpdates, *m.Text)
 		c.s.mu.Unlock()
-		if ok {
-			c.send(cmd{kind: kDigit, digit: d})
-		}
 	case "user_message":
+		// A user turn, answered like speech (text may be null: a text-only signal).
+		text := ""
+		if m.Text != nil {
+			text = *m.Text
+		}
 		c.s.mu.Lock()
 		c.conv.UserMessages = append(c.conv.UserMessages, text)
 		c.s.mu.Unlock()
 		if text != "" {
-			c.send(cmd{kind: kUserMessage, text: text})
+			c.send(cmd{kind: kUserMessage, text: text, at: time.Now()})
 		}
-	case "user_activity", "feedback", "mcp_tool_approval_result", "conversation_mode_change":
-		// Accepted; nothing to do.
+	case "user_activity":
+		// Keeps the conversation alive; nothing else.
+	case "feedback":
+		if m.EventID == nil {
+			return missing("event_id")
+		}
+		if m.Score == nil {
+			return missing("score")
+		}
+	case "mcp_tool_approval_result":
+		if m.ToolCallID == nil {
+			return missing("tool_call_id")
+		}
+		if m.IsApproved == nil {
+			return missing("is_approved")
+		}
+	case "multimodal_message":
+		// Accepted; the simulated agent has no eyes.
 	default:
-		// Unknown types are ignored (the real service answers invalid_message and
-		// close 1008; ignoring is friendlier to a client newer than the simulator).
+		return rd.invalid("invalid_message", fmt.Sprintf("Unknown message type %q", m.Type))
 	}
 	return nil
 }
@@ -440,7 +493,7 @@ func (rd *reader) userAudio(b64 []byte) error {
 	}
 	n, err := base64.StdEncoding.Decode(rd.audio[:need], b64)
 	if err != nil {
-		return rd.invalid("Invalid user_audio_chunk: " + err.Error())
+		return rd.invalid("invalid_message", "Invalid user_audio_chunk: "+err.Error())
 	}
 	in := rd.c.set.in
 	rd.pcm = in.decode(rd.pcm, rd.audio[:n])
@@ -454,10 +507,7 @@ func (rd *reader) userAudio(b64 []byte) error {
 // service does, with override_error and close 1008.
 func (c *wsConn) initiation(m *inMsg) (*Initiation, *cmd) {
 	in := &Initiation{DynamicVariables: m.DynamicVars, Override: m.Override, CustomLLMExtraBody: m.CustomLLM, UserID: m.UserID}
-	in.Prompt = stringAt(m.Override, "agent", "prompt", "prompt")
 	in.FirstMessage = stringAt(m.Override, "agent", "first_message")
-	in.Language = stringAt(m.Override, "agent", "language")
-	in.VoiceID = stringAt(m.Override, "tts", "voice_id")
 	allowed, _ := c.set.overrides["conversation_config_override"].(map[string]any)
 	if path, ok := disallowed(m.Override, allowed, ""); !ok {
 		return nil, &cmd{kind: kFail, code: websocket.ClosePolicyViolation, errType: "override_error",

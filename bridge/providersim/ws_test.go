@@ -70,8 +70,8 @@ func TestOpeningLine(t *testing.T) {
 				if d < 100*time.Millisecond && i < len(r.chunks)-1 || d > 500*time.Millisecond {
 					t.Errorf("chunk %d lasts %v, want 100-500 ms", i, d)
 				}
-				if i > 0 && r.eventIDs[i] <= r.eventIDs[i-1] {
-					t.Errorf("audio event_ids %v do not increase", r.eventIDs)
+				if r.eventIDs[i] != r.eventIDs[0] {
+					t.Errorf("audio event_ids %v: one response, one id", r.eventIDs)
 				}
 			}
 			if len(r.chunks) > 2 && r.chunks[0] == r.chunks[1] {
@@ -80,8 +80,7 @@ func TestOpeningLine(t *testing.T) {
 			if tc.init != nil {
 				conv, _ := e.sim.ConversationByID(meta.Meta.ConversationID)
 				in := conv.Initiation
-				if in == nil || in.DynamicVariables["caller_number"] != "+15550001111" || in.CustomLLMExtraBody["temperature"] != 0.4 ||
-					deref(in.VoiceID) != "voice-9" || deref(in.Prompt) != "Be brief." || deref(in.Language) != "en" {
+				if in == nil || in.DynamicVariables["caller_number"] != "+15550001111" || deref(in.FirstMessage) != "You called from {{caller_number}}." {
 					t.Errorf("initiation kept as %+v", in)
 				}
 			}
@@ -125,64 +124,80 @@ func TestUtteranceEcho(t *testing.T) {
 				t.Errorf("echo lasts %v, want 1s", got)
 			}
 			checkTone(t, "echo", r.pcm[c.out.samples(50*time.Millisecond):c.out.samples(950*time.Millisecond)], c.out.rate, 1000, -17)
-			if ut.UserTranscript.EventID >= r.eventIDs[0] {
-				t.Errorf("user_transcript event_id %d not before the audio's %d", ut.UserTranscript.EventID, r.eventIDs[0])
+			if ut.UserTranscript.EventID != r.eventIDs[0] {
+				t.Errorf("user_transcript event_id %d, the reply's audio %d: one turn, one id", ut.UserTranscript.EventID, r.eventIDs[0])
 			}
 		})
 	}
 }
 
+// TestBargeIn, in both interruption id modes: the interruption stops the reply,
+// the correction says what was heard, and the reply to the interrupting
+// utterance carries the id the mode says (ReuseID: the interruption's own).
 func TestBargeIn(t *testing.T) {
-	e := newEnv(t, Options{})
-	first := "Welcome to the test line. This is a very long opening message, so that you can interrupt it."
-	id := e.createAgent(agentBody(first, "ulaw_8000"))
-	c := e.dial(id, nil)
-	c.expect("conversation_initiation_metadata")
-	var lastAudio int64
-	var heard time.Duration
-	ev := c.expect("audio")
-	lastAudio, heard = ev.Audio.EventID, c.out.duration(len(ev.Audio.B64)*3/4)
-	// The caller talks over the agent at once: 400 ms of tone.
-	c.sendPCM(tone(8000, 1000, 400*time.Millisecond), 20*time.Millisecond)
-	var intr event
-	for intr.Type == "" {
-		switch ev := c.nextNoPing(); ev.Type {
-		case "audio":
-			lastAudio = ev.Audio.EventID
-			heard += c.out.duration(len(ev.Audio.B64) * 3 / 4)
-		case "agent_response":
-		case "interruption":
-			intr = ev
-		default:
-			t.Fatalf("unexpected %s", ev.raw)
-		}
-	}
-	if intr.Interruption.EventID != lastAudio {
-		t.Errorf("interruption event_id %d, want the last audio's %d", intr.Interruption.EventID, lastAudio)
-	}
-	if heard >= 4*time.Second {
-		t.Errorf("the whole opening line (%v) was sent before the interruption", heard)
-	}
-	corr := c.expect("agent_response_correction").Correction
-	if corr.Original != first || len(corr.Corrected) >= len(first) ||
-		!strings.HasPrefix(first, strings.TrimSuffix(corr.Corrected, "...")) {
-		t.Errorf("correction %+v", corr)
-	}
-	// The caller stops: the utterance is answered, with later event_ids.
-	c.sendPCM(silence(8000, 600*time.Millisecond), 20*time.Millisecond)
-	ut := c.expect("user_transcript") // no audio of the old response in between
-	if ut.UserTranscript.Text != "(caller spoke 0.4 s)" {
-		t.Errorf("user_transcript %q", ut.UserTranscript.Text)
-	}
-	r := c.readResponse(400 * time.Millisecond)
-	if r.eventIDs[0] <= intr.Interruption.EventID {
-		t.Errorf("echo event_id %d not after the interruption's %d", r.eventIDs[0], intr.Interruption.EventID)
-	}
-	c.ws.Close()
-	conv := e.waitEnded(e.sim.Conversations()[0].ID)
-	if conv.Interruptions != 1 || len(conv.Transcript) != 3 || !conv.Transcript[0].Interrupted ||
-		conv.Transcript[0].Message != corr.Corrected || deref(conv.Transcript[0].OriginalMessage) != first {
-		t.Errorf("transcript %+v, interruptions %d", conv.Transcript, conv.Interruptions)
+	for _, mode := range []InterruptionIDs{ReuseID, InterruptedID} {
+		t.Run(string(mode), func(t *testing.T) {
+			e := newEnv(t, Options{InterruptionIDs: mode})
+			first := "Welcome to the test line. This is a very long opening message, so that you can interrupt it."
+			id := e.createAgent(agentBody(first, "ulaw_8000"))
+			c := e.dial(id, nil)
+			c.expect("conversation_initiation_metadata")
+			var heard time.Duration
+			ev := c.expect("audio")
+			openingID := ev.Audio.EventID
+			heard = c.out.duration(len(ev.Audio.B64) * 3 / 4)
+			// The caller talks over the agent at once: 400 ms of tone.
+			c.sendPCM(tone(8000, 1000, 400*time.Millisecond), 20*time.Millisecond)
+			var intr event
+			for intr.Type == "" {
+				switch ev := c.nextNoPing(); ev.Type {
+				case "audio":
+					if ev.Audio.EventID != openingID {
+						t.Fatalf("opening audio with event_id %d, then %d", openingID, ev.Audio.EventID)
+					}
+					heard += c.out.duration(len(ev.Audio.B64) * 3 / 4)
+				case "agent_response":
+				case "interruption":
+					intr = ev
+				default:
+					t.Fatalf("unexpected %s", ev.raw)
+				}
+			}
+			switch {
+			case mode == InterruptedID && intr.Interruption.EventID != openingID:
+				t.Errorf("interruption event_id %d, want the interrupted reply's %d", intr.Interruption.EventID, openingID)
+			case mode == ReuseID && intr.Interruption.EventID <= openingID:
+				t.Errorf("interruption event_id %d, want a new one after %d", intr.Interruption.EventID, openingID)
+			}
+			if heard >= 4*time.Second {
+				t.Errorf("the whole opening line (%v) was sent before the interruption", heard)
+			}
+			corr := c.expect("agent_response_correction").Correction
+			if corr.Original != first || len(corr.Corrected) >= len(first) || corr.EventID != openingID ||
+				!strings.HasPrefix(first, strings.TrimSuffix(corr.Corrected, "...")) {
+				t.Errorf("correction %+v", corr)
+			}
+			// The caller stops: the utterance is answered.
+			c.sendPCM(silence(8000, 600*time.Millisecond), 20*time.Millisecond)
+			ut := c.expect("user_transcript") // no audio of the old response in between
+			if ut.UserTranscript.Text != "(caller spoke 0.4 s)" {
+				t.Errorf("user_transcript %q", ut.UserTranscript.Text)
+			}
+			r := c.readResponse(400 * time.Millisecond)
+			want := intr.Interruption.EventID
+			if mode == InterruptedID {
+				want = openingID + 1
+			}
+			if r.eventIDs[0] != want || ut.UserTranscript.EventID != want {
+				t.Errorf("reply event_id %d, user_transcript %d, want %d (interruption %d)", r.eventIDs[0], ut.UserTranscript.EventID, want, intr.Interruption.EventID)
+			}
+			c.ws.Close()
+			conv := e.waitEnded(e.sim.Conversations()[0].ID)
+			if conv.Interruptions != 1 || len(conv.Transcript) != 3 || !conv.Transcript[0].Interrupted ||
+				conv.Transcript[0].Message != corr.Corrected || deref(conv.Transcript[0].OriginalMessage) != first {
+				t.Errorf("transcript %+v, interruptions %d", conv.Transcript, conv.Interruptions)
+			}
+		})
 	}
 }
 
@@ -235,136 +250,165 @@ func TestPing(t *testing.T) {
 	}
 }
 
-func TestHashEndsCall(t *testing.T) {
-	cases := []struct {
-		name   string
-		result bool // the client answers the tool call
-		text   string
-	}{
-		{"client confirms", true, "The caller pressed the key # on the keypad."},
-		{"client says nothing: the tool timeout closes", false, "DTMF #"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Options{ToolTimeout: 50 * time.Millisecond})
-			id := e.createAgent(agentBody("", "ulaw_8000"))
-			c := e.dial(id, nil)
-			meta := c.expect("conversation_initiation_metadata")
-			c.send(map[string]any{"type": "contextual_update", "text": tc.text})
-			// The tool call follows all of the goodbye's audio.
-			if r := c.readResponse(time.Duration(len(textGoodbye)) * voicePerRune); r.text != textGoodbye {
-				t.Errorf("goodbye %q", r.text)
+// TestEndCall: with the hook, a user turn of "#" runs the end_call system tool:
+// the farewell, agent_tool_response (tool_type system; never a client_tool_call)
+// and close 1000, in both orders; without the hook, or without end_call in
+// built_in_tools, "#" is an ordinary turn.
+func TestEndCall(t *testing.T) {
+	for _, order := range []EndCallOrder{ToolResponseFirst, FarewellFirst} {
+		t.Run(string(order), func(t *testing.T) {
+			e := newEnv(t, Options{EndCallOrder: order, Hooks: []string{HookHashEndsCall}})
+			c := e.dial(e.createAgent(agentBody("", "ulaw_8000")), nil)
+			c.expect("conversation_initiation_metadata")
+			c.send(map[string]any{"type": "user_message", "text": "The caller entered # on the keypad."})
+			var seq []string
+			var audio time.Duration
+			var respID, toolID int64
+			for ev := range c.events {
+				switch ev.Type {
+				case "audio":
+					if len(seq) == 0 || seq[len(seq)-1] != "audio" {
+						seq = append(seq, "audio")
+					}
+					audio += c.out.duration(len(ev.Audio.B64) * 3 / 4)
+					respID = ev.Audio.EventID
+				case "agent_response":
+					if ev.AgentResponse.Text != textFarewell {
+						t.Errorf("farewell %q", ev.AgentResponse.Text)
+					}
+				case "agent_tool_response":
+					seq = append(seq, "tool_response")
+					if tr := ev.ToolResponse; tr.Name != "end_call" || tr.Type != "system" || tr.IsError {
+						t.Errorf("agent_tool_response %+v", tr)
+					}
+					toolID = ev.ToolResponse.EventID
+				case "ping":
+				default:
+					t.Errorf("unexpected %s", ev.raw)
+				}
 			}
-			call := c.nextNoPing()
-			if call.Type != "client_tool_call" || call.ToolCall.Name != "end_call" || call.ToolCall.ID == "" ||
-				call.ToolCall.Parameters["reason"] != "caller pressed #" {
-				t.Fatalf("got %s, want client_tool_call end_call", call.raw)
+			want := []string{"tool_response", "audio"}
+			if order == FarewellFirst {
+				want = []string{"audio", "tool_response"}
 			}
-			if tc.result {
-				c.send(map[string]any{"type": "client_tool_result", "tool_call_id": call.ToolCall.ID, "result": "bye", "is_error": false})
+			if fmt.Sprint(seq) != fmt.Sprint(want) || (audio-voiceLength(textFarewell)).Abs() > 5*time.Millisecond || respID != toolID {
+				t.Errorf("sequence %v (audio %v, ids %d/%d), want %v with all %v of the farewell", seq, audio, respID, toolID, want, voiceLength(textFarewell))
 			}
-			if code := closeCode(c.closed()); code != 1000 {
-				t.Errorf("close code %d, want 1000", code)
+			if code := closeCode(c.err); code != 1000 {
+				t.Errorf("close %v, want 1000", c.err)
 			}
-			conv := e.waitEnded(meta.Meta.ConversationID)
-			if conv.Digits != "#" || len(conv.ContextualUpdates) != 1 || len(conv.ToolCalls) != 1 ||
-				conv.TerminationReason != reasonEndCall {
+			conv := e.waitEnded(e.sim.Conversations()[0].ID)
+			if conv.TerminationReason != reasonEndCall || len(conv.ToolCalls) != 0 || fmt.Sprint(conv.SystemTools) != "[end_call]" {
 				t.Errorf("conversation %+v", conv)
 			}
-			if tc.result && (len(conv.ToolResults) != 1 || conv.ToolResults[0].Result != "bye" || conv.ToolResults[0].ID != call.ToolCall.ID) {
-				t.Errorf("tool results %+v", conv.ToolResults)
-			}
 		})
 	}
-}
-
-func TestZeroTransfers(t *testing.T) {
-	e := newEnv(t, Options{})
-	id := e.createAgent(agentBody("", "ulaw_8000", "+15551234567", "+15559876543"))
-	c := e.dial(id, nil)
-	meta := c.expect("conversation_initiation_metadata")
-	press := func(d string) {
-		c.send(map[string]any{"type": "contextual_update", "text": "The caller pressed the key " + d + " on the keypad."})
-	}
-	transfer := func() string {
-		press("0")
-		call := c.expect("client_tool_call").ToolCall
-		if call.Name != "transfer_to_number" || call.Parameters["transfer_number"] != "+15551234567" ||
-			call.Parameters["reason"] != "caller pressed 0" {
-			t.Fatalf("tool call %+v", call)
+	t.Run("without the hook # is a turn", func(t *testing.T) {
+		e := newEnv(t, Options{})
+		c := e.dial(e.createAgent(agentBody("", "ulaw_8000")), nil)
+		c.expect("conversation_initiation_metadata")
+		c.send(map[string]any{"type": "user_message", "text": "The caller entered # on the keypad."})
+		if r := c.readResponse(voiceMin); r.text != "You wrote: The caller entered # on the keypad." {
+			t.Errorf("answer %q", r.text)
 		}
-		return call.ID
-	}
-	// A failed transfer: the agent says so and the conversation goes on.
-	tid := transfer()
-	c.send(map[string]any{"type": "client_tool_result", "tool_call_id": tid, "result": "REFER rejected: 403", "is_error": true})
-	if r := c.readResponse(voiceLength(textTransferFailed)); r.text != textTransferFailed {
-		t.Errorf("after a failed transfer %q, want %q", r.text, textTransferFailed)
-	}
-	// The sorry has played (by the caller's audio clock) when the caller presses 5;
-	// a response still playing would be interrupted by the answer to the key.
-	c.sendPCM(silence(8000, 2*time.Second), 100*time.Millisecond)
-	press("5")
-	if r := c.readResponse(voiceLength("You pressed 5.")); r.text != "You pressed 5." {
-		t.Errorf("digit 5: %q", r.text)
-	}
-	// A transfer that works: the agent goes quiet. The malformed frame after the
-	// digit is the barrier: commands are handled in order, so any answer to the
-	// digit would come before the error.
-	tid = transfer()
-	c.send(map[string]any{"type": "client_tool_result", "tool_call_id": tid, "result": "transferred", "is_error": false})
-	press("7")
-	if err := c.ws.WriteMessage(1, []byte("{not json")); err != nil {
-		t.Fatal(err)
-	}
-	if ev := c.nextNoPing(); ev.Type != "error" || ev.Error.ErrorType != "invalid_message" || ev.Error.Code != 1008 {
-		t.Errorf("after the transfer: %s, want only the error event", ev.raw)
-	}
-	if code := closeCode(c.closed()); code != 1008 {
-		t.Errorf("close code %d, want 1008", code)
-	}
-	conv := e.waitEnded(meta.Meta.ConversationID)
-	if conv.Transferred != "+15551234567" || conv.Digits != "0507" || len(conv.ToolResults) != 2 || !conv.ToolResults[0].IsError {
-		t.Errorf("conversation %+v", conv)
-	}
+	})
+	t.Run("an agent without end_call cannot end the call", func(t *testing.T) {
+		e := newEnv(t, Options{Hooks: []string{HookHashEndsCall}})
+		body := agentBody("", "ulaw_8000")
+		body["conversation_config"].(map[string]any)["agent"].(map[string]any)["prompt"].(map[string]any)["built_in_tools"] = map[string]any{}
+		c := e.dial(e.createAgent(body), nil)
+		c.expect("conversation_initiation_metadata")
+		c.send(map[string]any{"type": "user_message", "text": "#"})
+		c.send(map[string]any{"type": "user_message", "text": "still there?"})
+		if r := c.readResponse(voiceMin); r.text != "You wrote: still there?" {
+			t.Errorf("answer %q", r.text)
+		}
+	})
 }
 
-func TestZeroWithoutTransferTool(t *testing.T) {
-	e := newEnv(t, Options{})
-	id := e.createAgent(agentBody("", "ulaw_8000"))
+// TestClientTool: with the hook, a user turn starting with 0 calls the agent's
+// client tool (from tool_ids) with its enum parameter picked by the next digit;
+// the agent waits for client_tool_result (response_timeout_secs) and answers it.
+func TestClientTool(t *testing.T) {
+	e := newEnv(t, Options{Hooks: []string{HookZeroCallsTool}})
+	tool := e.createTool(transferTool(1, "+15551230001", "sip:desk@pbx.example.com"))
+	id := e.createAgent(agentBody("", "ulaw_8000", tool))
 	c := e.dial(id, nil)
 	c.expect("conversation_initiation_metadata")
-	c.send(map[string]any{"type": "contextual_update", "text": "DTMF 0"})
-	if r := c.readResponse(voiceMin); r.text != textNoTransfer {
-		t.Errorf("%q, want %q", r.text, textNoTransfer)
+	c.send(map[string]any{"type": "user_message", "text": "The caller entered 02# on the keypad."})
+	call := c.expect("client_tool_call").ToolCall
+	if call.Name != "transfer_call" || call.Parameters["destination"] != "sip:desk@pbx.example.com" || call.Parameters["reason"] == "" {
+		t.Fatalf("tool call %+v", call)
+	}
+	c.send(map[string]any{"type": "client_tool_result", "tool_call_id": call.ID, "result": "The transfer failed.", "is_error": true})
+	if r := c.readResponse(voiceLength(textToolFailed)); r.text != textToolFailed {
+		t.Errorf("after an error result: %q", r.text)
+	}
+	played := func() { c.sendPCM(silence(8000, 2*time.Second), 100*time.Millisecond) } // the caller's clock: the reply has played
+	played()
+	c.send(map[string]any{"type": "user_message", "text": "0"})
+	call = c.expect("client_tool_call").ToolCall
+	if call.Parameters["destination"] != "+15551230001" {
+		t.Fatalf("tool call %+v", call)
+	}
+	c.send(map[string]any{"type": "client_tool_result", "tool_call_id": call.ID, "result": "ok", "is_error": false})
+	if r := c.readResponse(voiceLength(textToolDone)); r.text != textToolDone {
+		t.Errorf("after a good result: %q", r.text)
+	}
+	played()
+	// No result within response_timeout_secs (1 s here): the agent carries on.
+	c.send(map[string]any{"type": "user_message", "text": "0"})
+	c.expect("client_tool_call")
+	if r := c.readResponse(voiceMin); r.text != textToolTimeout {
+		t.Errorf("after the timeout: %q", r.text)
+	}
+	conv, _ := e.sim.ConversationByID(e.sim.Conversations()[0].ID)
+	if len(conv.ToolCalls) != 3 || len(conv.ToolResults) != 2 || !conv.ToolResults[0].IsError {
+		t.Errorf("conversation %+v", conv)
+	}
+	t.Run("a system transfer_to_number never reaches the client", func(t *testing.T) {
+		body := agentBody("", "ulaw_8000")
+		body["conversation_config"].(map[string]any)["agent"].(map[string]any)["prompt"].(map[string]any)["built_in_tools"].(map[string]any)["transfer_to_number"] =
+			map[string]any{"type": "system", "name": "transfer_to_number", "description": "", "params": map[string]any{"system_tool_type": "transfer_to_number",
+				"transfers": []any{map[string]any{"transfer_destination": map[string]any{"type": "phone", "phone_number": "+15551230001"}, "condition": "asked"}}}}
+		c := e.dial(e.createAgent(body), nil)
+		c.expect("conversation_initiation_metadata")
+		c.send(map[string]any{"type": "user_message", "text": "0"})
+		if r := c.readResponse(voiceMin); r.text != "You wrote: 0" {
+			t.Errorf("answer %q", r.text)
+		}
+	})
+}
+
+// TestKeypadText: the hooks read keypad characters whatever the wording.
+func TestKeypadText(t *testing.T) {
+	for text, want := range map[string]string{
+		"The caller entered 1234# on the keypad.": "1234#",
+		"pressed *":                               "*",
+		"The caller sounds upset.":                "",
+		"DTMF 0, then 2":                          "02",
+	} {
+		if got := keypad(text); got != want {
+			t.Errorf("keypad(%q) = %q, want %q", text, got, want)
+		}
 	}
 }
 
-func TestParseDigit(t *testing.T) {
-	cases := []struct {
-		text string
-		want byte // 0: none
-	}{
-		{"The caller pressed the key # on the keypad.", '#'},
-		{"The caller pressed the key 0 on the keypad.", '0'},
-		{"pressed *", '*'},
-		{"digit: 7", '7'},
-		{"DTMF #", '#'},
-		{"dtmf:9", '9'},
-		{"User pressed key 3", '3'},
-		{"Keypad: 5", '5'},
-		{"caller entered 2", '2'},
-		{"User is viewing page 2", 0},
-		{"The caller sounds upset.", 0},
-		{"", 0},
+// TestContextualUpdate: background context is recorded and never answered; a
+// user_message is a turn and is.
+func TestContextualUpdate(t *testing.T) {
+	e := newEnv(t, Options{Hooks: Hooks})
+	c := e.dial(e.createAgent(agentBody("", "ulaw_8000")), nil)
+	c.expect("conversation_initiation_metadata")
+	c.send(map[string]any{"type": "contextual_update", "text": "The caller entered # on the keypad."})
+	c.send(map[string]any{"type": "contextual_update", "text": "The caller pressed 0."})
+	c.send(map[string]any{"type": "user_message", "text": "hello"})
+	if r := c.readResponse(voiceMin); r.text != "You wrote: hello" {
+		t.Errorf("the first answer is %q", r.text)
 	}
-	for _, tc := range cases {
-		t.Run(tc.text, func(t *testing.T) {
-			d, ok := parseDigit(tc.text)
-			if tc.want == 0 && ok || tc.want != 0 && (!ok || d != tc.want) {
-				t.Errorf("parseDigit(%q) = %q, %v; want %q", tc.text, d, ok, tc.want)
-			}
-		})
+	conv, _ := e.sim.ConversationByID(e.sim.Conversations()[0].ID)
+	if len(conv.ContextualUpdates) != 2 || len(conv.ToolCalls) != 0 || len(conv.SystemTools) != 0 || fmt.Sprint(conv.UserMessages) != "[hello]" {
+		t.Errorf("conversation %+v", conv)
 	}
 }
 
@@ -387,34 +431,36 @@ func TestTruncate(t *testing.T) {
 	}
 }
 
+// TestAuth: a public agent needs no credential; a private one a live signed URL
+// for it; an xi-api-key on the socket counts for nothing; the REST API needs a
+// key, and an agent is 404 to another account's key.
 func TestAuth(t *testing.T) {
 	e := newEnv(t, Options{})
-	id := e.createAgent(agentBody("Hi.", "ulaw_8000"))
-	other := e.createAgent(agentBody("Hi.", "ulaw_8000"))
-	signed := func(agent string) string {
-		code, b := e.do(http.MethodGet, "/v1/convai/conversation/get-signed-url?agent_id="+agent, nil)
-		var out struct {
-			URL string `json:"signed_url"`
-		}
-		if code != 200 || json.Unmarshal(b, &out) != nil {
-			t.Fatalf("get-signed-url: %d %s", code, b)
-		}
-		return out.URL[strings.Index(out.URL, "conversation_signature=")+len("conversation_signature="):]
+	public := e.createAgent(agentBody("Hi.", "ulaw_8000"))
+	body := agentBody("Hi.", "ulaw_8000")
+	body["platform_settings"].(map[string]any)["auth"] = map[string]any{"enable_auth": true}
+	private := e.createAgent(body)
+	other := e.createAgent(body)
+	code, signed := e.signedURL(testKey2, private) // another key of the same account
+	if code != 200 || !strings.HasPrefix(signed, "ws://127.0.0.1:") || !strings.Contains(signed, "agent_id="+private) {
+		t.Fatalf("get-signed-url: %d %s", code, signed)
 	}
-	sig, otherSig := signed(id), signed(other)
+	sig := signed[strings.Index(signed, "conversation_signature="):]
+	_, otherSigned := e.signedURL(testKey, other)
+	otherSig := otherSigned[strings.Index(otherSigned, "conversation_signature="):]
 	cases := []struct {
-		name, agent, query string
-		header             string
-		want               int
+		name, url, header string
+		want              int
 	}{
-		{"xi-api-key", id, "", testKey, 101},
-		{"no credentials", id, "", "", 401},
-		{"bad key", id, "", "wrong", 401},
-		{"unknown agent", "agent_nope", "", testKey, 404},
-		{"conversation_signature", id, "&conversation_signature=" + sig, "", 101},
-		{"token", id, "&token=" + sig, "", 101},
-		{"signature of another agent", id, "&conversation_signature=" + otherSig, "", 401},
-		{"made-up signature", id, "&token=abc", "", 401},
+		{"public agent, no credentials", e.wsURL(public), "", 101},
+		{"public agent, a bad key is ignored", e.wsURL(public), "wrong", 101},
+		{"private agent, signed URL", signed, "", 101},
+		{"private agent, signed URL used again", signed, "", 101},
+		{"private agent, no credentials", e.wsURL(private), "", 403},
+		{"private agent, a good key is not a signature", e.wsURL(private), testKey, 403},
+		{"private agent, another agent's signature", e.wsURL(private) + "&" + otherSig, "", 403},
+		{"private agent, made-up signature", e.wsURL(private) + "&conversation_signature=abc", "", 403},
+		{"unknown agent", e.wsURL("agent_nope") + "&" + sig, "", 404},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -422,7 +468,7 @@ func TestAuth(t *testing.T) {
 			if tc.header != "" {
 				h.Set("xi-api-key", tc.header)
 			}
-			c, res, err := e.tryDialURL(e.wsURL(tc.agent)+tc.query, h)
+			c, res, err := e.tryDialURL(tc.url, h)
 			code := 0
 			if res != nil {
 				code = res.StatusCode
@@ -435,22 +481,88 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an expired signed URL", func(t *testing.T) {
+		e.sim.ExpireSignatures()
+		if _, res, _ := e.tryDialURL(signed, nil); res == nil || res.StatusCode != 403 {
+			t.Errorf("expired signature: %v", res)
+		}
+		_, fresh := e.signedURL(testKey, private)
+		if c, _, err := e.tryDialURL(fresh, nil); err != nil {
+			t.Errorf("fresh signature: %v", err)
+		} else {
+			c.expect("conversation_initiation_metadata")
+		}
+	})
+	t.Run("REST", func(t *testing.T) {
+		for _, tc := range []struct {
+			key, method, path string
+			want              int
+		}{
+			{"", http.MethodGet, "/v1/convai/agents/" + public, 401},
+			{"wrong", http.MethodGet, "/v1/convai/agents/" + public, 401},
+			{testKey2, http.MethodGet, "/v1/convai/agents/" + public, 200},
+			{otherKey, http.MethodGet, "/v1/convai/agents/" + public, 404},
+			{otherKey, http.MethodGet, "/v1/convai/conversation/get-signed-url?agent_id=" + private, 404},
+			{otherKey, http.MethodPatch, "/v1/convai/agents/" + public, 404},
+			{otherKey, http.MethodDelete, "/v1/convai/agents/" + public, 404},
+			{otherKey, http.MethodGet, "/v1/convai/conversations/" + e.sim.Conversations()[0].ID, 404},
+		} {
+			var body any
+			if tc.method == http.MethodPatch {
+				body = map[string]any{"name": "x"}
+			}
+			if code, b := e.doKey(tc.key, tc.method, tc.path, body); code != tc.want {
+				t.Errorf("%s %s with %q: %d %s, want %d", tc.method, tc.path, tc.key, code, b, tc.want)
+			}
+		}
+	})
+}
+
+// TestSignedURLHost: the signed URL names the host to dial (a regional one).
+func TestSignedURLHost(t *testing.T) {
+	e := newEnv(t, Options{SignedURLBase: "wss://api.eu.residency.elevenlabs.io"})
+	id := e.createAgent(agentBody("Hi.", "ulaw_8000"))
+	if _, u := e.signedURL(testKey, id); !strings.HasPrefix(u, "wss://api.eu.residency.elevenlabs.io/v1/convai/conversation?agent_id="+id+"&conversation_signature=") {
+		t.Errorf("signed URL %s", u)
+	}
 }
 
 func TestInvalidMessages(t *testing.T) {
-	e := newEnv(t, Options{})
+	e := newEnv(t, Options{Observe: contractCheck(t, false)})
 	id := e.createAgent(agentBody("", "ulaw_8000"))
 
-	t.Run("unknown types are ignored", func(t *testing.T) {
+	t.Run("the contract's other messages are accepted", func(t *testing.T) {
 		c := e.dial(id, nil)
 		c.expect("conversation_initiation_metadata")
-		c.send(map[string]any{"type": "something_new", "x": 1})
 		c.send(map[string]any{"type": "user_activity"})
+		c.send(map[string]any{"type": "feedback", "event_id": 1, "score": "like"})
 		c.send(map[string]any{"type": "user_message", "text": "hello"})
 		if r := c.readResponse(voiceMin); r.text != "You wrote: hello" {
 			t.Errorf("user_message answered %q", r.text)
 		}
 	})
+	for _, tc := range []struct {
+		name    string
+		msg     string
+		errType string
+	}{
+		{"an unknown type", `{"type":"something_new","x":1}`, "invalid_message"},
+		{"DTMF as its own type", `{"type":"dtmf","digit":"5"}`, "invalid_message"},
+		{"no type", `{"text":"hi"}`, "invalid_message"},
+		{"contextual_update without text", `{"type":"contextual_update"}`, "missing_fields"},
+		{"pong without event_id", `{"type":"pong"}`, "missing_fields"},
+		{"client_tool_result without is_error", `{"type":"client_tool_result","tool_call_id":"x","result":"ok"}`, "missing_fields"},
+		{"client_tool_result with an object result", `{"type":"client_tool_result","tool_call_id":"x","result":{"ok":true},"is_error":false}`, "value_error"},
+	} {
+		t.Run(tc.name+": error and 1008", func(t *testing.T) {
+			c := e.dial(id, nil)
+			c.expect("conversation_initiation_metadata")
+			if err := c.ws.WriteMessage(1, []byte(tc.msg)); err != nil {
+				t.Fatal(err)
+			}
+			expectFailure(t, c, 1008, tc.errType)
+		})
+	}
 	t.Run("malformed JSON: error and 1008", func(t *testing.T) {
 		c := e.dial(id, nil)
 		c.expect("conversation_initiation_metadata")
@@ -475,13 +587,6 @@ func TestInvalidMessages(t *testing.T) {
 		strict := e.createAgent(body)
 		c := e.dial(strict, initiation(ptr("Let me speak.")))
 		expectFailure(t, c, 1008, "override_error")
-	})
-	t.Run("unsupported audio format", func(t *testing.T) {
-		bad := e.createAgent(agentBody("Hi.", "mp3_44100_128"))
-		c := e.dial(bad, nil)
-		if ev := c.expect("error"); ev.Error.ErrorType != "value_error" {
-			t.Errorf("error %+v", ev.Error)
-		}
 	})
 }
 
@@ -587,7 +692,7 @@ func TestEndings(t *testing.T) {
 	t.Run("max_duration_seconds", func(t *testing.T) {
 		e := newEnv(t, Options{})
 		body := agentBody("", "ulaw_8000")
-		body["conversation_config"].(map[string]any)["conversation"].(map[string]any)["max_duration_seconds"] = 0.3
+		body["conversation_config"].(map[string]any)["conversation"].(map[string]any)["max_duration_seconds"] = 1
 		c := e.dial(e.createAgent(body), initiation(nil))
 		c.expect("conversation_initiation_metadata")
 		expectFailure(t, c, 1000, "max_duration_exceeded")
@@ -598,16 +703,16 @@ func TestEndings(t *testing.T) {
 		c.expect("conversation_initiation_metadata")
 		expectFailure(t, c, 1002, "transport_receive_timeout")
 	})
-	t.Run("# without client_tool_call in client_events", func(t *testing.T) {
-		e := newEnv(t, Options{})
+	t.Run("end_call with the default client_events: no tool response, just the close", func(t *testing.T) {
+		e := newEnv(t, Options{Hooks: []string{HookHashEndsCall}})
 		body := agentBody("", "ulaw_8000")
-		delete(body["conversation_config"].(map[string]any), "conversation") // the real default: no tool calls
+		delete(body["conversation_config"].(map[string]any), "conversation") // the default: no tool calls or responses
 		c := e.dial(e.createAgent(body), initiation(nil))
 		c.expect("conversation_initiation_metadata")
-		c.send(map[string]any{"type": "contextual_update", "text": "pressed #"})
-		c.readResponse(voiceLength(textGoodbye))
+		c.send(map[string]any{"type": "user_message", "text": "#"})
+		c.readResponse(voiceLength(textFarewell))
 		for ev := range c.events {
-			t.Errorf("after the goodbye: %s, want the close", ev.raw)
+			t.Errorf("after the farewell: %s, want the close", ev.raw)
 		}
 		if code := closeCode(c.err); code != 1000 {
 			t.Errorf("close %d, want 1000", code)

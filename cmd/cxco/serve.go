@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,7 +98,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		log.Info("voice-AI provider: built-in simulator", "url", providerURL)
 	}
 	prov := &bridge.Provisioner{Client: bridge.NewClient(providerURL), Store: st, PlatformKey: cfg.ProviderAPIKey, Log: log}
-	connector := &bridge.Connector{Provisioner: prov, Store: st, BaseURL: providerURL, Timeout: cfg.ProviderTimeout,
+	connector := &bridge.Connector{Provisioner: prov, Store: st, Timeout: cfg.ProviderTimeout,
 		Log: log.With("component", "bridge"), Observer: obs}
 	obs.providerStats = connector.Stats
 	defer connector.Close()
@@ -268,23 +269,55 @@ func sipBanner(w io.Writer, s *sip.Server, cfg Config, advertisedFrom string) {
 }
 
 func providersimCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	var addr, keys, logFormat, logLevel string
-	fs := newFlagSet("providersim", "Usage: cxco providersim [flags]\n\nRuns a local voice-AI provider that speaks the ElevenLabs Conversational AI protocol.")
+	var addr, keys, accounts, hooks, interruption, endCall, patch, signedBase, logFormat, logLevel string
+	fs := newFlagSet("providersim", "Usage: cxco providersim [flags]\n\nRuns a local stand-in for the ElevenLabs Agents platform (REST and the conversation websocket),\nwritten from the provider's published contract; see bridge/providersim.")
 	fs.SetOutput(stderr)
 	fs.str(&addr, "listen", "CXCO_PROVIDERSIM_ADDR", "127.0.0.1:8090", "listen address")
-	fs.str(&keys, "api-keys", "CXCO_PROVIDERSIM_API_KEYS", "", "comma-separated xi-api-key values to accept (default: any non-empty key)")
+	fs.str(&keys, "api-keys", "CXCO_PROVIDERSIM_API_KEYS", "", "comma-separated xi-api-key values to accept, each its own account (default: any non-empty key, each its own account)")
+	fs.str(&accounts, "accounts", "CXCO_PROVIDERSIM_ACCOUNTS", "", "accounts and their keys: name=key1|key2,name2=key3 (an agent is invisible to another account's key)")
+	fs.str(&hooks, "hooks", "CXCO_PROVIDERSIM_HOOKS", "", "test hooks to turn on, comma-separated: "+strings.Join(providersim.Hooks, ", ")+" (default: none, strict)")
+	fs.str(&interruption, "interruption-ids", "CXCO_PROVIDERSIM_INTERRUPTION_IDS", string(providersim.ReuseID), "event id after a barge-in: reuse (the next reply carries the interruption's id) or interrupted (the interruption carries the cut reply's id)")
+	fs.str(&endCall, "end-call-order", "CXCO_PROVIDERSIM_END_CALL_ORDER", string(providersim.ToolResponseFirst), "end_call: tool_first (agent_tool_response before the farewell audio) or farewell_first")
+	fs.str(&patch, "patch-mode", "CXCO_PROVIDERSIM_PATCH_MODE", string(providersim.PatchMerge), "PATCH of an agent: merge (nested objects merge) or replace (a section given replaces the stored one)")
+	fs.str(&signedBase, "signed-url-base", "CXCO_PROVIDERSIM_SIGNED_URL_BASE", "", "ws:// or wss:// origin that signed URLs point at (default: the host asked)")
 	fs.str(&logFormat, "log-format", "CXCO_LOG_FORMAT", "json", "json or text")
 	fs.str(&logLevel, "log-level", "CXCO_LOG_LEVEL", "info", "debug, info, warn or error")
 	if err := fs.parse(args, getenv); err != nil {
 		return err
 	}
+	opts := providersim.Options{InterruptionIDs: providersim.InterruptionIDs(interruption), EndCallOrder: providersim.EndCallOrder(endCall),
+		PatchMode: providersim.PatchMode(patch), SignedURLBase: signedBase, Hooks: splitComma(hooks), Accounts: map[string][]string{}}
+	if opts.InterruptionIDs != providersim.ReuseID && opts.InterruptionIDs != providersim.InterruptedID {
+		return fmt.Errorf("--interruption-ids %q: want reuse or interrupted", interruption)
+	}
+	if opts.EndCallOrder != providersim.ToolResponseFirst && opts.EndCallOrder != providersim.FarewellFirst {
+		return fmt.Errorf("--end-call-order %q: want tool_first or farewell_first", endCall)
+	}
+	if opts.PatchMode != providersim.PatchMerge && opts.PatchMode != providersim.PatchReplace {
+		return fmt.Errorf("--patch-mode %q: want merge or replace", patch)
+	}
+	for _, h := range opts.Hooks {
+		if !slices.Contains(providersim.Hooks, h) {
+			return fmt.Errorf("--hooks: unknown hook %q (known: %s)", h, strings.Join(providersim.Hooks, ", "))
+		}
+	}
+	for _, k := range splitComma(keys) {
+		opts.Accounts[k] = []string{k}
+	}
+	for _, a := range splitComma(accounts) {
+		name, list, ok := strings.Cut(a, "=")
+		if !ok || name == "" || list == "" {
+			return fmt.Errorf("--accounts %q: want name=key1|key2", a)
+		}
+		opts.Accounts[name] = append(opts.Accounts[name], strings.Split(list, "|")...)
+	}
 	log := newLogger(stderr, logFormat, logLevel)
-	allowed := splitComma(keys)
+	opts.Logger = log
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: providersim.New(providersim.Options{Logger: log, APIKeys: allowed}), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: providersim.New(opts), ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(stdout, "provider simulator listening on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -101,7 +101,9 @@ func liveAgent(t testing.TB, st *store.Store, cid int64) *store.Agent {
 		t.Fatal(err)
 	}
 	a, err = st.PublishAgent(ctx, cid, a.ID, "ZA",
-		func(context.Context, *store.Agent) (string, error) { return "ext", nil }, func(context.Context, string) {})
+		func(context.Context, *store.Agent) (store.ProviderAgent, error) {
+			return store.ProviderAgent{ID: "ext"}, nil
+		}, func(context.Context, store.ProviderAgent) {})
 	if err != nil {
 		t.Fatal(err)
 	}
