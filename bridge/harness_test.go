@@ -50,14 +50,15 @@ type rig struct {
 }
 
 type rigOpts struct {
-	format      string // audio_format of the agent
-	opening     string
-	sim         providersim.Options
-	config      map[string]any // more of the agent's config
-	language    string         // the agent's language (en)
-	timeout     time.Duration
-	providerURL string                                       // a scripted provider instead of the simulator's websocket
-	onUpstream  func(fromArrival, fromPlayout time.Duration) // Connector.OnUpstream
+	format        string // audio_format of the agent
+	opening       string
+	sim           providersim.Options
+	config        map[string]any // more of the agent's config
+	beforePublish func(*rig)     // runs once the company exists
+	language      string         // the agent's language (en)
+	timeout       time.Duration
+	providerURL   string                                       // a scripted provider instead of the simulator's websocket
+	onUpstream    func(fromArrival, fromPlayout time.Duration) // Connector.OnUpstream
 }
 
 func testLogger() *slog.Logger {
@@ -125,6 +126,9 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		VoiceID: 1, Language: lang, Config: cfg})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.beforePublish != nil {
+		o.beforePublish(r)
 	}
 	r.agent, err = r.st.PublishAgent(ctx, r.co.ID, a.ID, "ZA", prov.CreateAgent, func(context.Context, store.ProviderAgent) {})
 	if err != nil {

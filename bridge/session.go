@@ -209,10 +209,14 @@ func (s *Session) flushDigits(gen int) {
 	s.digitMu.Unlock()
 	text := "The caller entered " + entry + " on the keypad."
 	s.log.Info("keypad entry from the caller", "digits", len(entry), "mode", s.keypad.Mode)
+	// The provider answers a user_message but does not transcribe it back: the
+	// transcript gets the entry here.
 	if s.keypad.Mode == store.KeypadContextualUpdate {
+		s.rec.entry("system", text, s.since())
 		s.send(contextualUpdate(text))
 		return
 	}
+	s.rec.entry("user", text, s.since())
 	s.send(userMessage(text))
 }
 

@@ -43,6 +43,7 @@ type envOpts struct {
 	verifyDelay time.Duration
 	now         func() time.Time // the store's clock (nil: time.Now)
 	trunks      control.TrunkRuntime
+	sim         providersim.Options
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -73,7 +74,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if _, err := e.st.EnsureAgency(ctx, e.agency); err != nil {
 		t.Fatal(err)
 	}
-	e.sim = providersim.New(providersim.Options{})
+	e.sim = providersim.New(o.sim)
 	simSrv := httptest.NewServer(e.sim)
 	t.Cleanup(simSrv.Close)
 	e.simURL = simSrv.URL

@@ -59,6 +59,14 @@ func (s *Server) DropConversations() int {
 	return len(conns)
 }
 
+// RevokeKey makes an xi-api-key invalid from now on (401), as revoking it in the
+// provider's dashboard does.
+func (s *Server) RevokeKey(key string) {
+	s.mu.Lock()
+	s.revoked[key] = true
+	s.mu.Unlock()
+}
+
 // SetRefuse makes new conversation sockets fail with HTTP 503 (on) or work again.
 func (s *Server) SetRefuse(on bool) { s.refuse.Store(on) }
 

@@ -123,14 +123,15 @@ type Server struct {
 	mux   *http.ServeMux
 	hooks map[string]bool // enabled test hooks; read under mu
 
-	mu     sync.Mutex
-	agents map[string]*Agent
-	tools  map[string]*Tool
-	convs  map[string]*Conversation
-	live   map[*wsConn]struct{} // open conversation sockets
-	sigs   map[string]signature // conversation_signature -> agent, expiry
-	keys   map[string]string    // xi-api-key -> account (from Options.Accounts)
-	closed bool
+	mu      sync.Mutex
+	agents  map[string]*Agent
+	tools   map[string]*Tool
+	convs   map[string]*Conversation
+	live    map[*wsConn]struct{} // open conversation sockets
+	sigs    map[string]signature // conversation_signature -> agent, expiry
+	keys    map[string]string    // xi-api-key -> account (from Options.Accounts)
+	revoked map[string]bool      // RevokeKey
+	closed  bool
 
 	wg           sync.WaitGroup // one per open conversation socket (its handler and writer)
 	refuse       atomic.Bool
@@ -245,7 +246,7 @@ func New(opts Options) *Server {
 	opts.defaults()
 	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux(), hooks: map[string]bool{},
 		agents: map[string]*Agent{}, tools: map[string]*Tool{}, convs: map[string]*Conversation{},
-		live: map[*wsConn]struct{}{}, sigs: map[string]signature{}, keys: map[string]string{}}
+		live: map[*wsConn]struct{}{}, sigs: map[string]signature{}, keys: map[string]string{}, revoked: map[string]bool{}}
 	for acct, keys := range opts.Accounts {
 		for _, k := range keys {
 			s.keys[k] = acct
@@ -308,7 +309,10 @@ func (s *Server) auth(h func(http.ResponseWriter, *http.Request, string)) http.H
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"detail": map[string]any{"status": "needs_authorization", "message": "Neither authorization header nor xi-api-key received, please provide one."}})
 			return
 		}
+		s.mu.Lock()
 		acct, ok := s.account(key)
+		ok = ok && !s.revoked[key]
+		s.mu.Unlock()
 		if !ok {
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"detail": map[string]any{"status": "invalid_api_key", "message": "Invalid API key"}})
 			return

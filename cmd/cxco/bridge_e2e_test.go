@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxco/gateway/bridge/providersim"
 	"github.com/cxco/gateway/cmd/cxco/cxcotest"
 	"github.com/cxco/gateway/media/audiotest"
 	"github.com/cxco/gateway/store"
@@ -43,10 +44,12 @@ func convIDs(t *testing.T, g *cxcotest.Gateway, key string) []int64 {
 // TestAgentCallSIPp: a SIPp call to a published agent is answered, talks, and ends;
 // the API then shows the conversation completed with its duration, a transcript
 // whose first entry is the opening line, the caller's entries, the summary, and
-// usage that counts it. The same with # ending the call from the agent's side.
+// usage that counts it. The same with # ending the call from the agent's side (a
+// user turn; the simulator's hook stands in for the LLM that decides to end_call).
 func TestAgentCallSIPp(t *testing.T) {
 	r := redistest.StartRedis(t)
-	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL})
+	sim := cxcotest.StartSim(t, "--hooks", providersim.HookHashEndsCall)
+	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, ProviderURL: sim})
 	tn := g.NewTenant("Acme")
 	g.AddNumber("+27211234567", "ZA", false)
 	agentID, number := g.PublishAgent(tn, "Sales Assistant", "ZA", map[string]any{"temperature": 0.7})
@@ -105,9 +108,18 @@ func TestAgentCallSIPp(t *testing.T) {
 }
 
 // TestAgentCallAudio: through the binary, a Go phone hears the opening line (the
-// simulator's 440 Hz) and its own utterance echoed back (1 kHz).
+// simulator's 440 Hz), talks over it (a barge-in) and hears its own utterance
+// echoed back (1 kHz): the reply after a barge-in is heard, measured on the RTP the
+// phone receives, whichever event id the provider gives that reply.
 func TestAgentCallAudio(t *testing.T) {
-	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{})
+	for _, mode := range []providersim.InterruptionIDs{providersim.ReuseID, providersim.InterruptedID} {
+		t.Run(string(mode), func(t *testing.T) { agentCallAudio(t, mode) })
+	}
+}
+
+func agentCallAudio(t *testing.T, mode providersim.InterruptionIDs) {
+	sim := cxcotest.StartSim(t, "--interruption-ids", string(mode))
+	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{ProviderURL: sim})
 	tn := g.NewTenant("Audio")
 	g.AddNumber("+27211230001", "ZA", false)
 	_, number := g.PublishAgent(tn, "Echo", "ZA", map[string]any{"audio_format": "pcm_16000"})
@@ -134,6 +146,10 @@ func TestAgentCallAudio(t *testing.T) {
 		t.Fatalf("echo at %.1f Hz", f)
 	}
 	ph.Hangup()
+	convs := cxcotest.SimConversations(t, sim)
+	if len(convs) != 1 || convs[0]["interruptions"].(float64) != 1 || convs[0]["signed"] != true {
+		t.Fatalf("the provider's conversation: %v", convs)
+	}
 }
 
 // TestCrashMidCall: the gateway is killed mid-call; everything said so far is

@@ -13,6 +13,7 @@ import (
 
 	gsip "github.com/emiago/sipgo/sip"
 
+	"github.com/cxco/gateway/bridge/providersim"
 	"github.com/cxco/gateway/cmd/cxco/cxcotest"
 	"github.com/cxco/gateway/control/webhooks"
 	"github.com/cxco/gateway/media/audiotest"
@@ -24,11 +25,18 @@ const humanNumber = "+27219990000"
 func transferAgent(g *cxcotest.Gateway, tn cxcotest.Tenant, number string) int64 {
 	g.AddNumber(number, "ZA", false)
 	id, _ := g.PublishAgent(tn, "Front Desk "+number[len(number)-3:], "ZA", map[string]any{
+		"keypad": map[string]any{"inter_digit_timeout_ms": 500},
 		"transfer": map[string]any{"mode": "refer", "fallback_to_bridge": true, "destinations": []any{
 			map[string]any{"number": humanNumber, "condition": "the caller asks for a human", "label": "Sales team"},
 		}},
 	})
 	return id
+}
+
+// transferSim is a provider whose agent, standing in for the LLM, calls its
+// client transfer tool when the caller presses 0.
+func transferSim(t *testing.T) string {
+	return cxcotest.StartSim(t, "--hooks", providersim.HookZeroCallsTool)
 }
 
 // newest returns the tenant's newest conversation once it is final.
@@ -53,7 +61,8 @@ func hasEntry(c map[string]any, role, contains string) bool {
 func TestTransfers(t *testing.T) {
 	r := redistest.StartRedis(t)
 	humanPort, humanDone := cxcotest.ServeSIPp(t, "uas_human.xml")
-	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, Args: []string{
+	sim := transferSim(t)
+	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, ProviderURL: sim, Args: []string{
 		"--transfer-timeout", "3s", "--trunk-uri", fmt.Sprintf("sip:127.0.0.1:%d", humanPort),
 		"--webhook-allow-insecure", "--webhook-retry", "200ms,400ms"}})
 	tn := g.NewTenant("Transfers")
@@ -98,7 +107,7 @@ func TestTransfers(t *testing.T) {
 		sipp(t, g, "uac_refer_reject.xml", "+27214440002")
 		c := newest(t, g, tn)
 		if c["status"] != "completed" || c["sip_refer_destination"] != nil || !hasEntry(c, "system", "failed") ||
-			!hasEntry(c, "agent", "could not transfer") {
+			!hasEntry(c, "agent", "did not work") {
 			t.Fatalf("conversation: %v", c)
 		}
 	})
@@ -123,9 +132,9 @@ func TestTransfers(t *testing.T) {
 	})
 	t.Run("bridged, the destination hangs up first", func(t *testing.T) {
 		port, done := cxcotest.ServeSIPp(t, "uas_human_hangup.xml")
-		g2 := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, Args: []string{"--agency-key", g.AgencyKey,
+		g2 := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, ProviderURL: sim, Args: []string{"--agency-key", g.AgencyKey,
 			"--transfer-timeout", "3s", "--trunk-uri", fmt.Sprintf("sip:127.0.0.1:%d", port)}})
-		transferAgent(g2, tn, "+27214440005") // each gateway here runs its own simulator: publish where we call
+		transferAgent(g2, tn, "+27214440005")
 		sipp(t, g2, "uac_refer_501_wait.xml", "+27214440005")
 		if code, out := done(); code != 0 {
 			t.Fatalf("the destination's SIPp: %d\n%s", code, out)
@@ -158,10 +167,10 @@ func TestTransfers(t *testing.T) {
 // ways between the caller and the human, and either hanging up ends both legs.
 func TestBridgedTransferAudio(t *testing.T) {
 	human, addr, answered := cxcotest.Answer(t, "PCMU")
-	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{Args: []string{"--trunk-uri", "sip:" + addr}})
+	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{ProviderURL: transferSim(t), Args: []string{"--trunk-uri", "sip:" + addr}})
 	tn := g.NewTenant("Bridge")
 	g.AddNumber("+27214440010", "ZA", false)
-	g.PublishAgent(tn, "Bridger", "ZA", map[string]any{"transfer": map[string]any{"mode": "bridge", "destinations": []any{
+	g.PublishAgent(tn, "Bridger", "ZA", map[string]any{"keypad": map[string]any{"inter_digit_timeout_ms": 300}, "transfer": map[string]any{"mode": "bridge", "destinations": []any{
 		map[string]any{"number": humanNumber, "condition": "the caller asks for a human"}}}})
 	caller, code := cxcotest.Dial(t, fmt.Sprintf("127.0.0.1:%d", g.SIPPort), "+27214440010", "PCMA")
 	if code != 200 {
@@ -175,6 +184,7 @@ func TestBridgedTransferAudio(t *testing.T) {
 	})
 	caller.SendAudio(make([]int16, 8000*3)) // the opening line
 	caller.SendDigit('0')
+	caller.SendDigit('#') // # ends the keypad entry at once
 	answered()
 	// Both sides talk at once, each at its own frequency.
 	mark := len(caller.Audio())

@@ -254,3 +254,45 @@ func sippResult(dir string, err error, text string) (int, string) {
 	}
 	return code, text
 }
+
+// StartSim starts `cxco providersim` on a free loopback port with args (test
+// hooks, switches) and returns its base URL. Each call is a provider of its own.
+func StartSim(t testing.TB, args ...string) string {
+	t.Helper()
+	port := FreePort(t)
+	p := Start(t, Binary(t), nil, append([]string{"providersim", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-format", "json"}, args...)...)
+	p.WaitStdout(t, "provider simulator listening", 30*time.Second)
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// SimConversations reads the simulator's record of its conversations (GET /sim/conversations).
+func SimConversations(t testing.TB, simURL string) []map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, simURL+"/sim/conversations", nil)
+	req.Header.Set("xi-api-key", "test-platform-key")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out []map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatalf("GET /sim/conversations: %d: %v", res.StatusCode, err)
+	}
+	return out
+}
+
+// SimGet reads a document of the simulator's REST API (an agent, a tool) with key.
+func SimGet(t testing.TB, simURL, key, path string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, simURL+path, nil)
+	req.Header.Set("xi-api-key", key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&out)
+	return res.StatusCode, out
+}

@@ -1,0 +1,214 @@
+package bridge_test
+
+import (
+	"context"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cxco/gateway/bridge"
+	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/media/audiotest"
+	"github.com/cxco/gateway/store"
+)
+
+// digits presses each key on the phone (RFC 4733): 0-9, * is 10, # is 11.
+func (r *rig) digits(keys string) {
+	for _, k := range keys {
+		switch {
+		case k >= '0' && k <= '9':
+			r.phone.digit(byte(k - '0'))
+		case k == '*':
+			r.phone.digit(10)
+		case k == '#':
+			r.phone.digit(11)
+		}
+	}
+}
+
+// TestKeypad: digits are collected until # or a pause and reach the agent as one
+// message: a user_message by default (answered, and in the transcript), a
+// contextual_update (never answered), or nothing, as config.keypad.mode says.
+func TestKeypad(t *testing.T) {
+	t.Run("user_message", func(t *testing.T) {
+		r := newRig(t, rigOpts{config: map[string]any{"keypad": map[string]any{"inter_digit_timeout_ms": 400}}})
+		r.connect("PCMU")
+		<-r.call.Drained()
+		r.digits("1234#")
+		r.digits("56") // no #: it goes after the pause
+		waitFor(t, "both entries at the provider", 5*time.Second, func() bool {
+			return len(r.sim.Conversations()[0].UserMessages) == 2
+		})
+		c := r.sim.Conversations()[0]
+		if !slices.Equal(c.UserMessages, []string{"The caller entered 1234# on the keypad.", "The caller entered 56 on the keypad."}) || len(c.ContextualUpdates) != 0 {
+			t.Fatalf("the provider got %q, context %q", c.UserMessages, c.ContextualUpdates)
+		}
+		waitFor(t, "the agent's answer in the transcript", 5*time.Second, func() bool {
+			return slices.ContainsFunc(r.transcript(), func(e store.TranscriptEntry) bool {
+				return e.Role == "agent" && e.Message == "You wrote: The caller entered 56 on the keypad."
+			})
+		})
+		if tr := r.transcript(); !slices.ContainsFunc(tr, func(e store.TranscriptEntry) bool { return e.Role == "user" && e.Message == "The caller entered 1234# on the keypad." }) {
+			t.Fatalf("transcript %+v", tr)
+		}
+	})
+	t.Run("contextual_update", func(t *testing.T) {
+		r := newRig(t, rigOpts{config: map[string]any{"keypad": map[string]any{"mode": "contextual_update"}}})
+		r.connect("PCMU")
+		<-r.call.Drained()
+		r.digits("42#")
+		waitFor(t, "the context at the provider", 5*time.Second, func() bool { return len(r.sim.Conversations()[0].ContextualUpdates) == 1 })
+		c := r.sim.Conversations()[0]
+		if c.ContextualUpdates[0] != "The caller entered 42# on the keypad." || len(c.UserMessages) != 0 {
+			t.Fatalf("conversation %+v", c)
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		r := newRig(t, rigOpts{config: map[string]any{"keypad": map[string]any{"mode": "off"}}})
+		r.connect("PCMU")
+		<-r.call.Drained()
+		r.digits("9#")
+		// An utterance after the digits: once it is answered, the digits would have arrived.
+		r.phone.send(tone(1000, -10, 500*time.Millisecond))
+		r.phone.send(make([]int16, 8000*7/10))
+		waitFor(t, "the answer to the utterance", 5*time.Second, func() bool { return r.sim.Conversations()[0].Utterances == 1 })
+		if c := r.sim.Conversations()[0]; len(c.UserMessages)+len(c.ContextualUpdates) != 0 {
+			t.Fatalf("keypad off, yet the provider got %+v", c)
+		}
+	})
+}
+
+// TestTransferTool: the agent calls the gateway's client transfer tool with the
+// destination it picked (the simulator's hook stands in for the LLM); the call is
+// transferred there; a failed transfer is reported to the agent as an error, and
+// a destination the agent does not have is refused.
+func TestTransferTool(t *testing.T) {
+	cfg := map[string]any{"keypad": map[string]any{"inter_digit_timeout_ms": 300}, "transfer": map[string]any{"destinations": []any{
+		map[string]any{"number": "+27219990001", "condition": "sales"},
+		map[string]any{"number": "sip:support@pbx.example.com", "condition": "support"},
+	}}}
+	r := newRig(t, rigOpts{config: cfg, sim: providersim.Options{Hooks: []string{providersim.HookZeroCallsTool}}})
+	r.connect("PCMU")
+	<-r.call.Drained()
+	r.digits("02#") // the second destination; the rig's call refuses the transfer
+	select {
+	case got := <-r.call.transfers:
+		if got != "sip:support@pbx.example.com" {
+			t.Fatalf("transfer to %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no transfer")
+	}
+	waitFor(t, "the tool result at the provider", 5*time.Second, func() bool { return len(r.sim.Conversations()[0].ToolResults) == 1 })
+	c := r.sim.Conversations()[0]
+	if c.ToolCalls[0].Name != bridge.TransferTool || !c.ToolResults[0].IsError || !strings.Contains(c.ToolResults[0].Result, "transfer failed") {
+		t.Fatalf("tool call %+v, result %+v", c.ToolCalls, c.ToolResults)
+	}
+	// Now the transfer works: the agent leaves the call.
+	r.call.transferErr = nil
+	<-r.call.Drained()
+	r.digits("0")
+	select {
+	case got := <-r.call.transfers:
+		if got != "+27219990001" {
+			t.Fatalf("transfer to %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no second transfer")
+	}
+	select {
+	case <-r.sess.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session did not end after the transfer")
+	}
+	if e := r.sess.End(); e.Reason != "transferred" {
+		t.Fatalf("end %+v", e)
+	}
+}
+
+// TestCredentialRotation: a company replaces its key within the same provider
+// account and revokes the old one there; its agent, created with the old key,
+// still takes calls: the gateway tries the company's current key and moves the
+// agent to it.
+func TestCredentialRotation(t *testing.T) {
+	r := newRig(t, rigOpts{sim: providersim.Options{Accounts: map[string][]string{"platform": {"k"}, "acme": {"sk_acme_old", "sk_acme_new"}}},
+		beforePublish: func(r *rig) {
+			if _, err := r.st.CreateCredential(context.Background(), r.co.ID, "elevenlabs", map[string]any{"api_key": "sk_acme_old"}); err != nil {
+				t.Fatal(err)
+			}
+		}})
+	if r.agent.Provider == nil || r.agent.Provider.Credential != store.CredentialCompany+bridge.Fingerprint("sk_acme_old") {
+		t.Fatalf("binding %+v", r.agent.Provider)
+	}
+	ctx := context.Background()
+	if err := r.st.DeleteCredential(ctx, r.co.ID, "elevenlabs"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.CreateCredential(ctx, r.co.ID, "elevenlabs", map[string]any{"api_key": "sk_acme_new"}); err != nil {
+		t.Fatal(err)
+	}
+	r.sim.RevokeKey("sk_acme_old")
+	r.connect("PCMU")
+	start := time.Now()
+	waitFor(t, "the opening line", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 4000 })
+	a, err := r.st.GetAgent(ctx, r.co.ID, r.agent.ID)
+	if err != nil || a.Provider.Credential != store.CredentialCompany+bridge.Fingerprint("sk_acme_new") {
+		t.Fatalf("binding after the call: %+v %v", a.Provider, err)
+	}
+}
+
+// TestTokenBuckets: the post-call analysis keeps the provider's token buckets
+// apart, and counts the generated tokens (irreversible_generation) once.
+func TestTokenBuckets(t *testing.T) {
+	r := newRig(t, rigOpts{})
+	r.connect("PCMU")
+	<-r.call.Drained()
+	r.phone.send(tone(1000, -10, 800*time.Millisecond))
+	r.phone.send(make([]int16, 8000*7/10))
+	waitFor(t, "the answer", 5*time.Second, func() bool { return len(r.transcript()) >= 3 })
+	r.end("test_end")
+	var c *store.Conversation
+	waitFor(t, "the post-call analysis", 10*time.Second, func() bool {
+		c, _ = r.st.GetConversation(context.Background(), r.co.ID, r.conv.ID)
+		return c.TranscriptSummary != nil
+	})
+	usage, _ := c.Metadata["llm_usage"].(map[string]any)
+	irr, _ := usage["irreversible_generation"].(map[string]any)
+	ini, _ := usage["initiated_generation"].(map[string]any)
+	tokens, _ := c.Metadata["llm_tokens"].(float64)
+	sum := 0.0
+	for _, v := range irr {
+		sum += v.(float64)
+	}
+	if len(irr) == 0 || len(ini) == 0 || tokens == 0 || tokens != sum {
+		t.Fatalf("metadata %v", c.Metadata)
+	}
+}
+
+// TestBargeInReplyHeard: in both of the provider's interruption id modes, the
+// reply to the caller who talked over the agent is heard on the RTP the caller
+// receives, and what played before the barge-in is not heard after it.
+func TestBargeInReplyHeard(t *testing.T) {
+	for _, mode := range []providersim.InterruptionIDs{providersim.ReuseID, providersim.InterruptedID} {
+		t.Run(string(mode), func(t *testing.T) {
+			long := strings.Repeat("This is a long opening line that goes on and on. ", 3)
+			r := newRig(t, rigOpts{opening: long, sim: providersim.Options{InterruptionIDs: mode}})
+			r.connect("PCMU")
+			start := time.Now()
+			waitFor(t, "the opening line to play", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 4000 })
+			r.phone.send(tone(1000, -10, 800*time.Millisecond))
+			spoke := time.Now()
+			r.phone.send(make([]int16, 8000*7/10))
+			waitFor(t, "the reply after the barge-in", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(spoke))) >= 4000 })
+			reply := loud(r.phone.audioSince(spoke))
+			if f := audiotest.DominantFrequency(reply, 8000); math.Abs(f-1000) > 5 {
+				t.Fatalf("after the barge-in the caller hears %.0f Hz, want the 1000 Hz reply (not the 440 Hz opening)", f)
+			}
+			if n := r.sim.Conversations()[0].Interruptions; n != 1 {
+				t.Fatalf("%d interruptions", n)
+			}
+		})
+	}
+}
