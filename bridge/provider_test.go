@@ -50,7 +50,9 @@ func TestKeypad(t *testing.T) {
 				return e.Role == "agent" && e.Message == "You wrote: The caller entered 56 on the keypad."
 			})
 		})
-		if tr := r.transcript(); !slices.ContainsFunc(tr, func(e store.TranscriptEntry) bool { return e.Role == "user" && e.Message == "The caller entered 1234# on the keypad." }) {
+		if tr := r.transcript(); !slices.ContainsFunc(tr, func(e store.TranscriptEntry) bool {
+			return e.Role == "user" && e.Message == "The caller entered 1234# on the keypad."
+		}) {
 			t.Fatalf("transcript %+v", tr)
 		}
 	})

@@ -2,8 +2,8 @@ package bridge_test
 
 import (
 	"context"
-	"slices"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"

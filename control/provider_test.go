@@ -122,7 +122,9 @@ func TestCompanyKeys(t *testing.T) {
 	e := newEnv(t, envOpts{}) // the simulator: every key is an account of its own
 	tn := e.bigTenant("Keyholder")
 	e.addNumbers("ZA", 3)
-	update := func(id int64) { e.must(200, "PUT", p("/api/agents/%d", id), tn.userKey, map[string]any{"opening_line": "Updated."}) }
+	update := func(id int64) {
+		e.must(200, "PUT", p("/api/agents/%d", id), tn.userKey, map[string]any{"opening_line": "Updated."})
+	}
 
 	a := e.newAgent(tn, "On the platform key")
 	extA := e.publish(tn, a)["external_agent_id"].(string)

@@ -384,9 +384,9 @@ func TestClientTool(t *testing.T) {
 func TestKeypadText(t *testing.T) {
 	for text, want := range map[string]string{
 		"The caller entered 1234# on the keypad.": "1234#",
-		"pressed *":                               "*",
-		"The caller sounds upset.":                "",
-		"DTMF 0, then 2":                          "02",
+		"pressed *":                "*",
+		"The caller sounds upset.": "",
+		"DTMF 0, then 2":           "02",
 	} {
 		if got := keypad(text); got != want {
 			t.Errorf("keypad(%q) = %q, want %q", text, got, want)
