@@ -76,7 +76,10 @@ func schemas() js {
 		"max_call_duration_seconds": js{"type": "integer", "minimum": 10, "maximum": 14400, "default": 600},
 		"audio_format":              js{"type": "string", "enum": []string{"ulaw_8000", "pcm_16000"}, "default": "ulaw_8000"},
 		"user_audio_chunk_ms":       js{"type": "integer", "minimum": 20, "maximum": 1000, "multipleOf": 20, "default": 20},
-		"transfer":                  transfer}))
+		"transfer":                  transfer,
+		"keypad": strict(object(nil, js{
+			"mode":                   js{"type": "string", "enum": store.KeypadModes, "default": store.KeypadUserMessage, "description": "how keypad entries reach the agent: a user turn, background context, or not at all"},
+			"inter_digit_timeout_ms": js{"type": "integer", "minimum": 200, "maximum": 10000, "default": store.DefaultInterDigitMS, "description": "a keypad entry ends at # or after this pause"}}))}))
 	agent := object([]string{"id", "company_id", "name", "personality", "opening_line", "voice", "language", "status",
 		"voice_enabled", "whatsapp_enabled", "created_at", "updated_at"}, js{
 		"id": integer(), "company_id": integer(), "name": str(), "personality": str(), "opening_line": str(),

@@ -97,6 +97,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 		log.Info("voice-AI provider: built-in simulator", "url", providerURL)
 	}
+	if cfg.ProviderAPIKey == "" {
+		log.Warn("no --provider-api-key: only companies with their own elevenlabs credentials can publish agents")
+	}
 	prov := &bridge.Provisioner{Client: bridge.NewClient(providerURL), Store: st, PlatformKey: cfg.ProviderAPIKey, Log: log}
 	connector := &bridge.Connector{Provisioner: prov, Store: st, Timeout: cfg.ProviderTimeout,
 		Log: log.With("component", "bridge"), Observer: obs}
