@@ -41,8 +41,11 @@ type Connector struct {
 	// ReconnectTimeout bounds the one reconnect after a dropped socket: a new signed
 	// URL, the websocket upgrade and the metadata, across the internet (default 5 s).
 	ReconnectTimeout time.Duration
-	Log              *slog.Logger
-	Observer         Observer
+	// EndCallGrace is how long after agent_tool_response(end_call) a call waits for
+	// the provider to close the conversation before it hangs up anyway (default 15 s).
+	EndCallGrace time.Duration
+	Log          *slog.Logger
+	Observer     Observer
 	// AnalysisRetry is how long to keep asking for the post-call analysis (default 2 min).
 	AnalysisRetry time.Duration
 	// OnUpstream, when set, is told for every chunk of caller audio how long it took
@@ -77,6 +80,9 @@ func (c *Connector) init() {
 		}
 		if c.ReconnectTimeout <= 0 {
 			c.ReconnectTimeout = 5 * time.Second
+		}
+		if c.EndCallGrace <= 0 {
+			c.EndCallGrace = 15 * time.Second
 		}
 	})
 }

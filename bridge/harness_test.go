@@ -57,6 +57,7 @@ type rigOpts struct {
 	beforePublish func(*rig)     // runs once the company exists
 	language      string         // the agent's language (en)
 	timeout       time.Duration
+	endCallGrace  time.Duration                                // Connector.EndCallGrace
 	providerURL   string                                       // a scripted provider instead of the simulator's websocket
 	onUpstream    func(fromArrival, fromPlayout time.Duration) // Connector.OnUpstream
 }
@@ -98,7 +99,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	r.prov = &bridge.Provisioner{Client: bridge.NewClient(hs.URL), Store: r.st, PlatformKey: "k", Log: r.log}
 	prov := r.prov
 	r.conn = &bridge.Connector{Provisioner: prov, Store: r.st, Timeout: o.timeout, Log: r.log,
-		AnalysisRetry: 2 * time.Second, OnUpstream: o.onUpstream}
+		AnalysisRetry: 2 * time.Second, OnUpstream: o.onUpstream, EndCallGrace: o.endCallGrace}
 	t.Cleanup(r.conn.Close)
 	r.co, _, err = r.st.CreateCompany(ctx, "Acme", "enterprise", nil, nil)
 	if err != nil {

@@ -169,7 +169,7 @@ func (p *rtpPhone) sendJittered(pcm []int16, jitter time.Duration, seed uint64) 
 }
 
 // scriptedProvider is a provider websocket that answers the initiation with metadata
-// (ulaw_8000 both ways) and then runs script.
+// (ulaw_8000 both ways), runs script, and keeps the socket until the gateway closes it.
 func scriptedProvider(t testing.TB, script func(*websocket.Conn)) string {
 	up := websocket.Upgrader{}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -186,7 +186,9 @@ func scriptedProvider(t testing.TB, script func(*websocket.Conn)) string {
 			return
 		}
 		_ = c.WriteMessage(websocket.TextMessage, []byte(`{"type":"conversation_initiation_metadata","conversation_initiation_metadata_event":{"conversation_id":"conv_scripted","agent_output_audio_format":"ulaw_8000","user_input_audio_format":"ulaw_8000"}}`))
+		drained := make(chan struct{})
 		go func() { // drain what the gateway sends
+			defer close(drained)
 			for {
 				if _, _, err := c.NextReader(); err != nil {
 					return
@@ -194,6 +196,7 @@ func scriptedProvider(t testing.TB, script func(*websocket.Conn)) string {
 			}
 		}()
 		script(c)
+		<-drained // the socket stays open until the gateway closes it
 	}))
 	t.Cleanup(hs.Close)
 	return hs.URL

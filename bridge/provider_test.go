@@ -2,15 +2,23 @@ package bridge_test
 
 import (
 	"context"
+	"encoding/base64"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/bridge/providersim"
 	"github.com/cxco/gateway/media/audiotest"
+	"github.com/cxco/gateway/media/g711"
+	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
 
@@ -212,5 +220,53 @@ func TestBargeInReplyHeard(t *testing.T) {
 				t.Fatalf("%d interruptions", n)
 			}
 		})
+	}
+}
+
+// TestSignedURLHost: each call asks for a signed URL and opens the websocket on
+// the host that URL names (a regional host), not on the REST host.
+func TestSignedURLHost(t *testing.T) {
+	var upgrades atomic.Int64
+	var regional *httptest.Server
+	r := newRig(t, rigOpts{beforePublish: func(r *rig) {
+		regional = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			upgrades.Add(1)
+			r.sim.ServeHTTP(w, req)
+		}))
+		t.Cleanup(regional.Close)
+	}})
+	r.sim.SetSignedURLBase("ws" + strings.TrimPrefix(regional.URL, "http"))
+	r.connect("PCMU")
+	waitFor(t, "the conversation", 5*time.Second, func() bool { return len(r.sim.Conversations()) == 1 })
+	if upgrades.Load() != 1 || !r.sim.Conversations()[0].Signed {
+		t.Fatalf("%d upgrades on the signed URL's host; conversation %+v", upgrades.Load(), r.sim.Conversations()[0])
+	}
+}
+
+// TestEndCallWithoutClose: a provider that sends agent_tool_response(end_call)
+// and its farewell but never closes: the call still ends, after the farewell has
+// played and the grace period has passed.
+func TestEndCallWithoutClose(t *testing.T) {
+	farewell := audiotest.Sine(8000, 440, -12, 800*time.Millisecond)
+	ulaw := make([]byte, len(farewell))
+	g711.PCMToULaw(ulaw, farewell)
+	prov := scriptedProvider(t, func(c *websocket.Conn) {
+		_ = c.WriteMessage(websocket.TextMessage, []byte(`{"type":"agent_tool_response","agent_tool_response":{"tool_name":"end_call","tool_call_id":"t1","tool_type":"system","is_error":false,"is_called":true,"event_id":1}}`))
+		_ = c.WriteMessage(websocket.TextMessage, []byte(`{"type":"audio","audio_event":{"audio_base_64":"`+base64.StdEncoding.EncodeToString(ulaw)+`","event_id":1}}`))
+		// and no close: scriptedProvider keeps the socket open
+	})
+	r := newRig(t, rigOpts{providerURL: prov, endCallGrace: 500 * time.Millisecond})
+	start := time.Now()
+	r.connect("PCMU")
+	select {
+	case <-r.sess.Done():
+	case <-time.After(4 * time.Second):
+		t.Fatal("the call did not end")
+	}
+	if e := r.sess.End(); e.Reason != sip.EndAgentHangup {
+		t.Fatalf("end %+v", e)
+	}
+	if heard := len(loud(r.phone.audioSince(start))); heard < 8000*7/10 {
+		t.Fatalf("%d loud samples of the 0.8 s farewell were heard before the end", heard)
 	}
 }

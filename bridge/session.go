@@ -93,9 +93,6 @@ const (
 	ringSlots     = 64 // 1.28 s of 20 ms chunks before the oldest is dropped
 	ringStart     = 4  // slots allocated at first: a writer that keeps up needs one or two
 	writeDeadline = 3 * time.Second
-	// endCallGrace is how long after agent_tool_response(end_call) the call waits
-	// for the provider's close before it hangs up anyway.
-	endCallGrace = 15 * time.Second
 )
 
 var errNotStarted = errors.New("bridge: the call is not answered yet")
@@ -463,14 +460,14 @@ func (s *Session) onEvent(ev *serverEvent) {
 		// The provider ran one of its system tools. end_call is followed by the
 		// close (1000) that ends the call, before or after the farewell's audio:
 		// the call ends on the close, once the audio has played. Should the close
-		// never come, the call ends after endCallGrace all the same.
+		// never come, the call ends after Connector.EndCallGrace all the same.
 		if ev.AgentToolResponse != nil && ev.AgentToolResponse.ToolName == "end_call" && !ev.AgentToolResponse.IsError &&
 			s.endCallSeen.CompareAndSwap(false, true) {
 			s.log.Info("the agent ended the call (end_call); waiting for the provider to close")
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				t := time.NewTimer(endCallGrace)
+				t := time.NewTimer(s.c.EndCallGrace)
 				defer t.Stop()
 				select {
 				case <-t.C:

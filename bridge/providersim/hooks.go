@@ -67,6 +67,14 @@ func (s *Server) RevokeKey(key string) {
 	s.mu.Unlock()
 }
 
+// SetSignedURLBase changes Options.SignedURLBase: where signed URLs handed out
+// from now on point.
+func (s *Server) SetSignedURLBase(base string) {
+	s.mu.Lock()
+	s.opts.SignedURLBase = base
+	s.mu.Unlock()
+}
+
 // SetRefuse makes new conversation sockets fail with HTTP 503 (on) or work again.
 func (s *Server) SetRefuse(on bool) { s.refuse.Store(on) }
 

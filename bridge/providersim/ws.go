@@ -66,12 +66,12 @@ func (s *Server) signedURL(w http.ResponseWriter, r *http.Request, acct string) 
 		}
 		s.sigs[sig] = signature{agentID: id, expires: now.Add(signatureTTL)}
 	}
+	base := s.opts.SignedURLBase
 	s.mu.Unlock()
 	if a == nil {
 		notFound(w, "agent")
 		return
 	}
-	base := s.opts.SignedURLBase
 	if base == "" {
 		base = "ws://" + r.Host
 		if r.TLS != nil {
