@@ -72,8 +72,7 @@ func TestPublishedAgentsTakeCalls(t *testing.T) {
 	})
 
 	t.Run("two destinations: the tool picks one, the REFER goes there", func(t *testing.T) {
-		id, ext := publish("+27216660002", "Desk", "en", map[string]any{
-			"keypad": map[string]any{"inter_digit_timeout_ms": 500},
+		id, ext := publish("+27216660002", "Desk", "en", map[string]any{ // the default 2 s pause: # ends the entry
 			"transfer": map[string]any{"mode": "refer", "destinations": []any{
 				map[string]any{"number": "+27219990001", "condition": "the caller wants sales", "label": "Sales"},
 				map[string]any{"number": "+27219990002", "condition": "the caller has a problem", "label": "Support"},
