@@ -72,7 +72,7 @@ func TestAuthKeyTypes(t *testing.T) {
 		kind, method, path string
 		body               any
 	}{
-		{"any", "GET", "/api/voices/", nil},
+		{"all", "GET", "/api/voices/", nil}, // the agency reads the catalogue it manages
 		{"any", "GET", p("/api/companies/%d", tn.id), nil},
 		{"any", "GET", "/api/usage/summary", nil},
 		{"any", "GET", "/api/contacts/", nil},
@@ -90,7 +90,7 @@ func TestAuthKeyTypes(t *testing.T) {
 		{"agency", "POST", "/api/agency/phone-numbers", map[string]any{"number": "+27210000001", "country_code": "ZA"}},
 		{"agency", "POST", "/api/agency/voices", map[string]any{"name": "V", "external_voice_id": "v", "language": "en"}},
 	}
-	allowed := map[string][]string{"any": {"company", "user"}, "company": {"company"}, "user": {"user"}, "agency": {"agency"}}
+	allowed := map[string][]string{"any": {"company", "user"}, "company": {"company"}, "user": {"user"}, "agency": {"agency"}, "all": {"agency", "company", "user"}}
 	for _, rt := range routes {
 		for kind, key := range keys {
 			ok := false

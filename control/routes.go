@@ -97,9 +97,9 @@ func (s *Server) table() []*route {
 		with(r(get, "/api/agents/{agent_id}/usage", authUser, roleViewer, "Agents", "Get agent usage", "agent", 200, s.agentUsage), "", "AgentUsage", dateParams(false), 404, 422),
 
 		// Voices
-		with(r(get, "/api/voices", authAny, roleViewer, "Voices", "List voices", "voice", 200, s.listVoices), "", "VoiceList",
+		with(r(get, "/api/voices", authAll, roleViewer, "Voices", "List voices", "voice", 200, s.listVoices), "", "VoiceList",
 			[]param{q("language", "string", ""), q("gender", "string", ""), q("accent", "string", "")}, 422),
-		with(r(get, "/api/voices/{voice_id}", authAny, roleViewer, "Voices", "Get voice details", "voice", 200, s.getVoice), "", "Voice", nil, 404, 422),
+		with(r(get, "/api/voices/{voice_id}", authAll, roleViewer, "Voices", "Get voice details", "voice", 200, s.getVoice), "", "Voice", nil, 404, 422),
 
 		// Phone numbers
 		with(r(get, "/api/phone-numbers/available", authUser, roleViewer, "Phone Numbers", "List available phone numbers", "phone number", 200, s.availableNumbers), "", "PhoneNumberList",

@@ -287,8 +287,10 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#personality"), "You are a friendly test agent."),
 		chromedp.SendKeys(chromedp.CSS("#opening_line"), "Hello, browser."),
 		chromedp.Click(chromedp.CSS(`[data-testid=save-agent]`)),
-		chromedp.WaitVisible(chromedp.CSS(`tr[data-status=draft] [data-action=publish]`)))
-	b.run("publish it in ZA", 20*time.Second,
+		chromedp.WaitVisible(chromedp.CSS(`[data-action=publish]`))) // the new agent's page
+	b.goTo("#/agents")
+	b.run("publish it in ZA from the list", 20*time.Second,
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-status=draft] [data-action=publish]`)),
 		chromedp.Click(chromedp.CSS(`tr[data-status=draft] [data-action=publish]`)),
 		chromedp.WaitVisible(chromedp.CSS(`select[name=country_code]`)),
 		chromedp.SetValue(chromedp.CSS(`select[name=country_code]`), "ZA"),
@@ -305,7 +307,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.shot("agent-edit")
 	b.run("save it", 15*time.Second,
 		chromedp.Click(chromedp.CSS(`[data-testid=save-agent]`)),
-		chromedp.WaitVisible(chromedp.CSS(`tr[data-status=active] [data-action=talk]`)))
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=banner]`)))
+	b.goTo("#/agents")
+	b.run("back to the list", 15*time.Second, chromedp.WaitVisible(chromedp.CSS(`tr[data-status=active] [data-action=talk]`)))
 	if p := g.Must(200, "GET", "/api/agents/1", tn.UserKey, nil)["personality"]; p != "You are a friendly test agent. Keep answers short." {
 		b.fail("personality after the edit: %q", p)
 	}

@@ -66,11 +66,12 @@ export function qs(params) {
   return s ? `?${s}` : '';
 }
 
-// Which key is this? A user key reads /api/users/me; a company key is refused
-// there (403) but reads usage. Agency keys are for the API, not the dashboard.
+// Which key is this? The agency key reads /api/agency; a user key reads
+// /api/users/me; a company key is refused there (403) but reads usage.
 export async function identify(key) {
   if (key.startsWith('cxco_agcy_k_')) {
-    throw new APIError(403, 'This is the agency key: it manages companies and the number pool through the API. Sign in with a company key (cxco_comp_k_…) or a user key (cxco_user_k_…).', 'permission_denied');
+    const agency = await api('GET', '/api/agency', undefined, key);
+    return { kind: 'agency', me: agency };
   }
   try {
     const me = await api('GET', '/api/users/me', undefined, key);
@@ -80,4 +81,36 @@ export async function identify(key) {
   }
   await api('GET', '/api/usage/summary', undefined, key);
   return { kind: 'company', me: null };
+}
+
+// stream reads a server-sent events stream with the signed-in key (EventSource
+// cannot send one) and calls onEvent(name, data) for each event until signal
+// aborts it. It resolves when the stream ends.
+export async function stream(path, onEvent, signal) {
+  const res = await fetch(path, { headers: { 'X-API-Key': session.key, 'Accept': 'text/event-stream' }, signal });
+  if (!res.ok) {
+    let data = null;
+    try { data = await res.json(); } catch { data = null; }
+    const err = new APIError(res.status, (data && data.detail) || `${res.status} ${res.statusText}`, (data && data.error_type) || 'error');
+    if (res.status === 401) onUnauthorized(err);
+    throw err;
+  }
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      let name = 'message', data = '';
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event: ')) name = line.slice(7);
+        else if (line.startsWith('data: ')) data += line.slice(6);
+      }
+      if (data) onEvent(name, JSON.parse(data));
+    }
+  }
 }

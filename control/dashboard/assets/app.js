@@ -6,19 +6,33 @@ import * as conversations from './pages/conversations.js';
 import * as usage from './pages/usage.js';
 import * as webhooks from './pages/webhooks.js';
 import * as numbers from './pages/numbers.js';
+import * as live from './pages/live.js';
+import * as companies from './pages/companies.js';
+import * as pool from './pages/pool.js';
+import * as voices from './pages/voices.js';
+import * as trunks from './pages/trunks.js';
 
 // Pages, and the key each needs: user keys manage agents, numbers and
-// conversations; company keys manage webhooks; both read usage.
+// conversations; company keys manage webhooks; both read usage; the agency key
+// runs the platform (companies, their users, the number pool, voices, trunks).
+// Everyone sees the calls in progress they may see.
 const pages = [
+  { path: 'live', title: 'Live calls', kinds: ['agency', 'user', 'company'], page: live },
+  { path: 'companies', title: 'Companies', kinds: ['agency'], page: companies },
+  { path: 'pool', title: 'Number pool', kinds: ['agency'], page: pool },
+  { path: 'voices', title: 'Voices', kinds: ['agency'], page: voices },
+  { path: 'trunks', title: 'Trunks', kinds: ['agency'], page: trunks },
   { path: 'agents', title: 'Agents', kinds: ['user'], page: agents },
   { path: 'conversations', title: 'Conversations', kinds: ['user'], page: conversations },
   { path: 'usage', title: 'Usage', kinds: ['user', 'company'], page: usage },
   { path: 'webhooks', title: 'Webhooks', kinds: ['company'], page: webhooks },
   { path: 'numbers', title: 'Phone numbers', kinds: ['user'], page: numbers },
 ];
+const landing = { agency: 'companies', user: 'agents', company: 'usage' };
 
 let me = null;
 let renderSeq = 0;
+let shown = null; // the page on screen: told to leave (stop its streams) before the next renders
 
 function available() {
   return pages.filter((p) => p.kinds.includes(session.kind));
@@ -31,11 +45,12 @@ function nav(current) {
   const who = document.getElementById('who');
   const label = session.kind === 'user'
     ? `User key${me ? ` · ${me.name || me.email}` : ''}`
-    : 'Company key';
+    : session.kind === 'agency' ? `Agency key${me && me.name ? ` · ${me.name}` : ''}` : 'Company key';
   mount(who, h('span', { 'data-testid': 'who' }, label), h('button', { onclick: signOut, 'data-testid': 'sign-out' }, 'Sign out'));
 }
 
 function signOut() {
+  leave();
   session.clear();
   me = null;
   mount(document.getElementById('who'));
@@ -44,7 +59,7 @@ function signOut() {
 
 function signIn() {
   nav('');
-  const input = h('input', { id: 'api-key', type: 'password', autocomplete: 'off', spellcheck: 'false', placeholder: 'cxco_user_k_… or cxco_comp_k_…', required: true });
+  const input = h('input', { id: 'api-key', type: 'password', autocomplete: 'off', spellcheck: 'false', placeholder: 'cxco_agcy_k_…, cxco_user_k_… or cxco_comp_k_…', required: true });
   const btn = h('button', { class: 'primary', type: 'submit', 'data-testid': 'sign-in' }, 'Sign in');
   const form = h('form', {
     class: 'panel signin',
@@ -58,7 +73,7 @@ function signIn() {
         session.set(key, who.kind);
         me = who.me;
         banner(null);
-        location.hash = who.kind === 'user' ? '#/agents' : '#/usage';
+        location.hash = `#/${landing[who.kind]}`;
       } catch (e) {
         banner(e instanceof APIError && e.status === 401 ? new APIError(401, 'That API key is not valid. Check it and try again.', e.type) : e);
       } finally {
@@ -67,14 +82,20 @@ function signIn() {
     },
   },
   h('h1', {}, 'Sign in'),
-  h('p', { class: 'muted' }, 'Use a user key to manage agents, phone numbers and conversations, or a company key for webhooks and usage. The key stays in this browser tab (session storage) and is sent as X-API-Key.'),
+  h('p', { class: 'muted' }, 'Use the agency key (printed when the gateway first started) to run the platform: companies and their users, the number pool, voices, trunks and every live call. A user key manages agents, phone numbers and conversations; a company key webhooks and usage. The key stays in this browser tab (session storage) and is sent as X-API-Key.'),
   h('label', { for: 'api-key' }, 'API key'), input, btn);
   mount(main(), form);
   input.focus();
 }
 
+function leave() {
+  if (shown && shown.leave) shown.leave();
+  shown = null;
+}
+
 async function route() {
   const seq = ++renderSeq;
+  leave();
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
   if (!session.key || parts[0] === 'signin') {
     if (session.key && parts[0] === 'signin') { location.hash = '#/'; return; }
@@ -91,6 +112,7 @@ async function route() {
   banner(null);
   document.title = `${p.title} · CXCo`;
   const el = main();
+  shown = p.page;
   try {
     await p.page.render(el, parts.slice(1), { kind: session.kind, me, stale: () => seq !== renderSeq });
   } catch (e) {
@@ -100,6 +122,7 @@ async function route() {
 }
 
 whenUnauthorized(() => {
+  leave();
   session.clear();
   me = null;
   location.hash = '#/signin';

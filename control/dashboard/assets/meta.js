@@ -28,3 +28,9 @@ export async function audioFormats() {
 export async function eventTypes() {
   return enumAt(await schemas(), 'WebhookCreate', 'properties', 'events', 'items', 'enum');
 }
+
+// agentProviders are the voice-AI providers an agent may choose, when the API
+// lets it choose (AgentCreate.provider); none: the voice's provider runs it.
+export async function agentProviders() {
+  return enumAt(await schemas(), 'AgentCreate', 'properties', 'provider', 'enum');
+}

@@ -81,7 +81,25 @@ export function needs(what, err) {
   return h('div', { class: 'panel empty', 'data-testid': 'needs-key' },
     h('p', {}, `This page needs ${what}.`),
     detail ? h('p', { class: 'muted small' }, detail) : null,
-    h('p', { class: 'muted small' }, 'Company keys (cxco_comp_k_…) manage users and webhooks; user keys (cxco_user_k_…) manage agents, numbers and conversations. Both read usage.'));
+    h('p', { class: 'muted small' }, 'The agency key (cxco_agcy_k_…) manages companies, the number pool, voices and trunks; company keys (cxco_comp_k_…) users and webhooks; user keys (cxco_user_k_…) agents, numbers and conversations. Company and user keys read usage.'));
 }
 
 export function loading() { return h('p', { class: 'muted' }, 'Loading…'); }
+
+// modal shows content over the page until closed; it returns the close function.
+export function modal(title, ...content) {
+  const close = () => box.remove();
+  const box = h('div', { class: 'modal', role: 'dialog', 'aria-modal': 'true', 'data-testid': 'modal' },
+    h('div', { class: 'modal-box' }, h('h2', {}, title), ...content,
+      h('div', { class: 'actions' }, h('button', { class: 'primary', 'data-testid': 'modal-close', onclick: close }, 'Done'))));
+  document.body.append(box);
+  return close;
+}
+
+// secretOnce shows a key that is shown only once, with a copy button.
+export function secretOnce(title, what, key) {
+  const input = h('input', { readonly: true, value: key, class: 'code', 'data-testid': 'new-key' });
+  modal(title, h('p', {}, `${what} It is shown only now: copy it somewhere safe.`), input,
+    h('button', { onclick: async (ev) => { try { await navigator.clipboard.writeText(key); ev.target.textContent = 'Copied'; } catch { input.select(); } } }, 'Copy'));
+  input.select();
+}
