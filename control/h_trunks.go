@@ -290,8 +290,7 @@ func trunkErr(err error) error {
 func trunkSchemas() js {
 	tls := strict(object(nil, js{
 		"client_cert_file": str("PEM certificate we present to a trunk that asks for one (mutual TLS); reloaded on SIGHUP"),
-		"client_key_file":  str("its PEM private key"),
-		"server_name":      str("the name the trunk's certificate must carry when it differs from the URI's host")}))
+		"client_key_file":  str("its PEM private key")}))
 	nat := strict(object(nil, js{"latching": js{"type": "string", "enum": []string{"", store.LatchOff, store.LatchSource},
 		"description": "where RTP is accepted from: off (the SDP's address only) or signalling_source (also the signalling source's address, for a trunk behind NAT); empty: the gateway's default"}}))
 	numbers := strict(object(nil, js{

@@ -30,7 +30,7 @@ Runs the gateway's tests. With no part flag it runs every part, in this order
 
 Before the tests it installs, with apt-get (sudo when not root), whichever of
 these Debian packages is missing: redis-server, sip-tester (sipp), kamailio,
-chromium. --no-install skips that step (the tests then fail, never skip, when a
+kamailio-tls-modules, baresip-core, chromium. --no-install skips that step (the tests then fail, never skip, when a
 tool is missing).
 
 Environment: CXCO_ARTIFACTS (where browser screenshots go), CXCO_CHROMIUM (a
@@ -59,6 +59,9 @@ fi
 if want e2e; then
   # kamailio lives in /usr/sbin, which is not on every user's PATH.
   command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
+  # Kamailio's TLS module plays a carrier's TLS registrar; baresip calls over TLS.
+  compgen -G "/usr/lib/*/kamailio/modules/tls.so" >/dev/null || need+=(kamailio-tls-modules)
+  command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
 fi
 if want browser; then
   command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)

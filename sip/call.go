@@ -204,6 +204,12 @@ func (s *Server) newCall(req *gsip.Request, tx gsip.ServerTransaction, tr *trunk
 	inv.To().Params.Add("tag", tag)
 	fromTag, _ := inv.From().Params.Get("tag")
 	raw := dialled(req)
+	if to := req.To(); to != nil && tr.Registration.Enabled && to.Address.User != "" &&
+		strings.EqualFold(req.Recipient.User, tr.RegisterUser()) {
+		// The carrier sent the call to our registered contact: the Request-URI
+		// names our registration, To the number the caller dialled.
+		raw = to.Address.User
+	}
 	c := &call{s: s, trunk: tr, invite: inv, tx: tx, callID: inv.CallID().Value(), ourTag: tag, source: req.Source(),
 		transport: req.Transport(), caller: callerNumber(req, tr.Numbers), dialled: raw, called: tr.Numbers.Normalize(raw), start: time.Now(),
 		acks: map[uint32]chan struct{}{}, acked: make(chan struct{}), endCh: make(chan endRequest, 1), done: make(chan struct{}),
@@ -393,13 +399,26 @@ func (c *call) host() string {
 	return c.advertise.String()
 }
 
+// contact is our Contact for this call: at the port of the transport the call
+// came over, sips: when the INVITE's Request-URI was (RFC 3261 §8.1.1.8).
 func (c *call) contact() *gsip.ContactHeader {
-	u := gsip.Uri{Scheme: "sip", User: "cxco", Host: c.host(), Port: c.s.port}
-	if !strings.EqualFold(c.transport, "udp") {
+	u := gsip.Uri{Scheme: "sip", User: "cxco", Host: c.host(), Port: c.localPort()}
+	switch {
+	case strings.EqualFold(c.invite.Recipient.Scheme, "sips"):
+		u.Scheme = "sips"
+	case !strings.EqualFold(c.transport, "udp"):
 		u.UriParams = gsip.NewParams()
 		u.UriParams.Add("transport", strings.ToLower(c.transport))
 	}
 	return &gsip.ContactHeader{Address: u}
+}
+
+// localPort is our SIP port on the call's transport.
+func (c *call) localPort() int {
+	if strings.EqualFold(c.transport, "tls") && c.s.tlsPort != 0 {
+		return c.s.tlsPort
+	}
+	return c.s.port
 }
 
 // answer sends the 200 OK with our SDP and hands the call to its supervisor.

@@ -300,7 +300,7 @@ func (c *call) newRequest(method gsip.RequestMethod) *gsip.Request {
 	c.mu.Unlock()
 	req := gsip.NewRequest(method, target)
 	host := c.advertise.String()
-	via := &gsip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(c.transport), Host: host, Port: c.s.port}
+	via := &gsip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(c.transport), Host: host, Port: c.localPort()}
 	via.Params = gsip.NewParams()
 	via.Params.Add("branch", gsip.GenerateBranchN(16))
 	req.AppendHeader(via)

@@ -42,6 +42,15 @@ type Options struct {
 	// call came from.
 	DefaultTrunk         store.Trunk
 	DefaultTrunkPassword string
+	// TLSAddr is where SIP over TLS listens ("" = nowhere), with the PEM
+	// certificate and key in TLSCertFile and TLSKeyFile (read again on
+	// ReloadTLS). TLSCAFile verifies the peers of our outbound TLS connections
+	// (empty: the system's roots).
+	TLSAddr, TLSCertFile, TLSKeyFile, TLSCAFile string
+	// RegisterRetry and RegisterRetryMax bound the back-off between failed
+	// registrations (default 5 s doubling to 10 min); NetworkPoll is how often the
+	// machine's addresses are checked for a change (default 10 s).
+	RegisterRetry, RegisterRetryMax, NetworkPoll time.Duration
 	// Trunks are the trunks the agency stores (nil: the default trunk only).
 	Trunks TrunkSource
 	// TrunkPoll is how often the stored trunks' version is checked (default 2 s).
@@ -120,6 +129,10 @@ type Server struct {
 	reloadMu  sync.Mutex
 	stopBg    chan struct{}
 	bgWG      sync.WaitGroup
+	certs     tlsCerts
+	tlsPort   int
+	regs      *registrations
+	listening atomic.Bool
 	// mediaIP is where calls bind their RTP: the --sip host when that is one
 	// address, so a gateway bound to one interface listens on no other; the zero
 	// Addr (every address) when SIP listens on every address.
@@ -188,9 +201,23 @@ func New(opt Options) (*Server, error) {
 		opt.TrunkPoll = 2 * time.Second
 	}
 	s.opt.TrunkPoll = opt.TrunkPoll
+	if opt.RegisterRetry <= 0 {
+		opt.RegisterRetry = 5 * time.Second
+	}
+	if opt.RegisterRetryMax <= 0 {
+		opt.RegisterRetryMax = 10 * time.Minute
+	}
+	if opt.NetworkPoll <= 0 {
+		opt.NetworkPoll = 10 * time.Second
+	}
+	s.opt.RegisterRetry, s.opt.RegisterRetryMax, s.opt.NetworkPoll = opt.RegisterRetry, opt.RegisterRetryMax, opt.NetworkPoll
 	s.stopBg = make(chan struct{})
+	s.regs = newRegistrations(s)
 	def := opt.DefaultTrunk
-	s.trunkSnap.Store(&trunkSet{version: -1, all: []*trunk{s.compileTrunk(&def, opt.DefaultTrunkPassword)}})
+	s.trunkSnap.Store(&trunkSet{version: -1, all: []*trunk{s.compileTrunk(context.Background(), &def, opt.DefaultTrunkPassword)}})
+	if err := s.ReloadTLS(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -226,6 +253,10 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return err
 	}
+	if err := s.listenTLS(); err != nil {
+		s.closeSockets()
+		return err
+	}
 	s.setupUA()
 	if s.opt.Trunks != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -252,7 +283,17 @@ func (s *Server) Listen() error {
 		s.serveWG.Add(1)
 		go func() { defer s.serveWG.Done(); _ = s.srv.ServeTCP(tracedListener{Listener: l, s: s}) }()
 	}
-	s.log.Info("SIP listening", "udp_tcp", s.Addrs(), "public_ip", s.opt.PublicIP.String())
+	for _, l := range s.tlsListeners {
+		s.serveWG.Add(1)
+		go func() { defer s.serveWG.Done(); _ = s.srv.ServeTLS(tracedListener{Listener: l, s: s, proto: "TLS"}) }()
+	}
+	// Registrations start once the sockets serve (the registrar's 200 and the
+	// carrier's INVITEs come back to them).
+	s.listening.Store(true)
+	s.regs.sync(s.trunks().all)
+	s.regs.wg.Add(1)
+	go s.regs.watchNetwork(s.stopBg, s.opt.NetworkPoll)
+	s.log.Info("SIP listening", "udp_tcp", s.Addrs(), "tls", s.TLSAddrs(), "public_ip", s.opt.PublicIP.String())
 	return nil
 }
 
@@ -323,6 +364,7 @@ func (s *Server) setupUA() {
 			transportLogger(s.log),
 			gsip.WithTransportLayerReadFilter(s.readFilter),
 		),
+		sipgo.WithUserAgenTLSConfig(s.clientTLSConfig()),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			gsip.WithTransactionLayerLogger(quietLogger(s.log)),
 			gsip.WithTransactionLayerUnhandledResponseHandler(func(*gsip.Response) { s.obs.Dropped("stray_response") }),
@@ -342,7 +384,7 @@ func (s *Server) readFilter(p gsip.TransportReadProps, data []byte) ([]byte, err
 	if !ok || !s.allowed(src) {
 		s.obs.Dropped("trunk_allow")
 		s.dropWarn.warn(s.log, src, p.Transport, data)
-		if strings.HasPrefix(strings.ToLower(p.Transport), "tcp") {
+		if tr := strings.ToLower(p.Transport); strings.HasPrefix(tr, "tcp") || strings.HasPrefix(tr, "tls") {
 			return nil, errors.New("source not in --trunk-allow")
 		}
 		return nil, nil
@@ -440,12 +482,8 @@ func (s *Server) Close() error {
 	s.HangupAll()
 	close(s.stopBg)
 	s.bgWG.Wait()
-	for _, c := range s.conns {
-		c.Close()
-	}
-	for _, l := range s.listeners {
-		l.Close()
-	}
+	s.regs.close() // un-REGISTER while the sockets still work
+	s.closeSockets()
 	if s.ua != nil {
 		s.ua.Close()
 	}
@@ -455,6 +493,19 @@ func (s *Server) Close() error {
 		s.trace.close() // the last ladders are written
 	}
 	return nil
+}
+
+// closeSockets closes every listener.
+func (s *Server) closeSockets() {
+	for _, c := range s.conns {
+		c.Close()
+	}
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	for _, l := range s.tlsListeners {
+		l.Close()
+	}
 }
 
 // MediaIP is the address calls bind RTP on; invalid when every address.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -213,5 +214,70 @@ func TestDropWarner(t *testing.T) {
 	}
 	if len(d.last) > maxDropSources {
 		t.Fatalf("%d sources remembered", len(d.last))
+	}
+}
+
+func TestRegisterBackoff(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: 5 * time.Second, 2: 10 * time.Second, 3: 20 * time.Second, 10: 10 * time.Minute, 50: 10 * time.Minute} {
+		for range 20 {
+			got := backoff(n, 5*time.Second, 10*time.Minute)
+			if got < want*8/10 || got > want*12/10 {
+				t.Fatalf("backoff(%d) = %s, want %s ±20%%", n, got, want)
+			}
+		}
+	}
+}
+
+func TestGrantedExpiry(t *testing.T) {
+	contact := "<sip:gw@192.0.2.10:5061;transport=tls>"
+	for _, tc := range []struct {
+		name, hdrs string
+		want       time.Duration
+	}{
+		{"our contact's expires", "Contact: <sip:other@192.0.2.9:5060>;expires=30, <sip:gw@192.0.2.10:5061;transport=tls>;expires=120\r\nExpires: 3600\r\n", 120 * time.Second},
+		{"Expires header", "Contact: <sip:other@192.0.2.9:5060>;expires=30\r\nExpires: 300\r\n", 300 * time.Second},
+		{"what we asked", "", 600 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := "SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 192.0.2.10:5061;branch=z9hG4bKx\r\nFrom: <sip:gw@carrier>;tag=a\r\nTo: <sip:gw@carrier>;tag=b\r\n" +
+				"Call-ID: c\r\nCSeq: 2 REGISTER\r\n" + tc.hdrs + "Content-Length: 0\r\n\r\n"
+			m, err := gsip.ParseMessage([]byte(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := grantedExpiry(m.(*gsip.Response), contact, 600*time.Second); got != tc.want {
+				t.Fatalf("granted %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestNetworkChangeReregisters: when the machine's addresses change (a new
+// interface address, a DHCP renumbering, a VPN), every registration is told to
+// register again at once.
+func TestNetworkChangeReregisters(t *testing.T) {
+	s := &Server{log: slog.New(slog.DiscardHandler)}
+	r := newRegistrations(s)
+	var mu sync.Mutex
+	addrs := []string{"192.0.2.10/24"}
+	r.addrs = func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), addrs...) }
+	reg := &registration{kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	r.regs[1] = reg
+	stop := make(chan struct{})
+	r.wg.Add(1)
+	go r.watchNetwork(stop, time.Millisecond)
+	defer func() { close(stop); r.wg.Wait() }()
+	select {
+	case <-reg.kick:
+		t.Fatal("kicked without a change")
+	case <-time.After(20 * time.Millisecond):
+	}
+	mu.Lock()
+	addrs = []string{"198.51.100.7/24"}
+	mu.Unlock()
+	select {
+	case <-reg.kick:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no re-registration after the addresses changed")
 	}
 }

@@ -102,7 +102,8 @@ func (c *tracedPacketConn) WriteTo(b []byte, a net.Addr) (int, error) {
 // tracedListener hands out TCP connections whose streams are traced.
 type tracedListener struct {
 	net.Listener
-	s *Server
+	s     *Server
+	proto string // "TLS" for the --sip-tls listener; "" is TCP
 }
 
 func (l tracedListener) Accept() (net.Conn, error) {
@@ -110,12 +111,17 @@ func (l tracedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tracedConn{Conn: c, s: l.s, local: c.LocalAddr().String(), remote: c.RemoteAddr().String()}, nil
+	proto := l.proto
+	if proto == "" {
+		proto = "TCP"
+	}
+	return &tracedConn{Conn: c, s: l.s, proto: proto, local: c.LocalAddr().String(), remote: c.RemoteAddr().String()}, nil
 }
 
 type tracedConn struct {
 	net.Conn
 	s             *Server
+	proto         string
 	local, remote string
 	rmu, wmu      sync.Mutex // a reader and writers may overlap
 	rf, wf        framer
@@ -125,7 +131,7 @@ func (c *tracedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.rmu.Lock()
-		c.s.traceWire(&c.rf, true, "TCP", c.local, c.remote, b[:n])
+		c.s.traceWire(&c.rf, true, c.proto, c.local, c.remote, b[:n])
 		c.rmu.Unlock()
 	}
 	return n, err
@@ -133,7 +139,7 @@ func (c *tracedConn) Read(b []byte) (int, error) {
 
 func (c *tracedConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
-	c.s.traceWire(&c.wf, false, "TCP", c.local, c.remote, b)
+	c.s.traceWire(&c.wf, false, c.proto, c.local, c.remote, b)
 	c.wmu.Unlock()
 	return c.Conn.Write(b)
 }

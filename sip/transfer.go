@@ -205,6 +205,7 @@ func (s *Server) lookupLeg(req *gsip.Request) *outLeg {
 // relays audio between the caller and it; the agent leaves the call.
 func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Time) error {
 	s := c.s
+	ctx = withTrunk(ctx, c.trunk) // a TLS trunk gets its client certificate
 	format := c.peer.Format()
 	stream, err := media.NewStream(s.opt.Ports, s.mediaIP, media.Options{Logger: c.log.With("leg", "transfer"), Wheel: s.opt.Wheel,
 		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax})
@@ -220,8 +221,15 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 	}()
 	local := sdp.NewLocal(c.advertise, stream.LocalPort())
 	host := c.host()
-	contact := gsip.ContactHeader{Address: gsip.Uri{Scheme: "sip", User: "cxco", Host: host, Port: s.port}}
-	cli, err := sipgo.NewClient(s.ua, sipgo.WithClientHostname(c.advertise.String()), sipgo.WithClientPort(s.port))
+	port := s.port
+	contact := gsip.ContactHeader{Address: gsip.Uri{Scheme: "sip", User: "cxco", Host: host, Port: port}}
+	if c.trunk.hasURI && c.trunk.uri.Transport == "tls" && s.tlsPort != 0 {
+		port = s.tlsPort
+		contact.Address.Port = port
+		contact.Address.UriParams = gsip.NewParams()
+		contact.Address.UriParams.Add("transport", "tls")
+	}
+	cli, err := sipgo.NewClient(s.ua, sipgo.WithClientHostname(c.advertise.String()), sipgo.WithClientPort(port))
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrTransferFailed, err)
 	}

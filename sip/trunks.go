@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -39,8 +40,30 @@ type trunkSet struct {
 	all     []*trunk // the default trunk first, then by id
 }
 
-func (s *Server) compileTrunk(t *store.Trunk, password string) *trunk {
+func (s *Server) compileTrunk(ctx context.Context, t *store.Trunk, password string) *trunk {
 	ct := &trunk{Trunk: t, prefixes: t.Prefixes(), password: password}
+	if t.Registration.Enabled {
+		// The carrier sends calls for our registration from its registrar (or
+		// proxies the operator lists in allow): the registrars' addresses are
+		// allowed too.
+		for _, r := range t.Registrars() {
+			u, err := store.ParseTrunkURI(r)
+			if err != nil {
+				continue
+			}
+			var ips []netip.Addr
+			if a, err := netip.ParseAddr(u.Host); err == nil {
+				ips = []netip.Addr{a}
+			} else {
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				ips, _ = net.DefaultResolver.LookupNetIP(rctx, "ip", u.Host)
+				cancel()
+			}
+			for _, a := range ips {
+				ct.prefixes = append(ct.prefixes, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			}
+		}
+	}
 	if t.InboundAuth && t.Username != "" {
 		ct.auth = newDigestAuth("cxco", t.Username, password)
 	}
@@ -94,15 +117,24 @@ func (s *Server) ReloadTrunks(ctx context.Context) error {
 		}
 	}
 	def := s.opt.DefaultTrunk
-	all := []*trunk{s.compileTrunk(&def, s.opt.DefaultTrunkPassword)}
+	all := []*trunk{s.compileTrunk(ctx, &def, s.opt.DefaultTrunkPassword)}
 	for _, t := range stored {
 		pw, err := s.opt.Trunks.TrunkPassword(t)
 		if err != nil {
 			s.log.Error("cannot open a trunk's password (wrong --secret-key?); it cannot authenticate", "trunk", t.Name, "err", err)
 		}
-		all = append(all, s.compileTrunk(t, pw))
+		all = append(all, s.compileTrunk(ctx, t, pw))
 	}
 	s.trunkSnap.Store(&trunkSet{version: ver, all: all})
+	if clients, err := s.loadClientCerts(all); err != nil {
+		s.log.Error("a trunk's TLS client certificate cannot be read", "err", err)
+		s.certs.addClients(clients)
+	} else {
+		s.certs.addClients(clients)
+	}
+	if s.listening.Load() { // registrations follow the trunks once the sockets serve
+		s.regs.sync(all)
+	}
 	return nil
 }
 

@@ -79,9 +79,6 @@ type TrunkTLS struct {
 	// certificate on SIGHUP.
 	ClientCertFile string `json:"client_cert_file,omitempty"`
 	ClientKeyFile  string `json:"client_key_file,omitempty"`
-	// ServerName is the name its certificate must carry when it differs from the
-	// URI's host (a trunk reached by IP address).
-	ServerName string `json:"server_name,omitempty"`
 }
 
 // TrunkNAT is how media from a trunk behind NAT is handled.

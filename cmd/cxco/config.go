@@ -17,29 +17,35 @@ import (
 
 // Config is everything `cxco serve` is told, from flags or their environment variables.
 type Config struct {
-	HTTPAddr        string
-	SIPAddr         string
-	RTPPorts        string
-	RTPMin, RTPMax  int
-	PublicIP        string
-	RedisURL        string
-	AgencyKey       string
-	SecretKey       string
-	ProviderURL     string
-	ProviderAPIKey  string
-	ProviderTimeout time.Duration
-	TrunkAllow      string
-	TrunkPrefixes   []netip.Prefix
-	TrunkUser       string
-	TrunkPassword   string
-	TrunkURI        string
-	TrunkCountry    string
-	TrunkCodecs     string
-	TrunkSRTP       string
-	TrunkRegister   bool
-	TrunkRegistrars string
-	TrunkClientCert string
-	TrunkClientKey  string
+	HTTPAddr           string
+	SIPAddr            string
+	SIPTLSAddr         string
+	SIPTLSCert         string
+	SIPTLSKey          string
+	SIPTLSCA           string
+	ReadyzRegistration bool
+	RegisterRetry      time.Duration
+	RTPPorts           string
+	RTPMin, RTPMax     int
+	PublicIP           string
+	RedisURL           string
+	AgencyKey          string
+	SecretKey          string
+	ProviderURL        string
+	ProviderAPIKey     string
+	ProviderTimeout    time.Duration
+	TrunkAllow         string
+	TrunkPrefixes      []netip.Prefix
+	TrunkUser          string
+	TrunkPassword      string
+	TrunkURI           string
+	TrunkCountry       string
+	TrunkCodecs        string
+	TrunkSRTP          string
+	TrunkRegister      bool
+	TrunkRegistrars    string
+	TrunkClientCert    string
+	TrunkClientKey     string
 	// DefaultTrunk is the trunk the --trunk-* flags describe (Validate builds it).
 	DefaultTrunk         store.Trunk
 	MaxCalls             int
@@ -147,6 +153,12 @@ func serveFlags(c *Config) *flagSet {
 	fs := newFlagSet("serve", "Usage: cxco serve [flags]\n\nRuns the gateway: the HTTP control plane, the SIP user agent and the media engine.")
 	fs.str(&c.HTTPAddr, "http", "CXCO_HTTP_ADDR", ":8080", "control-plane listen address")
 	fs.str(&c.SIPAddr, "sip", "CXCO_SIP_ADDR", ":5060", "SIP listen address, UDP and TCP")
+	fs.str(&c.SIPTLSAddr, "sip-tls", "CXCO_SIP_TLS_ADDR", "", "SIP over TLS listen address, e.g. :5061 (off when empty; needs --sip-tls-cert and --sip-tls-key)")
+	fs.str(&c.SIPTLSCert, "sip-tls-cert", "CXCO_SIP_TLS_CERT", "", "PEM certificate (chain) of the SIP TLS listener; read again on SIGHUP")
+	fs.str(&c.SIPTLSKey, "sip-tls-key", "CXCO_SIP_TLS_KEY", "", "PEM private key of --sip-tls-cert; read again on SIGHUP")
+	fs.str(&c.SIPTLSCA, "sip-tls-ca", "CXCO_SIP_TLS_CA", "", "PEM CA certificates that verify the peers of outbound SIP TLS (registrars, transfers); empty: the system's roots")
+	fs.boolean(&c.ReadyzRegistration, "readyz-registration", "CXCO_READYZ_REGISTRATION", false, "/readyz fails while a trunk that registers is not registered")
+	fs.dur(&c.RegisterRetry, "register-retry", "CXCO_REGISTER_RETRY", 5*time.Second, "first wait after a failed registration (doubling to 10m)")
 	fs.str(&c.RTPPorts, "rtp-ports", "CXCO_RTP_PORTS", "20000-29999", "UDP port range for RTP")
 	fs.str(&c.PublicIP, "public-ip", "CXCO_PUBLIC_IP", "", "address written into SDP and Contact (default: first non-loopback address, else 127.0.0.1)")
 	fs.str(&c.RedisURL, "redis", "CXCO_REDIS_URL", "", "redis://, rediss://, redis+sentinel:// or redis+cluster:// URL (empty: embedded store, data lost on exit)")
@@ -197,6 +209,20 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.SIPAddr); err != nil {
 		bad("--sip %q: %v", c.SIPAddr, err)
+	}
+	if c.SIPTLSAddr != "" {
+		if _, _, err := net.SplitHostPort(c.SIPTLSAddr); err != nil {
+			bad("--sip-tls %q: %v", c.SIPTLSAddr, err)
+		}
+		if c.SIPTLSCert == "" || c.SIPTLSKey == "" {
+			bad("--sip-tls needs --sip-tls-cert and --sip-tls-key")
+		}
+	}
+	if (c.SIPTLSCert == "") != (c.SIPTLSKey == "") {
+		bad("--sip-tls-cert and --sip-tls-key go together")
+	}
+	if c.RegisterRetry <= 0 {
+		bad("--register-retry must be positive")
 	}
 	lo, hi, ok := strings.Cut(c.RTPPorts, "-")
 	c.RTPMin, _ = strconv.Atoi(strings.TrimSpace(lo))

@@ -44,8 +44,9 @@ type observer struct {
 	redisErrors    *metrics.CounterVec
 	startedAt      time.Time
 	draining       func() bool // the SIP server's Drain was called
-	activeCalls    func() int
+	activeCalls    func() int  // calls in setup or up
 	providerStats  func() *bridge.Stats
+	registrations  func() []sip.RegistrationStatus
 	webhookStats   func() webhooks.Stats
 	lastRedisError atomic.Value
 }
@@ -142,6 +143,21 @@ func (o *observer) scrape(w io.Writer) {
 		}
 		gauge("cxco_draining", "1 while the node drains (no new calls).", d)
 	}
+	if o.registrations != nil {
+		regs := o.registrations()
+		fmt.Fprintf(w, "# HELP cxco_sip_registration_up 1 while the trunk's registration is bound at the registrar named.\n# TYPE cxco_sip_registration_up gauge\n")
+		for _, r := range regs {
+			up := 0
+			if r.State == sip.RegRegistered {
+				up = 1
+			}
+			fmt.Fprintf(w, "cxco_sip_registration_up{trunk=%q,registrar=%q} %d\n", r.Trunk, r.Registrar, up)
+		}
+		fmt.Fprintf(w, "# HELP cxco_sip_registration_failures Consecutive failed registration attempts of a trunk (0 once registered).\n# TYPE cxco_sip_registration_failures gauge\n")
+		for _, r := range regs {
+			fmt.Fprintf(w, "cxco_sip_registration_failures{trunk=%q} %d\n", r.Trunk, r.Failures)
+		}
+	}
 	if o.providerStats != nil {
 		ps := o.providerStats()
 		fmt.Fprintf(w, "# HELP cxco_provider_messages_total Provider websocket messages, by direction.\n# TYPE cxco_provider_messages_total counter\n")
@@ -187,7 +203,7 @@ func rss() int64 {
 // health serves /healthz (the process answers) and /readyz (Redis reachable, SIP
 // listening, not draining): a load balancer or Kubernetes stops sending work to a
 // node that is not ready.
-func health(st *store.Store, sipSrv *sip.Server) (healthz, readyz http.Handler) {
+func health(st *store.Store, sipSrv *sip.Server, needRegistration bool) (healthz, readyz http.Handler) {
 	healthz = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"status":"ok"}`)
@@ -205,6 +221,13 @@ func health(st *store.Store, sipSrv *sip.Server) (healthz, readyz http.Handler) 
 		}
 		if sipSrv != nil && sipSrv.Draining() {
 			problems = append(problems, "draining")
+		}
+		if needRegistration && sipSrv != nil {
+			for _, r := range sipSrv.Registrations() {
+				if r.State != sip.RegRegistered {
+					problems = append(problems, "trunk "+r.Trunk+" not registered")
+				}
+			}
 		}
 		if len(problems) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)

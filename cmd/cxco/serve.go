@@ -128,14 +128,15 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		EchoNumber: cfg.EchoNumber, Store: st, Connector: connector, Ports: ports, Wheel: wheel,
 		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Logger: log.With("component", "sip"),
 		TransferTimeout: cfg.TransferTimeout, Observer: obs, T1: cfg.SIPT1,
-		FloodRate: sourceRate(cfg.SIPSourceRate), FloodBurst: 2 * cfg.SIPSourceRate,
+		TLSAddr: cfg.SIPTLSAddr, TLSCertFile: cfg.SIPTLSCert, TLSKeyFile: cfg.SIPTLSKey, TLSCAFile: cfg.SIPTLSCA,
+		RegisterRetry: cfg.RegisterRetry, FloodRate: sourceRate(cfg.SIPSourceRate), FloodBurst: 2 * cfg.SIPSourceRate,
 		SIPTrace: cfg.SIPTrace, TraceKeep: cfg.SIPTraceKeep, Node: cfg.NodeID,
 	})
 	if err != nil {
 		return err
 	}
-	obs.activeCalls, obs.draining = sipSrv.ActiveCalls, sipSrv.Draining
-	healthz, readyz := health(st, sipSrv)
+	obs.activeCalls, obs.draining, obs.registrations = sipSrv.ActiveCalls, sipSrv.Draining, sipSrv.Registrations
+	healthz, readyz := health(st, sipSrv, cfg.ReadyzRegistration)
 
 	// The dashboard's WebRTC test calls: same media engine, provider connector and
 	// port range as phone calls; ended (shutdown) before the engine stops.
@@ -195,9 +196,25 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		defer stopPprof()
 	}
 
-	select {
-	case <-sigs:
-	case err = <-httpErr:
+	// SIGHUP reads the TLS certificates and keys again: new connections get them,
+	// the ones up (and their calls) keep theirs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-sigs:
+			break wait
+		case err = <-httpErr:
+			break wait
+		case <-hup:
+			if rerr := sipSrv.ReloadTLS(); rerr != nil {
+				log.Error("SIGHUP: TLS certificates not reloaded; the old ones stay in use", "err", rerr)
+			} else {
+				log.Info("SIGHUP: TLS certificates reloaded")
+			}
+		}
 	}
 	drain(log, sipSrv, sigs, cfg.DrainTimeout)
 	log.Info("shutting down")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/cxco/gateway/control"
 	"github.com/cxco/gateway/sip"
@@ -13,4 +14,20 @@ type trunkRuntime struct{ s *sip.Server }
 
 func (r trunkRuntime) DefaultTrunk() store.Trunk              { return r.s.DefaultTrunk() }
 func (r trunkRuntime) ReloadTrunks(ctx context.Context) error { return r.s.ReloadTrunks(ctx) }
-func (r trunkRuntime) Registrations() []control.Registration  { return nil }
+func (r trunkRuntime) Registrations() []control.Registration {
+	var out []control.Registration
+	for _, s := range r.s.Registrations() {
+		v := control.Registration{TrunkID: s.TrunkID, Trunk: s.Trunk, Registrar: s.Registrar, AOR: s.AOR, Contact: s.Contact,
+			State: s.State, LastError: s.LastError, LastStatus: s.LastStatus, Failures: s.Failures}
+		if !s.ExpiresAt.IsZero() {
+			t := s.ExpiresAt.UTC().Truncate(time.Second)
+			v.Expires = &t
+		}
+		if !s.NextAttempt.IsZero() {
+			t := s.NextAttempt.UTC().Truncate(time.Second)
+			v.NextAttempt = &t
+		}
+		out = append(out, v)
+	}
+	return out
+}
