@@ -18,11 +18,11 @@ import (
 // config dir (written here), plays a WAV file as its microphone and records what
 // it hears into another, and quits (hanging up) after a set time.
 type Baresip struct {
-	cmd      *exec.Cmd
-	mu       sync.Mutex
-	out      strings.Builder
-	done     chan struct{}
-	Dir string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  strings.Builder
+	done chan struct{}
+	Dir  string
 }
 
 // BaresipOptions configure a call.
