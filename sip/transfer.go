@@ -67,6 +67,9 @@ func (c *call) referTarget(target string) string {
 		return target
 	}
 	host := c.trunkHostPort()
+	if c.trunk.hasURI && c.trunk.uri.Transport != "udp" {
+		return "sip:" + target + "@" + host + ";transport=" + c.trunk.uri.Transport
+	}
 	return "sip:" + target + "@" + host
 }
 
