@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/cxco/gateway/bridge/elevenlabs"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
@@ -35,7 +36,7 @@ type Stats struct {
 
 // Connector opens a provider session for each agent call (it implements sip.Connector).
 type Connector struct {
-	Provisioner *Provisioner
+	Provisioner *elevenlabs.Provisioner
 	Store       *store.Store
 	Timeout     time.Duration // --provider-timeout: signed URL, websocket, initiation and metadata
 	// ReconnectTimeout bounds the one reconnect after a dropped socket: a new signed
@@ -166,14 +167,14 @@ func (c *Connector) open(ctx context.Context, s *Session, first bool, budget tim
 	defer cancel()
 	u, err := c.Provisioner.SignedURL(ctx, s.info.Agent)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: signed URL: %w", ErrProvider, err)
+		return nil, "", fmt.Errorf("%w: signed URL: %w", elevenlabs.ErrProvider, err)
 	}
 	conn, res, err := c.dialer.DialContext(ctx, u, nil)
 	if err != nil {
 		if res != nil {
-			return nil, "", fmt.Errorf("%w: websocket handshake: HTTP %d", ErrProvider, res.StatusCode)
+			return nil, "", fmt.Errorf("%w: websocket handshake: HTTP %d", elevenlabs.ErrProvider, res.StatusCode)
 		}
-		return nil, "", fmt.Errorf("%w: websocket: %w", ErrProvider, scrubURL(err))
+		return nil, "", fmt.Errorf("%w: websocket: %w", elevenlabs.ErrProvider, scrubURL(err))
 	}
 	fail := func(err error) (*websocket.Conn, string, error) {
 		conn.Close()
@@ -182,14 +183,14 @@ func (c *Connector) open(ctx context.Context, s *Session, first bool, budget tim
 	deadline, _ := ctx.Deadline()
 	conn.SetWriteDeadline(deadline)
 	if err := conn.WriteMessage(websocket.TextMessage, c.initiation(s, first)); err != nil {
-		return fail(fmt.Errorf("%w: send initiation: %w", ErrProvider, err))
+		return fail(fmt.Errorf("%w: send initiation: %w", elevenlabs.ErrProvider, err))
 	}
 	conn.SetReadDeadline(deadline)
 	// The metadata comes first; anything else before it is kept for the session.
 	for {
 		_, msg, err := conn.ReadMessage()
 		if err != nil {
-			return fail(fmt.Errorf("%w: waiting for conversation_initiation_metadata: %w", ErrProvider, err))
+			return fail(fmt.Errorf("%w: waiting for conversation_initiation_metadata: %w", elevenlabs.ErrProvider, err))
 		}
 		var ev serverEvent
 		if jsonErr := jsonUnmarshal(msg, &ev); jsonErr != nil {
@@ -203,7 +204,7 @@ func (c *Connector) open(ctx context.Context, s *Session, first bool, budget tim
 			if ev.Meta.UserInputAudioFormat != "" && ev.Meta.UserInputAudioFormat != want ||
 				ev.Meta.AgentOutputAudioFormat != "" && ev.Meta.AgentOutputAudioFormat != want {
 				return fail(fmt.Errorf("%w: provider audio formats %s/%s, agent expects %s",
-					ErrProvider, ev.Meta.UserInputAudioFormat, ev.Meta.AgentOutputAudioFormat, want))
+					elevenlabs.ErrProvider, ev.Meta.UserInputAudioFormat, ev.Meta.AgentOutputAudioFormat, want))
 			}
 			conn.SetReadDeadline(time.Time{})
 			conn.SetWriteDeadline(time.Time{})
@@ -373,7 +374,7 @@ func (c *Connector) analyse(info *sip.CallInfo, convIDs []string) {
 }
 
 // fetchDone polls GET /v1/convai/conversations/{id} until its analysis is done.
-func (c *Connector) fetchDone(apiKey, id string, deadline time.Time, log *slog.Logger) *ConversationInfo {
+func (c *Connector) fetchDone(apiKey, id string, deadline time.Time, log *slog.Logger) *elevenlabs.ConversationInfo {
 	wait := 300 * time.Millisecond
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -382,7 +383,7 @@ func (c *Connector) fetchDone(apiKey, id string, deadline time.Time, log *slog.L
 		if err == nil && (doc.Status == "done" || doc.Status == "failed") {
 			return doc
 		}
-		var se *StatusError
+		var se *elevenlabs.StatusError
 		if errors.As(err, &se) && se.Status == http.StatusNotFound {
 			log.Warn("provider has no such conversation", "id", id)
 			return nil

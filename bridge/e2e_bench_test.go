@@ -25,7 +25,8 @@ import (
 	"time"
 
 	"github.com/cxco/gateway/bridge"
-	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/bridge/elevenlabs"
+	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/media/g711"
@@ -55,7 +56,7 @@ func TestMediaPathFarmHelper(t *testing.T) {
 	if os.Getenv("CXCO_E2E_FARM") == "" {
 		t.Skip("helper process for BenchmarkMediaPath")
 	}
-	sim := providersim.New(providersim.Options{AnalysisDelay: -1})
+	sim := elevenlabssim.New(elevenlabssim.Options{AnalysisDelay: -1})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -296,7 +297,7 @@ func benchMediaPath(b *testing.B, n int, format, codec string) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	prov := &bridge.Provisioner{Client: bridge.NewClient(simURL), Store: st, PlatformKey: "k", Log: log}
+	prov := &elevenlabs.Provisioner{Client: elevenlabs.NewClient(simURL), Store: st, PlatformKey: "k", Log: log}
 	var (
 		upMu   sync.Mutex
 		up     []time.Duration

@@ -17,8 +17,9 @@ import (
 	"time"
 
 	"github.com/cxco/gateway/bridge"
-	"github.com/cxco/gateway/bridge/providersim"
-	"github.com/cxco/gateway/bridge/providersim/contract"
+	"github.com/cxco/gateway/bridge/elevenlabs"
+	"github.com/cxco/gateway/bridge/elevenlabs/contract"
+	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/media/g711"
@@ -33,9 +34,9 @@ import (
 type rig struct {
 	t      testing.TB
 	st     *store.Store
-	sim    *providersim.Server
+	sim    *elevenlabssim.Server
 	simURL string
-	prov   *bridge.Provisioner
+	prov   *elevenlabs.Provisioner
 	conn   *bridge.Connector
 	agent  *store.Agent
 	co     *store.Company
@@ -52,7 +53,7 @@ type rig struct {
 type rigOpts struct {
 	format        string // audio_format of the agent
 	opening       string
-	sim           providersim.Options
+	sim           elevenlabssim.Options
 	config        map[string]any // more of the agent's config
 	beforePublish func(*rig)     // runs once the company exists
 	language      string         // the agent's language (en)
@@ -92,11 +93,11 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if o.sim.Observe == nil {
 		o.sim.Observe = contractCheck(t)
 	}
-	r.sim = providersim.New(o.sim)
+	r.sim = elevenlabssim.New(o.sim)
 	hs := httptest.NewServer(r.sim)
 	t.Cleanup(func() { r.sim.Close(); hs.Close() })
 	r.simURL = hs.URL
-	r.prov = &bridge.Provisioner{Client: bridge.NewClient(hs.URL), Store: r.st, PlatformKey: "k", Log: r.log}
+	r.prov = &elevenlabs.Provisioner{Client: elevenlabs.NewClient(hs.URL), Store: r.st, PlatformKey: "k", Log: r.log}
 	prov := r.prov
 	r.conn = &bridge.Connector{Provisioner: prov, Store: r.st, Timeout: o.timeout, Log: r.log,
 		AnalysisRetry: 2 * time.Second, OnUpstream: o.onUpstream, EndCallGrace: o.endCallGrace}
@@ -147,9 +148,9 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	return r
 }
 
-// contractCheck is a providersim Observe that holds every websocket message to
+// contractCheck is an elevenlabssim Observe that holds every websocket message to
 // the AsyncAPI contract; what breaks it fails the test once the simulator is closed.
-func contractCheck(t testing.TB) func(providersim.Direction, []byte) {
+func contractCheck(t testing.TB) func(elevenlabssim.Direction, []byte) {
 	c, err := contract.Load()
 	if err != nil {
 		t.Fatal(err)
@@ -163,9 +164,9 @@ func contractCheck(t testing.TB) func(providersim.Direction, []byte) {
 			t.Error(b)
 		}
 	})
-	return func(d providersim.Direction, msg []byte) {
+	return func(d elevenlabssim.Direction, msg []byte) {
 		check := c.Server
-		if d == providersim.FromClient {
+		if d == elevenlabssim.FromClient {
 			check = c.Client
 		}
 		if err := check(msg); err != nil {

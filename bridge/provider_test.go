@@ -14,8 +14,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/cxco/gateway/bridge"
-	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/bridge/elevenlabs"
+	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/media/audiotest"
 	"github.com/cxco/gateway/media/g711"
 	"github.com/cxco/gateway/sip"
@@ -99,7 +99,7 @@ func TestTransferTool(t *testing.T) {
 		map[string]any{"number": "+27219990001", "condition": "sales"},
 		map[string]any{"number": "sip:support@pbx.example.com", "condition": "support"},
 	}}}
-	r := newRig(t, rigOpts{config: cfg, sim: providersim.Options{Hooks: []string{providersim.HookZeroCallsTool}}})
+	r := newRig(t, rigOpts{config: cfg, sim: elevenlabssim.Options{Hooks: []string{elevenlabssim.HookZeroCallsTool}}})
 	r.connect("PCMU")
 	<-r.call.Drained()
 	r.digits("02#") // the second destination; the rig's call refuses the transfer
@@ -113,7 +113,7 @@ func TestTransferTool(t *testing.T) {
 	}
 	waitFor(t, "the tool result at the provider", 5*time.Second, func() bool { return len(r.sim.Conversations()[0].ToolResults) == 1 })
 	c := r.sim.Conversations()[0]
-	if c.ToolCalls[0].Name != bridge.TransferTool || !c.ToolResults[0].IsError || !strings.Contains(c.ToolResults[0].Result, "transfer failed") {
+	if c.ToolCalls[0].Name != elevenlabs.TransferTool || !c.ToolResults[0].IsError || !strings.Contains(c.ToolResults[0].Result, "transfer failed") {
 		t.Fatalf("tool call %+v, result %+v", c.ToolCalls, c.ToolResults)
 	}
 	// Now the transfer works: the agent leaves the call.
@@ -143,13 +143,13 @@ func TestTransferTool(t *testing.T) {
 // still takes calls: the gateway tries the company's current key and moves the
 // agent to it.
 func TestCredentialRotation(t *testing.T) {
-	r := newRig(t, rigOpts{sim: providersim.Options{Accounts: map[string][]string{"platform": {"k"}, "acme": {"sk_acme_old", "sk_acme_new"}}},
+	r := newRig(t, rigOpts{sim: elevenlabssim.Options{Accounts: map[string][]string{"platform": {"k"}, "acme": {"sk_acme_old", "sk_acme_new"}}},
 		beforePublish: func(r *rig) {
 			if _, err := r.st.CreateCredential(context.Background(), r.co.ID, "elevenlabs", map[string]any{"api_key": "sk_acme_old"}); err != nil {
 				t.Fatal(err)
 			}
 		}})
-	if r.agent.Provider == nil || r.agent.Provider.Credential != store.CredentialCompany+bridge.Fingerprint("sk_acme_old") {
+	if r.agent.Provider == nil || r.agent.Provider.Credential != store.CredentialCompany+elevenlabs.Fingerprint("sk_acme_old") {
 		t.Fatalf("binding %+v", r.agent.Provider)
 	}
 	ctx := context.Background()
@@ -164,7 +164,7 @@ func TestCredentialRotation(t *testing.T) {
 	start := time.Now()
 	waitFor(t, "the opening line", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 4000 })
 	a, err := r.st.GetAgent(ctx, r.co.ID, r.agent.ID)
-	if err != nil || a.Provider.Credential != store.CredentialCompany+bridge.Fingerprint("sk_acme_new") {
+	if err != nil || a.Provider.Credential != store.CredentialCompany+elevenlabs.Fingerprint("sk_acme_new") {
 		t.Fatalf("binding after the call: %+v %v", a.Provider, err)
 	}
 }
@@ -201,10 +201,10 @@ func TestTokenBuckets(t *testing.T) {
 // reply to the caller who talked over the agent is heard on the RTP the caller
 // receives, and what played before the barge-in is not heard after it.
 func TestBargeInReplyHeard(t *testing.T) {
-	for _, mode := range []providersim.InterruptionIDs{providersim.ReuseID, providersim.InterruptedID} {
+	for _, mode := range []elevenlabssim.InterruptionIDs{elevenlabssim.ReuseID, elevenlabssim.InterruptedID} {
 		t.Run(string(mode), func(t *testing.T) {
 			long := strings.Repeat("This is a long opening line that goes on and on. ", 3)
-			r := newRig(t, rigOpts{opening: long, sim: providersim.Options{InterruptionIDs: mode}})
+			r := newRig(t, rigOpts{opening: long, sim: elevenlabssim.Options{InterruptionIDs: mode}})
 			r.connect("PCMU")
 			start := time.Now()
 			waitFor(t, "the opening line to play", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 4000 })

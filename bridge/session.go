@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/cxco/gateway/bridge/elevenlabs"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
@@ -488,7 +489,7 @@ func (s *Session) onEvent(ev *serverEvent) {
 // transfer tool.
 func (s *Session) onToolCall(name, id string, params map[string]any) {
 	switch name {
-	case TransferTool:
+	case elevenlabs.TransferTool:
 		go s.transfer(id, params)
 	default:
 		s.log.Info("unknown tool called", "tool", name)

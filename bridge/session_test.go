@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/media/audiotest"
 	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
@@ -55,11 +55,11 @@ func (r *rig) transcript() []store.TranscriptEntry {
 func TestConversation(t *testing.T) {
 	for _, tc := range []struct {
 		format, codec string
-		order         providersim.EndCallOrder
-	}{{"", "PCMU", providersim.ToolResponseFirst}, {"ulaw_8000", "PCMA", providersim.FarewellFirst}, {"pcm_16000", "PCMU", providersim.ToolResponseFirst}} {
+		order         elevenlabssim.EndCallOrder
+	}{{"", "PCMU", elevenlabssim.ToolResponseFirst}, {"ulaw_8000", "PCMA", elevenlabssim.FarewellFirst}, {"pcm_16000", "PCMU", elevenlabssim.ToolResponseFirst}} {
 		t.Run(tc.format+"/"+tc.codec+"/"+string(tc.order), func(t *testing.T) {
 			r := newRig(t, rigOpts{format: tc.format, opening: "Hi there! Thanks for calling Acme Corp. How can I help you today?",
-				sim: providersim.Options{EndCallOrder: tc.order, Hooks: []string{providersim.HookHashEndsCall}}})
+				sim: elevenlabssim.Options{EndCallOrder: tc.order, Hooks: []string{elevenlabssim.HookHashEndsCall}}})
 			r.connect(tc.codec)
 			start := time.Now()
 			waitFor(t, "the opening line", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 8000 })
@@ -225,10 +225,10 @@ func TestReconnectFails(t *testing.T) {
 func TestProviderUnavailable(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		setup func(*providersim.Server)
+		setup func(*elevenlabssim.Server)
 	}{
-		{"refused", func(s *providersim.Server) { s.SetRefuse(true) }},
-		{"too slow", func(s *providersim.Server) { s.SetConnectDelay(3 * time.Second) }},
+		{"refused", func(s *elevenlabssim.Server) { s.SetRefuse(true) }},
+		{"too slow", func(s *elevenlabssim.Server) { s.SetConnectDelay(3 * time.Second) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, rigOpts{timeout: 500 * time.Millisecond})

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cxco/gateway/bridge"
-	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/bridge/elevenlabs"
+	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/control"
 	"github.com/cxco/gateway/store"
 	"github.com/cxco/gateway/store/redistest"
@@ -25,7 +25,7 @@ type env struct {
 	t        testing.TB
 	redis    *redistest.Redis
 	st       *store.Store
-	sim      *providersim.Server
+	sim      *elevenlabssim.Server
 	simURL   string
 	api      *control.Server
 	srv      *httptest.Server
@@ -34,7 +34,7 @@ type env struct {
 	cancel   context.CancelFunc
 	sealer   *store.Sealer
 	secret   string
-	provider *bridge.Provisioner
+	provider *elevenlabs.Provisioner
 }
 
 type envOpts struct {
@@ -43,7 +43,7 @@ type envOpts struct {
 	verifyDelay time.Duration
 	now         func() time.Time // the store's clock (nil: time.Now)
 	trunks      control.TrunkRuntime
-	sim         providersim.Options
+	sim         elevenlabssim.Options
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -74,7 +74,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if _, err := e.st.EnsureAgency(ctx, e.agency); err != nil {
 		t.Fatal(err)
 	}
-	e.sim = providersim.New(o.sim)
+	e.sim = elevenlabssim.New(o.sim)
 	simSrv := httptest.NewServer(e.sim)
 	t.Cleanup(simSrv.Close)
 	e.simURL = simSrv.URL
@@ -82,7 +82,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if o.providerURL != "" {
 		purl = o.providerURL
 	}
-	e.provider = &bridge.Provisioner{Client: bridge.NewClient(purl), Store: e.st, PlatformKey: "test-platform-key", Log: log}
+	e.provider = &elevenlabs.Provisioner{Client: elevenlabs.NewClient(purl), Store: e.st, PlatformKey: "test-platform-key", Log: log}
 	e.api = control.New(control.Options{Store: e.st, Provisioner: e.provider, Logger: log,
 		WhatsAppVerifyDelay: o.verifyDelay, WebhookAllowInsecure: false, Trunks: o.trunks})
 	e.srv = httptest.NewServer(e.api.Handler())

@@ -10,8 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/cxco/gateway/bridge"
-	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/bridge/elevenlabs"
+	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/cmd/cxco/cxcotest"
 )
 
@@ -38,7 +38,7 @@ func TestPublishEveryLanguage(t *testing.T) {
 			"opening_line": "hi", "voice_id": 1, "language": lang}).json(t)
 		pub := e.publish(tn, int64(a["id"].(float64)))
 		sa, _ := e.sim.AgentByID(pub["external_agent_id"].(string))
-		if m := sa.Config["tts"].(map[string]any)["model_id"]; m != bridge.TTSModel(lang) || (lang != "en") != (m == "eleven_flash_v2_5") {
+		if m := sa.Config["tts"].(map[string]any)["model_id"]; m != elevenlabs.TTSModel(lang) || (lang != "en") != (m == "eleven_flash_v2_5") {
 			t.Errorf("%s: model %v", lang, m)
 		}
 		if sa.Platform["auth"].(map[string]any)["enable_auth"] != true {
@@ -172,9 +172,9 @@ func TestCompanyKeys(t *testing.T) {
 // destinations, and removing them removes the tool from the agent and the
 // provider, whether the provider's PATCH merges or replaces nested objects.
 func TestTransferToolLifecycle(t *testing.T) {
-	for _, mode := range []providersim.PatchMode{providersim.PatchMerge, providersim.PatchReplace} {
+	for _, mode := range []elevenlabssim.PatchMode{elevenlabssim.PatchMerge, elevenlabssim.PatchReplace} {
 		t.Run(string(mode), func(t *testing.T) {
-			e := newEnv(t, envOpts{sim: providersim.Options{PatchMode: mode}})
+			e := newEnv(t, envOpts{sim: elevenlabssim.Options{PatchMode: mode}})
 			tn := e.bigTenant("Transferrer")
 			e.addNumbers("ZA", 1)
 			dest := func(n ...string) map[string]any {
@@ -198,7 +198,7 @@ func TestTransferToolLifecycle(t *testing.T) {
 					return nil
 				}
 				tool, ok := e.sim.ToolByID(ids[0].(string))
-				if !ok || tool.Config["type"] != "client" || tool.Config["name"] != bridge.TransferTool {
+				if !ok || tool.Config["type"] != "client" || tool.Config["name"] != elevenlabs.TransferTool {
 					t.Fatalf("tool %v", tool)
 				}
 				return tool.Config["parameters"].(map[string]any)["properties"].(map[string]any)["destination"].(map[string]any)["enum"].([]any)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/cmd/cxco/cxcotest"
 	"github.com/cxco/gateway/media/audiotest"
 	"github.com/cxco/gateway/store"
@@ -48,7 +48,7 @@ func convIDs(t *testing.T, g *cxcotest.Gateway, key string) []int64 {
 // user turn; the simulator's hook stands in for the LLM that decides to end_call).
 func TestAgentCallSIPp(t *testing.T) {
 	r := redistest.StartRedis(t)
-	sim := cxcotest.StartSim(t, "--hooks", providersim.HookHashEndsCall)
+	sim := cxcotest.StartSim(t, "--hooks", elevenlabssim.HookHashEndsCall)
 	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, ProviderURL: sim})
 	tn := g.NewTenant("Acme")
 	g.AddNumber("+27211234567", "ZA", false)
@@ -112,12 +112,12 @@ func TestAgentCallSIPp(t *testing.T) {
 // echoed back (1 kHz): the reply after a barge-in is heard, measured on the RTP the
 // phone receives, whichever event id the provider gives that reply.
 func TestAgentCallAudio(t *testing.T) {
-	for _, mode := range []providersim.InterruptionIDs{providersim.ReuseID, providersim.InterruptedID} {
+	for _, mode := range []elevenlabssim.InterruptionIDs{elevenlabssim.ReuseID, elevenlabssim.InterruptedID} {
 		t.Run(string(mode), func(t *testing.T) { agentCallAudio(t, mode) })
 	}
 }
 
-func agentCallAudio(t *testing.T, mode providersim.InterruptionIDs) {
+func agentCallAudio(t *testing.T, mode elevenlabssim.InterruptionIDs) {
 	sim := cxcotest.StartSim(t, "--interruption-ids", string(mode))
 	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{ProviderURL: sim})
 	tn := g.NewTenant("Audio")

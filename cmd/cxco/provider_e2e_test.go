@@ -10,7 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/cmd/cxco/cxcotest"
 )
 
@@ -39,7 +39,7 @@ func simConversation(t *testing.T, sim, agentID string) map[string]any {
 // destination it chose; every agent is private, reached only through a signed URL.
 // Removing the destinations removes the tool at the provider.
 func TestPublishedAgentsTakeCalls(t *testing.T) {
-	sim := cxcotest.StartSim(t, "--hooks", providersim.HookHashEndsCall+","+providersim.HookZeroCallsTool)
+	sim := cxcotest.StartSim(t, "--hooks", elevenlabssim.HookHashEndsCall+","+elevenlabssim.HookZeroCallsTool)
 	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{ProviderURL: sim})
 	tn := g.NewTenant("Agents")
 	publish := func(number, name, lang string, config map[string]any) (int64, string) {

@@ -18,7 +18,8 @@ import (
 	"time"
 
 	"github.com/cxco/gateway/bridge"
-	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/bridge/elevenlabs"
+	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/control"
 	"github.com/cxco/gateway/control/dashboard"
 	"github.com/cxco/gateway/control/webhooks"
@@ -86,7 +87,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if err != nil {
 			return fmt.Errorf("provider simulator: %w", err)
 		}
-		simHandler := providersim.New(providersim.Options{Logger: log.With("component", "providersim")})
+		simHandler := elevenlabssim.New(elevenlabssim.Options{Logger: log.With("component", "providersim")})
 		sim := &http.Server{Handler: simHandler, ReadHeaderTimeout: 5 * time.Second}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = sim.Serve(ln) }()
@@ -100,7 +101,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if cfg.ProviderAPIKey == "" {
 		log.Warn("no --provider-api-key: only companies with their own elevenlabs credentials can publish agents")
 	}
-	prov := &bridge.Provisioner{Client: bridge.NewClient(providerURL), Store: st, PlatformKey: cfg.ProviderAPIKey, Log: log}
+	prov := &elevenlabs.Provisioner{Client: elevenlabs.NewClient(providerURL), Store: st, PlatformKey: cfg.ProviderAPIKey, Log: log}
 	connector := &bridge.Connector{Provisioner: prov, Store: st, Timeout: cfg.ProviderTimeout,
 		Log: log.With("component", "bridge"), Observer: obs}
 	obs.providerStats = connector.Stats
@@ -290,35 +291,35 @@ func sipBanner(w io.Writer, s *sip.Server, cfg Config, advertisedFrom string) {
 
 func providersimCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	var addr, keys, accounts, hooks, interruption, endCall, patch, signedBase, logFormat, logLevel string
-	fs := newFlagSet("providersim", "Usage: cxco providersim [flags]\n\nRuns a local stand-in for the ElevenLabs Agents platform (REST and the conversation websocket),\nwritten from the provider's published contract; see bridge/providersim.")
+	fs := newFlagSet("providersim", "Usage: cxco providersim [flags]\n\nRuns a local stand-in for the ElevenLabs Agents platform (REST and the conversation websocket),\nwritten from the provider's published contract; see bridge/elevenlabssim.")
 	fs.SetOutput(stderr)
 	fs.str(&addr, "listen", "CXCO_PROVIDERSIM_ADDR", "127.0.0.1:8090", "listen address")
 	fs.str(&keys, "api-keys", "CXCO_PROVIDERSIM_API_KEYS", "", "comma-separated xi-api-key values to accept, each its own account (default: any non-empty key, each its own account)")
 	fs.str(&accounts, "accounts", "CXCO_PROVIDERSIM_ACCOUNTS", "", "accounts and their keys: name=key1|key2,name2=key3 (an agent is invisible to another account's key)")
-	fs.str(&hooks, "hooks", "CXCO_PROVIDERSIM_HOOKS", "", "test hooks to turn on, comma-separated: "+strings.Join(providersim.Hooks, ", ")+" (default: none, strict)")
-	fs.str(&interruption, "interruption-ids", "CXCO_PROVIDERSIM_INTERRUPTION_IDS", string(providersim.ReuseID), "event id after a barge-in: reuse (the next reply carries the interruption's id) or interrupted (the interruption carries the cut reply's id)")
-	fs.str(&endCall, "end-call-order", "CXCO_PROVIDERSIM_END_CALL_ORDER", string(providersim.ToolResponseFirst), "end_call: tool_first (agent_tool_response before the farewell audio) or farewell_first")
-	fs.str(&patch, "patch-mode", "CXCO_PROVIDERSIM_PATCH_MODE", string(providersim.PatchMerge), "PATCH of an agent: merge (nested objects merge) or replace (a section given replaces the stored one)")
+	fs.str(&hooks, "hooks", "CXCO_PROVIDERSIM_HOOKS", "", "test hooks to turn on, comma-separated: "+strings.Join(elevenlabssim.Hooks, ", ")+" (default: none, strict)")
+	fs.str(&interruption, "interruption-ids", "CXCO_PROVIDERSIM_INTERRUPTION_IDS", string(elevenlabssim.ReuseID), "event id after a barge-in: reuse (the next reply carries the interruption's id) or interrupted (the interruption carries the cut reply's id)")
+	fs.str(&endCall, "end-call-order", "CXCO_PROVIDERSIM_END_CALL_ORDER", string(elevenlabssim.ToolResponseFirst), "end_call: tool_first (agent_tool_response before the farewell audio) or farewell_first")
+	fs.str(&patch, "patch-mode", "CXCO_PROVIDERSIM_PATCH_MODE", string(elevenlabssim.PatchMerge), "PATCH of an agent: merge (nested objects merge) or replace (a section given replaces the stored one)")
 	fs.str(&signedBase, "signed-url-base", "CXCO_PROVIDERSIM_SIGNED_URL_BASE", "", "ws:// or wss:// origin that signed URLs point at (default: the host asked)")
 	fs.str(&logFormat, "log-format", "CXCO_LOG_FORMAT", "json", "json or text")
 	fs.str(&logLevel, "log-level", "CXCO_LOG_LEVEL", "info", "debug, info, warn or error")
 	if err := fs.parse(args, getenv); err != nil {
 		return err
 	}
-	opts := providersim.Options{InterruptionIDs: providersim.InterruptionIDs(interruption), EndCallOrder: providersim.EndCallOrder(endCall),
-		PatchMode: providersim.PatchMode(patch), SignedURLBase: signedBase, Hooks: splitComma(hooks), Accounts: map[string][]string{}}
-	if opts.InterruptionIDs != providersim.ReuseID && opts.InterruptionIDs != providersim.InterruptedID {
+	opts := elevenlabssim.Options{InterruptionIDs: elevenlabssim.InterruptionIDs(interruption), EndCallOrder: elevenlabssim.EndCallOrder(endCall),
+		PatchMode: elevenlabssim.PatchMode(patch), SignedURLBase: signedBase, Hooks: splitComma(hooks), Accounts: map[string][]string{}}
+	if opts.InterruptionIDs != elevenlabssim.ReuseID && opts.InterruptionIDs != elevenlabssim.InterruptedID {
 		return fmt.Errorf("--interruption-ids %q: want reuse or interrupted", interruption)
 	}
-	if opts.EndCallOrder != providersim.ToolResponseFirst && opts.EndCallOrder != providersim.FarewellFirst {
+	if opts.EndCallOrder != elevenlabssim.ToolResponseFirst && opts.EndCallOrder != elevenlabssim.FarewellFirst {
 		return fmt.Errorf("--end-call-order %q: want tool_first or farewell_first", endCall)
 	}
-	if opts.PatchMode != providersim.PatchMerge && opts.PatchMode != providersim.PatchReplace {
+	if opts.PatchMode != elevenlabssim.PatchMerge && opts.PatchMode != elevenlabssim.PatchReplace {
 		return fmt.Errorf("--patch-mode %q: want merge or replace", patch)
 	}
 	for _, h := range opts.Hooks {
-		if !slices.Contains(providersim.Hooks, h) {
-			return fmt.Errorf("--hooks: unknown hook %q (known: %s)", h, strings.Join(providersim.Hooks, ", "))
+		if !slices.Contains(elevenlabssim.Hooks, h) {
+			return fmt.Errorf("--hooks: unknown hook %q (known: %s)", h, strings.Join(elevenlabssim.Hooks, ", "))
 		}
 	}
 	for _, k := range splitComma(keys) {
@@ -337,7 +338,7 @@ func providersimCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: providersim.New(opts), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: elevenlabssim.New(opts), ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(stdout, "provider simulator listening on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -13,7 +13,7 @@ import (
 
 	gsip "github.com/emiago/sipgo/sip"
 
-	"github.com/cxco/gateway/bridge/providersim"
+	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/cmd/cxco/cxcotest"
 	"github.com/cxco/gateway/control/webhooks"
 	"github.com/cxco/gateway/media/audiotest"
@@ -36,7 +36,7 @@ func transferAgent(g *cxcotest.Gateway, tn cxcotest.Tenant, number string) int64
 // transferSim is a provider whose agent, standing in for the LLM, calls its
 // client transfer tool when the caller presses 0.
 func transferSim(t *testing.T) string {
-	return cxcotest.StartSim(t, "--hooks", providersim.HookZeroCallsTool)
+	return cxcotest.StartSim(t, "--hooks", elevenlabssim.HookZeroCallsTool)
 }
 
 // newest returns the tenant's newest conversation once it is final.

@@ -1,4 +1,4 @@
-// Package providersim is a local stand-in for the ElevenLabs Agents platform (REST
+// Package elevenlabssim is a local stand-in for the ElevenLabs Agents platform (REST
 // and the conversation websocket), so development, tests and load tests run the
 // gateway's real provider adapter over real HTTP and websockets. It runs
 // in-process (New, an http.Handler) or as `cxco providersim`.
@@ -127,4 +127,4 @@
 // frames and runs the utterance detector, and the agent's, which owns the
 // conversation and writes every data frame (the ping ticker, the audio pacer and
 // the tool timeout are timers in its loop). They talk through a bounded queue.
-package providersim
+package elevenlabssim

@@ -1,4 +1,4 @@
-package bridge
+package elevenlabs
 
 // ErrProvider: the voice-AI provider failed or could not be reached. Callers answer
 // 503 (API) or 503 (SIP). It says so through Unavailable, so the control plane can

@@ -1,4 +1,4 @@
-package providersim
+package elevenlabssim
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/cxco/gateway/bridge/providersim/contract"
+	"github.com/cxco/gateway/bridge/elevenlabs/contract"
 	"github.com/cxco/gateway/media/audiotest"
 )
 

@@ -1,6 +1,9 @@
-// Package bridge connects one answered call to the voice-AI provider and records
-// what happened; it also holds the provider's REST client and simulator.
-package bridge
+// Package elevenlabs is the ElevenLabs Agents provider: its REST client (agents,
+// tools, signed URLs, conversations), the provisioning of our agents there, and
+// the conversation websocket protocol. Its simulator, written from ElevenLabs'
+// published material and never from this package, is elevenlabssim beside it;
+// contract holds messages to the AsyncAPI contract.
+package elevenlabs
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package providersim
+package elevenlabssim
 
 import (
 	"encoding/json"
