@@ -183,8 +183,7 @@ func TestBridgedTransferAudio(t *testing.T) {
 		return nil
 	})
 	caller.SendAudio(make([]int16, 8000*3)) // the opening line
-	caller.SendDigit('0')
-	caller.SendDigit('#') // # ends the keypad entry at once
+	caller.SendDigit('0') // one keypad entry after the 300 ms pause
 	answered()
 	// Both sides talk at once, each at its own frequency.
 	mark := len(caller.Audio())
@@ -197,6 +196,13 @@ func TestBridgedTransferAudio(t *testing.T) {
 	heard := toneRegion(caller.Audio()[mark:])
 	humanHeard := toneRegion(human.Audio()[humanMark:])
 	if heard == nil || humanHeard == nil {
+		caller.Hangup()
+		g.Proc.WaitStderr(t, "call ended", 5*time.Second)
+		for _, l := range strings.Split(g.Proc.Stderr(), "\n") {
+			if strings.Contains(l, "call ended") || strings.Contains(l, "media closed") || strings.Contains(l, "keypad") || strings.Contains(l, "transfer") {
+				t.Log(l[strings.Index(l, "msg"):])
+			}
+		}
 		t.Fatalf("no relayed audio: caller heard %d samples, human heard %d", len(heard), len(humanHeard))
 	}
 	if f := audiotest.DominantFrequency(heard, 8000); math.Abs(f-1200) > 5 {

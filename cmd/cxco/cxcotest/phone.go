@@ -44,6 +44,7 @@ type Phone struct {
 	ssrc   uint32
 	seq    uint16
 	ts     uint32
+	tsAt   time.Time // when the sample at ts is due: a pause in sending moves ts on
 	Impair *Impairment
 
 	mu       sync.Mutex
@@ -408,8 +409,21 @@ func (p *Phone) writeRTP(b []byte) {
 	}
 }
 
+// catchUp moves the RTP timestamp on by the time nothing was sent, as a real
+// phone's sampling clock runs on through a pause (RFC 3550 §5.1): a jitter buffer
+// sees the next packet on time, not late by the pause.
+func (p *Phone) catchUp() {
+	now := time.Now()
+	if !p.tsAt.IsZero() && now.After(p.tsAt) {
+		p.ts += uint32(now.Sub(p.tsAt)/(time.Second/8000)) / 160 * 160
+	}
+	p.tsAt = now
+}
+
 // SendAudio sends 8 kHz PCM as 20 ms packets, paced in real time.
 func (p *Phone) SendAudio(pcm []int16) {
+	p.catchUp()
+	defer func() { p.tsAt = time.Now() }()
 	frame := make([]byte, 160)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -448,6 +462,8 @@ func (p *Phone) SendDigit(d rune) {
 	if d >= '0' && d <= '9' {
 		ev = byte(d - '0')
 	}
+	p.catchUp()
+	defer func() { p.tsAt = time.Now() }()
 	ts := p.ts
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
