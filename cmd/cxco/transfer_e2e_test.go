@@ -183,7 +183,7 @@ func TestBridgedTransferAudio(t *testing.T) {
 		return nil
 	})
 	caller.SendAudio(make([]int16, 8000*3)) // the opening line
-	caller.SendDigit('0') // one keypad entry after the 300 ms pause
+	caller.SendDigit('0')                   // one keypad entry after the 300 ms pause
 	answered()
 	// Both sides talk at once, each at its own frequency.
 	mark := len(caller.Audio())
