@@ -35,7 +35,8 @@ import (
 // later message with the same Call-ID (and the Call-IDs of its bridged
 // transfer legs). Anything else (OPTIONS pings, strays, dropped sources) is not
 // traced. Connections sipgo opens itself (a transfer leg to another host) are
-// seen through sipgo's process-wide debug hook instead (traceHub).
+// seen through sipgo's process-wide debug hook instead (traceHub), which skips
+// our listeners' (UDP, TCP and TLS) traffic: the wrappers have it.
 
 const (
 	maxTraceMessages = 200              // per call
@@ -201,8 +202,8 @@ func (h *traceHub) handle(in bool, transport, laddr, raddr string, data []byte) 
 	servers := h.servers
 	h.mu.RUnlock()
 	for _, s := range servers {
-		if s.wrapped(laddr) {
-			return // one of our UDP or TCP listeners: traced by its wrapper
+		if s.ownsListener(laddr) {
+			return // one of our listeners (UDP, TCP, TLS): traced by its wrapper
 		}
 	}
 	if len(servers) == 0 {
@@ -215,7 +216,7 @@ func (h *traceHub) handle(in bool, transport, laddr, raddr string, data []byte) 
 	}
 	for _, m := range msgs {
 		for _, s := range servers {
-			if s.traceMessage(in, transport, laddr, raddr, m, now, s.ownsListener(laddr)) { // TLS listeners start calls too
+			if s.traceMessage(in, transport, laddr, raddr, m, now, false) {
 				break
 			}
 		}
@@ -468,14 +469,8 @@ func (t *callTraces) close() {
 	<-t.done
 }
 
-// wrapped: laddr is one of our UDP or TCP listeners (they share one port),
-// whose traffic the wrappers trace.
-func (s *Server) wrapped(laddr string) bool {
-	ap, err := netip.ParseAddrPort(laddr)
-	return err == nil && int(ap.Port()) == s.port
-}
-
-// ownsListener: laddr is one of our listeners, TLS ones included.
+// ownsListener: laddr is one of our listeners (UDP and TCP share one port;
+// TLS has its own), all of them wrapped and traced by the wrappers.
 func (s *Server) ownsListener(laddr string) bool {
 	ap, err := netip.ParseAddrPort(laddr)
 	if err != nil {

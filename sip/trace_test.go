@@ -1,8 +1,12 @@
 package sip
 
 import (
+	"net"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cxco/gateway/store"
 )
 
 func TestRedactSIP(t *testing.T) {
@@ -81,5 +85,38 @@ func TestSIPHeaderAndInitialInvite(t *testing.T) {
 	}
 	if isInitialInvite([]byte("INVITE sip:a SIP/2.0\r\nTo: <sip:a;tag=x>\r\n\r\n")) != true {
 		t.Fatal("a tag in the To URI is not a To-tag")
+	}
+}
+
+type fakeListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l fakeListener) Addr() net.Addr { return l.addr }
+
+// TestTraceHubSkipsWrappedListeners: what sipgo's hook reports for our own
+// listeners (UDP/TCP port, TLS port) is not recorded a second time; what it
+// reports for a connection sipgo opened itself joins the call's trace.
+func TestTraceHubSkipsWrappedListeners(t *testing.T) {
+	s, _ := New(Options{DefaultTrunk: store.Trunk{Name: "default", Allow: []string{"127.0.0.0/8"}}})
+	s.port = 5060
+	s.tlsListeners = []net.Listener{fakeListener{addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5061}}}
+	h := &traceHub{servers: []*Server{s}, framers: map[string]*framer{}}
+	invite := []byte("INVITE sip:+27210000001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:4000;branch=z9hG4bK1\r\n" +
+		"To: <sip:+27210000001@127.0.0.1>\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nCall-ID: hub@test\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+	if !s.traceMessage(true, "TLS", "127.0.0.1:5061", "127.0.0.1:4000", invite, time.Now(), true) { // as the TLS wrapper does
+		t.Fatal("the INVITE on the TLS listener started no trace")
+	}
+	ok := []byte("SIP/2.0 100 Trying\r\nCall-ID: hub@test\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+	h.handle(false, "TLS", "127.0.0.1:5061", "127.0.0.1:4000", ok) // the hook's copy of a wrapped write
+	h.handle(false, "UDP", "0.0.0.0:5060", "127.0.0.1:4000", ok)
+	ct := s.trace.byID["hub@test"]
+	if ct.count != 1 {
+		t.Fatalf("%d messages recorded, want the INVITE only", ct.count)
+	}
+	h.handle(false, "TCP", "127.0.0.1:40123", "192.0.2.1:5060", ok) // a connection sipgo opened
+	if ct.count != 2 {
+		t.Fatalf("%d messages recorded, want the leg's message too", ct.count)
 	}
 }
