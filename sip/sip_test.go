@@ -281,3 +281,26 @@ func TestNetworkChangeReregisters(t *testing.T) {
 		t.Fatal("no re-registration after the addresses changed")
 	}
 }
+
+// TestContactPerTransport: our Contact names the port of the transport the call
+// came over, with transport=tls (or tcp), and is a sips: URI when the INVITE's
+// Request-URI was (RFC 3261 §8.1.1.8).
+func TestContactPerTransport(t *testing.T) {
+	s := &Server{port: 5060, tlsPort: 5061}
+	for _, tc := range []struct {
+		name, ruri, transport, want string
+	}{
+		{"udp", "sip:+27211234567@gw.example.com", "UDP", "sip:cxco@192.0.2.10:5060"},
+		{"tcp", "sip:+27211234567@gw.example.com", "TCP", "sip:cxco@192.0.2.10:5060;transport=tcp"},
+		{"tls", "sip:+27211234567@gw.example.com;transport=tls", "TLS", "sip:cxco@192.0.2.10:5061;transport=tls"},
+		{"sips", "sips:+27211234567@gw.example.com", "TLS", "sips:cxco@192.0.2.10:5061"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := parseReq(t, strings.Replace(sprintf(baseInvite, ""), "INVITE sip:+27211234567@gw.example.com", "INVITE "+tc.ruri, 1))
+			c := &call{s: s, invite: req, transport: tc.transport, advertise: netip.MustParseAddr("192.0.2.10")}
+			if got := c.contact().Address.String(); got != tc.want {
+				t.Fatalf("Contact %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

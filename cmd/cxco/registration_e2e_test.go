@@ -31,6 +31,17 @@ type registrar struct {
 
 func (r *registrar) Log() string { r.mu.Lock(); defer r.mu.Unlock(); return r.log.String() }
 
+// readyz is the status of GET /readyz.
+func readyz(t *testing.T, g *cxcotest.Gateway) int {
+	t.Helper()
+	res, err := http.Get(g.HTTP + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
 func startRegistrar(t *testing.T, ca *cxcotest.CA, user, password string, maxExpires int) *registrar {
 	t.Helper()
 	bin := kamailioBinary(t)
@@ -114,7 +125,9 @@ func startRegistrar(t *testing.T, ca *cxcotest.CA, user, password string, maxExp
 // Kamailio grants runs out; the state shows in the API and /metrics. Then a SIPp
 // caller on the carrier's side calls the registered user: Kamailio looks up our
 // binding and sends the INVITE to the gateway's TLS contact, with the dialled
-// number in To, and the call reaches the agent.
+// number in To, and the call reaches the agent. When the registrar goes away the
+// registration fails and /readyz (--readyz-registration) says the node is not
+// ready; turning registration off removes it.
 func TestCarrierRegistration(t *testing.T) {
 	ca := cxcotest.NewCA(t, "carrier-test-ca")
 	reg := startRegistrar(t, ca, "gw-account", "s3cret-digest", 4)
@@ -123,7 +136,7 @@ func TestCarrierRegistration(t *testing.T) {
 	tlsPort := cxcotest.FreePort(t)
 	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{Args: []string{
 		"--sip-tls", fmt.Sprintf("127.0.0.1:%d", tlsPort), "--sip-tls-cert", gwCert, "--sip-tls-key", gwKey,
-		"--sip-tls-ca", ca.File, "--register-retry", "200ms"}})
+		"--sip-tls-ca", ca.File, "--register-retry", "200ms", "--readyz-registration"}})
 	tn := g.NewTenant("Registered")
 	g.AddNumber("+27211234567", "ZA", false)
 	_, number := g.PublishAgent(tn, "Registered", "ZA", nil)
@@ -177,7 +190,28 @@ func TestCarrierRegistration(t *testing.T) {
 		t.Fatalf("conversation: status %v called %v metadata %v", c["status"], c["called_number"], meta)
 	}
 
-	// Registration off: the binding is removed (un-REGISTER, Expires 0).
+	// The registrar goes away: the next refresh fails (and so does the dead
+	// primary), the registration is failed, and with --readyz-registration the
+	// node says it is not ready.
+	if code := readyz(t, g); code != 200 {
+		t.Fatalf("/readyz %d while registered", code)
+	}
+	_ = reg.cmd.Process.Signal(syscall.SIGTERM)
+	<-reg.done
+	deadline = time.Now().Add(15 * time.Second)
+	for readyz(t, g) != 503 {
+		if time.Now().After(deadline) {
+			_, l := g.Do("GET", "/api/agency/registrations", g.AgencyKey, nil)
+			t.Fatalf("/readyz still ready after the registrar went away; registrations: %v", l)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, list = g.Do("GET", "/api/agency/registrations", g.AgencyKey, nil)
+	if r := list.([]any)[0].(map[string]any); r["state"] != "failed" || r["consecutive_failures"].(float64) < 1 || r["last_error"] == "" {
+		t.Fatalf("registration after the registrar went away: %v", r)
+	}
+
+	// Registration off: the registration is gone (and would un-REGISTER, Expires 0).
 	g.Must(200, "PUT", fmt.Sprintf("/api/agency/trunks/%d", id), g.AgencyKey, map[string]any{"registration": map[string]any{"enabled": false}})
 	deadline = time.Now().Add(10 * time.Second)
 	for {
