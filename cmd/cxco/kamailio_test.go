@@ -149,7 +149,14 @@ func startKamailioList(t *testing.T, list string, overrides ...string) *kamailio
 			ip = v
 		}
 	}
-	k := &kamailio{cmd: exec.Command(bin, args...), done: make(chan struct{}), Addr: fmt.Sprintf("%s:%d", ip, port)}
+	return runKamailio(t, bin, args, fmt.Sprintf("%s:%d", ip, port))
+}
+
+// runKamailio starts kamailio with args in the foreground, keeps its log, stops it
+// when the test ends, and returns once it answers OPTIONS on addr (UDP).
+func runKamailio(t *testing.T, bin string, args []string, addr string) *kamailio {
+	t.Helper()
+	k := &kamailio{cmd: exec.Command(bin, args...), done: make(chan struct{}), Addr: addr}
 	// Its own process group: if the main process dies hard, its children are
 	// still ours to end.
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,14 +19,9 @@ import (
 // (testdata/kamailio-registrar.cfg): digest REGISTER over UDP and TLS, the TLS
 // side demanding a client certificate of the test's CA.
 type registrar struct {
-	cmd      *exec.Cmd
-	mu       sync.Mutex
-	log      strings.Builder
-	done     chan struct{}
+	*kamailio
 	UDP, TLS string // 127.0.0.1:port
 }
-
-func (r *registrar) Log() string { r.mu.Lock(); defer r.mu.Unlock(); return r.log.String() }
 
 // readyz is the status of GET /readyz.
 func readyz(t *testing.T, g *cxcotest.Gateway) int {
@@ -66,56 +58,8 @@ func startRegistrar(t *testing.T, ca *cxcotest.CA, user, password string, maxExp
 		"-Y", run, "-P", filepath.Join(run, "kamailio.pid"),
 		"-A", "SIP_PORT=" + strconv.Itoa(udp), "-A", "TLS_PORT=" + strconv.Itoa(tlsPort), "-A", "TLS_CFG=" + strconv.Quote(tlsCfg),
 		"-A", "AUTH_USER=" + strconv.Quote(user), "-A", "AUTH_PASS=" + strconv.Quote(password), "-A", "MAX_EXPIRES=" + strconv.Itoa(maxExpires)}
-	r := &registrar{cmd: exec.Command(bin, args...), done: make(chan struct{}),
-		UDP: fmt.Sprintf("127.0.0.1:%d", udp), TLS: fmt.Sprintf("127.0.0.1:%d", tlsPort)}
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	pipe, err := r.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.cmd.Stdout = r.cmd.Stderr
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			r.mu.Lock()
-			r.log.WriteString(sc.Text() + "\n")
-			r.mu.Unlock()
-		}
-		_, _ = io.Copy(io.Discard, pipe)
-		_ = r.cmd.Wait()
-		close(r.done)
-	}()
-	t.Cleanup(func() {
-		_ = r.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-r.done:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-			<-r.done
-		}
-		if t.Failed() {
-			t.Logf("registrar log (tail):\n%s", lastLines(r.Log(), 80))
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if code, _ := sipOptions(r.UDP); code == 200 {
-			return r
-		}
-		select {
-		case <-r.done:
-			t.Fatalf("kamailio exited:\n%s", lastLines(r.Log(), 40))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kamailio does not answer on %s:\n%s", r.UDP, lastLines(r.Log(), 40))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	udpAddr := fmt.Sprintf("127.0.0.1:%d", udp)
+	return &registrar{kamailio: runKamailio(t, bin, args, udpAddr), UDP: udpAddr, TLS: fmt.Sprintf("127.0.0.1:%d", tlsPort)}
 }
 
 // TestCarrierRegistration: a trunk added through the API registers to the
