@@ -1,7 +1,9 @@
 // Package sdp is SDP offer/answer (RFC 4566, RFC 3264) for the gateway's
-// one audio stream: PCMU and PCMA at 8000 Hz with telephone-event/8000
-// (RFC 4733), a=ptime, a=rtcp (RFC 3605), direction attributes and
-// old-style hold (c=0.0.0.0).
+// one audio stream: PCMU and PCMA (RFC 3551), G.722 (G722/8000, RFC 3551
+// §4.5.2) and Opus (opus/48000/2, RFC 7587) with telephone-event/8000
+// (RFC 4733), a=ptime, a=rtcp (RFC 3605), direction attributes, old-style
+// hold (c=0.0.0.0), and SRTP keyed with SDES (RTP/SAVP and a=crypto,
+// RFC 4568) under a trunk's policy.
 //
 // Parse reads an offer or answer tolerantly (line order is not enforced,
 // unknown lines are ignored). Negotiate picks what we use from an offer;
@@ -72,10 +74,14 @@ type Codec struct {
 	Fmtp        string // a=fmtp parameters
 }
 
-// The codecs we support.
+// The codecs we support, with the payload types of our offers.
 var (
 	PCMU = Codec{PayloadType: 0, Name: "PCMU", ClockRate: 8000}
 	PCMA = Codec{PayloadType: 8, Name: "PCMA", ClockRate: 8000}
+	// G722 is 16 kHz audio on an 8000 Hz RTP clock (RFC 3551 §4.5.2).
+	G722 = Codec{PayloadType: 9, Name: "G722", ClockRate: 8000}
+	// Opus is always opus/48000/2 in SDP whatever it carries (RFC 7587 §7).
+	Opus = Codec{PayloadType: 111, Name: "opus", ClockRate: 48000, Channels: 2}
 )
 
 // static RTP/AVP payload types (RFC 3551) we may meet without a=rtpmap.
@@ -117,6 +123,10 @@ type Media struct {
 	RTCP      netip.AddrPort
 	HasRTCP   bool      // a=rtcp present; RTCP's address is Conn when the line has none
 	Direction Direction // media level, else session level, else sendrecv
+	// Crypto are the a=crypto lines we could use, in the sender's order of
+	// preference (lines with other suites, MKIs or session parameters are
+	// left out).
+	Crypto []Crypto
 
 	rtpmaps map[uint8]Codec
 	fmtps   map[uint8]string
@@ -329,6 +339,10 @@ func (m *Media) attr(name, arg string) error {
 		}
 	case "rtcp":
 		m.rtcpRaw = strings.TrimSpace(arg)
+	case "crypto":
+		if c, ok := parseCrypto(arg); ok && len(m.Crypto) < 16 {
+			m.Crypto = append(m.Crypto, c)
+		}
 	}
 	return nil
 }

@@ -222,7 +222,8 @@ func TestNegotiate(t *testing.T) {
 		{offer: "old style hold c=0.0.0.0", crlf: true, codec: "PCMU", pt: 0, dtmf: -1, dir: RecvOnly, hold: true, answerIn: []string{"a=recvonly"}},
 		{offer: "lf line endings, ptime 10, maxptime", codec: "PCMU", pt: 0, dtmf: -1, remote: ap("198.51.100.2:9000"), rtcp: ap("198.51.100.2:9001"), ptime: 10 * time.Millisecond},
 		{offer: "no common codec", err: ErrNoCommonCodec},
-		{offer: "srtp only", err: ErrNoCommonCodec},
+		{offer: "srtp only", codec: "PCMU", pt: 0, dtmf: -1, remote: ap("10.1.1.1:4000"), rtcp: ap("10.1.1.1:4001"),
+			answerIn: []string{"m=audio 20000 RTP/SAVP 0\r\n", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"}},
 		{offer: "audio rejected by offerer", err: ErrNoCommonCodec},
 		{offer: "PCMU at 16 kHz is not ours", err: ErrNoCommonCodec},
 		{offer: "no connection address", err: ErrMalformed},
@@ -367,6 +368,8 @@ func FuzzParseNegotiate(f *testing.F) {
 	for _, o := range offers {
 		f.Add([]byte(crlf(o)))
 	}
+	f.Add([]byte(baresipOffer("RTP/SAVP", true)))
+	f.Add([]byte(baresipOffer("RTP/AVP", true)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Parse(data)
 		if err != nil {
@@ -377,7 +380,7 @@ func FuzzParseNegotiate(f *testing.F) {
 		}
 		n, err := Negotiate(s)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrNoCommonCodec) {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrNoCommonCodec) && !errors.Is(err, ErrSRTPUnusable) && !errors.Is(err, ErrSRTPRequired) {
 				t.Fatalf("negotiate error %v", err)
 			}
 			return
@@ -392,7 +395,7 @@ func FuzzParseNegotiate(f *testing.F) {
 			t.Fatalf("answer does not parse: %v\n%q", err, ans)
 		}
 		n2, err := Negotiate(s2)
-		if err != nil || n2.Codec != n.Codec || len(s2.Media) != len(s.Media) {
+		if err != nil || n2.Codec != n.Codec || len(s2.Media) != len(s.Media) || (n2.SRTP == nil) != (n.SRTP == nil) {
 			t.Fatalf("answer renegotiates to %v (%v), %d m= lines for %d\n%q", n2.Codec, err, len(s2.Media), len(s.Media), ans)
 		}
 	})
