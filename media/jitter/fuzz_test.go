@@ -63,7 +63,7 @@ func fuzzOne(t *testing.T, data []byte) {
 				}
 			}
 			sendAt += time.Duration(n) * time.Second / SampleRate
-			pk := sched{at: sendAt + delay, pkt: Packet{SSRC: ssrc, Sequence: seq, Timestamp: ts, Payload: audio[pos : pos+n]}}
+			pk := sched{at: sendAt + delay, pkt: Packet[byte]{SSRC: ssrc, Sequence: seq, Timestamp: ts, Payload: audio[pos : pos+n]}}
 			drop := !clean && op&0x10 != 0 && i > 0
 			if !drop {
 				s = append(s, pk)

@@ -1,5 +1,8 @@
-// Package jitter is a time-driven adaptive jitter buffer for 8 kHz G.711
-// RTP audio (one byte per sample).
+// Package jitter is a time-driven adaptive jitter buffer for RTP audio: 8 kHz
+// G.711 bytes (one byte per sample), or linear PCM at 8 or 16 kHz (int16
+// samples: wideband codecs are decoded as their packets arrive and buffered as
+// PCM). The sample type is the Buffer's type parameter; positions below count
+// its samples at Options.SampleRate.
 //
 // Packets of any length from 10 to 60 ms are written into a ring of samples
 // indexed by their (unwrapped) RTP timestamp. Frames of exactly 20 ms are
@@ -30,31 +33,39 @@ import (
 	"time"
 )
 
-// Audio format constants.
+// Audio format constants of the default (8 kHz) buffer.
 const (
 	SampleRate    = 8000
-	FrameSamples  = 160 // samples (bytes) in one output frame
+	FrameSamples  = 160 // samples (bytes) in one output frame at 8 kHz
 	FrameDuration = 20 * time.Millisecond
-
-	sampleNS   = int64(time.Second / SampleRate) // 125 µs
-	msSamples  = SampleRate / 1000               // 8 samples per ms
-	blockShift = 3                               // arrival times kept per 8 samples
-	maxPayload = 60 * msSamples * 2              // longest packet accepted: 120 ms
-	fadeLen    = 3 * FrameSamples                // concealment fades to silence over 60 ms
 )
 
-// Codec converts the buffer's payload to and from linear PCM; it is needed
-// to attenuate concealed audio and to find silence.
-type Codec interface {
-	Decode(dst []int16, src []byte) int
-	Encode(dst []byte, src []int16) int
-	Silence() byte
+// Sample is what the buffer holds: G.711 bytes or 16-bit PCM.
+type Sample interface{ ~uint8 | ~int16 }
+
+// Codec converts the buffer's samples to and from linear PCM; it is needed
+// to attenuate concealed audio and to find silence. For PCM it is the
+// identity (PCM).
+type Codec[T Sample] interface {
+	Decode(dst []int16, src []T) int
+	Encode(dst []T, src []int16) int
+	Silence() T
 }
 
+// PCM is the identity Codec of a PCM buffer.
+type PCM struct{}
+
+func (PCM) Decode(dst []int16, src []int16) int { return copy(dst, src) }
+func (PCM) Encode(dst []int16, src []int16) int { return copy(dst, src) }
+func (PCM) Silence() int16                      { return 0 }
+
 // Options configure a Buffer.
-type Options struct {
-	Codec Codec         // required
-	Min   time.Duration // minimum depth; default 20 ms
+type Options[T Sample] struct {
+	Codec Codec[T] // required
+	// SampleRate of the samples, 8000 or 16000; default 8000. The buffer's
+	// timestamps count samples at this rate.
+	SampleRate int
+	Min        time.Duration // minimum depth; default 20 ms
 	Max   time.Duration // maximum depth; default 120 ms
 	// Window is how far back jitter is measured; default 4 s.
 	Window time.Duration
@@ -76,7 +87,10 @@ type Options struct {
 	ShrinkHold time.Duration
 }
 
-func (o *Options) defaults() {
+func (o *Options[T]) defaults() {
+	if o.SampleRate != 16000 {
+		o.SampleRate = 8000
+	}
 	if o.Min <= 0 {
 		o.Min = 20 * time.Millisecond
 	}
@@ -109,12 +123,12 @@ func (o *Options) defaults() {
 
 // Packet is one RTP packet's audio as the buffer needs it. Payload is
 // copied; the caller may reuse it after Push returns.
-type Packet struct {
+type Packet[T Sample] struct {
 	Arrival   time.Time
 	SSRC      uint32
 	Sequence  uint16
-	Timestamp uint32
-	Payload   []byte
+	Timestamp uint32 // in samples at the buffer's rate
+	Payload   []T
 }
 
 // Result says what Push did with a packet.
@@ -176,12 +190,20 @@ type Stats struct {
 }
 
 // Buffer is the jitter buffer. See the package documentation.
-type Buffer struct {
-	opt   Options
-	codec Codec
+type Buffer[T Sample] struct {
+	opt   Options[T]
+	codec Codec[T]
+
+	// the rate's sizes
+	rate       int64 // samples a second
+	frame      int64 // samples in a 20 ms frame
+	sampleNS   int64 // ns per sample
+	blockShift int64 // arrival times are kept per 1 ms: 1<<blockShift samples
+	maxPayload int64 // longest packet accepted: 120 ms
+	fadeLen    int64 // concealment fades to silence over 60 ms
 
 	// ring of samples, indexed by extended timestamp & mask
-	ring    []byte
+	ring    []T
 	have    []uint64 // one bit per ring sample: received
 	arrival []int64  // per 8-sample block: newest arrival, ns since epoch
 	mask    int64
@@ -212,11 +234,11 @@ type Buffer struct {
 	farLate          int
 
 	// concealment and adaptation state
-	prev        [FrameSamples]byte // last frame popped
-	plc         [FrameSamples]int16
-	pcm         [FrameSamples]int16
-	enc         [FrameSamples]byte
-	fill        [FrameSamples]bool
+	prev        []T // last frame popped
+	plc         []int16
+	pcm         []int16
+	enc         []T
+	fill        []bool
 	fillRun     int // fill samples in the current run of concealment
 	excessSince int64
 	lastShrink  int64
@@ -258,22 +280,41 @@ func queueLen(window time.Duration) int {
 }
 
 // New returns an empty buffer.
-func New(opts Options) *Buffer {
+func New[T Sample](opts Options[T]) *Buffer[T] {
 	opts.defaults()
+	rate := int64(opts.SampleRate)
+	frame := rate / 50
+	sampleNS := int64(time.Second) / rate
+	blockShift := int64(3) // 8 samples a ms at 8 kHz
+	if rate == 16000 {
+		blockShift = 4
+	}
+	maxPayload := rate * 120 / 1000
 	// The ring holds the maximum depth plus the longest packet plus a frame,
 	// rounded up to a power of two.
-	need := int64(opts.Max/time.Duration(sampleNS)) + maxPayload + 2*FrameSamples
+	need := int64(opts.Max/time.Duration(sampleNS)) + maxPayload + 2*frame
 	size := int64(256)
 	for size < need {
 		size <<= 1
 	}
 	qlen := queueLen(opts.Window)
-	b := &Buffer{
-		opt:     opts,
-		codec:   opts.Codec,
-		ring:    make([]byte, size),
-		have:    make([]uint64, size/64),
-		arrival: make([]int64, size>>blockShift),
+	b := &Buffer[T]{
+		opt:        opts,
+		codec:      opts.Codec,
+		rate:       rate,
+		frame:      frame,
+		sampleNS:   sampleNS,
+		blockShift: blockShift,
+		maxPayload: maxPayload,
+		fadeLen:    3 * frame,
+		prev:       make([]T, frame),
+		plc:        make([]int16, frame),
+		pcm:        make([]int16, frame),
+		enc:        make([]T, frame),
+		fill:       make([]bool, frame),
+		ring:       make([]T, size),
+		have:       make([]uint64, size/64),
+		arrival:    make([]int64, size>>blockShift),
 		mask:    size - 1,
 		minQ:    make([]sample, qlen),
 		histQ:   make([]sample, qlen),
@@ -286,13 +327,13 @@ func New(opts Options) *Buffer {
 
 // Reset forgets the timeline; the next packet starts a new one. Counters
 // are kept.
-func (b *Buffer) Reset() {
+func (b *Buffer[T]) Reset() {
 	b.started = false
 }
 
 // Depth returns the current depth: how long a packet that took the
 // fastest path waits in the buffer.
-func (b *Buffer) Depth() time.Duration {
+func (b *Buffer[T]) Depth() time.Duration {
 	if !b.started {
 		return 0
 	}
@@ -300,7 +341,7 @@ func (b *Buffer) Depth() time.Duration {
 }
 
 // Stats returns the counters.
-func (b *Buffer) Stats() Stats {
+func (b *Buffer[T]) Stats() Stats {
 	s := b.stats
 	s.Depth = b.Depth()
 	if b.started {
@@ -310,16 +351,16 @@ func (b *Buffer) Stats() Stats {
 }
 
 // NextDue returns when the next frame is due; false before the first packet.
-func (b *Buffer) NextDue() (time.Time, bool) {
+func (b *Buffer[T]) NextDue() (time.Time, bool) {
 	if !b.started {
 		return time.Time{}, false
 	}
 	return b.epoch.Add(time.Duration(b.due())), true
 }
 
-func (b *Buffer) due() int64 { return b.t0 + (b.p-b.s0)*sampleNS + b.offset }
+func (b *Buffer[T]) due() int64 { return b.t0 + (b.p-b.s0)*b.sampleNS + b.offset }
 
-func (b *Buffer) rel(t time.Time) int64 {
+func (b *Buffer[T]) rel(t time.Time) int64 {
 	if b.epoch.IsZero() {
 		b.epoch = t
 	}
@@ -327,9 +368,9 @@ func (b *Buffer) rel(t time.Time) int64 {
 }
 
 // Push stores a packet's audio.
-func (b *Buffer) Push(pk Packet) Result {
+func (b *Buffer[T]) Push(pk Packet[T]) Result {
 	n := int64(len(pk.Payload))
-	if n == 0 || n > maxPayload {
+	if n == 0 || n > b.maxPayload {
 		b.stats.Invalid++
 		return Invalid
 	}
@@ -346,7 +387,7 @@ func (b *Buffer) Push(pk Packet) Result {
 		b.resync(pk, at)
 		return Resynced
 	}
-	if end <= b.p-SampleRate {
+	if end <= b.p-b.rate {
 		// More than a second behind playout: a few of these in a row mean
 		// the timeline jumped backwards.
 		b.farLate++
@@ -378,7 +419,7 @@ func (b *Buffer) Push(pk Packet) Result {
 	}
 
 	// Transit and jitter measurement.
-	transit := at - b.t0 - (start-b.s0)*sampleNS
+	transit := at - b.t0 - (start-b.s0)*b.sampleNS
 	b.measure(at, transit)
 	b.renewLateHold(at, transit)
 
@@ -406,7 +447,7 @@ func (b *Buffer) Push(pk Packet) Result {
 	return res
 }
 
-func (b *Buffer) resync(pk Packet, at int64) {
+func (b *Buffer[T]) resync(pk Packet[T], at int64) {
 	if b.started {
 		b.stats.Resyncs++
 	}
@@ -442,11 +483,11 @@ func (b *Buffer) resync(pk Packet, at int64) {
 // tail frames (those in the lost samples, or in this packet's own audio when
 // it came too late, were concealment) and keeps the lost range for the holes
 // still to be played.
-func (b *Buffer) lostBefore(start, end, skipped int64) {
+func (b *Buffer[T]) lostBefore(start, end, skipped int64) {
 	lost := tsRange{start - skipped, start}
 	if b.runFrames > 0 {
 		gone := tsRange{lost.from, min(end, b.p)} // lost, or played before this packet came
-		if k := (b.run.overlap(gone) + FrameSamples - 1) / FrameSamples; k > 0 {
+		if k := (b.run.overlap(gone) + b.frame - 1) / b.frame; k > 0 {
 			b.stats.Concealed += uint64(min(uint64(k), b.runFrames))
 		}
 		b.runFrames, b.run = 0, tsRange{}
@@ -463,7 +504,7 @@ func (b *Buffer) lostBefore(start, end, skipped int64) {
 }
 
 // concealed counts a frame whose ring samples [from, to) were not all there.
-func (b *Buffer) concealed(from, to int64) {
+func (b *Buffer[T]) concealed(from, to int64) {
 	f := tsRange{from, to}
 	if to <= b.newestEnd {
 		for i := range b.nlost {
@@ -482,7 +523,7 @@ func (b *Buffer) concealed(from, to int64) {
 }
 
 // expireLost forgets lost ranges already played.
-func (b *Buffer) expireLost() {
+func (b *Buffer[T]) expireLost() {
 	k := 0
 	for i := range b.nlost {
 		if b.lost[i].to > b.p {
@@ -493,7 +534,7 @@ func (b *Buffer) expireLost() {
 	b.nlost = k
 }
 
-func (b *Buffer) advanceSeq(e int64) {
+func (b *Buffer[T]) advanceSeq(e int64) {
 	if e-b.maxSeq >= int64(len(b.seqWin))*64 {
 		clear(b.seqWin[:])
 	} else {
@@ -505,19 +546,19 @@ func (b *Buffer) advanceSeq(e int64) {
 	b.maxSeq = e
 }
 
-func (b *Buffer) seqSeen(e int64) bool {
+func (b *Buffer[T]) seqSeen(e int64) bool {
 	i := e & (int64(len(b.seqWin))*64 - 1)
 	return b.seqWin[i>>6]&(1<<(i&63)) != 0
 }
 
-func (b *Buffer) markSeq(e int64) {
+func (b *Buffer[T]) markSeq(e int64) {
 	i := e & (int64(len(b.seqWin))*64 - 1)
 	b.seqWin[i>>6] |= 1 << (i & 63)
 }
 
 // measure records one packet's transit: the sliding minimum (baseline) and
 // the histogram of delay relative to it.
-func (b *Buffer) measure(at, transit int64) {
+func (b *Buffer[T]) measure(at, transit int64) {
 	horizon := at - int64(b.opt.Window)
 	// sliding minimum
 	for b.minTail > b.minHead && b.minQ[(b.minTail-1)&b.qmask].v >= transit {
@@ -552,7 +593,7 @@ func (b *Buffer) measure(at, transit int64) {
 	b.histTail++
 }
 
-func (b *Buffer) base() int64 { return b.minQ[b.minHead&b.qmask].v }
+func (b *Buffer[T]) base() int64 { return b.minQ[b.minHead&b.qmask].v }
 
 // lateHeadroom is how much more than a late packet needed the depth grows to:
 // a packet is late because the delay is above all the window has seen, and a
@@ -561,7 +602,7 @@ func (b *Buffer) base() int64 { return b.minQ[b.minHead&b.qmask].v }
 const lateHeadroom = 10 * time.Millisecond
 
 // grewLate makes the depth cover a late packet at once, with headroom.
-func (b *Buffer) grewLate(at, transit int64) {
+func (b *Buffer[T]) grewLate(at, transit int64) {
 	need := transit - b.base() + int64(b.opt.Margin) + int64(lateHeadroom)
 	if need > b.lateHold || at-b.lateAt > int64(b.opt.LateHold) {
 		b.lateHold = need
@@ -572,7 +613,7 @@ func (b *Buffer) grewLate(at, transit int64) {
 // renewLateHold keeps the late hold while packets keep needing it: one that
 // only the hold kept from being late (it needed more than the minimum and the
 // measured percentile) starts the hold's time again.
-func (b *Buffer) renewLateHold(at, transit int64) {
+func (b *Buffer[T]) renewLateHold(at, transit int64) {
 	if b.lateAt == 0 || at-b.lateAt > int64(b.opt.LateHold) {
 		return
 	}
@@ -584,7 +625,7 @@ func (b *Buffer) renewLateHold(at, transit int64) {
 
 // percentile is the measured depth: the Percentile of relative delay over the
 // window, plus Margin; 0 before any measurement.
-func (b *Buffer) percentile() int64 {
+func (b *Buffer[T]) percentile() int64 {
 	n := uint32(b.histTail - b.histHead)
 	if n == 0 {
 		return 0
@@ -601,7 +642,7 @@ func (b *Buffer) percentile() int64 {
 }
 
 // target is the depth the buffer adapts to, in ns.
-func (b *Buffer) target() int64 {
+func (b *Buffer[T]) target() int64 {
 	t := b.percentile()
 	if b.minTail > b.minHead {
 		newest := b.minQ[(b.minTail-1)&b.qmask].at
@@ -616,7 +657,7 @@ func (b *Buffer) target() int64 {
 }
 
 // write stores samples from extended timestamp start.
-func (b *Buffer) write(start int64, data []byte, at int64) {
+func (b *Buffer[T]) write(start int64, data []T, at int64) {
 	for len(data) > 0 {
 		i := start & b.mask
 		n := copy(b.ring[i:], data)
@@ -637,7 +678,7 @@ func (b *Buffer) write(start int64, data []byte, at int64) {
 	}
 }
 
-func (b *Buffer) block(s int64) int64 { return ((s - b.s0) & b.mask) >> blockShift }
+func (b *Buffer[T]) block(s int64) int64 { return ((s - b.s0) & b.mask) >> b.blockShift }
 
 // span is the mask of k bits (1 to 64) of a have word from bit on.
 func span(bit, k int64) uint64 {
@@ -647,7 +688,7 @@ func span(bit, k int64) uint64 {
 	return (1<<k - 1) << bit
 }
 
-func (b *Buffer) setHave(i, n int64) {
+func (b *Buffer[T]) setHave(i, n int64) {
 	for n > 0 {
 		w, bit := i>>6, i&63
 		k := min(64-bit, n)
@@ -659,7 +700,7 @@ func (b *Buffer) setHave(i, n int64) {
 
 // allHave reports whether every sample in [start, end) was received; it
 // tests 64 samples per step.
-func (b *Buffer) allHave(start, end int64) bool {
+func (b *Buffer[T]) allHave(start, end int64) bool {
 	for s := start; s < end; {
 		i := s & b.mask
 		w, bit := i>>6, i&63
@@ -673,14 +714,14 @@ func (b *Buffer) allHave(start, end int64) bool {
 	return true
 }
 
-func (b *Buffer) has(s int64) bool {
+func (b *Buffer[T]) has(s int64) bool {
 	i := s & b.mask
 	return b.have[i>>6]&(1<<(i&63)) != 0
 }
 
 // consume forgets samples [s, s+n) after playout; like allHave, 64 samples per
 // step (the ring is a whole number of have words, so no step crosses its end).
-func (b *Buffer) consume(s, n int64) {
+func (b *Buffer[T]) consume(s, n int64) {
 	for n > 0 {
 		i := s & b.mask
 		w, bit := i>>6, i&63
@@ -691,9 +732,9 @@ func (b *Buffer) consume(s, n int64) {
 	}
 }
 
-// silent reports whether samples [s, s+n) (n <= FrameSamples) are missing
+// silent reports whether samples [s, s+n) (n <= one frame) are missing
 // or quiet.
-func (b *Buffer) silent(s, n int64) bool {
+func (b *Buffer[T]) silent(s, n int64) bool {
 	const quiet = 300 // about -40 dBFS peak
 	for k := range n {
 		if b.has(s + k) {
@@ -712,16 +753,16 @@ func (b *Buffer) silent(s, n int64) bool {
 }
 
 // Pop writes the frame due at or before now into dst (at least
-// FrameSamples bytes) and returns it; false if no frame is due yet.
-func (b *Buffer) Pop(now time.Time, dst []byte) (Frame, bool) {
-	if !b.started || len(dst) < FrameSamples {
+// one frame of samples) and returns it; false if no frame is due yet.
+func (b *Buffer[T]) Pop(now time.Time, dst []T) (Frame, bool) {
+	if !b.started || int64(len(dst)) < b.frame {
 		return Frame{}, false
 	}
 	due := b.due()
 	if b.rel(now) < due {
 		return Frame{}, false
 	}
-	dst = dst[:FrameSamples]
+	dst = dst[:b.frame]
 
 	// Adapt. Whole frames are inserted (concealment) or skipped, so frames
 	// stay aligned with the sender's packets and the cadence is kept; less
@@ -734,7 +775,7 @@ func (b *Buffer) Pop(now time.Time, dst []byte) (Frame, bool) {
 	case cur < tgt:
 		b.excessSince = 0
 		if tgt-cur >= int64(FrameDuration) {
-			ins = FrameSamples
+			ins = b.frame
 			break
 		}
 		b.offset += (tgt - cur + ms - 1) / ms * ms
@@ -754,9 +795,9 @@ func (b *Buffer) Pop(now time.Time, dst []byte) (Frame, bool) {
 			b.excessSince = due
 		}
 		hold := int64(b.opt.ShrinkHold)
-		if b.silent(b.p, FrameSamples) || (due-b.excessSince >= hold && due-b.lastShrink >= hold/2) {
-			b.consume(b.p, FrameSamples)
-			b.p += FrameSamples
+		if b.silent(b.p, b.frame) || (due-b.excessSince >= hold && due-b.lastShrink >= hold/2) {
+			b.consume(b.p, b.frame)
+			b.p += b.frame
 			b.offset -= int64(FrameDuration)
 			b.stats.Skipped += FrameDuration
 			b.lastShrink = due
@@ -769,19 +810,19 @@ func (b *Buffer) Pop(now time.Time, dst []byte) (Frame, bool) {
 	// Render: ins filled samples, then ring samples (missing ones filled).
 	newest := int64(0)
 	fills := int64(0)
-	if ins == 0 && b.allHave(b.p, b.p+FrameSamples) {
+	if ins == 0 && b.allHave(b.p, b.p+b.frame) {
 		// Fast path: the whole frame was received.
 		i := b.p & b.mask
 		n := copy(dst, b.ring[i:])
 		copy(dst[n:], b.ring)
-		for s := b.p; s < b.p+FrameSamples; s += 1 << blockShift {
+		for s := b.p; s < b.p+b.frame; s += 1 << b.blockShift {
 			newest = max(newest, b.arrival[b.block(s)])
 		}
-		newest = max(newest, b.arrival[b.block(b.p+FrameSamples-1)])
+		newest = max(newest, b.arrival[b.block(b.p+b.frame-1)])
 		b.fillRun = 0
 		goto done
 	}
-	for i := int64(0); i < FrameSamples; i++ {
+	for i := int64(0); i < b.frame; i++ {
 		if i < ins {
 			b.fill[i] = true
 			fills++
@@ -803,7 +844,7 @@ func (b *Buffer) Pop(now time.Time, dst []byte) (Frame, bool) {
 		b.conceal(dst)
 		f.Concealed = true
 		if fills > ins {
-			b.concealed(b.p, b.p+FrameSamples-ins)
+			b.concealed(b.p, b.p+b.frame-ins)
 		}
 	} else {
 		b.fillRun = 0
@@ -813,13 +854,13 @@ done:
 	if newest > 0 {
 		f.Arrival = b.epoch.Add(time.Duration(newest - 1))
 	}
-	b.consume(b.p, FrameSamples-ins)
-	b.p += FrameSamples - ins
+	b.consume(b.p, b.frame-ins)
+	b.p += b.frame - ins
 	if b.nlost > 0 {
 		b.expireLost()
 	}
-	b.offset += ins * sampleNS
-	b.stats.Inserted += time.Duration(ins * sampleNS)
+	b.offset += ins * b.sampleNS
+	b.stats.Inserted += time.Duration(ins * b.sampleNS)
 	b.stats.Frames++
 	if d := time.Duration(b.offset - b.base()); d > b.stats.MaxDepth {
 		b.stats.MaxDepth = d
@@ -830,17 +871,17 @@ done:
 
 // conceal fills the marked samples of dst with the frame before the current
 // run of concealment, attenuated linearly to silence over fadeLen samples.
-func (b *Buffer) conceal(dst []byte) {
+func (b *Buffer[T]) conceal(dst []T) {
 	if b.fillRun == 0 {
 		b.codec.Decode(b.plc[:], b.prev[:])
 	}
 	silence := b.codec.Silence()
-	for i := range FrameSamples {
+	for i := range b.frame {
 		if !b.fill[i] {
 			b.pcm[i] = 0
 			continue
 		}
-		g := 1 - float32(b.fillRun)/fadeLen
+		g := 1 - float32(b.fillRun)/float32(b.fadeLen)
 		if g <= 0 {
 			b.pcm[i] = 0
 		} else {
@@ -849,7 +890,7 @@ func (b *Buffer) conceal(dst []byte) {
 		b.fillRun++
 	}
 	b.codec.Encode(b.enc[:], b.pcm[:])
-	for i := range FrameSamples {
+	for i := range b.frame {
 		if b.fill[i] {
 			if b.pcm[i] == 0 {
 				dst[i] = silence

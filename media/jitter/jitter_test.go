@@ -33,7 +33,7 @@ func source(n int) []byte {
 // sched is one packet's arrival.
 type sched struct {
 	at  time.Duration // arrival, from t0
-	pkt Packet
+	pkt Packet[byte]
 }
 
 // packetize cuts audio into packets of ptime (samples) sent at their media
@@ -49,7 +49,7 @@ func packetize(audio []byte, ptimes []int, seq0 uint16, ts0 uint32, ssrc uint32,
 		send := time.Duration(pos+pt) * time.Second / SampleRate // sent when its last sample is captured
 		out = append(out, sched{
 			at: send + delay(i),
-			pkt: Packet{SSRC: ssrc, Sequence: seq0 + uint16(i), Timestamp: ts0 + uint32(pos),
+			pkt: Packet[byte]{SSRC: ssrc, Sequence: seq0 + uint16(i), Timestamp: ts0 + uint32(pos),
 				Payload: audio[pos : pos+pt]},
 		})
 		pos += pt
@@ -61,14 +61,14 @@ func packetize(audio []byte, ptimes []int, seq0 uint16, ts0 uint32, ssrc uint32,
 // run plays the schedule through a buffer: pushes at arrival times and pops
 // at due times, in time order, until end. It returns the concatenated
 // output, the frames and the frame latencies (due - newest arrival).
-func run(t testing.TB, b *Buffer, s []sched, end time.Duration) (out []byte, frames []Frame) {
+func run(t testing.TB, b *Buffer[byte], s []sched, end time.Duration) (out []byte, frames []Frame) {
 	out, frames, _ = runCadence(t, b, s, end, false)
 	return out, frames
 }
 
 // runCadence is run; strict requires every frame 20 ms after the previous.
 // It also returns how many packets it pushed.
-func runCadence(t testing.TB, b *Buffer, s []sched, end time.Duration, strict bool) (out []byte, frames []Frame, pushed int) {
+func runCadence(t testing.TB, b *Buffer[byte], s []sched, end time.Duration, strict bool) (out []byte, frames []Frame, pushed int) {
 	slices.SortStableFunc(s, func(a, c sched) int { return int(a.at - c.at) })
 	var dst [FrameSamples]byte
 	i := 0
@@ -109,7 +109,7 @@ func runCadence(t testing.TB, b *Buffer, s []sched, end time.Duration, strict bo
 // newBuf is a buffer with the default options, except that it starts at the
 // minimum depth: the tests of the steady state measure from the first packet.
 // TestStartsDeeperUntilMeasured covers the default start.
-func newBuf() *Buffer { return New(Options{Codec: ulaw{}, Initial: 20 * time.Millisecond}) }
+func newBuf() *Buffer[byte] { return New(Options[byte]{Codec: ulaw{}, Initial: 20 * time.Millisecond}) }
 
 func TestCleanStreamsComeOutIdentical(t *testing.T) {
 	audio := source(8000 * 3)
@@ -139,7 +139,7 @@ func TestCleanStreamsComeOutIdentical(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b := New(Options{Codec: ulaw{}, Min: tc.min, Initial: max(tc.min, 20*time.Millisecond)})
+			b := New(Options[byte]{Codec: ulaw{}, Min: tc.min, Initial: max(tc.min, 20*time.Millisecond)})
 			s := packetize(audio, tc.ptimes, tc.seq, tc.ts, 1, tc.delay)
 			if tc.dups {
 				n := len(s)
@@ -266,7 +266,7 @@ func TestConcealedCountsOnlyLostAudio(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.edit(packetize(source(pkts*FrameSamples), []int{160}, 100, 1000, 1, clean))
-			b := New(Options{Codec: ulaw{}, Min: tc.depth, Initial: tc.depth, Max: max(tc.depth, 120*time.Millisecond)})
+			b := New(Options[byte]{Codec: ulaw{}, Min: tc.depth, Initial: tc.depth, Max: max(tc.depth, 120*time.Millisecond)})
 			_, frames := run(t, b, s, pkts*FrameDuration+time.Second)
 			st := b.Stats()
 			filled := 0
@@ -291,7 +291,7 @@ func TestStartsDeeperUntilMeasured(t *testing.T) {
 		}
 	}
 	s := packetize(audio, []int{160}, 1, 1, 1, func(int) time.Duration { return 0 })
-	b := New(Options{Codec: ulaw{}})
+	b := New(Options[byte]{Codec: ulaw{}})
 	out, frames := run(t, b, s, 9*time.Second)
 	for _, f := range frames[:10] {
 		if lat := f.Due.Sub(f.Arrival); lat != 40*time.Millisecond {
@@ -337,7 +337,7 @@ func TestRisingDelayCostsFewLatePackets(t *testing.T) {
 		}
 		return d
 	})
-	b := New(Options{Codec: ulaw{}})
+	b := New(Options[byte]{Codec: ulaw{}})
 	run(t, b, s, 15*time.Second)
 	if st := b.Stats(); st.Late > 3 {
 		t.Fatalf("late %d while the delay rose, want at most 3: %+v", st.Late, st)
@@ -355,13 +355,13 @@ func TestRecurringSpikesAreLateOnce(t *testing.T) {
 		}
 		return 0
 	})
-	b := New(Options{Codec: ulaw{}})
+	b := New(Options[byte]{Codec: ulaw{}})
 	run(t, b, s, 40*time.Second)
 	if st := b.Stats(); st.Late != 1 {
 		t.Fatalf("late %d, want only the first spike: %+v", st.Late, st)
 	}
 	// With the hold as short as the window, every spike is late again.
-	b = New(Options{Codec: ulaw{}, LateHold: 4 * time.Second})
+	b = New(Options[byte]{Codec: ulaw{}, LateHold: 4 * time.Second})
 	run(t, b, s, 40*time.Second)
 	if st := b.Stats(); st.Late < 4 {
 		t.Fatalf("late %d with a 4 s hold, want every spike", st.Late)
@@ -477,13 +477,13 @@ func TestPopBeforeDueAndInvalid(t *testing.T) {
 	if _, ok := b.Pop(t0, dst[:]); ok {
 		t.Fatal("Pop before any packet")
 	}
-	if r := b.Push(Packet{Arrival: t0}); r != Invalid {
+	if r := b.Push(Packet[byte]{Arrival: t0}); r != Invalid {
 		t.Fatalf("empty payload: %v", r)
 	}
-	if r := b.Push(Packet{Arrival: t0, Payload: make([]byte, 2000)}); r != Invalid {
+	if r := b.Push(Packet[byte]{Arrival: t0, Payload: make([]byte, 2000)}); r != Invalid {
 		t.Fatalf("oversized payload: %v", r)
 	}
-	b.Push(Packet{Arrival: t0, Payload: source(160)})
+	b.Push(Packet[byte]{Arrival: t0, Payload: source(160)})
 	if _, ok := b.Pop(t0.Add(19*time.Millisecond), dst[:]); ok {
 		t.Fatal("Pop before due")
 	}
@@ -507,7 +507,7 @@ func BenchmarkPushPop(b *testing.B) {
 	b.ReportAllocs()
 	for i := range b.N {
 		at := t0.Add(time.Duration(i)*FrameDuration + time.Duration(rng.IntN(10000))*time.Microsecond)
-		buf.Push(Packet{Arrival: at, SSRC: 1, Sequence: uint16(i), Timestamp: uint32(i * FrameSamples), Payload: audio})
+		buf.Push(Packet[byte]{Arrival: at, SSRC: 1, Sequence: uint16(i), Timestamp: uint32(i * FrameSamples), Payload: audio})
 		for {
 			due, ok := buf.NextDue()
 			if !ok || due.After(at) {
@@ -532,7 +532,7 @@ func BenchmarkPushPopAdapting(b *testing.B) {
 	var dst [FrameSamples]byte
 	rng := rand.New(rand.NewPCG(5, 6))
 	const lookahead = 4
-	pending := make([]Packet, 0, lookahead)
+	pending := make([]Packet[byte], 0, lookahead)
 	b.ReportAllocs()
 	for i := range b.N {
 		payload := talk
@@ -544,7 +544,7 @@ func BenchmarkPushPopAdapting(b *testing.B) {
 			jit = rng.IntN(60000)
 		}
 		at := t0.Add(time.Duration(i)*FrameDuration + time.Duration(jit)*time.Microsecond)
-		pending = append(pending, Packet{Arrival: at, SSRC: 1, Sequence: uint16(i), Timestamp: uint32(i * FrameSamples), Payload: payload})
+		pending = append(pending, Packet[byte]{Arrival: at, SSRC: 1, Sequence: uint16(i), Timestamp: uint32(i * FrameSamples), Payload: payload})
 		if len(pending) < lookahead {
 			continue
 		}
