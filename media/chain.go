@@ -87,6 +87,22 @@ type upsample struct{ r *resample.Up2 }
 func (u upsample) process(w *work) { u.r.Process(w.pcm16[:], w.pcm8[:]) }
 func (u upsample) String() string  { return u.r.String() }
 
+// downsample converts 16 kHz PCM to 8 kHz (a wideband call to a ulaw_8000
+// consumer).
+type downsample struct{ r *resample.Down2 }
+
+func (d downsample) process(w *work) { d.r.Process(w.pcm8[:], w.pcm16[:]) }
+func (d downsample) String() string  { return d.r.String() }
+
+// encode converts 8 kHz PCM to G.711.
+type encode struct{ l law }
+
+func (e encode) process(w *work) {
+	e.l.encode(w.law2[:], w.pcm8[:])
+	w.cur = w.law2[:]
+}
+func (e encode) String() string { return e.l.String() + "(encode)" }
+
 // sink hands the frame to the consumer.
 type sink struct {
 	format Format
@@ -111,26 +127,29 @@ func (s sink) process(w *work) {
 }
 func (s sink) String() string { return "Sink" }
 
-// inboundChain is the path of a popped jitter-buffer frame to the consumer.
+// inboundChain is the path of a popped jitter-buffer frame to the consumer:
+// G.711 bytes in w.wire, or for a wideband codec 16 kHz PCM in w.pcm16.
 type inboundChain struct {
-	wire   law
+	codec  wireCodec
 	stages []stage
 }
 
 // buildInbound builds the inbound chain: the wire codec, then whatever the
-// consumer's format needs, then the sink.
-func buildInbound(wire law, c Consumer) inboundChain {
+// consumer's format needs, then the sink. A wideband codec was decoded before
+// the jitter buffer; its 16 kHz PCM goes to a pcm_16000 consumer as it is.
+func buildInbound(codec wireCodec, c Consumer) inboundChain {
 	var st []stage
-	switch c.Format {
-	case FormatPCM16k:
-		st = append(st, decode{wire}, upsample{resample.NewUp2()})
-	default:
-		if wire == alaw {
-			st = append(st, transcode{alaw, ulaw})
-		}
+	switch {
+	case codec.wideband() && c.Format != FormatPCM16k:
+		st = append(st, downsample{resample.NewDown2()}, encode{ulaw})
+	case codec.wideband():
+	case c.Format == FormatPCM16k:
+		st = append(st, decode{codec.law()}, upsample{resample.NewUp2()})
+	case codec == wirePCMA:
+		st = append(st, transcode{alaw, ulaw})
 	}
 	st = append(st, sink{c.Format, c.Sink})
-	return inboundChain{wire: wire, stages: st}
+	return inboundChain{codec: codec, stages: st}
 }
 
 func (c inboundChain) run(w *work) {
@@ -142,7 +161,11 @@ func (c inboundChain) run(w *work) {
 
 func (c inboundChain) String() string {
 	var b strings.Builder
-	b.WriteString("RTP(" + c.wire.String() + ") -> Jitter")
+	if c.codec.wideband() {
+		b.WriteString("RTP(" + c.codec.String() + ") -> " + c.codec.String() + "(decode) -> Jitter(16kHz)")
+	} else {
+		b.WriteString("RTP(" + c.codec.String() + ") -> Jitter")
+	}
 	for _, s := range c.stages {
 		b.WriteString(" -> " + s.String())
 	}
@@ -150,40 +173,66 @@ func (c inboundChain) String() string {
 }
 
 // outbound stages: Play input is cut into 20 ms frames, converted to the wire
-// codec and queued for the pacer.
+// codec (G.711) or to 16 kHz PCM (a wideband codec, which the pacer encodes)
+// and queued for the pacer.
 type outboundChain struct {
 	format Format
+	codec  wireCodec
 	wire   law
 	down   *resample.Down2
+	up     *resample.Up2
 	// reframing buffer (input format), partial frame
 	part  [4 * jitter.FrameSamples]byte
 	npart int
 	pcm16 [2 * jitter.FrameSamples]int16
 	pcm8  [jitter.FrameSamples]int16
-	wireF [jitter.FrameSamples]byte
+	wireF [4 * jitter.FrameSamples]byte
 }
 
-func buildOutbound(format Format, wire law) *outboundChain {
-	c := &outboundChain{format: format, wire: wire}
-	if format == FormatPCM16k {
+func buildOutbound(format Format, codec wireCodec) *outboundChain {
+	c := &outboundChain{format: format, codec: codec, wire: codec.law()}
+	switch {
+	case codec.wideband() && format != FormatPCM16k:
+		c.up = resample.NewUp2()
+	case !codec.wideband() && format == FormatPCM16k:
 		c.down = resample.NewDown2()
 	}
 	return c
 }
 
-// frame converts one whole frame in the input format to the wire codec.
+// queuedBytes is the size of a queued frame: G.711 bytes, or 16 kHz
+// little-endian PCM for a wideband codec.
+func (c *outboundChain) queuedBytes() int {
+	if c.codec.wideband() {
+		return 4 * jitter.FrameSamples
+	}
+	return jitter.FrameSamples
+}
+
+// frame converts one whole frame in the input format to what is queued.
 func (c *outboundChain) frame(in []byte) []byte {
+	if c.codec.wideband() {
+		if c.format == FormatPCM16k {
+			return in
+		}
+		g711.ULawToPCM(c.pcm8[:], in)
+		c.up.Process(c.pcm16[:], c.pcm8[:])
+		for i, v := range c.pcm16 {
+			binary.LittleEndian.PutUint16(c.wireF[2*i:], uint16(v))
+		}
+		return c.wireF[:4*jitter.FrameSamples]
+	}
 	if c.format == FormatPCM16k {
 		for i := range c.pcm16 {
 			c.pcm16[i] = int16(binary.LittleEndian.Uint16(in[2*i:]))
 		}
 		c.down.Process(c.pcm8[:], c.pcm16[:])
 		c.wire.encode(c.wireF[:], c.pcm8[:])
-		return c.wireF[:]
+		return c.wireF[:jitter.FrameSamples]
 	}
 	if c.wire == alaw {
 		g711.ULawToALaw(c.wireF[:], in)
-		return c.wireF[:]
+		return c.wireF[:jitter.FrameSamples]
 	}
 	return in
 }
@@ -211,11 +260,21 @@ func (c *outboundChain) reset() {
 	if c.down != nil {
 		c.down.Reset()
 	}
+	if c.up != nil {
+		c.up.Reset()
+	}
 }
 
 func (c *outboundChain) String() string {
 	var b strings.Builder
 	b.WriteString("Play(" + c.format.String() + ") -> Frame(20ms)")
+	if c.codec.wideband() {
+		if c.up != nil {
+			b.WriteString(" -> PCMU(decode) -> " + c.up.String())
+		}
+		b.WriteString(" -> Queue -> Pacer -> " + c.codec.String() + "(encode) -> RTP(" + c.codec.String() + ")")
+		return b.String()
+	}
 	switch {
 	case c.format == FormatPCM16k:
 		b.WriteString(" -> " + c.down.String() + " -> " + c.wire.String() + "(encode)")

@@ -16,7 +16,9 @@ import (
 // playout callback.
 type inbound struct {
 	mu       sync.Mutex
-	jb       *jitter.Buffer
+	jb       *jitter.Buffer[byte]  // G.711: wire bytes
+	wb       *jitter.Buffer[int16] // wideband codecs: 16 kHz PCM, decoded on arrival
+	dec      wbDecoder             // wideband only; the RTP reader's
 	latched  bool
 	source   netip.AddrPort
 	lastRecv time.Time
@@ -33,7 +35,8 @@ type inbound struct {
 	receivedPrior uint64
 	fraction      uint8
 
-	// RFC 3550 A.8 interarrival jitter, in timestamp units
+	// RFC 3550 A.8 interarrival jitter, in timestamp units at rate
+	rate        int64
 	t0          time.Time
 	jitter      float64
 	lastTransit int32
@@ -44,7 +47,15 @@ type inbound struct {
 	dtmfN       int
 	lastDTMFSeq int32 // -1: none; end packets are often resent with the same sequence number
 
+	// wideband: the last sequence number decoded (a duplicate is not
+	// decoded again: it would disturb the decoder's state), and the
+	// extended RTP timestamp that Opus's 48 kHz clock is unwrapped against
+	lastDecoded int32 // -1: none
+	tsRef       int64
+
 	// counters
+	srtpFailed         uint64 // SRTP packets that failed authentication or were replays
+	dupDecoded         uint64 // wideband duplicates caught before the decoder
 	packets, octets    uint64
 	ignoredSource      uint64
 	ignoredPayloadType uint64
@@ -60,21 +71,39 @@ type inbound struct {
 	w     work
 }
 
-func (in *inbound) init(s *Stream, wire law, c Consumer, now time.Time) {
+func (in *inbound) init(s *Stream, codec wireCodec, dec wbDecoder, c Consumer, now time.Time) {
 	in.mu.Lock() // Stats may read meanwhile
 	defer in.mu.Unlock()
-	in.jb = jitter.New(s.jitterOptions(wire))
-	in.chain = buildInbound(wire, c)
+	if codec.wideband() {
+		in.wb = jitter.New(jitter.Options[int16]{Codec: jitter.PCM{}, SampleRate: 16000, Min: s.opt.JitterMin, Max: s.opt.JitterMax})
+		in.dec = dec
+	} else {
+		in.jb = jitter.New(s.jitterOptions(codec.law()))
+	}
+	in.chain = buildInbound(codec, c)
+	in.rate = int64(codec.clockRate())
 	in.lastRecv = now
 	in.t0 = now
 	in.lastDTMFSeq = -1
+	in.lastDecoded = -1
+}
+
+// nextDue is the jitter buffer's next due time.
+func (in *inbound) nextDue() (time.Time, bool) {
+	if in.wb != nil {
+		return in.wb.NextDue()
+	}
+	return in.jb.NextDue()
 }
 
 // readRTP is the RTP reader goroutine: one reused buffer and packet, no
-// allocation per packet.
+// allocation per packet. SRTP is decrypted and authenticated here, before
+// anything else looks at a packet: one that fails is counted and dropped.
 func (s *Stream) readRTP() {
 	buf := make([]byte, 1500)
+	plain := make([]byte, 1500)
 	var pkt rtp.Packet
+	var hdr rtp.Header
 	for {
 		n, from, err := s.rtp.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -83,7 +112,16 @@ func (s *Stream) readRTP() {
 			}
 			continue
 		}
-		s.handleRTP(s.clk.Now(), unmap(from), buf[:n], &pkt)
+		b := buf[:n]
+		if sc := s.srtpIn.Load(); sc != nil {
+			if b, err = sc.rtp.DecryptRTP(plain[:0], b, &hdr); err != nil {
+				s.in.mu.Lock()
+				s.in.srtpFailed++
+				s.in.mu.Unlock()
+				continue
+			}
+		}
+		s.handleRTP(s.clk.Now(), unmap(from), b, &pkt)
 	}
 }
 
@@ -133,15 +171,36 @@ func (s *Stream) handleRTP(now time.Time, from netip.AddrPort, b []byte, pkt *rt
 		reschedule bool
 		due        time.Time
 	)
-	if isDTMF {
+	switch {
+	case isDTMF:
 		if int32(pkt.SequenceNumber) != in.lastDTMFSeq {
 			in.received++
 		}
 		in.lastDTMFSeq = int32(pkt.SequenceNumber)
 		digit, haveDigit = in.dtmf(now, pkt)
-	} else {
+	case in.wb != nil:
 		in.updateJitter(now, pkt.Timestamp)
-		r := in.jb.Push(jitter.Packet{Arrival: now, SSRC: pkt.SSRC, Sequence: pkt.SequenceNumber,
+		if int32(pkt.SequenceNumber) == in.lastDecoded {
+			in.dupDecoded++
+			break
+		}
+		pcm, err := in.dec.decode(pkt.Payload)
+		if err != nil || len(pcm) == 0 {
+			in.malformed++
+			break
+		}
+		in.lastDecoded = int32(pkt.SequenceNumber)
+		r := in.wb.Push(jitter.Packet[int16]{Arrival: now, SSRC: pkt.SSRC, Sequence: pkt.SequenceNumber,
+			Timestamp: in.ts16(s.codec, pkt.Timestamp), Payload: pcm})
+		if r != jitter.Duplicate && r != jitter.Invalid {
+			in.received++
+		}
+		if r == jitter.Resynced {
+			due, reschedule = in.wb.NextDue()
+		}
+	default:
+		in.updateJitter(now, pkt.Timestamp)
+		r := in.jb.Push(jitter.Packet[byte]{Arrival: now, SSRC: pkt.SSRC, Sequence: pkt.SequenceNumber,
 			Timestamp: pkt.Timestamp, Payload: pkt.Payload})
 		if r != jitter.Duplicate && r != jitter.Invalid {
 			in.received++
@@ -174,6 +233,7 @@ func (in *inbound) updateSeq(ssrc uint32, seq uint16) {
 		in.initSeq(seq)
 		in.haveTransit = false
 		in.dtmfN = 0
+		in.tsRef = 0
 		return
 	}
 	udelta := seq - in.maxSeq
@@ -218,9 +278,25 @@ func (in *inbound) cumulativeLost() int64 {
 	return int64(in.expected()) - int64(in.received)
 }
 
-// updateJitter is RFC 3550 A.8.
+// ts16 converts a wideband packet's RTP timestamp to the jitter buffer's
+// 16 kHz sample count: twice G.722's 8000 Hz clock (a uint32 product wraps
+// with it), a third of Opus's 48 kHz clock, unwrapped first so that the
+// division stays continuous across the 32-bit wrap.
+func (in *inbound) ts16(c wireCodec, ts uint32) uint32 {
+	if c == wireG722 {
+		return ts * 2
+	}
+	if in.tsRef == 0 {
+		in.tsRef = int64(ts) + 3<<32
+	}
+	ext := in.tsRef + int64(int32(ts-uint32(in.tsRef)))
+	in.tsRef = max(in.tsRef, ext)
+	return uint32(ext / 3)
+}
+
+// updateJitter is RFC 3550 A.8, in units of the codec's RTP clock.
 func (in *inbound) updateJitter(now time.Time, ts uint32) {
-	arrival := uint32(now.Sub(in.t0).Nanoseconds() / (int64(time.Second) / 8000))
+	arrival := uint32(now.Sub(in.t0).Nanoseconds() * in.rate / int64(time.Second))
 	transit := int32(arrival - ts)
 	if in.haveTransit {
 		d := transit - in.lastTransit
@@ -283,7 +359,13 @@ func (s *Stream) onPlayout(now time.Time) {
 	in := &s.in
 	for {
 		in.mu.Lock()
-		f, ok := in.jb.Pop(now, in.w.wire[:])
+		var f jitter.Frame
+		var ok bool
+		if in.wb != nil {
+			f, ok = in.wb.Pop(now, in.w.pcm16[:])
+		} else {
+			f, ok = in.jb.Pop(now, in.w.wire[:])
+		}
 		if ok {
 			in.frames++
 		}
@@ -295,7 +377,7 @@ func (s *Stream) onPlayout(now time.Time) {
 		in.chain.run(&in.w)
 	}
 	in.mu.Lock()
-	due, ok := in.jb.NextDue()
+	due, ok := in.nextDue()
 	in.mu.Unlock()
 	if ok && !s.closed.Load() {
 		s.playTimer.Reset(due)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cxco/gateway/media/jitter"
+	"github.com/cxco/gateway/media/opus"
+	"github.com/pion/rtp"
 )
 
 const (
@@ -16,23 +18,36 @@ const (
 	chunkFrames  = 25 // 0.5 s of audio per pooled chunk
 )
 
-// chunk is a pooled block of queued wire frames.
+// chunk is a pooled block of queued frames: chunkFrames frames of the
+// queue's frame size (160 bytes of G.711, or 640 bytes of 16 kHz PCM for a
+// wideband codec).
 type chunk struct {
-	frames [chunkFrames][frameSamples]byte
-	r, w   int
-	next   *chunk
+	data []byte
+	r, w int
+	next *chunk
 }
 
-var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
+// chunkPools has one pool per frame size.
+var chunkPools = map[int]*sync.Pool{
+	frameSamples:     {New: func() any { return &chunk{data: make([]byte, chunkFrames*frameSamples)} }},
+	4 * frameSamples: {New: func() any { return &chunk{data: make([]byte, chunkFrames*4*frameSamples)} }},
+}
 
-// queue is the bounded outbound queue of 20 ms wire frames. Its memory is
+// queue is the bounded outbound queue of 20 ms frames. Its memory is
 // proportional to what is queued: chunks come from a shared pool and go
 // back when emptied.
 type queue struct {
 	head, tail *chunk
 	spare      *chunk // one emptied chunk kept, so a queue that hovers around empty never touches the pool
 	n, max     int
+	size       int // bytes per frame
+	pool       *sync.Pool
 	dropped    uint64
+}
+
+func (q *queue) setSize(size int) {
+	q.size = size
+	q.pool = chunkPools[size]
 }
 
 func (q *queue) release(c *chunk) {
@@ -40,20 +55,19 @@ func (q *queue) release(c *chunk) {
 		q.spare = c
 		return
 	}
-	chunkPool.Put(c)
+	q.pool.Put(c)
 }
 
 func (q *queue) push(f []byte) {
 	if q.n >= q.max {
-		var tmp [frameSamples]byte
-		q.pop(tmp[:])
+		q.pop(nil)
 		q.dropped++
 	}
 	if q.tail == nil || q.tail.w == chunkFrames {
 		c := q.spare
 		q.spare = nil
 		if c == nil {
-			c = chunkPool.Get().(*chunk)
+			c = q.pool.Get().(*chunk)
 		}
 		c.r, c.w, c.next = 0, 0, nil
 		if q.tail == nil {
@@ -63,17 +77,18 @@ func (q *queue) push(f []byte) {
 		}
 		q.tail = c
 	}
-	copy(q.tail.frames[q.tail.w][:], f)
+	copy(q.tail.data[q.tail.w*q.size:(q.tail.w+1)*q.size], f)
 	q.tail.w++
 	q.n++
 }
 
+// pop takes the oldest frame into dst (nil: drop it).
 func (q *queue) pop(dst []byte) bool {
 	if q.n == 0 {
 		return false
 	}
 	c := q.head
-	copy(dst, c.frames[c.r][:])
+	copy(dst, c.data[c.r*q.size:(c.r+1)*q.size])
 	c.r++
 	q.n--
 	if c.r == c.w && (c.w == chunkFrames || q.n == 0) {
@@ -102,7 +117,9 @@ func (q *queue) flush() int {
 type outbound struct {
 	mu       sync.Mutex
 	format   Format
+	codec    wireCodec
 	wire     law
+	enc      wbEncoder // wideband only; the pacer's
 	chain    *outboundChain
 	q        queue
 	drained  chan struct{}
@@ -122,17 +139,26 @@ type outbound struct {
 	lastTS                   uint32
 	lastSentAt               time.Time
 
-	pkt [rtpHeaderLen + frameSamples]byte
+	// the pacer's buffers: the packet, its SRTP form, and for a wideband
+	// codec the queued frame and its samples
+	pkt    [rtpHeaderLen + opus.MaxPacket]byte
+	sealed [rtpHeaderLen + opus.MaxPacket + 16]byte
+	hdr    rtp.Header
+	frame  [4 * frameSamples]byte
+	pcm    [2 * frameSamples]int16
 }
 
 var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func (o *outbound) init(s *Stream, wire law, f Format, now time.Time) {
+func (o *outbound) init(s *Stream, codec wireCodec, enc wbEncoder, f Format, now time.Time) {
 	o.mu.Lock() // Flush, Queued, Drained and Stats may run meanwhile
 	defer o.mu.Unlock()
 	o.format = f
-	o.wire = wire
-	o.chain = buildOutbound(f, wire)
+	o.codec = codec
+	o.wire = codec.law()
+	o.enc = enc
+	o.chain = buildOutbound(f, codec)
+	o.q.setSize(o.chain.queuedBytes())
 	o.q.max = int(s.opt.QueueMax / frameDur)
 	o.grid = now
 	o.next = now
@@ -255,16 +281,22 @@ func (s *Stream) Drained() <-chan struct{} {
 }
 
 // onPace is the pacer: one RTP packet per 20 ms tick, queued audio or
-// silence (G.711 silence, not comfort noise), timestamps from the sample
-// count, marker bit on the first packet of each talkspurt.
+// silence (G.711 silence, not comfort noise; a wideband codec encodes its
+// queued PCM or zeros, so the encoder's state follows the stream),
+// timestamps from the sample count, marker bit on the first packet of each
+// talkspurt. With SRTP the packet is encrypted last.
 func (s *Stream) onPace(now time.Time) {
 	if s.closed.Load() {
 		return
 	}
 	o := &s.out
+	wide := o.codec.wideband()
 	o.mu.Lock()
 	sched := o.next
-	payload := o.pkt[rtpHeaderLen:]
+	payload := o.pkt[rtpHeaderLen : rtpHeaderLen+frameSamples]
+	if wide {
+		payload = o.frame[:]
+	}
 	audio := o.q.pop(payload)
 	if !audio && o.chain.npart > 0 && now.Sub(o.lastPlay) >= frameDur {
 		copy(payload, o.chain.pad()) // the tail of an utterance
@@ -277,14 +309,18 @@ func (s *Stream) onPace(now time.Time) {
 		o.signalDrained()
 	}
 	if !audio {
-		sil := o.wire.silence()
-		for i := range payload {
-			payload[i] = sil
+		if wide {
+			clear(payload)
+		} else {
+			sil := o.wire.silence()
+			for i := range payload {
+				payload[i] = sil
+			}
 		}
 	}
 	marker := audio && !o.talking
 	o.talking = audio
-	ts := o.ts0 + uint32(o.n*frameSamples)
+	ts := o.ts0 + uint32(o.n)*o.codec.tsPerFrame()
 	o.n++
 	dst := s.Remote()
 	send := s.Direction().Sends() && (dst.IsValid() || s.tr != nil)
@@ -300,7 +336,9 @@ func (s *Stream) onPace(now time.Time) {
 		binary.BigEndian.PutUint32(h[8:], o.ssrc)
 		o.seq++
 		o.packets++
-		o.octets += frameSamples
+		if !wide {
+			o.octets += frameSamples
+		}
 		if !audio {
 			o.silence++
 		}
@@ -327,10 +365,35 @@ func (s *Stream) onPace(now time.Time) {
 		s.paceTimer.Reset(next)
 	}
 	o.mu.Unlock()
-	switch {
-	case send && s.tr != nil:
-		_ = s.tr.WriteRTP(o.pkt[:])
-	case send:
-		_, _ = s.rtp.WriteToUDPAddrPort(o.pkt[:], dst)
+	n := rtpHeaderLen + frameSamples
+	if wide {
+		// Encoded outside the lock: the encoder and these buffers are the
+		// pacer's alone, and Play need not wait for Opus.
+		for i := range o.pcm {
+			o.pcm[i] = int16(binary.LittleEndian.Uint16(o.frame[2*i:]))
+		}
+		enc, err := o.enc.encode(o.pcm[:])
+		if err != nil || !send {
+			return
+		}
+		n = rtpHeaderLen + copy(o.pkt[rtpHeaderLen:], enc)
+		o.mu.Lock()
+		o.octets += uint64(n - rtpHeaderLen)
+		o.mu.Unlock()
+	}
+	if !send {
+		return
+	}
+	pkt := o.pkt[:n]
+	if sc := s.srtpOut.Load(); sc != nil {
+		var err error
+		if pkt, err = sc.rtp.EncryptRTP(o.sealed[:0], pkt, &o.hdr); err != nil {
+			return
+		}
+	}
+	if s.tr != nil {
+		_ = s.tr.WriteRTP(pkt)
+	} else {
+		_, _ = s.rtp.WriteToUDPAddrPort(pkt, dst)
 	}
 }

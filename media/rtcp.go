@@ -102,7 +102,7 @@ func (s *Stream) sendRTCP(now time.Time, bye bool) {
 	o := &s.out
 	o.mu.Lock()
 	packets, octets := o.packets, o.octets
-	rtpNow := o.lastTS + uint32(now.Sub(o.lastSentAt)/(time.Second/8000))
+	rtpNow := o.lastTS + uint32(now.Sub(o.lastSentAt)*time.Duration(o.codec.clockRate())/time.Second)
 	o.mu.Unlock()
 
 	var pkts []rtcp.Packet
@@ -124,6 +124,11 @@ func (s *Stream) sendRTCP(now time.Time, bye bool) {
 	if err != nil {
 		return
 	}
+	if sc := s.srtpOut.Load(); sc != nil {
+		if b, err = sc.rtcp.EncryptRTCP(nil, b, nil); err != nil {
+			return
+		}
+	}
 	if _, err := s.rtcp.WriteToUDPAddrPort(b, *dst); err == nil {
 		s.ctl.mu.Lock()
 		s.ctl.sent++
@@ -131,9 +136,11 @@ func (s *Stream) sendRTCP(now time.Time, bye bool) {
 	}
 }
 
-// readRTCP is the RTCP reader goroutine.
+// readRTCP is the RTCP reader goroutine; SRTCP is decrypted first, and a
+// packet that fails is counted as malformed.
 func (s *Stream) readRTCP() {
 	buf := make([]byte, 1500)
+	plain := make([]byte, 1500)
 	for {
 		n, from, err := s.rtcp.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -142,7 +149,16 @@ func (s *Stream) readRTCP() {
 			}
 			continue
 		}
-		s.handleRTCP(s.clk.Now(), unmap(from), buf[:n])
+		b := buf[:n]
+		if sc := s.srtpIn.Load(); sc != nil {
+			if b, err = sc.rtcp.DecryptRTCP(plain[:0], b, nil); err != nil {
+				s.ctl.mu.Lock()
+				s.ctl.malformed++
+				s.ctl.mu.Unlock()
+				continue
+			}
+		}
+		s.handleRTCP(s.clk.Now(), unmap(from), b)
 	}
 }
 
@@ -197,7 +213,7 @@ func (s *Stream) handleRTCP(now time.Time, from netip.AddrPort, b []byte) {
 				lost -= 0x1000000
 			}
 			rep := RemoteReport{Valid: true, At: now, FractionLost: float64(r.FractionLost) / 256,
-				CumulativeLost: lost, Jitter: time.Duration(r.Jitter) * time.Second / 8000}
+				CumulativeLost: lost, Jitter: time.Duration(r.Jitter) * time.Second / time.Duration(s.codec.clockRate())}
 			if r.LastSenderReport != 0 {
 				a := uint32(ntp(now) >> 16)
 				if rtt := a - r.LastSenderReport - r.Delay; int32(rtt) > 0 {

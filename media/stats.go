@@ -3,10 +3,15 @@ package media
 import (
 	"log/slog"
 	"time"
+
+	"github.com/cxco/gateway/media/jitter"
 )
 
 // Stats are a stream's counters, per RFC 3550 where it defines them.
 type Stats struct {
+	Codec string // on the wire: PCMU, PCMA, G722 or opus
+	SRTP  string // the SRTP suite; "" for plain RTP
+
 	PacketsSent     uint64
 	OctetsSent      uint64
 	SilenceSent     uint64 // packets of silence sent while nothing was queued
@@ -40,6 +45,7 @@ type Stats struct {
 	IgnoredSource      uint64 // RTP from a source other than the latched one
 	IgnoredPayloadType uint64
 	Malformed          uint64
+	SRTPFailed         uint64 // SRTP packets dropped: authentication failed, or a replay
 
 	Played       uint64 // outbound frames of queued audio sent
 	QueueDropped uint64 // outbound frames dropped because the queue was full
@@ -60,23 +66,35 @@ type Stats struct {
 // Stats returns the stream's counters.
 func (s *Stream) Stats() Stats {
 	var st Stats
+	st.Codec = s.Codec()
+	st.SRTP = s.SRTP()
 	in := &s.in
 	in.mu.Lock()
+	st.SRTPFailed = in.srtpFailed
 	st.PacketsReceived = in.packets
 	st.OctetsReceived = in.octets
 	st.Expected = in.expected()
 	st.CumulativeLost = in.cumulativeLost()
 	st.FractionLost = float64(in.fraction) / 256
-	st.Jitter = time.Duration(in.jitter * float64(time.Second) / 8000)
+	if in.rate > 0 {
+		st.Jitter = time.Duration(in.jitter * float64(time.Second) / float64(in.rate))
+	}
 	st.Digits = in.digits
 	st.IgnoredSource = in.ignoredSource
 	st.IgnoredPayloadType = in.ignoredPayloadType
 	st.Malformed = in.malformed
 	st.Frames = in.frames
-	if in.jb != nil {
-		j := in.jb.Stats()
+	var j jitter.Stats
+	switch {
+	case in.jb != nil:
+		j = in.jb.Stats()
+	case in.wb != nil:
+		j = in.wb.Stats()
+	}
+	st.Duplicates = in.dupDecoded
+	if in.jb != nil || in.wb != nil {
 		st.Late = j.Late
-		st.Duplicates = j.Duplicate
+		st.Duplicates += j.Duplicate
 		st.OutOfOrder = j.Reordered
 		st.Concealed = j.Concealed
 		st.Resyncs = j.Resyncs
@@ -112,6 +130,8 @@ func (s *Stream) Stats() Stats {
 // LogValue logs the figures an operator looks at after a call.
 func (st Stats) LogValue() slog.Value {
 	return slog.GroupValue(
+		slog.String("codec", st.Codec),
+		slog.String("srtp", st.SRTP),
 		slog.Uint64("sent", st.PacketsSent),
 		slog.Uint64("received", st.PacketsReceived),
 		slog.Int64("lost", st.CumulativeLost),
@@ -123,6 +143,7 @@ func (st Stats) LogValue() slog.Value {
 		slog.Duration("jitter_depth_max", st.JitterDepthMax),
 		slog.Uint64("digits", st.Digits),
 		slog.Uint64("queue_dropped", st.QueueDropped),
+		slog.Uint64("srtp_failed", st.SRTPFailed),
 		slog.Bool("remote_report", st.Remote.Valid),
 		slog.Float64("remote_fraction_lost", st.Remote.FractionLost),
 		slog.Duration("remote_jitter", st.Remote.Jitter),

@@ -77,7 +77,7 @@ type Stream struct {
 
 	starting atomic.Bool // set by the first Start: a second one fails
 	started  atomic.Bool // set once Start has set the stream up: Play and the rest see it whole
-	wire     law
+	codec    wireCodec
 	pt       uint8
 	dtmfPT   uint8
 	hasDTMF  bool
@@ -87,6 +87,11 @@ type Stream struct {
 	remoteRTCP atomic.Pointer[netip.AddrPort]
 	dir        atomic.Uint32 // sdp.Direction
 	hold       holdClock
+
+	// SRTP contexts (nil: plain RTP); see srtp.go. srtpMu orders Update's
+	// key changes.
+	srtpIn, srtpOut atomic.Pointer[srtpPair]
+	srtpMu          sync.Mutex
 
 	in  inbound
 	out outbound
@@ -160,14 +165,18 @@ func (s *Stream) LocalAddr() netip.AddrPort {
 func (s *Stream) SSRC() uint32 { return s.out.ssrc }
 
 // Start begins media with the negotiated parameters: the reader goroutines,
-// the pacer and RTCP. Frames go to c.Sink in c.Format.
+// the pacer and RTCP. Frames go to c.Sink in c.Format. n.SRTP, when set,
+// keys SRTP (not on a Transport, which has its own).
 func (s *Stream) Start(n sdp.Negotiated, c Consumer) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	wire, err := lawOf(n.Codec)
+	codec, err := wireOf(n.Codec)
 	if err != nil {
 		return err
+	}
+	if n.SRTP != nil && s.tr != nil {
+		return fmt.Errorf("%w: a stream on a Transport leaves encryption to it", ErrSRTP)
 	}
 	if c.Format != FormatPCM16k {
 		c.Format = FormatULaw8k
@@ -175,7 +184,27 @@ func (s *Stream) Start(n sdp.Negotiated, c Consumer) error {
 	if !s.starting.CompareAndSwap(false, true) {
 		return ErrStarted
 	}
-	s.wire = wire
+	var (
+		dec wbDecoder
+		enc wbEncoder
+	)
+	if codec.wideband() {
+		if dec, enc, err = newWideband(codec, n.Codec); err != nil {
+			s.starting.Store(false)
+			return err
+		}
+	}
+	if n.SRTP != nil {
+		if err := s.setSRTP(n.SRTP); err != nil {
+			if dec != nil {
+				dec.close()
+				enc.close()
+			}
+			s.starting.Store(false)
+			return err
+		}
+	}
+	s.codec = codec
 	s.pt = n.Codec.PayloadType
 	s.dtmfPT, s.hasDTMF = n.DTMF.PayloadType, n.HasDTMF
 	s.consumer = c
@@ -184,8 +213,8 @@ func (s *Stream) Start(n sdp.Negotiated, c Consumer) error {
 
 	now := s.clk.Now()
 	s.hold.set(!n.Direction.Sends(), now)
-	s.in.init(s, wire, c, now)
-	s.out.init(s, wire, c.Format, now)
+	s.in.init(s, codec, dec, c, now)
+	s.out.init(s, codec, enc, c.Format, now)
 	s.ctl.init(now)
 	s.started.Store(true)
 
@@ -210,13 +239,38 @@ func (s *Stream) Start(n sdp.Negotiated, c Consumer) error {
 		s.rtcpTimer.Reset(now.Add(s.rtcpDelay()))
 	}
 	s.log.Info("media started", "local", s.LocalAddr(), "remote", n.Remote, "codec", n.Codec.Name,
-		"pt", n.Codec.PayloadType, "dtmf", n.HasDTMF, "direction", n.Direction, "format", c.Format)
+		"pt", n.Codec.PayloadType, "dtmf", n.HasDTMF, "direction", n.Direction, "format", c.Format, "srtp", s.SRTP())
 	return nil
 }
 
+// SRTP returns the stream's SRTP suite, "" for plain RTP.
+func (s *Stream) SRTP() string {
+	if p := s.srtpOut.Load(); p != nil {
+		return p.suite
+	}
+	return ""
+}
+
+// Codec returns the codec on the wire ("" before Start).
+func (s *Stream) Codec() string {
+	if !s.started.Load() {
+		return ""
+	}
+	return s.codec.String()
+}
+
 // Update applies a re-INVITE's negotiation: new remote address and
-// direction. (The codec chosen at Start stays.)
+// direction, and new SRTP keys if the far end changed its key or the suite.
+// The codec chosen at Start stays, and so does SRTP or plain RTP: the
+// caller's offer/answer keeps them (sdp.Local.Fix).
 func (s *Stream) Update(n sdp.Negotiated) {
+	if n.SRTP != nil && s.srtpOut.Load() != nil {
+		s.srtpMu.Lock()
+		if err := s.setSRTP(n.SRTP); err != nil {
+			s.log.Warn("SRTP keys of the new offer refused; keeping the old ones", "err", err)
+		}
+		s.srtpMu.Unlock()
+	}
 	s.SetRemote(n.Remote, n.RemoteRTCP)
 	s.SetDirection(n.Direction)
 }
@@ -350,11 +404,18 @@ func (s *Stream) Close() error {
 			s.wg.Wait()
 			s.pool.release(s.port)
 		}
+		// The readers and the pacer are done: the codecs' C memory can go.
+		if s.in.dec != nil {
+			s.in.dec.close()
+		}
 		s.out.mu.Lock()
+		if s.out.enc != nil {
+			s.out.enc.close()
+		}
 		s.out.signalDrained()
 		s.out.q.flush()
 		if s.out.q.spare != nil {
-			chunkPool.Put(s.out.q.spare)
+			s.out.q.pool.Put(s.out.q.spare)
 			s.out.q.spare = nil
 		}
 		s.out.mu.Unlock()
@@ -374,6 +435,6 @@ func unmap(a netip.AddrPort) netip.AddrPort {
 }
 
 // jitterOptions builds the jitter buffer's options.
-func (s *Stream) jitterOptions(wire law) jitter.Options {
-	return jitter.Options{Codec: jitterCodec{wire}, Min: s.opt.JitterMin, Max: s.opt.JitterMax}
+func (s *Stream) jitterOptions(wire law) jitter.Options[byte] {
+	return jitter.Options[byte]{Codec: jitterCodec{wire}, Min: s.opt.JitterMin, Max: s.opt.JitterMax}
 }

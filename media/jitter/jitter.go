@@ -66,7 +66,7 @@ type Options[T Sample] struct {
 	// timestamps count samples at this rate.
 	SampleRate int
 	Min        time.Duration // minimum depth; default 20 ms
-	Max   time.Duration // maximum depth; default 120 ms
+	Max        time.Duration // maximum depth; default 120 ms
 	// Window is how far back jitter is measured; default 4 s.
 	Window time.Duration
 	// Percentile of relative delay the depth covers; default 0.995.
@@ -315,12 +315,12 @@ func New[T Sample](opts Options[T]) *Buffer[T] {
 		ring:       make([]T, size),
 		have:       make([]uint64, size/64),
 		arrival:    make([]int64, size>>blockShift),
-		mask:    size - 1,
-		minQ:    make([]sample, qlen),
-		histQ:   make([]sample, qlen),
-		qlen:    qlen,
-		qmask:   qlen - 1,
-		hist:    make([]uint32, int(opts.Max/time.Millisecond)+2),
+		mask:       size - 1,
+		minQ:       make([]sample, qlen),
+		histQ:      make([]sample, qlen),
+		qlen:       qlen,
+		qmask:      qlen - 1,
+		hist:       make([]uint32, int(opts.Max/time.Millisecond)+2),
 	}
 	return b
 }
