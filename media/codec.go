@@ -157,12 +157,11 @@ func wireOf(c sdp.Codec) (wireCodec, error) {
 	return wirePCMU, nil
 }
 
-// Codecs returns the codecs this build can carry, in the default order of
-// preference for a wideband (pcm_16000) far side: Opus when libopus loads,
-// G.722, then G.711.
+// Codecs returns the codecs this build can carry: G.722 and G.711 always,
+// Opus when libopus loads.
 func Codecs() []string {
 	if opus.Load() == nil {
-		return []string{"opus", "G722", "PCMU", "PCMA"}
+		return []string{"G722", "opus", "PCMU", "PCMA"}
 	}
 	return []string{"G722", "PCMU", "PCMA"}
 }

@@ -55,7 +55,9 @@ func newFarCodec(t *testing.T, name string) farCodec {
 	return farCodec{}
 }
 
-// collector keeps what a Sink receives, as 16 kHz or 8 kHz PCM.
+// collector keeps what a Sink receives, as 16 kHz or 8 kHz PCM, leaving out
+// concealed frames: a busy machine delays the test's sender, and what the
+// jitter buffer makes up for it is not the codec's audio.
 type collector struct {
 	mu   sync.Mutex
 	pcm  []int16
@@ -68,7 +70,7 @@ func newCollector(want int) *collector { return &collector{want: want, full: mak
 func (c *collector) sink(f Frame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.pcm) >= c.want {
+	if len(c.pcm) >= c.want || f.Concealed {
 		return
 	}
 	if f.PCM != nil {
@@ -199,15 +201,16 @@ func loud(t *testing.T, x []int16, frame int) []int16 {
 	return x[lo+5*frame : hi]
 }
 
-// check measures a -12 dBFS (peak) tone: its frequency, and its level within
-// 1.5 dB.
+// check measures a -12 dBFS (peak) tone: its frequency, and its RMS level
+// within 1.5 dB (RMS, not the tone's Goertzel level: the collector's audio
+// may skip concealed frames, which breaks the tone's phase but not its power).
 func check(t *testing.T, who string, x []int16, rate, freq float64) {
 	t.Helper()
 	if f := audiotest.DominantFrequency(x, rate); math.Abs(f-freq) > 25 {
 		t.Errorf("%s: %.0f Hz, want %.0f", who, f, freq)
 	}
 	want := -12 - 3.01
-	if l := audiotest.ToneLevelDBFS(x, rate, freq); math.Abs(l-want) > 1.5 {
+	if l := audiotest.RMSDBFS(x); math.Abs(l-want) > 1.5 {
 		t.Errorf("%s: tone at %.1f dBFS, want %.1f", who, l, want)
 	}
 }

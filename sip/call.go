@@ -293,6 +293,7 @@ func (c *call) setupAndAnswer() bool {
 		return false
 	}
 	c.local = sdp.NewLocal(c.advertise, 0)
+	c.local.Policy = mediaPolicy(c.trunk.Trunk)
 	if offer != nil {
 		sess, err := sdp.Parse(offer)
 		if err != nil {
@@ -300,12 +301,14 @@ func (c *call) setupAndAnswer() bool {
 			s.reject(c.tx, c.invite, Reject(400, "Bad Request (Malformed SDP)", "bad_sdp", err))
 			return false
 		}
-		if c.neg, err = sdp.Negotiate(sess); err != nil {
-			c.log.Info("call refused: no common codec", "err", err)
-			res := gsip.NewResponseFromRequest(c.invite, 488, "Not Acceptable Here", nil)
-			res.AppendHeader(gsip.NewHeader("Warning", `304 cxco "Only PCMU and PCMA at 8000 Hz are supported"`))
+		policy := c.local.CurrentPolicy()
+		if c.neg, err = sdp.NegotiateWith(sess, policy); err == nil {
+			err = available(c.neg)
+		}
+		if err != nil {
+			c.log.Info("call refused: offer not acceptable", "err", err, "srtp_policy", policy.SRTP)
 			s.obs.Rejected(488)
-			_ = c.tx.Respond(res)
+			_ = c.tx.Respond(notAcceptable(c.invite, err, policy))
 			return false
 		}
 	}
@@ -363,6 +366,15 @@ func (c *call) setupAndAnswer() bool {
 		return false
 	}
 	return c.answer(ctx, offer, cancelled)
+}
+
+// srtpName is the negotiated SRTP suite for logs ("" for plain RTP); never
+// the keys.
+func srtpName(n sdp.Negotiated) string {
+	if n.SRTP == nil {
+		return ""
+	}
+	return n.SRTP.Suite
 }
 
 // connectPeer opens the far side: the echo line here, the provider through the connector.
@@ -427,11 +439,15 @@ func (c *call) answer(ctx context.Context, offer []byte, cancelled error) bool {
 	if offer != nil {
 		var err error
 		body, c.neg, err = c.local.Answer(offer)
-		if err != nil { // negotiated above already; cannot happen
+		if err != nil { // negotiated above already
 			c.peer.Close(EndInternal)
 			c.stream.Close()
 			c.failSetup(Reject(488, "Not Acceptable Here", "bad_sdp", err))
 			return false
+		}
+		c.local.Fix(c.neg)
+		if e, ok := c.peer.(*echoPeer); ok {
+			e.setFormat(c.neg.Codec)
 		}
 	} else {
 		c.lateOffer = true
@@ -471,7 +487,7 @@ func (c *call) answer(ctx context.Context, offer []byte, cancelled error) bool {
 	}
 	c.s.obs.CallAnswered(now.Sub(c.start))
 	c.s.kickLive()
-	c.log.Info("call answered", "setup_ms", now.Sub(c.start).Milliseconds(), "codec", c.neg.Codec.Name, "late_offer", c.lateOffer)
+	c.log.Info("call answered", "setup_ms", now.Sub(c.start).Milliseconds(), "codec", c.neg.Codec.Name, "srtp", srtpName(c.neg), "late_offer", c.lateOffer)
 	go c.run()
 	// RFC 3261 §13.3.1.4: retransmit the 2xx until the ACK (T1, doubling to T2), for 64*T1.
 	if !c.retransmit2xx(c.tx, res, ack) {

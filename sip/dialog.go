@@ -50,6 +50,10 @@ func (c *call) onFirstAck(req *gsip.Request) {
 			return
 		}
 		c.neg = n
+		c.local.Fix(n)
+		if e, ok := c.peer.(*echoPeer); ok {
+			e.setFormat(n.Codec)
+		}
 		c.startMediaAndPeer()
 	}
 	if c.conv != nil {
@@ -91,10 +95,10 @@ func (c *call) applyAnswer(req *gsip.Request) {
 func (c *call) answerOffer(req *gsip.Request, tx gsip.ServerTransaction, offer []byte) ([]byte, bool) {
 	ans, n, err := c.local.Answer(offer)
 	if err != nil {
-		if errors.Is(err, sdp.ErrNoCommonCodec) {
-			respond(tx, req, 488, "Not Acceptable Here")
-		} else {
+		if errors.Is(err, sdp.ErrMalformed) {
 			respond(tx, req, 400, "Bad Request (Malformed SDP)")
+		} else {
+			_ = tx.Respond(notAcceptable(req, err, c.local.CurrentPolicy()))
 		}
 		return nil, false
 	}

@@ -77,6 +77,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // (metadata_.rtp).
 func RTPMetadata(s media.Stats) map[string]any {
 	return map[string]any{
+		"codec": s.Codec, "srtp": s.SRTP, "srtp_failed": s.SRTPFailed,
 		"packets_received": s.PacketsReceived, "packets_sent": s.PacketsSent,
 		"octets_received": s.OctetsReceived, "octets_sent": s.OctetsSent,
 		"expected": s.Expected, "lost": s.CumulativeLost, "jitter_ms": ms(s.Jitter),

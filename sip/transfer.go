@@ -223,6 +223,9 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 		}
 	}()
 	local := sdp.NewLocal(c.advertise, stream.LocalPort())
+	// The trunk's SRTP policy holds for the leg we place through it too; its
+	// codecs are G.711, what every destination takes.
+	local.Policy = sdp.Policy{SRTP: mediaPolicy(c.trunk.Trunk).SRTP}
 	host := c.host()
 	port := s.port
 	contact := gsip.ContactHeader{Address: gsip.Uri{Scheme: "sip", User: "cxco", Host: host, Port: port}}

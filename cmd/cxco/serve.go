@@ -25,6 +25,7 @@ import (
 	"github.com/cxco/gateway/control/webhooks"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
+	"github.com/cxco/gateway/media/opus"
 	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
@@ -187,6 +188,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 	banner(stdout, ln.Addr().String(), generated, st.Embedded())
 	sipBanner(stdout, sipSrv, cfg, advertisedFrom)
+	mediaBanner(stdout, &cfg.DefaultTrunk)
 	log.Info("gateway ready", "http", ln.Addr().String(), "embedded_store", st.Embedded(), "startup_ms", time.Since(started).Milliseconds(), "version", version)
 
 	if cfg.PprofAddr != "" {
@@ -287,6 +289,20 @@ func sipBanner(w io.Writer, s *sip.Server, cfg Config, advertisedFrom string) {
 	fmt.Fprintf(w, "  RTP:        UDP ports %d-%d on %s\n", cfg.RTPMin, cfg.RTPMax, media)
 	fmt.Fprintf(w, "  Trunks:     SIP accepted from %s (--trunk-allow) and the trunks at /api/agency/trunks; other sources are dropped\n",
 		strings.Join(cfg.DefaultTrunk.Allow, ", "))
+}
+
+// mediaBanner says which codecs this gateway carries (Opus only where libopus
+// loads, and why not otherwise) and the default trunk's codec order and SRTP
+// policy (other trunks set their own, /api/agency/trunks).
+func mediaBanner(w io.Writer, def *store.Trunk) {
+	lib := fmt.Sprint(opus.Load())
+	if v := opus.Version(); v != "" {
+		lib = v
+	}
+	fmt.Fprintf(w, "  Codecs:     %s can be carried (%s); the default trunk takes %s (--trunk-codecs)\n",
+		strings.Join(media.Codecs(), ", "), lib, strings.Join(def.CodecList(), ", "))
+	fmt.Fprintf(w, "  SRTP:       %s on the default trunk (--trunk-srtp disabled|optional|required; SDES keys travel in the SDP, so use SIP over TLS)\n",
+		def.SRTPPolicy())
 }
 
 func providersimCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {

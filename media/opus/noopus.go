@@ -2,10 +2,12 @@
 
 package opus
 
+import "fmt"
+
 // Built with -tags noopus: Opus is never available.
 
 // Load reports that Opus is not built in.
-func Load() error { return ErrUnavailable }
+func Load() error { return fmt.Errorf("%w: built with -tags noopus", ErrUnavailable) }
 
 // Version returns "".
 func Version() string { return "" }

@@ -367,19 +367,27 @@ func (l *Local) Answer(offer []byte) ([]byte, Negotiated, error) {
 	return l.build(s, n), n, nil
 }
 
+// CurrentPolicy returns the Policy as it is now (Fix narrows it).
+func (l *Local) CurrentPolicy() Policy { return l.policy() }
+
 func (l *Local) policy() Policy {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.Policy
 }
 
-// Fix narrows the Policy to the codec the call's media runs with: a later
-// offer (a re-INVITE) is answered with it or refused, never switched to
-// another codec under running media.
-func (l *Local) Fix(codec Codec) {
+// Fix narrows the Policy to what the call's media runs with: its codec, and
+// SRTP or plain RTP. A later offer (a re-INVITE) is answered with them or
+// refused, never switched under running media (new SRTP keys are fine).
+func (l *Local) Fix(n Negotiated) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.Policy.Codecs = []string{codec.Name}
+	l.Policy.Codecs = []string{n.Codec.Name}
+	if n.SRTP != nil {
+		l.Policy.SRTP = SRTPRequired
+	} else {
+		l.Policy.SRTP = SRTPDisabled
+	}
 }
 
 // Offer builds our offer (for an INVITE without SDP, or a re-INVITE of our

@@ -173,7 +173,7 @@ func TestFix(t *testing.T) {
 	if err != nil || n.Codec.Name != "opus" {
 		t.Fatal(n.Codec, err)
 	}
-	l.Fix(n.Codec)
+	l.Fix(n)
 	if _, n, err = l.Answer([]byte(baresipOffer("RTP/AVP", false))); err != nil || n.Codec.Name != "opus" {
 		t.Errorf("re-offer: %v %v", n.Codec, err)
 	}
