@@ -20,7 +20,8 @@ Runs the gateway's tests. With no part flag it runs every part, in this order
   --e2e       go test -race ./cmd/cxco without the browser tests: the built binary
               end to end — SIPp and Go test phones calling it over SIP and RTP,
               transfers, the echo line, RFC 4475 torture messages, Redis outages,
-              Kamailio scale-out and failover
+              Kamailio scale-out and failover, baresip calling with SRTP, G.722
+              and Opus (dumpcap capturing the SRTP call on loopback)
   --browser   go test -race -run Browser ./cmd/cxco: headless Chromium driving the
               dashboard (in a network namespace of its own); screenshots go to
               $CXCO_ARTIFACTS/dashboard, else to a new temporary folder the test
@@ -29,8 +30,8 @@ Runs the gateway's tests. With no part flag it runs every part, in this order
               jitter buffer
 
 Before the tests it installs, with apt-get (sudo when not root), whichever of
-these Debian packages is missing: redis-server, sip-tester (sipp), kamailio,
-kamailio-tls-modules, baresip-core, chromium. --no-install skips that step (the tests then fail, never skip, when a
+these Debian packages is missing: redis-server, sip-tester (sipp), libopus0,
+libspandsp2, kamailio, kamailio-tls-modules, baresip-core, tshark (dumpcap), chromium. --no-install skips that step (the tests then fail, never skip, when a
 tool is missing).
 
 Environment: CXCO_ARTIFACTS (where browser screenshots go), CXCO_CHROMIUM (a
@@ -55,8 +56,15 @@ need=()
 if want unit || want e2e || want browser; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+  # Opus is libopus, loaded at run time; G.722 is checked bit for bit against
+  # libspandsp (what baresip's g722 module uses).
+  ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0 ' || need+=(libopus0)
+  ldconfig -p 2>/dev/null | grep -q 'libspandsp\.so\.2 ' || need+=(libspandsp2)
 fi
 if want e2e; then
+  # baresip calls the gateway with SRTP, G.722 and Opus (and over TLS, below);
+  # dumpcap captures the SRTP calls to prove no plain RTP crossed the wire.
+  command -v dumpcap >/dev/null 2>&1 || need+=(tshark)
   # kamailio lives in /usr/sbin, which is not on every user's PATH.
   command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
   # Kamailio's TLS module plays a carrier's TLS registrar; baresip calls over TLS.
