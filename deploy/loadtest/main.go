@@ -54,9 +54,18 @@ type config struct {
 	sippLo      int
 	providerArg string
 	echo        bool // call echo lines instead of agents
+	codec       string // one codec for every call (the Go caller); "" the PCMU/PCMA split of SIPp
+	srtp        bool   // the Go caller's calls offer SRTP only
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "gocaller" {
+		if err := goCallerMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "gocaller:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var c config
 	flag.IntVar(&c.calls, "calls", 60, "calls in total (SIPp -m)")
 	flag.Float64Var(&c.rate, "rate", 20, "new calls per second (SIPp -r)")
@@ -64,6 +73,8 @@ func main() {
 	flag.DurationVar(&c.hold, "hold", 25*time.Second, "how long each call lasts after the 200 OK")
 	flag.Float64Var(&c.pcma, "pcma", 0.5, "share of calls offering PCMA only (the rest offer PCMU only)")
 	flag.StringVar(&c.format, "format", "ulaw_8000", "the agents' audio format: ulaw_8000 or pcm_16000")
+	flag.StringVar(&c.codec, "codec", "", "one codec for every call, PCMU, PCMA, G722 or opus, placed by the Go caller (the gateway's own media engine calling, since SIPp 3.6 has neither SRTP nor Opus); empty: SIPp with the -pcma split")
+	flag.BoolVar(&c.srtp, "srtp", false, "with -codec: every call offers SRTP only (RTP/SAVP, AES_CM_128_HMAC_SHA1_80)")
 	flag.StringVar(&c.store, "store", "redis", "redis (a redis-server started for the run) or embedded")
 	flag.IntVar(&c.agents, "agents", 4, "agents (and numbers); calls go to them in turn")
 	flag.BoolVar(&c.echo, "echo", false, "call echo test lines instead of agents: the media engine alone, no provider (the -agents numbers are made echo lines)")
@@ -119,6 +130,14 @@ func (c *config) validate() error {
 	}
 	if c.pcma < 0 || c.pcma > 1 {
 		errs = append(errs, errors.New("-pcma is a share, 0 to 1"))
+	}
+	switch c.codec {
+	case "", "PCMU", "PCMA", "G722", "opus":
+	default:
+		errs = append(errs, errors.New("-codec: PCMU, PCMA, G722 or opus"))
+	}
+	if c.srtp && c.codec == "" {
+		errs = append(errs, errors.New("-srtp needs -codec (SIPp 3.6 has no SRTP)"))
 	}
 	if c.format != "ulaw_8000" && c.format != "pcm_16000" {
 		errs = append(errs, errors.New("-format: ulaw_8000 or pcm_16000"))

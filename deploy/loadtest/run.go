@@ -100,7 +100,10 @@ func run(ctx context.Context, c *config) (*summary, error) {
 		"--secret-key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
 		"--provider-url", fmt.Sprintf("http://127.0.0.1:%d", simPort), "--provider-api-key", "loadtest-platform-key",
 		"--max-calls", strconv.Itoa(c.concurrency + 100), "--pprof", fmt.Sprintf("127.0.0.1:%d", pprofPort),
-		"--trunk-allow", "127.0.0.1/32", "--log-level", c.logLevel, "--log-format", "json", "--drain-timeout", "5s"}
+		"--trunk-allow", "127.0.0.1/32", "--log-level", c.logLevel, "--log-format", "json", "--drain-timeout", "5s",
+		// Every codec and SRTP when offered: the callers choose (a G.711 offer
+		// gets G.711 in the clear, as before).
+		"--trunk-codecs", "PCMU,PCMA,G722,opus", "--trunk-srtp", "optional"}
 	if redisURL != "" {
 		args = append(args, "--redis", redisURL)
 	}
@@ -137,18 +140,24 @@ func run(ctx context.Context, c *config) (*summary, error) {
 	// The callers: PCMA and PCMU shares of the calls, rate and concurrency.
 	var callers []*caller
 	nA := int(math.Round(float64(c.calls) * c.pcma))
-	for _, cc := range []struct {
+	split := []struct {
 		codec string
 		pt    uint8
 		n     int
-	}{{"PCMU", 0, c.calls - nA}, {"PCMA", 8, nA}} {
+	}{{"PCMU", 0, c.calls - nA}, {"PCMA", 8, nA}}
+	if c.codec != "" {
+		split = split[:1]
+		split[0].codec, split[0].n = c.codec, c.calls
+	}
+	for _, cc := range split {
 		if cc.n == 0 {
 			continue
 		}
 		share := float64(cc.n) / float64(c.calls)
 		s := &caller{codec: cc.codec, pt: cc.pt, calls: cc.n, rate: math.Max(0.1, c.rate*share),
 			limit: max(1, int(math.Round(float64(c.concurrency)*share))), dir: filepath.Join(c.workDir, "sipp-"+strings.ToLower(cc.codec)),
-			sipPort: freePort(true), rtpLo: c.sippLo + 2000*len(callers), rtpHi: c.sippLo + 2000*len(callers) + 1999}
+			sipPort: freePort(true), rtpLo: c.sippLo + 2000*len(callers), rtpHi: c.sippLo + 2000*len(callers) + 1999,
+			goCaller: c.codec != "", srtp: c.srtp}
 		if err := s.prepare(c, t.numbers); err != nil {
 			return nil, err
 		}
@@ -261,7 +270,15 @@ func run(ctx context.Context, c *config) (*summary, error) {
 	if c.echo {
 		callee = "echo lines"
 	}
-	logf("SIPp: %d calls at %.1f/s, at most %d at once, held %s, %d%% PCMA, %s", c.calls, c.rate, c.concurrency, c.hold, int(100*c.pcma), callee)
+	if c.codec != "" {
+		enc := "RTP"
+		if c.srtp {
+			enc = "SRTP"
+		}
+		logf("Go caller: %d calls at %.1f/s, at most %d at once, held %s, %s over %s, %s", c.calls, c.rate, c.concurrency, c.hold, c.codec, enc, callee)
+	} else {
+		logf("SIPp: %d calls at %.1f/s, at most %d at once, held %s, %d%% PCMA, %s", c.calls, c.rate, c.concurrency, c.hold, int(100*c.pcma), callee)
+	}
 
 	var probe *apiProbe
 	var profErr error

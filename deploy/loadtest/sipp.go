@@ -29,12 +29,19 @@ type caller struct {
 	proc     *proc
 	started  time.Time
 	exitCode int
+	// goCaller: the calls are placed by `loadtest gocaller` (gocaller.go)
+	// instead of SIPp, with srtp when set.
+	goCaller bool
+	srtp     bool
 }
 
 // prepare writes the caller's capture, scenario and injection file.
 func (s *caller) prepare(c *config, numbers []string) error {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return err
+	}
+	if s.goCaller {
+		return writeNumbers(s.dir, numbers)
 	}
 	audio := filepath.Join(s.dir, "talker."+strings.ToLower(s.codec))
 	if err := writeAudio(audio, s.pt, c.talk, c.gap); err != nil {
@@ -53,16 +60,37 @@ func (s *caller) prepare(c *config, numbers []string) error {
 		return err
 	}
 	f.Close()
+	return writeNumbers(s.dir, numbers)
+}
+
+// writeNumbers writes the numbers to call as a SIPp injection file.
+func writeNumbers(dir string, numbers []string) error {
 	var b strings.Builder
 	b.WriteString("SEQUENTIAL\n")
 	for _, n := range numbers {
 		b.WriteString(strings.TrimPrefix(n, "+") + "\n")
 	}
-	return os.WriteFile(filepath.Join(s.dir, "numbers.csv"), []byte(b.String()), 0o644)
+	return os.WriteFile(filepath.Join(dir, "numbers.csv"), []byte(b.String()), 0o644)
 }
 
-// start runs SIPp against the gateway.
+// start runs SIPp (or the Go caller) against the gateway.
 func (s *caller) start(c *config, gatewaySIP int) error {
+	if s.goCaller {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		args := []string{"gocaller", "-target", fmt.Sprintf("127.0.0.1:%d", gatewaySIP), "-numbers", filepath.Join(s.dir, "numbers.csv"),
+			"-codec", s.codec, "-srtp=" + strconv.FormatBool(s.srtp), "-calls", strconv.Itoa(s.calls), "-limit", strconv.Itoa(s.limit),
+			"-rate", strconv.FormatFloat(s.rate, 'f', -1, 64), "-hold", c.hold.String(), "-talk", c.talk.String(), "-gap", c.gap.String(),
+			"-sip-port", strconv.Itoa(s.sipPort), "-rtp-lo", strconv.Itoa(s.rtpLo), "-rtp-hi", strconv.Itoa(s.rtpHi), "-dir", s.dir}
+		p, err := startProc(s.dir, "gocaller-"+strings.ToLower(s.codec), nil, self, args...)
+		if err != nil {
+			return err
+		}
+		s.proc, s.started = p, time.Now()
+		return nil
+	}
 	timeout := c.hold + time.Duration(float64(s.calls)/s.rate*float64(time.Second)) + 60*time.Second
 	args := []string{
 		"-sf", filepath.Join(s.dir, "uac_load.xml"), "-inf", filepath.Join(s.dir, "numbers.csv"),
