@@ -15,11 +15,18 @@ import (
 
 // mediaPolicy is the offer/answer policy of a trunk's calls: its codecs in its
 // order of preference (those this build cannot carry left out: opus where
-// libopus does not load) and its SRTP policy.
+// libopus does not load) and its SRTP policy. A trunk that names its codecs
+// gets them in its order, whatever the caller's (an HD trunk's G722,PCMU takes
+// G.722 from a carrier that lists PCMU first, as carriers do); a trunk that
+// names none takes PCMU and PCMA in the caller's order, as a SIP answerer
+// usually does (RFC 3264 §6.1) and as the gateway always did.
 func mediaPolicy(t *store.Trunk) sdp.Policy {
 	srtp, err := sdp.ParseSRTPPolicy(t.SRTPPolicy())
 	if err != nil { // the store validates trunks; a bad one fails closed
 		srtp = sdp.SRTPRequired
+	}
+	if len(t.Codecs) == 0 {
+		return sdp.Policy{SRTP: srtp}
 	}
 	have := media.Codecs()
 	var codecs []string
@@ -53,7 +60,11 @@ func notAcceptable(req *gsip.Request, err error, p sdp.Policy) *gsip.Response {
 	case errors.Is(err, errUnavailableCodec):
 		warn, text = "305", err.Error()
 	default:
-		warn, text = "305", "no common codec: this trunk takes "+strings.Join(p.Codecs, ", ")
+		codecs := p.Codecs
+		if len(codecs) == 0 {
+			codecs = sdp.DefaultCodecs
+		}
+		warn, text = "305", "no common codec: this trunk takes "+strings.Join(codecs, ", ")
 	}
 	res := gsip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil)
 	res.AppendHeader(gsip.NewHeader("Reason", fmt.Sprintf("SIP;cause=488;text=%q", text)))

@@ -172,7 +172,7 @@ func serveFlags(c *Config) *flagSet {
 	fs.str(&c.TrunkPassword, "trunk-password", "CXCO_TRUNK_PASSWORD", "", "digest password for --trunk-user")
 	fs.str(&c.TrunkURI, "trunk-uri", "CXCO_TRUNK_URI", "", "SIP URI of the trunk for outbound calls (bridged transfers), e.g. sip:trunk.example.com:5060")
 	fs.str(&c.TrunkCountry, "trunk-country", "CXCO_TRUNK_COUNTRY", "", "ISO country of the default trunk's national numbers: 0… and 00… become E.164 (e.g. ZA: 0211234567 is +27211234567); empty: numbers are E.164")
-	fs.str(&c.TrunkCodecs, "trunk-codecs", "CXCO_TRUNK_CODECS", "PCMU,PCMA", "the default trunk's codecs in preference order (PCMU, PCMA, G722, opus)")
+	fs.str(&c.TrunkCodecs, "trunk-codecs", "CXCO_TRUNK_CODECS", "", "the default trunk's codecs in its order of preference, which wins over the caller's (PCMU, PCMA, G722, opus: e.g. G722,PCMU for HD voice); empty: PCMU and PCMA, in the caller's order")
 	fs.str(&c.TrunkSRTP, "trunk-srtp", "CXCO_TRUNK_SRTP", "disabled", "the default trunk's SRTP policy: disabled, optional or required")
 	fs.boolean(&c.TrunkRegister, "trunk-register", "CXCO_TRUNK_REGISTER", false, "register to the default trunk's registrar (--trunk-registrars, else --trunk-uri) as --trunk-user")
 	fs.str(&c.TrunkRegistrars, "trunk-registrars", "CXCO_TRUNK_REGISTRARS", "", "registrar URIs of the default trunk, primary first, comma-separated (default: --trunk-uri)")

@@ -299,8 +299,12 @@ func mediaBanner(w io.Writer, def *store.Trunk) {
 	if v := opus.Version(); v != "" {
 		lib = v
 	}
+	order := strings.Join(def.Codecs, ", ") + ", in that order"
+	if len(def.Codecs) == 0 {
+		order = "PCMU and PCMA, in the caller's order"
+	}
 	fmt.Fprintf(w, "  Codecs:     %s can be carried (%s); the default trunk takes %s (--trunk-codecs)\n",
-		strings.Join(media.Codecs(), ", "), lib, strings.Join(def.CodecList(), ", "))
+		strings.Join(media.Codecs(), ", "), lib, order)
 	fmt.Fprintf(w, "  SRTP:       %s on the default trunk (--trunk-srtp disabled|optional|required; SDES keys travel in the SDP, so use SIP over TLS)\n",
 		def.SRTPPolicy())
 }
