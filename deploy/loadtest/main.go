@@ -53,7 +53,7 @@ type config struct {
 	rtpHi       int
 	sippLo      int
 	providerArg string
-	echo        bool // call echo lines instead of agents
+	echo        bool   // call echo lines instead of agents
 	codec       string // one codec for every call (the Go caller); "" the PCMU/PCMA split of SIPp
 	srtp        bool   // the Go caller's calls offer SRTP only
 }
