@@ -456,8 +456,9 @@ func (l *Local) ParseAnswer(answer []byte) (Negotiated, error) {
 }
 
 // OpusFmtp is what we ask of an Opus sender (RFC 7587 §6.1): we play at
-// 16 kHz mono, and take in-band FEC.
-const OpusFmtp = "maxplaybackrate=16000;sprop-maxcapturerate=16000;stereo=0;sprop-stereo=0;useinbandfec=1"
+// 16 kHz mono. No useinbandfec=1: we decode packets as they arrive and
+// conceal losses in the jitter buffer, so FEC bits would be wasted.
+const OpusFmtp = "maxplaybackrate=16000;sprop-maxcapturerate=16000;stereo=0;sprop-stereo=0"
 
 // writeCodec writes a codec's rtpmap, and its fmtp for Opus.
 func writeCodec(b *strings.Builder, c Codec) {
