@@ -59,18 +59,27 @@ func newFarCodec(t *testing.T, name string) farCodec {
 // concealed frames: a busy machine delays the test's sender, and what the
 // jitter buffer makes up for it is not the codec's audio.
 type collector struct {
-	mu   sync.Mutex
-	pcm  []int16
-	want int
-	full chan struct{}
+	mu     sync.Mutex
+	pcm    []int16
+	frames int // frames seen, concealed ones too
+	want   int // frames
+	full   chan struct{}
 }
 
+// newCollector waits for want frames (20 ms each).
 func newCollector(want int) *collector { return &collector{want: want, full: make(chan struct{})} }
 
 func (c *collector) sink(f Frame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.pcm) >= c.want || f.Concealed {
+	if c.frames >= c.want {
+		return
+	}
+	c.frames++
+	if c.frames == c.want {
+		defer close(c.full)
+	}
+	if f.Concealed {
 		return
 	}
 	if f.PCM != nil {
@@ -79,9 +88,6 @@ func (c *collector) sink(f Frame) {
 		var x [160]int16
 		g711.ULawToPCM(x[:], f.Audio)
 		c.pcm = append(c.pcm, x[:]...)
-	}
-	if len(c.pcm) >= c.want {
-		close(c.full)
 	}
 }
 
@@ -124,7 +130,7 @@ func TestWidebandCall(t *testing.T) {
 			if tc.format == FormatULaw8k {
 				rate = 8000
 			}
-			got := newCollector(rate * 3 / 2)
+			got := newCollector(70) // of the 75 frames sent
 			n := sdp.Negotiated{Codec: tc.codec, Remote: ph.addr(), Direction: sdp.SendRecv}
 			if err := s.Start(n, Consumer{Format: tc.format, Sink: got.sink}); err != nil {
 				t.Fatal(err)
@@ -169,7 +175,10 @@ func TestWidebandCall(t *testing.T) {
 			select {
 			case <-got.full:
 			case <-time.After(5 * time.Second):
-				t.Fatalf("the consumer got %d samples", len(got.pcm))
+				got.mu.Lock()
+				n := got.frames
+				got.mu.Unlock()
+				t.Fatalf("the consumer got %d frames", n)
 			}
 			got.mu.Lock()
 			check(t, "consumer", loud(t, got.pcm, rate/50), float64(rate), tc.in)
@@ -263,7 +272,7 @@ func TestSRTP(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			got := newCollector(12000)
+			got := newCollector(70)
 			n := sdp.Negotiated{Codec: sdp.PCMU, Remote: ph.addr(), Direction: sdp.SendRecv,
 				SRTP: &sdp.SRTP{Suite: suite, Local: ours, Remote: theirs}}
 			if err := s.Start(n, Consumer{Format: FormatULaw8k, Sink: got.sink}); err != nil {
@@ -331,7 +340,10 @@ func TestSRTP(t *testing.T) {
 			select {
 			case <-got.full:
 			case <-time.After(5 * time.Second):
-				t.Fatalf("the consumer got %d samples", len(got.pcm))
+				got.mu.Lock()
+				n := got.frames
+				got.mu.Unlock()
+				t.Fatalf("the consumer got %d frames", n)
 			}
 			got.mu.Lock()
 			check(t, "consumer", loud(t, got.pcm, 160), 8000, 1000)
