@@ -68,24 +68,6 @@ func BaresipCall(t testing.TB, o BaresipCallOptions) BaresipResult {
 	if o.ToneHz != 0 {
 		channels = 2 // ausine makes 48 kHz stereo only
 	}
-	rtp := FreeUDPPort(t)
-	config := strings.Join([]string{
-		"poll_method epoll",
-		fmt.Sprintf("sip_listen 127.0.0.1:%d", FreeUDPPort(t)),
-		"net_interface 127.0.0.1",
-		"sip_trans_def udp",
-		fmt.Sprintf("rtp_ports %d-%d", rtp, rtp+20),
-		"audio_player sndfile,none", // no sound card: the decoded audio goes to sndfile only
-		"audio_source " + source,
-		"ausrc_srate 48000",
-		fmt.Sprintf("ausrc_channels %d", channels),
-		"module_path /usr/lib/baresip/modules",
-		"module stdio.so", "module g711.so", "module g722.so", "module opus.so",
-		"module ausine.so", "module aufile.so", "module sndfile.so", "module srtp.so",
-		"module_app account.so", "module_app menu.so",
-		"snd_path " + snd,
-		"opus_bitrate 32000",
-	}, "\n") + "\n"
 	// baresip filters codecs by name/rate/channels only: "opus" alone would
 	// leave every codec in the offer.
 	spec := map[string]string{"PCMU": "PCMU/8000/1", "PCMA": "PCMA/8000/1", "G722": "G722/16000/1", "opus": "opus/48000/2"}[o.Codec]
@@ -96,19 +78,17 @@ func BaresipCall(t testing.TB, o BaresipCallOptions) BaresipResult {
 	if o.MediaEnc != "" {
 		account += ";mediaenc=" + o.MediaEnc
 	}
-	for name, body := range map[string]string{"config": config, "accounts": account + "\n"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
+	var out string
+	for attempt := 0; ; attempt++ {
+		// Free ports are free only until another test takes them: when
+		// baresip could not start (no SIP sent at all), again with new ones.
+		out = runBaresip(t, bin, dir, snd, source, channels, account, o)
+		if strings.Contains(out, "SIP/2.0") || attempt == 2 {
+			break
 		}
+		t.Logf("baresip did not get going, again: %s", tail(out, 10))
 	}
-	p := Start(t, bin, nil, "-f", dir, "-s", "-e", "/dial "+o.Target, "-t", fmt.Sprint(o.Seconds))
-	select { // -t ends it with a signal to itself, so the exit code says nothing
-	case <-p.Done():
-	case <-time.After(time.Duration(o.Seconds+20) * time.Second):
-		p.Kill()
-		t.Fatalf("baresip did not quit: %s", tail(p.Stdout(), 20))
-	}
-	call := BaresipResult{Output: p.Stdout() + p.Stderr()}
+	call := BaresipResult{Output: out}
 	for _, f := range []struct {
 		suffix string
 		pcm    *[]int16
@@ -162,4 +142,39 @@ func readWAVChannel0(path string) (int, []int16, error) {
 		off += 8 + n + n&1
 	}
 	return 0, nil, fmt.Errorf("%s: no data chunk", path)
+}
+
+// runBaresip writes the config (new ports each time) and runs one call.
+func runBaresip(t testing.TB, bin, dir, snd, source string, channels int, account string, o BaresipCallOptions) string {
+	rtp := FreeUDPPort(t)
+	config := strings.Join([]string{
+		"poll_method epoll",
+		fmt.Sprintf("sip_listen 127.0.0.1:%d", FreeUDPPort(t)),
+		"net_interface 127.0.0.1",
+		"sip_trans_def udp",
+		fmt.Sprintf("rtp_ports %d-%d", rtp, rtp+20),
+		"audio_player sndfile,none", // no sound card: the decoded audio goes to sndfile only
+		"audio_source " + source,
+		"ausrc_srate 48000",
+		fmt.Sprintf("ausrc_channels %d", channels),
+		"module_path /usr/lib/baresip/modules",
+		"module stdio.so", "module g711.so", "module g722.so", "module opus.so",
+		"module ausine.so", "module aufile.so", "module sndfile.so", "module srtp.so",
+		"module_app account.so", "module_app menu.so",
+		"snd_path " + snd,
+		"opus_bitrate 32000",
+	}, "\n") + "\n"
+	for name, body := range map[string]string{"config": config, "accounts": account + "\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := Start(t, bin, nil, "-f", dir, "-s", "-e", "/dial "+o.Target, "-t", fmt.Sprint(o.Seconds))
+	select { // -t ends it with a signal to itself, so the exit code says nothing
+	case <-p.Done():
+	case <-time.After(time.Duration(o.Seconds+20) * time.Second):
+		p.Kill()
+		t.Fatalf("baresip did not quit: %s", tail(p.Stdout(), 20))
+	}
+	return p.Stdout() + p.Stderr()
 }
