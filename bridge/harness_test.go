@@ -233,6 +233,9 @@ type testCall struct {
 	// transfers gets each transfer the session starts; the answer is transferErr.
 	transfers   chan string
 	transferErr error
+	// inTransfer, when set, runs inside Transfer before it answers (as sip's
+	// Transfer does its REFER), with Transfer's context.
+	inTransfer func(ctx context.Context)
 }
 
 func (c *testCall) Play(a []byte) error      { return c.stream.Play(a) }
@@ -250,10 +253,13 @@ func (c *testCall) Flush() int {
 	c.flushAt.Store(time.Now().UnixNano())
 	return n
 }
-func (c *testCall) Transfer(_ context.Context, target string, _ bool) error {
+func (c *testCall) Transfer(ctx context.Context, target string, _ bool) error {
 	select {
 	case c.transfers <- target:
 	default:
+	}
+	if c.inTransfer != nil {
+		c.inTransfer(ctx)
 	}
 	return c.transferErr
 }

@@ -138,6 +138,48 @@ func TestTransferTool(t *testing.T) {
 	}
 }
 
+// TestTransferRecordedWhenTheCallEndsFirst: a REFER that succeeds ends the call at
+// once (the trunk's BYE, our supervisor closing the session) while the transfer
+// tool is still returning; the transfer's outcome is in the transcript all the
+// same, written before the session's close finishes (the call's record is made
+// final after that). Before, the entry came after the recorder's last flush and
+// was lost (TestTransfers "REFER accepted" under load).
+func TestTransferRecordedWhenTheCallEndsFirst(t *testing.T) {
+	cfg := map[string]any{"transfer": map[string]any{"destinations": []any{
+		map[string]any{"number": "+27219990001", "condition": "sales"},
+	}}}
+	r := newRig(t, rigOpts{config: cfg, sim: elevenlabssim.Options{Hooks: []string{elevenlabssim.HookZeroCallsTool}}})
+	r.connect("PCMU")
+	r.call.transferErr = nil
+	closed := make(chan struct{})
+	r.call.inTransfer = func(ctx context.Context) {
+		// The call ends while the transfer is being confirmed: wait until the
+		// session has ended or has cancelled the transfer, then report success.
+		go func() { r.end("transferred"); close(closed) }()
+		select {
+		case <-r.sess.Done():
+		case <-ctx.Done():
+		}
+	}
+	<-r.call.Drained()
+	r.digits("0#")
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session did not close")
+	}
+	tr, err := r.st.Transcript(context.Background(), r.co.ID, r.conv.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range tr {
+		if e.Role == "system" && strings.Contains(e.Message, "transferred to +27219990001") {
+			return
+		}
+	}
+	t.Fatalf("no transfer entry in %+v", tr)
+}
+
 // TestCredentialRotation: a company replaces its key within the same provider
 // account and revokes the old one there; its agent, created with the old key,
 // still takes calls: the gateway tries the company's current key and moves the

@@ -28,8 +28,9 @@ import (
 //
 // Goroutines: the reader (provider events; it also reconnects once when the socket
 // drops), the writer (the only one to write the socket), the transcript recorder,
-// and after an end_call tool response a timer that hangs up if the provider never
-// closes. Close stops them and waits for them.
+// after an end_call tool response a timer that hangs up if the provider never
+// closes, and a transfer the agent asked for while it runs. Close stops them and
+// waits for them.
 type Session struct {
 	c      *Connector
 	info   *sip.CallInfo
@@ -84,6 +85,7 @@ type Session struct {
 	stop    chan struct{}
 	stopped sync.Once
 	wg      sync.WaitGroup
+	tools   sync.WaitGroup // client tools under way (the transfer); Close waits for them
 
 	upstream func(fromArrival, fromPlayout time.Duration) // Connector.OnUpstream
 }
@@ -490,7 +492,14 @@ func (s *Session) onEvent(ev *serverEvent) {
 func (s *Session) onToolCall(name, id string, params map[string]any) {
 	switch name {
 	case elevenlabs.TransferTool:
-		go s.transfer(id, params)
+		// Tracked: Close waits for it, so what it records (the transfer's outcome)
+		// is written before the call's record is final. The reader, the only
+		// caller, has stopped before Close waits.
+		s.tools.Add(1)
+		go func() {
+			defer s.tools.Done()
+			s.transfer(id, params)
+		}()
 	default:
 		s.log.Info("unknown tool called", "tool", name)
 		s.send(toolResult(id, fmt.Sprintf("Unknown tool %q: the gateway cannot run it.", name), true))
@@ -541,6 +550,7 @@ func (s *Session) Close(reason string) {
 			_ = conn.Close()
 		}
 		s.wg.Wait()
+		s.tools.Wait() // a transfer under way is cancelled by stop; its outcome is recorded before the flush
 		s.finish(sip.PeerEnd{Reason: reason})
 		s.rec.flush(3 * time.Second)
 		if d := s.audioDrop.Load(); d > 0 {
@@ -585,6 +595,13 @@ func (s *Session) transfer(id string, params map[string]any) {
 	s.rec.entry("system", "Transfer to "+dest.Number+" requested.", s.since())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	go func() { // the call ended meanwhile: the transfer stops
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	err := cb.Transfer(ctx, dest.Number, cfg.Transfer.Mode == "bridge")
 	if err != nil {
 		s.log.Info("transfer failed", "target", dest.Number, "err", err)
