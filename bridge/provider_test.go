@@ -46,14 +46,14 @@ func TestKeypad(t *testing.T) {
 		<-r.call.Drained()
 		r.digits("1234#")
 		r.digits("56") // no #: it goes after the pause
-		waitFor(t, "both entries at the provider", 5*time.Second, func() bool {
+		waitFor(t, "both entries at the provider", 10*time.Second, func() bool {
 			return len(r.sim.Conversations()[0].UserMessages) == 2
 		})
 		c := r.sim.Conversations()[0]
 		if !slices.Equal(c.UserMessages, []string{"The caller entered 1234# on the keypad.", "The caller entered 56 on the keypad."}) || len(c.ContextualUpdates) != 0 {
 			t.Fatalf("the provider got %q, context %q", c.UserMessages, c.ContextualUpdates)
 		}
-		waitFor(t, "the agent's answer in the transcript", 5*time.Second, func() bool {
+		waitFor(t, "the agent's answer in the transcript", 10*time.Second, func() bool {
 			return slices.ContainsFunc(r.transcript(), func(e store.TranscriptEntry) bool {
 				return e.Role == "agent" && e.Message == "You wrote: The caller entered 56 on the keypad."
 			})
@@ -69,7 +69,7 @@ func TestKeypad(t *testing.T) {
 		r.connect("PCMU")
 		<-r.call.Drained()
 		r.digits("42#")
-		waitFor(t, "the context at the provider", 5*time.Second, func() bool { return len(r.sim.Conversations()[0].ContextualUpdates) == 1 })
+		waitFor(t, "the context at the provider", 10*time.Second, func() bool { return len(r.sim.Conversations()[0].ContextualUpdates) == 1 })
 		c := r.sim.Conversations()[0]
 		if c.ContextualUpdates[0] != "The caller entered 42# on the keypad." || len(c.UserMessages) != 0 {
 			t.Fatalf("conversation %+v", c)
@@ -83,7 +83,7 @@ func TestKeypad(t *testing.T) {
 		// An utterance after the digits: once it is answered, the digits would have arrived.
 		r.phone.send(tone(1000, -10, 500*time.Millisecond))
 		r.phone.send(make([]int16, 8000*7/10))
-		waitFor(t, "the answer to the utterance", 5*time.Second, func() bool { return r.sim.Conversations()[0].Utterances == 1 })
+		waitFor(t, "the answer to the utterance", 10*time.Second, func() bool { return r.sim.Conversations()[0].Utterances == 1 })
 		if c := r.sim.Conversations()[0]; len(c.UserMessages)+len(c.ContextualUpdates) != 0 {
 			t.Fatalf("keypad off, yet the provider got %+v", c)
 		}
@@ -108,10 +108,10 @@ func TestTransferTool(t *testing.T) {
 		if got != "sip:support@pbx.example.com" {
 			t.Fatalf("transfer to %q", got)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("no transfer")
 	}
-	waitFor(t, "the tool result at the provider", 5*time.Second, func() bool { return len(r.sim.Conversations()[0].ToolResults) == 1 })
+	waitFor(t, "the tool result at the provider", 10*time.Second, func() bool { return len(r.sim.Conversations()[0].ToolResults) == 1 })
 	c := r.sim.Conversations()[0]
 	if c.ToolCalls[0].Name != elevenlabs.TransferTool || !c.ToolResults[0].IsError || !strings.Contains(c.ToolResults[0].Result, "transfer failed") {
 		t.Fatalf("tool call %+v, result %+v", c.ToolCalls, c.ToolResults)
@@ -125,12 +125,12 @@ func TestTransferTool(t *testing.T) {
 		if got != "+27219990001" {
 			t.Fatalf("transfer to %q", got)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("no second transfer")
 	}
 	select {
 	case <-r.sess.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("the session did not end after the transfer")
 	}
 	if e := r.sess.End(); e.Reason != "transferred" {
@@ -204,7 +204,7 @@ func TestCredentialRotation(t *testing.T) {
 	r.sim.RevokeKey("sk_acme_old")
 	r.connect("PCMU")
 	start := time.Now()
-	waitFor(t, "the opening line", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 4000 })
+	waitFor(t, "the opening line", 10*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 4000 })
 	a, err := r.st.GetAgent(ctx, r.co.ID, r.agent.ID)
 	if err != nil || a.Provider.Credential != store.CredentialCompany+elevenlabs.Fingerprint("sk_acme_new") {
 		t.Fatalf("binding after the call: %+v %v", a.Provider, err)
@@ -219,7 +219,7 @@ func TestTokenBuckets(t *testing.T) {
 	<-r.call.Drained()
 	r.phone.send(tone(1000, -10, 800*time.Millisecond))
 	r.phone.send(make([]int16, 8000*7/10))
-	waitFor(t, "the answer", 5*time.Second, func() bool { return len(r.transcript()) >= 3 })
+	waitFor(t, "the answer", 10*time.Second, func() bool { return len(r.transcript()) >= 3 })
 	r.end("test_end")
 	var c *store.Conversation
 	waitFor(t, "the post-call analysis", 10*time.Second, func() bool {
@@ -249,11 +249,11 @@ func TestBargeInReplyHeard(t *testing.T) {
 			r := newRig(t, rigOpts{opening: long, sim: elevenlabssim.Options{InterruptionIDs: mode}})
 			r.connect("PCMU")
 			start := time.Now()
-			waitFor(t, "the opening line to play", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 4000 })
+			waitFor(t, "the opening line to play", 10*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 4000 })
 			r.phone.send(tone(1000, -10, 800*time.Millisecond))
 			spoke := time.Now()
 			r.phone.send(make([]int16, 8000*7/10))
-			waitFor(t, "the reply after the barge-in", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(spoke))) >= 4000 })
+			waitFor(t, "the reply after the barge-in", 10*time.Second, func() bool { return len(loud(r.phone.audioSince(spoke))) >= 4000 })
 			reply := loud(r.phone.audioSince(spoke))
 			if f := audiotest.DominantFrequency(reply, 8000); math.Abs(f-1000) > 5 {
 				t.Fatalf("after the barge-in the caller hears %.0f Hz, want the 1000 Hz reply (not the 440 Hz opening)", f)
@@ -279,7 +279,7 @@ func TestSignedURLHost(t *testing.T) {
 	}})
 	r.sim.SetSignedURLBase("ws" + strings.TrimPrefix(regional.URL, "http"))
 	r.connect("PCMU")
-	waitFor(t, "the conversation", 5*time.Second, func() bool { return len(r.sim.Conversations()) == 1 })
+	waitFor(t, "the conversation", 10*time.Second, func() bool { return len(r.sim.Conversations()) == 1 })
 	if upgrades.Load() != 1 || !r.sim.Conversations()[0].Signed {
 		t.Fatalf("%d upgrades on the signed URL's host; conversation %+v", upgrades.Load(), r.sim.Conversations()[0])
 	}
