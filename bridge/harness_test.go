@@ -155,26 +155,14 @@ func contractCheck(t testing.TB) func(elevenlabssim.Direction, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var bad []string
+	k := c.Checker()
 	t.Cleanup(func() { // runs after the simulator's cleanup: its goroutines are gone
-		mu.Lock()
-		defer mu.Unlock()
-		for _, b := range bad[:min(len(bad), 5)] {
-			t.Error(b)
+		errs := k.Close()
+		for _, err := range errs[:min(len(errs), 5)] {
+			t.Error(err)
 		}
 	})
-	return func(d elevenlabssim.Direction, msg []byte) {
-		check := c.Server
-		if d == elevenlabssim.FromClient {
-			check = c.Client
-		}
-		if err := check(msg); err != nil {
-			mu.Lock()
-			bad = append(bad, err.Error())
-			mu.Unlock()
-		}
-	}
+	return func(d elevenlabssim.Direction, msg []byte) { k.Check(d == elevenlabssim.FromClient, msg) }
 }
 
 func (r *rig) info() *sip.CallInfo {

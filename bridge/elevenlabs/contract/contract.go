@@ -187,3 +187,48 @@ func (c *Contract) check(by map[string]*jsonschema.Schema, who string, msg []byt
 	}
 	return nil
 }
+
+// Checker validates messages on a goroutine of its own, so that a socket that
+// hands it every message is not slowed down by validation (tests run under the
+// race detector on shared machines); no message is skipped.
+type Checker struct {
+	c    *Contract
+	in   chan checkItem
+	done chan struct{}
+	errs []error
+}
+
+type checkItem struct {
+	client bool
+	msg    []byte
+}
+
+// Checker starts a Checker; Close it once nothing calls Check any more.
+func (c *Contract) Checker() *Checker {
+	k := &Checker{c: c, in: make(chan checkItem, 1<<14), done: make(chan struct{})}
+	go func() {
+		defer close(k.done)
+		for it := range k.in {
+			check := c.Server
+			if it.client {
+				check = c.Client
+			}
+			if err := check(it.msg); err != nil {
+				k.errs = append(k.errs, err)
+			}
+		}
+	}()
+	return k
+}
+
+// Check queues a copy of msg (client: a message the client sent).
+func (k *Checker) Check(client bool, msg []byte) {
+	k.in <- checkItem{client: client, msg: bytes.Clone(msg)}
+}
+
+// Close waits until every queued message is checked and returns what broke the contract.
+func (k *Checker) Close() []error {
+	close(k.in)
+	<-k.done
+	return k.errs
+}

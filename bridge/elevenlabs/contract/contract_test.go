@@ -47,3 +47,20 @@ func TestContract(t *testing.T) {
 		}
 	}
 }
+
+// TestChecker: the asynchronous checker sees every message and reports the bad ones.
+func TestChecker(t *testing.T) {
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.Checker()
+	for range 100 {
+		k.Check(true, []byte(`{"user_audio_chunk":"AAEC"}`))
+	}
+	k.Check(true, []byte(`{"type":"pong","event_id":1,"invented":true}`))
+	k.Check(false, []byte(`{"type":"ping","ping_event":{"event_id":1,"ping_ms":null}}`))
+	if errs := k.Close(); len(errs) != 1 {
+		t.Fatalf("errors %v, want the one with the invented field", errs)
+	}
+}

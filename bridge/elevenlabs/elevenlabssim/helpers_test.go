@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -63,28 +62,18 @@ func contractCheck(t *testing.T, clients bool) func(Direction, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var bad []string
+	k := c.Checker()
 	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, b := range bad[:min(len(bad), 5)] {
-			t.Error(b)
+		errs := k.Close()
+		for _, err := range errs[:min(len(errs), 5)] {
+			t.Error(err)
 		}
 	})
 	return func(d Direction, msg []byte) {
-		check := c.Server
-		if d == FromClient {
-			if !clients {
-				return
-			}
-			check = c.Client
+		if d == FromClient && !clients {
+			return
 		}
-		if err := check(msg); err != nil {
-			mu.Lock()
-			bad = append(bad, err.Error())
-			mu.Unlock()
-		}
+		k.Check(d == FromClient, msg)
 	}
 }
 
