@@ -6,6 +6,7 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -61,10 +62,26 @@ type Options struct {
 	RTPTimeout time.Duration
 	// EchoNumber answers every call with the caller's own audio.
 	EchoNumber string
-	// FloodRate and FloodBurst bound new requests per source address (token bucket);
-	// 0 means the default (300/s, burst 600), negative means no limit.
+	// FloodRate and FloodBurst bound the requests of one source address, every
+	// method and transport (token bucket); 0 means the default (300/s, burst 600),
+	// negative means no limit (and no GlobalRate either).
 	FloodRate  float64
 	FloodBurst int
+	// GlobalRate bounds the requests of all sources together, shared fairly
+	// between the sources sending (default 2000/s; negative: none).
+	GlobalRate float64
+	// CallRate bounds new INVITEs a second from all sources together; more get
+	// 503 with Retry-After, answered before parsing (default 200/s; negative: none).
+	CallRate float64
+	// TCPMaxConns and TCPMaxConnsPerSource cap open SIP TCP connections, in
+	// total (default 1024; cmd/cxco keeps it below the descriptor limit) and from
+	// one address (default 64). Connections over a cap are reset at once.
+	TCPMaxConns, TCPMaxConnsPerSource int
+	// TCPReadTimeout: a TCP connection must send its first message within this
+	// long of connecting, and each message whole within this long of its first
+	// byte (default 5 s). TCPIdleTimeout closes one silent for this long (default
+	// 10 min; CRLF keep-alives count).
+	TCPReadTimeout, TCPIdleTimeout time.Duration
 	// SessionMinSE is our Min-SE for RFC 4028 session timers (default 90 s).
 	SessionMinSE time.Duration
 	// T1 is RFC 3261's round-trip estimate (default 500 ms); every SIP timer
@@ -133,6 +150,7 @@ type Server struct {
 	tlsPort   int
 	regs      *registrations
 	listening atomic.Bool
+	tcp       *tcpState
 	// mediaIP is where calls bind their RTP: the --sip host when that is one
 	// address, so a gateway bound to one interface listens on no other; the zero
 	// Addr (every address) when SIP listens on every address.
@@ -145,7 +163,8 @@ type Server struct {
 	liveWarned time.Time
 
 	conns        []net.PacketConn
-	listeners    []net.Listener
+	lnMu         sync.Mutex
+	listeners    []net.Listener // the guarded TCP listeners, replaced when one is restarted
 	tlsListeners []net.Listener
 	port         int
 	serveWG      sync.WaitGroup
@@ -178,6 +197,27 @@ func New(opt Options) (*Server, error) {
 	case opt.FloodRate < 0:
 		opt.FloodRate = 0 // the limiter lets everything through
 	}
+	if opt.FloodBurst <= 0 {
+		opt.FloodBurst = int(2 * opt.FloodRate)
+	}
+	if opt.GlobalRate == 0 {
+		opt.GlobalRate = 2000
+	}
+	if opt.CallRate == 0 {
+		opt.CallRate = 200
+	}
+	if opt.TCPMaxConns <= 0 {
+		opt.TCPMaxConns = 1024
+	}
+	if opt.TCPMaxConnsPerSource <= 0 {
+		opt.TCPMaxConnsPerSource = 64
+	}
+	if opt.TCPReadTimeout <= 0 {
+		opt.TCPReadTimeout = 5 * time.Second
+	}
+	if opt.TCPIdleTimeout <= 0 {
+		opt.TCPIdleTimeout = 10 * time.Minute
+	}
 	if opt.SessionMinSE <= 0 {
 		opt.SessionMinSE = 90 * time.Second
 	}
@@ -191,12 +231,16 @@ func New(opt Options) (*Server, error) {
 		opt.PublicIP = netip.MustParseAddr("127.0.0.1")
 	}
 	s := &Server{opt: opt, log: opt.Logger, obs: opt.Observer, calls: map[string]*call{}, legs: map[string]*outLeg{}, killAll: make(chan struct{}),
-		flood: newFloodLimiter(opt.FloodRate, opt.FloodBurst, nil), udp: udpResponder{conns: map[string]net.PacketConn{}}}
+		flood: newFloodLimiter(limiterOptions{rate: opt.FloodRate, burst: opt.FloodBurst, global: opt.GlobalRate, calls: opt.CallRate}),
+		udp:   udpResponder{conns: map[string]net.PacketConn{}}}
 	if s.obs == nil {
 		s.obs = nopObserver{}
 	}
 	s.trace = newCallTraces(s)
 	s.liveKick = make(chan struct{}, 1)
+	s.tcp = &tcpState{opt: tcpOptions{maxConns: opt.TCPMaxConns, maxPerSource: opt.TCPMaxConnsPerSource,
+		readTimeout: opt.TCPReadTimeout, idleTimeout: opt.TCPIdleTimeout}, perSource: map[netip.Addr]int{},
+		onError: func(err error) { s.log.Error("SIP TCP accept failing; retrying with back-off", "err", err) }}
 	if opt.TrunkPoll <= 0 {
 		opt.TrunkPoll = 2 * time.Second
 	}
@@ -279,9 +323,9 @@ func (s *Server) Listen() error {
 		tc := &tracedPacketConn{PacketConn: c, s: s, local: c.LocalAddr().String()}
 		go func() { defer s.serveWG.Done(); _ = s.srv.ServeUDP(tc) }()
 	}
-	for _, l := range s.listeners {
+	for i := range s.listeners {
 		s.serveWG.Add(1)
-		go func() { defer s.serveWG.Done(); _ = s.srv.ServeTCP(tracedListener{Listener: l, s: s}) }()
+		go func() { defer s.serveWG.Done(); s.serveTCP(i) }()
 	}
 	for _, l := range s.tlsListeners {
 		s.serveWG.Add(1)
@@ -328,7 +372,7 @@ func (s *Server) bindAll(binds []bind, port int) error {
 			undo()
 			return fmt.Errorf("sip: listen %s %s: %w", tcp, net.JoinHostPort(b.addr, strconv.Itoa(p)), err)
 		}
-		conns, lns = append(conns, c), append(lns, l)
+		conns, lns = append(conns, c), append(lns, s.guardListener(l))
 	}
 	s.conns, s.listeners, s.port = conns, lns, p
 	for _, c := range conns {
@@ -354,10 +398,16 @@ func (s *Server) Addrs() []string {
 	return out
 }
 
+var sipgoGlobals sync.Once
+
 func (s *Server) setupUA() {
-	// Large SDP offers and REFER NOTIFYs must not fail on UDP (sipgo refuses > MTU-200).
-	gsip.UDPMTUSize = 9000
-	gsip.SetDefaultLogger(quietLogger(s.log))
+	// sipgo's package settings, set once per process (a second Server in the same
+	// process, in tests, must not write them while the first one's goroutines read them).
+	sipgoGlobals.Do(func() {
+		// Large SDP offers and REFER NOTIFYs must not fail on UDP (sipgo refuses > MTU-200).
+		gsip.UDPMTUSize = 9000
+		gsip.SetDefaultLogger(quietLogger(s.log))
+	})
 	ua, _ := sipgo.NewUA(
 		sipgo.WithUserAgent("CXCo"),
 		sipgo.WithUserAgentTransportLayerOptions(
@@ -389,11 +439,22 @@ func (s *Server) readFilter(p gsip.TransportReadProps, data []byte) ([]byte, err
 		}
 		return nil, nil
 	}
-	if isNewRequest(data) && !s.flood.allow(src) {
-		s.obs.Dropped("flood")
-		return nil, nil
+	udp := strings.HasPrefix(strings.ToLower(p.Transport), "udp")
+	// Every request counts against the flood limiter, before it is parsed; over a
+	// stream transport the framed connection has counted each message already.
+	if udp && isRequest(data) {
+		switch v := s.flood.allow(src, bytes.HasPrefix(data, []byte("INVITE "))); v {
+		case admit:
+		case overCalls:
+			s.obs.Dropped(v.dropCause())
+			s.udp.send(p.LocalAddr, p.RemoteAddr, statelessReject(data, 503, "Service Unavailable", "Retry-After: 5"))
+			return nil, nil
+		default:
+			s.obs.Dropped(v.dropCause())
+			return nil, nil
+		}
 	}
-	if strings.HasPrefix(strings.ToLower(p.Transport), "udp") && len(data) > 4 && !isKeepalive(data) {
+	if udp && len(data) > 4 && !isKeepalive(data) {
 		if _, err := gsip.ParseMessage(data); err != nil {
 			code, reason := 400, "Bad Request"
 			if unknownScheme(data) {
@@ -425,6 +486,12 @@ func isNewRequest(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// isRequest: a datagram that is not a response and not a keep-alive, so a
+// request of any method (or garbage, which costs a parse too).
+func isRequest(b []byte) bool {
+	return len(b) > 4 && !bytes.HasPrefix(b, []byte("SIP/")) && !isKeepalive(b)
 }
 
 func addrOf(a net.Addr) (netip.Addr, bool) {
@@ -500,9 +567,11 @@ func (s *Server) closeSockets() {
 	for _, c := range s.conns {
 		c.Close()
 	}
+	s.lnMu.Lock()
 	for _, l := range s.listeners {
 		l.Close()
 	}
+	s.lnMu.Unlock()
 	for _, l := range s.tlsListeners {
 		l.Close()
 	}

@@ -12,7 +12,7 @@ import (
 // copied as they are. It returns nil when the datagram is not a request or lacks the
 // lines a response needs (it is then dropped). RFC 3261 §8.2: a malformed request
 // deserves a 400 if a response can be routed at all.
-func statelessReject(data []byte, code int, reason string) []byte {
+func statelessReject(data []byte, code int, reason string, extra ...string) []byte {
 	head, _, _ := bytes.Cut(data, []byte("\r\n\r\n"))
 	lines := strings.Split(string(head), "\r\n")
 	if len(lines) < 2 {
@@ -60,6 +60,10 @@ func statelessReject(data []byte, code int, reason string) []byte {
 	}
 	if !via || !cseq || !callID || !to {
 		return nil
+	}
+	for _, h := range extra {
+		b.WriteString(h)
+		b.WriteString("\r\n")
 	}
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	return []byte(b.String())

@@ -159,6 +159,8 @@ func (s *Server) listenTLS() error {
 		return fmt.Errorf("sip: listen tls %s: %w", s.opt.TLSAddr, err)
 	}
 	s.tlsPort = l.Addr().(*net.TCPAddr).Port
-	s.tlsListeners = append(s.tlsListeners, tls.NewListener(l, s.serverTLSConfig()))
+	// The guard on the raw socket (accept errors, allow-list, caps), TLS on it, and
+	// the SIP framing (flood limit per message, read deadlines) on the plaintext.
+	s.tlsListeners = append(s.tlsListeners, framedListener{Listener: tls.NewListener(s.guardRawListener(l), s.serverTLSConfig()), s: s})
 	return nil
 }

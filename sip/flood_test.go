@@ -1,0 +1,62 @@
+package sip
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestUDPFloodEveryMethod: INFO, BYE, CANCEL and OPTIONS floods over UDP all count
+// against the source's budget (before, only requests that start something did):
+// one source sending 500 of each gets its burst answered and the rest dropped,
+// while another source is answered.
+func TestUDPFloodEveryMethod(t *testing.T) {
+	for _, method := range []string{"INFO", "BYE", "CANCEL", "OPTIONS"} {
+		t.Run(method, func(t *testing.T) {
+			s, obs := testServer(t, Options{FloodRate: 1, FloodBurst: 10})
+			frozen := time.Now() // the limiter's clock stands still: no refill during the test
+			s.flood.mu.Lock()
+			s.flood.now = func() time.Time { return frozen }
+			s.flood.mu.Unlock()
+			c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			gw := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.Port()}
+			for i := range 500 {
+				tag := ""
+				if method != "OPTIONS" && method != "CANCEL" {
+					tag = ";tag=gw1" // in a dialog that does not exist: 481
+				}
+				msg := fmt.Sprintf("%s sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKu%d\r\nFrom: <sip:a@127.0.0.1>;tag=a%d\r\n"+
+					"To: <sip:x@127.0.0.1>%s\r\nCall-ID: udp-%d\r\nCSeq: 2 %s\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+					method, c.LocalAddr(), i, i, tag, i, method)
+				if _, err := c.WriteToUDP([]byte(msg), gw); err != nil {
+					t.Fatal(err)
+				}
+				if i%50 == 49 { // in steps the socket buffer takes whole
+					want := i + 1 - 10
+					waitUntil(t, 20*time.Second, fmt.Sprintf("%d dropped", want), func() bool { return obs.count("flood") == want })
+				}
+			}
+			answers := 0
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 9000)
+			for {
+				n, _, err := c.ReadFromUDP(buf)
+				if err != nil {
+					break
+				}
+				if strings.HasPrefix(string(buf[:n]), "SIP/2.0 ") {
+					answers++
+				}
+			}
+			if answers > 10 {
+				t.Fatalf("%d answers to a source with a burst of 10", answers)
+			}
+		})
+	}
+}
