@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -24,6 +25,10 @@ func readForm(w http.ResponseWriter, r *http.Request, allowed ...string) (*form,
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, errf(http.StatusRequestEntityTooLarge, typeTooLarge, "request body is larger than 1 MiB")
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, errf(http.StatusRequestTimeout, typeTimeout, "the request body did not arrive in time")
 		}
 		return nil, invalid("cannot read request body: %v", err)
 	}

@@ -12,19 +12,24 @@ import (
 
 // Error types of the {detail, error_type} body.
 const (
-	typeValidation   = "validation_error"
-	typeAuth         = "authentication_error"
-	typePermission   = "permission_denied"
-	typeNotFound     = "not_found"
-	typeMethod       = "method_not_allowed"
-	typeConflict     = "conflict"
-	typeRateLimited  = "rate_limited"
-	typeUnavailable  = "unavailable"
-	typeInternal     = "internal_error"
-	typeTooLarge     = "validation_error"
-	maxBodyBytes     = 1 << 20
-	defaultPageLimit = 30
-	maxPageLimit     = 100
+	typeValidation  = "validation_error"
+	typeAuth        = "authentication_error"
+	typePermission  = "permission_denied"
+	typeNotFound    = "not_found"
+	typeMethod      = "method_not_allowed"
+	typeConflict    = "conflict"
+	typeRateLimited = "rate_limited"
+	typeUnavailable = "unavailable"
+	typeInternal    = "internal_error"
+	typeTooLarge    = "validation_error"
+	typeTimeout     = "request_timeout" // 408: the body did not arrive in time
+	// typeClientClosed is recorded (metrics, logs) for a request whose client went
+	// away before the answer: status 499, as nginx names it; nothing is sent.
+	typeClientClosed   = "client_closed"
+	statusClientClosed = 499
+	maxBodyBytes       = 1 << 20
+	defaultPageLimit   = 30
+	maxPageLimit       = 100
 )
 
 // apiError is an error with its HTTP status and body.

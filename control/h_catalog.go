@@ -185,6 +185,9 @@ func (s *Server) createCredential(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	if *cid < 1 {
+		return result{}, invalid("company_id: must be a positive integer")
+	}
 	if *cid != c.companyID() {
 		return result{}, notFound("company")
 	}

@@ -44,6 +44,7 @@ type envOpts struct {
 	now         func() time.Time // the store's clock (nil: time.Now)
 	trunks      control.TrunkRuntime
 	sim         elevenlabssim.Options
+	api         func(*control.Options) // changes the control plane's options
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -83,8 +84,12 @@ func newEnv(t testing.TB, o envOpts) *env {
 		purl = o.providerURL
 	}
 	e.provider = &elevenlabs.Provisioner{Client: elevenlabs.NewClient(purl), Store: e.st, PlatformKey: "test-platform-key", Log: log}
-	e.api = control.New(control.Options{Store: e.st, Provisioner: e.provider, Logger: log,
-		WhatsAppVerifyDelay: o.verifyDelay, WebhookAllowInsecure: false, Trunks: o.trunks})
+	apiOpts := control.Options{Store: e.st, Provisioner: e.provider, Logger: log,
+		WhatsAppVerifyDelay: o.verifyDelay, WebhookAllowInsecure: false, Trunks: o.trunks}
+	if o.api != nil {
+		o.api(&apiOpts)
+	}
+	e.api = control.New(apiOpts)
 	e.srv = httptest.NewServer(e.api.Handler())
 	t.Cleanup(e.srv.Close)
 	e.base = e.srv.URL

@@ -22,15 +22,40 @@ func str(desc ...string) js {
 	return s
 }
 func strEnum(vals ...string) js { return js{"type": "string", "enum": vals} }
-func nullable(t string) js      { return js{"type": []string{t, "null"}} }
-func integer() js               { return js{"type": "integer"} }
-func number() js                { return js{"type": "number"} }
-func boolean() js               { return js{"type": "boolean"} }
-func ref(name string) js        { return js{"$ref": "#/components/schemas/" + name} }
-func arrayOf(s js) js           { return js{"type": "array", "items": s} }
-func freeObject() js            { return js{"type": "object", "additionalProperties": true} }
-func dateTime() js              { return js{"type": "string", "format": "date-time"} }
-func date() js                  { return js{"type": "string", "format": "date"} }
+
+// strLen is a string of minLen to maxLen characters (the limits the handlers enforce).
+func strLen(minLen, maxLen int, desc ...string) js {
+	s := str(desc...)
+	if minLen > 0 {
+		s["minLength"] = minLen
+	}
+	s["maxLength"] = maxLen
+	return s
+}
+
+// orNull lets a schema also be null (a PUT field that clears or keeps a value).
+func orNull(s js) js {
+	s["type"] = []string{s["type"].(string), "null"}
+	return s
+}
+
+// intRange is an integer from lo to hi (hi 0: no upper bound).
+func intRange(lo, hi int) js {
+	s := js{"type": "integer", "minimum": lo}
+	if hi > 0 {
+		s["maximum"] = hi
+	}
+	return s
+}
+func nullable(t string) js { return js{"type": []string{t, "null"}} }
+func integer() js          { return js{"type": "integer"} }
+func number() js           { return js{"type": "number"} }
+func boolean() js          { return js{"type": "boolean"} }
+func ref(name string) js   { return js{"$ref": "#/components/schemas/" + name} }
+func arrayOf(s js) js      { return js{"type": "array", "items": s} }
+func freeObject() js       { return js{"type": "object", "additionalProperties": true} }
+func dateTime() js         { return js{"type": "string", "format": "date-time"} }
+func date() js             { return js{"type": "string", "format": "date"} }
 
 func object(required []string, props js) js {
 	o := js{"type": "object", "properties": props}
@@ -90,8 +115,8 @@ func schemas() js {
 			"whatsapp_enabled": boolean(), "whatsapp_status": str()}),
 		"config": agentConfig, "created_at": dateTime(), "updated_at": dateTime()})
 	agentCreate := strict(object([]string{"name", "personality", "opening_line", "voice_id"}, js{
-		"name": js{"type": "string", "maxLength": 200}, "personality": js{"type": "string", "maxLength": 20000},
-		"opening_line": js{"type": "string", "maxLength": 2000}, "voice_id": integer(),
+		"name": strLen(1, 200), "personality": strLen(1, 20000),
+		"opening_line": strLen(1, 2000), "voice_id": intRange(1, 0),
 		"language": js{"type": "string", "enum": languages, "default": "en"}, "config": agentConfig}))
 	agentUpdate := strict(object(nil, agentCreate["properties"].(js)))
 
@@ -108,8 +133,8 @@ func schemas() js {
 		"gender": nullable("string"), "accent": nullable("string"), "language": str(), "preview_url": nullable("string"),
 		"tags": freeObject(), "status": str()})
 	voiceCreate := strict(object([]string{"name", "external_voice_id", "language"}, js{
-		"provider_id": integer(), "external_voice_id": str(), "name": str(), "gender": str(), "accent": str(),
-		"language": str(), "preview_url": str(), "tags": freeObject(), "status": strEnum("active", "inactive")}))
+		"provider_id": integer(), "external_voice_id": strLen(1, 100), "name": strLen(1, 200), "gender": strLen(1, 20), "accent": strLen(1, 50),
+		"language": strEnum(languages...), "preview_url": strLen(1, 2000), "tags": freeObject(), "status": strEnum("active", "inactive")}))
 
 	conversation := object([]string{"id", "agent_id", "company_id", "channel", "direction", "started_at", "status", "source", "created_at"}, js{
 		"id": integer(), "agent_id": integer(), "company_id": integer(), "channel": strEnum("voice", "whatsapp"),
@@ -160,42 +185,44 @@ func schemas() js {
 
 	return js{
 		"Error": object([]string{"detail", "error_type"}, js{"detail": str(), "error_type": strEnum(typeValidation, typeAuth,
-			typePermission, typeNotFound, typeMethod, typeConflict, typeRateLimited, typeUnavailable, typeInternal)}),
+			typePermission, typeNotFound, typeMethod, typeConflict, typeRateLimited, typeUnavailable, typeInternal, typeTimeout)}),
 		"Agency":       object([]string{"name", "settings"}, js{"name": str(), "settings": freeObject(), "created_at": dateTime(), "updated_at": dateTime()}),
-		"AgencyUpdate": strict(object(nil, js{"name": str(), "settings": freeObject()})),
+		"AgencyUpdate": strict(object(nil, js{"name": strLen(1, 200), "settings": freeObject()})),
 		"Company":      company, "CompanyWithKey": companyWithKey, "CompanyPage": page("Company"),
-		"CompanyCreate": strict(object([]string{"name"}, js{"name": str(), "plan": strEnum(store.PlanStarter, store.PlanGrowth, store.PlanEnterprise),
-			"settings": freeObject(), "rate_limit_per_minute": integer(), "meta_business_id": str()})),
-		"CompanyUpdate": strict(object(nil, js{"name": nullable("string"), "settings": freeObject()})),
-		"AgencyCompanyUpdate": strict(object(nil, js{"name": str(), "status": strEnum(store.CompanyActive, store.CompanySuspended),
-			"plan": strEnum(store.PlanStarter, store.PlanGrowth, store.PlanEnterprise), "rate_limit_per_minute": integer(),
-			"settings": freeObject(), "meta_business_id": str()})),
+		"CompanyCreate": strict(object([]string{"name"}, js{"name": strLen(1, 200), "plan": strEnum(store.PlanStarter, store.PlanGrowth, store.PlanEnterprise),
+			"settings": freeObject(), "rate_limit_per_minute": intRange(1, 1_000_000), "meta_business_id": strLen(1, 100)})),
+		"CompanyUpdate": strict(object(nil, js{"name": orNull(strLen(1, 200)), "settings": freeObject()})),
+		"AgencyCompanyUpdate": strict(object(nil, js{"name": strLen(1, 200), "status": strEnum(store.CompanyActive, store.CompanySuspended),
+			"plan": strEnum(store.PlanStarter, store.PlanGrowth, store.PlanEnterprise), "rate_limit_per_minute": intRange(1, 1_000_000),
+			"settings": freeObject(), "meta_business_id": strLen(1, 100)})),
 		"User": user, "UserWithKey": userWithKey, "UserPage": page("User"),
-		"UserCreate": strict(object([]string{"email", "name"}, js{"email": str(), "name": str(), "role": js{"type": "string", "enum": store.Roles, "default": store.RoleMember}})),
-		"UserUpdate": strict(object(nil, js{"name": nullable("string"), "role": nullable("string")})),
+		"UserCreate": strict(object([]string{"email", "name"}, js{"email": js{"type": "string", "format": "email", "minLength": 1, "maxLength": 254},
+			"name": strLen(1, 200), "role": js{"type": "string", "enum": store.Roles, "default": store.RoleMember}})),
+		"UserUpdate": strict(object(nil, js{"name": orNull(strLen(1, 200)), "role": js{"type": []string{"string", "null"}, "enum": append(append([]any{}, anySlice(store.Roles)...), nil)}})),
 		"Agent":      agent, "AgentPage": page("Agent"), "AgentCreate": agentCreate, "AgentUpdate": agentUpdate,
-		"Publish": strict(object(nil, js{"country_code": js{"type": "string", "default": "ZA"}})),
+		"Publish": strict(object(nil, js{"country_code": js{"type": "string", "pattern": "^[A-Za-z]{2}$", "default": "ZA", "description": "ISO 3166-1 alpha-2"}})),
 		"Voice":   voice, "VoiceList": arrayOf(ref("Voice")), "VoiceCreate": voiceCreate, "VoiceUpdate": strict(object(nil, voiceCreate["properties"].(js))),
 		"PhoneNumber": phone, "PhoneNumberList": arrayOf(ref("PhoneNumber")), "PhoneNumberPage": page("PhoneNumber"),
-		"PoolNumberCreate": strict(object([]string{"number", "country_code"}, js{"number": str("E.164"), "country_code": str(),
-			"provider_slug": js{"type": "string", "default": "sip_trunk"}, "echo_line": boolean()})),
+		"PoolNumberCreate": strict(object([]string{"number", "country_code"}, js{"number": strLen(1, 32, "E.164 (+ and 7 to 15 digits); spaces, dashes, dots and brackets are ignored"),
+			"country_code":  js{"type": "string", "pattern": "^[A-Za-z]{2}$", "description": "ISO 3166-1 alpha-2"},
+			"provider_slug": js{"type": "string", "minLength": 1, "maxLength": 50, "default": "sip_trunk"}, "echo_line": boolean()})),
 		"PoolNumberUpdate": strict(object(nil, js{"echo_line": boolean()})),
 		"WhatsAppStatus":   object([]string{"id", "number", "whatsapp_status"}, js{"id": integer(), "number": str(), "whatsapp_status": str()}),
 		"Conversation":     conversation, "ConversationDetail": detail, "ConversationPage": page("Conversation"), "TranscriptEntry": entry,
 		"Contact": contact, "ContactDetail": contactDetail, "ContactPage": page("Contact"),
-		"ContactUpdate": strict(object(nil, js{"name": str(), "email": str(), "notes": str(), "tags": arrayOf(str())})),
+		"ContactUpdate": strict(object(nil, js{"name": strLen(0, 200), "email": strLen(0, 254), "notes": strLen(0, 10000), "tags": arrayOf(str())})),
 		"UsageSummary":  summary, "CompanyUsage": summary,
 		"AgentUsage":     object([]string{"agent_id", "period", "voice"}, js{"agent_id": integer(), "period": periodS, "voice": voiceU, "whatsapp": waU}),
 		"DailyUsageList": arrayOf(object([]string{"date", "voice"}, js{"date": date(), "voice": voiceU, "whatsapp": waU})),
 		"Webhook":        webhook, "WebhookList": arrayOf(ref("Webhook")),
 		"WebhookDelivery": webhookDeliverySchema(), "WebhookDeliveryPage": page("WebhookDelivery"),
-		"WebhookCreate": strict(object([]string{"url", "events"}, js{"url": str("https:// endpoint"), "events": arrayOf(strEnum(store.EventTypes...)),
-			"secret": nullable("string")})),
-		"WebhookUpdate": strict(object(nil, js{"url": str(), "events": arrayOf(strEnum(store.EventTypes...)),
-			"status": strEnum(store.WebhookActive, store.WebhookDisabled), "secret": nullable("string")})),
+		"WebhookCreate": strict(object([]string{"url", "events"}, js{"url": webhookURL(), "events": webhookEvents(),
+			"secret": orNull(strLen(8, 256, "signs every delivery (X-CXCO-Signature)"))})),
+		"WebhookUpdate": strict(object(nil, js{"url": webhookURL(), "events": webhookEvents(),
+			"status": strEnum(store.WebhookActive, store.WebhookDisabled), "secret": orNull(strLen(8, 256))})),
 		"Provider":     object([]string{"id", "slug", "name", "type", "status"}, js{"id": integer(), "slug": str(), "name": str(), "type": str(), "status": str(), "config": freeObject()}),
 		"ProviderList": arrayOf(ref("Provider")),
-		"CredentialCreate": strict(object([]string{"company_id", "credentials"}, js{"company_id": integer(),
+		"CredentialCreate": strict(object([]string{"company_id", "credentials"}, js{"company_id": intRange(1, 0),
 			"credentials": js{"type": "object", "additionalProperties": js{"type": "string"}}})),
 		"SIPTrace": object([]string{"conversation_id", "sip_call_id", "kept_until", "items"}, js{"conversation_id": integer(),
 			"sip_call_id": str(), "kept_until": js{"type": []string{"string", "null"}, "format": "date-time", "description": "when the ladder expires; null when there is none"},
@@ -225,8 +252,8 @@ func (s *Server) OpenAPI() js {
 		return js{"description": desc, "content": js{"application/json": js{"schema": ref("Error")}}}
 	}
 	errDesc := map[int]string{400: "Bad request", 401: "Missing or invalid API key", 403: "Wrong key type, a user role below the route's (x-cxco-role), or company suspended",
-		404: "Not found (or another company's)", 409: "Conflict with the resource's state", 413: "Request body over 1 MiB",
-		422: "Validation error", 429: "Rate limit exceeded (see Retry-After)", 503: "Data store or provider unavailable"}
+		404: "Not found (or another company's)", 408: "The request body did not arrive within the read timeout", 409: "Conflict with the resource's state", 413: "Request body over 1 MiB",
+		422: "Validation error", 429: "Rate limit exceeded, or too many requests of this key in progress (see Retry-After)", 503: "Data store or provider unavailable"}
 	for _, rt := range s.routes {
 		op := js{"summary": rt.summary, "tags": []string{rt.tag}, "operationId": opID(rt)}
 		var params []js
@@ -238,7 +265,14 @@ func (s *Server) OpenAPI() js {
 			params = append(params, js{"name": p, "in": "path", "required": true, "schema": js{"type": typ}})
 		}
 		for _, p := range rt.query {
-			params = append(params, js{"name": p.name, "in": "query", "required": p.required, "description": p.desc, "schema": js{"type": p.typ}})
+			sch := js{"type": p.typ}
+			switch {
+			case p.name == "limit":
+				sch["minimum"], sch["maximum"] = 1, maxPageLimit
+			case strings.HasSuffix(p.name, "_date"):
+				sch["format"] = "date"
+			}
+			params = append(params, js{"name": p.name, "in": "query", "required": p.required, "description": p.desc, "schema": sch})
 		}
 		if len(params) > 0 {
 			op["parameters"] = params
@@ -268,7 +302,7 @@ func (s *Server) OpenAPI() js {
 			}
 		}
 		if rt.body != "" {
-			codes = append(codes, 413, 422)
+			codes = append(codes, 408, 413, 422)
 		}
 		for _, code := range codes {
 			resps[strconv.Itoa(code)] = errResp(errDesc[code])
@@ -327,3 +361,20 @@ func opID(rt *route) string {
 }
 
 func (s *Server) openAPI(c *call) (result, error) { return ok(s.OpenAPI()) }
+
+func webhookURL() js {
+	return js{"type": "string", "format": "uri", "minLength": 1, "maxLength": 2000,
+		"description": "https:// endpoint on a public address (no loopback, private, link-local or metadata address, also after DNS)"}
+}
+
+func webhookEvents() js {
+	return js{"type": "array", "items": strEnum(store.EventTypes...), "minItems": 1}
+}
+
+func anySlice[T any](v []T) []any {
+	out := make([]any, len(v))
+	for i, x := range v {
+		out[i] = x
+	}
+	return out
+}

@@ -5,6 +5,7 @@ package control
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -48,6 +49,16 @@ type Options struct {
 	Trunks TrunkRuntime
 	// DefaultTrunkHasPassword says whether the flags gave the default trunk a password.
 	DefaultTrunkHasPassword bool
+	// ReadTimeout bounds how long a request may take to arrive whole, body included
+	// (default 30 s; a slow body gets 408). WriteTimeout bounds writing an API
+	// answer (default 60 s). Both are set per request (http.ResponseController),
+	// the read deadline on every request this handler serves, the write deadline on
+	// API routes only: an Extra handler that streams or takes the connection over
+	// (a websocket) must clear the read deadline itself.
+	ReadTimeout, WriteTimeout time.Duration
+	// KeyConcurrency bounds the API requests one key may have in progress at once
+	// (default 32); more get 429 at once.
+	KeyConcurrency int
 }
 
 // Server serves the API.
@@ -64,6 +75,9 @@ type Server struct {
 	// Shutdown waits for idle connections, which a stream never is).
 	streamsDone chan struct{}
 	closeOnce   sync.Once
+
+	inflightMu sync.Mutex
+	inflight   map[string]int // API requests in progress, per key (principal)
 }
 
 // New builds the control plane.
@@ -71,8 +85,17 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = 30 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 60 * time.Second
+	}
+	if opts.KeyConcurrency <= 0 {
+		opts.KeyConcurrency = 32
+	}
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(), waKick: make(chan struct{}, 1),
-		streamsDone: make(chan struct{})}
+		streamsDone: make(chan struct{}), inflight: map[string]int{}}
 	s.live = &liveHub{st: opts.Store, subs: map[*liveSub]struct{}{}}
 	s.routes = s.table()
 	if err := checkRoutes(s.routes); err != nil {
@@ -95,6 +118,8 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // serve normalises the path (a trailing slash is optional) and answers unknown routes
 // and wrong methods with the JSON error body.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	// A slow body (one byte now and then) cannot hold a connection and a handler.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
 	if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
 		r.URL.Path = strings.TrimRight(p, "/")
 		r.URL.RawPath = ""
@@ -194,6 +219,14 @@ func (s *Server) wrap(rt *route) http.Handler {
 				s.log.Warn("API request failed", "method", r.Method, "path", r.URL.Path, "status", sw.status)
 			}
 		}()
+		if rc := http.NewResponseController(w); rt.stream != nil {
+			// An event stream lasts as long as the client watches: no deadlines (the
+			// read deadline would end it: net/http cancels the request when its
+			// background read fails).
+			_ = rc.SetReadDeadline(time.Time{})
+		} else {
+			_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		}
 		if rt.page != nil {
 			rt.page.ServeHTTP(sw, r)
 			return
@@ -201,12 +234,20 @@ func (s *Server) wrap(rt *route) http.Handler {
 		c := &call{w: sw, r: r, ctx: r.Context(), s: s}
 		if rt.auth != authNone {
 			if e := s.authenticate(c, rt.auth); e != nil {
-				writeError(sw, e)
+				s.fail(sw, r, rt, e, nil)
 				return
 			}
 			if e := s.authorize(c, rt.role); e != nil {
-				writeError(sw, e)
+				s.fail(sw, r, rt, e, nil)
 				return
+			}
+			if rt.stream == nil { // streams are long and idle: not "in progress" work
+				release, e := s.acquire(c)
+				if e != nil {
+					s.fail(sw, r, rt, e, nil)
+					return
+				}
+				defer release()
 			}
 		}
 		if rt.stream != nil {
@@ -217,15 +258,47 @@ func (s *Server) wrap(rt *route) http.Handler {
 		}
 		res, err := rt.h(c)
 		if err != nil {
-			e := toAPIError(err, rt.resource)
-			if e.Status == http.StatusInternalServerError {
-				s.log.Error("API handler error", "route", rt.pattern(), "err", err)
-			}
-			writeError(sw, e)
+			s.fail(sw, r, rt, toAPIError(err, rt.resource), err)
 			return
 		}
 		writeJSON(sw, res.status, res.body)
 	})
+}
+
+// fail answers an error. A client that went away before the answer is recorded
+// as 499 client_closed (nothing is sent, nothing is logged as a failure: the
+// store call it cut short is not the gateway's fault).
+func (s *Server) fail(w *statusWriter, r *http.Request, rt *route, e *apiError, cause error) {
+	// A body read that timed out cancels the request's context too; that client is
+	// still there to be told 408.
+	if r.Context().Err() != nil && e.Type != typeTimeout {
+		w.status = statusClientClosed
+		s.log.Debug("API client went away", "route", rt.pattern(), "error_type", typeClientClosed)
+		return
+	}
+	if e.Status == http.StatusInternalServerError {
+		s.log.Error("API handler error", "route", rt.pattern(), "err", cause)
+	}
+	writeError(w, e)
+}
+
+// acquire takes one of the key's KeyConcurrency slots; release gives it back.
+func (s *Server) acquire(c *call) (release func(), e *apiError) {
+	who := fmt.Sprintf("%s:%d:%d", c.p.Kind, c.p.CompanyID, c.p.UserID)
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	if s.inflight[who] >= s.opts.KeyConcurrency {
+		c.w.Header().Set("Retry-After", "1")
+		return nil, errf(http.StatusTooManyRequests, typeRateLimited, "this key has %d requests in progress already (at most %d at once)", s.inflight[who], s.opts.KeyConcurrency)
+	}
+	s.inflight[who]++
+	return func() {
+		s.inflightMu.Lock()
+		defer s.inflightMu.Unlock()
+		if s.inflight[who]--; s.inflight[who] <= 0 {
+			delete(s.inflight, who)
+		}
+	}, nil
 }
 
 // apiKey reads the key from X-API-Key or Authorization (with an optional Bearer prefix).

@@ -18,13 +18,13 @@ func TestForbiddenAddr(t *testing.T) {
 	}{
 		{"127.0.0.1", true}, {"::1", true}, {"10.1.2.3", true}, {"169.254.169.254", true}, {"100.64.0.1", true},
 		{"::ffff:127.0.0.1", true},
-		{"::127.0.0.1", true},        // IPv4-compatible (deprecated): ::/96
-		{"::a9fe:a9fe", true},        // ::169.254.169.254
-		{"2002:7f00:1::", true},      // 6to4 of 127.0.0.1
-		{"2002:a00:1::1", true},      // 6to4 of 10.0.0.1
-		{"2002:a9fe:a9fe::", true},   // 6to4 of the metadata address
-		{"64:ff9b::7f00:1", true},    // NAT64 well-known prefix
-		{"64:ff9b:1::a00:1", true},   // NAT64 local-use prefix (RFC 8215)
+		{"::127.0.0.1", true},      // IPv4-compatible (deprecated): ::/96
+		{"::a9fe:a9fe", true},      // ::169.254.169.254
+		{"2002:7f00:1::", true},    // 6to4 of 127.0.0.1
+		{"2002:a00:1::1", true},    // 6to4 of 10.0.0.1
+		{"2002:a9fe:a9fe::", true}, // 6to4 of the metadata address
+		{"64:ff9b::7f00:1", true},  // NAT64 well-known prefix
+		{"64:ff9b:1::a00:1", true}, // NAT64 local-use prefix (RFC 8215)
 		{"64:ff9b:1:ffff::5db8:d822", true},
 		{"2001:0:4136:e378::1", true}, // Teredo
 		{"fec0::1", true},             // site-local (deprecated)
