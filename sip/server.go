@@ -365,6 +365,9 @@ func (s *Server) bindAll(binds []bind, port int) error {
 			return fmt.Errorf("sip: listen %s %s: %w", b.network, net.JoinHostPort(b.addr, strconv.Itoa(p)), err)
 		}
 		p = c.LocalAddr().(*net.UDPAddr).Port
+		// A deep receive buffer absorbs bursts while the flood limiter sorts them out
+		// (the kernel caps it at net.core.rmem_max).
+		_ = c.(*net.UDPConn).SetReadBuffer(4 << 20)
 		tcp := "tcp" + b.network[3:]
 		l, err := net.Listen(tcp, net.JoinHostPort(b.addr, strconv.Itoa(p)))
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,9 +48,26 @@ type Config struct {
 	TrunkClientCert    string
 	TrunkClientKey     string
 	// DefaultTrunk is the trunk the --trunk-* flags describe (Validate builds it).
-	DefaultTrunk         store.Trunk
-	MaxCalls             int
-	SIPSourceRate        int
+	DefaultTrunk       store.Trunk
+	MaxCalls           int
+	SIPSourceRate      int
+	SIPGlobalRate      int
+	SIPCallRate        int
+	SIPTCPMaxConns     int
+	SIPTCPPerSource    int
+	SIPTCPReadTimeout  time.Duration
+	SIPTCPIdleTimeout  time.Duration
+	HTTPReadTimeout    time.Duration
+	HTTPWriteTimeout   time.Duration
+	HTTPIdleTimeout    time.Duration
+	APIKeyConcurrency  int
+	SecretKeyFile      string
+	AgencyKeyFile      string
+	TrunkPasswordFile  string
+	ProviderAPIKeyFile string
+	// SecretsOnCommandLine names the secret flags given as command-line arguments
+	// (readable by anyone on the machine in /proc/<pid>/cmdline): serve warns.
+	SecretsOnCommandLine []string
 	RTPTimeout           time.Duration
 	EchoNumber           string
 	JitterMin, JitterMax time.Duration
@@ -179,7 +197,21 @@ func serveFlags(c *Config) *flagSet {
 	fs.str(&c.TrunkClientCert, "trunk-client-cert", "CXCO_TRUNK_CLIENT_CERT", "", "PEM certificate presented to the default trunk over TLS when it asks for one (mutual TLS)")
 	fs.str(&c.TrunkClientKey, "trunk-client-key", "CXCO_TRUNK_CLIENT_KEY", "", "PEM key of --trunk-client-cert")
 	fs.integer(&c.MaxCalls, "max-calls", "CXCO_MAX_CALLS", 1000, "concurrent calls before INVITEs get 503")
-	fs.integer(&c.SIPSourceRate, "sip-source-rate", "CXCO_SIP_SOURCE_RATE", 300, "new SIP requests per second accepted from one source address (burst twice that; 0: no limit); raise it behind a proxy")
+	fs.integer(&c.SIPSourceRate, "sip-source-rate", "CXCO_SIP_SOURCE_RATE", 300, "SIP requests per second accepted from one source address, any method and transport (burst twice that; 0: no limit, and no --sip-global-rate); raise it behind a proxy")
+	fs.integer(&c.SIPGlobalRate, "sip-global-rate", "CXCO_SIP_GLOBAL_RATE", 2000, "SIP requests per second from all sources together, shared fairly between the sources sending (0: no limit)")
+	fs.integer(&c.SIPCallRate, "sip-call-rate", "CXCO_SIP_CALL_RATE", 200, "new INVITEs per second from all sources together; more get 503 with Retry-After (0: no limit)")
+	fs.integer(&c.SIPTCPMaxConns, "sip-tcp-max-conns", "CXCO_SIP_TCP_MAX_CONNS", 0, "open SIP TCP connections at most (0: from the descriptor limit, what --max-calls leaves, at most 4096)")
+	fs.integer(&c.SIPTCPPerSource, "sip-tcp-conns-per-source", "CXCO_SIP_TCP_CONNS_PER_SOURCE", 64, "open SIP TCP connections from one address at most")
+	fs.dur(&c.SIPTCPReadTimeout, "sip-tcp-read-timeout", "CXCO_SIP_TCP_READ_TIMEOUT", 5*time.Second, "a SIP TCP connection's first message, and each message once begun, must arrive whole within this")
+	fs.dur(&c.SIPTCPIdleTimeout, "sip-tcp-idle-timeout", "CXCO_SIP_TCP_IDLE_TIMEOUT", 10*time.Minute, "close a SIP TCP connection silent this long (CRLF keep-alives count)")
+	fs.dur(&c.HTTPReadTimeout, "http-read-timeout", "CXCO_HTTP_READ_TIMEOUT", 30*time.Second, "an HTTP request, body included, must arrive within this (a slow body gets 408)")
+	fs.dur(&c.HTTPWriteTimeout, "http-write-timeout", "CXCO_HTTP_WRITE_TIMEOUT", 60*time.Second, "writing an API answer may take this long")
+	fs.dur(&c.HTTPIdleTimeout, "http-idle-timeout", "CXCO_HTTP_IDLE_TIMEOUT", 2*time.Minute, "close an idle keep-alive HTTP connection after this")
+	fs.integer(&c.APIKeyConcurrency, "api-key-concurrency", "CXCO_API_KEY_CONCURRENCY", 32, "API requests one key may have in progress at once; more get 429")
+	fs.str(&c.SecretKeyFile, "secret-key-file", "CXCO_SECRET_KEY_FILE", "", "read --secret-key from this file (keeps it out of the process's command line)")
+	fs.str(&c.AgencyKeyFile, "agency-key-file", "CXCO_AGENCY_KEY_FILE", "", "read --agency-key from this file")
+	fs.str(&c.TrunkPasswordFile, "trunk-password-file", "CXCO_TRUNK_PASSWORD_FILE", "", "read --trunk-password from this file")
+	fs.str(&c.ProviderAPIKeyFile, "provider-api-key-file", "CXCO_PROVIDER_API_KEY_FILE", "", "read --provider-api-key from this file")
 	fs.dur(&c.RTPTimeout, "rtp-timeout", "CXCO_RTP_TIMEOUT", 30*time.Second, "end a call after this long without RTP (hold excepted)")
 	fs.str(&c.EchoNumber, "echo-number", "CXCO_ECHO_NUMBER", "", "a number that answers every call with the caller's own audio (echo test line)")
 	fs.dur(&c.JitterMin, "jitter-min", "CXCO_JITTER_MIN", 20*time.Millisecond, "jitter buffer minimum depth")
@@ -200,10 +232,48 @@ func serveFlags(c *Config) *flagSet {
 	return fs
 }
 
-// Validate checks the config and fills the derived fields.
+// secretFlags carry secrets: given on the command line they are readable by any
+// user of the machine in /proc/<pid>/cmdline, so serve warns and points to the
+// environment variable or the -file flag.
+var secretFlags = []string{"agency-key", "secret-key", "trunk-password", "provider-api-key"}
+
+// secretsGiven lists the secret flags fs saw on the command line.
+func secretsGiven(fs *flagSet) []string {
+	var out []string
+	fs.Visit(func(f *flag.Flag) {
+		if slices.Contains(secretFlags, f.Name) {
+			out = append(out, "--"+f.Name)
+		}
+	})
+	return out
+}
+
+// Validate checks the config and fills the derived fields (secrets from their
+// files among them).
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for _, sf := range []struct {
+		name, file string
+		dst        *string
+	}{{"secret-key", c.SecretKeyFile, &c.SecretKey}, {"agency-key", c.AgencyKeyFile, &c.AgencyKey},
+		{"trunk-password", c.TrunkPasswordFile, &c.TrunkPassword}, {"provider-api-key", c.ProviderAPIKeyFile, &c.ProviderAPIKey}} {
+		if sf.file == "" {
+			continue
+		}
+		if *sf.dst != "" {
+			bad("--%s and --%s-file are both given: keep one", sf.name, sf.name)
+			continue
+		}
+		b, err := os.ReadFile(sf.file)
+		if err != nil {
+			bad("--%s-file: %v", sf.name, err)
+			continue
+		}
+		if *sf.dst = strings.TrimSpace(string(b)); *sf.dst == "" {
+			bad("--%s-file %s is empty", sf.name, sf.file)
+		}
+	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		bad("--http %q: %v", c.HTTPAddr, err)
 	}
@@ -281,14 +351,22 @@ func (c *Config) Validate() error {
 	if c.MaxCalls < 1 {
 		bad("--max-calls must be at least 1")
 	}
-	if c.SIPSourceRate < 0 {
-		bad("--sip-source-rate must not be negative")
+	for name, v := range map[string]int{"--sip-source-rate": c.SIPSourceRate, "--sip-global-rate": c.SIPGlobalRate,
+		"--sip-call-rate": c.SIPCallRate, "--sip-tcp-max-conns": c.SIPTCPMaxConns} {
+		if v < 0 {
+			bad("%s must not be negative", name)
+		}
+	}
+	if c.SIPTCPPerSource < 1 || c.APIKeyConcurrency < 1 {
+		bad("--sip-tcp-conns-per-source and --api-key-concurrency must be at least 1")
 	}
 	if c.SIPT1 < 10*time.Millisecond || c.SIPT1 > 10*time.Second {
 		bad("--sip-t1 %s: want 10ms to 10s", c.SIPT1)
 	}
 	positive := map[string]time.Duration{"--provider-timeout": c.ProviderTimeout, "--rtp-timeout": c.RTPTimeout,
-		"--transfer-timeout": c.TransferTimeout, "--drain-timeout": c.DrainTimeout, "--webhook-disable-after": c.WebhookDisableAfter}
+		"--transfer-timeout": c.TransferTimeout, "--drain-timeout": c.DrainTimeout, "--webhook-disable-after": c.WebhookDisableAfter,
+		"--sip-tcp-read-timeout": c.SIPTCPReadTimeout, "--sip-tcp-idle-timeout": c.SIPTCPIdleTimeout,
+		"--http-read-timeout": c.HTTPReadTimeout, "--http-write-timeout": c.HTTPWriteTimeout, "--http-idle-timeout": c.HTTPIdleTimeout}
 	for name, d := range positive {
 		if d <= 0 {
 			bad("%s must be positive", name)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,6 +46,8 @@ type observer struct {
 	startedAt      time.Time
 	draining       func() bool // the SIP server's Drain was called
 	activeCalls    func() int  // calls in setup or up
+	sipTCP         func() sip.TCPStats
+	fdLimit        uint64
 	providerStats  func() *bridge.Stats
 	registrations  func() []sip.RegistrationStatus
 	webhookStats   func() webhooks.Stats
@@ -158,6 +161,15 @@ func (o *observer) scrape(w io.Writer) {
 			fmt.Fprintf(w, "cxco_sip_registration_failures{trunk=%q} %d\n", r.Trunk, r.Failures)
 		}
 	}
+	if o.sipTCP != nil {
+		ts := o.sipTCP()
+		gauge("cxco_sip_tcp_connections", "SIP TCP connections open now.", float64(ts.Open))
+		counter("cxco_sip_tcp_accept_errors_total", "SIP TCP accept calls that failed (descriptors exhausted, ...); the listener keeps accepting.", float64(ts.AcceptErrors))
+	}
+	if o.fdLimit > 0 {
+		gauge("process_open_fds", "Open file descriptors.", float64(openFDs()))
+		gauge("process_max_fds", "The descriptor limit (RLIMIT_NOFILE).", float64(o.fdLimit))
+	}
 	if o.providerStats != nil {
 		ps := o.providerStats()
 		fmt.Fprintf(w, "# HELP cxco_provider_messages_total Provider websocket messages, by direction.\n# TYPE cxco_provider_messages_total counter\n")
@@ -201,8 +213,8 @@ func rss() int64 {
 }
 
 // health serves /healthz (the process answers) and /readyz (Redis reachable, SIP
-// listening, not draining): a load balancer or Kubernetes stops sending work to a
-// node that is not ready.
+// listening and accepting, not draining): a load balancer or Kubernetes stops
+// sending work to a node that is not ready.
 func health(st *store.Store, sipSrv *sip.Server, needRegistration bool) (healthz, readyz http.Handler) {
 	healthz = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -216,11 +228,10 @@ func health(st *store.Store, sipSrv *sip.Server, needRegistration bool) (healthz
 		if err := st.Ping(ctx); err != nil {
 			problems = append(problems, "redis unreachable")
 		}
-		if sipSrv == nil || sipSrv.Port() == 0 || sipSrv.Closed() {
+		if sipSrv == nil {
 			problems = append(problems, "sip not listening")
-		}
-		if sipSrv != nil && sipSrv.Draining() {
-			problems = append(problems, "draining")
+		} else {
+			problems = append(problems, sipSrv.Health()...)
 		}
 		if needRegistration && sipSrv != nil {
 			for _, r := range sipSrv.Registrations() {
@@ -231,7 +242,7 @@ func health(st *store.Store, sipSrv *sip.Server, needRegistration bool) (healthz
 		}
 		if len(problems) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, `{"status":"unavailable","problems":["%s"]}`, strings.Join(problems, `","`))
+			_ = json.NewEncoder(w).Encode(map[string]any{"status": "unavailable", "problems": problems})
 			return
 		}
 		fmt.Fprint(w, `{"status":"ready"}`)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -37,6 +39,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := fs.parse(args, getenv); err != nil {
 		return err
 	}
+	cfg.SecretsOnCommandLine = secretsGiven(fs)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -46,6 +49,23 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel).With("node", cfg.NodeID)
 	started := time.Now()
+	for _, f := range cfg.SecretsOnCommandLine {
+		env := fs.env[strings.TrimPrefix(f, "--")]
+		log.Warn(f+" was given on the command line, where any user of this machine can read it (/proc/<pid>/cmdline, ps): pass it in "+env+" or "+f+"-file instead", "flag", f)
+	}
+	if cfg.WebhookAllowInsecure {
+		log.Warn("--webhook-allow-insecure is on: webhooks may target http:// and loopback, private and metadata addresses (SSRF). It is for development and tests; never run it in production")
+	}
+	fdLimit := raiseFDLimit(log)
+	tcpCap := cfg.SIPTCPMaxConns
+	if tcpCap == 0 {
+		var enough bool
+		if tcpCap, enough = sipTCPCap(fdLimit, cfg.MaxCalls); !enough {
+			log.Warn("the descriptor limit is too low for --max-calls: raise it (ulimit -n, LimitNOFILE=, docker --ulimit nofile=)",
+				"fd_limit", fdLimit, "needs_at_least", 3*cfg.MaxCalls+256+32, "max_calls", cfg.MaxCalls)
+		}
+	}
+	log.Info("descriptor limit", "fd_limit", fdLimit, "sip_tcp_max_conns", tcpCap)
 
 	secret := cfg.SecretKey
 	if secret == "" {
@@ -133,11 +153,15 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		TLSAddr: cfg.SIPTLSAddr, TLSCertFile: cfg.SIPTLSCert, TLSKeyFile: cfg.SIPTLSKey, TLSCAFile: cfg.SIPTLSCA,
 		RegisterRetry: cfg.RegisterRetry, FloodRate: sourceRate(cfg.SIPSourceRate), FloodBurst: 2 * cfg.SIPSourceRate,
 		SIPTrace: cfg.SIPTrace, TraceKeep: cfg.SIPTraceKeep, Node: cfg.NodeID,
+		GlobalRate: sourceRate(cfg.SIPGlobalRate), CallRate: sourceRate(cfg.SIPCallRate),
+		TCPMaxConns: tcpCap, TCPMaxConnsPerSource: min(cfg.SIPTCPPerSource, tcpCap),
+		TCPReadTimeout: cfg.SIPTCPReadTimeout, TCPIdleTimeout: cfg.SIPTCPIdleTimeout,
 	})
 	if err != nil {
 		return err
 	}
 	obs.activeCalls, obs.draining, obs.registrations = sipSrv.ActiveCalls, sipSrv.Draining, sipSrv.Registrations
+	obs.sipTCP, obs.fdLimit = sipSrv.TCPStats, fdLimit
 	healthz, readyz := health(st, sipSrv, cfg.ReadyzRegistration)
 
 	// The dashboard's WebRTC test calls: same media engine, provider connector and
@@ -158,12 +182,17 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		WebhookAllowInsecure: cfg.WebhookAllowInsecure, WhatsAppVerifyDelay: cfg.WhatsAppVerifyDelay,
 		Observe: obs.api, Extra: extra, TestCaller: testCalls, Version: version,
 		Trunks: trunkRuntime{sipSrv}, DefaultTrunkHasPassword: cfg.TrunkPassword != "",
+		ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, KeyConcurrency: cfg.APIKeyConcurrency,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return listenError("--http", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// The body's read deadline and the answer's write deadline are set per request
+	// by the control plane (--http-read-timeout, --http-write-timeout), so a handler
+	// that streams can lift them; the headers have their own deadline here.
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.HTTPIdleTimeout,
+		MaxHeaderBytes: 64 << 10, ErrorLog: httpErrorLog(log)}
 	srv.RegisterOnShutdown(api.CloseStreams) // live-call event streams end, so Shutdown need not wait for them
 	// Whatever makes start-up fail from here on (a busy SIP port), the HTTP server
 	// stops with it: the deferred wg.Wait would otherwise wait for it forever.
@@ -372,6 +401,12 @@ func providersimCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 }
 
+// httpErrorLog carries net/http's own messages (accept errors, TLS handshakes)
+// into the structured log.
+func httpErrorLog(log *slog.Logger) *stdlog.Logger {
+	return slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn)
+}
+
 func splitComma(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -382,8 +417,8 @@ func splitComma(s string) []string {
 	return out
 }
 
-// sourceRate maps --sip-source-rate to sip.Options.FloodRate (0 there means the
-// default; a negative rate, no limit).
+// sourceRate maps a --sip-*-rate flag to its sip.Options field (0 there means
+// the default; a negative rate, no limit).
 func sourceRate(perSecond int) float64 {
 	if perSecond == 0 {
 		return -1

@@ -25,6 +25,8 @@ type GatewayOptions struct {
 	SIPAll      bool     // listen on every address (IPv4 and IPv6): --sip :port; only in a loopback-only network namespace
 	Args        []string // more flags
 	Env         []string
+	// Prefix runs the binary under a command, e.g. {"prlimit", "--nofile=256:256"}.
+	Prefix []string
 }
 
 // Gateway is a running `cxco serve` on loopback.
@@ -83,7 +85,12 @@ func startGateway(t testing.TB, o GatewayOptions) (*Gateway, error) {
 		args = append(args, "--provider-url", o.ProviderURL, "--provider-api-key", "test-platform-key")
 	}
 	args = append(args, o.Args...)
-	p := Start(t, Binary(t), o.Env, args...)
+	bin := Binary(t)
+	if len(o.Prefix) > 0 {
+		args = append(append(append([]string{}, o.Prefix[1:]...), bin), args...)
+		bin = o.Prefix[0]
+	}
+	p := Start(t, bin, o.Env, args...)
 	if _, ok := p.waitStdout("API:", 30*time.Second); !ok {
 		p.Kill()
 		return nil, fmt.Errorf("gateway did not start: %s", tail(p.Stderr(), 5))

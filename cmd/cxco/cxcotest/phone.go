@@ -495,10 +495,18 @@ func (p *Phone) Hangup() {
 	}
 	msg := fmt.Sprintf("BYE %s SIP/2.0\r\n%sContent-Length: 0\r\n\r\n", target, p.headers("BYE", p.cseq, true))
 	p.send(msg)
-	select {
-	case <-p.byeOK:
-	case <-time.After(5 * time.Second):
-		p.t.Error("phone: no 200 to our BYE")
+	// RFC 3261 17.1.2.2: over UDP the BYE is resent at T1, doubling to T2, until answered.
+	deadline := time.After(10 * time.Second)
+	for interval := 500 * time.Millisecond; ; interval = min(2*interval, 4*time.Second) {
+		select {
+		case <-p.byeOK:
+			return
+		case <-deadline:
+			p.t.Error("phone: no 200 to our BYE")
+			return
+		case <-time.After(interval):
+			p.send(msg)
+		}
 	}
 }
 
