@@ -81,20 +81,43 @@ func TestKeyConcurrencyCap(t *testing.T) {
 	e := newEnv(t, envOpts{api: func(o *control.Options) { o.KeyConcurrency = 4; o.ReadTimeout = time.Minute }})
 	tn := e.bigTenant("Busy")
 	stop := make(chan struct{})
+	// Five slow requests: four hold the key's slots, the one that comes last is
+	// refused with 429 at once (whichever it is); nothing else asks meanwhile.
+	answered := make(chan int, 5)
 	var conns []net.Conn
-	for range 4 {
-		conns = append(conns, slowPost(t, e.base, tn.userKey, stop))
+	for range 5 {
+		c := slowPost(t, e.base, tn.userKey, stop)
+		conns = append(conns, c)
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			res, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				return
+			}
+			res.Body.Close()
+			answered <- res.StatusCode
+		}()
 	}
-	waitFor(t, 10*time.Second, "the key's 4 slots taken", func() bool {
-		return e.do("GET", "/api/agents/", tn.userKey, nil).Status == http.StatusTooManyRequests
-	})
+	select {
+	case code := <-answered:
+		if code != http.StatusTooManyRequests {
+			t.Fatalf("a slow request was answered %d, want 429 for the fifth", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("five slow requests of one key with a cap of 4: none refused")
+	}
 	r := e.do("GET", "/api/agents/", tn.userKey, nil)
-	isError(t, "5th request", r, 429, "rate_limited", "in progress")
+	isError(t, "a request while 4 are in progress", r, 429, "rate_limited", "in progress")
 	if r.Header.Get("Retry-After") == "" {
 		t.Fatal("no Retry-After")
 	}
 	other := e.must(201, "POST", "/api/users/", tn.compKey, map[string]any{"email": "other@busy.example", "name": "O"}).json(t)["api_key"].(string)
 	e.must(200, "GET", "/api/agents/", other, nil)
+	select {
+	case code := <-answered:
+		t.Fatalf("a second slow request was answered (%d): the four should still hold their slots", code)
+	default:
+	}
 	close(stop)
 	for _, c := range conns {
 		c.Close()

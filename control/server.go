@@ -234,17 +234,17 @@ func (s *Server) wrap(rt *route) http.Handler {
 		c := &call{w: sw, r: r, ctx: r.Context(), s: s}
 		if rt.auth != authNone {
 			if e := s.authenticate(c, rt.auth); e != nil {
-				s.fail(sw, r, rt, e, nil)
+				s.refuse(sw, r, rt, e)
 				return
 			}
 			if e := s.authorize(c, rt.role); e != nil {
-				s.fail(sw, r, rt, e, nil)
+				s.refuse(sw, r, rt, e)
 				return
 			}
 			if rt.stream == nil { // streams are long and idle: not "in progress" work
 				release, e := s.acquire(c)
 				if e != nil {
-					s.fail(sw, r, rt, e, nil)
+					s.refuse(sw, r, rt, e)
 					return
 				}
 				defer release()
@@ -280,6 +280,17 @@ func (s *Server) fail(w *statusWriter, r *http.Request, rt *route, e *apiError, 
 		s.log.Error("API handler error", "route", rt.pattern(), "err", cause)
 	}
 	writeError(w, e)
+}
+
+// refuse answers a request refused before its handler ran. Its body is unread:
+// the connection closes after the answer, so the answer goes out at once rather
+// than after net/http has drained the body (a slow body would hold it for the
+// whole read timeout).
+func (s *Server) refuse(w *statusWriter, r *http.Request, rt *route, e *apiError) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
+	s.fail(w, r, rt, e, nil)
 }
 
 // acquire takes one of the key's KeyConcurrency slots; release gives it back.
