@@ -340,7 +340,7 @@ func mediaBanner(w io.Writer, def *store.Trunk) {
 
 func providersimCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	var addr, keys, accounts, hooks, interruption, endCall, patch, signedBase, logFormat, logLevel string
-	fs := newFlagSet("providersim", "Usage: cxco providersim [flags]\n\nRuns a local stand-in for the ElevenLabs Agents platform (REST and the conversation websocket),\nwritten from the provider's published contract; see bridge/elevenlabssim.")
+	fs := newFlagSet("providersim", "Usage: cxco providersim [flags]\n\nRuns a local stand-in for the ElevenLabs Agents platform (REST and the conversation websocket),\nwritten from the provider's published contract; see bridge/elevenlabs/elevenlabssim.")
 	fs.SetOutput(stderr)
 	fs.str(&addr, "listen", "CXCO_PROVIDERSIM_ADDR", "127.0.0.1:8090", "listen address")
 	fs.str(&keys, "api-keys", "CXCO_PROVIDERSIM_API_KEYS", "", "comma-separated xi-api-key values to accept, each its own account (default: any non-empty key, each its own account)")

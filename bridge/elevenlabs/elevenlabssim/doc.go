@@ -6,7 +6,7 @@
 // It is written from the provider's published material, never from our client
 // (it does not import it): the AsyncAPI contract of the websocket
 // (elevenlabs/packages, packages/types/schemas/agent.asyncapi.yaml; a copy with its
-// licence is in contract/), the Agents platform docs (Agent authentication,
+// licence is in ../contract), the Agents platform docs (Agent authentication,
 // Tools: client tools, system tools, end call, transfer to number, "Agent tools
 // deprecation", Events), and the official SDKs (elevenlabs-python's conversation.py
 // and its generated request models; @elevenlabs/client's BaseConversation). Each
