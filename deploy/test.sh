@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the gateway. Installs what the tests need from Debian packages
 # when it is missing (redis-server, sip-tester, chromium for the dashboard's browser
-# tests, kamailio for the scale-out tests), and fails — never skips — when it cannot.
+# tests, kamailio for the scale-out tests, espeak-ng for the speech the audio quality
+# tests send), and fails — never skips — when it cannot.
 # `./deploy/test.sh --help` says what each part runs; flags run some parts only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,8 @@ Runs the gateway's tests. With no part flag it runs every part, in this order
 
 Before the tests it installs, with apt-get (sudo when not root), whichever of
 these Debian packages is missing: redis-server, sip-tester (sipp), libopus0,
-libspandsp2, kamailio, kamailio-tls-modules, baresip-core, tshark (dumpcap), chromium. --no-install skips that step (the tests then fail, never skip, when a
+libspandsp2, kamailio, kamailio-tls-modules, baresip-core, tshark (dumpcap), chromium, espeak-ng.
+--no-install skips that step (the tests then fail, never skip, when a
 tool is missing).
 
 Environment: CXCO_ARTIFACTS (where browser screenshots go), CXCO_CHROMIUM (a
@@ -60,6 +62,10 @@ if want unit || want e2e || want browser; then
   # libspandsp (what baresip's g722 module uses).
   ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0 ' || need+=(libopus0)
   ldconfig -p 2>/dev/null | grep -q 'libspandsp\.so\.2 ' || need+=(libspandsp2)
+fi
+if want unit || want e2e; then
+  # speech for the audio quality tests (media/plc, media/jitter, the impaired network)
+  command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 fi
 if want e2e; then
   # baresip calls the gateway with SRTP, G.722 and Opus (and over TLS, below);

@@ -22,15 +22,26 @@
 // packet needed plus headroom (by repeating audio in front of the next
 // frame), and keeps that for LateHold (16 s) after the last packet that
 // needed it: a sender's delay spikes recur. It shrinks slowly by skipping
-// audio, preferably silence, so the cadence of Pop never changes. Lost audio is concealed by repeating
-// the last frame attenuated, fading to silence over three frames.
+// audio, preferably silence, so the cadence of Pop never changes.
+//
+// Audio missing at its playout time (lost, or not yet arrived), and audio
+// inserted to grow the depth, is concealed by pitch waveform repetition after
+// ITU-T G.711 Appendix I (media/plc, at the buffer's rate: 8 kHz G.711, 16 kHz
+// G.722 or Opus): the buffer keeps the last 64 ms it played and decodes it only
+// when a loss starts, and when the audio after a gap is already in the ring the
+// concealment runs into it (plc's LostBefore), so received audio leaves the
+// buffer as it came. Options.Concealment selects the older repeat-and-fade, or
+// silence, instead.
 //
 // A Buffer is not safe for concurrent use; its owner serialises Push and Pop.
 package jitter
 
 import (
+	"fmt"
 	"math"
 	"time"
+
+	"github.com/cxco/gateway/media/plc"
 )
 
 // Audio format constants of the default (8 kHz) buffer.
@@ -39,6 +50,40 @@ const (
 	FrameSamples  = 160 // samples (bytes) in one output frame at 8 kHz
 	FrameDuration = 20 * time.Millisecond
 )
+
+// Concealment is how audio missing at its playout time is filled.
+type Concealment uint8
+
+// Concealments.
+const (
+	// ConcealPitch repeats the last pitch periods, after ITU-T G.711
+	// Appendix I (media/plc); the default.
+	ConcealPitch Concealment = iota
+	// ConcealFade repeats the last frame, fading to silence over 60 ms (the
+	// buffer's concealment before ConcealPitch; kept for comparison).
+	ConcealFade
+	// ConcealSilence plays silence.
+	ConcealSilence
+)
+
+var concealmentNames = [...]string{"pitch", "fade", "silence"}
+
+func (c Concealment) String() string {
+	if int(c) < len(concealmentNames) {
+		return concealmentNames[c]
+	}
+	return fmt.Sprintf("Concealment(%d)", int(c))
+}
+
+// ParseConcealment reads a Concealment by its name: pitch, fade or silence.
+func ParseConcealment(s string) (Concealment, error) {
+	for i, n := range concealmentNames {
+		if s == n {
+			return Concealment(i), nil
+		}
+	}
+	return 0, fmt.Errorf("jitter: concealment %q: want pitch, fade or silence", s)
+}
 
 // Sample is what the buffer holds: G.711 bytes or 16-bit PCM.
 type Sample interface{ ~uint8 | ~int16 }
@@ -85,6 +130,8 @@ type Options[T Sample] struct {
 	// ShrinkHold is how long the depth must have been too large before
 	// audio that is not silence is skipped to shrink it; default 2 s.
 	ShrinkHold time.Duration
+	// Concealment fills missing audio; default ConcealPitch.
+	Concealment Concealment
 }
 
 func (o *Options[T]) defaults() {
@@ -184,8 +231,15 @@ type Stats struct {
 	Inserted time.Duration // audio inserted to grow the depth
 	Skipped  time.Duration // audio skipped to shrink the depth
 
+	// LossRuns counts the runs of consecutive Concealed frames:
+	// Concealed/LossRuns is the mean loss burst, in frames.
+	LossRuns uint64
+	// LateAudio is the audio of late packets that was dropped.
+	LateAudio time.Duration
+
 	Depth    time.Duration // current depth
 	MaxDepth time.Duration // largest depth so far
+	AvgDepth time.Duration // mean depth over the frames popped
 	Target   time.Duration // depth the buffer is adapting to
 }
 
@@ -234,12 +288,19 @@ type Buffer[T Sample] struct {
 	farLate          int
 
 	// concealment and adaptation state
-	prev        []T // last frame popped
-	plc         []int16
+	played      []T // the last samples played, a ring of playedMask+1; playedW is where the next goes
+	playedW     int64
+	playedMask  int64
+	playedLin   []T
+	playedPCM   []int16
+	plc         *plc.Concealer // ConcealPitch
+	rep         []int16        // ConcealFade: the frame repeated
 	pcm         []int16
+	ahead       []int16 // received audio after a gap at the frame's end
 	enc         []T
 	fill        []bool
-	fillRun     int // fill samples in the current run of concealment
+	fillRun     int   // fill samples in the current run of concealment
+	depthSum    int64 // ns of depth summed over the frames popped
 	excessSince int64
 	lastShrink  int64
 
@@ -255,6 +316,9 @@ type Buffer[T Sample] struct {
 	nlost     int
 	run       tsRange
 	runFrames uint64
+	// concealedEnd is where the last frame counted as concealment ended: the
+	// next one starting there continues its run (Stats.LossRuns).
+	concealedEnd int64
 
 	stats Stats
 }
@@ -307,9 +371,13 @@ func New[T Sample](opts Options[T]) *Buffer[T] {
 		blockShift: blockShift,
 		maxPayload: maxPayload,
 		fadeLen:    3 * frame,
-		prev:       make([]T, frame),
-		plc:        make([]int16, frame),
+		played:     make([]T, 32*rate/1000*2), // 64 ms: ≥ plc's 48.75 ms, a power of two
+		playedMask: 32*rate/1000*2 - 1,
+		playedLin:  make([]T, 32*rate/1000*2),
+		playedPCM:  make([]int16, 32*rate/1000*2),
+		rep:        make([]int16, frame),
 		pcm:        make([]int16, frame),
+		ahead:      make([]int16, frame),
 		enc:        make([]T, frame),
 		fill:       make([]bool, frame),
 		ring:       make([]T, size),
@@ -321,6 +389,9 @@ func New[T Sample](opts Options[T]) *Buffer[T] {
 		qlen:       qlen,
 		qmask:      qlen - 1,
 		hist:       make([]uint32, int(opts.Max/time.Millisecond)+2),
+	}
+	if opts.Concealment == ConcealPitch {
+		b.plc = plc.MustNew(int(rate))
 	}
 	return b
 }
@@ -346,6 +417,9 @@ func (b *Buffer[T]) Stats() Stats {
 	s.Depth = b.Depth()
 	if b.started {
 		s.Target = time.Duration(b.target())
+	}
+	if s.Frames > 0 {
+		s.AvgDepth = time.Duration(b.depthSum / int64(s.Frames))
 	}
 	return s
 }
@@ -428,6 +502,7 @@ func (b *Buffer[T]) Push(pk Packet[T]) Result {
 	}
 	if end <= b.p {
 		b.stats.Late++
+		b.stats.LateAudio += time.Duration(n * b.sampleNS)
 		b.grewLate(at, transit)
 		return Late
 	}
@@ -437,6 +512,7 @@ func (b *Buffer[T]) Push(pk Packet[T]) Result {
 		b.stats.Late++
 		b.grewLate(at, transit)
 		skip = b.p - start
+		b.stats.LateAudio += time.Duration(skip * b.sampleNS)
 		res = Late
 	}
 	if skip == 0 && b.allHave(start, end) {
@@ -471,8 +547,11 @@ func (b *Buffer[T]) resync(pk Packet[T], at int64) {
 	b.lastShrink = at
 	b.newestEnd = b.p + int64(len(pk.Payload))
 	b.nlost, b.runFrames, b.run = 0, 0, tsRange{}
-	for i := range b.prev {
-		b.prev[i] = b.codec.Silence()
+	for i := range b.played {
+		b.played[i] = b.codec.Silence()
+	}
+	if b.plc != nil {
+		b.plc.Reset()
 	}
 	b.measure(at, 0)
 	b.write(b.p, pk.Payload, at)
@@ -489,6 +568,7 @@ func (b *Buffer[T]) lostBefore(start, end, skipped int64) {
 		gone := tsRange{lost.from, min(end, b.p)} // lost, or played before this packet came
 		if k := (b.run.overlap(gone) + b.frame - 1) / b.frame; k > 0 {
 			b.stats.Concealed += uint64(min(uint64(k), b.runFrames))
+			b.countRun(max(b.run.from, gone.from), min(b.run.to, gone.to))
 		}
 		b.runFrames, b.run = 0, tsRange{}
 	}
@@ -510,6 +590,7 @@ func (b *Buffer[T]) concealed(from, to int64) {
 		for i := range b.nlost {
 			if b.lost[i].overlap(f) > 0 {
 				b.stats.Concealed++
+				b.countRun(from, to)
 				return
 			}
 		}
@@ -520,6 +601,15 @@ func (b *Buffer[T]) concealed(from, to int64) {
 	}
 	b.run.to = to
 	b.runFrames++
+}
+
+// countRun counts concealment of [from, to) as a new run of loss unless it
+// continues the last one.
+func (b *Buffer[T]) countRun(from, to int64) {
+	if from != b.concealedEnd {
+		b.stats.LossRuns++
+	}
+	b.concealedEnd = to
 }
 
 // expireLost forgets lost ranges already played.
@@ -810,8 +900,9 @@ func (b *Buffer[T]) Pop(now time.Time, dst []T) (Frame, bool) {
 	// Render: ins filled samples, then ring samples (missing ones filled).
 	newest := int64(0)
 	fills := int64(0)
-	if ins == 0 && b.allHave(b.p, b.p+b.frame) {
-		// Fast path: the whole frame was received.
+	if ins == 0 && (b.plc == nil || !b.plc.Concealing()) && b.allHave(b.p, b.p+b.frame) {
+		// Fast path: the whole frame was received (and no concealment
+		// needs to overlap it).
 		i := b.p & b.mask
 		n := copy(dst, b.ring[i:])
 		copy(dst[n:], b.ring)
@@ -840,8 +931,10 @@ func (b *Buffer[T]) Pop(now time.Time, dst []T) (Frame, bool) {
 			fills++
 		}
 	}
+	if fills > 0 || b.plc != nil && b.plc.Concealing() {
+		b.conceal(dst, b.p+b.frame-ins)
+	}
 	if fills > 0 {
-		b.conceal(dst)
 		f.Concealed = true
 		if fills > ins {
 			b.concealed(b.p, b.p+b.frame-ins)
@@ -862,18 +955,105 @@ done:
 	b.offset += ins * b.sampleNS
 	b.stats.Inserted += time.Duration(ins * b.sampleNS)
 	b.stats.Frames++
-	if d := time.Duration(b.offset - b.base()); d > b.stats.MaxDepth {
-		b.stats.MaxDepth = d
+	d := b.offset - b.base()
+	b.depthSum += d
+	if time.Duration(d) > b.stats.MaxDepth {
+		b.stats.MaxDepth = time.Duration(d)
 	}
-	copy(b.prev[:], dst)
+	b.remember(dst)
 	return f, true
 }
 
-// conceal fills the marked samples of dst with the frame before the current
+// remember keeps a popped frame in the ring of played samples.
+func (b *Buffer[T]) remember(frame []T) {
+	n := copy(b.played[b.playedW:], frame)
+	copy(b.played, frame[n:])
+	b.playedW = (b.playedW + int64(len(frame))) & b.playedMask
+}
+
+// lastPlayed copies the last len(dst) samples played into dst, oldest first.
+func (b *Buffer[T]) lastPlayed(dst []T) {
+	start := (b.playedW - int64(len(dst))) & b.playedMask
+	n := copy(dst, b.played[start:])
+	copy(dst[n:], b.played)
+}
+
+// conceal fills the marked samples of dst; next is the ring position of the
+// sample after the frame.
+func (b *Buffer[T]) conceal(dst []T, next int64) {
+	switch b.opt.Concealment {
+	case ConcealPitch:
+		b.concealPitch(dst, next)
+	case ConcealFade:
+		b.concealFade(dst)
+	default:
+		silence := b.codec.Silence()
+		for i := range b.frame {
+			if b.fill[i] {
+				dst[i] = silence
+			}
+		}
+	}
+}
+
+// concealPitch fills the marked samples of dst by pitch repetition (media/plc).
+// The concealer gets the played history only when a loss starts; received
+// samples go through it only while it overlaps the end of a loss, and only
+// those it changed are encoded again.
+func (b *Buffer[T]) concealPitch(dst []T, next int64) {
+	c := b.plc
+	if !c.Concealing() {
+		n := c.HistoryLen()
+		b.lastPlayed(b.playedLin[:n])
+		b.codec.Decode(b.playedPCM[:n], b.playedLin[:n])
+		c.History(b.playedPCM[:n])
+	}
+	b.codec.Decode(b.pcm, dst[:b.frame])
+	for i := int64(0); i < b.frame; {
+		j := i + 1
+		for j < b.frame && b.fill[j] == b.fill[i] {
+			j++
+		}
+		switch {
+		case b.fill[i]:
+			c.LostBefore(b.pcm[i:j], b.after(j, next))
+			b.codec.Encode(b.enc[i:j], b.pcm[i:j])
+			copy(dst[i:j], b.enc[i:j])
+		case c.Concealing():
+			c.Good(b.pcm[i:j])
+			b.codec.Encode(b.enc[i:j], b.pcm[i:j])
+			copy(dst[i:j], b.enc[i:j])
+		}
+		i = j
+	}
+}
+
+// after returns the received samples that follow a gap ending at frame
+// sample j: the rest of the frame's received run, or, for a gap that reaches
+// the frame's end, what the ring holds from next on (decoded); nil if none.
+func (b *Buffer[T]) after(j int64, next int64) []int16 {
+	if j < b.frame {
+		k := j
+		for k < b.frame && !b.fill[k] {
+			k++
+		}
+		return b.pcm[j:k]
+	}
+	n := int64(0)
+	for n < b.frame && b.has(next+n) {
+		b.enc[n] = b.ring[(next+n)&b.mask]
+		n++
+	}
+	b.codec.Decode(b.ahead[:n], b.enc[:n])
+	return b.ahead[:n]
+}
+
+// concealFade fills the marked samples of dst with the frame before the current
 // run of concealment, attenuated linearly to silence over fadeLen samples.
-func (b *Buffer[T]) conceal(dst []T) {
+func (b *Buffer[T]) concealFade(dst []T) {
 	if b.fillRun == 0 {
-		b.codec.Decode(b.plc[:], b.prev[:])
+		b.lastPlayed(b.enc)
+		b.codec.Decode(b.rep, b.enc)
 	}
 	silence := b.codec.Silence()
 	for i := range b.frame {
@@ -885,7 +1065,7 @@ func (b *Buffer[T]) conceal(dst []T) {
 		if g <= 0 {
 			b.pcm[i] = 0
 		} else {
-			b.pcm[i] = int16(float32(b.plc[i]) * g)
+			b.pcm[i] = int16(float32(b.rep[i]) * g)
 		}
 		b.fillRun++
 	}
