@@ -17,6 +17,7 @@ import (
 
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
+	"github.com/cxco/gateway/media/jitter"
 	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
@@ -28,8 +29,10 @@ type TestCallOptions struct {
 	Connector sip.Connector
 	Store     *store.Store
 	Wheel     *clock.Wheel // the media engine's clock wheel
-	// JitterMin/JitterMax configure every call's jitter buffer (as --jitter-min/max).
+	// JitterMin/JitterMax and Concealment configure every call's jitter buffer
+	// (as --jitter-min/max and --plc).
 	JitterMin, JitterMax time.Duration
+	Concealment          jitter.Concealment
 	// PublicIP is the address our ICE candidates carry (--public-ip). A loopback
 	// address keeps ICE on loopback (tests, one machine); an address of this
 	// machine restricts ICE to it; any other address is taken as a 1:1 NAT in
@@ -268,5 +271,6 @@ func (tc *TestCalls) Close() {
 
 // streamOptions are a call's media options, as for phone calls.
 func (tc *TestCalls) streamOptions(log *slog.Logger) media.Options {
-	return media.Options{Logger: log, Wheel: tc.opt.Wheel, JitterMin: tc.opt.JitterMin, JitterMax: tc.opt.JitterMax}
+	return media.Options{Logger: log, Wheel: tc.opt.Wheel, JitterMin: tc.opt.JitterMin, JitterMax: tc.opt.JitterMax,
+		Concealment: tc.opt.Concealment}
 }

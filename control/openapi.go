@@ -144,7 +144,11 @@ func schemas() js {
 		"status":     strEnum(store.ConvInProgress, store.ConvCompleted, store.ConvTransferred, store.ConvFailed, store.ConvCancelled),
 		"end_reason": nullable("string"), "call_successful": nullable("boolean"), "sip_refer_destination": nullable("string"),
 		"sip_refer_seconds": integer(), "transcript_summary": nullable("string"), "source": str(),
-		"external_conversation_id": nullable("string"), "contact_id": integer(), "created_at": dateTime()})
+		"external_conversation_id": nullable("string"), "contact_id": integer(), "created_at": dateTime(),
+		"audio_quality": js{"type": "object", "required": []string{"mos", "r_factor", "rating", "poor"},
+			"description": "the caller's audio as the ITU-T G.107 E-model rates it (set when a call with media ends; detail in metadata_.rtp)",
+			"properties": js{"mos": js{"type": "number"}, "r_factor": js{"type": "number"},
+				"rating": strEnum("best", "high", "medium", "low", "poor"), "poor": js{"type": "boolean"}}}})
 	entry := object([]string{"role", "message", "timestamp"}, js{"role": strEnum("agent", "user", "system"), "message": str(),
 		"timestamp": js{"type": "number", "description": "seconds since the call was answered"}})
 	detail := object(nil, js{})

@@ -130,14 +130,15 @@ func (s sink) String() string { return "Sink" }
 // inboundChain is the path of a popped jitter-buffer frame to the consumer:
 // G.711 bytes in w.wire, or for a wideband codec 16 kHz PCM in w.pcm16.
 type inboundChain struct {
-	codec  wireCodec
-	stages []stage
+	codec   wireCodec
+	conceal jitter.Concealment
+	stages  []stage
 }
 
 // buildInbound builds the inbound chain: the wire codec, then whatever the
 // consumer's format needs, then the sink. A wideband codec was decoded before
 // the jitter buffer; its 16 kHz PCM goes to a pcm_16000 consumer as it is.
-func buildInbound(codec wireCodec, c Consumer) inboundChain {
+func buildInbound(codec wireCodec, conceal jitter.Concealment, c Consumer) inboundChain {
 	var st []stage
 	switch {
 	case codec.wideband() && c.Format != FormatPCM16k:
@@ -149,7 +150,7 @@ func buildInbound(codec wireCodec, c Consumer) inboundChain {
 		st = append(st, transcode{alaw, ulaw})
 	}
 	st = append(st, sink{c.Format, c.Sink})
-	return inboundChain{codec: codec, stages: st}
+	return inboundChain{codec: codec, conceal: conceal, stages: st}
 }
 
 func (c inboundChain) run(w *work) {
@@ -162,9 +163,9 @@ func (c inboundChain) run(w *work) {
 func (c inboundChain) String() string {
 	var b strings.Builder
 	if c.codec.wideband() {
-		b.WriteString("RTP(" + c.codec.String() + ") -> " + c.codec.String() + "(decode) -> Jitter(16kHz)")
+		b.WriteString("RTP(" + c.codec.String() + ") -> " + c.codec.String() + "(decode) -> Jitter(16kHz)+PLC(" + c.conceal.String() + ")")
 	} else {
-		b.WriteString("RTP(" + c.codec.String() + ") -> Jitter")
+		b.WriteString("RTP(" + c.codec.String() + ") -> Jitter+PLC(" + c.conceal.String() + ")")
 	}
 	for _, s := range c.stages {
 		b.WriteString(" -> " + s.String())

@@ -317,6 +317,21 @@ func TestEchoThroughImpairments(t *testing.T) {
 			if lo, hi := r.dropped-2, r.dropped+int(st.Late)+2; r.concealed < lo || r.concealed > hi {
 				t.Errorf("concealed %d frames, want %d..%d (lost %d, late %d)", r.concealed, lo, hi, r.dropped, st.Late)
 			}
+			// The same losses, as lost audio in runs and as the E-model's Ppl.
+			if st.LossRuns == 0 || st.LossRuns > st.Concealed {
+				t.Errorf("%d concealed frames in %d runs", st.Concealed, st.LossRuns)
+			}
+			q := st.Quality
+			want := float64(r.dropped+int(st.Late)) / float64(st.Expected)
+			if math.Abs(q.Loss-want) > 1e-9 || q.BurstR < 1 || q.Delay < 40*time.Millisecond || q.Delay > 160*time.Millisecond {
+				t.Errorf("quality %+v: loss want %.4f, burst ≥ 1, delay 20 ms + depth", q, want)
+			}
+			// 2-4% loss with concealment costs G.711 7-12 points of R (G.107);
+			// late drops on a busy machine can add some.
+			if q.R < 50 || q.R > 90 || q.MOS > 4.35 {
+				t.Errorf("R %.1f MOS %.2f for %.1f%% loss", q.R, q.MOS, 100*q.Loss)
+			}
+			t.Logf("quality: R %.1f, MOS %.2f, loss %.2f%%, burst ratio %.2f, delay %v", q.R, q.MOS, 100*q.Loss, q.BurstR, q.Delay)
 		})
 	}
 }

@@ -75,12 +75,13 @@ func (in *inbound) init(s *Stream, codec wireCodec, dec wbDecoder, c Consumer, n
 	in.mu.Lock() // Stats may read meanwhile
 	defer in.mu.Unlock()
 	if codec.wideband() {
-		in.wb = jitter.New(jitter.Options[int16]{Codec: jitter.PCM{}, SampleRate: 16000, Min: s.opt.JitterMin, Max: s.opt.JitterMax})
+		in.wb = jitter.New(jitter.Options[int16]{Codec: jitter.PCM{}, SampleRate: 16000, Min: s.opt.JitterMin, Max: s.opt.JitterMax,
+			Concealment: s.opt.Concealment})
 		in.dec = dec
 	} else {
 		in.jb = jitter.New(s.jitterOptions(codec.law()))
 	}
-	in.chain = buildInbound(codec, c)
+	in.chain = buildInbound(codec, s.opt.Concealment, c)
 	in.rate = int64(codec.clockRate())
 	in.lastRecv = now
 	in.t0 = now

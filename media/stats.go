@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cxco/gateway/media/jitter"
+	"github.com/cxco/gateway/media/quality"
 )
 
 // Stats are a stream's counters, per RFC 3550 where it defines them.
@@ -39,6 +40,16 @@ type Stats struct {
 
 	JitterDepth    time.Duration // now
 	JitterDepthMax time.Duration
+	JitterDepthAvg time.Duration // mean over the frames played
+
+	// LossRuns counts the runs of consecutive Concealed frames (loss bursts);
+	// LateAudio is the audio of packets the jitter buffer dropped as too late.
+	LossRuns  uint64
+	LateAudio time.Duration
+
+	// Quality is the ITU-T G.107 E-model's estimate of the inbound audio
+	// (see Quality); zero before any audio was received.
+	Quality Quality
 
 	Digits uint64
 
@@ -92,7 +103,9 @@ func (s *Stream) Stats() Stats {
 		j = in.wb.Stats()
 	}
 	st.Duplicates = in.dupDecoded
+	conceal := jitter.ConcealPitch
 	if in.jb != nil || in.wb != nil {
+		conceal = s.opt.Concealment
 		st.Late = j.Late
 		st.Duplicates += j.Duplicate
 		st.OutOfOrder = j.Reordered
@@ -100,6 +113,9 @@ func (s *Stream) Stats() Stats {
 		st.Resyncs = j.Resyncs
 		st.JitterDepth = j.Depth
 		st.JitterDepthMax = j.MaxDepth
+		st.JitterDepthAvg = j.AvgDepth
+		st.LossRuns = j.LossRuns
+		st.LateAudio = j.LateAudio
 	}
 	in.mu.Unlock()
 
@@ -124,7 +140,42 @@ func (s *Stream) Stats() Stats {
 	st.RemoteBye = c.bye
 	st.Remote = c.remote
 	c.mu.Unlock()
+	st.Quality = st.quality(conceal)
 	return st
+}
+
+// Quality is the E-model's (ITU-T G.107, media/quality) rating of what the
+// caller's audio suffered on its way to the gateway's jitter buffer and in it.
+type Quality struct {
+	R   float64 // transmission rating, 0..100
+	MOS float64 // conversational quality estimate, 1..4.5
+	// Delay is the one-way delay the rating counts: half the RTCP round trip
+	// (when the far end sends reports), the 20 ms of a packet, and the jitter
+	// buffer's mean depth.
+	Delay time.Duration
+	// Loss is the share of the caller's packets lost or dropped as late, and
+	// BurstR how bursty the losses were (1: random).
+	Loss, BurstR float64
+}
+
+// quality rates the stream's inbound audio; zero before any was received.
+func (st Stats) quality(conceal jitter.Concealment) Quality {
+	if st.Expected == 0 || st.Frames == 0 {
+		return Quality{}
+	}
+	lost := float64(max(st.CumulativeLost, 0)) + float64(st.Late)
+	q := Quality{Loss: min(lost/float64(st.Expected), 1)}
+	q.BurstR = quality.BurstRatio(float64(st.Concealed), float64(st.LossRuns), float64(st.Expected))
+	q.Delay = st.Remote.RTT/2 + frameDur + st.JitterDepthAvg
+	codec := quality.G711PLC
+	if conceal != jitter.ConcealPitch {
+		// G.113 rates G.711 with Appendix I's concealment and without any;
+		// repeat-and-fade is not rated, and counts as without.
+		codec = quality.G711
+	}
+	q.R = quality.R(quality.Impairments{Delay: q.Delay, Loss: q.Loss, BurstR: q.BurstR, Codec: codec})
+	q.MOS = quality.MOS(q.R)
+	return q
 }
 
 // LogValue logs the figures an operator looks at after a call.
@@ -140,7 +191,10 @@ func (st Stats) LogValue() slog.Value {
 		slog.Uint64("duplicates", st.Duplicates),
 		slog.Uint64("out_of_order", st.OutOfOrder),
 		slog.Uint64("concealed", st.Concealed),
+		slog.Duration("late_audio", st.LateAudio),
+		slog.Duration("jitter_depth_avg", st.JitterDepthAvg),
 		slog.Duration("jitter_depth_max", st.JitterDepthMax),
+		slog.Float64("mos", float64(int(st.Quality.MOS*100+0.5))/100),
 		slog.Uint64("digits", st.Digits),
 		slog.Uint64("queue_dropped", st.QueueDropped),
 		slog.Uint64("srtp_failed", st.SRTPFailed),

@@ -34,6 +34,9 @@ type Options struct {
 	// JitterMin and JitterMax bound the jitter buffer's depth; defaults
 	// 20 ms and 120 ms.
 	JitterMin, JitterMax time.Duration
+	// Concealment fills audio missing at its playout time; default
+	// jitter.ConcealPitch (G.711 Appendix I).
+	Concealment jitter.Concealment
 	// QueueMax bounds the outbound queue; default 20 s of audio. When it
 	// is full the oldest audio is dropped and counted.
 	QueueMax time.Duration
@@ -364,7 +367,7 @@ func (s *Stream) LastReceived() time.Time {
 }
 
 // InboundChain describes the inbound path, e.g.
-// "RTP(PCMU) -> Jitter -> PCMU(decode) -> Resample(8000->16000) -> Sink".
+// "RTP(PCMU) -> Jitter+PLC(pitch) -> PCMU(decode) -> Resample(8000->16000) -> Sink".
 func (s *Stream) InboundChain() string {
 	if !s.started.Load() {
 		return ""
@@ -436,5 +439,6 @@ func unmap(a netip.AddrPort) netip.AddrPort {
 
 // jitterOptions builds the jitter buffer's options.
 func (s *Stream) jitterOptions(wire law) jitter.Options[byte] {
-	return jitter.Options[byte]{Codec: jitterCodec{wire}, Min: s.opt.JitterMin, Max: s.opt.JitterMax}
+	return jitter.Options[byte]{Codec: jitterCodec{wire}, Min: s.opt.JitterMin, Max: s.opt.JitterMax,
+		Concealment: s.opt.Concealment}
 }

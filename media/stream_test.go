@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxco/gateway/media/jitter"
 	"github.com/cxco/gateway/media/sdp"
 	"github.com/pion/rtp"
 )
@@ -78,21 +79,22 @@ func TestChains(t *testing.T) {
 	tests := []struct {
 		codec   string
 		format  Format
+		conceal jitter.Concealment
 		in, out string
 	}{
-		{"PCMU", FormatULaw8k, "RTP(PCMU) -> Jitter -> Sink",
+		{"PCMU", FormatULaw8k, jitter.ConcealPitch, "RTP(PCMU) -> Jitter+PLC(pitch) -> Sink",
 			"Play(ulaw_8000) -> Frame(20ms) -> Queue -> Pacer -> RTP(PCMU)"},
-		{"PCMA", FormatULaw8k, "RTP(PCMA) -> Jitter -> PCMA->PCMU -> Sink",
+		{"PCMA", FormatULaw8k, jitter.ConcealFade, "RTP(PCMA) -> Jitter+PLC(fade) -> PCMA->PCMU -> Sink",
 			"Play(ulaw_8000) -> Frame(20ms) -> PCMU->PCMA -> Queue -> Pacer -> RTP(PCMA)"},
-		{"PCMU", FormatPCM16k, "RTP(PCMU) -> Jitter -> PCMU(decode) -> Resample(8000->16000) -> Sink",
+		{"PCMU", FormatPCM16k, jitter.ConcealSilence, "RTP(PCMU) -> Jitter+PLC(silence) -> PCMU(decode) -> Resample(8000->16000) -> Sink",
 			"Play(pcm_16000) -> Frame(20ms) -> Resample(16000->8000) -> PCMU(encode) -> Queue -> Pacer -> RTP(PCMU)"},
-		{"PCMA", FormatPCM16k, "RTP(PCMA) -> Jitter -> PCMA(decode) -> Resample(8000->16000) -> Sink",
+		{"PCMA", FormatPCM16k, jitter.ConcealPitch, "RTP(PCMA) -> Jitter+PLC(pitch) -> PCMA(decode) -> Resample(8000->16000) -> Sink",
 			"Play(pcm_16000) -> Frame(20ms) -> Resample(16000->8000) -> PCMA(encode) -> Queue -> Pacer -> RTP(PCMA)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.codec+" "+tc.format.String(), func(t *testing.T) {
 			w, _ := manualWheel(t)
-			s, err := NewStream(testPool(t), loopback, Options{Wheel: w})
+			s, err := NewStream(testPool(t), loopback, Options{Wheel: w, Concealment: tc.conceal})
 			if err != nil {
 				t.Fatal(err)
 			}

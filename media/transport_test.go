@@ -89,8 +89,8 @@ func TestStreamOnTransport(t *testing.T) {
 		format Format
 		in     string
 	}{
-		{"ulaw consumer", FormatULaw8k, "RTP(PCMU) -> Jitter -> Sink"},
-		{"pcm16k consumer", FormatPCM16k, "RTP(PCMU) -> Jitter -> PCMU(decode) -> Resample(8000->16000) -> Sink"},
+		{"ulaw consumer", FormatULaw8k, "RTP(PCMU) -> Jitter+PLC(pitch) -> Sink"},
+		{"pcm16k consumer", FormatPCM16k, "RTP(PCMU) -> Jitter+PLC(pitch) -> PCMU(decode) -> Resample(8000->16000) -> Sink"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -108,13 +108,13 @@ func TestWidebandCall(t *testing.T) {
 		in, out        float64 // tone from the caller, tone to the caller
 		inChain, chain string
 	}{
-		{sdp.G722, FormatPCM16k, 5000, 6000, "RTP(G722) -> G722(decode) -> Jitter(16kHz) -> Sink",
+		{sdp.G722, FormatPCM16k, 5000, 6000, "RTP(G722) -> G722(decode) -> Jitter(16kHz)+PLC(pitch) -> Sink",
 			"Play(pcm_16000) -> Frame(20ms) -> Queue -> Pacer -> G722(encode) -> RTP(G722)"},
-		{sdp.Opus, FormatPCM16k, 5000, 6000, "RTP(opus) -> opus(decode) -> Jitter(16kHz) -> Sink",
+		{sdp.Opus, FormatPCM16k, 5000, 6000, "RTP(opus) -> opus(decode) -> Jitter(16kHz)+PLC(pitch) -> Sink",
 			"Play(pcm_16000) -> Frame(20ms) -> Queue -> Pacer -> opus(encode) -> RTP(opus)"},
-		{sdp.G722, FormatULaw8k, 1000, 1000, "RTP(G722) -> G722(decode) -> Jitter(16kHz) -> Resample(16000->8000) -> PCMU(encode) -> Sink",
+		{sdp.G722, FormatULaw8k, 1000, 1000, "RTP(G722) -> G722(decode) -> Jitter(16kHz)+PLC(pitch) -> Resample(16000->8000) -> PCMU(encode) -> Sink",
 			"Play(ulaw_8000) -> Frame(20ms) -> PCMU(decode) -> Resample(8000->16000) -> Queue -> Pacer -> G722(encode) -> RTP(G722)"},
-		{sdp.Opus, FormatULaw8k, 1000, 1000, "RTP(opus) -> opus(decode) -> Jitter(16kHz) -> Resample(16000->8000) -> PCMU(encode) -> Sink",
+		{sdp.Opus, FormatULaw8k, 1000, 1000, "RTP(opus) -> opus(decode) -> Jitter(16kHz)+PLC(pitch) -> Resample(16000->8000) -> PCMU(encode) -> Sink",
 			"Play(ulaw_8000) -> Frame(20ms) -> PCMU(decode) -> Resample(8000->16000) -> Queue -> Pacer -> opus(encode) -> RTP(opus)"},
 	}
 	for _, tc := range cases {

@@ -333,7 +333,7 @@ func (c *call) setupAndAnswer() bool {
 
 	// Media and the far side, before the answer.
 	stream, err := media.NewStream(s.opt.Ports, s.mediaIP, media.Options{Logger: c.log, Wheel: s.opt.Wheel,
-		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax})
+		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax, Concealment: s.opt.Concealment})
 	if err != nil {
 		c.log.Warn("call refused: no RTP ports", "err", err)
 		c.failSetup(&Status{Code: 503, Reason: "Service Unavailable", EndReason: EndMediaUnavailable, RetryAfter: 5, Err: err})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/media/quality"
 	"github.com/cxco/gateway/store"
 )
 
@@ -54,6 +55,10 @@ func RecordEnd(st *store.Store, conv *store.Conversation, e CallEnd, stats media
 	if stats.PacketsReceived > 0 || stats.PacketsSent > 0 {
 		f.Metadata = map[string]any{"rtp": RTPMetadata(stats)}
 	}
+	if q := stats.Quality; q.MOS > 0 {
+		r := round2(q.R)
+		f.AudioQuality = &store.AudioQuality{MOS: round2(q.MOS), RFactor: r, Rating: quality.Rating(r), Poor: r < 70}
+	}
 	write := func(ctx context.Context) error {
 		_, err := st.FinishConversation(ctx, conv.CompanyID, conv.ID, f)
 		return err
@@ -73,6 +78,8 @@ func RecordEnd(st *store.Store, conv *store.Conversation, e CallEnd, stats media
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+func round2(v float64) float64 { return math.Round(v*100) / 100 }
+
 // RTPMetadata is a call's media statistics as conversations record them
 // (metadata_.rtp).
 func RTPMetadata(s media.Stats) map[string]any {
@@ -86,5 +93,9 @@ func RTPMetadata(s media.Stats) map[string]any {
 		"dtmf_digits": s.Digits, "played_frames": s.Played, "flushed_frames": s.Flushed, "discarded_frames": s.Discarded,
 		"queue_dropped": s.QueueDropped, "hold_seconds": math.Round(s.HoldTime.Seconds()*10) / 10,
 		"remote_lost": s.Remote.CumulativeLost, "remote_jitter_ms": ms(s.Remote.Jitter),
+		// The E-model's rating of the inbound audio and what it was given.
+		"jitter_depth_avg_ms": ms(s.JitterDepthAvg), "concealed_ms": ms(time.Duration(s.Concealed) * 20 * time.Millisecond), "late_ms": ms(s.LateAudio),
+		"loss_bursts": s.LossRuns, "r_factor": round2(s.Quality.R), "mos": round2(s.Quality.MOS),
+		"e_model_delay_ms": ms(s.Quality.Delay), "e_model_loss": round2(100*s.Quality.Loss) / 100, "burst_ratio": round2(s.Quality.BurstR),
 	}
 }

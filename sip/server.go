@@ -24,6 +24,7 @@ import (
 
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
+	"github.com/cxco/gateway/media/jitter"
 	"github.com/cxco/gateway/store"
 )
 
@@ -96,8 +97,9 @@ type Options struct {
 	Connector Connector // the far side of agent calls
 	Ports     *media.PortPool
 	Wheel     *clock.Wheel
-	// JitterMin/JitterMax configure every call's jitter buffer.
+	// JitterMin/JitterMax and Concealment configure every call's jitter buffer.
 	JitterMin, JitterMax time.Duration
+	Concealment          jitter.Concealment
 	Logger               *slog.Logger
 	// Observer is told about call events (metrics); nil is fine.
 	Observer Observer

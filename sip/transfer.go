@@ -211,7 +211,7 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 	ctx = withTrunk(ctx, c.trunk) // a TLS trunk gets its client certificate
 	format := c.peer.Format()
 	stream, err := media.NewStream(s.opt.Ports, s.mediaIP, media.Options{Logger: c.log.With("leg", "transfer"), Wheel: s.opt.Wheel,
-		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax})
+		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax, Concealment: s.opt.Concealment})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrTransferFailed, err)
 	}

@@ -41,8 +41,21 @@ type Conversation struct {
 	ExternalConversationID *string        `json:"external_conversation_id"`
 	ContactID              *int64         `json:"contact_id,omitempty"`
 	SIPCallID              string         `json:"sip_call_id,omitempty"`
+	AudioQuality           *AudioQuality  `json:"audio_quality,omitempty"`
 	Metadata               map[string]any `json:"metadata_,omitempty"`
 	CreatedAt              time.Time      `json:"created_at"`
+}
+
+// AudioQuality is how good the caller's audio was when it reached the gateway,
+// as the ITU-T G.107 E-model rates what the call's media measured (the detail is
+// in metadata_.rtp): set when a call with media ends.
+type AudioQuality struct {
+	MOS     float64 `json:"mos"`      // 1 to 4.5
+	RFactor float64 `json:"r_factor"` // 0 to 100
+	// Rating is ITU-T G.109's category for the R-factor: best, high, medium,
+	// low or poor (below 60: nearly all users dissatisfied).
+	Rating string `json:"rating"`
+	Poor   bool   `json:"poor"` // R below 70: many users dissatisfied (low or poor)
 }
 
 // TranscriptEntry is one utterance; Timestamp is seconds since the call was answered.
@@ -200,6 +213,7 @@ type Final struct {
 	SIPReferSeconds int
 	ReferTo         string
 	Metadata        map[string]any // merged into metadata_
+	AudioQuality    *AudioQuality
 	// AnsweredAt is when the call was answered, if it was and the record does not
 	// know it yet (usage counts only answered conversations).
 	AnsweredAt *time.Time
@@ -236,6 +250,9 @@ func (s *Store) FinishConversation(ctx context.Context, cid, id int64, f Final) 
 		}
 		c.SIPReferSeconds = f.SIPReferSeconds
 		c.mergeMetadata(f.Metadata)
+		if f.AudioQuality != nil {
+			c.AudioQuality = f.AudioQuality
+		}
 		if c.AnsweredAt != nil {
 			d := max(0, int(end.Sub(*c.AnsweredAt)/time.Second))
 			c.DurationSeconds = &d

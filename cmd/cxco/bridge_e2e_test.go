@@ -82,6 +82,29 @@ func TestAgentCallSIPp(t *testing.T) {
 			t.Errorf("%s: RTP %v", name, rtp)
 		}
 	}
+	// The talking call was rated (a clean loopback call: SIPp's pacing is all
+	// the jitter there is), in its record and in the list; the # call sent only
+	// digits, so there is no audio to rate.
+	rtp := talkCall["metadata_"].(map[string]any)["rtp"].(map[string]any)
+	q, _ := talkCall["audio_quality"].(map[string]any)
+	if q == nil || q["poor"] != false || q["mos"].(float64) < 4 || q["mos"] != rtp["mos"] || q["r_factor"] != rtp["r_factor"] {
+		t.Errorf("audio quality %v, rtp %v", q, rtp)
+	}
+	if d := rtp["jitter_depth_avg_ms"].(float64); d < 20 || d > rtp["jitter_depth_max_ms"].(float64) || rtp["concealed_ms"] == nil || rtp["late_ms"] == nil {
+		t.Errorf("rtp %v", rtp)
+	}
+	if hashCall["audio_quality"] != nil {
+		t.Errorf("digits only, yet rated: %v", hashCall["audio_quality"])
+	}
+	_, list := g.Do("GET", "/api/conversations/", tn.UserKey, nil)
+	for _, it := range list.(map[string]any)["items"].([]any) {
+		if m := it.(map[string]any); m["id"] == talkCall["id"] && fmt.Sprint(m["audio_quality"]) != fmt.Sprint(q) {
+			t.Errorf("the list shows audio quality %v, the conversation %v", m["audio_quality"], q)
+		}
+	}
+	if n, sum := metric(t, g, "cxco_call_mos_count"), metric(t, g, "cxco_call_mos_sum"); n != 1 || math.Abs(sum-rtp["mos"].(float64)) > 0.005 {
+		t.Errorf("MOS histogram: %v calls, sum %v; want the talking call's %v", n, sum, rtp["mos"])
+	}
 	if talkCall["end_reason"] != "caller_hangup" || hashCall["end_reason"] != "agent_hangup" {
 		t.Errorf("end reasons: %v, %v", talkCall["end_reason"], hashCall["end_reason"])
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cxco/gateway/media/jitter"
 	"github.com/cxco/gateway/store"
 )
 
@@ -71,6 +72,8 @@ type Config struct {
 	RTPTimeout           time.Duration
 	EchoNumber           string
 	JitterMin, JitterMax time.Duration
+	PLC                  string             // --plc: how lost audio is concealed
+	Concealment          jitter.Concealment // PLC, parsed
 	TransferTimeout      time.Duration
 	SIPT1                time.Duration
 	WebhookAllowInsecure bool
@@ -217,6 +220,7 @@ func serveFlags(c *Config) *flagSet {
 	fs.dur(&c.JitterMin, "jitter-min", "CXCO_JITTER_MIN", 20*time.Millisecond, "jitter buffer minimum depth")
 	fs.dur(&c.JitterMax, "jitter-max", "CXCO_JITTER_MAX", 120*time.Millisecond, "jitter buffer maximum depth")
 	fs.dur(&c.SIPT1, "sip-t1", "CXCO_SIP_T1", 500*time.Millisecond, "RFC 3261 T1, the SIP round-trip estimate every SIP timer follows (an unacknowledged 200 ends the call after 64*T1); smaller only on private networks")
+	fs.str(&c.PLC, "plc", "CXCO_PLC", "pitch", "how the jitter buffer conceals lost audio: pitch (ITU-T G.711 Appendix I pitch repetition), fade (repeat the last frame, fading out) or silence")
 	fs.dur(&c.TransferTimeout, "transfer-timeout", "CXCO_TRANSFER_TIMEOUT", 30*time.Second, "how long a REFER transfer may take to report success")
 	fs.boolean(&c.WebhookAllowInsecure, "webhook-allow-insecure", "CXCO_WEBHOOK_ALLOW_INSECURE", false, "allow http:// and loopback/private webhook targets (development and tests only)")
 	fs.str(&c.WebhookRetry, "webhook-retry", "CXCO_WEBHOOK_RETRY", "10s,30s,90s,270s,810s", "retry schedule after a failed webhook delivery")
@@ -380,6 +384,11 @@ func (c *Config) Validate() error {
 	}
 	if c.JitterMin < 0 || c.JitterMax < c.JitterMin || c.JitterMax > 2*time.Second {
 		bad("--jitter-min/--jitter-max: want 0 <= min <= max <= 2s")
+	}
+	if cc, err := jitter.ParseConcealment(c.PLC); err != nil {
+		bad("--plc %q: want pitch, fade or silence", c.PLC)
+	} else {
+		c.Concealment = cc
 	}
 	c.WebhookRetries = nil
 	for _, s := range strings.Split(c.WebhookRetry, ",") {

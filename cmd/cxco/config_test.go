@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxco/gateway/media/jitter"
 	"github.com/cxco/gateway/store"
 )
 
@@ -85,6 +86,7 @@ func TestServeFlagsAndEnv(t *testing.T) {
 		{"echo-number", "CXCO_ECHO_NUMBER", "27210000000", "+15550000000", "EchoNumber", "+27210000000", "+15550000000"},
 		{"jitter-min", "CXCO_JITTER_MIN", "40ms", "0s", "JitterMin", 40 * time.Millisecond, time.Duration(0)},
 		{"jitter-max", "CXCO_JITTER_MAX", "200ms", "60ms", "JitterMax", 200 * time.Millisecond, 60 * time.Millisecond},
+		{"plc", "CXCO_PLC", "fade", "silence", "Concealment", jitter.ConcealFade, jitter.ConcealSilence},
 		{"transfer-timeout", "CXCO_TRANSFER_TIMEOUT", "45s", "5s", "TransferTimeout", 45 * time.Second, 5 * time.Second},
 		{"webhook-allow-insecure", "CXCO_WEBHOOK_ALLOW_INSECURE", "true", "false", "WebhookAllowInsecure", true, false},
 		{"webhook-retry", "CXCO_WEBHOOK_RETRY", "1s, 2s", "500ms", "WebhookRetries", []time.Duration{time.Second, 2 * time.Second}, []time.Duration{500 * time.Millisecond}},
@@ -183,6 +185,7 @@ func TestServeInvalid(t *testing.T) {
 		{"transfer timeout zero", nil, map[string]string{"CXCO_TRANSFER_TIMEOUT": "0s"}, []string{"--transfer-timeout"}},
 		{"drain timeout zero", []string{"--drain-timeout", "0s"}, nil, []string{"--drain-timeout"}},
 		{"jitter max below min", []string{"--jitter-min", "100ms", "--jitter-max", "50ms"}, nil, []string{"--jitter-min", "--jitter-max"}},
+		{"unknown concealment", []string{"--plc", "g711"}, nil, []string{"--plc", "pitch, fade or silence"}},
 		{"jitter max above 2s", nil, map[string]string{"CXCO_JITTER_MAX": "3s"}, []string{"--jitter-max"}},
 		{"insecure not a bool", nil, map[string]string{"CXCO_WEBHOOK_ALLOW_INSECURE": "maybe"}, []string{"CXCO_WEBHOOK_ALLOW_INSECURE", "maybe"}},
 		{"webhook retry garbage", []string{"--webhook-retry", "10s,later"}, nil, []string{"--webhook-retry", "later"}},

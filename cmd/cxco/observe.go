@@ -35,6 +35,7 @@ type observer struct {
 	rtpJitter      *metrics.HistogramVec
 	jbDepth        *metrics.HistogramVec
 	concealed      *metrics.CounterVec
+	mos            *metrics.HistogramVec
 	rtpPackets     *metrics.CounterVec
 	providerRTT    *metrics.HistogramVec
 	providerConn   *metrics.HistogramVec
@@ -67,6 +68,7 @@ func newObserver() *observer {
 		rtpJitter:    r.NewHistogramVec("cxco_rtp_jitter_seconds", "RFC 3550 interarrival jitter of each ended call.", []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08}),
 		jbDepth:      r.NewHistogramVec("cxco_jitter_buffer_depth_seconds", "Largest jitter-buffer depth of each ended call.", []float64{0.02, 0.03, 0.04, 0.06, 0.08, 0.1, 0.12, 0.2}),
 		concealed:    r.NewCounterVec("cxco_jitter_buffer_concealed_frames_total", "20 ms frames of caller audio that was lost or late and concealed by the jitter buffer (not hold or pauses)."),
+		mos:          r.NewHistogramVec("cxco_call_mos", "E-model (ITU-T G.107) MOS of each ended call's inbound audio.", []float64{1.5, 2, 2.5, 3, 3.5, 3.8, 4, 4.2, 4.3, 4.4, 4.5}),
 		rtpPackets:   r.NewCounterVec("cxco_rtp_packets_total", "RTP packets of ended calls, by direction.", "direction"),
 		providerRTT:  r.NewHistogramVec("cxco_provider_rtt_seconds", "Provider websocket round trip (its ping_ms).", secs),
 		providerConn: r.NewHistogramVec("cxco_provider_connect_seconds", "From dial to conversation_initiation_metadata.", secs),
@@ -95,6 +97,9 @@ func (o *observer) CallEnded(reason string, _ int, s media.Stats) {
 		o.jbDepth.With().Observe(s.JitterDepthMax.Seconds())
 	}
 	o.concealed.With().Add(float64(s.Concealed))
+	if s.Quality.MOS > 0 {
+		o.mos.With().Observe(s.Quality.MOS)
+	}
 	o.rtpPackets.With("in").Add(float64(s.PacketsReceived))
 	o.rtpPackets.With("out").Add(float64(s.PacketsSent))
 }

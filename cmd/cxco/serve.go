@@ -148,7 +148,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		DefaultTrunk: cfg.DefaultTrunk, DefaultTrunkPassword: cfg.TrunkPassword, Trunks: st,
 		MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
 		EchoNumber: cfg.EchoNumber, Store: st, Connector: connector, Ports: ports, Wheel: wheel,
-		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Logger: log.With("component", "sip"),
+		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Concealment: cfg.Concealment, Logger: log.With("component", "sip"),
 		TransferTimeout: cfg.TransferTimeout, Observer: obs, T1: cfg.SIPT1,
 		TLSAddr: cfg.SIPTLSAddr, TLSCertFile: cfg.SIPTLSCert, TLSKeyFile: cfg.SIPTLSKey, TLSCAFile: cfg.SIPTLSCA,
 		RegisterRetry: cfg.RegisterRetry, FloodRate: sourceRate(cfg.SIPSourceRate), FloodBurst: 2 * cfg.SIPSourceRate,
@@ -167,7 +167,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	// The dashboard's WebRTC test calls: same media engine, provider connector and
 	// port range as phone calls; ended (shutdown) before the engine stops.
 	testCalls, err := bridge.NewTestCalls(bridge.TestCallOptions{Connector: connector, Store: st, Wheel: wheel,
-		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, PublicIP: netip.MustParseAddr(cfg.PublicIP),
+		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Concealment: cfg.Concealment, PublicIP: netip.MustParseAddr(cfg.PublicIP),
 		PortMin: uint16(cfg.RTPMin), PortMax: uint16(cfg.RTPMax), MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
 		Logger: log.With("component", "webrtc")})
 	if err != nil {
