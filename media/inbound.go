@@ -226,7 +226,10 @@ const (
 )
 
 // updateSeq is RFC 3550 A.1's update_seq without probation: a new SSRC
-// starts a new source at once.
+// starts a new source at once. One more departure: a packet older than the
+// first one received (reordered at the start of the stream, before any
+// wrap-around) moves the base back, so that it counts as expected and the
+// cumulative loss does not go negative for packets that merely came in late.
 func (in *inbound) updateSeq(ssrc uint32, seq uint16) {
 	if !in.haveSrc || ssrc != in.ssrc {
 		in.haveSrc = true
@@ -253,6 +256,9 @@ func (in *inbound) updateSeq(ssrc uint32, seq uint16) {
 		}
 	default:
 		// duplicate or reordered
+		if base := uint16(in.baseSeq); in.cycles == 0 && seq < base && base-seq < maxMisorder {
+			in.baseSeq = uint32(seq)
+		}
 	}
 }
 

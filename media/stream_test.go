@@ -271,3 +271,25 @@ func TestPlayDuringStart(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestReorderedStartIsNotNegativeLoss: the first packets of a stream arrive out
+// of order (102, 100, 101, 103, then 105): six expected (100-105), 104 lost.
+// Near the wrap-around the base does not move back over it.
+func TestReorderedStartIsNotNegativeLoss(t *testing.T) {
+	var in inbound
+	for _, seq := range []uint16{102, 100, 101, 103, 105} {
+		in.updateSeq(7, seq)
+		in.received++
+	}
+	if e, l := in.expected(), in.cumulativeLost(); e != 6 || l != 1 {
+		t.Fatalf("expected %d lost %d, want 6 and 1 (104)", e, l)
+	}
+	in = inbound{}
+	for _, seq := range []uint16{1, 65535, 0, 2} {
+		in.updateSeq(7, seq)
+		in.received++
+	}
+	if e := in.expected(); e != 3 {
+		t.Fatalf("expected %d, want 3 (0-2: 0 moved the base back, 65535 did not)", e)
+	}
+}

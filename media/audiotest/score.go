@@ -58,10 +58,18 @@ const (
 // shrinking by skipping one), and keeps a lost frame's place with its
 // concealment, which the cost stops the alignment from jumping over.
 func Compare(ref, deg []int16, rate int) Score {
+	s, _ := CompareSegments(ref, deg, rate, nil)
+	return s
+}
+
+// CompareSegments is Compare, and also the same scores over only the listed
+// 20 ms segments of ref that hold speech (those a network lost, say: what
+// concealment filled in), with the alignment of the whole.
+func CompareSegments(ref, deg []int16, rate int, only []int) (all, listed Score) {
 	n := rate / 50
 	segs := len(ref) / n
 	if segs == 0 || len(deg) == 0 {
-		return Score{}
+		return Score{}, Score{}
 	}
 	d0 := xcorrPeak(ref, deg)
 
@@ -123,35 +131,53 @@ func Compare(ref, deg []int16, rate int) Score {
 		path[s-1] = int(from[s][path[s]])
 	}
 
-	var out Score
-	out.Delay = d0 + (path[0]-maxShift)*n
-	var sumSNR, sumLSD, sumFw float64
+	want := make([]bool, segs)
+	for _, s := range only {
+		if s >= 0 && s < segs {
+			want[s] = true
+		}
+	}
+	var acc [2]struct{ snr, lsd, fw float64 }
+	outs := [2]*Score{&all, &listed}
+	all.Delay = d0 + (path[0]-maxShift)*n
+	listed.Delay = all.Delay
 	for s := range segs {
 		if s > 0 && path[s] != path[s-1] {
-			out.Shifts++
+			all.Shifts++
 		}
 		if !active[s] {
 			continue
 		}
 		v := snr(s, path[s])
-		sumSNR += v
-		if v < 10 {
-			out.Worst++
-		}
 		d := d0 + (path[s]-maxShift)*n
+		var l, fw float64
 		for _, at := range [2]int{n / 4, 3 * n / 4} {
-			l, fw := spectralScores(ref, deg, s*n+at, s*n+d+at, rate)
-			sumLSD += l / 2
-			sumFw += fw / 2
+			a, b := spectralScores(ref, deg, s*n+at, s*n+d+at, rate)
+			l += a / 2
+			fw += b / 2
 		}
-		out.Segments++
+		for k, out := range outs {
+			if k == 1 && !want[s] {
+				continue
+			}
+			acc[k].snr += v
+			acc[k].lsd += l
+			acc[k].fw += fw
+			if v < 10 {
+				out.Worst++
+			}
+			out.Segments++
+		}
 	}
-	if out.Segments > 0 {
-		out.SegSNR = sumSNR / float64(out.Segments)
-		out.LSD = sumLSD / float64(out.Segments)
-		out.FwSegSNR = sumFw / float64(out.Segments)
+	listed.Shifts = all.Shifts
+	for k, out := range outs {
+		if out.Segments > 0 {
+			out.SegSNR = acc[k].snr / float64(out.Segments)
+			out.LSD = acc[k].lsd / float64(out.Segments)
+			out.FwSegSNR = acc[k].fw / float64(out.Segments)
+		}
 	}
-	return out
+	return all, listed
 }
 
 // segmentSNR is 10·log10(Σref² / Σ(ref-deg)²), clamped.
@@ -172,12 +198,11 @@ func segmentSNR(ref, deg []int16) float64 {
 	return min(max(10*math.Log10(sig/noise), segSNRMin), segSNRMax)
 }
 
-// xcorrPeak returns the lag d in [-len(ref)/2, len(deg)-len(ref)] that
-// maximises Σ ref[i]·deg[i+d] (deg taken as zero outside it): directly for a
-// few lags, else by FFT.
+// xcorrPeak returns the lag d in [-len(ref)/2, len(deg)-len(ref)/2] (at least
+// half of ref overlaps deg) that maximises Σ ref[i]·deg[i+d], deg taken as zero
+// outside it: directly for a few lags, else by FFT.
 func xcorrPeak(ref, deg []int16) int {
-	lo, hi := -len(ref)/2, len(deg)-len(ref)
-	hi = max(hi, lo)
+	lo, hi := -len(ref)/2, len(deg)-len(ref)/2
 	if hi-lo < 64 {
 		best, arg := math.Inf(-1), 0
 		for d := lo; d <= hi; d++ {

@@ -133,10 +133,14 @@ func TestCompareRanksDamage(t *testing.T) {
 		t.Fatalf("less noise %+v, more noise %+v", a, b)
 	}
 	y := append([]int16(nil), x...)
-	clear(y[len(y)/2 : len(y)/2+160])
-	s := Compare(x, y, 8000)
+	k := len(y) / 320 // a segment in the middle
+	clear(y[k*160 : (k+1)*160])
+	s, lost := CompareSegments(x, y, 8000, []int{k, -1, 1 << 20})
 	if s.Worst != 1 || s.SegSNR > 35 || s.SegSNR < 34 {
 		t.Fatalf("one frame of silence: %+v", s)
+	}
+	if lost.Segments != 1 || lost.Worst != 1 || lost.SegSNR != 0 || lost.Delay != s.Delay {
+		t.Fatalf("the lost segment alone: %+v", lost)
 	}
 }
 

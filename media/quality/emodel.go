@@ -130,7 +130,8 @@ func R(im Impairments) float64 {
 }
 
 // MOS maps R to the conversational quality estimate MOS_CQE (G.107 Annex B):
-// 1 at R ≤ 0, 4.5 at R ≥ 100.
+// 1 at R ≤ 0, 4.5 at R ≥ 100. (The Annex's polynomial dips just under 1 for R
+// below 6.5; a MOS is never under 1.)
 func MOS(r float64) float64 {
 	switch {
 	case r <= 0:
@@ -138,7 +139,7 @@ func MOS(r float64) float64 {
 	case r >= 100:
 		return 4.5
 	}
-	return 1 + 0.035*r + r*(r-60)*(100-r)*7e-6
+	return max(1, 1+0.035*r+r*(r-60)*(100-r)*7e-6)
 }
 
 // BurstRatio is G.107's BurstR from what a receiver counted: lost packets in

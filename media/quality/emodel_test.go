@@ -82,7 +82,7 @@ func TestMOSAndRating(t *testing.T) {
 		r      float64
 		mos    float64
 		rating string
-	}{{-5, 1, "poor"}, {0, 1, "poor"}, {50, 2.58, "poor"}, {60, 3.1, "low"}, {70, 3.6, "medium"}, {80, 4.02, "high"}, {90, 4.34, "best"}, {100, 4.5, "best"}, {120, 4.5, "best"}} {
+	}{{-5, 1, "poor"}, {0, 1, "poor"}, {3.8, 1, "poor"}, {50, 2.58, "poor"}, {60, 3.1, "low"}, {70, 3.6, "medium"}, {80, 4.02, "high"}, {90, 4.34, "best"}, {100, 4.5, "best"}, {120, 4.5, "best"}} {
 		if m := MOS(tc.r); math.Abs(m-tc.mos) > 0.01 {
 			t.Errorf("MOS(%v) = %.3f, want %.2f", tc.r, m, tc.mos)
 		}

@@ -62,9 +62,9 @@ func RepoRoot() string {
 }
 
 var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
+	buildOnce, plainOnce sync.Once
+	buildPath, plainPath string
+	buildErr, plainErr   error
 )
 
 // Binary builds cmd/cxco once per test process (with -race when the tests run with it) and returns its path.
@@ -75,27 +75,52 @@ func Binary(t testing.TB) string {
 			buildPath = p // built by a parent test process
 			return
 		}
-		dir, err := os.MkdirTemp("", "cxco-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "cxco")
-		args := []string{"build", "-o", buildPath}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "./cmd/cxco")
-		cmd := exec.Command("go", args...)
-		cmd.Dir = RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		buildPath, buildErr = build(raceEnabled)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return buildPath
+}
+
+// PlainBinary builds cmd/cxco without -race, as it ships, once per test
+// process: for the tests that measure timing (the race detector slows the media
+// path severalfold, and a jitter buffer would measure the detector).
+func PlainBinary(t testing.TB) string {
+	t.Helper()
+	if !raceEnabled {
+		return Binary(t)
+	}
+	plainOnce.Do(func() {
+		if p := os.Getenv("CXCO_TEST_PLAIN_BINARY"); p != "" {
+			plainPath = p
+			return
+		}
+		plainPath, plainErr = build(false)
+	})
+	if plainErr != nil {
+		t.Fatal(plainErr)
+	}
+	return plainPath
+}
+
+func build(race bool) (string, error) {
+	dir, err := os.MkdirTemp("", "cxco-bin-")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "cxco")
+	args := []string{"build", "-o", path}
+	if race {
+		args = append(args, "-race")
+	}
+	args = append(args, "./cmd/cxco")
+	cmd := exec.Command("go", args...)
+	cmd.Dir = RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return path, nil
 }
 
 // Process is a running cxco (or other) process whose output is kept.

@@ -19,12 +19,20 @@ import (
 
 // GatewayOptions start one `cxco serve`.
 type GatewayOptions struct {
-	RedisURL    string   // empty: embedded store
-	ProviderURL string   // empty: the in-process simulator
-	SIPHost     string   // empty: 127.0.0.1; "::1" for IPv6, "" with SIPAll for every address
-	SIPAll      bool     // listen on every address (IPv4 and IPv6): --sip :port; only in a loopback-only network namespace
-	Args        []string // more flags
-	Env         []string
+	RedisURL    string // empty: embedded store
+	ProviderURL string // empty: the in-process simulator
+	SIPHost     string // empty: 127.0.0.1; "::1" for IPv6, "" with SIPAll for every address
+	SIPAll      bool   // listen on every address (IPv4 and IPv6): --sip :port; only in a loopback-only network namespace
+	// NetNS runs the gateway in that network namespace (ip netns exec), on Host:
+	// its HTTP, SIP and RTP bind there and its SDP names it.
+	NetNS, Host string
+	// Plain runs the binary built without -race (PlainBinary): for timing.
+	Plain bool
+	// Nice is added to the gateway's niceness (nice -n): a test that runs
+	// itself at a raised priority starts the gateway back at the usual one.
+	Nice int
+	Args []string // more flags
+	Env  []string
 	// Prefix runs the binary under a command, e.g. {"prlimit", "--nofile=256:256"}.
 	Prefix []string
 }
@@ -68,15 +76,20 @@ func startGateway(t testing.TB, o GatewayOptions) (*Gateway, error) {
 			key = o.Args[i+1] // a second node of the same agency
 		}
 	}
-	sipAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(sipPort))
+	host := "127.0.0.1"
+	if o.Host != "" {
+		host = o.Host
+	}
+	sipAddr := net.JoinHostPort(host, fmt.Sprint(sipPort))
 	switch {
 	case o.SIPAll:
 		sipAddr = fmt.Sprintf(":%d", sipPort)
 	case o.SIPHost != "":
 		sipAddr = net.JoinHostPort(o.SIPHost, fmt.Sprint(sipPort))
 	}
-	args := []string{"serve", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--sip", sipAddr,
-		"--public-ip", "127.0.0.1", "--rtp-ports", fmt.Sprintf("%d-%d", rtpLow, rtpLow+999), "--agency-key", key,
+	httpAddr := net.JoinHostPort(host, fmt.Sprint(httpPort))
+	args := []string{"serve", "--http", httpAddr, "--sip", sipAddr,
+		"--public-ip", host, "--rtp-ports", fmt.Sprintf("%d-%d", rtpLow, rtpLow+999), "--agency-key", key,
 		"--log-format", "json", "--secret-key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}
 	if o.RedisURL != "" {
 		args = append(args, "--redis", o.RedisURL)
@@ -86,19 +99,30 @@ func startGateway(t testing.TB, o GatewayOptions) (*Gateway, error) {
 	}
 	args = append(args, o.Args...)
 	bin := Binary(t)
+	if o.Plain {
+		bin = PlainBinary(t)
+	}
 	if len(o.Prefix) > 0 {
 		args = append(append(append([]string{}, o.Prefix[1:]...), bin), args...)
 		bin = o.Prefix[0]
+	}
+	if o.NetNS != "" {
+		args = append([]string{"netns", "exec", o.NetNS, bin}, args...)
+		bin = "ip"
+	}
+	if o.Nice != 0 {
+		args = append([]string{"-n", fmt.Sprint(o.Nice), bin}, args...)
+		bin = "nice"
 	}
 	p := Start(t, bin, o.Env, args...)
 	if _, ok := p.waitStdout("API:", 30*time.Second); !ok {
 		p.Kill()
 		return nil, fmt.Errorf("gateway did not start: %s", tail(p.Stderr(), 5))
 	}
-	if !WaitTCP(fmt.Sprintf("127.0.0.1:%d", httpPort), 10*time.Second) {
+	if !WaitTCP(httpAddr, 10*time.Second) {
 		return nil, fmt.Errorf("gateway HTTP did not come up")
 	}
-	return &Gateway{t: t, Proc: p, HTTP: fmt.Sprintf("http://127.0.0.1:%d", httpPort), SIPPort: sipPort, AgencyKey: key}, nil
+	return &Gateway{t: t, Proc: p, HTTP: "http://" + httpAddr, SIPPort: sipPort, AgencyKey: key}, nil
 }
 
 // Do calls the API and decodes the JSON answer (nil on 204).

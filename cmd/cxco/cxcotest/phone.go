@@ -40,11 +40,12 @@ type Phone struct {
 	pt                          uint8
 	dtmfPT                      uint8
 	Remote                      netip.AddrPort // the gateway's RTP address
+	ip                          string         // the phone's own address
 
 	ssrc   uint32
 	seq    uint16
 	ts     uint32
-	tsAt   time.Time // when the sample at ts is due: a pause in sending moves ts on
+	next   time.Time // when the phone's clock has its next packet due (RFC 3550 §5.1: it runs on through pauses)
 	Impair *Impairment
 
 	mu       sync.Mutex
@@ -100,15 +101,27 @@ func DialSilent(t testing.TB, gw string, number, codec string) (*Phone, int) {
 	return dial(t, gw, number, codec, true)
 }
 
+// DialFrom is Dial from the phone's own address local (an IPv4 address of this
+// machine or of its network namespace) rather than 127.0.0.1.
+func DialFrom(t testing.TB, local, gw string, number, codec string) (*Phone, int) {
+	t.Helper()
+	return dialFrom(t, local, gw, number, codec, false)
+}
+
 func dial(t testing.TB, gw string, number, codec string, silent bool) (*Phone, int) {
+	t.Helper()
+	return dialFrom(t, "127.0.0.1", gw, number, codec, silent)
+}
+
+func dialFrom(t testing.TB, local, gw string, number, codec string, silent bool) (*Phone, int) {
 	t.Helper()
 	addr, err := net.ResolveUDPAddr("udp", gw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newPhone(t, codec, fmt.Sprintf("ph%d", rand.Uint32()))
+	p := newPhone(t, codec, fmt.Sprintf("ph%d", rand.Uint32()), local)
 	p.silent = silent
-	p.gw, p.number, p.callID = addr, strings.TrimPrefix(number, "+"), fmt.Sprintf("phone-%d@127.0.0.1", rand.Int64())
+	p.gw, p.number, p.callID = addr, strings.TrimPrefix(number, "+"), fmt.Sprintf("phone-%d@%s", rand.Int64(), local)
 	p.start()
 	p.send(p.invite())
 	timeout := time.After(15 * time.Second)
@@ -144,20 +157,21 @@ func dial(t testing.TB, gw string, number, codec string, silent bool) (*Phone, i
 	}
 }
 
-// newPhone binds a phone's SIP and RTP sockets on loopback and closes them when
-// the test ends; start runs its readers once it is set up.
-func newPhone(t testing.TB, codec, fromTag string) *Phone {
-	p := &Phone{t: t, codec: codec, fromTag: fromTag, cseq: 1, dtmfPT: 101,
+// newPhone binds a phone's SIP and RTP sockets on local (an IPv4 address) and
+// closes them when the test ends; start runs its readers once it is set up.
+func newPhone(t testing.TB, codec, fromTag, local string) *Phone {
+	p := &Phone{t: t, codec: codec, fromTag: fromTag, cseq: 1, dtmfPT: 101, ip: local,
 		ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32(),
 		final: make(chan *gsip.Response, 4), byeOK: make(chan struct{}, 1), gotBye: make(chan struct{}), done: make(chan struct{})}
 	if codec == "PCMA" {
 		p.pt = 8
 	}
 	var err error
-	if p.sipConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+	ip := net.ParseIP(local)
+	if p.sipConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: ip}); err != nil {
 		t.Fatal(err)
 	}
-	if p.rtpConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+	if p.rtpConn, err = net.ListenUDP("udp", &net.UDPAddr{IP: ip}); err != nil {
 		p.sipConn.Close()
 		t.Fatal(err)
 	}
@@ -183,7 +197,7 @@ func (p *Phone) headers(method string, cseq int, toTag bool) string {
 	}
 	from := p.localURI
 	if from == "" {
-		from = "<sip:+27820000001@127.0.0.1>"
+		from = "<sip:+27820000001@" + p.ip + ">"
 	}
 	return fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bK%d;rport\r\nFrom: %s;tag=%s\r\nTo: %s\r\n"+
 		"Call-ID: %s\r\nCSeq: %d %s\r\nContact: <sip:phone@%s>\r\nMax-Forwards: 70\r\n",
@@ -192,9 +206,9 @@ func (p *Phone) headers(method string, cseq int, toTag bool) string {
 
 func (p *Phone) invite() string {
 	port := p.rtpConn.LocalAddr().(*net.UDPAddr).Port
-	body := fmt.Sprintf("v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+	body := fmt.Sprintf("v=0\r\no=phone 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"+
 		"m=audio %d RTP/AVP %d 101\r\na=rtpmap:%d %s/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
-		port, p.pt, p.pt, p.codec)
+		p.ip, p.ip, port, p.pt, p.pt, p.codec)
 	return fmt.Sprintf("INVITE sip:+%s@%s SIP/2.0\r\n%sContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
 		p.number, p.gw, p.headers("INVITE", 1, false), len(body), body)
 }
@@ -204,7 +218,7 @@ func (p *Phone) sendACK(res *gsip.Response) {
 		return
 	}
 	to := res.To().Value()
-	msg := fmt.Sprintf("ACK sip:+%s@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%d\r\nFrom: <sip:+27820000001@127.0.0.1>;tag=%s\r\nTo: %s\r\n"+
+	msg := fmt.Sprintf("ACK sip:+%s@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%d\r\nFrom: <sip:+27820000001@"+p.ip+">;tag=%s\r\nTo: %s\r\n"+
 		"Call-ID: %s\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", p.number, p.gw, p.local(), rand.Int64(), p.fromTag, to, p.callID)
 	p.send(msg)
 }
@@ -329,10 +343,13 @@ func (p *Phone) readRTP() {
 }
 
 // Packets returns what was received so far.
-func (p *Phone) Packets() []Packet {
+func (p *Phone) Packets() []Packet { return p.PacketsFrom(0) }
+
+// PacketsFrom returns what was received after the first i packets.
+func (p *Phone) PacketsFrom(i int) []Packet {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]Packet(nil), p.packets...)
+	return append([]Packet(nil), p.packets[min(i, len(p.packets)):]...)
 }
 
 // Audio decodes the received audio packets (in sequence order) to 8 kHz PCM.
@@ -409,25 +426,42 @@ func (p *Phone) writeRTP(b []byte) {
 	}
 }
 
-// catchUp moves the RTP timestamp on by the time nothing was sent, as a real
-// phone's sampling clock runs on through a pause (RFC 3550 §5.1): a jitter buffer
-// sees the next packet on time, not late by the pause.
-func (p *Phone) catchUp() {
+// resume continues the phone's sampling clock before it sends again: within
+// 100 ms of when its next packet was due the stream goes on (what it owes goes
+// out at once); later, the RTP timestamp moves on by the time that passed, as
+// a real phone's sampling clock runs on through a pause (RFC 3550 §5.1), and a
+// new talkspurt begins (true: marker bit). A jitter buffer sees the next
+// packet on time, not late by the pause.
+func (p *Phone) resume() bool {
 	now := time.Now()
-	if !p.tsAt.IsZero() && now.After(p.tsAt) {
-		p.ts += uint32(now.Sub(p.tsAt)/(time.Second/8000)) / 160 * 160
+	if !p.next.IsZero() && now.Sub(p.next) <= 100*time.Millisecond {
+		return false
 	}
-	p.tsAt = now
+	if !p.next.IsZero() {
+		p.ts += uint32(now.Sub(p.next)/(20*time.Millisecond)) * 160
+	}
+	p.next = now
+	return true
 }
 
-// SendAudio sends 8 kHz PCM as 20 ms packets, paced in real time.
+// SendAudio sends 8 kHz PCM as 20 ms packets, paced in real time by the
+// phone's own clock, as a sound card's would be: one packet every 20 ms of it,
+// also across calls to SendAudio (a call made within 100 ms of when the next
+// packet was due continues the stream: its first packet has no marker bit); a
+// phone held up (a busy machine) sends what it owes at once, without skipping.
+// A call made later starts a new talkspurt (marker bit) whose RTP timestamp
+// has moved on by the time that passed, as after silence suppression: the
+// timestamps keep to the wall clock. It returns when the next packet is due.
 func (p *Phone) SendAudio(pcm []int16) {
-	p.catchUp()
-	defer func() { p.tsAt = time.Now() }()
 	frame := make([]byte, 160)
-	tick := time.NewTicker(20 * time.Millisecond)
+	first := p.resume()
+	tick := time.NewTimer(time.Until(p.next))
 	defer tick.Stop()
-	first := true
+	select {
+	case <-tick.C:
+	case <-p.done:
+		return
+	}
 	for len(pcm) > 0 {
 		n := min(160, len(pcm))
 		for i := range frame {
@@ -445,12 +479,25 @@ func (p *Phone) SendAudio(pcm []int16) {
 		first = false
 		p.ts += 160
 		pcm = pcm[n:]
+		p.next = p.next.Add(20 * time.Millisecond)
+		tick.Reset(time.Until(p.next))
 		select {
 		case <-tick.C:
 		case <-p.done:
 			return
 		}
 	}
+}
+
+// NextTimestamp is the RTP timestamp of the next audio SendAudio sends.
+func (p *Phone) NextTimestamp() uint32 { return p.ts }
+
+// CallID is the call's SIP Call-ID.
+func (p *Phone) CallID() string { return p.callID }
+
+// Ports returns the phone's SIP and RTP ports.
+func (p *Phone) Ports() (sip, rtp int) {
+	return p.sipConn.LocalAddr().(*net.UDPAddr).Port, p.rtpConn.LocalAddr().(*net.UDPAddr).Port
 }
 
 // Tone makes d of a sine at freq and level (dBFS of its peak), 8 kHz.
@@ -462,8 +509,8 @@ func (p *Phone) SendDigit(d rune) {
 	if d >= '0' && d <= '9' {
 		ev = byte(d - '0')
 	}
-	p.catchUp()
-	defer func() { p.tsAt = time.Now() }()
+	p.resume()
+	defer func() { p.next = time.Now() }() // the event's 100 ms went by in real time
 	ts := p.ts
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -541,7 +588,7 @@ func (p *Phone) Close() {
 // ACK came. addr is where to point the gateway (--trunk-uri sip:<addr>).
 func Answer(t testing.TB, codec string) (p *Phone, addr string, wait func() *Phone) {
 	t.Helper()
-	p = newPhone(t, codec, fmt.Sprintf("hu%d", rand.Uint32()))
+	p = newPhone(t, codec, fmt.Sprintf("hu%d", rand.Uint32()), "127.0.0.1")
 	p.uas = true
 	answered := make(chan struct{})
 	p.onInvite = func(req *gsip.Request, from *net.UDPAddr) *gsip.Response {
