@@ -16,6 +16,11 @@ const (
 	frameSamples = jitter.FrameSamples
 	rtpHeaderLen = 12
 	chunkFrames  = 25 // 0.5 s of audio per pooled chunk
+	// underrunWindow: audio that resumes within this long after the queue ran
+	// dry (with no Flush) is the same speech, and the silence between an
+	// underrun. A provider streams a response without pauses of its own (they
+	// are in the audio), and the next response follows the caller's turn.
+	underrunWindow = time.Second
 )
 
 // chunk is a pooled block of queued frames: chunkFrames frames of the
@@ -136,8 +141,15 @@ type outbound struct {
 	packets, octets, silence uint64
 	played, flushed          uint64
 	discarded                uint64
-	lastTS                   uint32
-	lastSentAt               time.Time
+	// Underruns: the queue ran dry in the middle of the far side's audio
+	// (more came within underrunWindow, with no Flush between), so the caller
+	// heard silence that was not in it.
+	dryAt          time.Time // the tick that found the queue empty after audio; zero: none pending
+	dryTicks       uint64    // silent ticks since
+	underruns      uint64
+	underrunFrames uint64
+	lastTS         uint32
+	lastSentAt     time.Time
 
 	// the pacer's buffers: the packet, its SRTP form, and for a wideband
 	// codec the queued frame and its samples
@@ -204,6 +216,13 @@ func (s *Stream) Play(audio []byte) error {
 		}
 	}
 	o.lastPlay = now
+	if !o.dryAt.IsZero() {
+		if now.Sub(o.dryAt) <= underrunWindow && o.dryTicks > 0 {
+			o.underruns++
+			o.underrunFrames += o.dryTicks
+		}
+		o.dryAt = time.Time{}
+	}
 	// A new talkspurt goes out at once: re-phase the pacer.
 	kick := wasEmpty && o.q.n > 0 && !o.talking && o.next.Sub(now) > time.Millisecond && s.Direction().Sends()
 	if kick && !s.closed.Load() {
@@ -252,6 +271,9 @@ func (s *Stream) drop(counter *uint64) int {
 		o.chain.reset()
 	}
 	*counter += uint64(n)
+	// Silence after a barge-in is meant, and what comes next is a new
+	// talkspurt (marker bit, sent at once).
+	o.dryAt, o.talking = time.Time{}, false
 	o.signalDrained()
 	return n
 }
@@ -316,6 +338,15 @@ func (s *Stream) onPace(now time.Time) {
 			for i := range payload {
 				payload[i] = sil
 			}
+		}
+	}
+	switch {
+	case !audio && o.talking:
+		o.dryAt, o.dryTicks = now, 1
+	case !audio && !o.dryAt.IsZero():
+		o.dryTicks++
+		if now.Sub(o.dryAt) > underrunWindow {
+			o.dryAt = time.Time{} // a pause between responses, not a gap in one
 		}
 	}
 	marker := audio && !o.talking

@@ -303,3 +303,29 @@ func TestPCM16kPlayIsDownsampledAndEncoded(t *testing.T) {
 		t.Fatalf("outbound chain %q", r.s.OutboundChain())
 	}
 }
+
+// TestUnderrunsCounted: provider audio that runs out and resumes within a second
+// is an underrun (the caller heard silence inside the speech), counted with the
+// silence it cost; a pause over a second, or silence after a barge-in, is not.
+func TestUnderrunsCounted(t *testing.T) {
+	r := newPacerRig(t, "PCMU", FormatULaw8k, Options{})
+	r.advance(t, 21*time.Millisecond)
+	r.s.Play(tone(800, 440)) // 100 ms
+	r.advance(t, 100*time.Millisecond)
+	r.advance(t, 60*time.Millisecond) // three ticks of silence in the middle
+	r.s.Play(tone(800, 440))
+	r.advance(t, 100*time.Millisecond)
+	if st := r.s.Stats(); st.Underruns != 1 || st.UnderrunTime < 40*time.Millisecond || st.UnderrunTime > 80*time.Millisecond {
+		t.Fatalf("underruns %d, %v; want 1 of about 60ms", st.Underruns, st.UnderrunTime)
+	}
+	r.advance(t, 1500*time.Millisecond) // a pause between responses
+	r.s.Play(tone(1600, 440))
+	r.advance(t, 40*time.Millisecond)
+	r.s.Flush() // barge-in, then the next response
+	r.advance(t, 100*time.Millisecond)
+	r.s.Play(tone(800, 440))
+	r.advance(t, 100*time.Millisecond)
+	if st := r.s.Stats(); st.Underruns != 1 {
+		t.Fatalf("underruns %d after a long pause and a barge-in, want still 1", st.Underruns)
+	}
+}

@@ -63,6 +63,12 @@ type Stats struct {
 	Flushed      uint64 // outbound frames dropped by barge-in (Flush)
 	Discarded    uint64 // outbound frames dropped as no longer wanted (Discard: ringback at a transfer)
 	Queued       int    // outbound frames waiting now
+	// Underruns counts the times the outbound queue ran dry in the middle of
+	// the far side's audio (more came within a second, with no barge-in), and
+	// UnderrunTime the silence the caller heard because of it: provider audio
+	// that arrived later than it was due to be played.
+	Underruns    uint64
+	UnderrunTime time.Duration
 
 	// HoldTime is how long the far end held the call (our direction did not
 	// send: it offered sendonly or inactive), the current hold included.
@@ -129,6 +135,8 @@ func (s *Stream) Stats() Stats {
 	st.Flushed = o.flushed
 	st.Discarded = o.discarded
 	st.Queued = o.q.n
+	st.Underruns = o.underruns
+	st.UnderrunTime = time.Duration(o.underrunFrames) * frameDur
 	o.mu.Unlock()
 
 	st.HoldTime = s.hold.total(s.clk.Now())
@@ -198,6 +206,7 @@ func (st Stats) LogValue() slog.Value {
 		slog.Uint64("digits", st.Digits),
 		slog.Uint64("queue_dropped", st.QueueDropped),
 		slog.Uint64("srtp_failed", st.SRTPFailed),
+		slog.Uint64("underruns", st.Underruns),
 		slog.Bool("remote_report", st.Remote.Valid),
 		slog.Float64("remote_fraction_lost", st.Remote.FractionLost),
 		slog.Duration("remote_jitter", st.Remote.Jitter),

@@ -95,7 +95,7 @@ func RTPMetadata(s media.Stats) map[string]any {
 		"remote_lost": s.Remote.CumulativeLost, "remote_jitter_ms": ms(s.Remote.Jitter),
 		// The E-model's rating of the inbound audio and what it was given.
 		"jitter_depth_avg_ms": ms(s.JitterDepthAvg), "concealed_ms": ms(time.Duration(s.Concealed) * 20 * time.Millisecond), "late_ms": ms(s.LateAudio),
-		"loss_bursts": s.LossRuns, "r_factor": round2(s.Quality.R), "mos": round2(s.Quality.MOS),
+		"underruns": s.Underruns, "underrun_ms": ms(s.UnderrunTime), "loss_bursts": s.LossRuns, "r_factor": round2(s.Quality.R), "mos": round2(s.Quality.MOS),
 		"e_model_delay_ms": ms(s.Quality.Delay), "e_model_loss": round2(100*s.Quality.Loss) / 100, "burst_ratio": round2(s.Quality.BurstR),
 	}
 }

@@ -70,6 +70,7 @@ type flow struct {
 	lastAt   time.Time
 	maxGap   time.Duration // longest time between two packets
 	longGaps int           // gaps over 60 ms (3 packet times)
+	gaps     gapHist       // every time between two packets
 	transits []int32       // arrival minus the packet's place on a 20 ms clock, µs
 }
 
@@ -82,6 +83,10 @@ type rtpLeg struct {
 	Duplicates int
 	LongGaps   int           // times a flow went > 60 ms without a packet
 	MaxGap     time.Duration // the longest
+	// Gaps is the distribution of the time between two consecutive packets
+	// of a stream, all streams together: what a caller's jitter buffer sees of
+	// the sender's pacing.
+	Gaps gapHist
 	// ByTime is what 50 packets a second over each flow's life would be (a pacer
 	// that skips ticks without skipping sequence numbers shows here).
 	ByTime int
@@ -204,6 +209,7 @@ func captureStats(path string, lo, hi int) (up, down rtpLeg, err error) {
 		leg.Duplicates += fl.dups
 		leg.LongGaps += fl.longGaps
 		leg.MaxGap = max(leg.MaxGap, fl.maxGap)
+		leg.Gaps.merge(&fl.gaps)
 		leg.ByTime += int(fl.lastAt.Sub(fl.firstAt)/(frameMS*time.Millisecond)) + 1
 		// Against the fastest packet of the previous 4 s (the jitter buffer's
 		// baseline): a sender that re-phases after a stall is not counted late
@@ -244,6 +250,7 @@ func (f *flow) add(seq uint16, at time.Time) {
 		f.minExt, f.maxExt = min(f.minExt, ext), max(f.maxExt, ext)
 		g := at.Sub(f.lastAt)
 		f.maxGap = max(f.maxGap, g)
+		f.gaps.add(g)
 		if g > 3*frameMS*time.Millisecond {
 			f.longGaps++
 		}
@@ -258,6 +265,52 @@ func (f *flow) add(seq uint16, at time.Time) {
 	}
 }
 
+// gapHist counts inter-packet gaps in 0.1 ms bins up to 200 ms (and one bin
+// for anything longer).
+type gapHist struct {
+	bins [2001]int64
+	n    int64
+}
+
+func (h *gapHist) add(g time.Duration) {
+	i := int(g / (100 * time.Microsecond))
+	h.bins[min(max(i, 0), len(h.bins)-1)]++
+	h.n++
+}
+
+func (h *gapHist) merge(o *gapHist) {
+	for i, c := range o.bins {
+		h.bins[i] += c
+	}
+	h.n += o.n
+}
+
+// Percentile is the gap below which a share p of the gaps fall (the bin's
+// upper edge); 0 for no gaps.
+func (h *gapHist) Percentile(p float64) time.Duration {
+	if h.n == 0 {
+		return 0
+	}
+	k := int64(math.Ceil(p * float64(h.n)))
+	var sum int64
+	for i, c := range h.bins {
+		sum += c
+		if sum >= k {
+			return time.Duration(i+1) * 100 * time.Microsecond
+		}
+	}
+	return time.Duration(len(h.bins)) * 100 * time.Microsecond
+}
+
+// Over is how many gaps were longer than d.
+func (h *gapHist) Over(d time.Duration) int64 {
+	var n int64
+	for i := int(d/(100*time.Microsecond)) + 1; i < len(h.bins); i++ {
+		n += h.bins[i]
+	}
+	return n
+}
+
 // percentile of sorted-in-place values.
 func percentile(v []float64, p float64) float64 {
 	if len(v) == 0 {
@@ -267,3 +320,6 @@ func percentile(v []float64, p float64) float64 {
 	i := int(math.Ceil(p*float64(len(v)))) - 1
 	return v[max(0, min(len(v)-1, i))]
 }
+
+// ms is d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

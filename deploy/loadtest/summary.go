@@ -39,6 +39,9 @@ type summary struct {
 	RecLost       int64 // RFC 3550 cumulative lost, summed
 	RecLate       int64 // packets the jitter buffer dropped as late
 	RecConcealed  int64
+	RecUnderruns  int64   // times the outbound queue ran dry inside the agent's speech
+	RecUnderrunMS float64 // the silence that cost the callers
+	RecMOS        []float64
 	RecExpected   int64
 	ProviderConns float64 // provider sessions opened
 
@@ -281,6 +284,12 @@ func (s *summary) addRecords(ctx context.Context, a *api, key string) error {
 				s.RecLate += num("late")
 				s.RecConcealed += num("concealed_frames")
 				s.RecExpected += num("expected")
+				s.RecUnderruns += num("underruns")
+				u, _ := rtp["underrun_ms"].(float64)
+				s.RecUnderrunMS += u
+				if m, ok := rtp["mos"].(float64); ok && m > 0 {
+					s.RecMOS = append(s.RecMOS, m)
+				}
 				mu.Unlock()
 			}
 		}()
@@ -345,6 +354,10 @@ func (s *summary) print(w io.Writer) {
 		p("          pacing: %d packets where 50/s over each stream's life makes %d (%.3f%% short); %d > 20 ms and %d > 40 ms late; %d stalls > 60 ms, longest %s",
 			c.Down.Packets, c.Down.ByTime, pct(float64(c.Down.ByTime-c.Down.Packets), float64(c.Down.ByTime)), c.Down.Delayed20, c.Down.Delayed40,
 			c.Down.LongGaps, c.Down.MaxGap.Round(time.Millisecond))
+		g := &c.Down.Gaps
+		p("          callers' inter-packet gaps: p50 %.1f ms, p90 %.1f, p99 %.1f, p99.9 %.1f, max %s; %d of %d over 30 ms, %d over 40 ms",
+			ms(g.Percentile(0.5)), ms(g.Percentile(0.9)), ms(g.Percentile(0.99)), ms(g.Percentile(0.999)), c.Down.MaxGap.Round(100*time.Microsecond),
+			g.Over(30*time.Millisecond), g.n, g.Over(40*time.Millisecond))
 		if c.Dropped != "" {
 			p("          capture: %s", c.Dropped)
 		}
@@ -354,6 +367,11 @@ func (s *summary) print(w io.Writer) {
 	}
 	p("          gateway records: RFC 3550 lost %d of %d expected (%.3f%%), %d frames concealed",
 		s.RecLost, s.RecExpected, pct(float64(s.RecLost), float64(s.RecExpected)), s.RecConcealed)
+	if len(s.RecMOS) > 0 {
+		m := append([]float64(nil), s.RecMOS...)
+		p("          agent audio: the outbound queue ran dry inside the agent's speech %d times, %.0f ms of silence in all; callers' MOS (E-model) min %.2f, p50 %.2f",
+			s.RecUnderruns, s.RecUnderrunMS, percentile(m, 0), percentile(m, 0.5))
+	}
 	p("")
 	if s.WindowSeconds == 0 {
 		p("steady:   the calls never all were up at once: no steady window")
