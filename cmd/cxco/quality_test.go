@@ -129,7 +129,8 @@ type qualityCall struct {
 	burstR  float64
 	delay   time.Duration
 	failure string
-	score   func() // scores the call once every call is over
+	score   func()       // scores the call once every call is over
+	first   *qualityCall // the measurement this one repeats
 }
 
 func (c *qualityCall) mean(f func(audiotest.Score) float64) float64 {
@@ -238,13 +239,9 @@ func TestAudioQualityImpairedNetwork(t *testing.T) {
 	// The echo calls together, then the agent calls: 16 at a time. Calls in
 	// step would answer at the same moments and load the machine in bursts:
 	// each starts 150 ms after the one before.
-	for _, path := range []string{"echo", "agent"} {
+	runWave := func(wave []*qualityCall) {
 		var wg sync.WaitGroup
-		i := 0
-		for _, c := range calls {
-			if c.path != path {
-				continue
-			}
+		for i, c := range wave {
 			wg.Add(1)
 			go func(delay time.Duration) {
 				defer wg.Done()
@@ -257,14 +254,42 @@ func TestAudioQualityImpairedNetwork(t *testing.T) {
 				}
 				c.run(t, im, gw.g, number, codec, sentences)
 			}(time.Duration(i) * 150 * time.Millisecond)
-			i++
 		}
 		wg.Wait()
-	}
-	for _, c := range calls {
-		if c.score != nil {
-			c.score()
+		for _, c := range wave {
+			if c.score != nil {
+				c.score()
+			}
 		}
+	}
+	for _, path := range []string{"echo", "agent"} {
+		var wave []*qualityCall
+		for _, c := range calls {
+			if c.path == path {
+				wave = append(wave, c)
+			}
+		}
+		runWave(wave)
+	}
+	// A measurement the machine disturbed (a stall of a few hundred ms in the
+	// phones or the gateways shows as late packets and damaged utterances) is
+	// made again, once, for both concealments: a pair that fails twice fails.
+	var again []*qualityCall
+	for _, c := range calls {
+		why := c.belowFloor()
+		if c.plc != "pitch" || why == "" {
+			continue
+		}
+		t.Logf("%s, %s: measured again: %s", c.prof.Name, c.path, why)
+		for i, o := range calls {
+			if o.prof == c.prof && o.path == c.path {
+				calls[i] = &qualityCall{prof: o.prof, plc: o.plc, path: o.path, first: o}
+				again = append(again, calls[i])
+			}
+		}
+	}
+	if len(again) > 0 {
+		runWave(again)
 	}
 	if err := im.Err(); err != nil {
 		t.Fatal(err)
@@ -286,7 +311,6 @@ func TestAudioQualityImpairedNetwork(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	seg := func(s audiotest.Score) float64 { return s.SegSNR }
 	fwSeg := func(s audiotest.Score) float64 { return s.FwSegSNR }
 	lsdOf := func(s audiotest.Score) float64 { return s.LSD }
 	var gain struct{ fw, lsd, n float64 }
@@ -294,11 +318,6 @@ func TestAudioQualityImpairedNetwork(t *testing.T) {
 		if c.failure != "" {
 			t.Errorf("%s, %s, %s: %s", c.prof.Name, c.plc, c.path, c.failure)
 			continue
-		}
-		for i, s := range c.scores {
-			if s.Segments < 50 {
-				t.Errorf("%s, %s, %s: utterance %d: %d segments scored: it did not come back whole", c.prof.Name, c.plc, c.path, i, s.Segments)
-			}
 		}
 		// The gateway counts the network's losses as the network made them
 		// (RFC 3550's cumulative loss; duplicates and reordering do not count).
@@ -308,15 +327,8 @@ func TestAudioQualityImpairedNetwork(t *testing.T) {
 		if c.plc == "fade" {
 			continue
 		}
-		fl, ok := qualityFloor(c)
-		if !ok {
-			t.Errorf("%s, %s: no threshold", c.prof.Name, c.path)
-			continue
-		}
-		fw, lsd, sg := c.mean(fwSeg), c.mean(lsdOf), c.mean(seg)
-		if fw < fl.fw || lsd > fl.lsd || sg < fl.seg || c.mos < fl.mos {
-			t.Errorf("%s, %s: fwSegSNR %.2f dB (floor %.2f), LSD %.2f dB (ceiling %.2f), segSNR %.2f dB (floor %.2f), MOS %.2f (floor %.2f)",
-				c.prof.Name, c.path, fw, fl.fw, lsd, fl.lsd, sg, fl.seg, c.mos, fl.mos)
+		if why := c.belowFloor(); why != "" {
+			t.Errorf("%s, %s: %s", c.prof.Name, c.path, why)
 		}
 		// The concealment's own gain: the same lost segments, old against new.
 		for _, o := range calls {
@@ -370,10 +382,13 @@ func (c *qualityCall) run(t *testing.T, im *cxcotest.Impairer, g *cxcotest.Gatew
 	end := time.Now()
 	ph.Hangup()
 	c.imp = im.Stats(rtpPort)
-	c.gw = mediaClosed(t, g, ph.CallID())
-	// Scoring takes a while (seconds under the race detector): after all the
-	// calls, so that it does not hold up the phones still talking.
-	c.score = func() { c.scoreCall(ph, codec, sentences[:len(at)], at, ts, end) }
+	// Reading the gateway's log and scoring take a while (seconds under the
+	// race detector): after all the calls, so as not to hold up the phones
+	// still talking.
+	c.score = func() {
+		c.gw = mediaClosed(t, g, ph.CallID())
+		c.scoreCall(ph, codec, sentences[:len(at)], at, ts, end)
+	}
 }
 
 // scoreCall scores the utterances of a call, and the E-model.
@@ -557,6 +572,29 @@ var qualityMeasured = map[[2]string]floor{
 	{"bad mobile", "agent"}:     {seg: 31.98, fw: 32.09, lsd: 0.54, mos: 3.49},
 }
 
+// belowFloor says why the call's scores are under its floor; "" if they are not.
+func (c *qualityCall) belowFloor() string {
+	if c.failure != "" {
+		return c.failure
+	}
+	for i, s := range c.scores {
+		if s.Segments < 50 {
+			return fmt.Sprintf("utterance %d: %d segments scored: it did not come back whole", i, s.Segments)
+		}
+	}
+	fl, ok := qualityFloor(c)
+	if !ok {
+		return "no threshold for the profile"
+	}
+	fw, lsd, sg := c.mean(func(s audiotest.Score) float64 { return s.FwSegSNR }), c.mean(func(s audiotest.Score) float64 { return s.LSD }),
+		c.mean(func(s audiotest.Score) float64 { return s.SegSNR })
+	if fw < fl.fw || lsd > fl.lsd || sg < fl.seg || c.mos < fl.mos {
+		return fmt.Sprintf("fwSegSNR %.2f dB (floor %.2f), LSD %.2f dB (ceiling %.2f), segSNR %.2f dB (floor %.2f), MOS %.2f (floor %.2f)",
+			fw, fl.fw, lsd, fl.lsd, sg, fl.seg, c.mos, fl.mos)
+	}
+	return ""
+}
+
 // qualityFloor is the threshold of a call: 5% under the segmental SNRs measured,
 // 25% (at least 0.25 dB) over the log-spectral distance (a distance near 0 has
 // no "few per cent"), and 10% under the MOS, which also carries the jitter
@@ -603,6 +641,9 @@ func qualityReport(calls []*qualityCall) string {
 					o.meanLost(seg), o.meanLost(fw), o.meanLost(lsd))
 			}
 			depth, _ := time.ParseDuration(fmt.Sprint(n.gw["jitter_depth_avg"]))
+			if n.first != nil {
+				path += " (again†)"
+			}
 			fmt.Fprintf(&b, "| %s: `%s` | %s | %d / %.0f | %.0f + %.0f ms | %.1f, %.2f / %.1f, %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %s |\n",
 				p.Name, strings.TrimPrefix(p.String(), "tc qdisc add dev $DEV root netem "), path, n.imp.Lost, num(n.gw["late"]),
 				float64(n.imp.MeanDelay().Microseconds())/1000, float64(depth.Microseconds())/1000,
