@@ -360,11 +360,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	if got := eval[string](b, `document.querySelector('[data-stat=packets_received]')?.textContent || ''`); got == "" || got == "0" {
 		b.fail("RTP stats: packets received %q", got)
 	}
+	// The call's audio quality at a glance: the E-model's MOS, coloured.
+	if got := eval[string](b, `document.querySelector('[data-testid=audio-quality]')?.textContent || ''`); !strings.Contains(got, "MOS ") || !strings.Contains(got, " R ") {
+		b.fail("audio quality on the conversation page: %q", got)
+	}
 	b.shot("conversation")
 	b.goTo("#/conversations")
 	b.wait("the conversation in the list", fmt.Sprintf(`!!document.querySelector('tr[data-conversation=%q]')`, id), 10*time.Second)
 	if got := eval[string](b, fmt.Sprintf(`document.querySelector('tr[data-conversation=%q]').textContent`, id)); !strings.Contains(got, "webrtc") || !strings.Contains(got, "completed") {
 		b.fail("conversation row: %q", got)
+	}
+	if got := eval[string](b, fmt.Sprintf(`document.querySelector('tr[data-conversation=%q] [data-quality]')?.dataset.quality || ''`, id)); got != "good" && got != "fair" && got != "poor" {
+		b.fail("conversation row without its audio quality badge: %q", got)
 	}
 	b.shot("conversations")
 

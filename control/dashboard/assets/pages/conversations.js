@@ -47,13 +47,14 @@ async function list(el, ctx) {
     h('label', {}, 'Channel', h('select', { name: 'channel', onchange: resetTo('channel') },
       [['', 'All channels'], ['voice', 'Voice'], ['whatsapp', 'WhatsApp']].map(([v, t]) => h('option', { value: v, selected: v === state.channel }, t)))),
     h('button', { onclick: () => { state.cursors = [null]; state.page = 0; reload(); } }, 'Refresh'));
-  const rows = page.items.map((c) => h('tr', { class: 'link', 'data-conversation': c.id, onclick: () => { location.hash = `#/conversations/${c.id}`; } },
+  const rows = page.items.map((c) => h('tr', { class: `link${c.audio_quality && c.audio_quality.poor ? ' poor-call' : ''}`, 'data-conversation': c.id, onclick: () => { location.hash = `#/conversations/${c.id}`; } },
     h('td', {}, h('a', { href: `#/conversations/${c.id}` }, `#${c.id}`)),
     h('td', { class: 'small' }, fmtTime(c.started_at)),
     h('td', {}, agents.get(c.agent_id) || `#${c.agent_id}`),
     h('td', {}, c.channel),
     h('td', {}, c.caller_number || '—'),
     h('td', {}, badge(c.status)),
+    h('td', {}, qualityBadge(c.audio_quality)),
     h('td', { class: 'num' }, fmtDuration(c.duration_seconds)),
     h('td', { class: 'small muted' }, c.end_reason || '')));
   const prev = h('button', { disabled: state.page === 0, onclick: () => { state.page--; reload(); } }, 'Previous');
@@ -63,7 +64,7 @@ async function list(el, ctx) {
   }, 'Next');
   mount(el, h('h1', {}, 'Conversations'), h('div', { class: 'panel' }, filters),
     rows.length
-      ? h('table', { 'data-testid': 'conversations' }, h('thead', {}, h('tr', {}, ['#', 'Started', 'Agent', 'Channel', 'Caller', 'Status', 'Duration', 'End reason']
+      ? h('table', { 'data-testid': 'conversations' }, h('thead', {}, h('tr', {}, ['#', 'Started', 'Agent', 'Channel', 'Caller', 'Status', 'Audio', 'Duration', 'End reason']
         .map((t) => h('th', { class: t === 'Duration' ? 'num' : '' }, t)))), h('tbody', {}, rows))
       : h('div', { class: 'panel empty' }, 'No conversations match.'),
     h('div', { class: 'pager' }, h('span', { class: 'muted small' }, `Page ${state.page + 1}`), prev, next));
@@ -87,6 +88,7 @@ async function detail(el, id, ctx) {
   const facts = h('dl', { class: 'facts' },
     fact('Agent', h('a', { href: `#/conversations` , onclick: () => { state.agent = String(c.agent_id); state.cursors = [null]; state.page = 0; } }, agents.get(c.agent_id) || `#${c.agent_id}`)),
     fact('Status', badge(c.status)),
+    fact('Audio quality', qualityFact(c.audio_quality)),
     fact('Channel', `${c.channel} · ${c.direction}`),
     fact('Caller', c.caller_number),
     fact('Called', c.called_number),
@@ -156,6 +158,25 @@ async function sipLadder(panel, c, ctx) {
       h('tbody', {}, rows)));
 }
 
+// The caller's audio quality at a glance: the E-model's MOS (audio_quality,
+// ITU-T G.107), coloured by G.109's category: good (R 80 and up: satisfied),
+// fair (70-80: some users dissatisfied), poor (below 70: many dissatisfied;
+// such calls are flagged in the list).
+const qualityClass = (q) => (q.poor ? 'poor' : q.r_factor >= 80 ? 'good' : 'fair');
+const ratingWords = { best: 'very satisfied', high: 'satisfied', medium: 'some users dissatisfied', low: 'many users dissatisfied', poor: 'nearly all users dissatisfied' };
+
+function qualityBadge(q) {
+  if (!q) return h('span', { class: 'muted small' }, '—');
+  return h('span', { class: `badge ${qualityClass(q)}`, 'data-quality': qualityClass(q), title: `R ${num(q.r_factor, 1)}: ${ratingWords[q.rating] || q.rating}` },
+    `MOS ${num(q.mos, 2)}`);
+}
+
+function qualityFact(q) {
+  if (!q) return null;
+  return h('span', { 'data-testid': 'audio-quality' }, qualityBadge(q),
+    h('span', { class: 'muted' }, ` R ${num(q.r_factor, 1)} — ${q.rating}: ${ratingWords[q.rating] || ''}`));
+}
+
 // The call's media statistics (metadata_.rtp), in words an operator uses:
 // what came from the caller, what went to them, and the hold time. Frame
 // counts are 20 ms frames and are shown as time too.
@@ -169,7 +190,12 @@ const rtpGroups = [
     ['late', 'Packets too late to play', (v, r) => `${num(v)}${pctOf(v, r.expected)}`],
     ['concealed_frames', 'Caller audio lost and concealed', frames],
     ['jitter_ms', 'Jitter (ms)', (v) => num(v, 1)],
+    ['jitter_depth_avg_ms', 'Jitter buffer delay, on average (ms)', (v) => num(v, 1)],
     ['jitter_depth_max_ms', 'Jitter buffer delay, largest (ms)', (v) => num(v, 1)],
+    ['concealed_ms', 'Audio concealed (lost or late), ms', (v) => num(v, 0)],
+    ['late_ms', 'Audio that came too late to play, ms', (v) => num(v, 0)],
+    ['mos', 'Quality (E-model MOS, 1 to 4.5)', (v) => num(v, 2)],
+    ['r_factor', 'E-model rating R (0 to 100)', (v) => num(v, 1)],
     ['out_of_order', 'Packets out of order'],
     ['duplicates', 'Duplicate packets'],
     ['dtmf_digits', 'Keypad digits (DTMF)'],
@@ -180,6 +206,7 @@ const rtpGroups = [
     ['flushed_frames', 'Agent audio cut off when the caller spoke (barge-in)', frames],
     ['discarded_frames', 'Ringback cut off when the transfer answered', frames],
     ['queue_dropped', 'Agent audio dropped (sent faster than real time)', frames],
+    ['underruns', 'Gaps in the agent\'s speech (its audio came late)', (v, r) => `${num(v)}${r.underrun_ms ? ` (${num(r.underrun_ms / 1000, 2)} s of silence)` : ''}`],
     ['remote_lost', 'Packets lost on the way (the caller\'s RTCP reports)'],
     ['remote_jitter_ms', 'Jitter at the caller (ms)', (v) => num(v, 1)],
   ]],
