@@ -343,7 +343,7 @@ func TestAudioQualityImpairedNetwork(t *testing.T) {
 	}
 	t.Logf("pitch over fade on the lost segments, mean over the %.0f lossy calls: fwSegSNR %+.2f dB, LSD %+.2f dB (lower)", gain.n, gain.fw/gain.n, gain.lsd/gain.n)
 	// Judged on the frequency-weighted SNR, the measure that follows listeners
-	// best; the log-spectral distance's gain (positive in 9 of 11 runs while
+	// best; the log-spectral distance's gain (positive in 10 of 12 runs while
 	// the thresholds were set) is logged. media/plc's and media/jitter's tests
 	// judge both on fixed losses.
 	if gain.n == 0 || gain.fw <= 0 {
