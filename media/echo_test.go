@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net"
-	"net/netip"
 	"slices"
 	"sync"
 	"testing"
@@ -17,106 +15,43 @@ import (
 	"github.com/pion/rtp"
 )
 
-// impairment is what the relay does to the phone's packets on their way to
-// the gateway.
+// impairment is what the network does to the phone's packets on their way to
+// the stream.
 type impairment struct {
 	loss, reorder, dup float64       // probabilities
 	jitter             time.Duration // uniform extra delay 0..jitter
 	seed               uint64
 }
 
-// relay sits between the phone and the stream. Packets from the phone are
-// impaired and forwarded to the stream from the relay's stream-side
-// socket; the stream's RTP (symmetric, so sent back to that socket) is
-// forwarded to the phone unchanged.
-type relay struct {
-	phoneSide, streamSide *net.UDPConn
-	imp                   impairment
-	target                netip.AddrPort // the stream
-	phone                 netip.AddrPort
-
-	mu                          sync.Mutex
-	forwarded, dropped, doubled int
-	lastDropped                 bool
-	wg                          sync.WaitGroup
-	timers                      sync.WaitGroup
+// arrival is one packet reaching the stream: when, and which of the phone's.
+type arrival struct {
+	at  time.Duration // since the phone's first packet was sent
+	seq int           // index of the phone's packet
 }
 
-func newRelay(t *testing.T, imp impairment, phone netip.AddrPort) *relay {
-	a, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &relay{phoneSide: a, streamSide: b, imp: imp, phone: phone}
-}
-
-func (r *relay) phoneAddr() netip.AddrPort { return r.phoneSide.LocalAddr().(*net.UDPAddr).AddrPort() }
-func (r *relay) streamAddr() netip.AddrPort {
-	return r.streamSide.LocalAddr().(*net.UDPAddr).AddrPort()
-}
-
-func (r *relay) start() {
-	rng := rand.New(rand.NewPCG(r.imp.seed, 7))
-	r.wg.Add(2)
-	go func() { // phone -> stream, impaired
-		defer r.wg.Done()
-		buf := make([]byte, 1500)
-		for {
-			n, _, err := r.phoneSide.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			pkt := append([]byte(nil), buf[:n]...)
-			r.mu.Lock()
-			if rng.Float64() < r.imp.loss {
-				r.dropped++
-				r.lastDropped = true
-				r.mu.Unlock()
-				continue
-			}
-			r.lastDropped = false
-			r.forwarded++
-			delay := time.Duration(rng.Int64N(int64(r.imp.jitter) + 1))
-			if rng.Float64() < r.imp.reorder {
-				delay += 25 * time.Millisecond // overtaken by the next one or two
-			}
-			sends := []time.Duration{delay}
-			if rng.Float64() < r.imp.dup {
-				sends = append(sends, delay+time.Duration(rng.Int64N(int64(10*time.Millisecond))))
-				r.doubled++
-			}
-			r.mu.Unlock()
-			for _, d := range sends {
-				r.timers.Add(1)
-				time.AfterFunc(d, func() {
-					defer r.timers.Done()
-					_, _ = r.streamSide.WriteToUDPAddrPort(pkt, r.target)
-				})
-			}
+// schedule impairs n packets sent every 20 ms: which are lost, when the others
+// (and their duplicates) arrive. It is computed up front from the seed, so a
+// run's network is the same whatever the machine is doing.
+func (imp impairment) schedule(n int) (arrivals []arrival, dropped, doubled int) {
+	rng := rand.New(rand.NewPCG(imp.seed, 7))
+	for i := range n {
+		sent := time.Duration(i) * 20 * time.Millisecond
+		if rng.Float64() < imp.loss {
+			dropped++
+			continue
 		}
-	}()
-	go func() { // stream -> phone
-		defer r.wg.Done()
-		buf := make([]byte, 1500)
-		for {
-			n, _, err := r.streamSide.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			_, _ = r.phoneSide.WriteToUDPAddrPort(buf[:n], r.phone)
+		delay := time.Duration(rng.Int64N(int64(imp.jitter) + 1))
+		if rng.Float64() < imp.reorder {
+			delay += 25 * time.Millisecond // overtaken by the next one or two
 		}
-	}()
-}
-
-func (r *relay) close() {
-	r.timers.Wait()
-	r.phoneSide.Close()
-	r.streamSide.Close()
-	r.wg.Wait()
+		arrivals = append(arrivals, arrival{sent + delay, i})
+		if rng.Float64() < imp.dup {
+			arrivals = append(arrivals, arrival{sent + delay + time.Duration(rng.Int64N(int64(10*time.Millisecond))), i})
+			doubled++
+		}
+	}
+	slices.SortStableFunc(arrivals, func(a, b arrival) int { return int(a.at - b.at) })
+	return arrivals, dropped, doubled
 }
 
 type echoResult struct {
@@ -127,48 +62,41 @@ type echoResult struct {
 	dropped      int
 	doubled      int
 	concealed    int // concealed frames between the first and last frame with received audio
-	latencies    []time.Duration
 }
 
-// runEcho sends seconds of a 1 kHz tone at -10 dBFS from a phone through
-// the relay into a stream in echo mode and records what comes back.
+// runEcho sends seconds of a 1 kHz tone at -10 dBFS from a phone through an
+// impaired network into a stream in echo mode and records what comes back.
+// Time is a manual clock: the network's delays, the jitter buffer and the
+// pacer all run on it, so what is late or lost is decided by the impairment
+// alone, never by how busy the machine is. The stream's RTP goes back to the
+// phone over a real socket.
 func runEcho(t *testing.T, codec string, format Format, imp impairment, seconds int) echoResult {
-	w := realWheel(t)
+	w, m := manualWheel(t)
 	defer leakCheck(t)()
 	ph := newPhone(t)
-	rl := newRelay(t, imp, ph.addr())
 	s, err := NewStream(testPool(t), loopback, Options{Wheel: w})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rl.target = s.LocalAddr()
-	if s.LocalAddr().Addr().IsUnspecified() {
-		rl.target = netip.AddrPortFrom(loopback, uint16(s.LocalPort()))
-	}
-	rl.start()
 
 	var (
 		fmu    sync.Mutex
 		frames []bool // concealed flag of each frame handed on
 		real   []bool
-		lat    []time.Duration
 	)
 	echo := Echo(s, format)
 	c := Consumer{Format: format, Sink: func(f Frame) {
 		fmu.Lock()
 		frames = append(frames, f.Concealed)
 		real = append(real, !f.Arrival.IsZero())
-		if !f.Arrival.IsZero() && !f.Concealed {
-			lat = append(lat, time.Since(f.Arrival))
-		}
 		fmu.Unlock()
 		echo.Sink(f)
 	}}
-	if err := s.Start(negotiated(codec, rl.streamAddr()), c); err != nil {
+	if err := s.Start(negotiated(codec, ph.addr()), c); err != nil {
 		t.Fatal(err)
 	}
 
-	// The phone: 20 ms packets of the tone, paced by a ticker.
+	// The phone: 20 ms packets of the tone.
 	amp := math.Pow(10, (-10+3.0103)/20)
 	n := seconds * 50
 	sent := make([]int16, n*160)
@@ -193,54 +121,45 @@ func runEcho(t *testing.T, codec string, format Format, imp impairment, seconds 
 	}
 	// What the phone actually sends, after its own G.711 encoding.
 	sentDecoded := make([]int16, len(sent))
-
-	recvDone := make(chan []*rtp.Packet)
-	go func() {
-		var got []*rtp.Packet
-		audio, quietAfter := 0, 0
-		deadline := time.Now().Add(time.Duration(seconds)*time.Second + 10*time.Second)
-		for time.Now().Before(deadline) {
-			p, ok := ph.recv(time.Second)
-			if !ok {
-				continue
-			}
-			got = append(got, p)
-			sil := g711.ULawSilence
-			if codec == "PCMA" {
-				sil = g711.ALawSilence
-			}
-			if isSilence(p.Payload, sil) {
-				if audio > 0 {
-					quietAfter++
-				}
-			} else {
-				audio++
-				quietAfter = 0
-			}
-			if audio > n/2 && quietAfter >= 25 { // the echo is over
-				break
-			}
-		}
-		recvDone <- got
-	}()
-
-	tick := time.NewTicker(20 * time.Millisecond)
+	packets := make([][]byte, n)
 	seq, ts, ssrc := uint16(rand.Uint32()), rand.Uint32(), rand.Uint32()
-	payload := make([]byte, 160)
 	for i := range n {
-		<-tick.C
+		payload := make([]byte, 160)
 		encode(payload, sent[i*160:(i+1)*160])
 		decode(sentDecoded[i*160:(i+1)*160], payload)
-		ph.send(t, rl.phoneAddr(), &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq,
-			Timestamp: ts, SSRC: ssrc, Marker: i == 0}, Payload: payload})
-		seq++
-		ts += 160
+		b, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq + uint16(i),
+			Timestamp: ts + uint32(i*160), SSRC: ssrc, Marker: i == 0}, Payload: payload}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		packets[i] = b
 	}
-	tick.Stop()
-	got := <-recvDone
+	arrivals, dropped, doubled := imp.schedule(n)
+
+	// Run the network and the stream on the manual clock, a millisecond at a
+	// time, until a second after the phone's last packet; collect the stream's
+	// packets as it sends them (the pacer sends inside Advance).
+	var (
+		got     []*rtp.Packet
+		scratch rtp.Packet
+		next    int
+	)
+	start := w.Now()
+	for at := time.Duration(0); at <= time.Duration(n)*20*time.Millisecond+time.Second; at += time.Millisecond {
+		for ; next < len(arrivals) && arrivals[next].at <= at; next++ {
+			s.handleRTP(w.Now(), ph.addr(), append([]byte(nil), packets[arrivals[next].seq]...), &scratch)
+		}
+		m.Advance(start.Add(at + time.Millisecond).Sub(w.Now()))
+		for uint64(len(got)) < s.Stats().PacketsSent {
+			p, ok := ph.recv(10 * time.Second)
+			if !ok {
+				t.Fatalf("the stream sent %d packets, the phone got %d", s.Stats().PacketsSent, len(got))
+			}
+			got = append(got, p)
+		}
+	}
 	st := s.Stats()
 	s.Close()
-	rl.close()
 
 	// Decode the echo in sequence order.
 	slices.SortFunc(got, func(a, b *rtp.Packet) int { return int(int16(a.SequenceNumber - b.SequenceNumber)) })
@@ -257,7 +176,7 @@ func runEcho(t *testing.T, codec string, format Format, imp impairment, seconds 
 		t.Fatalf("echo has %d samples of audio, want about %d", last-first, len(sent))
 	}
 	steady := echoed[first+4000 : last-2400]
-	res := echoResult{sent: sentDecoded, echoed: echoed, stats: st, dropped: rl.dropped, doubled: rl.doubled, latencies: lat}
+	res := echoResult{sent: sentDecoded, echoed: echoed, stats: st, dropped: dropped, doubled: doubled}
 	res.freq = audiotest.DominantFrequency(steady, 8000)
 	res.level = audiotest.ToneLevelDBFS(steady, 8000, 1000)
 	res.sentLevel = audiotest.ToneLevelDBFS(sentDecoded[4000:len(sentDecoded)-2400], 8000, 1000)
@@ -274,8 +193,8 @@ func runEcho(t *testing.T, codec string, format Format, imp impairment, seconds 
 		}
 	}
 	fmu.Unlock()
-	t.Logf("%s %s: echo %.1f Hz %.2f dBFS (sent %.2f), %d packets dropped by the relay, %d doubled; lost %d, late %d, dup %d, out of order %d, concealed %d (stats %d), jitter %v, depth max %v",
-		codec, format, res.freq, res.level, res.sentLevel, rl.dropped, rl.doubled, st.CumulativeLost, st.Late, st.Duplicates, st.OutOfOrder, res.concealed, st.Concealed, st.Jitter, st.JitterDepthMax)
+	t.Logf("%s %s: echo %.1f Hz %.2f dBFS (sent %.2f), %d packets dropped by the network, %d doubled; lost %d, late %d, dup %d, out of order %d, concealed %d (stats %d), jitter %v, depth max %v",
+		codec, format, res.freq, res.level, res.sentLevel, dropped, doubled, st.CumulativeLost, st.Late, st.Duplicates, st.OutOfOrder, res.concealed, st.Concealed, st.Jitter, st.JitterDepthMax)
 	return res
 }
 
@@ -305,18 +224,18 @@ func TestEchoThroughImpairments(t *testing.T) {
 			}
 			st := r.stats
 			if st.CumulativeLost != int64(r.dropped) {
-				t.Errorf("cumulative lost %d, relay dropped %d", st.CumulativeLost, r.dropped)
+				t.Errorf("cumulative lost %d, the network dropped %d", st.CumulativeLost, r.dropped)
 			}
 			if st.Duplicates != uint64(r.doubled) {
-				t.Errorf("duplicates %d, the relay doubled %d", st.Duplicates, r.doubled)
+				t.Errorf("duplicates %d, the network doubled %d", st.Duplicates, r.doubled)
 			}
 			if st.OutOfOrder == 0 {
-				t.Error("no packets out of order: the relay reordered some")
+				t.Error("no packets out of order: the network reordered some")
 			}
-			// Every lost or late packet is a concealed frame, unless the
-			// buffer skipped it while shrinking.
-			if lo, hi := r.dropped-2, r.dropped+int(st.Late)+2; r.concealed < lo || r.concealed > hi {
-				t.Errorf("concealed %d frames, want %d..%d (lost %d, late %d)", r.concealed, lo, hi, r.dropped, st.Late)
+			// Every lost or late packet is a concealed frame (the network's
+			// timing is the schedule's, so this is exact).
+			if want := r.dropped + int(st.Late); r.concealed != want {
+				t.Errorf("concealed %d frames, want %d (lost %d, late %d)", r.concealed, want, r.dropped, st.Late)
 			}
 			// The same losses, as lost audio in runs and as the E-model's Ppl.
 			if st.LossRuns == 0 || st.LossRuns > st.Concealed {
@@ -327,8 +246,7 @@ func TestEchoThroughImpairments(t *testing.T) {
 			if math.Abs(q.Loss-want) > 1e-9 || q.BurstR < 1 || q.Delay < 40*time.Millisecond || q.Delay > 160*time.Millisecond {
 				t.Errorf("quality %+v: loss want %.4f, burst ≥ 1, delay 20 ms + depth", q, want)
 			}
-			// The loss costs R points (how many depends on the late drops too,
-			// which a busy machine adds): below a clean line's 93.2.
+			// The loss costs R points: below a clean line's 93.2.
 			if q.R >= 90 || q.MOS != quality.MOS(q.R) {
 				t.Errorf("R %.1f MOS %.2f for %.1f%% loss", q.R, q.MOS, 100*q.Loss)
 			}
