@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the gateway. Installs what the tests need from Debian packages
-# when it is missing (redis-server, sip-tester, chromium for the dashboard's browser
+# when it is missing (redis-server, redis-sentinel, redis-tools, sip-tester, chromium for the dashboard's browser
 # tests, kamailio for the scale-out tests, espeak-ng for the speech the audio quality
 # tests send), and fails — never skips — when it cannot.
 # `./deploy/test.sh --help` says what each part runs; flags run some parts only.
@@ -31,7 +31,8 @@ Runs the gateway's tests. With no part flag it runs every part, in this order
               jitter buffer
 
 Before the tests it installs, with apt-get (sudo when not root), whichever of
-these Debian packages is missing: redis-server, sip-tester (sipp), libopus0,
+these Debian packages is missing: redis-server, redis-sentinel,
+redis-tools (redis-cli), sip-tester (sipp), libopus0,
 libspandsp2, kamailio, kamailio-tls-modules, baresip-core, tshark (dumpcap), chromium, espeak-ng.
 --no-install skips that step (the tests then fail, never skip, when a
 tool is missing).
@@ -57,6 +58,8 @@ want() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; 
 need=()
 if want unit || want e2e || want browser; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+  command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
   command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
   # Opus is libopus, loaded at run time; G.722 is checked bit for bit against
   # libspandsp (what baresip's g722 module uses).

@@ -20,6 +20,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -101,6 +103,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 //	redis://[user:pass@]host:port[/db]          a single node (rediss:// for TLS)
 //	redis://host:port?master_name=m&addr=h2:p   Sentinel (also redis+sentinel://)
 //	redis+cluster://host:port?addr=h2:p         Cluster (also rediss+cluster://)
+//
+// Every go-redis URL option is accepted. A cluster URL also takes
+//
+//	state_reload_interval=10s   how often the slot map is refreshed in calm weather
+//	                            (go-redis's ClusterStateReloadInterval; ours is 10 s)
+//	reload_on_error=true        refresh it at once when a node fails to answer
+//	                            (a connection refused, a timeout, CLUSTERDOWN, ...)
+//
+// A master that dies refuses connections rather than redirecting, so without the
+// refresh on errors the client keeps sending its slots to the dead address until
+// the periodic refresh: the whole window between the replica's promotion and that
+// refresh would be an outage for no reason.
 func NewClient(rawURL string) (redis.UniversalClient, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
@@ -120,7 +134,7 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
-		failFast(&o.DialTimeout, &o.MaxRetries)
+		failFast(&o.DialTimeout, &o.MaxRetries, &o.DialerRetries)
 		return redis.NewClient(o), nil
 	case "sentinel":
 		o, err := redis.ParseFailoverURL(u)
@@ -130,9 +144,13 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 		if o.MasterName == "" {
 			return nil, errors.New("store: a sentinel URL needs ?master_name=")
 		}
-		failFast(&o.DialTimeout, &o.MaxRetries)
+		failFast(&o.DialTimeout, &o.MaxRetries, &o.DialerRetries)
 		return redis.NewFailoverClient(o), nil
 	case "cluster":
+		u, interval, onError, err := clusterParams(u)
+		if err != nil {
+			return nil, err
+		}
 		o, err := redis.ParseClusterURL(u)
 		if err != nil {
 			return nil, fmt.Errorf("store: %w", err)
@@ -141,21 +159,119 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 			host, _, _ := net.SplitHostPort(o.Addrs[0])
 			o.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		}
-		failFast(&o.DialTimeout, &o.MaxRetries)
-		return redis.NewClusterClient(o), nil
+		failFast(&o.DialTimeout, &o.MaxRetries, &o.DialerRetries)
+		o.ClusterStateReloadInterval = interval
+		c := redis.NewClusterClient(o)
+		if onError {
+			// Node clients, not the cluster client: a WATCH/MULTI transaction runs on
+			// the node's client and its errors never pass the cluster's hooks.
+			h := reloadHook{reload: func() { c.ReloadState(context.Background()) }}
+			c.OnNewNode(func(n *redis.Client) { n.AddHook(h) })
+		}
+		return c, nil
 	default:
 		return nil, fmt.Errorf("store: redis URL scheme %q: unknown mode %q", scheme, mode)
 	}
 }
 
+// clusterParams takes our own options out of a cluster URL (go-redis refuses
+// options it does not know).
+func clusterParams(u string) (rest string, interval time.Duration, onError bool, err error) {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "", 0, false, fmt.Errorf("store: %w", err)
+	}
+	q := pu.Query()
+	interval, onError = 10*time.Second, true
+	if v := q.Get("state_reload_interval"); v != "" {
+		if interval, err = time.ParseDuration(v); err != nil || interval <= 0 {
+			return "", 0, false, fmt.Errorf("store: redis URL: state_reload_interval=%q: want a positive duration like 10s", v)
+		}
+	}
+	if v := q.Get("reload_on_error"); v != "" {
+		if onError, err = strconv.ParseBool(v); err != nil {
+			return "", 0, false, fmt.Errorf("store: redis URL: reload_on_error=%q: want true or false", v)
+		}
+	}
+	q.Del("state_reload_interval")
+	q.Del("reload_on_error")
+	pu.RawQuery = q.Encode()
+	return pu.String(), interval, onError, nil
+}
+
+// reloadHook asks the cluster client to refresh its slot map when a node fails
+// in a way that may mean the cluster changed under it. go-redis coalesces the
+// requests (one reload at a time, at most one every 200 ms).
+type reloadHook struct{ reload func() }
+
+// topologyError: a dial or network failure, a timeout, or a reply saying the node
+// is not (or no longer) the master it was taken for.
+func topologyError(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, redis.TxFailedErr) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		for _, p := range []string{"CLUSTERDOWN", "MASTERDOWN", "READONLY", "LOADING", "TRYAGAIN"} {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+		return false // an ordinary reply: WRONGTYPE, NOSCRIPT, a script error, ...
+	}
+	return true
+}
+
+func (h reloadHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err != nil && ctx.Err() == nil {
+			h.reload()
+		}
+		return c, err
+	}
+}
+
+func (h reloadHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if topologyError(err) {
+			h.reload()
+		}
+		return err
+	}
+}
+
+func (h reloadHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if topologyError(err) {
+			h.reload()
+			return err
+		}
+		for _, c := range cmds {
+			if topologyError(c.Err()) {
+				h.reload()
+				break
+			}
+		}
+		return err
+	}
+}
+
 // failFast makes an outage show at once (the API answers 503 instead of hanging):
-// a short dial timeout and one retry, unless the URL set its own.
-func failFast(dial *time.Duration, retries *int) {
+// a short dial timeout, one retry and two dial attempts per connection, unless the
+// URL set its own.
+func failFast(dial *time.Duration, retries, dialRetries *int) {
 	if *dial == 0 {
 		*dial = time.Second
 	}
 	if *retries == 0 {
 		*retries = 1
+	}
+	if *dialRetries == 0 {
+		*dialRetries = 2
 	}
 }
 

@@ -15,9 +15,14 @@ import (
 type Redis struct {
 	URL     string
 	Addr    string
+	Port    int
 	cmd     *exec.Cmd
 	dir     string
 	persist bool
+	extra   []string // more redis-server arguments (cluster mode, replicaof, ...)
+	bin     string   // redis-server, or redis-sentinel
+	conf    string   // redis-sentinel's config file
+	exited  chan struct{}
 }
 
 // StartRedis starts redis-server on a free loopback port, with no persistence, and
@@ -35,15 +40,15 @@ func start(t testing.TB, persist bool) *Redis {
 	if err != nil {
 		t.Fatalf("redis-server not found: install it with `apt-get install -y redis-server` (deploy/test.sh does this)")
 	}
-	r := &Redis{dir: t.TempDir(), persist: persist}
-	if err := r.start(bin, 0); err != nil {
+	r := &Redis{dir: t.TempDir(), persist: persist, bin: bin}
+	if err := r.start(0); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.Stop)
 	return r
 }
 
-func (r *Redis) start(bin string, port int) error {
+func (r *Redis) start(port int) error {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		p := port
@@ -54,37 +59,57 @@ func (r *Redis) start(bin string, port int) error {
 		if r.persist {
 			aof = "yes"
 		}
-		cmd := exec.Command(bin, "--port", fmt.Sprint(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", aof,
-			"--appendfsync", "always", "--dir", r.dir, "--protected-mode", "yes", "--loglevel", "warning")
+		args := []string{"--port", fmt.Sprint(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", aof,
+			"--appendfsync", "always", "--dir", r.dir, "--protected-mode", "yes", "--loglevel", "warning"}
+		if r.conf != "" { // redis-sentinel: its config file (which it rewrites) first
+			args = []string{r.conf, "--port", fmt.Sprint(p), "--bind", "127.0.0.1", "--dir", r.dir, "--loglevel", "warning"}
+		}
+		cmd := exec.Command(r.bin, append(args, r.extra...)...)
 		out, _ := cmd.StdoutPipe()
 		cmd.Stderr = cmd.Stdout
 		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start redis-server: %w", err)
+			return fmt.Errorf("start %s: %w", r.bin, err)
 		}
-		go io.Copy(io.Discard, out)
+		exited := make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, out); _ = cmd.Wait(); close(exited) }()
 		addr := fmt.Sprintf("127.0.0.1:%d", p)
 		if WaitTCP(addr, 5*time.Second) {
-			r.cmd, r.Addr, r.URL = cmd, addr, "redis://"+addr
+			r.cmd, r.exited, r.Addr, r.Port, r.URL = cmd, exited, addr, p, "redis://"+addr
 			return nil
 		}
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		lastErr = fmt.Errorf("redis-server did not start on %s", addr)
+		<-exited
+		lastErr = fmt.Errorf("%s did not start on %s", r.bin, addr)
 	}
 	return lastErr
+}
+
+// Pid is the server's process id (0 when it is not running).
+func (r *Redis) Pid() int {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
+// Kill ends the server with SIGKILL, as a crash would, and waits until it is gone.
+func (r *Redis) Kill() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		<-r.exited
+		r.cmd = nil
+	}
 }
 
 // Stop stops the server (SIGTERM: a persistent one writes its file first).
 func (r *Redis) Stop() {
 	if r.cmd != nil && r.cmd.Process != nil {
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = r.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-r.exited:
 		case <-time.After(10 * time.Second):
 			_ = r.cmd.Process.Kill()
-			<-done
+			<-r.exited
 		}
 		r.cmd = nil
 	}
@@ -93,11 +118,7 @@ func (r *Redis) Stop() {
 // Restart starts the server again on the same port (after Stop), for outage tests.
 func (r *Redis) Restart(t testing.TB) {
 	t.Helper()
-	bin, _ := exec.LookPath("redis-server")
-	_, port, _ := net.SplitHostPort(r.Addr)
-	var p int
-	fmt.Sscan(port, &p)
-	if err := r.start(bin, p); err != nil {
+	if err := r.start(r.Port); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -114,6 +135,16 @@ func WaitTCP(addr string, d time.Duration) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+// portFree reports whether a TCP port on 127.0.0.1 can be bound now.
+func portFree(p int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 func freePort() int {
