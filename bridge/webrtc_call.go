@@ -156,6 +156,9 @@ func (c *webrtcCall) onState(s webrtc.PeerConnectionState) {
 
 // end asks the supervisor to end the call; the first request wins.
 func (c *webrtcCall) end(e sip.CallEnd) {
+	if e.EndedAt.IsZero() {
+		e.EndedAt = time.Now() // the hang-up's own time, whatever the close path waits on
+	}
 	select {
 	case c.endCh <- e:
 	default:
@@ -209,6 +212,9 @@ loop:
 			}
 		}
 	}
+	if e.EndedAt.IsZero() {
+		e.EndedAt = time.Now() // billed to here, before the provider session and the store are waited on
+	}
 	close(c.done)
 	if c.AnsweredAt().IsZero() && !e.Failed && e.Status == "" {
 		e.Failed = true // never connected: no call took place
@@ -223,7 +229,7 @@ loop:
 	close(c.recorded)
 	var dur time.Duration
 	if !e.AnsweredAt.IsZero() {
-		dur = time.Since(e.AnsweredAt)
+		dur = e.EndedAt.Sub(e.AnsweredAt)
 	}
 	c.log.Info("test call ended", "reason", e.Reason, "duration_s", int(dur.Seconds()),
 		"rtp_in", stats.PacketsReceived, "rtp_out", stats.PacketsSent, "lost", stats.CumulativeLost,

@@ -78,6 +78,7 @@ type call struct {
 }
 
 type endRequest struct {
+	at      time.Time // when the call ended: the BYE, the timer, the far side's end (stamped by end)
 	reason  string
 	failed  bool
 	sendBye bool   // we end the call: send BYE
@@ -585,8 +586,12 @@ func (c *call) Drained() <-chan struct{} { return c.stream.Drained() }
 // Hangup implements Call: the far side ends the call.
 func (c *call) Hangup(reason string) { c.end(endRequest{reason: reason, sendBye: true}) }
 
-// end asks the supervisor to end the call; the first request wins.
+// end asks the supervisor to end the call; the first request wins. The end time is
+// taken now, before anyone waits on anything: it is what the call is billed to.
 func (c *call) end(e endRequest) {
+	if e.at.IsZero() {
+		e.at = time.Now()
+	}
 	select {
 	case c.endCh <- e:
 	default:

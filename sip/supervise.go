@@ -63,7 +63,13 @@ loop:
 		pe := leg.End()
 		e.status, e.referTo, e.referS = pe.Status, pe.ReferTo, pe.ReferSeconds
 	}
-	c.endedAt = time.Now()
+	// The call is billed to its end by its own clock: when the BYE, CANCEL, timer
+	// or far side's end was heard (end stamps it), whatever the BYE and the store
+	// take below.
+	c.endedAt = e.at
+	if c.endedAt.IsZero() {
+		c.endedAt = time.Now()
+	}
 	close(c.done)
 	closeFar := func() {
 		if p := c.currentPeer(); p != c.peer {
