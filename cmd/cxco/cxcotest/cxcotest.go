@@ -134,11 +134,13 @@ type Process struct {
 }
 
 // Start runs the binary with args and env (added to the current environment), and
-// kills it when the test ends.
+// kills it when the test ends. Unless env or args name one, the process gets a
+// spool directory of its own (CXCO_SPOOL_DIR): writes a gateway saves at shutdown
+// are replayed by the next start in the same directory, never by another test's.
 func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), "CXCO_SPOOL_DIR="+t.TempDir()), env...)
 	p := &Process{Cmd: cmd, lines: make(chan string, 1000), done: make(chan struct{})}
 	so, _ := cmd.StdoutPipe()
 	se, _ := cmd.StderrPipe()

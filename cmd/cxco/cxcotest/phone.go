@@ -50,6 +50,8 @@ type Phone struct {
 
 	mu       sync.Mutex
 	packets  []Packet
+	arrived  chan struct{} // closed (and replaced) when an RTP packet arrives
+	sendMu   sync.Mutex    // one sender of RTP at a time (SendAudio, SendDigit, KeepSilent)
 	final    chan *gsip.Response
 	byeOK    chan struct{}
 	gotBye   chan struct{}
@@ -162,7 +164,8 @@ func dialFrom(t testing.TB, local, gw string, number, codec string, silent bool)
 func newPhone(t testing.TB, codec, fromTag, local string) *Phone {
 	p := &Phone{t: t, codec: codec, fromTag: fromTag, cseq: 1, dtmfPT: 101, ip: local,
 		ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32(),
-		final: make(chan *gsip.Response, 4), byeOK: make(chan struct{}, 1), gotBye: make(chan struct{}), done: make(chan struct{})}
+		final: make(chan *gsip.Response, 4), byeOK: make(chan struct{}, 1), gotBye: make(chan struct{}), done: make(chan struct{}),
+		arrived: make(chan struct{})}
 	if codec == "PCMA" {
 		p.pt = 8
 	}
@@ -338,8 +341,78 @@ func (p *Phone) readRTP() {
 			TS: binary.BigEndian.Uint32(buf[4:]), Payload: append([]byte(nil), buf[12:n]...)}
 		p.mu.Lock()
 		p.packets = append(p.packets, pk)
+		close(p.arrived)
+		p.arrived = make(chan struct{})
 		p.mu.Unlock()
 	}
+}
+
+// WaitAudio waits until cond holds for the audio received so far (Audio), checking
+// it as each packet arrives, or until d passes; it returns whether cond held.
+func (p *Phone) WaitAudio(d time.Duration, cond func(pcm []int16) bool) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		p.mu.Lock()
+		next := p.arrived
+		p.mu.Unlock()
+		if cond(p.Audio()) {
+			return true
+		}
+		select {
+		case <-next:
+		case <-deadline.C:
+			return cond(p.Audio())
+		case <-p.done:
+			return cond(p.Audio())
+		}
+	}
+}
+
+// KeepSilent sends silence on the phone's 20 ms clock, as the phone of a caller
+// who listens does, until stop is called (stop waits for the last packet).
+func (p *Phone) KeepSilent() (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		frame := make([]int16, 160)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-p.done:
+				return
+			default:
+			}
+			p.SendAudio(frame) // one packet; the next call continues the stream
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(quit); <-done }) }
+}
+
+// Heard listens (sending silence) until the audio received after sample from
+// holds a sound — from its first frame louder than -30 dBFS to its last, at least
+// minLen long — that has ended: quiet of silence followed it. It returns that
+// audio, or nil if none was heard within d.
+func (p *Phone) Heard(from int, minLen, quiet, d time.Duration) []int16 {
+	stop := p.KeepSilent()
+	defer stop()
+	var span []int16
+	q, n := int(quiet/(time.Second/8000)), int(minLen/(time.Second/8000))
+	p.WaitAudio(d, func(pcm []int16) bool {
+		if from > len(pcm) {
+			return false
+		}
+		r := pcm[from:]
+		first, last := audiotest.LoudSpan(r, 160, -30)
+		if first < 0 || last-first < n || len(r)-last < q {
+			return false
+		}
+		span = r[first:last]
+		return true
+	})
+	return span
 }
 
 // Packets returns what was received so far.
@@ -453,6 +526,8 @@ func (p *Phone) resume() bool {
 // has moved on by the time that passed, as after silence suppression: the
 // timestamps keep to the wall clock. It returns when the next packet is due.
 func (p *Phone) SendAudio(pcm []int16) {
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
 	frame := make([]byte, 160)
 	first := p.resume()
 	tick := time.NewTimer(time.Until(p.next))
@@ -505,6 +580,8 @@ func Tone(freq, dBFS float64, d time.Duration) []int16 { return audiotest.Sine(8
 
 // SendDigit sends an RFC 4733 event (0-9, *, #) of 100 ms, with three end packets.
 func (p *Phone) SendDigit(d rune) {
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
 	ev := map[rune]byte{'*': 10, '#': 11}[d]
 	if d >= '0' && d <= '9' {
 		ev = byte(d - '0')
