@@ -147,11 +147,7 @@ func (c *Connector) Connect(ctx context.Context, info *sip.CallInfo) (sip.Peer, 
 	s.conn, s.convIDs = conn, []string{convID}
 	s.log = s.log.With("provider_conversation_id", convID)
 	s.rec = newRecorder(c.Store, c.Store.Spool(), info.Company.ID, info.ConversationID, s.log)
-	s.rec.add(recJob{update: func(cv *store.Conversation) error {
-		cv.ExternalConversationID = &convID
-		cv.Source = "elevenlabs"
-		return nil
-	}})
+	s.rec.add(recJob{externalID: convID})
 	c.stats.Sessions.Add(1)
 	s.wg.Add(2)
 	go s.reader()
@@ -355,15 +351,13 @@ func (c *Connector) analyse(info *sip.CallInfo, convIDs []string) {
 			s := strings.Join(summaries, " ")
 			summary = &s
 		}
-		write := func(ctx context.Context) error {
-			_, err := c.Store.SetAnalysis(ctx, info.Company.ID, info.ConversationID, summary, success, meta)
-			return err
-		}
+		w := store.Write{Op: store.WriteAnalysis, CompanyID: info.Company.ID, Conversation: info.ConversationID,
+			Summary: summary, Successful: success, Metadata: meta}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := write(ctx); err != nil {
+		if err := c.Store.Apply(ctx, w); err != nil {
 			if sp := c.Store.Spool(); sp != nil && errors.Is(err, store.ErrUnavailable) {
-				sp.Do("analysis", write)
+				sp.Do(w)
 				return
 			}
 			log.Warn("could not store the post-call analysis", "err", err)

@@ -30,18 +30,18 @@ type recorder struct {
 	abandoned bool
 	done      chan struct{}
 
-	// Owned by whoever writes: the recorder goroutine, then the spool.
+	// Owned by the recorder goroutine, then by flush once it has stopped.
 	written     int // entries in the stored list
 	lastAgent   int // index of the last agent entry (corrections replace it)
 	lastAgentAt float64
 }
 
-// recJob is one write: a new transcript entry, a correction of the last agent entry,
-// or a conversation update.
+// recJob is one write: a new transcript entry, a correction of the last agent
+// entry, or the provider's conversation id.
 type recJob struct {
-	entry   *store.TranscriptEntry
-	correct bool // replace the last agent entry's message
-	update  func(*store.Conversation) error
+	entry      *store.TranscriptEntry
+	correct    bool   // replace the last agent entry's message
+	externalID string // the provider's conversation id
 }
 
 const recorderMax = 2000
@@ -75,30 +75,50 @@ func (r *recorder) entry(role, msg string, at float64) {
 	r.add(recJob{entry: &store.TranscriptEntry{Role: role, Message: msg, Timestamp: at}})
 }
 
-// exec performs one job.
-func (r *recorder) exec(ctx context.Context, j recJob) error {
+// write is job j as a store write, at the transcript positions known so far; ok is
+// false for a correction with nothing to correct.
+func (r *recorder) write(j recJob) (store.Write, bool) {
+	w := store.Write{CompanyID: r.cid, Conversation: r.convID}
 	switch {
-	case j.update != nil:
-		_, err := r.st.UpdateConversation(ctx, r.cid, r.convID, j.update)
-		return err
+	case j.externalID != "":
+		w.Op, w.ExternalID = store.WriteExternalID, j.externalID
 	case j.correct:
 		if r.lastAgent < 0 {
-			return nil // nothing to correct
+			return w, false
 		}
 		// What the agent actually said replaces what it meant to say, at the time it began.
 		e := *j.entry
 		e.Timestamp = r.lastAgentAt
-		return r.st.SetTranscriptEntry(ctx, r.cid, r.convID, r.lastAgent, e)
+		w.Op, w.Index, w.Entry = store.WriteSetEntry, r.lastAgent, &e
 	default:
-		if err := r.st.AppendTranscript(ctx, r.cid, r.convID, *j.entry); err != nil {
-			return err
-		}
-		if j.entry.Role == "agent" {
-			r.lastAgent, r.lastAgentAt = r.written, j.entry.Timestamp
-		}
-		r.written++
-		return nil
+		w.Op, w.Index, w.Entry = store.WriteAppend, r.written, j.entry
 	}
+	return w, true
+}
+
+// wrote advances the transcript positions past w.
+func (r *recorder) wrote(w store.Write) {
+	if w.Op != store.WriteAppend {
+		return
+	}
+	if w.Entry.Role == "agent" {
+		r.lastAgent, r.lastAgentAt = r.written, w.Entry.Timestamp
+	}
+	r.written++
+}
+
+// exec performs one job. An append names its position, so a retry of a write that
+// did reach Redis (its reply was lost) adds nothing twice.
+func (r *recorder) exec(ctx context.Context, j recJob) error {
+	w, ok := r.write(j)
+	if !ok {
+		return nil // nothing to correct
+	}
+	if err := r.st.Apply(ctx, w); err != nil {
+		return err
+	}
+	r.wrote(w)
+	return nil
 }
 
 func (r *recorder) run() {
@@ -185,6 +205,9 @@ func (r *recorder) flush(d time.Duration) {
 	}
 	r.log.Warn("store unavailable: transcript entries handed to the spool", "entries", len(left))
 	for _, j := range left {
-		r.spool.Do("transcript", func(ctx context.Context) error { return r.exec(ctx, j) })
+		if w, ok := r.write(j); ok {
+			r.wrote(w)
+			r.spool.Do(w)
+		}
 	}
 }

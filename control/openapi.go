@@ -148,7 +148,8 @@ func schemas() js {
 		"audio_quality": js{"type": "object", "required": []string{"mos", "r_factor", "rating", "poor"},
 			"description": "the caller's audio as the ITU-T G.107 E-model rates it (set when a call with media ends; detail in metadata_.rtp)",
 			"properties": js{"mos": js{"type": "number"}, "r_factor": js{"type": "number"},
-				"rating": strEnum("best", "high", "medium", "low", "poor"), "poor": js{"type": "boolean"}}}})
+				"rating": strEnum("best", "high", "medium", "low", "poor"), "poor": js{"type": "boolean"}}},
+		"node_id": js{"type": "string", "description": "the gateway node (--node-id) that carries or carried the call"}})
 	entry := object([]string{"role", "message", "timestamp"}, js{"role": strEnum("agent", "user", "system"), "message": str(),
 		"timestamp": js{"type": "number", "description": "seconds since the call was answered"}})
 	detail := object(nil, js{})

@@ -59,19 +59,17 @@ func RecordEnd(st *store.Store, conv *store.Conversation, e CallEnd, stats media
 		r := round2(q.R)
 		f.AudioQuality = &store.AudioQuality{MOS: round2(q.MOS), RFactor: r, Rating: quality.Rating(r), Poor: r < 70}
 	}
-	write := func(ctx context.Context) error {
-		_, err := st.FinishConversation(ctx, conv.CompanyID, conv.ID, f)
-		return err
-	}
+	w := store.Write{Op: store.WriteFinish, CompanyID: conv.CompanyID, Conversation: conv.ID, Final: &f}
 	if sp := st.Spool(); sp != nil {
 		// In order after any transcript entries the call could not write yet, and
-		// kept through a Redis outage: the usage counters are part of this write.
-		sp.Do("finish conversation", write)
+		// kept through a Redis outage (and a restart): the usage counters are part
+		// of this write.
+		sp.Do(w)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := write(ctx); err != nil && log != nil {
+	if err := st.Apply(ctx, w); err != nil && log != nil {
 		log.Error("could not record the end of the conversation", "err", err)
 	}
 }

@@ -42,6 +42,7 @@ type Conversation struct {
 	ContactID              *int64         `json:"contact_id,omitempty"`
 	SIPCallID              string         `json:"sip_call_id,omitempty"`
 	AudioQuality           *AudioQuality  `json:"audio_quality,omitempty"`
+	NodeID                 string         `json:"node_id,omitempty"` // the gateway node that carries (or carried) the call
 	Metadata               map[string]any `json:"metadata_,omitempty"`
 	CreatedAt              time.Time      `json:"created_at"`
 }
@@ -104,6 +105,15 @@ func (s *Store) CreateConversation(ctx context.Context, c Conversation) (*Conver
 			return nil, err
 		}
 		c.ContactID = &cid
+	}
+	if s.node != "" {
+		// Listed under its node before the record exists: a crash in between leaves
+		// a member the sweeper drops, never a conversation no one owns.
+		c.NodeID = s.node
+		z := redis.Z{Score: float64(now.UnixMilli()), Member: liveMember(c.CompanyID, id)}
+		if err := s.rdb.ZAdd(ctx, keyNodeLive(s.node), z).Err(); err != nil {
+			return nil, wrapRedis(err)
+		}
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		z := redis.Z{Score: float64(id), Member: id}
@@ -205,32 +215,42 @@ func (s *Store) UpdateConversation(ctx context.Context, cid, id int64, fn func(*
 	return mutate(ctx, s, keyConv(cid, id), nil, func(c *Conversation, _ redis.Pipeliner) error { return fn(c) })
 }
 
-// Final describes how a conversation ended.
+// Final describes how a conversation ended. It is spooled as JSON (spool.go).
 type Final struct {
-	Status          string
-	EndedAt         time.Time
-	EndReason       string
-	SIPReferSeconds int
-	ReferTo         string
-	Metadata        map[string]any // merged into metadata_
-	AudioQuality    *AudioQuality
+	Status          string         `json:"status"`
+	EndedAt         time.Time      `json:"ended_at"`
+	EndReason       string         `json:"end_reason,omitempty"`
+	SIPReferSeconds int            `json:"sip_refer_seconds,omitempty"`
+	ReferTo         string         `json:"refer_to,omitempty"`
+	Metadata        map[string]any `json:"metadata,omitempty"` // merged into metadata_
+	AudioQuality    *AudioQuality  `json:"audio_quality,omitempty"`
 	// AnsweredAt is when the call was answered, if it was and the record does not
 	// know it yet (usage counts only answered conversations).
-	AnsweredAt *time.Time
+	AnsweredAt *time.Time `json:"answered_at,omitempty"`
 }
 
 // FinishConversation records the end of an in-progress conversation, its usage
 // counters and its event in one transaction, so usage always agrees with the
 // records. Finishing twice is a no-op that returns the conversation as it is.
 func (s *Store) FinishConversation(ctx context.Context, cid, id int64, f Final) (*Conversation, error) {
+	c, _, err := s.finishConversation(ctx, cid, id, f)
+	return c, err
+}
+
+// finishConversation is FinishConversation, also saying whether this call ended it.
+// The conversation leaves its node's live set once its end is written.
+func (s *Store) finishConversation(ctx context.Context, cid, id int64, f Final) (*Conversation, bool, error) {
 	n, err := s.rdb.LLen(ctx, keyTranscript(cid, id)).Result()
 	if err != nil {
-		return nil, wrapRedis(err)
+		return nil, false, wrapRedis(err)
 	}
+	changed := false
 	c, err := mutate(ctx, s, keyConv(cid, id), nil, func(c *Conversation, p redis.Pipeliner) error {
+		changed = false
 		if c.Status != ConvInProgress {
 			return nil
 		}
+		changed = true
 		end := f.EndedAt.UTC().Truncate(time.Second)
 		if end.IsZero() {
 			end = s.Now()
@@ -266,9 +286,15 @@ func (s *Store) FinishConversation(ctx context.Context, cid, id int64, f Final) 
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return c, nil
+	if c.NodeID != "" {
+		if err := s.rdb.ZRem(ctx, keyNodeLive(c.NodeID), liveMember(cid, id)).Err(); err != nil {
+			// The end is written; the member is only a pointer the sweeper drops later.
+			s.log.Warn("conversation ended but is still listed under its node", "conversation_id", id, "err", err)
+		}
+	}
+	return c, changed, nil
 }
 
 // SetAnalysis stores the provider's post-call analysis and keeps the success

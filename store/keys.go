@@ -15,6 +15,14 @@ import "strconv"
 //	cxco:outbox:companies             SET     company ids whose outbox may hold undelivered events
 //	cxco:live:calls                   HASH    conversation id -> JSON LiveCall, calls in progress on any node (live.go)
 //	cxco:live                         PUB/SUB live call events and hang-up requests
+//	cxco:probe:<node>                 STRING  written by /readyz to check that Redis takes writes (EX 10)
+//
+// Gateway nodes, one hash tag {nodes} (nodes.go: leases, live calls, the sweeper):
+//
+//	cxco:{nodes}:all                  ZSET    node id -> unix ms of its last heartbeat
+//	cxco:{nodes}:lease:<node>         STRING  the node process's token, PX half the lease
+//	cxco:{nodes}:live:<node>          ZSET    "<cid>:<conversation id>" of the node's calls in progress
+//	cxco:{nodes}:sweep:<node>         STRING  lock of the node closing a lost node's calls
 //
 // The number pool, one hash tag {pool} so allocation is one atomic script:
 //

@@ -39,6 +39,7 @@ type Store struct {
 	log      *slog.Logger
 	now      func() time.Time
 	spool    atomic.Pointer[Spool]
+	node     string // this process's node id: its conversations are listed under it (nodes.go)
 }
 
 // Options configure Open.
@@ -51,6 +52,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// NodeID names this gateway node: the conversations it creates are its own
+	// until they end, and are closed by the others if it is lost (nodes.go).
+	// Empty: no ownership is recorded (tools and tests).
+	NodeID string
 }
 
 // Open connects to Redis (or starts the embedded server), checks the connection
@@ -63,7 +68,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{sealer: opts.Sealer, log: log, now: opts.Now}
+	s := &Store{sealer: opts.Sealer, log: log, now: opts.Now, node: opts.NodeID}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -287,6 +292,30 @@ func (s *Store) Ping(ctx context.Context) error {
 		return wrapRedis(err)
 	}
 	return nil
+}
+
+// CheckWritable says whether Redis takes writes now: on a cluster, every master
+// answers and says cluster_state:ok (a cluster missing a master refuses writes to
+// all slots by default); otherwise a short-lived probe key can be written (a
+// demoted master answers PING but refuses writes with READONLY).
+func (s *Store) CheckWritable(ctx context.Context) error {
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			info, err := m.ClusterInfo(ctx).Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "cluster_state:ok") {
+				return fmt.Errorf("%s: cluster_state is not ok", m.Options().Addr)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return nil
+	}
+	return wrapRedis(s.rdb.Set(ctx, prefix+"probe:"+s.node, "1", 10*time.Second).Err())
 }
 
 // Close releases the client and stops the embedded server.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -84,6 +85,9 @@ type Config struct {
 	DrainTimeout         time.Duration
 	PprofAddr            string
 	NodeID               string
+	NodeLease            time.Duration
+	SpoolDir             string
+	SpoolWait            time.Duration
 	LogLevel             string
 	LogFormat            string
 	SIPTrace             bool
@@ -228,7 +232,10 @@ func serveFlags(c *Config) *flagSet {
 	fs.dur(&c.WhatsAppVerifyDelay, "whatsapp-verify-delay", "CXCO_WHATSAPP_VERIFY_DELAY", 5*time.Second, "delay of the built-in WhatsApp verifier")
 	fs.dur(&c.DrainTimeout, "drain-timeout", "CXCO_DRAIN_TIMEOUT", 10*time.Minute, "on SIGTERM, how long live calls may finish before they are ended")
 	fs.str(&c.PprofAddr, "pprof", "CXCO_PPROF_ADDR", "", "serve net/http/pprof on this address (off when empty)")
-	fs.str(&c.NodeID, "node-id", "CXCO_NODE_ID", "", "this node's name among several sharing one Redis (default: hostname and pid)")
+	fs.str(&c.NodeID, "node-id", "CXCO_NODE_ID", "", "this node's name among several sharing one Redis (default: hostname and pid); keep it across restarts so a restart closes what a crash left open")
+	fs.dur(&c.NodeLease, "node-lease", "CXCO_NODE_LEASE", store.DefaultNodeLease, "a node that stops renewing its lease this long is lost: the other nodes close its calls in progress")
+	fs.dur(&c.SpoolWait, "spool-wait", "CXCO_SPOOL_WAIT", 10*time.Second, "at shutdown, how long writes wait for Redis before they are saved to the spool directory")
+	fs.str(&c.SpoolDir, "spool-dir", "CXCO_SPOOL_DIR", "", "where writes that Redis could not take before shutdown are saved and replayed at the next start (default: the user cache directory, cxco/spool)")
 	fs.boolean(&c.SIPTrace, "sip-trace", "CXCO_SIP_TRACE", false, "log every SIP message of every call whole, with the call's ids, secrets redacted (debug level does too)")
 	fs.dur(&c.SIPTraceKeep, "sip-trace-keep", "CXCO_SIP_TRACE_KEEP", 72*time.Hour, "how long a conversation's SIP ladder (GET /api/conversations/{id}/sip-trace) is kept; 0 keeps none")
 	fs.str(&c.LogLevel, "log-level", "CXCO_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -367,8 +374,11 @@ func (c *Config) Validate() error {
 	if c.SIPT1 < 10*time.Millisecond || c.SIPT1 > 10*time.Second {
 		bad("--sip-t1 %s: want 10ms to 10s", c.SIPT1)
 	}
+	if c.NodeLease < time.Second {
+		bad("--node-lease %s: want at least 1s", c.NodeLease)
+	}
 	positive := map[string]time.Duration{"--provider-timeout": c.ProviderTimeout, "--rtp-timeout": c.RTPTimeout,
-		"--transfer-timeout": c.TransferTimeout, "--drain-timeout": c.DrainTimeout, "--webhook-disable-after": c.WebhookDisableAfter,
+		"--transfer-timeout": c.TransferTimeout, "--drain-timeout": c.DrainTimeout, "--spool-wait": c.SpoolWait, "--webhook-disable-after": c.WebhookDisableAfter,
 		"--sip-tcp-read-timeout": c.SIPTCPReadTimeout, "--sip-tcp-idle-timeout": c.SIPTCPIdleTimeout,
 		"--http-read-timeout": c.HTTPReadTimeout, "--http-write-timeout": c.HTTPWriteTimeout, "--http-idle-timeout": c.HTTPIdleTimeout}
 	for name, d := range positive {
@@ -415,6 +425,13 @@ func (c *Config) Validate() error {
 	if c.NodeID == "" {
 		h, _ := os.Hostname()
 		c.NodeID = fmt.Sprintf("%s-%d", h, os.Getpid())
+	}
+	if c.SpoolDir == "" {
+		if d, err := os.UserCacheDir(); err == nil {
+			c.SpoolDir = filepath.Join(d, "cxco", "spool")
+		} else {
+			c.SpoolDir = filepath.Join(os.TempDir(), "cxco-spool")
+		}
 	}
 	return errors.Join(errs...)
 }

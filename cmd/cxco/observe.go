@@ -44,6 +44,7 @@ type observer struct {
 	apiRequests    *metrics.CounterVec
 	apiLatency     *metrics.HistogramVec
 	redisErrors    *metrics.CounterVec
+	swept          *metrics.CounterVec
 	startedAt      time.Time
 	draining       func() bool // the SIP server's Drain was called
 	activeCalls    func() int  // calls in setup or up
@@ -77,6 +78,7 @@ func newObserver() *observer {
 		apiRequests:  r.NewCounterVec("cxco_api_requests_total", "API requests by route and status.", "route", "status"),
 		apiLatency:   r.NewHistogramVec("cxco_api_request_seconds", "API request latency by route.", secs, "route"),
 		redisErrors:  r.NewCounterVec("cxco_redis_errors_total", "Redis commands that failed."),
+		swept:        r.NewCounterVec("cxco_conversations_node_lost_total", "Conversations this node closed as node_lost (their node's lease lapsed, or they were left by an earlier process with this node id)."),
 	}
 	r.OnScrape(o.scrape)
 	return o
@@ -217,9 +219,15 @@ func rss() int64 {
 	return 0
 }
 
-// health serves /healthz (the process answers) and /readyz (Redis reachable, SIP
-// listening and accepting, not draining): a load balancer or Kubernetes stops
-// sending work to a node that is not ready.
+// nodeLost counts the conversations closed for a lost node (store.NodeOptions.OnClosed).
+func (o *observer) nodeLost(_ string, closed []*store.Conversation) {
+	o.swept.With().Add(float64(len(closed)))
+}
+
+// health serves /healthz (the process answers) and /readyz (Redis takes writes:
+// every cluster master, or the sentinels' current master; SIP listening and
+// accepting; not draining): a load balancer or Kubernetes stops sending work to a
+// node that is not ready.
 func health(st *store.Store, sipSrv *sip.Server, needRegistration bool) (healthz, readyz http.Handler) {
 	healthz = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -230,8 +238,8 @@ func health(st *store.Store, sipSrv *sip.Server, needRegistration bool) (healthz
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
 		var problems []string
-		if err := st.Ping(ctx); err != nil {
-			problems = append(problems, "redis unreachable")
+		if err := st.CheckWritable(ctx); err != nil {
+			problems = append(problems, "redis cannot take writes")
 		}
 		if sipSrv == nil {
 			problems = append(problems, "sip not listening")

@@ -76,7 +76,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, store.Options{URL: cfg.RedisURL, Sealer: sealer, Logger: log})
+	st, err := store.Open(ctx, store.Options{URL: cfg.RedisURL, Sealer: sealer, Logger: log, NodeID: cfg.NodeID})
 	if err != nil {
 		return err
 	}
@@ -96,10 +96,47 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer signal.Stop(sigs)
 	obs := newObserver()
 	st.OnError(obs.redisError)
-	// Writes that must survive a short Redis outage; flushed before exit.
-	spool := store.NewSpool(log.With("component", "spool"), 100000)
-	defer spool.Close(30 * time.Second)
+	// Writes that must survive a Redis outage: flushed before exit, else saved to a
+	// spool file that the next start on this machine replays (first thing, so the
+	// calls they end are billed to their own end, not closed as lost below).
+	spoolDir := cfg.SpoolDir
+	if st.Embedded() {
+		spoolDir = "" // the data it would complete is gone with the process
+	}
+	spool := store.NewSpool(st, store.SpoolOptions{Logger: log.With("component", "spool"), Dir: spoolDir, Node: cfg.NodeID})
 	st.SetSpool(spool)
+	node, err := st.Node(store.NodeOptions{Lease: cfg.NodeLease, Logger: log.With("component", "node"), OnClosed: obs.nodeLost})
+	if err != nil {
+		spool.Close(0)
+		return err
+	}
+	nodeCtx, stopNode := context.WithCancel(context.WithoutCancel(ctx))
+	nodeDone := make(chan struct{})
+	defer func() {
+		spool.Close(cfg.SpoolWait)
+		// The heartbeat runs until the spool is done: a node still writing the
+		// end of its calls is not lost.
+		stopNode()
+		<-nodeDone
+		lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		node.Leave(lctx)
+		lcancel()
+	}()
+	if rs, err := spool.Replay(); err != nil {
+		log.Error("spool directory unreadable: nothing replayed", "dir", spoolDir, "err", err)
+	} else if rs.Files > 0 || rs.Skipped > 0 {
+		log.Warn("replaying writes saved at an earlier shutdown", "files", rs.Files, "writes", rs.Writes, "damaged_lines_skipped", rs.Skipped, "busy", rs.Busy)
+		fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := spool.Flush(fctx); err != nil {
+			log.Warn("spool replay still running; going on", "pending", spool.Pending())
+		}
+		fcancel()
+	}
+	if err := node.Start(ctx); err != nil {
+		close(nodeDone)
+		return fmt.Errorf("node lease: %w", err)
+	}
+	go func() { defer close(nodeDone); node.Run(nodeCtx) }()
 
 	// The voice-AI provider: the given URL, else the simulator in this process.
 	providerURL := cfg.ProviderURL
