@@ -50,6 +50,9 @@ type TestCallOptions struct {
 	// RTPTimeout ends a connected call after this long without RTP (default 30 s).
 	RTPTimeout time.Duration
 	Logger     *slog.Logger
+	// OnRecorded is told each call whose end has been handed to the store (the
+	// spool, when it has one), whatever ended it: metrics and tests wait on it.
+	OnRecorded func(conversationID int64)
 }
 
 // TestCalls places the dashboard's "talk to this agent" calls: a browser's WebRTC
@@ -216,12 +219,18 @@ func (tc *TestCalls) StartTestCall(ctx context.Context, co *store.Company, a *st
 	return c.id, answer, nil
 }
 
-// forget takes a call that is over out of the ones EndTestCall can find.
+// forget takes a call that is over (recorded) out of the ones EndTestCall can
+// find and out of Calls, before anyone is told it is recorded; its goroutine's
+// last steps are waited for by Close (done).
 func (tc *TestCalls) forget(c *webrtcCall) {
 	tc.mu.Lock()
 	delete(tc.calls, c.id)
+	tc.setup--
 	tc.mu.Unlock()
 }
+
+// done is a forgotten call's goroutine ending.
+func (tc *TestCalls) done() { tc.wg.Done() }
 
 // release gives back a call's place once it is over, or failed to start.
 func (tc *TestCalls) release() {

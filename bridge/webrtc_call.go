@@ -227,6 +227,9 @@ loop:
 	sip.RecordEnd(c.tc.opt.Store, c.conv, e, stats, c.log)
 	c.tc.forget(c)
 	close(c.recorded)
+	if f := c.tc.opt.OnRecorded; f != nil {
+		f(c.id)
+	}
 	var dur time.Duration
 	if !e.AnsweredAt.IsZero() {
 		dur = e.EndedAt.Sub(e.AnsweredAt)
@@ -234,7 +237,7 @@ loop:
 	c.log.Info("test call ended", "reason", e.Reason, "duration_s", int(dur.Seconds()),
 		"rtp_in", stats.PacketsReceived, "rtp_out", stats.PacketsSent, "lost", stats.CumulativeLost,
 		"jitter_ms", float64(stats.Jitter)/float64(time.Millisecond), "concealed", stats.Concealed, "late", stats.Late)
-	c.tc.release()
+	c.tc.done()
 }
 
 // answer starts the media and the peer once the browser is connected: from now on

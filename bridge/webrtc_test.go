@@ -34,11 +34,20 @@ type browser struct {
 
 	mu        sync.Mutex
 	heard     []heardFrame
+	arrived   chan struct{} // closed (and replaced) when a packet is heard
 	codec     string
 	state     webrtc.PeerConnectionState
 	connected chan struct{}
 	once      sync.Once
 	wg        sync.WaitGroup
+	mic       chan micFrame // what the microphone sends next; silence when empty
+	micStop   chan struct{}
+}
+
+// micFrame is 20 ms of audio for the microphone; done is closed once it is sent.
+type micFrame struct {
+	pcm  []int16
+	done chan struct{}
 }
 
 type heardFrame struct {
@@ -67,7 +76,7 @@ func newBrowser(t testing.TB) *browser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &browser{t: t, pc: pc, seq: 100, ts: 1000, connected: make(chan struct{})}
+	b := &browser{t: t, pc: pc, seq: 100, ts: 1000, connected: make(chan struct{}), arrived: make(chan struct{})}
 	b.track, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, "mic", "browser")
 	if _, err := pc.AddTrack(b.track); err != nil {
 		t.Fatal(err)
@@ -96,6 +105,8 @@ func newBrowser(t testing.TB) *browser {
 				g711.ULawToPCM(pcm, p.Payload)
 				b.mu.Lock()
 				b.heard = append(b.heard, heardFrame{at: time.Now(), pcm: pcm})
+				close(b.arrived)
+				b.arrived = make(chan struct{})
 				b.mu.Unlock()
 			}
 		}()
@@ -126,13 +137,84 @@ func (b *browser) answer(sdp string) {
 	}
 }
 
-// send plays 8 kHz PCM into the call in real time, 20 ms per packet.
+// startMic opens the microphone: from now on a packet goes out every 20 ms on
+// one clock, as a browser's does, carrying what send queued or else silence.
+func (b *browser) startMic() {
+	b.mic, b.micStop = make(chan micFrame, 1000), make(chan struct{})
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		payload := make([]byte, 160)
+		first := true
+		for {
+			var f micFrame
+			select {
+			case f = <-b.mic:
+			default:
+			}
+			for i := range payload {
+				var v int16
+				if i < len(f.pcm) {
+					v = f.pcm[i]
+				}
+				payload[i] = g711.EncodeULaw(v)
+			}
+			_ = b.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: b.seq, Timestamp: b.ts, Marker: first}, Payload: payload})
+			first = false
+			b.seq++
+			b.ts += 160
+			if f.done != nil {
+				close(f.done)
+			}
+			select {
+			case <-tick.C:
+			case <-b.micStop:
+				return
+			}
+		}
+	}()
+}
+
+// send says pcm (8 kHz) into the open microphone and returns once it is sent.
 func (b *browser) send(pcm []int16) {
-	playPCM(pcm, g711.EncodeULaw, func(payload []byte, first bool) {
-		_ = b.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: b.seq, Timestamp: b.ts, Marker: first}, Payload: payload})
-		b.seq++
-		b.ts += 160
-	})
+	var last chan struct{}
+	for off := 0; off < len(pcm); off += 160 {
+		f := micFrame{pcm: pcm[off:min(off+160, len(pcm))]}
+		if off+160 >= len(pcm) {
+			last = make(chan struct{})
+			f.done = last
+		}
+		b.mic <- f
+	}
+	if last != nil {
+		<-last
+	}
+}
+
+// wait waits until cond holds, checking it as each packet is heard, or fails the
+// test after d.
+func (b *browser) wait(what string, d time.Duration, cond func() bool) {
+	b.t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		b.mu.Lock()
+		next := b.arrived
+		b.mu.Unlock()
+		if cond() {
+			return
+		}
+		select {
+		case <-next:
+		case <-deadline.C:
+			if !cond() {
+				b.t.Fatalf("timed out waiting for %s", what)
+			}
+			return
+		}
+	}
 }
 
 func (b *browser) heardSince(t time.Time) []int16 {
@@ -148,6 +230,13 @@ func (b *browser) heardSince(t time.Time) []int16 {
 }
 
 func (b *browser) close() {
+	if b.micStop != nil {
+		select {
+		case <-b.micStop:
+		default:
+			close(b.micStop)
+		}
+	}
 	_ = b.pc.Close()
 	b.wg.Wait()
 }
@@ -217,8 +306,9 @@ func TestWebRTCTestCall(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the browser did not connect")
 	}
+	b.startMic() // silence while the opening line plays, as an open browser microphone sends
 	start := time.Now()
-	waitFor(t, "the opening line", 8*time.Second, func() bool { return len(loud(b.heardSince(start))) >= 4000 })
+	b.wait("the opening line", 8*time.Second, func() bool { return len(loud(b.heardSince(start))) >= 4000 })
 	if f := audiotest.DominantFrequency(loud(b.heardSince(start))[:4000], 8000); math.Abs(f-440) > 5 {
 		t.Fatalf("opening line at %.1f Hz, want the simulator's 440 Hz", f)
 	}
@@ -228,13 +318,12 @@ func TestWebRTCTestCall(t *testing.T) {
 	if codec != webrtc.MimeTypePCMU {
 		t.Fatalf("the browser receives %s, want PCMU", codec)
 	}
-	waitFor(t, "the opening line to end", 8*time.Second, func() bool {
+	b.wait("the opening line to end", 8*time.Second, func() bool {
 		return len(loud(b.heardSince(time.Now().Add(-300*time.Millisecond)))) == 0
 	})
 	spoke := time.Now()
 	b.send(tone(1000, -10, time.Second))
-	b.send(make([]int16, 8000))
-	waitFor(t, "the echoed utterance", 10*time.Second, func() bool { return len(loud(b.heardSince(spoke))) >= 4000 })
+	b.wait("the echoed utterance", 10*time.Second, func() bool { return len(loud(b.heardSince(spoke))) >= 4000 })
 	if f := audiotest.DominantFrequency(loud(b.heardSince(spoke)), 8000); math.Abs(f-1000) > 5 {
 		t.Fatalf("echoed utterance at %.1f Hz, want 1000", f)
 	}
@@ -308,6 +397,8 @@ func TestWebRTCEnds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, rigOpts{})
+			recorded := make(chan int64, 1)
+			tt.opts.OnRecorded = func(id int64) { recorded <- id }
 			tc := newTestCalls(t, r, tt.opts)
 			b := newBrowser(t)
 			ctx := context.Background()
@@ -323,14 +414,21 @@ func TestWebRTCEnds(t *testing.T) {
 					t.Fatal("the browser did not connect")
 				}
 				// Our side is connected too once its pacer's packets arrive.
-				waitFor(t, "our media", 5*time.Second, func() bool { return len(b.heardSince(time.Time{})) > 0 })
+				b.wait("our media", 5*time.Second, func() bool { return len(b.heardSince(time.Time{})) > 0 })
 			}
 			tt.end(tc, b)
-			var cv *store.Conversation
-			waitFor(t, "the end of the conversation", 20*time.Second, func() bool {
-				cv, _ = r.st.GetConversation(ctx, r.co.ID, id)
-				return cv != nil && cv.Status != store.ConvInProgress
-			})
+			select {
+			case got := <-recorded:
+				if got != id {
+					t.Fatalf("call %d ended, want %d", got, id)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the call did not end")
+			}
+			cv, err := r.st.GetConversation(ctx, r.co.ID, id)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if cv.Status != tt.status || cv.EndReason == nil {
 				t.Fatalf("conversation %s, reason %v; want %s", cv.Status, cv.EndReason, tt.status)
 			}
@@ -343,7 +441,9 @@ func TestWebRTCEnds(t *testing.T) {
 			if (cv.AnsweredAt != nil) != tt.connect {
 				t.Fatalf("answered_at %v, connected %v", cv.AnsweredAt, tt.connect)
 			}
-			waitFor(t, "the call's goroutine", 5*time.Second, func() bool { return tc.Calls() == 0 })
+			if n := tc.Calls(); n != 0 {
+				t.Fatalf("%d calls left once the call was recorded", n)
+			}
 			tc.Close()
 			b.close()
 			checkNoCallGoroutines(t)

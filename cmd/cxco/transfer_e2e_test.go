@@ -182,19 +182,28 @@ func TestBridgedTransferAudio(t *testing.T) {
 		}
 		return nil
 	})
-	caller.SendAudio(make([]int16, 8000*3)) // the opening line
-	caller.SendDigit('0')                   // one keypad entry after the 300 ms pause
+	if caller.Heard(0, 500*time.Millisecond, 300*time.Millisecond, 15*time.Second) == nil {
+		t.Fatal("no opening line")
+	}
+	caller.SendDigit('0')
 	answered()
-	// Both sides talk at once, each at its own frequency.
+	// The bridge is up once the human hears the gateway: its leg's pacer starts
+	// just before the caller is switched over to it.
+	if !human.WaitAudio(10*time.Second, func(pcm []int16) bool { return len(pcm) > 0 }) {
+		t.Fatal("the human's leg carries no audio")
+	}
+	// Both sides talk at once, each at its own frequency; then each listens until
+	// the other's tone has ended.
 	mark := len(caller.Audio())
 	humanMark := len(human.Audio())
-	done := make(chan struct{})
-	go func() { human.SendAudio(cxcotest.Tone(1200, -10, 2*time.Second)); close(done) }()
+	done := make(chan []int16)
+	go func() {
+		human.SendAudio(cxcotest.Tone(1200, -10, 2*time.Second))
+		done <- human.Heard(humanMark, 1500*time.Millisecond, 300*time.Millisecond, 10*time.Second)
+	}()
 	caller.SendAudio(cxcotest.Tone(600, -10, 2*time.Second))
-	<-done
-	caller.SendAudio(make([]int16, 8000/2))
-	heard := toneRegion(caller.Audio()[mark:])
-	humanHeard := toneRegion(human.Audio()[humanMark:])
+	heard := caller.Heard(mark, 1500*time.Millisecond, 300*time.Millisecond, 10*time.Second)
+	humanHeard := <-done
 	if heard == nil || humanHeard == nil {
 		caller.Hangup()
 		g.Proc.WaitStderr(t, "call ended", 5*time.Second)
@@ -205,6 +214,8 @@ func TestBridgedTransferAudio(t *testing.T) {
 		}
 		t.Fatalf("no relayed audio: caller heard %d samples, human heard %d", len(heard), len(humanHeard))
 	}
+	// The middle of each: the edges may hold the tail of the ringback.
+	heard, humanHeard = heard[len(heard)/4:len(heard)*3/4], humanHeard[len(humanHeard)/4:len(humanHeard)*3/4]
 	if f := audiotest.DominantFrequency(heard, 8000); math.Abs(f-1200) > 5 {
 		t.Fatalf("the caller heard %.0f Hz, want the human's 1200", f)
 	}
