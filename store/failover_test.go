@@ -70,6 +70,9 @@ func TestClusterMasterFailover(t *testing.T) {
 	}
 	slot := c.Slot(keyCompany(co.ID))
 	master := c.MasterOf(slot)
+	if err := redistest.WaitReplicated(Context(t, 10*time.Second), master); err != nil {
+		t.Fatal(err)
+	}
 
 	stop := make(chan struct{})
 	res := make(chan *outageProbe, 1)
@@ -125,6 +128,9 @@ func TestSentinelFailover(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	switched := sn.WatchSwitch(wctx)
+	if err := redistest.WaitReplicated(wctx, sn.Master); err != nil {
+		t.Fatal(err)
+	}
 
 	stop := make(chan struct{})
 	res := make(chan *outageProbe, 1)

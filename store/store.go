@@ -69,6 +69,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{sealer: opts.Sealer, log: log, now: opts.Now, node: opts.NodeID}
+	if opts.Logger != nil {
+		redis.SetLogger(redisLog{opts.Logger}) // go-redis has one logger per process
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -101,6 +104,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// redisLog passes go-redis's own log lines (a failed dial, a sentinel's new
+// master, ...) to the gateway's log at debug level: what matters of them the store
+// reports itself, as errors of the calls that failed.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 // NewClient builds a go-redis UniversalClient from a URL:

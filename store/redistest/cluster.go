@@ -206,3 +206,49 @@ func poll(ctx context.Context, cond func() bool) error {
 	}
 	return nil
 }
+
+// WaitReplicated waits until every replica of the master r has taken every write
+// r had taken when it was called (Redis replicates asynchronously: a master killed
+// a moment after a write may take it to the grave, which is Redis's trade-off,
+// not what a test of the gateway means to measure).
+func WaitReplicated(ctx context.Context, r *Redis) error {
+	cl := redis.NewClient(&redis.Options{Addr: r.Addr, DisableIdentity: true})
+	defer cl.Close()
+	offsets := func() (master int64, replicas []int64, err error) {
+		info, err := cl.Info(ctx, "replication").Result()
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, l := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(l, "master_repl_offset:"); ok {
+				fmt.Sscan(v, &master)
+			}
+			if strings.HasPrefix(l, "slave") && strings.Contains(l, "offset=") {
+				for _, kv := range strings.Split(l, ",") {
+					if v, ok := strings.CutPrefix(kv, "offset="); ok {
+						var o int64
+						fmt.Sscan(v, &o)
+						replicas = append(replicas, o)
+					}
+				}
+			}
+		}
+		return master, replicas, nil
+	}
+	want, _, err := offsets()
+	if err != nil {
+		return err
+	}
+	return poll(ctx, func() bool {
+		_, reps, err := offsets()
+		if err != nil || len(reps) == 0 {
+			return false
+		}
+		for _, o := range reps {
+			if o < want {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -130,6 +130,7 @@ type Process struct {
 	stdout strings.Builder
 	stderr strings.Builder
 	lines  chan string
+	logged chan struct{} // closed (and replaced) when a stderr line arrives
 	done   chan struct{}
 }
 
@@ -141,7 +142,7 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(append(os.Environ(), "CXCO_SPOOL_DIR="+t.TempDir()), env...)
-	p := &Process{Cmd: cmd, lines: make(chan string, 1000), done: make(chan struct{})}
+	p := &Process{Cmd: cmd, lines: make(chan string, 1000), logged: make(chan struct{}), done: make(chan struct{})}
 	so, _ := cmd.StdoutPipe()
 	se, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -175,6 +176,10 @@ func (p *Process) pump(r io.Reader, into *strings.Builder, lines bool) {
 	for sc.Scan() {
 		p.mu.Lock()
 		into.WriteString(sc.Text() + "\n")
+		if !lines {
+			close(p.logged)
+			p.logged = make(chan struct{})
+		}
 		p.mu.Unlock()
 		if lines {
 			select {
@@ -231,21 +236,37 @@ func (p *Process) waitStdout(substr string, d time.Duration) (string, bool) {
 // WaitStderr waits until the log contains substr.
 func (p *Process) WaitStderr(t testing.TB, substr string, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if strings.Contains(p.Stderr(), substr) {
-			return
-		}
+	if !p.WaitLog(d, func(log string) bool { return strings.Contains(log, substr) }) {
 		select {
 		case <-p.done:
-			if strings.Contains(p.Stderr(), substr) {
-				return
-			}
 			t.Fatalf("process exited before logging %q", substr)
-		case <-time.After(20 * time.Millisecond):
+		default:
+		}
+		t.Fatalf("no %q in the log within %s", substr, d)
+	}
+}
+
+// WaitLog waits until cond holds for the whole log so far, checking it as each
+// line arrives, or until d passes or the process exits; it returns whether cond held.
+func (p *Process) WaitLog(d time.Duration, cond func(log string) bool) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		p.mu.Lock()
+		next := p.logged
+		log := p.stderr.String()
+		p.mu.Unlock()
+		if cond(log) {
+			return true
+		}
+		select {
+		case <-next:
+		case <-p.done:
+			return cond(p.Stderr())
+		case <-deadline.C:
+			return cond(p.Stderr())
 		}
 	}
-	t.Fatalf("no %q in the log within %s", substr, d)
 }
 
 // Signal sends a signal.

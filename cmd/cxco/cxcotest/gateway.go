@@ -225,6 +225,23 @@ func ServeSIPp(t testing.TB, scenario string, extra ...string) (int, func() (int
 // function that waits for SIPp and gives its exit code and output.
 func StartSIPp(t testing.TB, target, scenario, number string, extra ...string) func() (int, string) {
 	t.Helper()
+	return StartSIPpRun(t, target, scenario, number, extra...).Wait
+}
+
+// SIPpRun is a running SIPp scenario.
+type SIPpRun struct {
+	dir  string
+	wait func() (int, string)
+}
+
+// Wait waits for SIPp to end and gives its exit code (0: every call succeeded)
+// and output.
+func (r *SIPpRun) Wait() (int, string) { return r.wait() }
+
+// StartSIPpRun starts a scenario (against target, unless it is "") whose message
+// log can be read afterwards (Calls).
+func StartSIPpRun(t testing.TB, target, scenario, number string, extra ...string) *SIPpRun {
+	t.Helper()
 	bin, err := exec.LookPath("sipp")
 	if err != nil {
 		t.Fatalf("sipp not found: install it with `apt-get install -y sip-tester` (deploy/test.sh does this)")
@@ -259,10 +276,74 @@ func StartSIPp(t testing.TB, target, scenario, number string, extra ...string) f
 			<-done
 		}
 	})
-	return func() (int, string) {
+	return &SIPpRun{dir: dir, wait: func() (int, string) {
 		<-done
 		return sippResult(dir, waitErr, out.String())
+	}}
+}
+
+// SIPpCall is one call as SIPp's own message log times it: when the 200 to its
+// INVITE arrived and when SIPp sent its BYE (zero if it never did).
+type SIPpCall struct {
+	CallID        string
+	Answered, Bye time.Time
+}
+
+// Length is the call's length by SIPp's clock (answer to BYE).
+func (c SIPpCall) Length() time.Duration {
+	if c.Answered.IsZero() || c.Bye.IsZero() {
+		return 0
 	}
+	return c.Bye.Sub(c.Answered)
+}
+
+// Calls reads SIPp's message log (-trace_msg): every call it made, by Call-ID.
+func (r *SIPpRun) Calls() map[string]*SIPpCall {
+	out := map[string]*SIPpCall{}
+	files, _ := filepath.Glob(filepath.Join(r.dir, "*_messages.log"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// Entries: "----...---- 2026-12-03 15:43:20.570664", "UDP message sent (N bytes):",
+		// a blank line, then the message.
+		for _, e := range strings.Split(string(b), "-----------------------------------------------")[1:] {
+			lines := strings.Split(strings.TrimLeft(e, "- "), "\n")
+			if len(lines) < 4 {
+				continue
+			}
+			at, err := time.ParseInLocation("2006-01-02 15:04:05.000000", strings.TrimSpace(lines[0]), time.Local)
+			if err != nil {
+				continue
+			}
+			sent := strings.Contains(lines[1], "message sent")
+			start := strings.TrimSpace(lines[3])
+			var callID, cseq string
+			for _, l := range lines[4:] {
+				if v, ok := strings.CutPrefix(l, "Call-ID:"); ok {
+					callID = strings.TrimSpace(v)
+				} else if v, ok := strings.CutPrefix(l, "CSeq:"); ok {
+					cseq = strings.TrimSpace(v)
+				}
+			}
+			if callID == "" {
+				continue
+			}
+			c := out[callID]
+			if c == nil {
+				c = &SIPpCall{CallID: callID}
+				out[callID] = c
+			}
+			switch {
+			case !sent && strings.HasPrefix(start, "SIP/2.0 200") && strings.HasSuffix(cseq, "INVITE") && c.Answered.IsZero():
+				c.Answered = at
+			case sent && strings.HasPrefix(start, "BYE ") && c.Bye.IsZero():
+				c.Bye = at
+			}
+		}
+	}
+	return out
 }
 
 func sippResult(dir string, err error, text string) (int, string) {

@@ -75,26 +75,50 @@ func (h *Hooks) Wait(d time.Duration, cond func(evs []map[string]any) bool) bool
 	}
 }
 
-// Ended waits until n distinct conversations have ended (conversation.completed
-// or conversation.transferred) and returns each one's last event data by id; ok
-// is false if fewer ended within d.
-func (h *Hooks) Ended(n int, d time.Duration) (convs map[int64]map[string]any, ok bool) {
-	collect := func(evs []map[string]any) map[int64]map[string]any {
-		out := map[int64]map[string]any{}
-		for _, ev := range evs {
-			if ev["type"] != "conversation.completed" && ev["type"] != "conversation.transferred" {
-				continue
+// endedData is the data of every conversation.completed or .transferred event,
+// the last one of each conversation, by conversation id.
+func endedData(evs []map[string]any) map[int64]map[string]any {
+	out := map[int64]map[string]any{}
+	for _, ev := range evs {
+		if ev["type"] != "conversation.completed" && ev["type"] != "conversation.transferred" {
+			continue
+		}
+		if data, _ := ev["data"].(map[string]any); data != nil {
+			if id, _ := data["id"].(float64); id > 0 {
+				out[int64(id)] = data
 			}
-			if data, _ := ev["data"].(map[string]any); data != nil {
-				if id, _ := data["id"].(float64); id > 0 {
-					out[int64(id)] = data
-				}
+		}
+	}
+	return out
+}
+
+// EndedCalls waits until the conversations of all these SIP Call-IDs have ended
+// and returns each one's last event data by Call-ID; ok is false if not all ended
+// within d.
+func (h *Hooks) EndedCalls(callIDs []string, d time.Duration) (convs map[string]map[string]any, ok bool) {
+	collect := func(evs []map[string]any) map[string]map[string]any {
+		want := map[string]bool{}
+		for _, id := range callIDs {
+			want[id] = true
+		}
+		out := map[string]map[string]any{}
+		for _, data := range endedData(evs) {
+			if id, _ := data["sip_call_id"].(string); want[id] {
+				out[id] = data
 			}
 		}
 		return out
 	}
-	ok = h.Wait(d, func(evs []map[string]any) bool { return len(collect(evs)) >= n })
+	ok = h.Wait(d, func(evs []map[string]any) bool { return len(collect(evs)) == len(callIDs) })
 	return collect(h.Events()), ok
+}
+
+// Ended waits until n distinct conversations have ended (conversation.completed
+// or conversation.transferred) and returns each one's last event data by id; ok
+// is false if fewer ended within d.
+func (h *Hooks) Ended(n int, d time.Duration) (convs map[int64]map[string]any, ok bool) {
+	ok = h.Wait(d, func(evs []map[string]any) bool { return len(endedData(evs)) >= n })
+	return endedData(h.Events()), ok
 }
 
 // Subscribe registers h as the tenant's webhook for conversation events (the
