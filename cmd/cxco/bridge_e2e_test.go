@@ -150,8 +150,17 @@ func agentCallAudio(t *testing.T, mode elevenlabssim.InterruptionIDs) {
 	if code != 200 {
 		t.Fatalf("agent answered %d", code)
 	}
-	time.Sleep(1500 * time.Millisecond) // the phone listens to the opening line
-	opening := toneRegion(ph.Audio())
+	// The phone listens until half a second of the opening line has played, then
+	// talks over it (a barge-in).
+	var opening []int16
+	stop := ph.KeepSilent()
+	ph.WaitAudio(15*time.Second, func(pcm []int16) bool {
+		if first, last := audiotest.LoudSpan(pcm, 160, -30); first >= 0 && last-first >= 4000 {
+			opening = pcm[first:last]
+		}
+		return opening != nil
+	})
+	stop()
 	if opening == nil {
 		t.Fatal("no opening line heard")
 	}
@@ -160,12 +169,13 @@ func agentCallAudio(t *testing.T, mode elevenlabssim.InterruptionIDs) {
 	}
 	before := len(ph.Audio())
 	ph.SendAudio(cxcotest.Tone(1000, -10, time.Second))
-	ph.SendAudio(make([]int16, 8000*15/10))
-	echo := toneRegion(ph.Audio()[before:])
+	// What follows: the opening line's last moments until the barge-in stops it,
+	// then the echo (1 s) once the utterance has ended; its second half is echo.
+	echo := ph.Heard(before, time.Second, 300*time.Millisecond, 15*time.Second)
 	if echo == nil {
 		t.Fatal("utterance not echoed")
 	}
-	if f := audiotest.DominantFrequency(echo, 8000); math.Abs(f-1000) > 5 {
+	if f := audiotest.DominantFrequency(echo[len(echo)/2:], 8000); math.Abs(f-1000) > 5 {
 		t.Fatalf("echo at %.1f Hz", f)
 	}
 	ph.Hangup()

@@ -201,8 +201,11 @@ func TestShutdownDuringOutageKeepsWrites(t *testing.T) {
 	}
 
 	r.Restart(t)
+	restarted := time.Now()
 	g2 := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, Args: append(args, "--agency-key", g.AgencyKey)})
 	ended, ok := hooks.EndedCalls([]string{ph.CallID()}, 30*time.Second)
+	t.Logf("stopped %s after the hang-up; the restarted node delivered the call's end %s after it started",
+		restarted.Sub(hungUp).Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))
 	if !ok {
 		t.Fatal("the call's end was not replayed")
 	}
