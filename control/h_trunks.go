@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cxco/gateway/store"
@@ -77,6 +80,9 @@ func readTrunkInput(c *call, base trunkInput) (trunkInput, error) {
 	if err != nil {
 		return base, err
 	}
+	if err := checkObjectFields(f, reflect.TypeFor[trunkInput]()); err != nil {
+		return base, err
+	}
 	merged := map[string]json.RawMessage{}
 	raw, _ := json.Marshal(base)
 	_ = json.Unmarshal(raw, &merged)
@@ -88,6 +94,12 @@ func readTrunkInput(c *call, base trunkInput) (trunkInput, error) {
 	dec.DisallowUnknownFields()
 	var in trunkInput
 	if err := dec.Decode(&in); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) && ute.Field != "" {
+			if ft, found := jsonField(reflect.TypeFor[trunkInput](), ute.Field); found {
+				return base, invalid("%s: must be %s", ute.Field, describeJSON(ft))
+			}
+		}
 		return base, invalid("trunk: %v", err)
 	}
 	if in.Allow == nil {
@@ -119,10 +131,15 @@ type trunkView struct {
 
 func (s *Server) viewTrunk(t *store.Trunk, source string, hasPassword bool) trunkView {
 	v := trunkView{ID: t.ID, Name: t.Name, Source: source, Allow: t.Allow, URI: t.URI, Username: t.Username, HasPassword: hasPassword,
-		InboundAuth: t.InboundAuth, TLS: t.TLS, SRTP: t.SRTPPolicy(), Codecs: t.CodecList(), NAT: t.NAT, Numbers: t.Numbers,
+		InboundAuth: t.InboundAuth, TLS: t.TLS, SRTP: t.SRTPPolicy(), Codecs: t.Codecs, NAT: t.NAT, Numbers: t.Numbers,
 		Registration: t.Registration, Registrations: []Registration{}}
 	if v.Allow == nil {
 		v.Allow = []string{}
+	}
+	if v.Codecs == nil {
+		// None named: PCMU and PCMA in the caller's order. Shown as none, so that
+		// writing back what was read does not turn it into an order of our own.
+		v.Codecs = []string{}
 	}
 	if !t.CreatedAt.IsZero() {
 		c, u := rfc3339(t.CreatedAt), rfc3339(t.UpdatedAt)
@@ -302,7 +319,7 @@ func trunkSchemas() js {
 		"registrars": js{"type": "array", "items": str(), "description": "sip: or sips: URIs tried in order (primary first); empty: the trunk's uri"},
 		"user":       str("address-of-record user (default: username)"),
 		"expires":    js{"type": "integer", "minimum": 60, "maximum": 86400, "default": 600}}))
-	codecs := js{"type": "array", "items": strEnum(store.TrunkCodecs...), "description": "preference order (default PCMU, PCMA)"}
+	codecs := js{"type": "array", "items": strEnum(store.TrunkCodecs...), "description": "preference order, which wins over the caller's; empty: PCMU and PCMA in the caller's order"}
 	srtp := js{"type": "string", "enum": []string{store.SRTPDisabled, store.SRTPOptional, store.SRTPRequired}, "default": store.SRTPDisabled}
 	input := js{
 		"name": str(), "allow": js{"type": "array", "items": str(), "description": "CIDRs (or addresses) that may send this trunk's requests"},
@@ -345,4 +362,86 @@ func (s *Server) trunkRoutes() []*route {
 		tr("DELETE", "/api/agency/trunks/{trunk_id}", "Remove a SIP trunk", 204, "", "", []int{404, 409, 422}, s.deleteTrunk),
 		tr("GET", "/api/agency/registrations", "This node's registrations to the trunks' registrars", 200, "", "RegistrationList", nil, s.listRegistrations),
 	}
+}
+
+// checkObjectFields refuses, in the API's words, a field of t's object fields
+// (tls, nat, numbers, registration) that is not an object or holds a key the
+// object does not have: "tls.verify: unknown field".
+func checkObjectFields(f *form, t reflect.Type) error {
+	for k, raw := range f.m {
+		ft, found := jsonField(t, k)
+		if !found || ft.Kind() != reflect.Struct || string(raw) == "null" {
+			continue
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return invalid("%s: must be an object", k)
+		}
+		names := jsonNames(ft)
+		for nk := range m {
+			if !slices.Contains(names, nk) {
+				return invalid("%s.%s: unknown field (allowed: %s)", k, nk, strings.Join(names, ", "))
+			}
+		}
+	}
+	return nil
+}
+
+// jsonNames are the JSON names of struct t's fields, in order.
+func jsonNames(t reflect.Type) []string {
+	var out []string
+	for sf := range t.Fields() {
+		if name, _, _ := strings.Cut(sf.Tag.Get("json"), ","); name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// jsonField is the type of the field a dotted JSON path ("numbers.country") names in t.
+func jsonField(t reflect.Type, path string) (reflect.Type, bool) {
+	for name := range strings.SplitSeq(path, ".") {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return nil, false
+		}
+		found := false
+		for sf := range t.Fields() {
+			if n, _, _ := strings.Cut(sf.Tag.Get("json"), ","); n == name {
+				t, found = sf.Type, true
+				break
+			}
+		}
+		if !found {
+			return nil, false
+		}
+	}
+	return t, true
+}
+
+// describeJSON says what a JSON value decoded into t must be.
+func describeJSON(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.String {
+			return "an array of strings"
+		}
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "of another type"
 }

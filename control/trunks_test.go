@@ -89,3 +89,62 @@ func TestTrunksAPI(t *testing.T) {
 		t.Fatalf("%d reloads after create, two updates and a delete", rt.reloads.Load())
 	}
 }
+
+// TestTrunkCodecsAsStored: a trunk that names no codecs shows none (it takes PCMU
+// and PCMA in the caller's order), so reading a trunk and writing back what was
+// read leaves its negotiation as it was. It showed ["PCMU","PCMA"], which written
+// back made PCMU win over a caller's PCMA.
+func TestTrunkCodecsAsStored(t *testing.T) {
+	e := newEnv(t, envOpts{trunks: &trunkRuntime{}})
+	d := e.must(200, "GET", "/api/agency/trunks/0", e.agency, nil).json(t)
+	if c, isList := d["codecs"].([]any); !isList || len(c) != 0 {
+		t.Fatalf("the default trunk names no codecs, the API shows %v", d["codecs"])
+	}
+	tr := e.must(201, "POST", "/api/agency/trunks", e.agency, map[string]any{"name": "plain", "allow": []string{"192.0.2.1"}}).json(t)
+	id := num(tr["id"])
+	if c, isList := tr["codecs"].([]any); !isList || len(c) != 0 {
+		t.Fatalf("created without codecs, shown with %v", tr["codecs"])
+	}
+	back := map[string]any{"codecs": tr["codecs"], "srtp": tr["srtp"], "allow": tr["allow"]}
+	e.must(200, "PUT", p("/api/agency/trunks/%d", id), e.agency, back)
+	st, err := e.st.GetTrunk(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Codecs) != 0 {
+		t.Fatalf("writing back what GET showed stored codecs %v", st.Codecs)
+	}
+	named := e.must(200, "PUT", p("/api/agency/trunks/%d", id), e.agency, map[string]any{"codecs": []string{"PCMA"}}).json(t)
+	if c := named["codecs"].([]any); len(c) != 1 || c[0] != "PCMA" {
+		t.Fatalf("named codecs: %v", named["codecs"])
+	}
+}
+
+// TestTrunkBadTypes: a field of the wrong JSON type is a 422 that names the field
+// and says what it must be, in the API's words, not Go's.
+func TestTrunkBadTypes(t *testing.T) {
+	e := newEnv(t, envOpts{trunks: &trunkRuntime{}})
+	for _, c := range []struct {
+		body any
+		want string
+	}{
+		{map[string]any{"name": "x", "allow": "192.0.2.1"}, "allow: must be an array of strings"},
+		{map[string]any{"name": "x", "allow": []any{1}}, "allow: must be an array of strings"},
+		{map[string]any{"name": 5}, "name: must be a string"},
+		{map[string]any{"name": "x", "srtp": 5}, "srtp: must be a string"},
+		{map[string]any{"name": "x", "inbound_auth": "yes"}, "inbound_auth: must be true or false"},
+		{map[string]any{"name": "x", "codecs": "PCMU"}, "codecs: must be an array of strings"},
+		{map[string]any{"name": "x", "numbers": "ZA"}, "numbers: must be an object"},
+		{map[string]any{"name": "x", "numbers": map[string]any{"country": 27}}, "numbers.country: must be a string"},
+		{map[string]any{"name": "x", "registration": map[string]any{"enabled": "yes"}}, "registration.enabled: must be true or false"},
+		{map[string]any{"name": "x", "registration": map[string]any{"expires": "600"}}, "registration.expires: must be an integer"},
+		{map[string]any{"name": "x", "tls": map[string]any{"verify": false}}, "tls.verify: unknown field"},
+	} {
+		r := e.do("POST", "/api/agency/trunks", e.agency, c.body)
+		m := r.json(t)
+		d, _ := m["detail"].(string)
+		if r.Status != 422 || m["error_type"] != "validation_error" || !strings.HasPrefix(d, c.want) || strings.Contains(d, "Go ") || strings.Contains(d, "json:") {
+			t.Errorf("%v: %d %s, want 422 validation_error %q...", c.body, r.Status, r.Body, c.want)
+		}
+	}
+}
