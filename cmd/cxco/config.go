@@ -127,8 +127,24 @@ func (fs *flagSet) str(p *string, name, env, def, usage string) {
 }
 
 func (fs *flagSet) dur(p *time.Duration, name, env string, def time.Duration, usage string) {
-	fs.DurationVar(p, name, def, usage)
+	*p = def
+	fs.Var((*durationValue)(p), name, usage)
 	fs.env[name] = env
+}
+
+// durationValue is a time.Duration flag whose error says what a duration looks
+// like: flag's own says "parse error" for "600", a number without its unit.
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return time.Duration(*d).String() }
+
+func (d *durationValue) Set(s string) error {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("want a duration such as 30s, 10m or 1h30m (a number needs its unit)")
+	}
+	*d = durationValue(v)
+	return nil
 }
 
 func (fs *flagSet) integer(p *int, name, env string, def int, usage string) {
@@ -177,7 +193,7 @@ func lookup(getenv func(string) string, k string) (string, bool) {
 func serveFlags(c *Config) *flagSet {
 	fs := newFlagSet("serve", "Usage: cxco serve [flags]\n\nRuns the gateway: the HTTP control plane, the SIP user agent and the media engine.")
 	fs.str(&c.HTTPAddr, "http", "CXCO_HTTP_ADDR", ":8080", "control-plane listen address")
-	fs.str(&c.SIPAddr, "sip", "CXCO_SIP_ADDR", ":5060", "SIP listen address, UDP and TCP")
+	fs.str(&c.SIPAddr, "sip", "CXCO_SIP_ADDR", ":5060", "SIP listen address, UDP and TCP; calls bind RTP on the same host (every address when the host is empty)")
 	fs.str(&c.SIPTLSAddr, "sip-tls", "CXCO_SIP_TLS_ADDR", "", "SIP over TLS listen address, e.g. :5061 (off when empty; needs --sip-tls-cert and --sip-tls-key)")
 	fs.str(&c.SIPTLSCert, "sip-tls-cert", "CXCO_SIP_TLS_CERT", "", "PEM certificate (chain) of the SIP TLS listener; read again on SIGHUP")
 	fs.str(&c.SIPTLSKey, "sip-tls-key", "CXCO_SIP_TLS_KEY", "", "PEM private key of --sip-tls-cert; read again on SIGHUP")
@@ -185,17 +201,17 @@ func serveFlags(c *Config) *flagSet {
 	fs.boolean(&c.ReadyzRegistration, "readyz-registration", "CXCO_READYZ_REGISTRATION", false, "/readyz fails while a trunk that registers is not registered")
 	fs.dur(&c.RegisterRetry, "register-retry", "CXCO_REGISTER_RETRY", 5*time.Second, "first wait after a failed registration (doubling to 10m)")
 	fs.str(&c.RTPPorts, "rtp-ports", "CXCO_RTP_PORTS", "20000-29999", "UDP port range for RTP")
-	fs.str(&c.PublicIP, "public-ip", "CXCO_PUBLIC_IP", "", "address written into SDP and Contact (default: first non-loopback address, else 127.0.0.1)")
+	fs.str(&c.PublicIP, "public-ip", "CXCO_PUBLIC_IP", "", "address written into SDP and Contact (default: the --sip address when it names one, else the first non-loopback address, else 127.0.0.1)")
 	fs.str(&c.RedisURL, "redis", "CXCO_REDIS_URL", "", "redis://, rediss://, redis+sentinel:// or redis+cluster:// URL (empty: embedded store, data lost on exit)")
 	fs.str(&c.AgencyKey, "agency-key", "CXCO_AGENCY_KEY", "", "the agency key, prefix cxco_agcy_k_ (default: generated and printed once)")
 	fs.str(&c.SecretKey, "secret-key", "CXCO_SECRET_KEY", "", "32-byte key, base64, that encrypts provider credentials (default: generated, with a warning)")
 	fs.str(&c.ProviderURL, "provider-url", "CXCO_PROVIDER_URL", "", "base URL of the ElevenLabs-compatible provider (empty: built-in simulator)")
 	fs.str(&c.ProviderAPIKey, "provider-api-key", "CXCO_PROVIDER_API_KEY", "", "platform xi-api-key, used for companies without their own elevenlabs credentials")
 	fs.dur(&c.ProviderTimeout, "provider-timeout", "CXCO_PROVIDER_TIMEOUT", 3*time.Second, "how long an INVITE waits for the provider session before 503")
-	fs.str(&c.TrunkAllow, "trunk-allow", "CXCO_TRUNK_ALLOW", "127.0.0.0/8,::1/128", "CIDRs allowed to send INVITEs; others are dropped silently")
+	fs.str(&c.TrunkAllow, "trunk-allow", "CXCO_TRUNK_ALLOW", "127.0.0.0/8,::1/128", "CIDRs (or addresses) that may send SIP, the default trunk's; more trunks at /api/agency/trunks; other sources are dropped, with one warning per source a minute")
 	fs.str(&c.TrunkUser, "trunk-user", "CXCO_TRUNK_USER", "", "digest user trunks must authenticate with (and we use towards the trunk)")
 	fs.str(&c.TrunkPassword, "trunk-password", "CXCO_TRUNK_PASSWORD", "", "digest password for --trunk-user")
-	fs.str(&c.TrunkURI, "trunk-uri", "CXCO_TRUNK_URI", "", "SIP URI of the trunk for outbound calls (bridged transfers), e.g. sip:trunk.example.com:5060")
+	fs.str(&c.TrunkURI, "trunk-uri", "CXCO_TRUNK_URI", "", "SIP URI of the default trunk: where bridged transfers, REFER targets given as numbers and registrations go, e.g. sip:trunk.example.com:5060;transport=tcp or sips:trunk.example.com")
 	fs.str(&c.TrunkCountry, "trunk-country", "CXCO_TRUNK_COUNTRY", "", "ISO country of the default trunk's national numbers: 0… and 00… become E.164 (e.g. ZA: 0211234567 is +27211234567); empty: numbers are E.164")
 	fs.str(&c.TrunkCodecs, "trunk-codecs", "CXCO_TRUNK_CODECS", "", "the default trunk's codecs in its order of preference, which wins over the caller's (PCMU, PCMA, G722, opus: e.g. G722,PCMU for HD voice); empty: PCMU and PCMA, in the caller's order")
 	fs.str(&c.TrunkSRTP, "trunk-srtp", "CXCO_TRUNK_SRTP", "disabled", "the default trunk's SRTP policy: disabled, optional or required")
@@ -356,7 +372,12 @@ func (c *Config) Validate() error {
 	if err := c.DefaultTrunk.Validate(); err != nil {
 		var ie *store.InvalidError
 		if errors.As(err, &ie) {
-			bad("default trunk (--trunk-*): %s", trunkFlagNames.Replace(ie.Detail))
+			for _, d := range strings.Split(ie.Detail, "; ") {
+				// --trunk-allow and --trunk-uri are checked above, in their own words.
+				if !strings.HasPrefix(d, "allow:") && !strings.HasPrefix(d, "uri:") {
+					bad("default trunk (--trunk-*): %s", trunkFlagNames.Replace(d))
+				}
+			}
 		}
 	}
 	if c.MaxCalls < 1 {
@@ -437,7 +458,10 @@ func (c *Config) Validate() error {
 }
 
 // trunkFlagNames names the flags behind the default trunk's fields in its errors.
-var trunkFlagNames = strings.NewReplacer("srtp:", "--trunk-srtp:", "codecs:", "--trunk-codecs:", "numbers.country:", "--trunk-country:",
+var trunkFlagNames = strings.NewReplacer(
+	"registration: needs registrars or the trunk's uri", "--trunk-register: needs --trunk-registrars or --trunk-uri",
+	"registration: needs a user (registration.user or username)", "--trunk-register: needs --trunk-user (and --trunk-password)",
+	"srtp:", "--trunk-srtp:", "codecs:", "--trunk-codecs:", "numbers.country:", "--trunk-country:",
 	"registration:", "--trunk-register:", "registration.registrars:", "--trunk-registrars:", "tls:", "--trunk-client-cert/--trunk-client-key:")
 
 // defaultPublicIP is the first non-loopback address of the machine, else 127.0.0.1.

@@ -286,3 +286,46 @@ func TestCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestServeInvalidInFlagTerms: an error about a flag says what the flag wants, in
+// the flags' own names, once: a duration that is a bare number asks for a unit
+// (it said "parse error"), the default trunk's registration names --trunk-uri and
+// --trunk-user (it named the API's registration.user), and a bad --trunk-allow or
+// --trunk-uri is reported once (it came again as the default trunk's allow/uri).
+func TestServeInvalidInFlagTerms(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string // all in the error
+		not  []string // none in the error
+		once string   // in the error exactly once
+	}{
+		{"duration flag a bare number", []string{"--drain-timeout", "600"}, nil, []string{"drain-timeout", `"600"`, "a duration such as"}, []string{"parse error"}, ""},
+		{"duration env a bare number", nil, map[string]string{"CXCO_RTP_TIMEOUT": "30"}, []string{"CXCO_RTP_TIMEOUT", "a duration such as"}, []string{"parse error"}, ""},
+		{"register without uri or user", []string{"--trunk-register"}, nil, []string{"--trunk-register", "--trunk-registrars or --trunk-uri", "--trunk-user"}, []string{"registration.user", "trunk's uri"}, ""},
+		{"trunk allow garbage", []string{"--trunk-allow", "10.0.0.0/8,not-a-cidr"}, nil, []string{"--trunk-allow"}, nil, "not-a-cidr"},
+		{"trunk uri scheme", []string{"--trunk-uri", "http://trunk.example.com"}, nil, []string{"--trunk-uri"}, nil, "http://trunk.example.com"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := parseServe(c.args, c.env)
+			if err == nil {
+				t.Fatalf("accepted %v %v", c.args, c.env)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			for _, w := range c.not {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error %q mentions %q", err, w)
+				}
+			}
+			if c.once != "" && strings.Count(err.Error(), c.once) != 1 {
+				t.Errorf("error %q mentions %q %d times", err, c.once, strings.Count(err.Error(), c.once))
+			}
+		})
+	}
+}
