@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the gateway. Installs what the tests need from Debian packages
-# when it is missing (redis-server, redis-sentinel, redis-tools, sip-tester, chromium for the dashboard's browser
-# tests, kamailio for the scale-out tests, espeak-ng for the speech the audio quality
-# tests send), and fails — never skips — when it cannot.
+# when it is missing (the list is in --help below), and fails — never skips — when it
+# cannot.
 # `./deploy/test.sh --help` says what each part runs; flags run some parts only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +30,9 @@ Runs the gateway's tests. With no part flag it runs every part, in this order
               jitter buffer
 
 Before the tests it installs, with apt-get (sudo when not root), whichever of
-these Debian packages is missing: redis-server, redis-sentinel,
-redis-tools (redis-cli), sip-tester (sipp), libopus0,
-libspandsp2, kamailio, kamailio-tls-modules, baresip-core, tshark (dumpcap), chromium, espeak-ng.
+these Debian packages is missing: redis-server, redis-sentinel, redis-tools
+(redis-cli), sip-tester (sipp), libopus0, libspandsp2, kamailio,
+kamailio-tls-modules, baresip-core, tshark (dumpcap), chromium, espeak-ng.
 --no-install skips that step (the tests then fail, never skip, when a
 tool is missing).
 
