@@ -151,13 +151,26 @@ type outbound struct {
 	lastTS         uint32
 	lastSentAt     time.Time
 
-	// the pacer's buffers: the packet, its SRTP form, and for a wideband
-	// codec the queued frame and its samples
-	pkt    [rtpHeaderLen + opus.MaxPacket]byte
-	sealed [rtpHeaderLen + opus.MaxPacket + 16]byte
+	// the pacer's buffers, sized for the codec at Start (a G.711 call needs
+	// 172 bytes, not room for Opus's largest frame): the packet, its SRTP
+	// form, and for a wideband codec the queued frame and its samples
+	pkt    []byte
+	sealed []byte
 	hdr    rtp.Header
-	frame  [4 * frameSamples]byte
-	pcm    [2 * frameSamples]int16
+	frame  []byte
+	pcm    []int16
+}
+
+// srtpRoom is what SRTP adds to a packet at most: the longest
+// authentication tag (HMAC-SHA1-80's 10 bytes, AEAD's 16).
+const srtpRoom = 16
+
+// maxPayload is the longest payload the pacer sends in one packet.
+func (c wireCodec) maxPayload() int {
+	if c == wireOpus {
+		return opus.MaxPacket
+	}
+	return frameSamples // G.711 and G.722: 160 bytes per 20 ms
 }
 
 var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -169,6 +182,12 @@ func (o *outbound) init(s *Stream, codec wireCodec, enc wbEncoder, f Format, now
 	o.codec = codec
 	o.wire = codec.law()
 	o.enc = enc
+	o.pkt = make([]byte, rtpHeaderLen+codec.maxPayload())
+	o.sealed = make([]byte, 0, rtpHeaderLen+codec.maxPayload()+srtpRoom)
+	if codec.wideband() {
+		o.frame = make([]byte, 4*frameSamples)
+		o.pcm = make([]int16, 2*frameSamples)
+	}
 	o.chain = buildOutbound(f, codec)
 	o.q.setSize(o.chain.queuedBytes())
 	o.q.max = int(s.opt.QueueMax / frameDur)
@@ -317,7 +336,7 @@ func (s *Stream) onPace(now time.Time) {
 	sched := o.next
 	payload := o.pkt[rtpHeaderLen : rtpHeaderLen+frameSamples]
 	if wide {
-		payload = o.frame[:]
+		payload = o.frame
 	}
 	audio := o.q.pop(payload)
 	if !audio && o.chain.npart > 0 && now.Sub(o.lastPlay) >= frameDur {
@@ -403,7 +422,7 @@ func (s *Stream) onPace(now time.Time) {
 		for i := range o.pcm {
 			o.pcm[i] = int16(binary.LittleEndian.Uint16(o.frame[2*i:]))
 		}
-		enc, err := o.enc.encode(o.pcm[:])
+		enc, err := o.enc.encode(o.pcm)
 		if err != nil || !send {
 			return
 		}

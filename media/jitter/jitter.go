@@ -280,6 +280,7 @@ type Buffer[T Sample] struct {
 	minHead, minTail int
 	histQ            []sample
 	qlen, qmask      int // length of minQ and histQ (a power of two)
+	qmax             int // the length they may grow to (queueLen of the window)
 	histHead         int
 	histTail         int
 	hist             []uint32 // counts per 1 ms of relative delay
@@ -333,14 +334,25 @@ type sample struct {
 	v  int64 // transit (ns) or histogram bin
 }
 
-// queueLen is how many window entries are kept: the window's worth of 10 ms packets
-// (the shortest usual) and some, a power of two.
+// queueLen is how many window entries are kept at most: the window's worth of
+// 10 ms packets (the shortest usual) and some, a power of two.
 func queueLen(window time.Duration) int {
 	n := 64
 	for n < int(window/(10*time.Millisecond))+16 {
 		n <<= 1
 	}
 	return n
+}
+
+// queueStart is the window queues' length at first: enough for the window's
+// 20 ms packets (the usual packet time), so that most buffers never grow; a
+// sender of shorter packets doubles them up to queueLen.
+func queueStart(window time.Duration) int {
+	n := 64
+	for n < int(window/(20*time.Millisecond))+16 {
+		n <<= 1
+	}
+	return min(n, queueLen(window))
 }
 
 // New returns an empty buffer.
@@ -361,7 +373,7 @@ func New[T Sample](opts Options[T]) *Buffer[T] {
 	for size < need {
 		size <<= 1
 	}
-	qlen := queueLen(opts.Window)
+	qlen := queueStart(opts.Window)
 	b := &Buffer[T]{
 		opt:        opts,
 		codec:      opts.Codec,
@@ -388,6 +400,7 @@ func New[T Sample](opts Options[T]) *Buffer[T] {
 		histQ:      make([]sample, qlen),
 		qlen:       qlen,
 		qmask:      qlen - 1,
+		qmax:       queueLen(opts.Window),
 		hist:       make([]uint32, int(opts.Max/time.Millisecond)+2),
 	}
 	if opts.Concealment == ConcealPitch {
@@ -650,6 +663,10 @@ func (b *Buffer[T]) markSeq(e int64) {
 // the histogram of delay relative to it.
 func (b *Buffer[T]) measure(at, transit int64) {
 	horizon := at - int64(b.opt.Window)
+	if b.qlen < b.qmax && (b.minTail-b.minHead == b.qlen && b.minQ[b.minHead&b.qmask].at >= horizon ||
+		b.histTail-b.histHead == b.qlen && b.histQ[b.histHead&b.qmask].at >= horizon) {
+		b.growQueues()
+	}
 	// sliding minimum
 	for b.minTail > b.minHead && b.minQ[(b.minTail-1)&b.qmask].v >= transit {
 		b.minTail--
@@ -684,6 +701,22 @@ func (b *Buffer[T]) measure(at, transit int64) {
 }
 
 func (b *Buffer[T]) base() int64 { return b.minQ[b.minHead&b.qmask].v }
+
+// growQueues doubles the window queues: a full queue whose oldest entry is
+// still inside the window (packets shorter than 20 ms). Their head and tail
+// stay as they are: both are below twice the old length, so each entry's
+// place in the doubled ring is its index.
+func (b *Buffer[T]) growQueues() {
+	n := 2 * b.qlen
+	minQ, histQ := make([]sample, n), make([]sample, n)
+	for i := b.minHead; i < b.minTail; i++ {
+		minQ[i&(n-1)] = b.minQ[i&b.qmask]
+	}
+	for i := b.histHead; i < b.histTail; i++ {
+		histQ[i&(n-1)] = b.histQ[i&b.qmask]
+	}
+	b.minQ, b.histQ, b.qlen, b.qmask = minQ, histQ, n, n-1
+}
 
 // lateHeadroom is how much more than a late packet needed the depth grows to:
 // a packet is late because the delay is above all the window has seen, and a

@@ -769,3 +769,52 @@ func BenchmarkPushPopLossy(b *testing.B) {
 		})
 	}
 }
+
+// The window queues start at the size 20 ms packets need and double for
+// shorter packets: a buffer that grew plays and measures exactly like one
+// that had the full size from the start.
+func TestWindowQueuesGrowForShortPackets(t *testing.T) {
+	audio := source(8000 * 12)
+	for _, ptime := range []int{80, 160} { // 10 and 20 ms
+		rng := rand.New(rand.NewPCG(3, uint64(ptime)))
+		s := packetize(audio, []int{ptime}, 1, 1, 1, func(i int) time.Duration {
+			return time.Duration(rng.IntN(30_000)) * time.Microsecond
+		})
+		grown, full := newBuf(), newBuf()
+		if grown.qlen != 256 || grown.qmax != 512 {
+			t.Fatalf("queues %d of %d at first, want 256 of 512 (4 s window)", grown.qlen, grown.qmax)
+		}
+		full.minQ, full.histQ = make([]sample, full.qmax), make([]sample, full.qmax)
+		full.qlen, full.qmask = full.qmax, full.qmax-1
+		out1, frames1 := run(t, grown, s, 12*time.Second)
+		out2, frames2 := run(t, full, s, 12*time.Second)
+		if !bytes.Equal(out1, out2) || !slices.Equal(frames1, frames2) {
+			t.Fatalf("%d-sample packets: a buffer whose queues grew plays differently", ptime)
+		}
+		if st1, st2 := grown.Stats(), full.Stats(); st1 != st2 {
+			t.Fatalf("%d-sample packets: stats %+v, with full queues %+v", ptime, st1, st2)
+		}
+		if !slices.Equal(window(grown), window(full)) || !slices.Equal(grown.hist, full.hist) {
+			t.Fatalf("%d-sample packets: the window differs from the full queues' one", ptime)
+		}
+		want := 256
+		if ptime == 80 {
+			want = 512
+		}
+		if grown.qlen != want {
+			t.Fatalf("%d-sample packets: queues of %d, want %d", ptime, grown.qlen, want)
+		}
+	}
+}
+
+// window lists the window queues' entries, oldest first.
+func window(b *Buffer[byte]) []sample {
+	var out []sample
+	for i := b.minHead; i < b.minTail; i++ {
+		out = append(out, b.minQ[i&b.qmask])
+	}
+	for i := b.histHead; i < b.histTail; i++ {
+		out = append(out, b.histQ[i&b.qmask])
+	}
+	return out
+}
