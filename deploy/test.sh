@@ -32,7 +32,7 @@ Runs the gateway's tests. With no part flag it runs every part, in this order
 Before the tests it installs, with apt-get (sudo when not root), whichever of
 these Debian packages is missing: redis-server, redis-sentinel, redis-tools
 (redis-cli), sip-tester (sipp), libopus0, libspandsp2, kamailio,
-kamailio-tls-modules, baresip-core, tshark (dumpcap), chromium, espeak-ng.
+kamailio-tls-modules, baresip-core, tshark (dumpcap), chromium, espeak-ng, sox.
 --no-install skips that step (the tests then fail, never skip, when a
 tool is missing).
 
@@ -68,6 +68,8 @@ fi
 if want unit || want e2e; then
   # speech for the audio quality tests (media/plc, media/jitter, the impaired network)
   command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+  # resampling, line noise and voicemail beeps for the answering-machine tests (media/amd)
+  command -v sox >/dev/null 2>&1 || need+=(sox)
 fi
 if want e2e; then
   # baresip calls the gateway with SRTP, G.722 and Opus (and over TLS, below);
