@@ -1,11 +1,14 @@
 package store
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/cxco/gateway/store/redistest"
 )
 
 // TestNewClientURL: every URL form gives the right client; a cluster URL takes the
@@ -50,5 +53,41 @@ func TestNewClientURL(t *testing.T) {
 				t.Fatalf("%T, want a cluster client", c)
 			}
 		})
+	}
+}
+
+// TestCheckWritable: /readyz asks CheckWritable, not PING, because a Redis that
+// answers PING may still refuse every write. A master demoted to a replica (what a
+// failover does to an old master that comes back, or a REPLICAOF by mistake)
+// answers PING and refuses writes with READONLY: CheckWritable says
+// ErrUnavailable until it is a master again.
+func TestCheckWritable(t *testing.T) {
+	r1, r2 := redistest.StartRedis(t), redistest.StartRedis(t)
+	ctx := Context(t, 30*time.Second)
+	sealer, _ := NewSealer(GenerateSecretKey())
+	s, err := Open(ctx, Options{URL: r1.URL, Sealer: sealer, NodeID: "gw-ro"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.CheckWritable(ctx); err != nil {
+		t.Fatalf("a master: %v", err)
+	}
+	admin := redis.NewClient(&redis.Options{Addr: r1.Addr})
+	defer admin.Close()
+	if err := admin.Do(ctx, "REPLICAOF", "127.0.0.1", r2.Port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("a replica answers PING: %v", err)
+	}
+	if err := s.CheckWritable(ctx); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "READONLY") {
+		t.Fatalf("a replica: CheckWritable says %v, want ErrUnavailable (READONLY)", err)
+	}
+	if err := admin.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckWritable(ctx); err != nil {
+		t.Fatalf("a master again: %v", err)
 	}
 }

@@ -78,6 +78,11 @@ func TestClusterMasterFailover(t *testing.T) {
 	res := make(chan *outageProbe, 1)
 	master.Kill()
 	killed := time.Now()
+	// /readyz's question: a master is gone, so the cluster cannot take every write,
+	// though PING still finds a live node two times in three.
+	if err := s.CheckWritable(Context(t, 5*time.Second)); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("CheckWritable with a master killed: %v, want ErrUnavailable", err)
+	}
 	go func() { res <- probeWrites(ctx, s, co.ID, stop) }()
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
