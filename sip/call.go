@@ -134,7 +134,7 @@ func (s *Server) onInvite(req *gsip.Request, tx gsip.ServerTransaction) {
 		s.reject(tx, req, &Status{Code: 403, Reason: "Forbidden", EndReason: "unknown_trunk"})
 		return
 	}
-	if tr.auth != nil && !tr.auth.check(req, tx) {
+	if tr.auth != nil && !tr.auth.check(req, tx, s.obs) {
 		return
 	}
 	if n := s.setup.Add(1); n > int64(s.opt.MaxCalls) {

@@ -153,6 +153,7 @@ type Server struct {
 	regs      *registrations
 	listening atomic.Bool
 	tcp       *tcpState
+	authGuard *authGuard // digest failures and lockouts per source, nonce counts seen
 	// mediaIP is where calls bind their RTP: the --sip host when that is one
 	// address, so a gateway bound to one interface listens on no other; the zero
 	// Addr (every address) when SIP listens on every address.
@@ -240,6 +241,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s.trace = newCallTraces(s)
 	s.liveKick = make(chan struct{}, 1)
+	s.authGuard = newAuthGuard(nil)
 	s.tcp = &tcpState{opt: tcpOptions{maxConns: opt.TCPMaxConns, maxPerSource: opt.TCPMaxConnsPerSource,
 		readTimeout: opt.TCPReadTimeout, idleTimeout: opt.TCPIdleTimeout}, perSource: map[netip.Addr]int{},
 		onError: func(err error) { s.log.Error("SIP TCP accept failing; retrying with back-off", "err", err) }}

@@ -165,25 +165,51 @@ func TestStatelessReject(t *testing.T) {
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 func TestDigestNonce(t *testing.T) {
-	a := newDigestAuth("cxco", "u", "p")
 	now := time.Unix(1800000000, 0)
-	a.now = func() time.Time { return now }
-	n := a.nonce()
-	if ok, stale := a.nonceValid(n); !ok || stale {
+	g := newAuthGuard(func() time.Time { return now })
+	a := newDigestAuth("cxco", "u", "p", g)
+	src, other := mustAddr("192.0.2.1"), mustAddr("192.0.2.2")
+	n := a.nonce(src, "call-1")
+	if ok, stale := a.nonceValid(n, src, "call-1"); !ok || stale {
 		t.Fatal("fresh nonce refused")
 	}
-	now = now.Add(nonceTTL + time.Second)
-	if ok, stale := a.nonceValid(n); ok || !stale {
-		t.Fatal("old nonce not stale")
+	for _, c := range []struct {
+		src    netip.Addr
+		callID string
+	}{{other, "call-1"}, {src, "call-2"}} {
+		if ok, stale := a.nonceValid(n, c.src, c.callID); ok || stale {
+			t.Fatalf("a nonce for another request (%s, %s) accepted", c.src, c.callID)
+		}
 	}
-	if ok, _ := a.nonceValid(n[:len(n)-1] + "0"); ok {
+	if ok, _ := a.nonceValid(n[:len(n)-1]+"0", src, "call-1"); ok {
 		t.Fatal("forged nonce accepted")
 	}
 	// Another node with the same credentials accepts it.
-	b := newDigestAuth("cxco", "u", "p")
-	b.now = a.now
-	if ok, _ := b.nonceValid(a.nonce()); !ok {
+	b := newDigestAuth("cxco", "u", "p", newAuthGuard(g.now))
+	if ok, _ := b.nonceValid(n, src, "call-1"); !ok {
 		t.Fatal("nonce not shared between nodes")
+	}
+	now = now.Add(nonceTTL + time.Second)
+	if ok, stale := a.nonceValid(n, src, "call-1"); ok || !stale {
+		t.Fatal("old nonce not stale")
+	}
+	// Each nonce count once.
+	if !g.useNonce(n, 1) || g.useNonce(n, 1) || !g.useNonce(n, 2) || g.useNonce(n, 1) {
+		t.Fatal("nonce counts")
+	}
+}
+
+func TestAuthGuardBounded(t *testing.T) {
+	now := time.Unix(1800000000, 0)
+	g := newAuthGuard(func() time.Time { return now })
+	for i := range maxGuarded + 1000 {
+		g.failed(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
+	}
+	g.mu.Lock()
+	n := len(g.fails)
+	g.mu.Unlock()
+	if n > maxGuarded {
+		t.Fatalf("%d sources remembered", n)
 	}
 }
 

@@ -65,7 +65,7 @@ func (s *Server) compileTrunk(ctx context.Context, t *store.Trunk, password stri
 		}
 	}
 	if t.InboundAuth && t.Username != "" {
-		ct.auth = newDigestAuth("cxco", t.Username, password)
+		ct.auth = newDigestAuth("cxco", t.Username, password, s.authGuard)
 	}
 	if u, err := store.ParseTrunkURI(t.URI); err == nil && t.URI != "" {
 		ct.uri, ct.hasURI = u, true

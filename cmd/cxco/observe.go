@@ -30,6 +30,7 @@ type observer struct {
 	callsEnded     *metrics.CounterVec
 	sipResponses   *metrics.CounterVec
 	sipDropped     *metrics.CounterVec
+	sipAuth        *metrics.CounterVec
 	setup          *metrics.HistogramVec
 	rtpLoss        *metrics.HistogramVec
 	rtpJitter      *metrics.HistogramVec
@@ -64,6 +65,7 @@ func newObserver() *observer {
 		callsEnded:   r.NewCounterVec("cxco_calls_ended_total", "Calls that ended, by end reason.", "reason"),
 		sipResponses: r.NewCounterVec("cxco_sip_rejections_total", "INVITEs and requests refused, by SIP status.", "status"),
 		sipDropped:   r.NewCounterVec("cxco_sip_dropped_total", "SIP messages dropped without an answer, by cause.", "cause"),
+		sipAuth:      r.NewCounterVec("cxco_sip_auth_total", "Trunk digest authentications, by result (ok, challenge, stale, failed, replay, locked).", "result"),
 		setup:        r.NewHistogramVec("cxco_call_setup_seconds", "From INVITE to answer (provider session included).", secs),
 		rtpLoss:      r.NewHistogramVec("cxco_rtp_loss_ratio", "Inbound RTP loss of each ended call.", []float64{0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2}),
 		rtpJitter:    r.NewHistogramVec("cxco_rtp_jitter_seconds", "RFC 3550 interarrival jitter of each ended call.", []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08}),
@@ -84,11 +86,17 @@ func newObserver() *observer {
 	return o
 }
 
-// sip.Observer.
+// sip.Observer and sip.AuthObserver.
+var _ interface {
+	sip.Observer
+	sip.AuthObserver
+} = (*observer)(nil)
+
 func (o *observer) CallStarted()                     { o.callsStarted.With().Inc() }
 func (o *observer) CallAnswered(setup time.Duration) { o.setup.With().Observe(setup.Seconds()) }
 func (o *observer) Rejected(status int)              { o.sipResponses.With(strconv.Itoa(status)).Inc() }
 func (o *observer) Dropped(cause string)             { o.sipDropped.With(cause).Inc() }
+func (o *observer) Auth(result string)               { o.sipAuth.With(result).Inc() }
 func (o *observer) CallEnded(reason string, _ int, s media.Stats) {
 	o.callsEnded.With(reason).Inc()
 	if s.Expected > 0 {

@@ -163,9 +163,20 @@ func TestSIPTransportsAndExtensions(t *testing.T) {
 
 	a := cxcotest.StartGateway(t, cxcotest.GatewayOptions{Args: []string{"--echo-number", "+15550001",
 		"--trunk-user", "trunk", "--trunk-password", "s3cret-pass"}})
-	t.Run("digest auth", func(t *testing.T) { sipp(t, a, "uac_auth.xml", "+15550001", "-au", "trunk", "-ap", "s3cret-pass") })
+	// SIPp answers a challenge for sip:host:port unless told the Request-URI; the
+	// gateway checks the digest-uri against the Request-URI (RFC 7616 §3.4.6).
+	authURI := authURIFor(a, "+15550001")
+	t.Run("digest auth", func(t *testing.T) {
+		sipp(t, a, "uac_auth.xml", "+15550001", "-au", "trunk", "-ap", "s3cret-pass", "-auth_uri", authURI)
+	})
+	t.Run("digest auth, another Request-URI", func(t *testing.T) {
+		code, out := a.SIPp("uac_auth.xml", "+15550001", "-au", "trunk", "-ap", "s3cret-pass")
+		if code == 0 || !strings.Contains(out, "401") {
+			t.Fatalf("a digest for sip:host:port got through for the number's Request-URI: exit %d\n%s", code, out)
+		}
+	})
 	t.Run("digest auth, wrong password", func(t *testing.T) {
-		code, out := a.SIPp("uac_auth.xml", "+15550001", "-au", "trunk", "-ap", "wrong")
+		code, out := a.SIPp("uac_auth.xml", "+15550001", "-au", "trunk", "-ap", "wrong", "-auth_uri", authURI)
 		if code == 0 || !strings.Contains(out, "401") {
 			t.Fatalf("a wrong password got through: exit %d\n%s", code, out)
 		}
@@ -176,4 +187,10 @@ func TestSIPTransportsAndExtensions(t *testing.T) {
 			t.Fatalf("a call without credentials got through: exit %d\n%s", code, out)
 		}
 	})
+}
+
+// authURIFor is the Request-URI SIPp's scenarios call a number at, which is what
+// its digest answer must name (-auth_uri).
+func authURIFor(g *cxcotest.Gateway, number string) string {
+	return fmt.Sprintf("%s@127.0.0.1:%d", strings.TrimPrefix(number, "+"), g.SIPPort) // SIPp writes the sip: itself
 }

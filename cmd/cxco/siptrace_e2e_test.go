@@ -36,7 +36,7 @@ func TestSIPTrace(t *testing.T) {
 	tn := g.NewTenant("Trace Co")
 	g.AddNumber("+27211230001", "ZA", false)
 	_, number := g.PublishAgent(tn, "Tracer", "ZA", nil)
-	sipp(t, g, "uac_trace.xml", number, "-au", "trunk", "-ap", traceTrunkPass)
+	sipp(t, g, "uac_trace.xml", number, "-au", "trunk", "-ap", traceTrunkPass, "-auth_uri", authURIFor(g, number))
 
 	c := lastConversation(t, g, tn)
 	id := int64(c["id"].(float64))
