@@ -58,6 +58,8 @@ type inbound struct {
 	dupDecoded         uint64 // wideband duplicates caught before the decoder
 	packets, octets    uint64
 	ignoredSource      uint64
+	refusedSource      uint64
+	relatched          uint64
 	ignoredPayloadType uint64
 	malformed          uint64
 	digits             uint64
@@ -142,14 +144,21 @@ func (s *Stream) handleRTP(now time.Time, from netip.AddrPort, b []byte, pkt *rt
 		return
 	}
 	in.mu.Lock()
-	if in.latched && from != in.source {
-		in.ignoredSource++
+	v := s.checkSource(now, from, pkt)
+	if v == srcRefused || v == srcIgnored {
+		s.countSource(v)
 		in.mu.Unlock()
 		return
 	}
+	var movedFrom netip.AddrPort
+	if v == srcRelatch {
+		s.countSource(v)
+		movedFrom = in.source
+		in.latched = false // the new source takes over below
+	}
 	if !in.latched {
 		// Symmetric RTP: from now on send to where the far end's RTP
-		// comes from, and accept nothing else.
+		// comes from, and accept nothing else (see SourcePolicy).
 		in.latched = true
 		in.source = from
 		if s.Remote() != from {
@@ -211,6 +220,10 @@ func (s *Stream) handleRTP(now time.Time, from netip.AddrPort, b []byte, pkt *rt
 		}
 	}
 	in.mu.Unlock()
+	if movedFrom.IsValid() {
+		s.log.Warn("RTP source moved without a re-INVITE (its SSRC and sequence continued after a silence): a NAT rebinding, or someone on the path",
+			"from", movedFrom, "to", from)
+	}
 	if reschedule && !s.closed.Load() {
 		s.playTimer.Reset(due)
 	}

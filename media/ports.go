@@ -3,6 +3,7 @@ package media
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -12,14 +13,15 @@ import (
 )
 
 // PortPool hands out RTP/RTCP port pairs (an even RTP port and the next
-// odd one) from a range such as --rtp-ports 20000-29999. It is safe for
+// odd one) from a range such as --rtp-ports 20000-29999, at random: the port
+// of the next call cannot be predicted from the last one's (an attacker who
+// could would spray it before the caller's first packet). It is safe for
 // concurrent use.
 type PortPool struct {
 	low, high int // even RTP ports low..high
 
 	mu   sync.Mutex
 	used map[int]bool
-	next int
 }
 
 // ParsePortRange parses "LOW-HIGH".
@@ -50,7 +52,7 @@ func NewPortPool(low, high int) (*PortPool, error) {
 	if low+1 > high {
 		return nil, fmt.Errorf("%w: no even/odd pair in %d-%d", ErrPortRange, low, high)
 	}
-	return &PortPool{low: low, high: high - 1, used: make(map[int]bool), next: low}, nil
+	return &PortPool{low: low, high: high - 1, used: make(map[int]bool)}, nil
 }
 
 // Pairs returns how many port pairs the pool has.
@@ -70,12 +72,9 @@ func (p *PortPool) allocate(ip netip.Addr) (rtpConn, rtcpConn *net.UDPConn, port
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := p.Pairs()
-	for range n {
-		port := p.next
-		p.next += 2
-		if p.next > p.high {
-			p.next = p.low
-		}
+	start := rand.IntN(n) // math/rand/v2's generator is seeded from the OS: not predictable
+	for i := range n {
+		port := p.low + 2*((start+i)%n)
 		if p.used[port] {
 			continue
 		}

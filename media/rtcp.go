@@ -164,11 +164,15 @@ func (s *Stream) readRTCP() {
 
 func (s *Stream) handleRTCP(now time.Time, from netip.AddrPort, b []byte) {
 	c := &s.ctl
-	// Accept RTCP only from the far end's host.
-	if r := s.Remote(); r.IsValid() && r.Addr() != from.Addr() {
+	// Accept RTCP from the far end's host (the latched RTP source), or before
+	// it latches from what the source policy accepts.
+	if r := s.Remote(); !(r.IsValid() && r.Addr() == from.Addr()) && (s.opt.Sources.Any || !s.acceptable(from.Addr())) {
 		c.mu.Lock()
 		c.ignored++
 		c.mu.Unlock()
+		if sc := s.opt.Sources.Counters; sc != nil {
+			sc.Refused.Add(1)
+		}
 		return
 	}
 	pkts, err := rtcp.Unmarshal(b)

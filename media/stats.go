@@ -53,7 +53,9 @@ type Stats struct {
 
 	Digits uint64
 
-	IgnoredSource      uint64 // RTP from a source other than the latched one
+	IgnoredSource      uint64 // RTP from an acceptable source other than the latched one
+	RefusedSource      uint64 // RTP from an address the source policy does not accept
+	Relatched          uint64 // times the source moved without a re-INVITE (SourcePolicy)
 	IgnoredPayloadType uint64
 	Malformed          uint64
 	SRTPFailed         uint64 // SRTP packets dropped: authentication failed, or a replay
@@ -98,6 +100,8 @@ func (s *Stream) Stats() Stats {
 	}
 	st.Digits = in.digits
 	st.IgnoredSource = in.ignoredSource
+	st.RefusedSource = in.refusedSource
+	st.Relatched = in.relatched
 	st.IgnoredPayloadType = in.ignoredPayloadType
 	st.Malformed = in.malformed
 	st.Frames = in.frames

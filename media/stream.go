@@ -44,6 +44,9 @@ type Options struct {
 	RTCPInterval time.Duration
 	// CNAME for RTCP SDES; default "cxco@" + local address.
 	CNAME string
+	// Sources says where RTP and RTCP are accepted from (see SourcePolicy); the
+	// zero value accepts only the SDP's address.
+	Sources SourcePolicy
 }
 
 // Digit is one RFC 4733 telephone event.
@@ -88,7 +91,8 @@ type Stream struct {
 
 	remote     atomic.Pointer[netip.AddrPort]
 	remoteRTCP atomic.Pointer[netip.AddrPort]
-	dir        atomic.Uint32 // sdp.Direction
+	sdpRemote  atomic.Pointer[netip.AddrPort] // the SDP's RTP address (remote may move to the latched source)
+	dir        atomic.Uint32                  // sdp.Direction
 	hold       holdClock
 
 	// SRTP contexts (nil: plain RTP); see srtp.go. srtpMu orders Update's
@@ -141,6 +145,9 @@ func newStream(opts Options) (*Stream, error) {
 	}
 	if opts.RTCPInterval <= 0 {
 		opts.RTCPInterval = 5 * time.Second
+	}
+	if opts.Sources.RelatchSilence <= 0 {
+		opts.Sources.RelatchSilence = time.Second
 	}
 	s := &Stream{opt: opts, log: opts.Logger, clk: opts.Clock}
 	s.shard = opts.Wheel.Shard()
@@ -279,9 +286,9 @@ func (s *Stream) Update(n sdp.Negotiated) {
 }
 
 // SetRemote sets where RTP and RTCP go until the far end's own packets
-// arrive, and forgets the latched source so the first valid packet from
-// anywhere latches again (the media moved). An invalid rtp (hold with
-// c=0.0.0.0) stops sending.
+// arrive, and forgets the latched source so the first valid packet from what
+// the source policy accepts for the new address latches again (the media
+// moved). An invalid rtp (hold with c=0.0.0.0) stops sending.
 func (s *Stream) SetRemote(rtp, rtcp netip.AddrPort) {
 	s.setRemote(rtp, rtcp)
 	s.in.mu.Lock()
@@ -297,6 +304,8 @@ func (s *Stream) setRemote(rtp, rtcp netip.AddrPort) {
 	}
 	s.remote.Store(&rtp)
 	s.remoteRTCP.Store(&rtcp)
+	sdpRTP := rtp
+	s.sdpRemote.Store(&sdpRTP)
 }
 
 // Remote returns where RTP is sent now.

@@ -333,8 +333,10 @@ func (c *call) setupAndAnswer() bool {
 	c.provisional(180, "Ringing")
 
 	// Media and the far side, before the answer.
+	src, _ := netip.ParseAddrPort(c.source)
 	stream, err := media.NewStream(s.opt.Ports, s.mediaIP, media.Options{Logger: c.log, Wheel: s.opt.Wheel,
-		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax, Concealment: s.opt.Concealment})
+		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax, Concealment: s.opt.Concealment,
+		Sources: s.rtpSources(c.trunk, src.Addr().Unmap())})
 	if err != nil {
 		c.log.Warn("call refused: no RTP ports", "err", err)
 		c.failSetup(&Status{Code: 503, Reason: "Service Unavailable", EndReason: EndMediaUnavailable, RetryAfter: 5, Err: err})
@@ -532,6 +534,7 @@ func (c *call) startMediaAndPeer() {
 	c.mu.Lock()
 	c.codec = c.neg.Codec.Name
 	c.mu.Unlock()
+	c.warnMediaSource(c.neg.Remote)
 	if err := c.stream.Start(c.neg, media.Consumer{Format: c.peer.Format(), Sink: c.onAudio, OnDigit: c.onDigit}); err != nil {
 		c.log.Error("media start failed", "err", err)
 		c.end(endRequest{reason: EndInternal, failed: true, sendBye: true})

@@ -83,6 +83,11 @@ type Options struct {
 	// byte (default 5 s). TCPIdleTimeout closes one silent for this long (default
 	// 10 min; CRLF keep-alives count).
 	TCPReadTimeout, TCPIdleTimeout time.Duration
+	// RTPLatching is the NAT latching policy of trunks that set none
+	// (store.LatchOff, the default, or store.LatchSource); see media.SourcePolicy.
+	RTPLatching string
+	// RTPSources, when set, counts the RTP the source policy refused (metrics).
+	RTPSources *media.SourceCounters
 	// SessionMinSE is our Min-SE for RFC 4028 session timers (default 90 s).
 	SessionMinSE time.Duration
 	// T1 is RFC 3261's round-trip estimate (default 500 ms); every SIP timer

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,8 +211,11 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 	s := c.s
 	ctx = withTrunk(ctx, c.trunk) // a TLS trunk gets its client certificate
 	format := c.peer.Format()
+	// The destination answers through the trunk: its media comes from the trunk's
+	// networks, from the address its SDP answer names.
 	stream, err := media.NewStream(s.opt.Ports, s.mediaIP, media.Options{Logger: c.log.With("leg", "transfer"), Wheel: s.opt.Wheel,
-		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax, Concealment: s.opt.Concealment})
+		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax, Concealment: s.opt.Concealment,
+		Sources: s.rtpSources(c.trunk, netip.Addr{})})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrTransferFailed, err)
 	}

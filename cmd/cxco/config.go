@@ -55,6 +55,7 @@ type Config struct {
 	SIPSourceRate      int
 	SIPGlobalRate      int
 	SIPCallRate        int
+	RTPLatching        string
 	SIPTCPMaxConns     int
 	SIPTCPPerSource    int
 	SIPTCPReadTimeout  time.Duration
@@ -223,6 +224,7 @@ func serveFlags(c *Config) *flagSet {
 	fs.integer(&c.SIPSourceRate, "sip-source-rate", "CXCO_SIP_SOURCE_RATE", 300, "SIP requests per second accepted from one source address, any method and transport (burst twice that; 0: no limit, and no --sip-global-rate); raise it behind a proxy")
 	fs.integer(&c.SIPGlobalRate, "sip-global-rate", "CXCO_SIP_GLOBAL_RATE", 2000, "SIP requests per second from all sources together, shared fairly between the sources sending (0: no limit)")
 	fs.integer(&c.SIPCallRate, "sip-call-rate", "CXCO_SIP_CALL_RATE", 200, "new INVITEs per second from all sources together; more get 503 with Retry-After (0: no limit)")
+	fs.str(&c.RTPLatching, "rtp-latching", "CXCO_RTP_LATCHING", store.LatchOff, "NAT latching of trunks that set none: off (RTP only from the address the SDP names) or signalling_source (also from the SIP source address, for trunks behind NAT)")
 	fs.integer(&c.SIPTCPMaxConns, "sip-tcp-max-conns", "CXCO_SIP_TCP_MAX_CONNS", 0, "open SIP TCP connections at most (0: from the descriptor limit, what --max-calls leaves, at most 4096)")
 	fs.integer(&c.SIPTCPPerSource, "sip-tcp-conns-per-source", "CXCO_SIP_TCP_CONNS_PER_SOURCE", 64, "open SIP TCP connections from one address at most")
 	fs.dur(&c.SIPTCPReadTimeout, "sip-tcp-read-timeout", "CXCO_SIP_TCP_READ_TIMEOUT", 5*time.Second, "a SIP TCP connection's first message, and each message once begun, must arrive whole within this")
@@ -388,6 +390,9 @@ func (c *Config) Validate() error {
 		if v < 0 {
 			bad("%s must not be negative", name)
 		}
+	}
+	if c.RTPLatching != store.LatchOff && c.RTPLatching != store.LatchSource {
+		bad("--rtp-latching %q: want off or signalling_source", c.RTPLatching)
 	}
 	if c.SIPTCPPerSource < 1 || c.APIKeyConcurrency < 1 {
 		bad("--sip-tcp-conns-per-source and --api-key-concurrency must be at least 1")

@@ -50,6 +50,7 @@ type observer struct {
 	draining       func() bool // the SIP server's Drain was called
 	activeCalls    func() int  // calls in setup or up
 	sipTCP         func() sip.TCPStats
+	rtpSources     media.SourceCounters // RTP the calls' source policies refused
 	fdLimit        uint64
 	providerStats  func() *bridge.Stats
 	registrations  func() []sip.RegistrationStatus
@@ -181,6 +182,9 @@ func (o *observer) scrape(w io.Writer) {
 		gauge("cxco_sip_tcp_connections", "SIP TCP connections open now.", float64(ts.Open))
 		counter("cxco_sip_tcp_accept_errors_total", "SIP TCP accept calls that failed (descriptors exhausted, ...); the listener keeps accepting.", float64(ts.AcceptErrors))
 	}
+	fmt.Fprintf(w, "# HELP cxco_rtp_source_packets_total RTP and RTCP packets by what the source check decided: refused (from an address the call's policy does not accept: outside the trunk's networks, not the SDP's address), ignored (an acceptable address that is not the latched source).\n# TYPE cxco_rtp_source_packets_total counter\n")
+	fmt.Fprintf(w, "cxco_rtp_source_packets_total{decision=\"refused\"} %d\ncxco_rtp_source_packets_total{decision=\"ignored\"} %d\n", o.rtpSources.Refused.Load(), o.rtpSources.Ignored.Load())
+	counter("cxco_rtp_source_relatched_total", "Times a call's RTP source moved without a re-INVITE (silence, then the same SSRC and sequence from a new address).", float64(o.rtpSources.Relatched.Load()))
 	if o.fdLimit > 0 {
 		gauge("process_open_fds", "Open file descriptors.", float64(openFDs()))
 		gauge("process_max_fds", "The descriptor limit (RLIMIT_NOFILE).", float64(o.fdLimit))

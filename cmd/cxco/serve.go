@@ -193,6 +193,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		GlobalRate: sourceRate(cfg.SIPGlobalRate), CallRate: sourceRate(cfg.SIPCallRate),
 		TCPMaxConns: tcpCap, TCPMaxConnsPerSource: min(cfg.SIPTCPPerSource, tcpCap),
 		TCPReadTimeout: cfg.SIPTCPReadTimeout, TCPIdleTimeout: cfg.SIPTCPIdleTimeout,
+		RTPLatching: cfg.RTPLatching, RTPSources: &obs.rtpSources,
 	})
 	if err != nil {
 		return err
