@@ -57,6 +57,10 @@ func StartBaresip(t testing.TB, o BaresipOptions) *Baresip {
 	conf := []string{
 		"poll_method epoll",
 		fmt.Sprintf("sip_listen 127.0.0.1:%d", port),
+		// Its SDP names the address its RTP comes from (else baresip advertises the
+		// machine's first interface, whose media the gateway refuses unless the trunk
+		// latches to the signalling address).
+		"net_interface 127.0.0.1",
 		// The microphone is a WAV file; the speaker ALSA's null device. The sndfile
 		// filter records both directions (dump-*-enc.wav sent, dump-*-dec.wav heard).
 		"audio_player alsa,null",
