@@ -322,7 +322,7 @@ func banner(w io.Writer, httpAddr, agencyKey string, embedded bool) {
 		fmt.Fprintf(w, "  HTTP:       listening on every address (--http 127.0.0.1:%s keeps it to this machine)\n", port)
 	}
 	if agencyKey != "" {
-		fmt.Fprintf(w, "  Agency key: %s   (shown once; pass --agency-key or CXCO_AGENCY_KEY to keep it)\n", agencyKey)
+		fmt.Fprintf(w, "  Agency key: %s   (shown once; to keep it, put it in CXCO_AGENCY_KEY or in a file for --agency-key-file)\n", agencyKey)
 	}
 	if embedded {
 		fmt.Fprintln(w, "  Store:      embedded, in memory: all data is lost when the gateway exits (use --redis for real data)")

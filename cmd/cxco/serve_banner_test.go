@@ -29,3 +29,15 @@ func TestBanner(t *testing.T) {
 		}
 	}
 }
+
+// TestBannerKeepsTheKeyOffTheCommandLine: the banner's advice on keeping the agency
+// key is the environment or a file, not --agency-key, which serve warns about
+// (other users of the machine read command lines).
+func TestBannerKeepsTheKeyOffTheCommandLine(t *testing.T) {
+	var b strings.Builder
+	banner(&b, "127.0.0.1:8080", "cxco_agcy_k_0123456789abcdefghijklmnop", true)
+	out := b.String()
+	if !strings.Contains(out, "CXCO_AGENCY_KEY") || !strings.Contains(out, "--agency-key-file") || strings.Contains(out, "pass --agency-key ") {
+		t.Errorf("the banner's advice on keeping the key:\n%s", out)
+	}
+}
