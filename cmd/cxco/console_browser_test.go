@@ -194,5 +194,38 @@ func TestOperatorConsoleInBrowser(t *testing.T) {
 	if c["end_reason"] != "api_hangup" {
 		b.fail("conversation: %v", c)
 	}
+
+	// A viewer's key: the pages offer no change it may not make (the API would
+	// answer 403): no new agent, publish, pause, archive or test call, the agent's
+	// form read only, no hang-up on the live page; the header says so.
+	viewer := g.Must(201, "POST", fmt.Sprintf("/api/agency/companies/%d/users", coID), g.AgencyKey,
+		map[string]any{"email": "viewer@console.example", "name": "Console Viewer", "role": "viewer"})["api_key"].(string)
+	b.signOut()
+	b.signIn(viewer, "agents")
+	b.wait("the agent list", `!!document.querySelector('[data-testid=agents] tr[data-agent]')`, 10*time.Second)
+	if n := eval[int](b, `document.querySelectorAll('[data-testid=new-agent], [data-action=talk], [data-action=pause], [data-action=publish], [data-action=archive]').length`); n != 0 {
+		b.fail("a viewer is offered %d changes on the agent list", n)
+	}
+	if who := eval[string](b, `document.querySelector('[data-testid=who]').textContent`); !strings.Contains(who, "viewer") {
+		b.fail("the header does not say the key reads only: %q", who)
+	}
+	b.goTo(fmt.Sprintf("#/agents/%v", agent["id"]))
+	b.wait("the agent page, read only", `!!document.querySelector('[data-testid=agent-form]') && !!document.querySelector('[data-testid=agent-number]')`, 10*time.Second)
+	if n := eval[int](b, `document.querySelectorAll('[data-testid=save-agent], [data-action=add-destination], [data-action=talk], [data-action=pause], [data-testid=agent-form] input:not([disabled]), [data-testid=agent-form] textarea:not([disabled])').length`); n != 0 {
+		b.fail("a viewer is offered %d changes on the agent page", n)
+	}
+	b.shot("viewer-agent")
+	b.goTo("#/live")
+	b.wait("the live stream", `document.querySelector('[data-testid=live-state]')?.classList.contains('on')`, 10*time.Second)
+	wait = cxcotest.StartSIPp(t, fmt.Sprintf("127.0.0.1:%d", g.SIPPort), "uac_wait_bye.xml", number)
+	b.wait("the call in the viewer's page", `!!document.querySelector('[data-testid=live-calls] tr[data-call][data-state=talking]')`, 20*time.Second)
+	if n := eval[int](b, `document.querySelectorAll('[data-testid=live-calls] [data-action=hangup]').length`); n != 0 {
+		b.fail("a viewer is offered %d hang-up buttons", n)
+	}
+	b.shot("viewer-live")
+	g.Must(204, "DELETE", "/api/calls/live/"+eval[string](b, `document.querySelector('[data-testid=live-calls] tr[data-call]').dataset.call`), userKey, nil)
+	if code, out := wait(); code != 0 {
+		b.fail("SIPp did not get the gateway's BYE: exit %d\n%s", code, out)
+	}
 	t.Logf("console browser test took %s", time.Since(start).Round(time.Millisecond))
 }

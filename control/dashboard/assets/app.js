@@ -34,6 +34,14 @@ let me = null;
 let renderSeq = 0;
 let shown = null; // the page on screen: told to leave (stop its streams) before the next renders
 
+// A user key's role bounds what it may change (each route names the least role it
+// needs: x-cxco-role in /api/openapi.json); company and agency keys hold owner on
+// the routes their kind opens. Pages offer only what the key may do.
+const rank = { viewer: 0, member: 1, admin: 2, owner: 3 };
+function can(role) {
+  return session.kind !== 'user' || !me || (rank[me.role] ?? -1) >= rank[role];
+}
+
 function available() {
   return pages.filter((p) => p.kinds.includes(session.kind));
 }
@@ -44,7 +52,7 @@ function nav(current) {
   mount(el, available().map((p) => h('a', { href: `#/${p.path}`, class: p.path === current ? 'active' : '', 'data-nav': p.path }, p.title)));
   const who = document.getElementById('who');
   const label = session.kind === 'user'
-    ? `User key${me ? ` · ${me.name || me.email}` : ''}`
+    ? `User key${me ? ` · ${me.name || me.email}${me.role === 'viewer' ? ' · viewer (reads only)' : ''}` : ''}`
     : session.kind === 'agency' ? `Agency key${me && me.name ? ` · ${me.name}` : ''}` : 'Company key';
   mount(who, h('span', { 'data-testid': 'who' }, label), h('button', { onclick: signOut, 'data-testid': 'sign-out' }, 'Sign out'));
 }
@@ -114,7 +122,7 @@ async function route() {
   const el = main();
   shown = p.page;
   try {
-    await p.page.render(el, parts.slice(1), { kind: session.kind, me, stale: () => seq !== renderSeq });
+    await p.page.render(el, parts.slice(1), { kind: session.kind, me, can, stale: () => seq !== renderSeq });
   } catch (e) {
     if (seq !== renderSeq) return;
     banner(e);

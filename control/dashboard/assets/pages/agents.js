@@ -34,7 +34,7 @@ async function list(el, ctx) {
   const table = h('table', { 'data-testid': 'agents' },
     h('thead', {}, h('tr', {}, h('th', {}, 'Agent'), h('th', {}, 'Status'), h('th', {}, 'Phone number'), h('th', {}, 'Voice'), h('th', {}, 'Updated'), h('th', {}, ''))),
     body);
-  const addRows = (items) => items.forEach((a) => body.append(...row(a, () => list(el, ctx))));
+  const addRows = (items) => items.forEach((a) => body.append(...row(a, () => list(el, ctx), ctx)));
   addRows(agents);
   const moreBtn = h('button', {
     hidden: !more,
@@ -44,24 +44,27 @@ async function list(el, ctx) {
     }),
   }, 'Load more');
   mount(el,
-    h('h1', {}, 'Agents', h('span', { class: 'spacer' }), filter, h('a', { class: 'button primary', href: '#/agents/new', 'data-testid': 'new-agent' }, 'New agent')),
+    h('h1', {}, 'Agents', h('span', { class: 'spacer' }), filter, ctx.can('member') ? h('a', { class: 'button primary', href: '#/agents/new', 'data-testid': 'new-agent' }, 'New agent') : null),
     agents.length ? table : h('div', { class: 'panel empty' }, statusFilter ? `No ${statusFilter} agents.` : 'No agents yet. Create one, then publish it to give it a phone number.'),
     h('div', { class: 'pager' }, moreBtn));
 }
 
 // row is an agent's table row, and the row that opens under it for publishing.
-function row(a, refresh) {
+function row(a, refresh, ctx) {
   const extra = h('tr', { hidden: true }, h('td', { colspan: 6 }));
   const act = (label, fn, cls = '') => h('button', { class: cls, 'data-action': label.toLowerCase(), onclick: (ev) => busy(ev.target, fn) }, label);
   const actions = [];
-  if (a.status === 'active') {
+  const member = ctx.can('member');
+  if (a.status === 'active' && member) {
     actions.push(h('button', { class: 'talk', 'data-action': 'talk', onclick: () => startCall(a) }, 'Talk to this agent'));
     actions.push(act('Pause', async () => { await post(`/api/agents/${a.id}/pause`); refresh(); }));
   }
-  if (a.status === 'draft') actions.push(act('Publish', () => publishRow(a, extra, refresh), 'primary'));
-  if (a.status === 'paused') actions.push(act('Resume', async () => { await post(`/api/agents/${a.id}/resume`); refresh(); }, 'primary'));
+  if (a.status === 'draft' && member) actions.push(act('Publish', () => publishRow(a, extra, refresh), 'primary'));
+  if (a.status === 'paused' && member) actions.push(act('Resume', async () => { await post(`/api/agents/${a.id}/resume`); refresh(); }, 'primary'));
   if (a.status !== 'archived') {
     actions.push(h('a', { class: 'button', href: `#/agents/${a.id}`, 'data-action': 'edit' }, 'Open'));
+  }
+  if (a.status !== 'archived' && ctx.can('admin')) {
     const archive = h('button', {
       class: 'danger', 'data-action': 'archive',
       onclick: (ev) => {
@@ -117,6 +120,11 @@ async function publishRow(a, extra, refresh) {
 // their conditions, provider), its number, publishing, its recent
 // conversations and usage.
 async function form(el, a, ctx) {
+  const member = ctx.can('member');
+  if (!a && !member) {
+    mount(el, h('h1', {}, 'New agent'), h('div', { class: 'panel empty' }, 'Creating agents needs a user of role member or above; this key\'s user is a viewer.'));
+    return;
+  }
   const [voices, langs, formats, providers] = await Promise.all([get('/api/voices'), languages(), audioFormats(), agentProviders()]);
   if (ctx.stale()) return;
   const cfg = (a && a.config) || {};
@@ -200,6 +208,13 @@ async function form(el, a, ctx) {
     label('Temperature', f.temperature),
     label('More config (JSON)', extra, 'Other settings, e.g. {"user_audio_chunk_ms": 100}.'),
     h('div', { class: 'full actions' }, submit, h('a', { class: 'button', href: '#/agents' }, a ? 'All agents' : 'Cancel')));
+  if (!member) {
+    // A viewer reads the configuration; the API would refuse a change (403).
+    for (const x of formEl.querySelectorAll('input, select, textarea, button')) x.disabled = true;
+    submit.remove();
+    addDest.remove();
+    formEl.append(h('div', { class: 'full muted small', 'data-testid': 'read-only' }, 'Read only: changing an agent needs a user of role member or above.'));
+  }
   if (!a) {
     mount(el, h('h1', {}, 'New agent'), formEl);
     f.name.focus();
@@ -209,7 +224,7 @@ async function form(el, a, ctx) {
   // The number, publishing and the rest of the life cycle.
   const lifecycle = h('div', { class: 'actions' });
   const refresh = () => render(el, [String(a.id)], ctx);
-  if (a.status === 'draft') {
+  if (a.status === 'draft' && member) {
     const avail = await get('/api/phone-numbers/available');
     const counts = {};
     for (const n of avail) counts[n.country_code] = (counts[n.country_code] || 0) + 1;
@@ -228,11 +243,11 @@ async function form(el, a, ctx) {
       lifecycle.append(h('span', { class: 'muted' }, 'No numbers are available in the pool: ask the platform operator to add some, then publish.'));
     }
   }
-  if (a.status === 'active') {
+  if (a.status === 'active' && member) {
     lifecycle.append(h('button', { class: 'talk', 'data-action': 'talk', onclick: () => startCall(a) }, 'Talk to this agent'),
       h('button', { 'data-action': 'pause', onclick: (ev) => busy(ev.target, async () => { await post(`/api/agents/${a.id}/pause`); refresh(); }) }, 'Pause'));
   }
-  if (a.status === 'paused') {
+  if (a.status === 'paused' && member) {
     lifecycle.append(h('button', { class: 'primary', 'data-action': 'resume', onclick: (ev) => busy(ev.target, async () => { await post(`/api/agents/${a.id}/resume`); refresh(); }) }, 'Resume'));
   }
   const [convs, usage] = await Promise.all([

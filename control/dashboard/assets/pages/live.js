@@ -62,7 +62,8 @@ export async function render(el, _parts, ctx) {
       h('td', {}, c.provider || '—'),
       h('td', { class: 'small' }, quality),
       h('td', { class: 'small muted' }, c.node),
-      h('td', {}, h('div', { class: 'actions' }, c.answered_at && ctx.kind !== 'company' ? h('a', { class: 'button', href: `#/conversations/${c.conversation_id}` }, 'Details') : null, hang)));
+      h('td', {}, h('div', { class: 'actions' }, c.answered_at && ctx.kind !== 'company' ? h('a', { class: 'button', href: `#/conversations/${c.conversation_id}` }, 'Details') : null,
+        ctx.can('member') ? hang : null)));
   };
   const draw = () => {
     const sorted = [...calls.values()].sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at));

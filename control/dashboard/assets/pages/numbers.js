@@ -17,7 +17,7 @@ export async function render(el, _parts, ctx) {
   const refresh = () => render(el, [], ctx);
   const rows = mine.map((n) => {
     const actions = [];
-    if (n.whatsapp_status === 'none' || n.whatsapp_status === 'failed') {
+    if ((n.whatsapp_status === 'none' || n.whatsapp_status === 'failed') && ctx.can('member')) {
       actions.push(h('button', {
         'data-action': 'enable-whatsapp',
         onclick: (ev) => busy(ev.target, async () => { await post(`/api/phone-numbers/${n.id}/enable-whatsapp`); banner(`WhatsApp verification started for ${n.number}.`, 'info'); refresh(); }),
