@@ -67,6 +67,9 @@ import "strconv"
 //	cxco:{c1}:dlv:parkedhooks         SET     webhook ids that have parked deliveries
 //	cxco:{c1}:webhook:<wid>:dlvs      ZSET    delivery ids of one webhook (score = id), for listing
 //	cxco:{c1}:rl:<unix minute>        STRING  API requests in one minute (rate limit)
+//	cxco:{c1}:batch:<bid>[:part]      HASH... batch calling: settings, counters, recipients, their states,
+//	                                          due times and results, the working node's lease (batches.go)
+//	cxco:batches:active               ZSET    "<cid>:<bid>" of running batches, for the workers (batches.go)
 const prefix = "cxco:"
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,395 @@
+package batch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/cxco/gateway/store"
+)
+
+// Call is one call a batch asks for.
+type Call struct {
+	Batch            store.BatchRef
+	AgentID          int64
+	From             string // "" : the agent's number
+	Recipient        int    // index in the batch
+	Number           string // E.164
+	DynamicVariables map[string]any
+	Attempt          int // 1 for the first call
+}
+
+// Outcome is how a call went, as the call path reports it.
+type Outcome string
+
+// Outcomes.
+const (
+	Answered Outcome = "answered"  // 200 OK (a person or a machine)
+	Busy     Outcome = "busy"      // 486, 600
+	NoAnswer Outcome = "no_answer" // ring timeout (we sent CANCEL), 480, 408
+	Rejected Outcome = "rejected"  // 603 and other refusals
+	Failed   Outcome = "failed"    // could not be placed (trunk down, 5xx)
+)
+
+// Result is a finished call.
+type Result struct {
+	Outcome        Outcome
+	SIPStatus      int
+	ConversationID int64
+	Machine        string // the answering-machine verdict, if detection ran
+}
+
+// ErrAtLimit is what a Dialer returns when the company's shared outbound
+// limits (concurrent calls, calls per second) leave no room now: the attempt
+// does not count and the recipient is tried again shortly.
+var ErrAtLimit = errors.New("batch: the company's outbound limit is reached")
+
+// Dialer places one call and returns when it has ended. The outbound call path
+// implements it; ctx ends when the worker stops (shutdown), and the dialer
+// decides whether that ends the call.
+type Dialer interface {
+	Dial(ctx context.Context, c Call) (Result, error)
+}
+
+// Store is what the worker needs of the store (store.Store implements it).
+type Store interface {
+	ActiveBatches(ctx context.Context) ([]store.BatchRef, error)
+	GetBatch(ctx context.Context, cid, bid int64) (*store.Batch, error)
+	AcquireBatchLease(ctx context.Context, ref store.BatchRef, token string, ttl time.Duration) (bool, int, error)
+	RenewBatchLease(ctx context.Context, ref store.BatchRef, token string, ttl time.Duration) error
+	ReleaseBatchLease(ctx context.Context, ref store.BatchRef, token string) error
+	DueRecipients(ctx context.Context, ref store.BatchRef, now time.Time, n int) ([]int, time.Time, error)
+	BatchRecipient(ctx context.Context, ref store.BatchRef, index int) (store.BatchRecipient, error)
+	ClaimRecipient(ctx context.Context, ref store.BatchRef, token string, index int) (int, error)
+	DeferRecipient(ctx context.Context, ref store.BatchRef, token string, index int, at time.Time) error
+	FinishRecipient(ctx context.Context, ref store.BatchRef, index, attempt int, st store.RecipientStatus, keep int, res *store.BatchAttempt, retryAt time.Time) (bool, error)
+}
+
+// Options configure a Worker.
+type Options struct {
+	Store  Store
+	Dialer Dialer
+	Node   string // this node's id, in the lease token and logs
+	Log    *slog.Logger
+	// LeaseTTL is how long a batch stays with a node that stops renewing (a
+	// lost node's batch resumes elsewhere after it); 15 s by default. Renewed
+	// every third of it.
+	LeaseTTL time.Duration
+	// Poll is how often the worker looks for batches to take and for
+	// recipients coming due; 1 s by default.
+	Poll time.Duration
+	// MaxBatches is how many batches one node works at once; 8 by default.
+	MaxBatches int
+	// AtLimitDelay is how long a recipient waits when the company is at its
+	// outbound limit; 1 s by default.
+	AtLimitDelay time.Duration
+	// Now is the clock for calling hours and retries; time.Now by default.
+	Now func() time.Time
+}
+
+// Worker works batches on one node.
+//
+// Goroutines: Run's loop; one per batch it holds (runBatch), each with a lease
+// keeper and one per call under way. Run returns after all of them.
+type Worker struct {
+	o     Options
+	token string
+	mu    sync.Mutex
+	held  map[store.BatchRef]bool
+}
+
+// New returns a worker.
+func New(o Options) *Worker {
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 15 * time.Second
+	}
+	if o.Poll == 0 {
+		o.Poll = time.Second
+	}
+	if o.MaxBatches == 0 {
+		o.MaxBatches = 8
+	}
+	if o.AtLimitDelay == 0 {
+		o.AtLimitDelay = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &Worker{o: o, token: o.Node + ":" + hex.EncodeToString(b[:]), held: map[store.BatchRef]bool{}}
+}
+
+// Run works batches until ctx ends, then waits for the calls under way to
+// return from the Dialer and gives up its leases.
+func (w *Worker) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTicker(w.o.Poll)
+	defer t.Stop()
+	for {
+		refs, err := w.o.Store.ActiveBatches(ctx)
+		if err != nil && ctx.Err() == nil {
+			w.o.Log.Warn("batch: cannot list batches", "err", err)
+		}
+		for _, ref := range refs {
+			w.mu.Lock()
+			skip := w.held[ref] || len(w.held) >= w.o.MaxBatches
+			w.mu.Unlock()
+			if skip {
+				continue
+			}
+			ok, interrupted, err := w.o.Store.AcquireBatchLease(ctx, ref, w.token, w.o.LeaseTTL)
+			if err != nil || !ok {
+				continue
+			}
+			if interrupted > 0 {
+				w.o.Log.Warn("batch: took over a batch from a lost node; its calls under way are marked interrupted, not called again",
+					"batch", ref.String(), "interrupted", interrupted)
+			}
+			w.mu.Lock()
+			w.held[ref] = true
+			w.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.runBatch(ctx, ref)
+				w.mu.Lock()
+				delete(w.held, ref)
+				w.mu.Unlock()
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// runBatch works one batch while this node holds its lease.
+func (w *Worker) runBatch(ctx context.Context, ref store.BatchRef) {
+	log := w.o.Log.With("batch", ref.String(), "node", w.o.Node)
+	b, err := w.o.Store.GetBatch(ctx, ref.CompanyID, ref.ID)
+	if err != nil {
+		log.Warn("batch: cannot read the batch", "err", err)
+		_ = w.o.Store.ReleaseBatchLease(context.WithoutCancel(ctx), ref, w.token)
+		return
+	}
+	var hours *window
+	if b.CallingHours != nil {
+		h, err := parseHours(*b.CallingHours)
+		if err != nil {
+			log.Warn("batch: stored calling hours do not parse", "err", err)
+			return
+		}
+		hours = &h
+	}
+	log.Info("batch: working", "recipients", b.Total, "cps", b.CallsPerSecond, "concurrency", b.MaxConcurrent)
+
+	// lctx ends when the lease is lost or ctx ends: no new calls after that.
+	lctx, lost := context.WithCancel(ctx)
+	defer lost()
+	var keeper sync.WaitGroup
+	keeper.Add(1)
+	go func() {
+		defer keeper.Done()
+		w.keepLease(lctx, ref, lost, log)
+	}()
+
+	var calls sync.WaitGroup
+	slots := make(chan struct{}, b.MaxConcurrent)
+	ended := make(chan struct{}, 1)
+	interval := time.Duration(float64(time.Second) / b.CallsPerSecond)
+	var nextStart time.Time
+	zones := map[string]*time.Location{}
+
+	wait := func(d time.Duration, wake <-chan struct{}) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-lctx.Done():
+			return false
+		case <-wake:
+		case <-t.C:
+		}
+		return true
+	}
+loop:
+	for lctx.Err() == nil {
+		now := w.o.Now()
+		due, next, err := w.o.Store.DueRecipients(lctx, ref, now, 64)
+		if err != nil {
+			log.Warn("batch: cannot read due recipients", "err", err)
+			if !wait(w.o.Poll, nil) {
+				break
+			}
+			continue
+		}
+		if len(due) == 0 {
+			cur, err := w.o.Store.GetBatch(lctx, ref.CompanyID, ref.ID)
+			if err == nil && cur.Status != store.BatchRunning {
+				break // completed (the last call's finish said so) or cancelled
+			}
+			d := w.o.Poll
+			if !next.IsZero() {
+				d = min(d, next.Sub(now))
+			}
+			if !wait(d, ended) {
+				break
+			}
+			continue
+		}
+		for _, idx := range due {
+			r, err := w.o.Store.BatchRecipient(lctx, ref, idx)
+			if err != nil {
+				log.Warn("batch: cannot read a recipient", "index", idx, "err", err)
+				continue
+			}
+			if hours != nil {
+				loc := zones[r.TimeZone]
+				if loc == nil {
+					if loc, err = time.LoadLocation(r.TimeZone); err != nil {
+						loc = time.UTC
+					}
+					zones[r.TimeZone] = loc
+				}
+				if at := hours.next(w.o.Now(), loc); at.After(w.o.Now()) {
+					if err := w.o.Store.DeferRecipient(lctx, ref, w.token, idx, at); errors.Is(err, store.ErrLeaseLost) {
+						lost()
+						break loop
+					}
+					continue
+				}
+			}
+			select { // a free call slot
+			case slots <- struct{}{}:
+			case <-lctx.Done():
+				break loop
+			}
+			if d := nextStart.Sub(time.Now()); d > 0 { // calls per second
+				if !wait(d, nil) {
+					<-slots
+					break loop
+				}
+			}
+			attempt, err := w.o.Store.ClaimRecipient(lctx, ref, w.token, idx)
+			switch {
+			case errors.Is(err, store.ErrNotDue):
+				<-slots
+				continue
+			case errors.Is(err, store.ErrLeaseLost):
+				<-slots
+				lost()
+				break loop
+			case errors.Is(err, store.ErrBatchStopped):
+				<-slots
+				break loop
+			case err != nil:
+				<-slots
+				log.Warn("batch: cannot claim a recipient", "index", idx, "err", err)
+				if !wait(w.o.Poll, nil) {
+					break loop
+				}
+				continue loop
+			}
+			nextStart = time.Now().Add(interval)
+			calls.Add(1)
+			go func() {
+				defer calls.Done()
+				w.call(ctx, b, r, attempt, log)
+				<-slots
+				select {
+				case ended <- struct{}{}:
+				default:
+				}
+			}()
+		}
+	}
+	calls.Wait()
+	lost()
+	keeper.Wait()
+	if err := w.o.Store.ReleaseBatchLease(context.WithoutCancel(ctx), ref, w.token); err != nil {
+		log.Warn("batch: cannot release the lease (it lapses)", "err", err)
+	}
+	log.Info("batch: stopped working")
+}
+
+// keepLease renews the lease every third of its life until ctx ends; it calls
+// lost when the lease is gone or could not be renewed before it lapsed.
+func (w *Worker) keepLease(ctx context.Context, ref store.BatchRef, lost func(), log *slog.Logger) {
+	t := time.NewTicker(w.o.LeaseTTL / 3)
+	defer t.Stop()
+	renewed := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := w.o.Store.RenewBatchLease(ctx, ref, w.token, w.o.LeaseTTL)
+		switch {
+		case err == nil:
+			renewed = time.Now()
+		case errors.Is(err, store.ErrLeaseLost):
+			log.Warn("batch: lease lost to another node; no new calls from here")
+			lost()
+			return
+		case time.Since(renewed) >= w.o.LeaseTTL:
+			log.Warn("batch: lease not renewed in time; no new calls from here", "err", err)
+			lost()
+			return
+		}
+	}
+}
+
+// call places one attempt and records how it went.
+func (w *Worker) call(ctx context.Context, b *store.Batch, r store.BatchRecipient, attempt int, log *slog.Logger) {
+	ref := store.BatchRef{CompanyID: b.CompanyID, ID: b.ID}
+	started := w.o.Now()
+	res, err := w.o.Dialer.Dial(ctx, Call{Batch: ref, AgentID: b.AgentID, From: b.From, Recipient: r.Index, Number: r.Number,
+		DynamicVariables: r.DynamicVariables, Attempt: attempt})
+	now := w.o.Now()
+	rec := &store.BatchAttempt{Attempt: attempt, Outcome: string(res.Outcome), SIPStatus: res.SIPStatus,
+		ConversationID: res.ConversationID, Machine: res.Machine, StartedAt: started.UTC(), EndedAt: now.UTC()}
+	st, keep, retryAt := store.RecipientFailed, attempt, time.Time{}
+	switch {
+	case errors.Is(err, ErrAtLimit):
+		keep, retryAt, rec = attempt-1, now.Add(w.o.AtLimitDelay), nil
+		st = store.RecipientRetry
+		if keep == 0 {
+			st = store.RecipientPending
+		}
+	case err != nil:
+		rec.Outcome, rec.Error = string(Failed), err.Error()
+	case res.Outcome == Answered:
+		st = store.RecipientAnswered
+	case res.Outcome == Busy || res.Outcome == NoAnswer:
+		st = store.RecipientStatus(res.Outcome)
+		if attempt < b.Retry.MaxAttempts {
+			st, retryAt = store.RecipientRetry, now.Add(RetryDelay(b.Retry, attempt))
+		}
+	case res.Outcome == Rejected:
+		st = store.RecipientRejected
+	}
+	// The outcome is written even when the worker is stopping.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := w.o.Store.FinishRecipient(wctx, ref, r.Index, attempt, st, keep, rec, retryAt); err != nil {
+		log.Error("batch: cannot record a call's outcome", "index", r.Index, "attempt", attempt, "err", err)
+	}
+}
+
+// RetryDelay is the wait after a busy or unanswered attempt: the policy's
+// delay, multiplied by its backoff for each attempt after the first.
+func RetryDelay(p store.RetryPolicy, attempt int) time.Duration {
+	return time.Duration(float64(p.Delay) * math.Pow(p.Backoff, float64(attempt-1)))
+}

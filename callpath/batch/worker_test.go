@@ -1,0 +1,320 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cxco/gateway/store"
+	"github.com/cxco/gateway/store/redistest"
+)
+
+// recorder is the test's Dialer. It stands where the outbound call path will:
+// a unit-test boundary, not a stand-in for SIP. It records every call it is
+// asked to place (which node, which attempt, when), the most calls it had at
+// once, and answers each number by the test's rule.
+type recorder struct {
+	mu       sync.Mutex
+	calls    []placed
+	inFlight int
+	most     int
+	answer   func(c Call) (Result, error)
+	hold     func(c Call) <-chan struct{} // nil: the call ends at once
+	placedCh chan placed
+}
+
+type placed struct {
+	node string
+	call Call
+	at   time.Time
+}
+
+func newRecorder(answer func(Call) (Result, error)) *recorder {
+	return &recorder{answer: answer, placedCh: make(chan placed, 100000)}
+}
+
+type nodeDialer struct {
+	*recorder
+	node string
+}
+
+func (d nodeDialer) Dial(ctx context.Context, c Call) (Result, error) {
+	r := d.recorder
+	p := placed{d.node, c, time.Now()}
+	r.mu.Lock()
+	r.calls = append(r.calls, p)
+	r.inFlight++
+	r.most = max(r.most, r.inFlight)
+	r.mu.Unlock()
+	r.placedCh <- p
+	if r.hold != nil {
+		if ch := r.hold(c); ch != nil {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+			}
+		}
+	}
+	r.mu.Lock()
+	r.inFlight--
+	r.mu.Unlock()
+	return r.answer(c)
+}
+
+func (r *recorder) byNumber() map[string][]placed {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := map[string][]placed{}
+	for _, p := range r.calls {
+		m[p.call.Number] = append(m[p.call.Number], p)
+	}
+	return m
+}
+
+func openStore(t *testing.T, url, node string, now ...func() time.Time) *store.Store {
+	t.Helper()
+	sealer, _ := store.NewSealer(store.GenerateSecretKey())
+	o := store.Options{URL: url, Sealer: sealer, NodeID: node}
+	if len(now) > 0 {
+		o.Now = now[0]
+	}
+	s, err := store.Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func numbers(n int) []RecipientRequest {
+	rs := make([]RecipientRequest, n)
+	for i := range rs {
+		rs[i] = RecipientRequest{PhoneNumber: fmt.Sprintf("+44207%07d", i), DynamicVariables: map[string]any{"i": float64(i)}}
+	}
+	return rs
+}
+
+// waitDone waits until the batch is no longer running, on the recorder's
+// calls (each call is an event) with a deadline.
+func waitStatus(t *testing.T, st *store.Store, cid, bid int64, want store.BatchStatus, r *recorder) *store.Batch {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		b, err := st.GetBatch(context.Background(), cid, bid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Status == want {
+			return b
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("batch still %s with %v after 60 s", b.Status, b.Counts)
+		case <-r.placedCh:
+		case <-tick.C:
+		}
+	}
+}
+
+// TestBatchLimitsAndRetries: 60 recipients at 40 calls/s, 6 at once, three
+// attempts at most. A third of the numbers are busy on the first call and
+// answer the second; one in ten never answers. Every recipient is called
+// exactly as the rules say (answered once, busy-then-answered twice,
+// never-answering three times, with the attempts in order and the retry delay
+// between them), never more than 6 calls at once nor more than 40 starts in
+// any second, and the progress and counts say so.
+func TestBatchLimitsAndRetries(t *testing.T) {
+	r := redistest.StartRedis(t)
+	st := openStore(t, r.URL, "node-a")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const n, cps, conc = 60, 40.0, 6
+	b, rs, err := Prepare(Request{Name: "limits", CallsPerSecond: cps, MaxConcurrent: conc,
+		Retry: &RetryRequest{MaxAttempts: 3, DelaySeconds: 0.2, Backoff: 1.5}, Recipients: numbers(n)}, 1, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := st.CreateBatch(ctx, b, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder(func(c Call) (Result, error) {
+		i := c.Recipient
+		switch {
+		case i%10 == 9:
+			return Result{Outcome: NoAnswer, SIPStatus: 487}, nil
+		case i%3 == 0 && c.Attempt == 1:
+			return Result{Outcome: Busy, SIPStatus: 486}, nil
+		}
+		return Result{Outcome: Answered, SIPStatus: 200, ConversationID: int64(1000 + i)}, nil
+	})
+	// Each call lasts 200 ms: at 40 calls/s that would be 8 at once, so the
+	// limit of 6 is what holds them back.
+	rec.hold = func(c Call) <-chan struct{} {
+		ch := make(chan struct{})
+		time.AfterFunc(200*time.Millisecond, func() { close(ch) })
+		return ch
+	}
+	w := New(Options{Store: st, Dialer: nodeDialer{rec, "node-a"}, Node: "node-a", Poll: 20 * time.Millisecond, LeaseTTL: 3 * time.Second})
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	got := waitStatus(t, st, 1, created.ID, store.BatchCompleted, rec)
+	cancel()
+	<-done
+
+	byNum := rec.byNumber()
+	wantAnswered, wantNoAnswer := 0, 0
+	for i := range n {
+		num := rs[i].Number
+		calls := byNum[num]
+		want := 1
+		switch {
+		case i%10 == 9:
+			want = 3
+			wantNoAnswer++
+		case i%3 == 0:
+			want = 2
+			wantAnswered++
+		default:
+			wantAnswered++
+		}
+		if len(calls) != want {
+			t.Errorf("recipient %d called %d times, want %d", i, len(calls), want)
+			continue
+		}
+		for a, p := range calls {
+			if p.call.Attempt != a+1 || p.call.DynamicVariables["i"] != float64(i) {
+				t.Errorf("recipient %d call %d: %+v", i, a, p.call)
+			}
+			if a > 0 { // the retry delay: 0.2 s then 0.3 s, after the previous call ended (30 ms)
+				if gap := p.at.Sub(calls[a-1].at); gap < RetryDelay(created.Retry, a) {
+					t.Errorf("recipient %d retry %d after %v, want at least %v", i, a, gap, RetryDelay(created.Retry, a))
+				}
+			}
+		}
+	}
+	if rec.most != conc {
+		t.Errorf("%d calls at once, limit %d (reached, never passed)", rec.most, conc)
+	}
+	starts := make([]time.Time, 0, len(rec.calls))
+	for _, p := range rec.calls {
+		starts = append(starts, p.at)
+	}
+	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
+	for i := range starts {
+		j := i
+		for j < len(starts) && starts[j].Sub(starts[i]) < time.Second {
+			j++
+		}
+		if j-i > int(cps) {
+			t.Fatalf("%d calls started within a second from %v, limit %v/s", j-i, starts[i], cps)
+		}
+	}
+	if got.Counts[store.RecipientAnswered] != wantAnswered || got.Counts[store.RecipientNoAnswer] != wantNoAnswer || len(got.Counts) != 2 || got.FinishedAt == nil {
+		t.Errorf("counts %v finished %v, want %d answered, %d no_answer", got.Counts, got.FinishedAt, wantAnswered, wantNoAnswer)
+	}
+	t.Logf("%d calls, at most %d at once; %v", len(rec.calls), rec.most, got.Counts)
+
+	prog, err := st.BatchRecipients(context.Background(), 1, created.ID, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prog) != 10 || prog[0].Status != store.RecipientAnswered || prog[0].Attempts != 2 || prog[0].Last.ConversationID != 1000 ||
+		prog[9].Status != store.RecipientNoAnswer || prog[9].Attempts != 3 || prog[9].Last.SIPStatus != 487 || prog[9].NextAttemptAt != nil {
+		t.Errorf("progress: %+v ... %+v", prog[0], prog[9])
+	}
+	if list, _ := st.ActiveBatches(context.Background()); len(list) != 0 {
+		t.Errorf("completed batch still active: %v", list)
+	}
+}
+
+// TestBatchOneNodeAtATime: two nodes run workers on one Redis; the batch is
+// worked by whichever took its lease, and every recipient is called once.
+// Cancelling stops new calls: the rest are cancelled, none called after.
+func TestBatchOneNodeAtATime(t *testing.T) {
+	r := redistest.StartRedis(t)
+	sa, sb := openStore(t, r.URL, "node-a"), openStore(t, r.URL, "node-b")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b, rs, err := Prepare(Request{CallsPerSecond: 100, MaxConcurrent: 4, Recipients: numbers(60)}, 1, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := sa.CreateBatch(ctx, b, rs)
+	b2, rs2, _ := Prepare(Request{CallsPerSecond: 5, MaxConcurrent: 1, Recipients: numbers(50)}, 2, 6)
+	second, _ := sa.CreateBatch(ctx, b2, rs2)
+
+	rec := newRecorder(func(Call) (Result, error) { return Result{Outcome: Answered, SIPStatus: 200}, nil })
+	var wg sync.WaitGroup
+	for _, n := range []struct {
+		node string
+		st   *store.Store
+	}{{"node-a", sa}, {"node-b", sb}} {
+		w := New(Options{Store: n.st, Dialer: nodeDialer{rec, n.node}, Node: n.node, Poll: 20 * time.Millisecond, LeaseTTL: 3 * time.Second})
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Run(ctx) }()
+	}
+	waitStatus(t, sa, 1, first.ID, store.BatchCompleted, rec)
+	// The second batch, 5 calls a second: cancel it after its fifth call.
+	callsOf := func(bid int64) int {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		n := 0
+		for _, p := range rec.calls {
+			if p.call.Batch.ID == bid {
+				n++
+			}
+		}
+		return n
+	}
+	for callsOf(second.ID) < 5 {
+		select {
+		case <-rec.placedCh:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the second batch placed no calls")
+		}
+	}
+	cb, err := sb.CancelBatch(ctx, 2, second.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atCancel := callsOf(second.ID)
+	cancel()
+	wg.Wait()
+
+	nodes := map[int64]map[string]bool{}
+	perRecipient := map[string]int{}
+	for _, p := range rec.calls {
+		if nodes[p.call.Batch.ID] == nil {
+			nodes[p.call.Batch.ID] = map[string]bool{}
+		}
+		nodes[p.call.Batch.ID][p.node] = true
+		perRecipient[fmt.Sprint(p.call.Batch, p.call.Recipient)]++
+	}
+	for k, c := range perRecipient {
+		if c != 1 {
+			t.Errorf("recipient %s called %d times", k, c)
+		}
+	}
+	if len(nodes[first.ID]) != 1 || len(nodes[second.ID]) != 1 {
+		t.Errorf("nodes per batch: %v", nodes)
+	}
+	final, _ := sa.GetBatch(context.Background(), 2, second.ID)
+	// A call claimed just before the cancel may start just after it (one at
+	// a time here); none after that.
+	placed2 := callsOf(second.ID)
+	if final.Status != store.BatchCancelled || cb.Status != store.BatchCancelled || final.Counts[store.RecipientAnswered] != placed2 ||
+		final.Counts[store.RecipientCancelled] != 50-placed2 || placed2 > atCancel+1 {
+		t.Errorf("cancelled batch after %d calls (%d at the cancel): %+v", placed2, atCancel, final)
+	}
+	if _, err := sa.CancelBatch(ctx, 1, first.ID); err == nil {
+		t.Error("cancelling a completed batch: no error")
+	}
+}
+
+func redistestStart(t *testing.T) string { return redistest.StartRedis(t).URL }
