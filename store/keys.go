@@ -69,6 +69,7 @@ import "strconv"
 //	cxco:{c1}:rl:<unix minute>        STRING  API requests in one minute (rate limit)
 //	cxco:{c1}:batch:<bid>[:part]      HASH... batch calling: settings, counters, recipients, their states,
 //	                                          due times and results, the working node's lease (batches.go)
+//	cxco:{c1}:out:calls, :out:tat     ZSET, STRING  outbound call slots and calls-per-second spacing (outbound.go)
 //	cxco:batches:active               ZSET    "<cid>:<bid>" of running batches, for the workers (batches.go)
 const prefix = "cxco:"
 

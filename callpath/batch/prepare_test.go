@@ -148,3 +148,19 @@ func TestCallingHours(t *testing.T) {
 		t.Errorf("weekend allowed: %v", w.days)
 	}
 }
+
+func TestOutcomeOf(t *testing.T) {
+	for _, tc := range []struct {
+		status    int
+		cancelled bool
+		want      Outcome
+	}{
+		{200, false, Answered}, {486, false, Busy}, {600, false, Busy}, {0, true, NoAnswer}, {487, true, NoAnswer},
+		{480, false, NoAnswer}, {408, false, NoAnswer}, {603, false, Rejected}, {403, false, Rejected}, {404, false, Failed},
+		{484, false, Failed}, {503, false, Failed}, {407, false, Failed}, {0, false, Failed},
+	} {
+		if got := OutcomeOf(tc.status, tc.cancelled); got != tc.want {
+			t.Errorf("OutcomeOf(%d, %v) = %s, want %s", tc.status, tc.cancelled, got, tc.want)
+		}
+	}
+}

@@ -44,10 +44,35 @@ type Result struct {
 	Machine        string // the answering-machine verdict, if detection ran
 }
 
-// ErrAtLimit is what a Dialer returns when the company's shared outbound
-// limits (concurrent calls, calls per second) leave no room now: the attempt
-// does not count and the recipient is tried again shortly.
-var ErrAtLimit = errors.New("batch: the company's outbound limit is reached")
+// ErrAtLimit is what a Dialer returns (wrapped, or as the
+// *store.OutboundLimitError of store.AcquireOutbound) when the company's
+// shared outbound limits leave no room now: the attempt does not count and the
+// recipient is tried again after the error's RetryAfter (else AtLimitDelay).
+var ErrAtLimit = store.ErrOutboundLimit
+
+// OutcomeOf maps how an INVITE ended to an Outcome: answered for a 2xx;
+// busy for 486 and 600; no answer for our CANCEL at the ring timeout
+// (cancelled) and for 408 and 480 (the callee did not pick up, or is not
+// reachable now); rejected for 603 and the other refusals of the callee (4xx
+// and 6xx); failed for what is the network's or ours (5xx, 401/407 that our
+// credentials did not satisfy, 404/484 a number that does not exist).
+func OutcomeOf(status int, cancelled bool) Outcome {
+	switch {
+	case cancelled:
+		return NoAnswer
+	case status >= 200 && status < 300:
+		return Answered
+	case status == 486 || status == 600:
+		return Busy
+	case status == 408 || status == 480 || status == 487:
+		return NoAnswer
+	case status == 401 || status == 407 || status == 404 || status == 484 || status == 410 || status == 604 || status >= 500 && status < 600:
+		return Failed
+	case status >= 400:
+		return Rejected
+	}
+	return Failed
+}
 
 // Dialer places one call and returns when it has ended. The outbound call path
 // implements it; ctx ends when the worker stops (shutdown), and the dialer
@@ -363,7 +388,12 @@ func (w *Worker) call(ctx context.Context, b *store.Batch, r store.BatchRecipien
 	st, keep, retryAt := store.RecipientFailed, attempt, time.Time{}
 	switch {
 	case errors.Is(err, ErrAtLimit):
-		keep, retryAt, rec = attempt-1, now.Add(w.o.AtLimitDelay), nil
+		wait := w.o.AtLimitDelay
+		var le *store.OutboundLimitError
+		if errors.As(err, &le) && le.RetryAfter > 0 {
+			wait = le.RetryAfter
+		}
+		keep, retryAt, rec = attempt-1, now.Add(wait), nil
 		st = store.RecipientRetry
 		if keep == 0 {
 			st = store.RecipientPending

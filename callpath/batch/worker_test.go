@@ -21,6 +21,7 @@ type recorder struct {
 	calls    []placed
 	inFlight int
 	most     int
+	refused  int
 	answer   func(c Call) (Result, error)
 	hold     func(c Call) <-chan struct{} // nil: the call ends at once
 	placedCh chan placed
@@ -318,3 +319,61 @@ func TestBatchOneNodeAtATime(t *testing.T) {
 }
 
 func redistestStart(t *testing.T) string { return redistest.StartRedis(t).URL }
+
+// slotDialer places calls within the company's shared outbound limits
+// (store.AcquireOutbound), as the outbound call path will: refused calls
+// return the limit's error; placed ones hold their slot for the call's length.
+type slotDialer struct {
+	*recorder
+	st  *store.Store
+	lim store.OutboundLimits
+}
+
+func (d slotDialer) Dial(ctx context.Context, c Call) (Result, error) {
+	slot, err := d.st.AcquireOutbound(ctx, c.Batch.CompanyID, fmt.Sprint(c.Batch.ID, "-", c.Recipient, "-", c.Attempt), d.lim, time.Minute)
+	if err != nil {
+		d.recorder.mu.Lock()
+		d.recorder.refused++
+		d.recorder.mu.Unlock()
+		return Result{}, err
+	}
+	defer slot.Release(context.WithoutCancel(ctx))
+	return nodeDialer{d.recorder, "node-a"}.Dial(ctx, c)
+}
+
+// TestBatchAtCompanyLimit: a batch allowed 5 calls at once, of a company
+// allowed 2: the company's limit holds (never 3 calls), the refused attempts
+// do not count, and every recipient is answered on its first counted attempt.
+func TestBatchAtCompanyLimit(t *testing.T) {
+	st := openStore(t, redistestStart(t), "node-a")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b, rs, err := Prepare(Request{CallsPerSecond: 100, MaxConcurrent: 5, Recipients: numbers(20)}, 6, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, _ := st.CreateBatch(ctx, b, rs)
+	rec := newRecorder(func(c Call) (Result, error) { return Result{Outcome: Answered, SIPStatus: 200}, nil })
+	rec.hold = func(c Call) <-chan struct{} {
+		ch := make(chan struct{})
+		time.AfterFunc(50*time.Millisecond, func() { close(ch) })
+		return ch
+	}
+	w := New(Options{Store: st, Dialer: slotDialer{rec, st, store.OutboundLimits{MaxConcurrent: 2}}, Node: "node-a",
+		Poll: 20 * time.Millisecond, LeaseTTL: 3 * time.Second, AtLimitDelay: 20 * time.Millisecond})
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	got := waitStatus(t, st, 6, created.ID, store.BatchCompleted, rec)
+	cancel()
+	<-done
+	prog, _ := st.BatchRecipients(context.Background(), 6, created.ID, 0, 20)
+	for _, p := range prog {
+		if p.Attempts != 1 || p.Status != store.RecipientAnswered {
+			t.Errorf("recipient %d: %s after %d attempts", p.Index, p.Status, p.Attempts)
+		}
+	}
+	t.Logf("%d calls, %d refused at the company's limit, at most %d at once; %v", len(rec.calls), rec.refused, rec.most, got.Counts)
+	if rec.most != 2 || rec.refused == 0 || len(rec.calls) != 20 {
+		t.Errorf("at most %d at once (company limit 2), %d refused, %d placed", rec.most, rec.refused, len(rec.calls))
+	}
+}
