@@ -11,7 +11,8 @@ import (
 // The accuracy set: what people say when they pick up, and what machines
 // play (voicemail greetings of different lengths, a carrier's announcement,
 // a call-screening prompt), in several espeak-ng voices and speeds, on a clean
-// line and under two kinds of line noise, machines with and without a beep.
+// line, under two kinds of line noise and with 5% packet loss, machines with
+// and without a beep.
 var (
 	voices         = []string{"en-us", "en-gb", "en-us+f3", "en-gb-scotland"}
 	humanGreetings = []string{
@@ -42,13 +43,18 @@ func accuracySet(t testing.TB, rate int) []clip {
 	noises := []struct {
 		kind  string
 		level float64
-	}{{"", 0}, {"pinknoise", -45}, {"whitenoise", -38}}
+	}{{"", 0}, {"pinknoise", -45}, {"whitenoise", -38}, {"loss", 0.05}}
 	for vi, v := range voices {
 		for si, s := range speeds {
 			for ni, n := range noises {
 				lead := silence(time.Duration(250+150*((vi+si+ni)%4))*time.Millisecond, rate)
 				add := func(name string, want Verdict, x []int16) {
-					if n.kind != "" {
+					switch n.kind {
+					case "":
+					case "loss": // 5% of the 20 ms packets lost and not concealed (silence)
+						x = lose(x, rate, n.level, int64(len(set)))
+						name += "+loss"
+					default:
 						x = mix(x, noise(t, n.kind, n.level, 2*time.Second, rate))
 						name += "+" + n.kind
 					}

@@ -3,6 +3,7 @@ package amd
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -128,6 +129,21 @@ func mix(x, n []int16) []int16 {
 	out := make([]int16, len(x))
 	for i, v := range x {
 		out[i] = int16(max(-32768, min(32767, int(v)+int(n[i%len(n)]))))
+	}
+	return out
+}
+
+// lose silences a share of x's 20 ms frames, chosen by a seeded generator:
+// packets lost on the way and not concealed (the worst case; the jitter
+// buffer's concealment would fill them).
+func lose(x []int16, rate int, share float64, seed int64) []int16 {
+	out := append([]int16(nil), x...)
+	rnd := rand.New(rand.NewPCG(uint64(seed), 16))
+	f := rate / 50
+	for i := 0; i < len(out); i += f {
+		if rnd.Float64() < share {
+			clear(out[i:min(len(out), i+f)])
+		}
 	}
 	return out
 }
