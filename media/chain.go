@@ -39,8 +39,9 @@ type Consumer struct {
 	// on the wheel's shard goroutine: it must not block (copy into your own
 	// bounded queue) and must not call Close.
 	Sink func(Frame)
-	// OnDigit receives each RFC 4733 digit once. It runs on the stream's
-	// reader goroutine and must not block.
+	// OnDigit receives each RFC 4733 digit once. It runs on the reader
+	// goroutine, which on Linux reads other calls' packets too: it must not
+	// block, nor call the stream's Close.
 	OnDigit func(Digit)
 }
 

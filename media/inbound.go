@@ -99,33 +99,45 @@ func (in *inbound) nextDue() (time.Time, bool) {
 	return in.jb.NextDue()
 }
 
-// readRTP is the RTP reader goroutine: one reused buffer and packet, no
-// allocation per packet. SRTP is decrypted and authenticated here, before
-// anything else looks at a packet: one that fails is counted and dropped.
+// readRTP is an RTP reader goroutine of the stream's own, where the shared
+// reader (poller_linux.go) is not available: one reused buffer and packet,
+// no allocation per packet.
 func (s *Stream) readRTP() {
-	buf := make([]byte, 1500)
-	plain := make([]byte, 1500)
-	var pkt rtp.Packet
-	var hdr rtp.Header
+	var r reader
 	for {
-		n, from, err := s.rtp.ReadFromUDPAddrPort(buf)
+		n, from, err := s.rtp.ReadFromUDPAddrPort(r.buf[:])
 		if err != nil {
 			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		b := buf[:n]
-		if sc := s.srtpIn.Load(); sc != nil {
-			if b, err = sc.rtp.DecryptRTP(plain[:0], b, &hdr); err != nil {
-				s.in.mu.Lock()
-				s.in.srtpFailed++
-				s.in.mu.Unlock()
-				continue
-			}
-		}
-		s.handleRTP(s.clk.Now(), unmap(from), b, &pkt)
+		s.rtpPacket(&r, r.buf[:n], from)
 	}
+}
+
+// reader holds what reading a packet needs, reused for every packet: a
+// stream's own reader goroutine has one, and so has each shared reader.
+type reader struct {
+	buf, plain [1500]byte
+	pkt        rtp.Packet
+	hdr        rtp.Header
+}
+
+// rtpPacket handles one RTP packet read from the stream's socket. SRTP is
+// decrypted and authenticated here, before anything else looks at a packet:
+// one that fails is counted and dropped.
+func (s *Stream) rtpPacket(r *reader, b []byte, from netip.AddrPort) {
+	if sc := s.srtpIn.Load(); sc != nil {
+		var err error
+		if b, err = sc.rtp.DecryptRTP(r.plain[:0], b, &r.hdr); err != nil {
+			s.in.mu.Lock()
+			s.in.srtpFailed++
+			s.in.mu.Unlock()
+			return
+		}
+	}
+	s.handleRTP(s.clk.Now(), unmap(from), b, &r.pkt)
 }
 
 func (s *Stream) handleRTP(now time.Time, from netip.AddrPort, b []byte, pkt *rtp.Packet) {

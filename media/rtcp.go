@@ -139,27 +139,32 @@ func (s *Stream) sendRTCP(now time.Time, bye bool) {
 // readRTCP is the RTCP reader goroutine; SRTCP is decrypted first, and a
 // packet that fails is counted as malformed.
 func (s *Stream) readRTCP() {
-	buf := make([]byte, 1500)
-	plain := make([]byte, 1500)
+	var r reader
 	for {
-		n, from, err := s.rtcp.ReadFromUDPAddrPort(buf)
+		n, from, err := s.rtcp.ReadFromUDPAddrPort(r.buf[:])
 		if err != nil {
 			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		b := buf[:n]
-		if sc := s.srtpIn.Load(); sc != nil {
-			if b, err = sc.rtcp.DecryptRTCP(plain[:0], b, nil); err != nil {
-				s.ctl.mu.Lock()
-				s.ctl.malformed++
-				s.ctl.mu.Unlock()
-				continue
-			}
-		}
-		s.handleRTCP(s.clk.Now(), unmap(from), b)
+		s.rtcpPacket(&r, r.buf[:n], from)
 	}
+}
+
+// rtcpPacket handles one packet read from the stream's RTCP socket,
+// decrypted first when the call is SRTP.
+func (s *Stream) rtcpPacket(r *reader, b []byte, from netip.AddrPort) {
+	if sc := s.srtpIn.Load(); sc != nil {
+		var err error
+		if b, err = sc.rtcp.DecryptRTCP(r.plain[:0], b, nil); err != nil {
+			s.ctl.mu.Lock()
+			s.ctl.malformed++
+			s.ctl.mu.Unlock()
+			return
+		}
+	}
+	s.handleRTCP(s.clk.Now(), unmap(from), b)
 }
 
 func (s *Stream) handleRTCP(now time.Time, from netip.AddrPort, b []byte) {

@@ -4,8 +4,10 @@
 // digits, RTCP and RFC 3550 statistics.
 //
 // All calls share one timing wheel (media/clock) for pacing, playout and
-// RTCP. A Stream runs two goroutines of its own, the RTP reader and the
-// RTCP reader; Close stops and waits for both and cancels its timers. A
+// RTCP, and on Linux a few shared readers (one per GOMAXPROCS, epoll) that
+// read every stream's RTP and RTCP sockets; elsewhere a Stream runs two
+// reader goroutines of its own. Close takes the stream's sockets out of its
+// reader (or stops and waits for its goroutines) and cancels its timers. A
 // Stream on a Transport (NewStreamOn: a WebRTC call) reads and writes its RTP
 // through the transport instead of UDP sockets, and leaves RTCP to it.
 package media
@@ -62,8 +64,9 @@ type Digit struct {
 // WebRTC call's Transport), Start it with the negotiated parameters, Close it
 // when the call ends.
 //
-// Goroutines: the RTP reader and the RTCP reader (on a Transport, the RTP
-// reader only). Timers on the shared wheel: the pacer (every 20 ms), the
+// Goroutines: none of its own on Linux (a shared reader reads its sockets);
+// elsewhere the RTP reader and the RTCP reader; on a Transport, the RTP
+// reader. Timers on the shared wheel: the pacer (every 20 ms), the
 // playout timer (at each frame's due time) and the RTCP timer (not on a
 // Transport).
 type Stream struct {
@@ -99,6 +102,10 @@ type Stream struct {
 	// key changes.
 	srtpIn, srtpOut atomic.Pointer[srtpPair]
 	srtpMu          sync.Mutex
+
+	// polled: the stream's sockets are read by a shared reader
+	// (poller_linux.go); nil: by the stream's own reader goroutines
+	polled *polled
 
 	in  inbound
 	out outbound
@@ -236,15 +243,18 @@ func (s *Stream) Start(n sdp.Negotiated, c Consumer) error {
 		}()
 		s.paceTimer.Reset(now)
 	} else {
-		s.wg.Add(2)
-		go func() {
-			defer s.wg.Done()
-			s.readRTP()
-		}()
-		go func() {
-			defer s.wg.Done()
-			s.readRTCP()
-		}()
+		if err := s.startPolling(); err != nil {
+			s.log.Debug("media: no shared reader, the stream reads its sockets itself", "err", err)
+			s.wg.Add(2)
+			go func() {
+				defer s.wg.Done()
+				s.readRTP()
+			}()
+			go func() {
+				defer s.wg.Done()
+				s.readRTCP()
+			}()
+		}
 		s.paceTimer.Reset(now)
 		s.rtcpTimer.Reset(now.Add(s.rtcpDelay()))
 	}
@@ -411,6 +421,7 @@ func (s *Stream) Close() error {
 			_ = s.tr.Close()
 			s.wg.Wait()
 		} else {
+			s.stopPolling() // before the sockets close: their descriptors are read until it returns
 			s.rtp.Close()
 			s.rtcp.Close()
 			s.wg.Wait()

@@ -1,0 +1,255 @@
+//go:build linux
+
+package media
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+)
+
+// The shared readers. A call's RTP socket receives a packet every 20 ms and
+// its RTCP socket one every few seconds; a reader goroutine per socket costs
+// a goroutine wake-up, a park and a second recvfrom (the one that finds the
+// socket empty) for every packet, and a goroutine stack per socket. Instead,
+// GOMAXPROCS readers each watch their share of the sockets in an epoll set
+// of their own (level-triggered), which Go's netpoller watches in turn: a
+// reader wakes when any of its sockets has a packet, reads one packet from
+// each socket that is ready, and hands it to its stream exactly as the
+// stream's own reader did (same handling, same arrival stamp: the clock when
+// it is read). Under load one wake-up serves several calls' packets, and
+// no recvfrom is spent on an empty socket: level-triggered, a socket with
+// more packets queued is reported again by the next epoll_wait.
+//
+// Where the shared readers are not available (another OS, or epoll fails),
+// a stream runs its own reader goroutines (readRTP, readRTCP).
+
+// pollSlot is one shared reader: the sockets it watches and, while it
+// watches any, its epoll set and goroutine. mu is held while a batch of
+// packets is handled, so removing a stream's sockets under it guarantees
+// that none of its packets is being handled and that its descriptors are not
+// read after they are closed.
+type pollSlot struct {
+	mu    sync.Mutex
+	set   *epollSet
+	socks map[int32]pollSock // by descriptor
+}
+
+type pollSock struct {
+	s    *Stream
+	rtcp bool
+}
+
+// epollSet is one epoll instance and the goroutine that waits on it.
+type epollSet struct {
+	file *os.File // the epoll descriptor, registered with Go's netpoller
+	rc   syscall.RawConn
+	fd   int
+	done chan struct{}
+}
+
+var (
+	pollSlots = func() []pollSlot {
+		s := make([]pollSlot, runtime.GOMAXPROCS(0))
+		for i := range s {
+			s[i].socks = make(map[int32]pollSock)
+		}
+		return s
+	}()
+	pollNext atomic.Uint32
+)
+
+// polled is a stream's registration with a shared reader.
+type polled struct {
+	slot          *pollSlot
+	rtpFD, rtcpFD int32
+}
+
+// startPolling registers the stream's RTP and RTCP sockets with a shared
+// reader; an error leaves nothing registered.
+func (s *Stream) startPolling() error {
+	rtpFD, err := sockFD(s.rtp)
+	if err != nil {
+		return err
+	}
+	rtcpFD, err := sockFD(s.rtcp)
+	if err != nil {
+		return err
+	}
+	slot := &pollSlots[int(pollNext.Add(1)-1)%len(pollSlots)]
+	slot.mu.Lock()
+	if slot.set == nil {
+		set, err := newEpollSet()
+		if err != nil {
+			slot.mu.Unlock()
+			return err
+		}
+		slot.set = set
+		go slot.run(set)
+	}
+	fd := slot.set.fd
+	err = syscall.EpollCtl(fd, syscall.EPOLL_CTL_ADD, int(rtpFD), &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: rtpFD})
+	if err == nil {
+		err = syscall.EpollCtl(fd, syscall.EPOLL_CTL_ADD, int(rtcpFD), &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: rtcpFD})
+		if err != nil {
+			_ = syscall.EpollCtl(fd, syscall.EPOLL_CTL_DEL, int(rtpFD), nil)
+		}
+	}
+	if err != nil {
+		slot.stopIfIdle() // unlocks
+		return fmt.Errorf("media: epoll_ctl: %w", err)
+	}
+	slot.socks[rtpFD] = pollSock{s: s}
+	slot.socks[rtcpFD] = pollSock{s: s, rtcp: true}
+	s.polled = &polled{slot: slot, rtpFD: rtpFD, rtcpFD: rtcpFD}
+	slot.mu.Unlock()
+	return nil
+}
+
+// stopPolling takes the stream's sockets out of its reader before they are
+// closed: once it returns, no packet of the stream is being handled or will
+// be. The last stream of a reader stops its goroutine.
+func (s *Stream) stopPolling() {
+	p := s.polled
+	if p == nil {
+		return
+	}
+	s.polled = nil
+	slot := p.slot
+	slot.mu.Lock()
+	for _, fd := range []int32{p.rtpFD, p.rtcpFD} {
+		_ = syscall.EpollCtl(slot.set.fd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+		delete(slot.socks, fd)
+	}
+	slot.stopIfIdle()
+}
+
+// stopIfIdle is called with mu held and unlocks it; with no socket left it
+// closes the epoll set and waits for its goroutine to end.
+func (slot *pollSlot) stopIfIdle() {
+	if len(slot.socks) > 0 {
+		slot.mu.Unlock()
+		return
+	}
+	set := slot.set
+	slot.set = nil
+	slot.mu.Unlock()
+	_ = set.file.Close() // wakes the goroutine, which sees slot.set changed
+	<-set.done
+}
+
+func newEpollSet() (*epollSet, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("media: epoll_create1: %w", err)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("media: epoll set: %w", err)
+	}
+	// A non-blocking descriptor given to os.NewFile goes to the netpoller.
+	f := os.NewFile(uintptr(fd), "media-epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("media: epoll set: %w", err)
+	}
+	return &epollSet{file: f, rc: rc, fd: fd, done: make(chan struct{})}, nil
+}
+
+// run is a shared reader's goroutine for one epoll set: it waits (in the
+// netpoller, no thread blocked) until a socket is ready, then reads one
+// packet from each ready socket and handles it, under mu.
+func (slot *pollSlot) run(set *epollSet) {
+	defer close(set.done)
+	var (
+		r      reader
+		rsa    syscall.RawSockaddrAny
+		events [128]syscall.EpollEvent
+	)
+	var n int
+	wait := func(fd uintptr) bool { // made once: a closure per wait would be an allocation
+		var err error
+		n, err = syscall.EpollWait(int(fd), events[:], 0)
+		if err != nil {
+			n = 0
+			return err != syscall.EINTR && err != syscall.EAGAIN // EBADF: the set is closed
+		}
+		return n > 0 // nothing ready: wait for the netpoller
+	}
+	for {
+		if err := set.rc.Read(wait); err != nil {
+			return
+		}
+		slot.mu.Lock()
+		if slot.set != set {
+			slot.mu.Unlock()
+			return
+		}
+		for _, ev := range events[:n] {
+			sk, ok := slot.socks[ev.Fd]
+			if !ok {
+				continue
+			}
+			m, from, errno := recvfrom(ev.Fd, r.buf[:], &rsa)
+			if errno != 0 {
+				continue // EAGAIN (read meanwhile), or an error the next read clears
+			}
+			if sk.rtcp {
+				sk.s.rtcpPacket(&r, r.buf[:m], from)
+			} else {
+				sk.s.rtpPacket(&r, r.buf[:m], from)
+			}
+		}
+		slot.mu.Unlock()
+	}
+}
+
+// sockFD returns a socket's descriptor; it stays valid until the socket is
+// closed, which stopPolling precedes.
+func sockFD(c *net.UDPConn) (int32, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var fd int32
+	if err := rc.Control(func(f uintptr) { fd = int32(f) }); err != nil {
+		return 0, err
+	}
+	return fd, nil
+}
+
+// recvfrom reads one datagram from a non-blocking socket without allocating
+// (syscall.Recvfrom allocates the sender's address).
+func recvfrom(fd int32, buf []byte, rsa *syscall.RawSockaddrAny) (int, netip.AddrPort, syscall.Errno) {
+	l := uint32(syscall.SizeofSockaddrAny)
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])),
+		uintptr(len(buf)), 0, uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&l)))
+	if errno != 0 {
+		return 0, netip.AddrPort{}, errno
+	}
+	var from netip.AddrPort
+	switch rsa.Addr.Family {
+	case syscall.AF_INET:
+		a := (*syscall.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:])
+		from = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), port)
+	case syscall.AF_INET6:
+		a := (*syscall.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&a.Port))[:])
+		addr := netip.AddrFrom16(a.Addr)
+		if a.Scope_id != 0 {
+			addr = addr.WithZone(strconv.FormatUint(uint64(a.Scope_id), 10)) // a link-local peer; Go resolves numeric zones
+		}
+		from = netip.AddrPortFrom(addr, port)
+	}
+	return int(n), from, 0
+}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package media
+
+import "errors"
+
+// polled is a stream's registration with a shared reader: Linux only (see
+// poller_linux.go); elsewhere every stream runs its own reader goroutines.
+type polled struct{}
+
+func (s *Stream) startPolling() error { return errors.ErrUnsupported }
+
+func (s *Stream) stopPolling() {}
