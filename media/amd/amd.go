@@ -48,6 +48,12 @@
 // formants). MinBeep of consecutive tonal blocks at the same frequency (within
 // 2%) is a beep; the message may start when it ends.
 //
+// A beep within LateBeep (3 s) after a human or unknown verdict revises it to
+// machine (Result.Revised): a short voicemail greeting ("Please leave a
+// message.") sounds like a person until its beep. The caller that acted on the
+// first verdict (the agent began its opening line) switches to what it does
+// for a machine.
+//
 // After a machine verdict, with Options.WaitForBeep, the detector keeps
 // listening for the cue to start a message: the end of a beep (CueBeep), else
 // the end of the greeting followed by MessageSilence of silence (CueSilence),
@@ -105,6 +111,9 @@ type Result struct {
 	Speech      time.Duration
 	Words       int
 	FirstSpeech time.Duration
+	// Revised is set when a late beep turned a human or unknown verdict
+	// into machine; After is then the revision's time.
+	Revised bool
 }
 
 func (r Result) String() string {
@@ -157,6 +166,9 @@ type Options struct {
 	BeepPurity     float64       // share of a block's power in one frequency; 0.75
 	MessageSilence time.Duration // 2 s of silence after the greeting starts a message without a beep
 	BeepTimeout    time.Duration // 20 s after the start: start the message anyway
+	// LateBeep is how long after a human or unknown verdict a beep still
+	// revises it to machine; 3 s, negative: never.
+	LateBeep time.Duration
 }
 
 // ErrOptions is returned for options that contradict each other.
@@ -181,6 +193,7 @@ func (o Options) withDefaults() Options {
 	def(&o.MinBeep, 100*time.Millisecond)
 	def(&o.MessageSilence, 2*time.Second)
 	def(&o.BeepTimeout, 20*time.Second)
+	def(&o.LateBeep, 3*time.Second)
 	if o.MaxWords == 0 {
 		o.MaxWords = 3
 	}
@@ -227,19 +240,20 @@ const (
 
 // Detector is one call's answering-machine detector.
 type Detector struct {
-	o       Options
-	n       int     // samples per block
-	buf     []int16 // the block being filled
-	fill    int
-	blocks  int // blocks analysed
-	absThr  float64
-	floor   [floorSpan]float64
-	grid    []goertzel // the 50 Hz grid
-	refine  [4]goertzel
-	decided bool
-	res     Result
-	cue     Cue
-	cued    bool
+	o         Options
+	n         int     // samples per block
+	buf       []int16 // the block being filled
+	fill      int
+	blocks    int // blocks analysed
+	absThr    float64
+	floor     [floorSpan]float64
+	grid      []goertzel // the 50 Hz grid
+	refine    [4]goertzel
+	decided   bool
+	decidedAt int // block of the (first) verdict
+	res       Result
+	cue       Cue
+	cued      bool
 
 	// cadence, in blocks
 	speech       int // speech blocks since the start
@@ -338,7 +352,15 @@ func (d *Detector) Done() bool {
 	if !d.decided {
 		return false
 	}
-	return d.res.Verdict != Machine || !d.o.WaitForBeep || d.cued
+	if d.res.Verdict != Machine {
+		return !d.lateBeepOpen()
+	}
+	return !d.o.WaitForBeep || d.cued
+}
+
+// lateBeepOpen: a beep would still revise the verdict.
+func (d *Detector) lateBeepOpen() bool {
+	return d.o.LateBeep > 0 && d.blocks < d.decidedAt+d.blocksOf(d.o.LateBeep)
 }
 
 // Heard is the audio analysed so far.
@@ -369,8 +391,16 @@ func (d *Detector) analyse(x []int16) {
 		if !d.decided && beepEnded {
 			d.decide(Machine, ReasonBeep)
 		}
-	} else if isSpeech {
-		d.lastSpeechAt = d.blocks
+	} else {
+		if isSpeech {
+			d.lastSpeechAt = d.blocks
+		}
+		if beepEnded && d.res.Verdict != Machine && d.blocks <= d.decidedAt+d.blocksOf(d.o.LateBeep) && d.o.LateBeep > 0 {
+			first := d.decidedAt
+			d.decide(Machine, ReasonBeep)
+			d.decidedAt = first
+			d.res.Revised = true
+		}
 	}
 	if d.decided && d.res.Verdict == Machine && d.o.WaitForBeep && !d.cued {
 		switch {
@@ -439,7 +469,7 @@ func (d *Detector) cadence(isSpeech bool) {
 }
 
 func (d *Detector) decide(v Verdict, r Reason) {
-	d.decided = true
+	d.decided, d.decidedAt = true, d.blocks
 	d.res = Result{Verdict: v, Reason: r, After: d.Heard(), Speech: d.dur(d.speech), Words: d.words}
 	if d.firstSpeech >= 0 {
 		d.res.FirstSpeech = d.dur(d.firstSpeech)

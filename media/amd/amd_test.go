@@ -175,3 +175,30 @@ func TestOptions(t *testing.T) {
 		t.Errorf("µ-law silence: %v", r)
 	}
 }
+
+// TestLateBeepRevises: a short greeting ("Please leave a message.", a person's
+// length) is heard as human, until the beep 1.2 s later revises it to
+// machine, with the cue at the beep's end; with LateBeep off, it stays human.
+// A person's "Hello?" with no beep stays human once the window has passed.
+func TestLateBeepRevises(t *testing.T) {
+	greeting := speak(t, "Please leave a message.", "en-us", 160, 8000)
+	lead := silence(300*time.Millisecond, 8000)
+	gap := silence(1200*time.Millisecond, 8000)
+	audio := line(concat(lead, greeting, gap, beep(t, 1000, 300*time.Millisecond, 8000), silence(3*time.Second, 8000)), 8000)
+	d := run(t, Options{WaitForBeep: true}, audio)
+	r, _ := d.Result()
+	c, ok := d.Cue()
+	end := time.Duration(len(lead)+len(greeting)+len(gap))*time.Second/8000 + 300*time.Millisecond
+	t.Logf("%v revised %v; cue %+v; beep ended at %v", r, r.Revised, c, end)
+	if r.Verdict != Machine || r.Reason != ReasonBeep || !r.Revised || !ok || c.Reason != CueBeep || c.At < end || c.At > end+20*time.Millisecond {
+		t.Errorf("%v (revised %v), cue %+v: want machine revised by the beep, cue at %v", r, r.Revised, c, end)
+	}
+	d = run(t, Options{LateBeep: -1}, audio)
+	if r, _ := d.Result(); r.Verdict != Human || r.Revised {
+		t.Errorf("LateBeep off: %v", r)
+	}
+	d = run(t, Options{}, line(concat(lead, speak(t, "Hello?", "en-us", 160, 8000), silence(6*time.Second, 8000)), 8000))
+	if r, _ := d.Result(); r.Verdict != Human || r.Revised || !d.Done() || d.Heard() < r.After+3*time.Second {
+		t.Errorf("hello: %v, done %v after %v", r, d.Done(), d.Heard())
+	}
+}
