@@ -27,11 +27,12 @@ import (
 	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/bridge/elevenlabs"
 	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
+	"github.com/cxco/gateway/callpath"
+	"github.com/cxco/gateway/callpath/callstore"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/media/g711"
 	"github.com/cxco/gateway/media/sdp"
-	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
 
@@ -304,7 +305,8 @@ func benchMediaPath(b *testing.B, n int, format, codec string) {
 		beyond []time.Duration // from the jitter buffer's release to the websocket
 		upOn   atomic.Bool
 	)
-	conn := &bridge.Connector{Provisioner: prov, Store: st, Log: log, AnalysisRetry: time.Second,
+	el := &elevenlabs.Provider{Provisioner: prov, Log: log, AnalysisRetry: time.Second}
+	conn := &bridge.Connector{Providers: map[string]bridge.Provider{el.Slug(): el}, Log: log,
 		OnUpstream: func(d, fromPlayout time.Duration) {
 			if upOn.Load() {
 				upMu.Lock()
@@ -314,6 +316,7 @@ func benchMediaPath(b *testing.B, n int, format, codec string) {
 			}
 		}}
 	defer conn.Close()
+	records := callstore.New(st, log)
 	co, _, err := st.CreateCompany(ctx, "Bench", "enterprise", nil, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -346,18 +349,18 @@ func benchMediaPath(b *testing.B, n int, format, codec string) {
 	var m0 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	type call struct {
-		sess   sip.Peer
+		sess   callpath.Peer
 		stream *media.Stream
 	}
 	calls := make([]call, n)
 	targets := make([]string, n)
 	for i := range calls {
-		conv, err := st.CreateConversation(ctx, store.Conversation{AgentID: agent.ID, CompanyID: co.ID, Channel: "voice", Direction: "inbound"})
+		rec, err := records.Started(ctx, callpath.Start{Company: co, Agent: agent, Caller: "+27820000002", Called: "+27210000001"})
 		if err != nil {
 			b.Fatal(err)
 		}
-		info := &sip.CallInfo{ConversationID: conv.ID, Company: co, Agent: agent, Caller: "+27820000002",
-			Called: "+27210000001", SIPCallID: fmt.Sprintf("bench-%d", i), Log: log}
+		info := &callpath.Info{ConversationID: rec.Conversation().ID, Company: co, Agent: agent, Config: store.ParseAgentConfig(agent.Config),
+			Caller: "+27820000002", Called: "+27210000001", SIPCallID: fmt.Sprintf("bench-%d", i), Record: rec, Log: log}
 		sess, err := conn.Connect(ctx, info)
 		if err != nil {
 			b.Fatalf("call %d: %v", i, err)
@@ -370,7 +373,7 @@ func benchMediaPath(b *testing.B, n int, format, codec string) {
 		if err := s.Start(neg, media.Consumer{Format: sess.Format(), Sink: sess.OnAudio, OnDigit: sess.OnDigit}); err != nil {
 			b.Fatal(err)
 		}
-		if err := sess.Start(&testCall{stream: s, answered: time.Now(), hangup: make(chan string, 1)}); err != nil {
+		if err := sess.Start(&testCall{stream: s, answered: time.Now(), hangup: make(chan callpath.Reason, 1)}); err != nil {
 			b.Fatal(err)
 		}
 		calls[i] = call{sess, s}

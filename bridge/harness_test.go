@@ -20,6 +20,8 @@ import (
 	"github.com/cxco/gateway/bridge/elevenlabs"
 	"github.com/cxco/gateway/bridge/elevenlabs/contract"
 	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
+	"github.com/cxco/gateway/callpath"
+	"github.com/cxco/gateway/callpath/callstore"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/media/g711"
@@ -41,10 +43,12 @@ type rig struct {
 	agent  *store.Agent
 	co     *store.Company
 	conv   *store.Conversation
+	calls  *callstore.Store
+	rec    callpath.Record
 	wheel  *clock.Wheel
 	stream *media.Stream
 	call   *testCall
-	sess   sip.Peer
+	sess   callpath.Peer
 	phone  *rtpPhone
 	log    *slog.Logger
 	ended  atomic.Bool
@@ -99,8 +103,9 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	r.simURL = hs.URL
 	r.prov = &elevenlabs.Provisioner{Client: elevenlabs.NewClient(hs.URL), Store: r.st, PlatformKey: "k", Log: r.log}
 	prov := r.prov
-	r.conn = &bridge.Connector{Provisioner: prov, Store: r.st, Timeout: o.timeout, Log: r.log,
-		AnalysisRetry: 2 * time.Second, OnUpstream: o.onUpstream, EndCallGrace: o.endCallGrace}
+	el := &elevenlabs.Provider{Provisioner: prov, Log: r.log, AnalysisRetry: 2 * time.Second, EndCallGrace: o.endCallGrace}
+	r.conn = &bridge.Connector{Providers: map[string]bridge.Provider{el.Slug(): el}, Timeout: o.timeout, Log: r.log,
+		OnUpstream: o.onUpstream}
 	t.Cleanup(r.conn.Close)
 	r.co, _, err = r.st.CreateCompany(ctx, "Acme", "enterprise", nil, nil)
 	if err != nil {
@@ -137,11 +142,12 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		t.Fatal(err)
 	}
 	caller := "+27820000002"
-	r.conv, err = r.st.CreateConversation(ctx, store.Conversation{AgentID: a.ID, CompanyID: r.co.ID, Channel: "voice",
-		Direction: "inbound", CallerNumber: &caller})
+	r.calls = callstore.New(r.st, r.log)
+	r.rec, err = r.calls.Started(ctx, callpath.Start{Company: r.co, Agent: r.agent, Caller: caller, Called: "+27210000001", StartedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.conv = r.rec.Conversation()
 	r.wheel = clock.New(clock.Options{})
 	r.wheel.Start()
 	t.Cleanup(r.wheel.Stop)
@@ -165,8 +171,8 @@ func contractCheck(t testing.TB) func(elevenlabssim.Direction, []byte) {
 	return func(d elevenlabssim.Direction, msg []byte) { k.Check(d == elevenlabssim.FromClient, msg) }
 }
 
-func (r *rig) info() *sip.CallInfo {
-	return &sip.CallInfo{ConversationID: r.conv.ID, Company: r.co, Agent: r.agent, Caller: "+27820000002",
+func (r *rig) info() *callpath.Info {
+	return &callpath.Info{ConversationID: r.conv.ID, Company: r.co, Agent: r.agent, Config: store.ParseAgentConfig(r.agent.Config), Record: r.rec, Caller: "+27820000002",
 		Called: "+27210000001", SIPCallID: "test-call", Log: r.log}
 }
 
@@ -194,28 +200,29 @@ func (r *rig) connect(codec string) {
 	if err := r.stream.Start(n, media.Consumer{Format: peer.Format(), Sink: peer.OnAudio, OnDigit: peer.OnDigit}); err != nil {
 		r.t.Fatal(err)
 	}
-	r.call = &testCall{stream: r.stream, answered: time.Now(), hangup: make(chan string, 1), transfers: make(chan string, 4), transferErr: sip.ErrTransferFailed}
+	r.call = &testCall{stream: r.stream, answered: time.Now(), hangup: make(chan callpath.Reason, 1), transfers: make(chan string, 4), transferErr: sip.ErrTransferFailed}
 	if err := peer.Start(r.call); err != nil {
 		r.t.Fatal(err)
 	}
 	r.t.Cleanup(func() { r.end("test_end") })
 }
 
-// end closes the call as sip's supervisor would: peer first, then media.
-func (r *rig) end(reason string) {
+// end closes the call as its supervisor would: peer first, then media.
+func (r *rig) end(reason callpath.Reason) {
 	if !r.ended.CompareAndSwap(false, true) {
 		return
 	}
 	r.sess.Close(reason)
 	r.stream.Close()
+	r.rec.Ended(callpath.End{Reason: reason, AnsweredAt: r.call.answered, EndedAt: time.Now()}, r.stream.Stats())
 	r.phone.close()
 }
 
-// testCall is the sip.Call the session drives, over a real media stream.
+// testCall is the callpath.Line the session drives, over a real media stream.
 type testCall struct {
 	stream   *media.Stream
 	answered time.Time
-	hangup   chan string
+	hangup   chan callpath.Reason
 	flushes  atomic.Int64
 	flushAt  atomic.Int64 // unix nanos of the last Flush
 	// transfers gets each transfer the session starts; the answer is transferErr.
@@ -229,7 +236,7 @@ type testCall struct {
 func (c *testCall) Play(a []byte) error      { return c.stream.Play(a) }
 func (c *testCall) Drained() <-chan struct{} { return c.stream.Drained() }
 func (c *testCall) AnsweredAt() time.Time    { return c.answered }
-func (c *testCall) Hangup(reason string) {
+func (c *testCall) Hangup(reason callpath.Reason) {
 	select {
 	case c.hangup <- reason:
 	default:

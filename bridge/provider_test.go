@@ -16,9 +16,9 @@ import (
 
 	"github.com/cxco/gateway/bridge/elevenlabs"
 	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media/audiotest"
 	"github.com/cxco/gateway/media/g711"
-	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
 
@@ -312,7 +312,7 @@ func TestEndCallWithoutClose(t *testing.T) {
 	case <-time.After(4 * time.Second):
 		t.Fatal("the call did not end")
 	}
-	if e := r.sess.End(); e.Reason != sip.EndAgentHangup {
+	if e := r.sess.End(); e.Reason != callpath.AgentHangup {
 		t.Fatalf("end %+v", e)
 	}
 	if heard := len(loud(r.phone.audioSince(start))); heard < 8000*7/10 {

@@ -2,10 +2,8 @@ package bridge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"strings"
@@ -15,35 +13,37 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/cxco/gateway/bridge/elevenlabs"
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
-	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
 
-// Session is one call's conversation with the voice-AI provider; it is the call's
-// sip.Peer. Caller audio leaves as user_audio_chunk messages; the provider's audio
-// is cut into frames and played through the call's pacer; transcripts go to the
-// store as they happen.
+// Session is one call's conversation with its voice-AI provider; it is the call's
+// callpath.Peer. Caller audio leaves in the provider's audio messages; the agent's
+// audio is played through the call's pacer; transcripts go to the store as they
+// happen; keypad entries, transfers and the end of the call are handled here for
+// every provider alike. What the messages look like is the provider's
+// Conversation's business.
 //
-// Goroutines: the reader (provider events; it also reconnects once when the socket
-// drops), the writer (the only one to write the socket), the transcript recorder,
-// after an end_call tool response a timer that hangs up if the provider never
-// closes, and a transfer the agent asked for while it runs. Close stops them and
-// waits for them.
+// Goroutines: the reader (provider messages; it also reconnects once when the
+// socket drops), the writer (the only one to write the socket), the transcript
+// recorder, and those spawn starts (a transfer under way, the wait for the
+// provider's close after end_call, the hang-up once the last audio has played,
+// a keypad entry sent after its pause). Close stops them all and waits for them.
 type Session struct {
 	c      *Connector
-	info   *sip.CallInfo
+	p      Provider
+	info   *callpath.Info
+	cfg    store.AgentConfig
 	log    *slog.Logger
 	format media.Format
-	agent  string // the provider's agent id
 
 	chunkBytes int
-	rec        *recorder
+	rec        callpath.Record
 
-	connMu  sync.Mutex
-	conn    *websocket.Conn
-	convIDs []string // the provider's conversation ids (more than one after a reconnect)
+	connMu sync.Mutex
+	conv   Conversation   // the current conversation
+	convs  []Conversation // every one, in order (more than one after a reconnect)
 
 	// Caller audio to the provider: a ring of chunks, filled by OnAudio (media
 	// goroutine, never blocks: the oldest chunk is dropped when full) and drained by
@@ -60,37 +60,35 @@ type Session struct {
 	wake      chan struct{}
 	ctrl      chan []byte
 
-	call      atomic.Pointer[callBox]
-	pending   [][]byte // provider audio before the call was answered
+	line      atomic.Pointer[lineBox]
+	pending   [][]byte // agent audio before the call was answered
 	pendingMu sync.Mutex
-	// Barge-in, owned by the reader: audio older than the last interruption's
-	// event_id, or of the reply that was playing when it came, is stale. Event ids
-	// are per response, and the reply after an interruption may carry the
-	// interruption's own id, so that one plays.
-	lastAudio, interruptID, cutID int64
-	ending                        atomic.Bool
-	endCallSeen                   atomic.Bool
-	reconnects                    int
+	// replyBytes is the agent audio of the current reply queued so far (reader).
+	replyBytes  int
+	ending      atomic.Bool
+	endCallSeen atomic.Bool
+	reconnects  int
 
-	// Keypad digits collected until # or a pause (OnDigit, a timer).
-	keypad   store.KeypadConfig
-	digitMu  sync.Mutex
-	digits   []byte
-	digitT   *time.Timer
-	digitGen int
+	keys keypad
 
 	done    chan struct{}
-	end     sip.PeerEnd
+	end     callpath.End
 	endOnce sync.Once
 	stop    chan struct{}
 	stopped sync.Once
+	// ctx is cancelled by Close: work the session started for the call (a
+	// transfer under way) stops with it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// spawnMu orders spawn against Close: nothing starts once Close began waiting.
+	spawnMu sync.Mutex
+	closing bool
 	wg      sync.WaitGroup
-	tools   sync.WaitGroup // client tools under way (the transfer); Close waits for them
 
 	upstream func(fromArrival, fromPlayout time.Duration) // Connector.OnUpstream
 }
 
-type callBox struct{ sip.Call }
+type lineBox struct{ callpath.Line }
 
 const (
 	ringSlots     = 64 // 1.28 s of 20 ms chunks before the oldest is dropped
@@ -98,15 +96,54 @@ const (
 	writeDeadline = 3 * time.Second
 )
 
-var errNotStarted = errors.New("bridge: the call is not answered yet")
+// ToolTransfer and ToolEndCall are the tools the gateway gives every agent, by the
+// names the agent calls them: the transfer to a human (with a destination and a
+// reason), and the end of the call (ElevenLabs runs its own end_call inside).
+const (
+	ToolTransfer = "transfer_call"
+	ToolEndCall  = "end_call"
+)
 
-// Format implements sip.Peer.
+func newSession(c *Connector, p Provider, info *callpath.Info) *Session {
+	s := &Session{c: c, p: p, info: info, cfg: info.Config, log: info.Log, rec: info.Record, upstream: c.OnUpstream,
+		wake: make(chan struct{}, 1), ctrl: make(chan []byte, 64), done: make(chan struct{}), stop: make(chan struct{}),
+		ring: make([][]byte, ringStart), stamps: make([]chunkStamp, ringStart)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// attach makes conv the session's conversation (the first, or a reconnect's).
+func (s *Session) attach(conv Conversation) {
+	if s.conv == nil {
+		s.format, s.chunkBytes = conv.Format(), max(conv.ChunkBytes(), 1)
+		s.partial = make([]byte, 0, s.chunkBytes+640)
+	}
+	s.conv = conv
+	s.convs = append(s.convs, conv)
+}
+
+// spawn runs f on a goroutine Close waits for; false (f not run) once Close began.
+func (s *Session) spawn(f func()) bool {
+	s.spawnMu.Lock()
+	defer s.spawnMu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Format implements callpath.Peer.
 func (s *Session) Format() media.Format { return s.format }
 
-// Start implements sip.Peer: the call is answered; audio the provider sent while it
+// Start implements callpath.Peer: the call is answered; audio the provider sent while it
 // rang (the opening line) plays now.
-func (s *Session) Start(call sip.Call) error {
-	s.call.Store(&callBox{call})
+func (s *Session) Start(call callpath.Line) error {
+	s.line.Store(&lineBox{call})
 	s.pendingMu.Lock()
 	pending := s.pending
 	s.pending = nil
@@ -119,9 +156,9 @@ func (s *Session) Start(call sip.Call) error {
 	return nil
 }
 
-// OnAudio implements sip.Peer: a 20 ms frame of caller audio (media goroutine).
+// OnAudio implements callpath.Peer: a 20 ms frame of caller audio (media goroutine).
 func (s *Session) OnAudio(f media.Frame) {
-	if s.call.Load() == nil || s.ending.Load() {
+	if s.line.Load() == nil || s.ending.Load() {
 		return // not answered yet, or the call is over and media just has not stopped
 	}
 	s.audioMu.Lock()
@@ -172,61 +209,13 @@ func (s *Session) pushChunkLocked() {
 	s.partStamp = chunkStamp{}
 }
 
-// OnDigit implements sip.Peer: keypad digits are collected until # or a pause of
-// config.keypad.inter_digit_timeout_ms, then go to the agent as one message:
-// a user_message by default (a user turn, which the agent answers; a
-// contextual_update is only background it never answers), as config.keypad.mode says.
-func (s *Session) OnDigit(d media.Digit) {
-	if s.keypad.Mode == store.KeypadOff {
-		s.log.Info("DTMF from the caller ignored (keypad off)", "digit", string(d.Digit))
-		return
-	}
-	s.digitMu.Lock()
-	s.digits = append(s.digits, byte(d.Digit))
-	s.digitGen++
-	gen := s.digitGen
-	if s.digitT != nil {
-		s.digitT.Stop()
-	}
-	if d.Digit == '#' {
-		s.digitMu.Unlock()
-		s.flushDigits(gen)
-		return
-	}
-	s.digitT = time.AfterFunc(time.Duration(s.keypad.InterDigitMS)*time.Millisecond, func() { s.flushDigits(gen) })
-	s.digitMu.Unlock()
-}
-
-// flushDigits sends the digits collected so far (unless more came since gen).
-func (s *Session) flushDigits(gen int) {
-	s.digitMu.Lock()
-	if gen != s.digitGen || len(s.digits) == 0 {
-		s.digitMu.Unlock()
-		return
-	}
-	entry := string(s.digits)
-	s.digits = s.digits[:0]
-	s.digitMu.Unlock()
-	text := "The caller entered " + entry + " on the keypad."
-	s.log.Info("keypad entry from the caller", "digits", len(entry), "mode", s.keypad.Mode)
-	// The provider answers a user_message but does not transcribe it back: the
-	// transcript gets the entry here.
-	if s.keypad.Mode == store.KeypadContextualUpdate {
-		s.rec.entry("system", text, s.since())
-		s.send(contextualUpdate(text))
-		return
-	}
-	s.rec.entry("user", text, s.since())
-	s.send(userMessage(text))
-}
-
-// Done implements sip.Peer.
+// Done implements callpath.Peer.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// End implements sip.Peer.
-func (s *Session) End() sip.PeerEnd { return s.end }
+// End implements callpath.Peer.
+func (s *Session) End() callpath.End { return s.end }
 
-func (s *Session) finish(e sip.PeerEnd) {
+func (s *Session) finish(e callpath.End) {
 	s.endOnce.Do(func() {
 		s.end = e
 		close(s.done)
@@ -235,21 +224,34 @@ func (s *Session) finish(e sip.PeerEnd) {
 
 // send queues a control message for the writer (never blocks the caller for long).
 func (s *Session) send(msg []byte) {
+	if msg == nil {
+		return
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
 	select {
 	case s.ctrl <- msg:
 	case <-s.stop:
-	case <-time.After(time.Second):
+	case <-t.C:
 		s.log.Warn("provider control queue full; message dropped")
 	}
 }
 
-// seconds since the call was answered (0 before), for transcript timestamps.
+// current is the conversation the session talks to now.
+func (s *Session) current() Conversation {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	return s.conv
+}
+
+// since is the seconds since the call was answered (0 before), for transcript
+// timestamps.
 func (s *Session) since() float64 {
-	cb := s.call.Load()
-	if cb == nil {
+	lb := s.line.Load()
+	if lb == nil {
 		return 0
 	}
-	at := cb.AnsweredAt()
+	at := lb.AnsweredAt()
 	if at.IsZero() {
 		return 0
 	}
@@ -262,7 +264,6 @@ func (s *Session) since() float64 {
 // delay, a pong with a chunk) goes out in one write; a chunk never waits for another.
 // Frames are built here, masked as a client's must be, without allocating.
 func (s *Session) writer() {
-	defer s.wg.Done()
 	var (
 		w      frameWriter
 		stamps []chunkStamp // of the audio chunks in this write
@@ -285,9 +286,10 @@ func (s *Session) writer() {
 				break drain
 			}
 		}
+		conv := s.current()
 		s.audioMu.Lock()
 		for s.ringLen > 0 {
-			msg = appendAudioChunk(msg[:0], s.ring[s.ringHead])
+			msg = conv.AppendAudio(msg[:0], s.ring[s.ringHead])
 			w.add(msg)
 			stamps = append(stamps, s.stamps[s.ringHead])
 			s.ringHead = (s.ringHead + 1) % len(s.ring)
@@ -297,7 +299,7 @@ func (s *Session) writer() {
 		if w.frames == 0 {
 			continue
 		}
-		if s.flush(&w) && s.upstream != nil {
+		if s.flush(conv, &w) && s.upstream != nil {
 			now := time.Now()
 			for _, st := range stamps {
 				if !st.arrival.IsZero() && !st.due.IsZero() {
@@ -310,31 +312,25 @@ func (s *Session) writer() {
 	}
 }
 
-// flush writes the frames on the current socket in one write; false if it failed
-// (the reader notices the broken socket and reconnects).
-func (s *Session) flush(w *frameWriter) bool {
-	s.connMu.Lock()
-	conn := s.conn
-	s.connMu.Unlock()
-	if conn == nil {
-		return false
-	}
-	if !w.write(conn.NetConn(), time.Now()) {
+// flush writes the frames on the conversation's socket in one write; false if it
+// failed (the reader notices the broken socket and reconnects).
+func (s *Session) flush(conv Conversation, w *frameWriter) bool {
+	if !w.write(conv.Conn().NetConn(), time.Now()) {
 		return false
 	}
 	s.c.stats.MessagesOut.Add(int64(w.frames))
 	return true
 }
 
-// reader handles provider events until the socket ends; a socket that drops
+// reader handles provider messages until the socket ends; a socket that drops
 // abnormally gets one reconnect.
 func (s *Session) reader() {
-	defer s.wg.Done()
 	for {
-		s.connMu.Lock()
-		conn := s.conn
-		s.connMu.Unlock()
-		err := s.readLoop(conn)
+		conv := s.current()
+		for _, m := range conv.Early() {
+			conv.Handle(m, (*events)(s))
+		}
+		err := s.readLoop(conv)
 		select {
 		case <-s.stop:
 			return
@@ -344,7 +340,7 @@ func (s *Session) reader() {
 		if errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure {
 			// The agent ended the conversation (end_call, or the provider's max duration).
 			s.log.Info("provider closed the conversation", "text", ce.Text)
-			s.hangupAfterAudio(sip.EndAgentHangup)
+			s.hangupAfterAudio(callpath.AgentHangup)
 			return
 		}
 		if s.ending.Load() {
@@ -359,25 +355,30 @@ func (s *Session) reader() {
 	}
 }
 
-// readBufs are the buffers one provider message is read and decoded into.
-// They are shared by all sessions through readBufPool and held only while a
-// message is handled: an agent's audio comes in messages of up to a few
-// tens of KiB (16 kHz PCM in base64), and a buffer of that size kept by
-// each idle session would be most of a call's memory.
-type readBufs struct{ msg, audio []byte }
+// readBuf is the buffer one provider message is read into. They are shared by
+// all sessions through readBufPool and held only while a message is handled: an
+// agent's audio comes in messages of up to a few tens of KiB, and a buffer of
+// that size kept by each idle session would be most of a call's memory.
+type readBuf struct{ b []byte }
 
-var readBufPool = sync.Pool{New: func() any { return new(readBufs) }}
+var readBufPool = sync.Pool{New: func() any { return new(readBuf) }}
 
-// readLoop reads one socket until it fails.
-func (s *Session) readLoop(conn *websocket.Conn) error {
+// readLoop reads one conversation's socket until it fails.
+func (s *Session) readLoop(conv Conversation) error {
+	conn := conv.Conn()
 	conn.SetReadDeadline(time.Time{})
+	ev := (*events)(s)
 	for {
 		_, r, err := conn.NextReader()
 		if err != nil {
 			return err
 		}
-		rb := readBufPool.Get().(*readBufs)
-		err = s.readMessage(r, rb)
+		rb := readBufPool.Get().(*readBuf)
+		rb.b, err = readAll(r, rb.b[:0])
+		if err == nil {
+			s.c.stats.MessagesIn.Add(1)
+			conv.Handle(rb.b, ev)
+		}
 		readBufPool.Put(rb)
 		if err != nil {
 			return err
@@ -385,35 +386,196 @@ func (s *Session) readLoop(conn *websocket.Conn) error {
 	}
 }
 
-// readMessage reads and handles one provider message.
-func (s *Session) readMessage(r io.Reader, rb *readBufs) error {
-	var err error
-	if rb.msg, err = readAll(r, rb.msg[:0]); err != nil {
-		return err
+// reconnect replaces a dropped conversation once, within
+// Connector.ReconnectTimeout, telling the provider what was said so far.
+func (s *Session) reconnect() bool {
+	s.reconnects++
+	ctx, cancel := context.WithTimeout(context.Background(), s.c.ReconnectTimeout)
+	defer cancel()
+	conv, err := s.p.Dial(ctx, s.info, &Resume{Digest: s.transcriptDigest()})
+	if s.c.Observer != nil {
+		s.c.Observer.ProviderReconnect(err == nil)
 	}
-	msg := rb.msg
-	s.c.stats.MessagesIn.Add(1)
-	if audio, id, ok := parseAudio(msg, rb.audio); ok {
-		rb.audio = audio[:cap(audio)]
-		s.onProviderAudio(audio, id)
-		return nil
+	if err != nil {
+		s.log.Warn("provider reconnect failed", "err", err)
+		return false
 	}
-	var ev serverEvent
-	if err := json.Unmarshal(msg, &ev); err != nil {
-		s.log.Warn("unreadable provider message", "err", err)
-		return nil
+	s.connMu.Lock()
+	select {
+	case <-s.stop: // the call ended while we dialled
+		s.connMu.Unlock()
+		conv.Conn().Close()
+		return false
+	default:
 	}
-	s.onEvent(&ev)
-	return nil
+	old := s.conv
+	s.attach(conv)
+	s.connMu.Unlock()
+	old.Conn().Close()
+	s.log.Info("provider reconnected", "provider_conversation_id", conv.ID())
+	return true
 }
 
-func (s *Session) onProviderAudio(audio []byte, id int64) {
-	if s.interruptID != 0 && (id < s.interruptID || id == s.cutID) {
-		return // barge-in: audio of an interrupted reply
+// transcriptDigest is the conversation so far, in a few lines.
+func (s *Session) transcriptDigest() string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	tr, err := s.rec.Transcript(ctx)
+	if err != nil {
+		return ""
 	}
-	s.lastAudio = id
-	if cb := s.call.Load(); cb != nil {
-		if err := cb.Play(audio); err != nil && !errors.Is(err, media.ErrClosed) {
+	var b strings.Builder
+	for _, e := range tr[max(0, len(tr)-12):] {
+		fmt.Fprintf(&b, "%s: %s\n", e.Role, e.Message)
+	}
+	return b.String()
+}
+
+// hangupAfterAudio ends the call once the agent's last audio has played.
+func (s *Session) hangupAfterAudio(reason callpath.Reason) {
+	if !s.ending.CompareAndSwap(false, true) {
+		return
+	}
+	if lb := s.line.Load(); lb != nil {
+		t := time.NewTimer(30 * time.Second)
+		defer t.Stop()
+		select {
+		case <-lb.Drained():
+		case <-t.C:
+		case <-s.stop:
+		}
+	}
+	s.finish(callpath.End{Reason: reason})
+}
+
+// failCall: the provider is gone for good. The caller hears a short apology tone,
+// then the call ends as failed.
+func (s *Session) failCall() {
+	s.ending.Store(true)
+	if lb := s.line.Load(); lb != nil {
+		lb.Flush()
+		_ = lb.Play(apologyTone(s.format))
+		t := time.NewTimer(3 * time.Second)
+		defer t.Stop()
+		select {
+		case <-lb.Drained():
+		case <-t.C:
+		case <-s.stop:
+		}
+	}
+	s.finish(callpath.Fail(callpath.ProviderError))
+}
+
+// Close implements callpath.Peer: the call is over. The provider's socket is closed,
+// every goroutine of the session stopped and waited for, the transcript written.
+func (s *Session) Close(reason callpath.Reason) {
+	s.stopped.Do(func() {
+		s.ending.Store(true)
+		s.spawnMu.Lock()
+		s.closing = true
+		s.spawnMu.Unlock()
+		s.connMu.Lock() // a reconnect installs its socket under connMu only while stop is open
+		close(s.stop)
+		conv := s.conv
+		s.connMu.Unlock()
+		s.cancel()
+		conn := conv.Conn()
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "call ended: "+string(reason)), time.Now().Add(time.Second))
+		_ = conn.Close()
+		s.keys.stop()
+		s.wg.Wait()
+		s.finish(callpath.End{Reason: reason})
+		s.recordUsage()
+		if d := s.audioDrop.Load(); d > 0 {
+			s.log.Warn("caller audio dropped because the provider socket was slow", "chunks", d)
+		}
+		s.c.analyse(s.p, s.info, s.convs)
+	})
+}
+
+// recordUsage adds what the conversations counted (Usage) to the conversation's
+// metadata_.
+func (s *Session) recordUsage() {
+	var all []map[string]any
+	for _, c := range s.convs {
+		if u, ok := c.(Usage); ok {
+			if m := u.Usage(); len(m) > 0 {
+				all = append(all, m)
+			}
+		}
+	}
+	if len(all) == 0 {
+		return
+	}
+	// The call's conversations (one per reconnect) added up here, and the
+	// totals set in metadata_: a replayed write changes nothing.
+	sum := map[string]any{}
+	for _, m := range all {
+		mergeCounts(sum, m)
+	}
+	s.rec.Usage(sum)
+}
+
+// mergeCounts adds the numbers of src into dst, recursively; other values replace.
+func mergeCounts(dst, src map[string]any) {
+	for k, v := range src {
+		switch v := v.(type) {
+		case map[string]any:
+			d, _ := dst[k].(map[string]any)
+			if d == nil {
+				d = map[string]any{}
+				dst[k] = d
+			}
+			mergeCounts(d, v)
+		case int:
+			dst[k] = toInt(dst[k]) + v
+		case float64:
+			if v == math.Trunc(v) {
+				dst[k] = toInt(dst[k]) + int(v)
+			} else {
+				dst[k] = v
+			}
+		default:
+			dst[k] = v
+		}
+	}
+}
+
+func toInt(v any) int {
+	switch n := v.(type) {
+	case int:
+		return n
+	case float64:
+		return int(n)
+	}
+	return 0
+}
+
+// frameBytes is the size of 20 ms of audio in format f.
+func frameBytes(f media.Format) int {
+	if f == media.FormatPCM16k {
+		return 640
+	}
+	return 160
+}
+
+// apologyTone is 0.6 s of a falling two-tone in the call's format.
+func apologyTone(f media.Format) []byte {
+	return append(media.Tone(f, []float64{620}, 0.25, 300*time.Millisecond), media.Tone(f, []float64{480}, 0.25, 300*time.Millisecond)...)
+}
+
+// events is the session as its conversation sees it (Events).
+type events Session
+
+func (e *events) s() *Session { return (*Session)(e) }
+
+// Audio implements Events: it plays the agent's audio, or keeps it until the
+// call is answered (the opening line).
+func (e *events) Audio(audio []byte) {
+	s := e.s()
+	s.replyBytes += len(audio)
+	if lb := s.line.Load(); lb != nil {
+		if err := lb.Play(audio); err != nil && !errors.Is(err, media.ErrClosed) {
 			s.log.Warn("cannot play provider audio", "err", err)
 		}
 		return
@@ -423,221 +585,79 @@ func (s *Session) onProviderAudio(audio []byte, id int64) {
 	s.pendingMu.Unlock()
 }
 
-func (s *Session) onEvent(ev *serverEvent) {
-	switch ev.Type {
-	case "ping":
-		if ev.Ping != nil {
-			s.send(pongMsg(ev.Ping.EventID))
-			if ev.Ping.PingMS != nil && s.c.Observer != nil {
-				s.c.Observer.ProviderRTT(time.Duration(*ev.Ping.PingMS) * time.Millisecond)
-			}
-		}
-	case "interruption":
-		if ev.Interruption != nil {
-			s.interruptID, s.cutID = ev.Interruption.EventID, s.lastAudio
-		}
-		s.pendingMu.Lock()
-		s.pending = nil
-		s.pendingMu.Unlock()
-		if cb := s.call.Load(); cb != nil {
-			n := cb.Flush()
-			s.log.Debug("barge-in: queued audio dropped", "frames", n)
-		}
-	case "user_transcript":
-		if ev.UserTranscript != nil && strings.TrimSpace(ev.UserTranscript.Text) != "" {
-			s.rec.entry("user", ev.UserTranscript.Text, s.since())
-		}
-	case "agent_response":
-		if ev.AgentResponse != nil && strings.TrimSpace(ev.AgentResponse.Text) != "" {
-			s.rec.entry("agent", ev.AgentResponse.Text, s.since())
-		}
-	case "agent_response_correction":
-		if ev.Correction != nil {
-			s.rec.add(recJob{correct: true, entry: &store.TranscriptEntry{Role: "agent", Message: ev.Correction.Corrected, Timestamp: s.since()}})
-		}
-	case "client_tool_call":
-		if ev.ToolCall != nil {
-			s.onToolCall(ev.ToolCall.ToolName, ev.ToolCall.ToolCallID, ev.ToolCall.Parameters)
-		}
-	case "agent_tool_response":
-		// The provider ran one of its system tools. end_call is followed by the
-		// close (1000) that ends the call, before or after the farewell's audio:
-		// the call ends on the close, once the audio has played. Should the close
-		// never come, the call ends after Connector.EndCallGrace all the same.
-		if ev.AgentToolResponse != nil && ev.AgentToolResponse.ToolName == "end_call" && !ev.AgentToolResponse.IsError &&
-			s.endCallSeen.CompareAndSwap(false, true) {
-			s.log.Info("the agent ended the call (end_call); waiting for the provider to close")
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				t := time.NewTimer(s.c.EndCallGrace)
-				defer t.Stop()
-				select {
-				case <-t.C:
-					s.log.Warn("no close from the provider after end_call; hanging up")
-					s.hangupAfterAudio(sip.EndAgentHangup)
-				case <-s.stop:
-				}
-			}()
-		}
-	case "error":
-		if ev.Error != nil {
-			s.log.Warn("provider error", "code", ev.Error.Code, "type", ev.Error.ErrorType, "message", ev.Error.Message)
-		}
+// ReplyStarted implements Events.
+func (e *events) ReplyStarted() { e.replyBytes = 0 }
+
+// Interrupt implements Events: every queued frame of the agent's audio is dropped
+// at once. What the caller heard of the reply is what was queued less what was
+// dropped, to the frame.
+func (e *events) Interrupt() time.Duration {
+	s := e.s()
+	s.pendingMu.Lock()
+	early := len(s.pending) > 0
+	s.pending = nil
+	s.pendingMu.Unlock()
+	lb := s.line.Load()
+	if lb == nil || early {
+		return 0
+	}
+	n := lb.Flush()
+	s.log.Debug("barge-in: queued audio dropped", "frames", n)
+	frames := s.replyBytes/frameBytes(s.format) - n
+	return time.Duration(max(frames, 0)) * 20 * time.Millisecond
+}
+
+// Transcript implements Events.
+func (e *events) Transcript(role store.Role, text string) {
+	if strings.TrimSpace(text) != "" {
+		e.rec.Entry(role, text, e.s().since())
 	}
 }
 
-// onToolCall runs a client tool the agent called: the gateway declares only the
-// transfer tool.
-func (s *Session) onToolCall(name, id string, params map[string]any) {
-	switch name {
-	case elevenlabs.TransferTool:
-		// Tracked: Close waits for it, so what it records (the transfer's outcome)
-		// is written before the call's record is final. The reader, the only
-		// caller, has stopped before Close waits.
-		s.tools.Add(1)
-		go func() {
-			defer s.tools.Done()
-			s.transfer(id, params)
-		}()
-	default:
-		s.log.Info("unknown tool called", "tool", name)
-		s.send(toolResult(id, fmt.Sprintf("Unknown tool %q: the gateway cannot run it.", name), true))
-	}
-}
+// CorrectAgent implements Events.
+func (e *events) CorrectAgent(text string) { e.rec.CorrectAgent(text, e.s().since()) }
 
-// hangupAfterAudio ends the call once the agent's last audio has played.
-func (s *Session) hangupAfterAudio(reason string) {
-	if !s.ending.CompareAndSwap(false, true) {
+// ToolCall implements Events.
+func (e *events) ToolCall(name, id string, args map[string]any) { e.s().onToolCall(name, id, args) }
+
+// EndCall implements Events.
+func (e *events) EndCall(wait time.Duration) {
+	s := e.s()
+	if !s.endCallSeen.CompareAndSwap(false, true) {
 		return
 	}
-	if cb := s.call.Load(); cb != nil {
+	if wait <= 0 {
+		s.log.Info("the agent ended the call")
+		s.spawn(func() { s.hangupAfterAudio(callpath.AgentHangup) })
+		return
+	}
+	s.log.Info("the agent ended the call; waiting for the provider to close", "wait", wait)
+	s.spawn(func() {
+		t := time.NewTimer(wait)
+		defer t.Stop()
 		select {
-		case <-cb.Drained():
-		case <-time.After(30 * time.Second):
+		case <-t.C:
+			s.log.Warn("the provider did not close the conversation after the agent ended the call; hanging up")
+			s.hangupAfterAudio(callpath.AgentHangup)
 		case <-s.stop:
 		}
-	}
-	s.finish(sip.PeerEnd{Reason: reason})
-}
-
-// failCall: the provider is gone for good. The caller hears a short apology tone,
-// then the call ends as failed.
-func (s *Session) failCall() {
-	s.ending.Store(true)
-	if cb := s.call.Load(); cb != nil {
-		cb.Flush()
-		_ = cb.Play(apologyTone(s.format))
-		select {
-		case <-cb.Drained():
-		case <-time.After(3 * time.Second):
-		case <-s.stop:
-		}
-	}
-	s.finish(sip.PeerEnd{Reason: sip.EndProviderError, Failed: true})
-}
-
-// Close implements sip.Peer: the call is over.
-func (s *Session) Close(reason string) {
-	s.stopped.Do(func() {
-		s.ending.Store(true)
-		s.connMu.Lock() // a reconnect installs its socket under connMu only while stop is open
-		close(s.stop)
-		conn := s.conn
-		s.connMu.Unlock()
-		if conn != nil {
-			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "call ended: "+reason), time.Now().Add(time.Second))
-			_ = conn.Close()
-		}
-		s.wg.Wait()
-		s.tools.Wait() // a transfer under way is cancelled by stop; its outcome is recorded before the flush
-		s.finish(sip.PeerEnd{Reason: reason})
-		s.rec.flush(3 * time.Second)
-		if d := s.audioDrop.Load(); d > 0 {
-			s.log.Warn("caller audio dropped because the provider socket was slow", "chunks", d)
-		}
-		s.digitMu.Lock()
-		if s.digitT != nil {
-			s.digitT.Stop()
-		}
-		s.digitMu.Unlock()
-		s.c.analyse(s.info, s.convIDs)
 	})
 }
 
-// transfer runs the transfer tool: the destination must be one of the agent's;
-// the call's transfer (REFER or bridged) either succeeds — the caller is gone to
-// a human — or fails, and the agent is told so it can say so.
-func (s *Session) transfer(id string, params map[string]any) {
-	target, _ := params["destination"].(string)
-	target = strings.TrimSpace(target)
-	if reason, _ := params["reason"].(string); reason != "" {
-		s.log.Info("the agent asks for a transfer", "destination", target, "reason", reason)
+// Send implements Events.
+func (e *events) Send(msg []byte) { e.s().send(msg) }
+
+// RTT implements Events.
+func (e *events) RTT(d time.Duration) {
+	if e.c.Observer != nil {
+		e.c.Observer.ProviderRTT(d)
 	}
-	cfg := store.ParseAgentConfig(s.info.Agent.Config)
-	var dest *store.TransferDestination
-	for i, d := range cfg.Transfer.Destinations {
-		if sameDestination(d.Number, target) {
-			dest = &cfg.Transfer.Destinations[i]
-			break
-		}
-	}
-	if dest == nil {
-		s.log.Info("transfer to a destination the agent does not have", "target", target)
-		s.send(toolResult(id, fmt.Sprintf("%q is not one of this agent's transfer destinations; the call goes on.", target), true))
-		return
-	}
-	cb := s.call.Load()
-	if cb == nil {
-		s.send(toolResult(id, "The call is not connected yet.", true))
-		return
-	}
-	s.rec.entry("system", "Transfer to "+dest.Number+" requested.", s.since())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	go func() { // the call ended meanwhile: the transfer stops
-		select {
-		case <-s.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	err := cb.Transfer(ctx, dest.Number, cfg.Transfer.Mode == "bridge")
-	if err != nil {
-		s.log.Info("transfer failed", "target", dest.Number, "err", err)
-		s.rec.entry("system", "Transfer to "+dest.Number+" failed: "+err.Error()+".", s.since())
-		s.send(toolResult(id, "The transfer failed ("+err.Error()+"). Tell the caller and carry on with the conversation.", true))
-		return
-	}
-	s.rec.entry("system", "Call transferred to "+dest.Number+".", s.since())
-	s.send(toolResult(id, "The caller has been transferred to "+dest.Number+".", false))
-	// The caller is with a human now (REFER: the call is ending; bridged: the call
-	// goes on between the caller and the destination): the agent leaves the call.
-	go s.Close(sip.EndTransferred)
 }
 
-// sameDestination compares an E.164 number or a sip: URI as the agent configured it
-// with what the provider asked for.
-func sameDestination(configured, asked string) bool {
-	norm := func(s string) string {
-		s = strings.ToLower(strings.TrimSpace(s))
-		if strings.HasPrefix(s, "sip:") || strings.HasPrefix(s, "sips:") {
-			return s
-		}
-		var b strings.Builder
-		for _, r := range s {
-			if r >= '0' && r <= '9' {
-				b.WriteRune(r)
-			}
-		}
-		return b.String()
-	}
-	return asked != "" && norm(configured) == norm(asked)
-}
+// Log implements Events.
+func (e *events) Log() *slog.Logger { return e.log }
 
-// apologyTone is 0.6 s of a falling two-tone in the call's format.
-func apologyTone(f media.Format) []byte {
-	return append(media.Tone(f, []float64{620}, 0.25, 300*time.Millisecond), media.Tone(f, []float64{480}, 0.25, 300*time.Millisecond)...)
-}
-
-var _ sip.Peer = (*Session)(nil)
+var (
+	_ callpath.Peer = (*Session)(nil)
+	_ Events        = (*events)(nil)
+)

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media/audiotest"
-	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
 
@@ -92,13 +92,13 @@ func TestConversation(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the agent did not end the call after #")
 			}
-			if e := r.sess.End(); e.Reason != sip.EndAgentHangup || e.Failed {
+			if e := r.sess.End(); e.Reason != callpath.AgentHangup || e.Failed() {
 				t.Fatalf("end: %+v", e)
 			}
 			// The whole farewell (31 characters: 1.86 s of tone) played before the end.
 			farewell := 8000 * 17 / 10
 			waitFor(t, "the farewell on the RTP", 2*time.Second, func() bool { return len(loud(r.phone.audioSince(pressed))) >= farewell })
-			r.end(sip.EndAgentHangup)
+			r.end(callpath.AgentHangup)
 			tr := r.transcript()
 			if len(tr) < 4 || tr[0].Role != "agent" || tr[0].Message != "Hi there! Thanks for calling Acme Corp. How can I help you today?" || tr[0].Timestamp > 1 { // the opening line comes as the call is answered
 				t.Fatalf("transcript: %+v", tr)
@@ -212,7 +212,7 @@ func TestReconnectFails(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the call did not end")
 	}
-	if e := r.sess.End(); e.Reason != sip.EndProviderError || !e.Failed {
+	if e := r.sess.End(); e.Reason != callpath.ProviderError || !e.Failed() {
 		t.Fatalf("end: %+v", e)
 	}
 	apology := loud(r.phone.audioSince(failed))
@@ -240,8 +240,8 @@ func TestProviderUnavailable(t *testing.T) {
 			tc.setup(r.sim)
 			start := time.Now()
 			_, err := r.conn.Connect(context.Background(), r.info())
-			var st *sip.Status
-			if !errorsAs(err, &st) || st.Code != 503 || st.EndReason != sip.EndProviderDown {
+			var st *callpath.Refusal
+			if !errorsAs(err, &st) || st.Code != 503 || st.Reason != callpath.ProviderDown {
 				t.Fatalf("connect: %v", err)
 			}
 			if d := time.Since(start); d > 1500*time.Millisecond {

@@ -15,10 +15,10 @@ import (
 	psdp "github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/media/jitter"
-	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
 
@@ -26,9 +26,10 @@ import (
 type TestCallOptions struct {
 	// Connector opens the provider session of each call (the bridge's Connector,
 	// exactly as for phone calls).
-	Connector sip.Connector
-	Store     *store.Store
-	Wheel     *clock.Wheel // the media engine's clock wheel
+	Connector callpath.Connector
+	// Calls records each call's conversation (callstore).
+	Calls Calls
+	Wheel *clock.Wheel // the media engine's clock wheel
 	// JitterMin/JitterMax and Concealment configure every call's jitter buffer
 	// (as --jitter-min/max and --plc).
 	JitterMin, JitterMax time.Duration
@@ -76,15 +77,13 @@ type TestCalls struct {
 	wg      sync.WaitGroup
 }
 
-// End reasons of test calls, besides sip's.
-const (
-	EndICEFailed       = "ice_failed"       // the browser stopped answering ICE checks
-	EndICEDisconnected = "ice_disconnected" // ICE lost the browser mid-call
-	EndICETimeout      = "ice_timeout"      // the browser never connected after our answer
-)
-
 // CallerWebRTC is the caller_number of test calls.
-const CallerWebRTC = "webrtc"
+const CallerWebRTC = callpath.CallerWebRTC
+
+// Calls records the conversations of test calls (callstore implements it).
+type Calls interface {
+	Started(ctx context.Context, s callpath.Start) (callpath.Record, error)
+}
 
 // TestCallError is why a test call could not start, with the HTTP status that says
 // so (control maps it through its HTTPStatus method).
@@ -120,8 +119,8 @@ func unavailable(detail string, err error) error {
 // NewTestCalls prepares the WebRTC engine: PCMU only, RTCP reports by pion, ICE
 // over UDP on the configured address.
 func NewTestCalls(o TestCallOptions) (*TestCalls, error) {
-	if o.Store == nil || o.Wheel == nil || o.Connector == nil {
-		return nil, errors.New("bridge: TestCallOptions needs Store, Wheel and Connector")
+	if o.Calls == nil || o.Wheel == nil || o.Connector == nil {
+		return nil, errors.New("bridge: TestCallOptions needs Calls, Wheel and Connector")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -250,7 +249,7 @@ func (tc *TestCalls) EndTestCall(ctx context.Context, companyID, id int64) error
 	if c == nil || c.conv.CompanyID != companyID {
 		return fmt.Errorf("%w: test call %d", store.ErrNotFound, id)
 	}
-	c.end(sip.CallEnd{Reason: sip.EndCallerHangup})
+	c.cp.End(callpath.End{Reason: callpath.CallerHangup})
 	select {
 	case <-c.recorded:
 		return nil

@@ -5,44 +5,37 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/sdp"
-	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
 
-// webrtcCall is one test call, from the browser's offer to its end. It is the
-// sip.Call its peer (the provider session) plays into, as a phone call is.
+// webrtcCall is one test call, from the browser's offer to its end: the call's
+// leg (callpath.Leg), as a SIP dialog is a phone call's. Its callpath.Call
+// supervises it and is the Line the provider session plays into.
 //
-// Goroutines: the supervisor (run) owns the call from the answer on and is the
-// only one to end it: everything that can end a call (hang-up from the API, the
-// peer ending, ICE failing, max duration, RTP timeout, shutdown) sends on endCh or
-// is a case of its select, and the close path runs once. The RTP reader is the
-// media stream's; rtcpDrain reads our sender's RTCP until the peer connection
-// closes. pion runs its own goroutines for ICE, DTLS and SRTP and stops them in
-// PeerConnection.Close.
+// Goroutines: run (the supervisor, then the record); rtcpDrain reads our
+// sender's RTCP until the peer connection closes. pion runs its own goroutines
+// for ICE, DTLS and SRTP and stops them in PeerConnection.Close.
 type webrtcCall struct {
-	tc     *TestCalls
-	id     int64 // the conversation id
-	conv   *store.Conversation
-	agent  *store.Agent
-	log    *slog.Logger
-	pc     *webrtc.PeerConnection
-	stream *media.Stream
-	peer   sip.Peer
-
-	answeredAt atomic.Pointer[time.Time] // when the browser connected
-	connected  chan struct{}             // closed when the peer connection is first connected
-	connOnce   sync.Once
-	endCh      chan sip.CallEnd
-	done       chan struct{} // closed when the call is over (the supervisor's loop ended)
-	recorded   chan struct{} // closed once the conversation's end is written
-	drain      sync.WaitGroup
+	tc       *TestCalls
+	id       int64               // the conversation id
+	conv     *store.Conversation // as recorded at the start
+	rec      callpath.Record
+	agent    *store.Agent
+	log      *slog.Logger
+	pc       *webrtc.PeerConnection
+	stream   *media.Stream
+	peer     callpath.Peer
+	cp       *callpath.Call
+	answered time.Time     // when our SDP answer went out
+	recorded chan struct{} // closed once the conversation's end is written
+	drain    sync.WaitGroup
 }
 
 // setupCall records the conversation, opens the provider session and answers the
@@ -51,61 +44,64 @@ type webrtcCall struct {
 func (tc *TestCalls) setupCall(ctx context.Context, co *store.Company, a *store.Agent, offer string) (*webrtcCall, string, error) {
 	start := time.Now()
 	caller := CallerWebRTC
-	conv, err := tc.opt.Store.CreateConversation(ctx, store.Conversation{AgentID: a.ID, CompanyID: co.ID, Channel: "voice",
-		Direction: "inbound", CallerNumber: &caller, StartedAt: start, Source: "elevenlabs"})
+	rec, err := tc.opt.Calls.Started(ctx, callpath.Start{Company: co, Agent: a, Caller: caller, StartedAt: start})
 	if err != nil {
 		return nil, "", err
 	}
-	c := &webrtcCall{tc: tc, id: conv.ID, conv: conv, agent: a, connected: make(chan struct{}), endCh: make(chan sip.CallEnd, 1),
-		done: make(chan struct{}), recorded: make(chan struct{})}
+	conv := rec.Conversation()
+	c := &webrtcCall{tc: tc, id: conv.ID, conv: conv, rec: rec, agent: a, recorded: make(chan struct{})}
 	c.log = tc.log.With("test_call_id", conv.ID, "conversation_id", conv.ID, "company_id", co.ID, "agent_id", a.ID, "from", caller)
 	c.log.Info("test call received")
-	fail := func(e sip.CallEnd, err error) (*webrtcCall, string, error) {
+	fail := func(e callpath.End, err error) (*webrtcCall, string, error) {
 		if c.stream != nil {
 			c.stream.Close() // closes the peer connection too
 		} else if c.pc != nil {
 			_ = c.pc.Close()
 		}
 		c.drain.Wait()
-		sip.RecordEnd(tc.opt.Store, conv, e, media.Stats{}, c.log)
+		rec.Ended(e, media.Stats{})
 		c.log.Warn("test call refused", "reason", e.Reason, "err", err)
 		return nil, "", err
 	}
 
 	// The browser's side: its offer, our PCMU track, the peer connection's events.
 	if c.pc, err = tc.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
-		return fail(sip.CallEnd{Reason: sip.EndInternal, Failed: true}, err)
+		return fail(callpath.Fail(callpath.Internal), err)
 	}
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return fail(sip.CallEnd{Reason: "bad_sdp", Failed: true}, badOffer("sdp: the offer cannot be used (%v)", err))
+		return fail(callpath.Fail(callpath.BadSDP), badOffer("sdp: the offer cannot be used (%v)", err))
 	}
 	local, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, "audio", "cxco")
 	if err != nil {
-		return fail(sip.CallEnd{Reason: sip.EndInternal, Failed: true}, err)
+		return fail(callpath.Fail(callpath.Internal), err)
 	}
 	sender, err := c.pc.AddTrack(local)
 	if err != nil {
-		return fail(sip.CallEnd{Reason: sip.EndInternal, Failed: true}, err)
+		return fail(callpath.Fail(callpath.Internal), err)
 	}
 	c.drain.Add(1)
 	go c.rtcpDrain(sender)
 	tr := newPionTransport(c.pc, local)
 	c.pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { tr.onTrack(t) })
-	c.pc.OnConnectionStateChange(c.onState)
 	if c.stream, err = media.NewStreamOn(tr, tc.streamOptions(c.log)); err != nil {
-		return fail(sip.CallEnd{Reason: sip.EndMediaUnavailable, Failed: true}, err)
+		return fail(callpath.Fail(callpath.MediaUnavailable), err)
 	}
 
 	// The agent's side: the provider session, as for a phone call.
-	info := &sip.CallInfo{ConversationID: conv.ID, Company: co, Agent: a, Caller: caller, SIPCallID: "", Log: c.log}
+	cfg := store.ParseAgentConfig(a.Config)
+	info := &callpath.Info{ConversationID: conv.ID, Company: co, Agent: a, Config: cfg, Caller: caller, Record: rec, Log: c.log}
 	if c.peer, err = tc.opt.Connector.Connect(ctx, info); err != nil {
-		reason := sip.EndProviderDown
-		var st *sip.Status
-		if errors.As(err, &st) && st.EndReason != "" {
-			reason = st.EndReason
+		reason := callpath.ProviderDown
+		var r *callpath.Refusal
+		if errors.As(err, &r) && r.Reason != "" {
+			reason = r.Reason
 		}
-		return fail(sip.CallEnd{Reason: reason, Failed: true}, unavailable("the voice-AI provider is unavailable", err))
+		return fail(callpath.Fail(reason), unavailable("the voice-AI provider is unavailable", err))
 	}
+
+	c.cp = callpath.New(callpath.Options{Leg: c, Peer: c.peer, Log: c.log, Shutdown: tc.closing,
+		MaxDuration: time.Duration(cfg.MaxCallDuration) * time.Second})
+	c.pc.OnConnectionStateChange(c.onState)
 
 	// Our answer, with every candidate in it.
 	answer, err := c.pc.CreateAnswer(nil)
@@ -116,9 +112,10 @@ func (tc *TestCalls) setupCall(ctx context.Context, co *store.Company, a *store.
 		}
 	}
 	if err != nil {
-		c.peer.Close(sip.EndInternal)
-		return fail(sip.CallEnd{Reason: sip.EndMediaUnavailable, Failed: true}, unavailable("cannot answer the offer", err))
+		c.peer.Close(callpath.Internal)
+		return fail(callpath.Fail(callpath.MediaUnavailable), unavailable("cannot answer the offer", err))
 	}
+	c.answered = time.Now()
 	tc.mu.Lock()
 	tc.calls[c.id] = c
 	tc.mu.Unlock()
@@ -139,92 +136,36 @@ func (c *webrtcCall) rtcpDrain(s *webrtc.RTPSender) {
 }
 
 // onState follows the peer connection (pion's goroutine): connected starts the
-// media; failed, disconnected or closed ends the call.
-func (c *webrtcCall) onState(s webrtc.PeerConnectionState) {
-	c.log.Debug("peer connection", "state", s.String())
-	switch s {
+// media and the agent, so the opening line is heard from its start; failed,
+// disconnected or closed ends the call.
+func (c *webrtcCall) onState(st webrtc.PeerConnectionState) {
+	c.log.Debug("peer connection", "state", st.String())
+	switch st {
 	case webrtc.PeerConnectionStateConnected:
-		c.connOnce.Do(func() { close(c.connected) })
-	case webrtc.PeerConnectionStateFailed:
-		c.end(sip.CallEnd{Reason: EndICEFailed})
-	case webrtc.PeerConnectionStateDisconnected:
-		c.end(sip.CallEnd{Reason: EndICEDisconnected})
-	case webrtc.PeerConnectionStateClosed:
-		c.end(sip.CallEnd{Reason: sip.EndCallerHangup}) // the browser closed it (or we did, ending the call)
-	}
-}
-
-// end asks the supervisor to end the call; the first request wins.
-func (c *webrtcCall) end(e sip.CallEnd) {
-	if e.EndedAt.IsZero() {
-		e.EndedAt = time.Now() // the hang-up's own time, whatever the close path waits on
-	}
-	select {
-	case c.endCh <- e:
-	default:
-	}
-}
-
-// run is the call's supervisor: it starts the media when the browser connects and
-// ends the call once, on whatever comes first.
-func (c *webrtcCall) run() {
-	connect := time.NewTimer(c.tc.opt.ConnectTimeout)
-	defer connect.Stop()
-	maxDur := time.Duration(store.ParseAgentConfig(c.agent.Config).MaxCallDuration) * time.Second
-	var limit <-chan time.Time
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	connected := c.connected
-	var e sip.CallEnd
-loop:
-	for {
-		select {
-		case e = <-c.endCh:
-			break loop
-		case <-connected:
-			connected = nil
-			connect.Stop()
-			if err := c.answer(); err != nil {
-				c.log.Warn("test call media failed to start", "err", err)
-				e = sip.CallEnd{Reason: sip.EndInternal, Failed: true}
-				break loop
-			}
-			t := time.NewTimer(maxDur)
-			defer t.Stop()
-			limit = t.C
-		case <-connect.C:
-			e = sip.CallEnd{Reason: EndICETimeout, Failed: true}
-			break loop
-		case <-c.peer.Done():
-			pe := c.peer.End()
-			e = sip.CallEnd{Reason: pe.Reason, Failed: pe.Failed, Status: pe.Status, ReferTo: pe.ReferTo, ReferSeconds: pe.ReferSeconds}
-			break loop
-		case <-limit:
-			e = sip.CallEnd{Reason: sip.EndMaxDuration}
-			break loop
-		case <-c.tc.closing:
-			e = sip.CallEnd{Reason: sip.EndShutdown}
-			break loop
-		case now := <-tick.C:
-			if c.rtpTimedOut(now) {
-				e = sip.CallEnd{Reason: sip.EndRTPTimeout}
-				break loop
-			}
+		c.cp.Answered(time.Now())
+		if err := c.cp.Start(sdp.Negotiated{Codec: sdp.PCMU, Direction: sdp.SendRecv}); err != nil {
+			c.log.Warn("test call media failed to start", "err", err)
+			c.cp.End(callpath.Fail(callpath.Internal))
+			return
 		}
+		c.log.Info("test call connected", "inbound", c.stream.InboundChain(), "outbound", c.stream.OutboundChain())
+	case webrtc.PeerConnectionStateFailed:
+		c.cp.End(callpath.End{Reason: callpath.ICEFailed})
+	case webrtc.PeerConnectionStateDisconnected:
+		c.cp.End(callpath.End{Reason: callpath.ICEDisconnected})
+	case webrtc.PeerConnectionStateClosed:
+		c.cp.End(callpath.End{Reason: callpath.CallerHangup}) // the browser closed it (or we did, ending the call)
 	}
-	if e.EndedAt.IsZero() {
-		e.EndedAt = time.Now() // billed to here, before the provider session and the store are waited on
-	}
-	close(c.done)
-	if c.AnsweredAt().IsZero() && !e.Failed && e.Status == "" {
-		e.Failed = true // never connected: no call took place
-	}
-	c.peer.Close(e.Reason)
-	c.stream.Close() // and the peer connection
+}
+
+// run supervises the call (callpath.Call.Run), then records it.
+func (c *webrtcCall) run() {
+	e, stats := c.cp.Run()
 	c.drain.Wait()
-	stats := c.stream.Stats()
-	e.AnsweredAt = c.AnsweredAt()
-	sip.RecordEnd(c.tc.opt.Store, c.conv, e, stats, c.log)
+	if e.AnsweredAt.IsZero() && e.Outcome == callpath.OutcomeCompleted {
+		e.Outcome = callpath.OutcomeFailed // never connected: no call took place
+	}
+	c.rec.Ended(e, stats)
 	c.tc.forget(c)
 	close(c.recorded)
 	if f := c.tc.opt.OnRecorded; f != nil {
@@ -240,53 +181,31 @@ loop:
 	c.tc.done()
 }
 
-// answer starts the media and the peer once the browser is connected: from now on
-// the pacer's packets reach it, so the opening line is heard from its start.
-func (c *webrtcCall) answer() error {
-	now := time.Now()
-	c.answeredAt.Store(&now)
-	neg := sdp.Negotiated{Codec: sdp.PCMU, Direction: sdp.SendRecv}
-	if err := c.stream.Start(neg, media.Consumer{Format: c.peer.Format(), Sink: c.peer.OnAudio, OnDigit: c.peer.OnDigit}); err != nil {
-		return err
-	}
-	c.log.Info("test call connected", "inbound", c.stream.InboundChain(), "outbound", c.stream.OutboundChain())
-	return c.peer.Start(c)
-}
+// Stream implements callpath.Leg.
+func (c *webrtcCall) Stream() *media.Stream { return c.stream }
 
-// rtpTimedOut: a connected call without RTP from the browser for RTPTimeout.
-func (c *webrtcCall) rtpTimedOut(now time.Time) bool {
-	at := c.AnsweredAt()
+// Check implements callpath.Leg: the browser must connect within ConnectTimeout
+// of our answer, and then keep sending RTP.
+func (c *webrtcCall) Check(now time.Time) (callpath.End, bool) {
+	at := c.cp.AnsweredAt()
 	if at.IsZero() {
-		return false
+		if now.Sub(c.answered) > c.tc.opt.ConnectTimeout {
+			return callpath.Fail(callpath.ICETimeout), true
+		}
+		return callpath.End{}, false
 	}
 	last := c.stream.LastReceived()
 	if last.Before(at) {
 		last = at
 	}
-	return now.Sub(last) > c.tc.opt.RTPTimeout
-}
-
-// AnsweredAt implements sip.Call: when the browser connected.
-func (c *webrtcCall) AnsweredAt() time.Time {
-	if t := c.answeredAt.Load(); t != nil {
-		return *t
+	if now.Sub(last) > c.tc.opt.RTPTimeout {
+		return callpath.End{Reason: callpath.RTPTimeout}, true
 	}
-	return time.Time{}
+	return callpath.End{}, false
 }
 
-// Play, Flush and Drained implement sip.Call over the media stream.
-func (c *webrtcCall) Play(audio []byte) error  { return c.stream.Play(audio) }
-func (c *webrtcCall) Flush() int               { return c.stream.Flush() }
-func (c *webrtcCall) Drained() <-chan struct{} { return c.stream.Drained() }
+// Hangup implements callpath.Leg: closing the stream (after the agent) closes the
+// peer connection; nothing more to say to a browser.
+func (c *webrtcCall) Hangup(context.Context, callpath.End) {}
 
-// Hangup implements sip.Call: the agent ends the call.
-func (c *webrtcCall) Hangup(reason string) { c.end(sip.CallEnd{Reason: reason}) }
-
-// ErrNoTransfer: a browser test call has no phone line to hand over.
-var ErrNoTransfer = errors.New("a browser test call cannot be transferred; transfers work on phone calls")
-
-// Transfer implements sip.Call: test calls cannot be transferred (the agent is told
-// and the call goes on).
-func (c *webrtcCall) Transfer(context.Context, string, bool) error { return ErrNoTransfer }
-
-var _ sip.Call = (*webrtcCall)(nil)
+var _ callpath.Leg = (*webrtcCall)(nil)

@@ -17,9 +17,9 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cxco/gateway/bridge"
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media/audiotest"
 	"github.com/cxco/gateway/media/g711"
-	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
 
@@ -272,7 +272,7 @@ func checkNoCallGoroutines(t *testing.T) {
 
 func newTestCalls(t *testing.T, r *rig, o bridge.TestCallOptions) *bridge.TestCalls {
 	t.Helper()
-	o.Connector, o.Store, o.Wheel, o.Logger = r.conn, r.st, r.wheel, r.log
+	o.Connector, o.Calls, o.Wheel, o.Logger = r.conn, r.calls, r.wheel, r.log
 	o.PublicIP = netip.MustParseAddr("127.0.0.1")
 	tc, err := bridge.NewTestCalls(o)
 	if err != nil {
@@ -343,7 +343,7 @@ func TestWebRTCTestCall(t *testing.T) {
 	}
 	cv := d.Conversation
 	if cv.Channel != "voice" || cv.Direction != "inbound" || cv.CallerNumber == nil || *cv.CallerNumber != bridge.CallerWebRTC ||
-		cv.Status != store.ConvCompleted || cv.EndReason == nil || *cv.EndReason != sip.EndCallerHangup || cv.AnsweredAt == nil || cv.DurationSeconds == nil {
+		cv.Status != store.ConvCompleted || cv.EndReason == nil || *cv.EndReason != string(callpath.CallerHangup) || cv.AnsweredAt == nil || cv.DurationSeconds == nil {
 		t.Fatalf("conversation: %+v", cv)
 	}
 	rtpStats, _ := cv.Metadata["rtp"].(map[string]any)
@@ -386,13 +386,13 @@ func TestWebRTCEnds(t *testing.T) {
 		status  string
 	}{
 		{name: "browser never connects", opts: bridge.TestCallOptions{ConnectTimeout: 500 * time.Millisecond},
-			end: func(*bridge.TestCalls, *browser) {}, reason: bridge.EndICETimeout, status: store.ConvFailed},
+			end: func(*bridge.TestCalls, *browser) {}, reason: string(callpath.ICETimeout), status: store.ConvFailed},
 		{name: "browser closes its peer connection", connect: true,
 			end: func(_ *bridge.TestCalls, b *browser) { b.close() }, reason: "", status: store.ConvCompleted},
 		{name: "no RTP from the browser", connect: true, opts: bridge.TestCallOptions{RTPTimeout: time.Second},
-			end: func(*bridge.TestCalls, *browser) {}, reason: sip.EndRTPTimeout, status: store.ConvCompleted},
+			end: func(*bridge.TestCalls, *browser) {}, reason: string(callpath.RTPTimeout), status: store.ConvCompleted},
 		{name: "shutdown", connect: true,
-			end: func(tc *bridge.TestCalls, _ *browser) { tc.Close() }, reason: sip.EndShutdown, status: store.ConvCompleted},
+			end: func(tc *bridge.TestCalls, _ *browser) { tc.Close() }, reason: string(callpath.Shutdown), status: store.ConvCompleted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -435,7 +435,7 @@ func TestWebRTCEnds(t *testing.T) {
 			if tt.reason != "" && *cv.EndReason != tt.reason {
 				t.Fatalf("end reason %q, want %q", *cv.EndReason, tt.reason)
 			}
-			if tt.reason == "" && !strings.HasPrefix(*cv.EndReason, "ice_") && *cv.EndReason != sip.EndCallerHangup {
+			if tt.reason == "" && !strings.HasPrefix(*cv.EndReason, "ice_") && *cv.EndReason != string(callpath.CallerHangup) {
 				t.Fatalf("end reason %q, want the browser's hang-up or ICE losing it", *cv.EndReason)
 			}
 			if (cv.AnsweredAt != nil) != tt.connect {

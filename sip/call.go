@@ -13,17 +13,19 @@ import (
 
 	gsip "github.com/emiago/sipgo/sip"
 
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/sdp"
 	"github.com/cxco/gateway/store"
 )
 
-// call is one inbound call, from its INVITE to its end.
+// call is one inbound call, from its INVITE to its end: the SIP dialog, which is
+// the call's leg (callpath.Leg).
 //
 // Goroutines: the INVITE handler (sipgo's) sets the call up, sends the 200 and
-// retransmits it until the ACK, then returns; the supervisor (run) owns the call
-// from the 200 on and is the only one to end it. Everything that can end a call
-// sends on endCh; the supervisor's close path runs once.
+// retransmits it until the ACK, then returns; from the 200 on the call's
+// callpath.Call supervises it (run) and is the only one to end it: everything
+// that can end the call asks cp.End, and the close path runs once.
 type call struct {
 	s     *Server
 	log   *slog.Logger
@@ -62,29 +64,16 @@ type call struct {
 	codec        string // negotiated, once media started
 
 	stream     *media.Stream
-	peer       Peer // set during setup; after the answer, read it with currentPeer (a bridged transfer swaps it)
-	peerNow    atomic.Pointer[peerBox]
-	peerSwap   chan struct{}
-	conv       *store.Conversation
-	start      time.Time // INVITE received
-	answeredAt atomic.Pointer[time.Time]
-	endedAt    time.Time // set by the supervisor when the call ends (before done closes)
+	agent      callpath.Peer       // who the call was answered for: the agent or the echo line
+	cp         *callpath.Call      // the call from its 200 on
+	byeIn      atomic.Bool         // the caller hung up (no BYE of ours)
+	rec        callpath.Record     // the conversation's record; nil for the echo line
+	conv       *store.Conversation // as recorded at the INVITE
+	start      time.Time           // INVITE received
 	acked      chan struct{}
 	ackOnce    sync.Once
-	endCh      chan endRequest
-	done       chan struct{}
 	transferMu sync.Mutex // one transfer at a time
 	xfer       *transferState
-}
-
-type endRequest struct {
-	at      time.Time // when the call ended: the BYE, the timer, the far side's end (stamped by end)
-	reason  string
-	failed  bool
-	sendBye bool   // we end the call: send BYE
-	status  string // a final status to record instead of completed/failed (transferred)
-	referTo string
-	referS  int
 }
 
 // dialogID is the dialog id of an in-dialog request (our tag is its To-tag).
@@ -126,12 +115,12 @@ func (s *Server) onInvite(req *gsip.Request, tx gsip.ServerTransaction) {
 	// 100 Trying at once: the trunk stops retransmitting.
 	respond(tx, req, 100, "Trying")
 	if s.draining.Load() || s.closed.Load() {
-		s.reject(tx, req, &Status{Code: 503, Reason: "Service Unavailable", EndReason: "draining", RetryAfter: 30})
+		s.reject(tx, req, &callpath.Refusal{Code: 503, Phrase: "Service Unavailable", Reason: callpath.Draining, RetryAfter: 30})
 		return
 	}
 	tr := s.trunkOf(req)
 	if tr == nil {
-		s.reject(tx, req, &Status{Code: 403, Reason: "Forbidden", EndReason: "unknown_trunk"})
+		s.reject(tx, req, callpath.Refuse(403, "Forbidden", callpath.UnknownTrunk, nil))
 		return
 	}
 	if tr.auth != nil && !tr.auth.check(req, tx, s.obs) {
@@ -139,7 +128,7 @@ func (s *Server) onInvite(req *gsip.Request, tx gsip.ServerTransaction) {
 	}
 	if n := s.setup.Add(1); n > int64(s.opt.MaxCalls) {
 		s.setup.Add(-1)
-		s.reject(tx, req, &Status{Code: 503, Reason: "Service Unavailable", EndReason: "at_capacity", RetryAfter: 5})
+		s.reject(tx, req, callpath.Unavailable(callpath.AtCapacity, nil))
 		return
 	}
 	s.callWG.Add(1)
@@ -153,47 +142,49 @@ func (s *Server) onInvite(req *gsip.Request, tx gsip.ServerTransaction) {
 // operator reading a trace and for the carrier's logs: a Reason header (RFC 3326:
 // cause and our end reason) and a Warning with the words (RFC 3261 §20.43, code
 // 399), besides Retry-After when the refusal is temporary.
-func (s *Server) reject(tx gsip.ServerTransaction, req *gsip.Request, st *Status) {
+func (s *Server) reject(tx gsip.ServerTransaction, req *gsip.Request, st *callpath.Refusal) {
 	s.obs.Rejected(st.Code)
 	var hdrs []gsip.Header
 	if st.RetryAfter > 0 {
 		hdrs = append(hdrs, gsip.NewHeader("Retry-After", fmt.Sprint(st.RetryAfter)))
 	}
-	if st.EndReason != "" {
-		hdrs = append(hdrs, gsip.NewHeader("Reason", fmt.Sprintf("SIP;cause=%d;text=%q", st.Code, st.EndReason)))
-		if text := refusalText(st.EndReason); text != "" {
+	if st.Reason != "" {
+		hdrs = append(hdrs, gsip.NewHeader("Reason", fmt.Sprintf("SIP;cause=%d;text=%q", st.Code, st.Reason)))
+		if text := refusalText(st.Reason); text != "" {
 			hdrs = append(hdrs, gsip.NewHeader("Warning", fmt.Sprintf("399 cxco %q", text)))
 		}
 	}
-	respond(tx, req, st.Code, st.Reason, hdrs...)
+	respond(tx, req, st.Code, st.Phrase, hdrs...)
 }
 
 // refusalText says in words why a call was refused (the Warning header's text).
-func refusalText(endReason string) string {
-	switch endReason {
-	case "unknown_number":
+func refusalText(r callpath.Reason) string {
+	switch r {
+	case callpath.UnknownNumber:
 		return "Unknown number: it is not in the gateway's number pool"
-	case "unassigned_number":
+	case callpath.UnassignedNumber:
 		return "The number is not assigned to a published agent"
-	case "agent_archived":
+	case callpath.AgentArchived:
 		return "The number's agent is archived"
-	case "agent_paused":
+	case callpath.AgentPaused:
 		return "The agent is paused"
-	case "agent_draft":
+	case callpath.AgentDraft:
 		return "The agent is not published"
-	case "company_suspended":
+	case callpath.AgentNotProvisioned:
+		return "The agent is not set up at its voice-AI provider"
+	case callpath.CompanySuspended:
 		return "The company is suspended"
-	case "at_capacity":
+	case callpath.AtCapacity:
 		return "At capacity: too many calls (--max-calls)"
-	case "draining":
+	case callpath.Draining:
 		return "The gateway is draining for a restart"
-	case "store_unavailable":
+	case callpath.StoreUnavailable:
 		return "The data store is unavailable"
-	case EndProviderDown:
+	case callpath.ProviderDown:
 		return "The voice-AI provider is unavailable"
-	case EndMediaUnavailable:
+	case callpath.MediaUnavailable:
 		return "No free RTP ports"
-	case "unknown_trunk":
+	case callpath.UnknownTrunk:
 		return "The source belongs to no trunk"
 	}
 	return ""
@@ -213,8 +204,7 @@ func (s *Server) newCall(req *gsip.Request, tx gsip.ServerTransaction, tr *trunk
 	}
 	c := &call{s: s, trunk: tr, invite: inv, tx: tx, callID: inv.CallID().Value(), ourTag: tag, source: req.Source(),
 		transport: req.Transport(), caller: callerNumber(req, tr.Numbers), dialled: raw, called: tr.Numbers.Normalize(raw), start: time.Now(),
-		acks: map[uint32]chan struct{}{}, acked: make(chan struct{}), endCh: make(chan endRequest, 1), done: make(chan struct{}),
-		peerSwap:   make(chan struct{}, 1),
+		acks: map[uint32]chan struct{}{}, acked: make(chan struct{}),
 		remoteCSeq: inv.CSeq().SeqNo, localCSeq: 1}
 	c.id = dialogID(c.callID, tag, fromTag)
 	if ct := inv.Contact(); ct != nil {
@@ -283,14 +273,14 @@ func (c *call) setupAndAnswer() bool {
 	rt, st := s.resolve(rctx, c.called)
 	rcancel()
 	if st != nil {
-		c.log.Info("call refused", "status", st.Code, "reason", st.EndReason)
+		c.log.Info("call refused", "status", st.Code, "reason", st.Reason)
 		s.reject(c.tx, c.invite, st)
 		return false
 	}
 	// Then the offer: a call we cannot carry is refused before anything is recorded.
 	offer, err := sdpBody(c.invite)
 	if err != nil {
-		s.reject(c.tx, c.invite, Reject(415, "Unsupported Media Type", "bad_sdp", err))
+		s.reject(c.tx, c.invite, callpath.Refuse(415, "Unsupported Media Type", callpath.BadSDP, err))
 		return false
 	}
 	c.local = sdp.NewLocal(c.advertise, 0)
@@ -299,7 +289,7 @@ func (c *call) setupAndAnswer() bool {
 		sess, err := sdp.Parse(offer)
 		if err != nil {
 			c.log.Info("call refused: malformed SDP", "err", err)
-			s.reject(c.tx, c.invite, Reject(400, "Bad Request (Malformed SDP)", "bad_sdp", err))
+			s.reject(c.tx, c.invite, callpath.Refuse(400, "Bad Request (Malformed SDP)", callpath.BadSDP, err))
 			return false
 		}
 		policy := c.local.CurrentPolicy()
@@ -326,7 +316,7 @@ func (c *call) setupAndAnswer() bool {
 		c.log = c.log.With("company_id", rt.company.ID, "agent_id", rt.agent.ID)
 		if err := c.recordStart(ctx); err != nil {
 			c.log.Warn("call refused: cannot record the conversation", "err", err)
-			s.reject(c.tx, c.invite, &Status{Code: 503, Reason: "Service Unavailable", EndReason: "store_unavailable", RetryAfter: 5})
+			s.reject(c.tx, c.invite, callpath.Unavailable(callpath.StoreUnavailable, nil))
 			return false
 		}
 	}
@@ -339,33 +329,33 @@ func (c *call) setupAndAnswer() bool {
 		Sources: s.rtpSources(c.trunk, src.Addr().Unmap())})
 	if err != nil {
 		c.log.Warn("call refused: no RTP ports", "err", err)
-		c.failSetup(&Status{Code: 503, Reason: "Service Unavailable", EndReason: EndMediaUnavailable, RetryAfter: 5, Err: err})
+		c.failSetup(callpath.Unavailable(callpath.MediaUnavailable, err))
 		return false
 	}
 	c.stream = stream
 	c.local.Port = stream.LocalPort()
-	peer, err := c.connectPeer(ctx)
+	agent, err := c.connectPeer(ctx)
 	if err != nil {
 		stream.Close()
 		if context.Cause(ctx) == cancelled {
 			c.log.Info("call cancelled by the caller before answer")
-			c.recordEnd(endRequest{reason: EndCancelled, status: store.ConvCancelled}, media.Stats{})
+			c.recordEnd(callpath.End{Reason: callpath.Cancelled, Outcome: callpath.OutcomeCancelled}, media.Stats{})
 			return false
 		}
-		var st *Status
+		var st *callpath.Refusal
 		if !errors.As(err, &st) {
-			st = &Status{Code: 503, Reason: "Service Unavailable", EndReason: EndProviderDown, RetryAfter: 5, Err: err}
+			st = callpath.Unavailable(callpath.ProviderDown, err)
 		}
-		c.log.Warn("call refused: far side not ready", "status", st.Code, "reason", st.EndReason, "err", err)
+		c.log.Warn("call refused: far side not ready", "status", st.Code, "reason", st.Reason, "err", err)
 		c.failSetup(st)
 		return false
 	}
-	c.peer = peer
+	c.agent = agent
 	if context.Cause(ctx) == cancelled {
-		peer.Close(EndCancelled)
+		agent.Close(callpath.Cancelled)
 		stream.Close()
 		c.log.Info("call cancelled by the caller before answer")
-		c.recordEnd(endRequest{reason: EndCancelled, status: store.ConvCancelled}, media.Stats{})
+		c.recordEnd(callpath.End{Reason: callpath.Cancelled, Outcome: callpath.OutcomeCancelled}, media.Stats{})
 		return false
 	}
 	return c.answer(ctx, offer, cancelled)
@@ -381,22 +371,23 @@ func srtpName(n sdp.Negotiated) string {
 }
 
 // connectPeer opens the far side: the echo line here, the provider through the connector.
-func (c *call) connectPeer(ctx context.Context) (Peer, error) {
+func (c *call) connectPeer(ctx context.Context) (callpath.Peer, error) {
 	if c.route.echo {
 		return newEchoPeer(), nil
 	}
 	if c.s.opt.Connector == nil {
 		return nil, errors.New("no connector for agent calls")
 	}
-	info := &CallInfo{ConversationID: c.conv.ID, Company: c.route.company, Agent: c.route.agent,
-		Caller: c.caller, Called: c.called, SIPCallID: c.callID, Log: c.log}
+	info := &callpath.Info{ConversationID: c.conv.ID, Company: c.route.company, Agent: c.route.agent,
+		Config: store.ParseAgentConfig(c.route.agent.Config), Caller: c.caller, Called: c.called, SIPCallID: c.callID,
+		Record: c.rec, Log: c.log}
 	return c.s.opt.Connector.Connect(ctx, info)
 }
 
 // failSetup refuses the INVITE and records the conversation as failed.
-func (c *call) failSetup(st *Status) {
+func (c *call) failSetup(st *callpath.Refusal) {
 	c.s.reject(c.tx, c.invite, st)
-	c.recordEnd(endRequest{reason: st.EndReason, failed: true}, media.Stats{})
+	c.recordEnd(callpath.Fail(st.Reason), media.Stats{})
 }
 
 // provisional sends a 1xx with our To-tag and Contact (it opens the early dialog).
@@ -438,18 +429,24 @@ func (c *call) localPort() int {
 
 // answer sends the 200 OK with our SDP and hands the call to its supervisor.
 func (c *call) answer(ctx context.Context, offer []byte, cancelled error) bool {
+	maxDur := time.Hour
+	if c.route.agent != nil {
+		maxDur = time.Duration(store.ParseAgentConfig(c.route.agent.Config).MaxCallDuration) * time.Second
+	}
+	c.cp = callpath.New(callpath.Options{Leg: c, Peer: c.agent, Log: c.log, MaxDuration: maxDur, Shutdown: c.s.killAll,
+		Transfer: c.Transfer, PeerFirst: func(r callpath.Reason) bool { return r == callpath.NoACK }})
 	var body []byte
 	if offer != nil {
 		var err error
 		body, c.neg, err = c.local.Answer(offer)
 		if err != nil { // negotiated above already
-			c.peer.Close(EndInternal)
+			c.agent.Close(callpath.Internal)
 			c.stream.Close()
-			c.failSetup(Reject(488, "Not Acceptable Here", "bad_sdp", err))
+			c.failSetup(callpath.Refuse(488, "Not Acceptable Here", callpath.BadSDP, err))
 			return false
 		}
 		c.local.Fix(c.neg)
-		if e, ok := c.peer.(*echoPeer); ok {
+		if e, ok := c.agent.(*echoPeer); ok {
 			e.setFormat(c.neg.Codec)
 		}
 	} else {
@@ -469,7 +466,7 @@ func (c *call) answer(ctx context.Context, offer []byte, cancelled error) bool {
 	c.s.mu.Unlock()
 
 	now := time.Now()
-	c.answeredAt.Store(&now)
+	c.cp.Answered(now)
 	if !c.lateOffer {
 		c.startMediaAndPeer()
 	}
@@ -477,14 +474,14 @@ func (c *call) answer(ctx context.Context, offer []byte, cancelled error) bool {
 		c.s.mu.Lock()
 		delete(c.s.calls, c.id)
 		c.s.mu.Unlock()
-		c.peer.Close(EndCancelled)
+		c.agent.Close(callpath.Cancelled)
 		c.stream.Close()
 		if errors.Is(err, gsip.ErrTransactionCanceled) || context.Cause(ctx) == cancelled {
 			c.log.Info("call cancelled by the caller as it was answered")
-			c.recordEnd(endRequest{reason: EndCancelled, status: store.ConvCancelled}, media.Stats{})
+			c.recordEnd(callpath.End{Reason: callpath.Cancelled, Outcome: callpath.OutcomeCancelled}, media.Stats{})
 		} else {
 			c.log.Warn("could not send the 200 OK", "err", err)
-			c.recordEnd(endRequest{reason: EndInternal, failed: true}, media.Stats{})
+			c.recordEnd(callpath.Fail(callpath.Internal), media.Stats{})
 		}
 		return false
 	}
@@ -494,7 +491,7 @@ func (c *call) answer(ctx context.Context, offer []byte, cancelled error) bool {
 	go c.run()
 	// RFC 3261 §13.3.1.4: retransmit the 2xx until the ACK (T1, doubling to T2), for 64*T1.
 	if !c.retransmit2xx(c.tx, res, ack) {
-		c.end(endRequest{reason: EndNoACK, failed: true, sendBye: true})
+		c.cp.End(callpath.Fail(callpath.NoACK))
 	}
 	return true
 }
@@ -511,7 +508,7 @@ func (c *call) retransmit2xx(tx gsip.ServerTransaction, res *gsip.Response, ack 
 		select {
 		case <-ack:
 			return true
-		case <-c.done:
+		case <-c.cp.Done():
 			return true
 		case <-deadline.C:
 			c.log.Warn("no ACK for our 2xx", "cseq", res.CSeq().SeqNo)
@@ -527,76 +524,43 @@ func (c *call) retransmit2xx(tx gsip.ServerTransaction, res *gsip.Response, ack 
 }
 
 // startMediaAndPeer starts RTP with the negotiated parameters and then the peer
-// (which may play audio at once). Caller audio can reach the peer's OnAudio just
-// before its Start.
+// (which may play audio at once).
 func (c *call) startMediaAndPeer() {
-	c.peerNow.Store(&peerBox{c.peer})
 	c.mu.Lock()
 	c.codec = c.neg.Codec.Name
 	c.mu.Unlock()
 	c.warnMediaSource(c.neg.Remote)
-	if err := c.stream.Start(c.neg, media.Consumer{Format: c.peer.Format(), Sink: c.onAudio, OnDigit: c.onDigit}); err != nil {
-		c.log.Error("media start failed", "err", err)
-		c.end(endRequest{reason: EndInternal, failed: true, sendBye: true})
-		return
-	}
 	if c.neg.Hold {
 		c.setHold(true)
 	}
-	if err := c.peer.Start(c); err != nil {
-		c.log.Warn("far side failed to start", "err", err)
-		c.end(endRequest{reason: EndProviderError, failed: true, sendBye: true})
+	if err := c.cp.Start(c.neg); err != nil {
+		c.log.Warn("media or far side failed to start", "err", err)
+		c.cp.End(callpath.Fail(callpath.Internal))
 	}
 }
 
-type peerBox struct{ Peer }
+// AnsweredAt is when our 200 went out.
+func (c *call) AnsweredAt() time.Time { return c.cp.AnsweredAt() }
 
-// currentPeer is who the caller talks to now: the agent, or the human a bridged
-// transfer connected.
-func (c *call) currentPeer() Peer {
-	if b := c.peerNow.Load(); b != nil {
-		return b.Peer
+// Stream implements callpath.Leg.
+func (c *call) Stream() *media.Stream { return c.stream }
+
+// Check implements callpath.Leg: RTP inactivity and RFC 4028 session timers.
+func (c *call) Check(now time.Time) (callpath.End, bool) {
+	if c.rtpTimedOut(now) {
+		return callpath.End{Reason: callpath.RTPTimeout}, true
 	}
-	return c.peer
+	if end, refresh := c.sessionTimerDue(now); end {
+		return callpath.End{Reason: callpath.SessionExpired}, true
+	} else if refresh {
+		c.cp.Go(c.refreshSession)
+	}
+	return callpath.End{}, false
 }
 
-// swapPeer connects the caller to another far side and tells the supervisor.
-func (c *call) swapPeer(p Peer) {
-	c.peerNow.Store(&peerBox{p})
-	c.s.kickLive()
-	select {
-	case c.peerSwap <- struct{}{}:
-	default:
-	}
-}
-
-func (c *call) onAudio(f media.Frame) { c.currentPeer().OnAudio(f) }
-func (c *call) onDigit(d media.Digit) { c.currentPeer().OnDigit(d) }
-
-// AnsweredAt implements Call.
-func (c *call) AnsweredAt() time.Time {
-	if t := c.answeredAt.Load(); t != nil {
-		return *t
-	}
-	return time.Time{}
-}
-
-// Play, Flush and Drained implement Call over the media stream.
-func (c *call) Play(audio []byte) error  { return c.stream.Play(audio) }
-func (c *call) Flush() int               { return c.stream.Flush() }
-func (c *call) Drained() <-chan struct{} { return c.stream.Drained() }
-
-// Hangup implements Call: the far side ends the call.
-func (c *call) Hangup(reason string) { c.end(endRequest{reason: reason, sendBye: true}) }
-
-// end asks the supervisor to end the call; the first request wins. The end time is
-// taken now, before anyone waits on anything: it is what the call is billed to.
-func (c *call) end(e endRequest) {
-	if e.at.IsZero() {
-		e.at = time.Now()
-	}
-	select {
-	case c.endCh <- e:
-	default:
+// Hangup implements callpath.Leg: our BYE, unless the caller hung up.
+func (c *call) Hangup(ctx context.Context, _ callpath.End) {
+	if !c.byeIn.Load() {
+		c.sendBye(ctx)
 	}
 }

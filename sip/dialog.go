@@ -10,9 +10,9 @@ import (
 
 	gsip "github.com/emiago/sipgo/sip"
 
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/sdp"
-	"github.com/cxco/gateway/store"
 )
 
 // onAck takes the ACK of a 2xx (our 200 to the INVITE or to a re-INVITE). ACKs of
@@ -46,27 +46,18 @@ func (c *call) onFirstAck(req *gsip.Request) {
 		n, err := c.local.ParseAnswer(body)
 		if err != nil {
 			c.log.Warn("the ACK carries no usable SDP answer", "err", err)
-			c.end(endRequest{reason: "bad_sdp", failed: true, sendBye: true})
+			c.cp.End(callpath.Fail(callpath.BadSDP))
 			return
 		}
 		c.neg = n
 		c.local.Fix(n)
-		if e, ok := c.peer.(*echoPeer); ok {
+		if e, ok := c.agent.(*echoPeer); ok {
 			e.setFormat(n.Codec)
 		}
 		c.startMediaAndPeer()
 	}
-	if c.conv != nil {
-		at := c.AnsweredAt()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := c.s.opt.Store.UpdateConversation(ctx, c.conv.CompanyID, c.conv.ID, func(cv *store.Conversation) error {
-			if cv.AnsweredAt == nil {
-				t := at.UTC().Truncate(time.Second)
-				cv.AnsweredAt = &t
-			}
-			return nil
-		}); err != nil {
+	if c.rec != nil {
+		if err := c.rec.Answered(c.cp.Context(), c.AnsweredAt()); err != nil {
 			c.log.Warn("could not record the answer time", "err", err)
 		}
 	}
@@ -123,7 +114,8 @@ func (s *Server) onBye(req *gsip.Request, tx gsip.ServerTransaction) {
 		return
 	}
 	respond(tx, req, 200, "OK")
-	c.end(endRequest{reason: EndCallerHangup})
+	c.byeIn.Store(true)
+	c.cp.End(callpath.End{Reason: callpath.CallerHangup})
 }
 
 // dialogCall finds the call an in-dialog request belongs to and accepts its
@@ -241,7 +233,7 @@ func (s *Server) onInfo(req *gsip.Request, tx gsip.ServerTransaction) {
 		return
 	}
 	if d, ok := infoDigit(req); ok {
-		c.onDigit(media.Digit{Digit: d, Arrival: time.Now()})
+		c.cp.OnDigit(media.Digit{Digit: d, Arrival: time.Now()})
 	}
 	respond(tx, req, 200, "OK")
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxco/gateway/callpath/callstore"
 	"github.com/cxco/gateway/store"
 )
 
@@ -140,7 +141,7 @@ func authServer(t *testing.T) (*Server, *authCounts, *authClock) {
 	obs := &authCounts{}
 	clk := &authClock{}
 	clk.ns.Store(time.Now().UnixNano())
-	s, err := New(Options{Addr: "127.0.0.1:0", Store: st, Observer: obs,
+	s, err := New(Options{Addr: "127.0.0.1:0", Calls: callstore.New(st, nil), Trunks: st, Observer: obs,
 		DefaultTrunk: store.Trunk{Name: "default", Allow: []string{"127.0.0.1/32"}, InboundAuth: true, Username: "trunk"}, DefaultTrunkPassword: "right-pass"})
 	if err != nil {
 		t.Fatal(err)

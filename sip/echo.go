@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/sdp"
 )
@@ -23,7 +24,7 @@ type echoPeer struct {
 	format atomic.Int32 // media.Format
 }
 
-type callRef struct{ Call }
+type callRef struct{ callpath.Line }
 
 func newEchoPeer() *echoPeer {
 	e := &echoPeer{done: make(chan struct{})}
@@ -42,7 +43,7 @@ func (e *echoPeer) setFormat(c sdp.Codec) {
 
 func (e *echoPeer) Format() media.Format { return media.Format(e.format.Load()) }
 
-func (e *echoPeer) Start(c Call) error {
+func (e *echoPeer) Start(c callpath.Line) error {
 	e.call.Store(&callRef{c})
 	return nil
 }
@@ -58,6 +59,6 @@ func (e *echoPeer) OnDigit(media.Digit) {}
 // Done is never closed by the echo line itself: the caller ends the call.
 func (e *echoPeer) Done() <-chan struct{} { return e.done }
 
-func (e *echoPeer) End() PeerEnd { return PeerEnd{Reason: EndCallerHangup} }
+func (e *echoPeer) End() callpath.End { return callpath.End{Reason: callpath.CallerHangup} }
 
-func (e *echoPeer) Close(string) { e.once.Do(func() { e.call.Store(nil) }) }
+func (e *echoPeer) Close(callpath.Reason) { e.once.Do(func() { e.call.Store(nil) }) }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/store"
 )
@@ -34,7 +35,7 @@ func (s *Server) runLive(stop <-chan struct{}, wg *sync.WaitGroup) {
 	defer cancel()
 	var events <-chan store.LiveEvent
 	subscribe := func() {
-		ch, err := s.opt.Store.SubscribeLive(ctx)
+		ch, err := s.opt.Live.SubscribeLive(ctx)
 		if err != nil {
 			s.liveWarn("cannot subscribe to hang-up requests", err)
 			return
@@ -112,10 +113,10 @@ func (s *Server) syncLive(lv *liveState, final bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if err := s.opt.Store.EndLiveCalls(ctx, gone); err != nil {
+	if err := s.opt.Live.EndLiveCalls(ctx, gone); err != nil {
 		s.liveWarn("cannot record the end of live calls", err)
 	}
-	if err := s.opt.Store.PutLiveCalls(ctx, up); err != nil {
+	if err := s.opt.Live.PutLiveCalls(ctx, up); err != nil {
 		s.liveWarn("cannot record live calls", err)
 	}
 }
@@ -145,7 +146,7 @@ func (s *Server) hangupConversation(id int64) bool {
 	if target == nil {
 		return false
 	}
-	target.end(endRequest{reason: EndAPIHangup, sendBye: true})
+	target.cp.End(callpath.End{Reason: callpath.APIHangup})
 	return true
 }
 
@@ -158,7 +159,7 @@ func (c *call) liveView(node string, now time.Time, st, prev media.Stats) store.
 	lc := store.LiveCall{ConversationID: c.conv.ID, CompanyID: c.route.company.ID, CompanyName: c.route.company.Name,
 		AgentID: c.route.agent.ID, AgentName: c.route.agent.Name, Node: node, Caller: c.caller, Called: c.called,
 		StartedAt: c.start.UTC(), Codec: codec, Transport: c.transport, Provider: c.conv.Source, UpdatedAt: now.UTC()}
-	switch _, human := c.currentPeer().(*outLeg); {
+	switch human := c.cp.Bridged(); {
 	case !c.isAcked():
 		lc.State = store.LiveRinging
 	case human:
@@ -208,3 +209,5 @@ func liveQuality(st, prev media.Stats) *store.LiveQuality {
 }
 
 func round1(v float64) float64 { return math.Round(v*10) / 10 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -7,6 +7,7 @@ import (
 
 	gsip "github.com/emiago/sipgo/sip"
 
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/store"
 )
 
@@ -59,57 +60,23 @@ func callerNumber(req *gsip.Request, rule store.NumberRule) string {
 }
 
 // resolve finds the route of a dialled number, or the SIP status that refuses it.
-func (s *Server) resolve(ctx context.Context, number string) (*route, *Status) {
+func (s *Server) resolve(ctx context.Context, number string) (*route, *callpath.Refusal) {
 	if number == "" {
-		return nil, Reject(404, "Not Found", "unknown_number", nil)
+		return nil, callpath.Refuse(404, "Not Found", callpath.UnknownNumber, nil)
 	}
 	if s.opt.EchoNumber != "" && number == s.opt.EchoNumber {
 		return &route{echo: true, number: number}, nil
 	}
-	if s.opt.Store == nil {
-		return nil, Reject(404, "Not Found", "unknown_number", nil)
+	if s.opt.Calls == nil {
+		return nil, callpath.Refuse(404, "Not Found", callpath.UnknownNumber, nil)
 	}
-	unavailable := func(err error) *Status {
-		st := Reject(503, "Service Unavailable", "store_unavailable", err)
-		st.RetryAfter = 5
-		return st
-	}
-	pn, err := s.opt.Store.GetNumberByE164(ctx, number)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, Reject(404, "Not Found", "unknown_number", nil)
-	}
+	rt, err := s.opt.Calls.Route(ctx, number)
 	if err != nil {
-		return nil, unavailable(err)
-	}
-	if pn.Status == store.NumberEcho {
-		return &route{echo: true, number: number}, nil
-	}
-	if pn.Status != store.NumberAssigned || pn.CompanyID == nil || pn.AgentID == nil {
-		return nil, Reject(404, "Not Found", "unassigned_number", nil)
-	}
-	co, err := s.opt.Store.GetCompany(ctx, *pn.CompanyID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, Reject(404, "Not Found", "unassigned_number", nil)
+		var r *callpath.Refusal
+		if errors.As(err, &r) {
+			return nil, r
 		}
-		return nil, unavailable(err)
+		return nil, callpath.Unavailable(callpath.StoreUnavailable, err)
 	}
-	if co.Status == store.CompanySuspended {
-		return nil, Reject(403, "Forbidden", "company_suspended", nil)
-	}
-	a, err := s.opt.Store.GetAgent(ctx, co.ID, *pn.AgentID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, Reject(404, "Not Found", "unassigned_number", nil)
-		}
-		return nil, unavailable(err)
-	}
-	switch a.Status {
-	case store.AgentActive:
-		return &route{number: number, company: co, agent: a}, nil
-	case store.AgentPaused, store.AgentDraft:
-		return nil, Reject(480, "Temporarily Unavailable", "agent_"+a.Status, nil)
-	default:
-		return nil, Reject(404, "Not Found", "agent_archived", nil)
-	}
+	return &route{echo: rt.Echo, number: number, company: rt.Company, agent: rt.Agent}, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/emiago/sipgo"
 	gsip "github.com/emiago/sipgo/sip"
 
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/media/jitter"
@@ -98,8 +99,13 @@ type Options struct {
 	// TransferTimeout bounds a REFER transfer from REFER to its final NOTIFY (default 30 s).
 	TransferTimeout time.Duration
 
-	Store     *store.Store
-	Connector Connector // the far side of agent calls
+	// Calls routes dialled numbers and records calls (nil: only the echo line).
+	Calls Calls
+	// Live is where live calls are published (nil: none are).
+	Live LiveStore
+	// Traces keeps SIP ladders (nil: none are kept).
+	Traces    TraceStore
+	Connector callpath.Connector // the far side of agent calls
 	Ports     *media.PortPool
 	Wheel     *clock.Wheel
 	// JitterMin/JitterMax and Concealment configure every call's jitter buffer.
@@ -323,7 +329,7 @@ func (s *Server) Listen() error {
 	hub.add(s)
 	s.tracing = true
 	go s.trace.run()
-	if s.opt.Node != "" && s.opt.Store != nil {
+	if s.opt.Node != "" && s.opt.Live != nil {
 		s.bgWG.Add(1)
 		go s.runLive(s.stopBg, &s.bgWG)
 	}

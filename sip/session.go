@@ -8,6 +8,8 @@ import (
 	"time"
 
 	gsip "github.com/emiago/sipgo/sip"
+
+	"github.com/cxco/gateway/callpath"
 )
 
 // RFC 4028 session timers, when the trunk asks for them: we accept its interval
@@ -142,7 +144,7 @@ func (c *call) refreshSession() {
 	req := c.newRequest(gsip.UPDATE)
 	req.AppendHeader(gsip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uas", int(se/time.Second))))
 	req.AppendHeader(gsip.NewHeader("Supported", "timer"))
-	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
+	ctx, cancel := context.WithTimeout(c.cp.Context(), 32*time.Second)
 	defer cancel()
 	res, err := c.s.cli.Do(ctx, req)
 	if err != nil || res.StatusCode >= 300 {
@@ -152,7 +154,7 @@ func (c *call) refreshSession() {
 		}
 		c.log.Warn("session refresh failed", "status", status, "err", err)
 		if status == 481 || status == 408 {
-			c.end(endRequest{reason: EndSessionExpired, sendBye: true})
+			c.cp.End(callpath.End{Reason: callpath.SessionExpired})
 		}
 	}
 }

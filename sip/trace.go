@@ -453,12 +453,12 @@ func (t *callTraces) flush(now time.Time, final bool) {
 		}
 	}
 	t.mu.Unlock()
-	if len(batches) == 0 || t.keep <= 0 || t.s.opt.Store == nil {
+	if len(batches) == 0 || t.keep <= 0 || t.s.opt.Traces == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := t.s.opt.Store.AppendSIPTraces(ctx, batches, maxTraceMessages, t.keep); err != nil && now.Sub(t.warned) > time.Minute {
+	if err := t.s.opt.Traces.AppendSIPTraces(ctx, batches, maxTraceMessages, t.keep); err != nil && now.Sub(t.warned) > time.Minute {
 		t.warned = now
 		t.s.log.Warn("could not store SIP traces (they are dropped)", "calls", len(batches), "err", err)
 	}

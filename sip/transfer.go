@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo"
 	gsip "github.com/emiago/sipgo/sip"
 
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/media/sdp"
 	"github.com/cxco/gateway/store"
@@ -126,15 +127,15 @@ func (c *call) refer(ctx context.Context, target string, start time.Time) error 
 				continue
 			case code < 300:
 				c.log.Info("transfer connected", "target", target, "sipfrag", code)
-				c.end(endRequest{reason: EndTransferred, status: store.ConvTransferred, sendBye: true,
-					referTo: target, referS: int(time.Since(start).Seconds() + 0.5)})
+				c.cp.End(callpath.End{Reason: callpath.Transferred, Outcome: callpath.OutcomeTransferred,
+					ReferTo: target, ReferSeconds: int(time.Since(start).Seconds() + 0.5)})
 				return nil
 			default:
 				return fmt.Errorf("%w: %d", ErrTransferFailed, code)
 			}
 		case <-deadline.C:
 			return fmt.Errorf("%w (%s)", ErrTransferTimeout, c.s.opt.TransferTimeout)
-		case <-c.done:
+		case <-c.cp.Done():
 			return fmt.Errorf("%w: the call ended", ErrTransferFailed)
 		case <-ctx.Done():
 			return ctx.Err()
@@ -178,8 +179,8 @@ func (c *call) onReferNotify(req *gsip.Request) (deliver func(), ok bool) {
 	}, true
 }
 
-// outLeg is the outbound call of a bridged transfer; it is the caller's Peer once
-// the destination answers (the agent has left).
+// outLeg is the outbound call of a bridged transfer: once the destination
+// answers, the call's far leg (callpath.Call.Bridge), and the agent leaves.
 type outLeg struct {
 	c      *call
 	sess   *sipgo.DialogClientSession
@@ -189,8 +190,6 @@ type outLeg struct {
 	target string
 	format media.Format
 
-	done    chan struct{}
-	once    sync.Once
 	farBye  atomic.Bool
 	closeMu sync.Once
 }
@@ -210,7 +209,7 @@ func (s *Server) lookupLeg(req *gsip.Request) *outLeg {
 func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Time) error {
 	s := c.s
 	ctx = withTrunk(ctx, c.trunk) // a TLS trunk gets its client certificate
-	format := c.peer.Format()
+	format := c.agent.Format()
 	// The destination answers through the trunk: its media comes from the trunk's
 	// networks, from the address its SDP answer names.
 	stream, err := media.NewStream(s.opt.Ports, s.mediaIP, media.Options{Logger: c.log.With("leg", "transfer"), Wheel: s.opt.Wheel,
@@ -219,7 +218,7 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrTransferFailed, err)
 	}
-	leg := &outLeg{c: c, stream: stream, start: start, target: target, format: format, done: make(chan struct{})}
+	leg := &outLeg{c: c, stream: stream, start: start, target: target, format: format}
 	ok := false
 	defer func() {
 		if !ok {
@@ -317,18 +316,19 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 	ok = true
 	c.stream.Discard() // what is left of the ringback
 	c.log.Info("bridged transfer connected", "target", target)
-	c.swapPeer(leg) // the caller now talks to the destination; the agent leaves
+	c.cp.Bridge(leg, target, start) // the caller now talks to the destination; the agent leaves
+	c.s.kickLive()
 	return nil
 }
 
 // ringback plays ringing to the caller until ctx ends.
 func (c *call) ringback(ctx context.Context) {
 	select {
-	case <-c.Drained(): // the agent's last words first
+	case <-c.stream.Drained(): // the agent's last words first
 	case <-ctx.Done():
 		return
 	}
-	tone := media.Ringback(c.peer.Format())
+	tone := media.Ringback(c.agent.Format())
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
@@ -337,43 +337,45 @@ func (c *call) ringback(ctx context.Context) {
 		case <-ctx.Done():
 			c.stream.Discard() // not barge-in: the ringing just stops
 			return
-		case <-c.done:
+		case <-c.cp.Done():
 			return
 		case <-t.C:
 		}
 	}
 }
 
-// Peer of the destination, for the caller's side.
-func (l *outLeg) Format() media.Format  { return l.format }
-func (l *outLeg) Start(Call) error      { return nil }
-func (l *outLeg) OnAudio(f media.Frame) { _ = l.stream.Play(f.Audio) }
-func (l *outLeg) OnDigit(media.Digit)   {}
-func (l *outLeg) Done() <-chan struct{} { return l.done }
-func (l *outLeg) End() PeerEnd {
-	return PeerEnd{Reason: EndTransferHangup, Status: store.ConvTransferred, ReferTo: l.target,
-		ReferSeconds: int(time.Since(l.start).Seconds() + 0.5)}
+// Stream implements callpath.Leg.
+func (l *outLeg) Stream() *media.Stream { return l.stream }
+
+// Check implements callpath.Leg: the destination's RTP stopping ends the call.
+func (l *outLeg) Check(now time.Time) (callpath.End, bool) {
+	last := l.stream.LastReceived()
+	if last.Before(l.start) {
+		last = l.start
+	}
+	if now.Sub(last) > l.c.s.opt.RTPTimeout {
+		return callpath.End{Reason: callpath.RTPTimeout}, true
+	}
+	return callpath.End{}, false
 }
 
 // onBye: the destination hung up; the caller's side ends too.
 func (l *outLeg) onBye(req *gsip.Request, tx gsip.ServerTransaction) {
 	l.farBye.Store(true)
 	_ = l.sess.ReadBye(req, tx)
-	l.once.Do(func() { close(l.done) })
+	l.c.cp.End(callpath.End{Reason: callpath.TransferHangup})
 }
 
-// Close ends the destination's leg (BYE unless it hung up) and its media.
-func (l *outLeg) Close(string) {
+// Hangup implements callpath.Leg: it ends the destination's leg (BYE unless it
+// hung up) and its media.
+func (l *outLeg) Hangup(ctx context.Context, _ callpath.End) {
 	l.closeMu.Do(func() {
 		if !l.farBye.Load() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = l.sess.Bye(ctx)
-			cancel()
 		}
 		l.stream.Close()
 		l.c.s.mu.Lock()
 		delete(l.c.s.legs, l.id)
 		l.c.s.mu.Unlock()
-		l.once.Do(func() { close(l.done) })
 	})
 }

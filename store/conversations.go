@@ -59,9 +59,19 @@ type AudioQuality struct {
 	Poor   bool   `json:"poor"` // R below 70: many users dissatisfied (low or poor)
 }
 
+// Role says who spoke a transcript entry.
+type Role string
+
+// Transcript roles.
+const (
+	RoleAgent  Role = "agent"  // the voice-AI agent
+	RoleUser   Role = "user"   // the caller (what they said, or a keypad entry as a turn)
+	RoleSystem Role = "system" // the gateway: transfers, background keypad entries
+)
+
 // TranscriptEntry is one utterance; Timestamp is seconds since the call was answered.
 type TranscriptEntry struct {
-	Role      string  `json:"role"`
+	Role      Role    `json:"role"`
 	Message   string  `json:"message"`
 	Timestamp float64 `json:"timestamp"`
 }

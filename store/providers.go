@@ -19,6 +19,14 @@ type Provider struct {
 	Config map[string]any `json:"config,omitempty"`
 }
 
+// Slugs of the voice-AI providers.
+const (
+	ProviderElevenLabs = "elevenlabs"
+)
+
+// ProviderOf is the slug of the voice-AI provider an agent's calls go to.
+func ProviderOf(a *Agent) string { return ProviderElevenLabs }
+
 // Providers is the fixed list of providers the gateway works with.
 var Providers = []Provider{
 	{ID: 1, Slug: "elevenlabs", Name: "ElevenLabs", Type: "voice_provider", Status: "active",

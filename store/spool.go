@@ -25,9 +25,12 @@ type Write struct {
 	Entry      *TranscriptEntry `json:"entry,omitempty"`
 	Final      *Final           `json:"final,omitempty"`
 	ExternalID string           `json:"external_id,omitempty"`
-	Summary    *string          `json:"summary,omitempty"`
-	Successful *bool            `json:"successful,omitempty"`
-	Metadata   map[string]any   `json:"metadata,omitempty"`
+	// Source is the provider's slug with an external id (elevenlabs when empty:
+	// spool files written before providers were named).
+	Source     string         `json:"source,omitempty"`
+	Summary    *string        `json:"summary,omitempty"`
+	Successful *bool          `json:"successful,omitempty"`
+	Metadata   map[string]any `json:"metadata,omitempty"`
 }
 
 // Write kinds.
@@ -39,8 +42,12 @@ const (
 	WriteAppend = "append"
 	// WriteSetEntry replaces the entry at Index (what the agent said once interrupted).
 	WriteSetEntry = "set_entry"
-	// WriteExternalID records the provider's conversation id.
+	// WriteExternalID records the provider that serves the call (Source) and its
+	// conversation id.
 	WriteExternalID = "external_id"
+	// WriteMetadata sets Metadata's leaves in metadata_ (nested maps merged, other
+	// values replaced, so a replay changes nothing): a provider's usage counters.
+	WriteMetadata = "metadata"
 	// WriteAnalysis stores the post-call analysis (SetAnalysis).
 	WriteAnalysis = "analysis"
 )
@@ -76,8 +83,22 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 		return s.SetTranscriptEntry(ctx, w.CompanyID, w.Conversation, w.Index, *w.Entry)
 	case WriteExternalID:
 		_, err := s.UpdateConversation(ctx, w.CompanyID, w.Conversation, func(c *Conversation) error {
-			c.ExternalConversationID = &w.ExternalID
-			c.Source = "elevenlabs"
+			if w.ExternalID != "" {
+				c.ExternalConversationID = &w.ExternalID
+			}
+			c.Source = w.Source
+			if c.Source == "" {
+				c.Source = "elevenlabs"
+			}
+			return nil
+		})
+		return err
+	case WriteMetadata:
+		_, err := s.UpdateConversation(ctx, w.CompanyID, w.Conversation, func(c *Conversation) error {
+			if c.Metadata == nil {
+				c.Metadata = map[string]any{}
+			}
+			setLeaves(c.Metadata, w.Metadata)
 			return nil
 		})
 		return err
@@ -86,6 +107,22 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 		return err
 	default:
 		return fmt.Errorf("store: unknown write %q", w.Op)
+	}
+}
+
+// setLeaves sets src's leaves in dst: nested maps are merged, other values replace.
+func setLeaves(dst, src map[string]any) {
+	for k, v := range src {
+		if m, ok := v.(map[string]any); ok {
+			d, _ := dst[k].(map[string]any)
+			if d == nil {
+				d = map[string]any{}
+				dst[k] = d
+			}
+			setLeaves(d, m)
+			continue
+		}
+		dst[k] = v
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cxco/gateway/bridge"
 )
 
 // Client speaks the provider's REST API (the ElevenLabs Agents API).
@@ -55,7 +57,7 @@ type Transfer struct {
 // TransferTool is the name of the client tool the gateway declares for transfers.
 // Not the provider's built-in transfer_to_number: built-in (system) tools run
 // inside the provider and never reach a websocket client.
-const TransferTool = "transfer_call"
+const TransferTool = bridge.ToolTransfer
 
 // ClientEvents are the server events the gateway asks for (the provider's default
 // leaves out tool calls, tool responses and corrections).

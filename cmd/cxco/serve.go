@@ -22,6 +22,7 @@ import (
 	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/bridge/elevenlabs"
 	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
+	"github.com/cxco/gateway/callpath/callstore"
 	"github.com/cxco/gateway/control"
 	"github.com/cxco/gateway/control/dashboard"
 	"github.com/cxco/gateway/control/webhooks"
@@ -160,8 +161,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		log.Warn("no --provider-api-key: only companies with their own elevenlabs credentials can publish agents")
 	}
 	prov := &elevenlabs.Provisioner{Client: elevenlabs.NewClient(providerURL), Store: st, PlatformKey: cfg.ProviderAPIKey, Log: log}
-	connector := &bridge.Connector{Provisioner: prov, Store: st, Timeout: cfg.ProviderTimeout,
-		Log: log.With("component", "bridge"), Observer: obs}
+	eleven := &elevenlabs.Provider{Provisioner: prov, Log: log.With("component", "elevenlabs")}
+	connector := &bridge.Connector{Providers: map[string]bridge.Provider{eleven.Slug(): eleven},
+		Timeout: cfg.ProviderTimeout, Log: log.With("component", "bridge"), Observer: obs}
 	obs.providerStats = connector.Stats
 	defer connector.Close()
 
@@ -172,6 +174,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 
 	obs.webhookStats = hooks.Stats
+	// Calls are routed and recorded through the call path's view of the store.
+	calls := callstore.New(st, log.With("component", "calls"))
 	// The media engine and the SIP user agent.
 	wheel := clock.New(clock.Options{})
 	wheel.Start()
@@ -184,7 +188,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		Addr: cfg.SIPAddr, PublicIP: netip.MustParseAddr(cfg.PublicIP),
 		DefaultTrunk: cfg.DefaultTrunk, DefaultTrunkPassword: cfg.TrunkPassword, Trunks: st,
 		MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
-		EchoNumber: cfg.EchoNumber, Store: st, Connector: connector, Ports: ports, Wheel: wheel,
+		EchoNumber: cfg.EchoNumber, Calls: calls, Live: st, Traces: st, Connector: connector, Ports: ports, Wheel: wheel,
 		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Concealment: cfg.Concealment, Logger: log.With("component", "sip"),
 		TransferTimeout: cfg.TransferTimeout, Observer: obs, T1: cfg.SIPT1,
 		TLSAddr: cfg.SIPTLSAddr, TLSCertFile: cfg.SIPTLSCert, TLSKeyFile: cfg.SIPTLSKey, TLSCAFile: cfg.SIPTLSCA,
@@ -204,7 +208,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 	// The dashboard's WebRTC test calls: same media engine, provider connector and
 	// port range as phone calls; ended (shutdown) before the engine stops.
-	testCalls, err := bridge.NewTestCalls(bridge.TestCallOptions{Connector: connector, Store: st, Wheel: wheel,
+	testCalls, err := bridge.NewTestCalls(bridge.TestCallOptions{Connector: connector, Calls: calls, Wheel: wheel,
 		JitterMin: cfg.JitterMin, JitterMax: cfg.JitterMax, Concealment: cfg.Concealment, PublicIP: netip.MustParseAddr(cfg.PublicIP),
 		PortMin: uint16(cfg.RTPMin), PortMax: uint16(cfg.RTPMax), MaxCalls: cfg.MaxCalls, RTPTimeout: cfg.RTPTimeout,
 		Logger: log.With("component", "webrtc")})

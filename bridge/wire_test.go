@@ -80,7 +80,7 @@ func TestFrameWriterAllocs(t *testing.T) {
 	audio := make([]byte, 160)
 	var msg []byte
 	allocs := testing.AllocsPerRun(100, func() {
-		msg = appendAudioChunk(msg[:0], audio)
+		msg = append(msg[:0], audio...)
 		w.add(msg)
 		w.reset()
 	})

@@ -1,4 +1,4 @@
-package bridge
+package callstore
 
 import (
 	"context"
@@ -10,12 +10,13 @@ import (
 	"github.com/cxco/gateway/store"
 )
 
-// recorder writes a conversation's transcript to the store as it happens, in order,
-// from its own goroutine so a slow store never stalls audio. While Redis is
-// unreachable it keeps entries in memory (bounded) and retries; what is still
-// unwritten when the call ends moves to the process's spool, which writes it (before
-// the call's final record) when Redis is back.
-type recorder struct {
+// transcript writes a conversation's transcript (and updates) to the store as it
+// happens, in order, from its own goroutine, started with the first write, so a
+// slow store never stalls audio. While Redis is unreachable it keeps entries in
+// memory (bounded) and retries; what is still unwritten when the call ends moves
+// to the process's spool, which writes it (before the call's final record) when
+// Redis is back.
+type transcript struct {
 	st     *store.Store
 	spool  *store.Spool
 	cid    int64
@@ -23,7 +24,8 @@ type recorder struct {
 	log    *slog.Logger
 
 	mu        sync.Mutex
-	queue     []recJob
+	queue     []job
+	started   bool
 	wake      chan struct{}
 	closed    bool
 	dropped   int
@@ -36,34 +38,38 @@ type recorder struct {
 	lastAgentAt float64
 }
 
-// recJob is one write: a new transcript entry, a correction of the last agent
-// entry, or the provider's conversation id.
-type recJob struct {
+// job is one write: a new transcript entry, a correction of the last agent
+// entry, the provider that serves the call, or its usage counters.
+type job struct {
 	entry      *store.TranscriptEntry
 	correct    bool   // replace the last agent entry's message
 	externalID string // the provider's conversation id
+	source     string // the provider's slug, with externalID
+	metadata   map[string]any
 }
 
-const recorderMax = 2000
+const transcriptMax = 2000
 
-func newRecorder(st *store.Store, spool *store.Spool, cid, convID int64, log *slog.Logger) *recorder {
-	r := &recorder{st: st, spool: spool, cid: cid, convID: convID, log: log, wake: make(chan struct{}, 1),
+func newTranscript(st *store.Store, spool *store.Spool, cid, convID int64, log *slog.Logger) *transcript {
+	return &transcript{st: st, spool: spool, cid: cid, convID: convID, log: log, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), lastAgent: -1}
-	go r.run()
-	return r
 }
 
-func (r *recorder) add(j recJob) {
+func (r *transcript) add(j job) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return
 	}
-	if len(r.queue) >= recorderMax {
+	if len(r.queue) >= transcriptMax {
 		r.queue = r.queue[1:]
 		r.dropped++
 	}
 	r.queue = append(r.queue, j)
+	if !r.started {
+		r.started = true
+		go r.run()
+	}
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
@@ -71,17 +77,15 @@ func (r *recorder) add(j recJob) {
 	}
 }
 
-func (r *recorder) entry(role, msg string, at float64) {
-	r.add(recJob{entry: &store.TranscriptEntry{Role: role, Message: msg, Timestamp: at}})
-}
-
 // write is job j as a store write, at the transcript positions known so far; ok is
 // false for a correction with nothing to correct.
-func (r *recorder) write(j recJob) (store.Write, bool) {
+func (r *transcript) write(j job) (store.Write, bool) {
 	w := store.Write{CompanyID: r.cid, Conversation: r.convID}
 	switch {
-	case j.externalID != "":
-		w.Op, w.ExternalID = store.WriteExternalID, j.externalID
+	case j.externalID != "" || j.source != "":
+		w.Op, w.ExternalID, w.Source = store.WriteExternalID, j.externalID, j.source
+	case j.metadata != nil:
+		w.Op, w.Metadata = store.WriteMetadata, j.metadata
 	case j.correct:
 		if r.lastAgent < 0 {
 			return w, false
@@ -97,11 +101,11 @@ func (r *recorder) write(j recJob) (store.Write, bool) {
 }
 
 // wrote advances the transcript positions past w.
-func (r *recorder) wrote(w store.Write) {
+func (r *transcript) wrote(w store.Write) {
 	if w.Op != store.WriteAppend {
 		return
 	}
-	if w.Entry.Role == "agent" {
+	if w.Entry.Role == store.RoleAgent {
 		r.lastAgent, r.lastAgentAt = r.written, w.Entry.Timestamp
 	}
 	r.written++
@@ -109,7 +113,7 @@ func (r *recorder) wrote(w store.Write) {
 
 // exec performs one job. An append names its position, so a retry of a write that
 // did reach Redis (its reply was lost) adds nothing twice.
-func (r *recorder) exec(ctx context.Context, j recJob) error {
+func (r *transcript) exec(ctx context.Context, j job) error {
 	w, ok := r.write(j)
 	if !ok {
 		return nil // nothing to correct
@@ -121,7 +125,7 @@ func (r *recorder) exec(ctx context.Context, j recJob) error {
 	return nil
 }
 
-func (r *recorder) run() {
+func (r *transcript) run() {
 	defer close(r.done)
 	backoff := 100 * time.Millisecond
 	for {
@@ -169,10 +173,14 @@ func (r *recorder) run() {
 
 // flush stops taking entries and waits until everything queued is written; after d
 // what is left goes to the spool (or, without one, is lost and logged).
-func (r *recorder) flush(d time.Duration) {
+func (r *transcript) flush(d time.Duration) {
 	r.mu.Lock()
 	r.closed = true
+	started := r.started
 	r.mu.Unlock()
+	if !started {
+		return // nothing was ever written
+	}
 	select {
 	case r.wake <- struct{}{}:
 	default:
