@@ -211,7 +211,7 @@ func TestConversations(t *testing.T) {
 	}
 	for i, en := range tr {
 		en := en.(map[string]any)
-		if en["role"] != sampleTranscript[i].Role || en["message"] != sampleTranscript[i].Message || en["timestamp"] != sampleTranscript[i].Timestamp {
+		if en["role"] != string(sampleTranscript[i].Role) || en["message"] != sampleTranscript[i].Message || en["timestamp"] != sampleTranscript[i].Timestamp {
 			t.Errorf("transcript[%d] = %v", i, en)
 		}
 	}
