@@ -56,7 +56,7 @@ type Conversation interface {
 	// Keypad is the message that gives the agent a keypad entry, text being "The
 	// caller entered 1234# on the keypad.", as the agent's keypad mode
 	// (store.Keypad*) says; nil sends nothing.
-	Keypad(text, mode string) []byte
+	Keypad(text string, mode store.KeypadMode) []byte
 	// ToolResult is the message(s) that answer a tool call.
 	ToolResult(id, result string, isError bool) [][]byte
 }

@@ -65,7 +65,7 @@ func (s *Session) transfer(id string, params map[string]any) {
 	// The call ending meanwhile (Close) cancels the transfer.
 	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Minute)
 	defer cancel()
-	err := lb.Transfer(ctx, dest.Number, s.cfg.Transfer.Mode == "bridge")
+	err := lb.Transfer(ctx, dest.Number, s.cfg.Transfer.Mode == store.TransferBridge)
 	if err != nil {
 		s.log.Info("transfer failed", "target", dest.Number, "err", err)
 		s.rec.Entry(store.RoleSystem, "Transfer to "+dest.Number+" failed: "+err.Error()+".", s.since())

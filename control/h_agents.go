@@ -4,165 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/cxco/gateway/store"
 )
 
-// validateConfig checks an agent's config object: known keys with typed, bounded values.
+// validateConfig checks an agent's config object: known keys with typed, bounded
+// values (store.DecodeAgentConfig, which the call path reads it with too).
 func validateConfig(cfg map[string]any) error {
-	for k, v := range cfg {
-		field := "config." + k
-		switch k {
-		case "temperature":
-			n, ok := v.(float64)
-			if !ok || n < 0 || n > 2 {
-				return invalid("%s: must be a number between 0 and 2", field)
-			}
-		case "max_call_duration_seconds":
-			n, ok := v.(float64)
-			if !ok || n != math.Trunc(n) || n < 10 || n > 14400 {
-				return invalid("%s: must be an integer between 10 and 14400", field)
-			}
-		case "audio_format":
-			s, _ := v.(string)
-			if err := oneOf(field, s, "ulaw_8000", "pcm_16000"); err != nil {
-				return err
-			}
-		case "user_audio_chunk_ms":
-			n, ok := v.(float64)
-			if !ok || n != math.Trunc(n) || n < 20 || n > 1000 || int(n)%20 != 0 {
-				return invalid("%s: must be a multiple of 20 between 20 and 1000", field)
-			}
-		case "transfer":
-			if err := validateTransfer(v); err != nil {
-				return err
-			}
-		case "keypad":
-			if err := validateKeypad(v); err != nil {
-				return err
-			}
-		default:
-			return invalid("%s: unknown field (known: temperature, max_call_duration_seconds, audio_format, user_audio_chunk_ms, transfer, keypad)", field)
-		}
+	if _, err := store.DecodeAgentConfig(cfg); err != nil {
+		return invalid("%s", err)
 	}
 	return nil
-}
-
-func validateTransfer(v any) error {
-	t, ok := v.(map[string]any)
-	if !ok {
-		return invalid("config.transfer: must be an object")
-	}
-	for k, tv := range t {
-		switch k {
-		case "mode":
-			s, _ := tv.(string)
-			if err := oneOf("config.transfer.mode", s, "refer", "bridge"); err != nil {
-				return err
-			}
-		case "fallback_to_bridge":
-			if _, ok := tv.(bool); !ok {
-				return invalid("config.transfer.fallback_to_bridge: must be true or false")
-			}
-		case "destinations":
-			list, ok := tv.([]any)
-			if !ok {
-				return invalid("config.transfer.destinations: must be an array")
-			}
-			if len(list) > 20 {
-				return invalid("config.transfer.destinations: at most 20")
-			}
-			for i, d := range list {
-				if err := validateDestination(i, d); err != nil {
-					return err
-				}
-			}
-		default:
-			return invalid("config.transfer.%s: unknown field (known: mode, fallback_to_bridge, destinations)", k)
-		}
-	}
-	return nil
-}
-
-// validateKeypad checks config.keypad: how keypad digits reach the agent.
-func validateKeypad(v any) error {
-	k, ok := v.(map[string]any)
-	if !ok {
-		return invalid("config.keypad: must be an object")
-	}
-	for key, kv := range k {
-		switch key {
-		case "mode":
-			s, _ := kv.(string)
-			if err := oneOf("config.keypad.mode", s, store.KeypadModes...); err != nil {
-				return err
-			}
-		case "inter_digit_timeout_ms":
-			n, ok := kv.(float64)
-			if !ok || n != math.Trunc(n) || n < 200 || n > 10000 {
-				return invalid("config.keypad.inter_digit_timeout_ms: must be an integer between 200 and 10000")
-			}
-		default:
-			return invalid("config.keypad.%s: unknown field (known: mode, inter_digit_timeout_ms)", key)
-		}
-	}
-	return nil
-}
-
-func validateDestination(i int, d any) error {
-	m, ok := d.(map[string]any)
-	prefix := "config.transfer.destinations[" + itoa(i) + "]"
-	if !ok {
-		return invalid("%s: must be an object", prefix)
-	}
-	for k := range m {
-		if k != "number" && k != "condition" && k != "label" {
-			return invalid("%s.%s: unknown field (known: number, condition, label)", prefix, k)
-		}
-	}
-	num, _ := m["number"].(string)
-	if !validDestination(num) {
-		return invalid("%s.number: %q must be an E.164 number or a sip: URI", prefix, num)
-	}
-	cond, _ := m["condition"].(string)
-	if strings.TrimSpace(cond) == "" || len(cond) > 1000 {
-		return invalid("%s.condition: required, at most 1000 characters", prefix)
-	}
-	if l, present := m["label"]; present {
-		if s, ok := l.(string); !ok || len(s) > 100 {
-			return invalid("%s.label: must be a string of at most 100 characters", prefix)
-		}
-	}
-	return nil
-}
-
-// validDestination accepts an E.164 number or a sip:/sips: URI with a host.
-func validDestination(s string) bool {
-	if _, ok := NormalizeE164(s); ok && strings.HasPrefix(s, "+") {
-		return true
-	}
-	lower := strings.ToLower(s)
-	if !strings.HasPrefix(lower, "sip:") && !strings.HasPrefix(lower, "sips:") {
-		return false
-	}
-	rest := s[strings.IndexByte(s, ':')+1:]
-	if strings.ContainsAny(rest, " <>\"") {
-		return false
-	}
-	host := rest
-	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-		if at == 0 {
-			return false
-		}
-		host = rest[at+1:]
-	}
-	host, _, _ = strings.Cut(host, ";")
-	u, err := url.Parse("sip://" + host)
-	return err == nil && u.Hostname() != ""
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

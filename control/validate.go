@@ -2,7 +2,6 @@ package control
 
 import (
 	"net/mail"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -10,22 +9,9 @@ import (
 	"github.com/cxco/gateway/store"
 )
 
-var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
-
 // NormalizeE164 accepts "+27211234567" (spaces, dashes, dots and brackets ignored) and
 // returns it in E.164 form, or false.
-func NormalizeE164(s string) (string, bool) {
-	var b strings.Builder
-	for _, r := range strings.TrimSpace(s) {
-		switch {
-		case r == ' ' || r == '-' || r == '.' || r == '(' || r == ')':
-		default:
-			b.WriteRune(r)
-		}
-	}
-	n := b.String()
-	return n, e164.MatchString(n)
-}
+func NormalizeE164(s string) (string, bool) { return store.NormalizeE164(s) }
 
 // iso3166 is every ISO 3166-1 alpha-2 country code.
 const iso3166 = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ " +

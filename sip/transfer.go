@@ -116,7 +116,7 @@ func (c *call) refer(ctx context.Context, target string, start time.Time) error 
 	// While the trunk connects the destination the caller hears ringback.
 	ringCtx, stopRing := context.WithCancel(ctx)
 	defer stopRing()
-	go c.ringback(ringCtx)
+	c.cp.Go(func() { c.ringback(ringCtx) })
 	deadline := time.NewTimer(c.s.opt.TransferTimeout)
 	defer deadline.Stop()
 	for {
@@ -276,7 +276,7 @@ func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Tim
 	leg.sess = sess
 	// While it rings the caller hears ringback.
 	ringCtx, stopRing := context.WithCancel(ctx)
-	go c.ringback(ringCtx)
+	c.cp.Go(func() { c.ringback(ringCtx) })
 	actx, cancel := context.WithTimeout(ctx, c.s.opt.TransferTimeout)
 	err = sess.WaitAnswer(actx, sipgo.AnswerOptions{Username: c.trunk.Username, Password: c.trunk.password})
 	cancel()

@@ -188,7 +188,7 @@ func (c *conversation) AppendAudio(dst, chunk []byte) []byte { return appendAudi
 
 // Keypad implements bridge.Conversation: a user_message is a user turn, which the
 // agent answers; a contextual_update only background it never answers.
-func (c *conversation) Keypad(text, mode string) []byte {
+func (c *conversation) Keypad(text string, mode store.KeypadMode) []byte {
 	if mode == store.KeypadContextualUpdate {
 		return contextualUpdate(text)
 	}
