@@ -93,7 +93,7 @@ func (c *Connector) Close() {
 
 // providerFor is the provider an agent's calls go to.
 func (c *Connector) providerFor(a *store.Agent) (Provider, error) {
-	slug := store.ProviderElevenLabs
+	slug := store.ProviderOf(a)
 	p, ok := c.Providers[slug]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNoProvider, slug)

@@ -20,6 +20,9 @@ import (
 	"github.com/cxco/gateway/bridge/elevenlabs"
 	"github.com/cxco/gateway/bridge/elevenlabs/contract"
 	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
+	"github.com/cxco/gateway/bridge/openai"
+	oaicontract "github.com/cxco/gateway/bridge/openai/contract"
+	"github.com/cxco/gateway/bridge/openai/openaisim"
 	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/callpath/callstore"
 	"github.com/cxco/gateway/media"
@@ -37,6 +40,7 @@ type rig struct {
 	t      testing.TB
 	st     *store.Store
 	sim    *elevenlabssim.Server
+	oai    *openaisim.Server
 	simURL string
 	prov   *elevenlabs.Provisioner
 	conn   *bridge.Connector
@@ -65,6 +69,10 @@ type rigOpts struct {
 	endCallGrace  time.Duration                                // Connector.EndCallGrace
 	providerURL   string                                       // a scripted provider instead of the simulator's websocket
 	onUpstream    func(fromArrival, fromPlayout time.Duration) // Connector.OnUpstream
+	// provider is the agent's provider: elevenlabs (the default) or openai,
+	// whose simulator the rig starts too (with openai's options).
+	provider string
+	openai   openaisim.Options
 }
 
 func testLogger() *slog.Logger {
@@ -104,8 +112,18 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	r.prov = &elevenlabs.Provisioner{Client: elevenlabs.NewClient(hs.URL), Store: r.st, PlatformKey: "k", Log: r.log}
 	prov := r.prov
 	el := &elevenlabs.Provider{Provisioner: prov, Log: r.log, AnalysisRetry: 2 * time.Second, EndCallGrace: o.endCallGrace}
-	r.conn = &bridge.Connector{Providers: map[string]bridge.Provider{el.Slug(): el}, Timeout: o.timeout, Log: r.log,
-		OnUpstream: o.onUpstream}
+	providers := map[string]bridge.Provider{el.Slug(): el}
+	if o.provider == store.ProviderOpenAI {
+		if o.openai.Observe == nil {
+			o.openai.Observe = openaiContractCheck(t)
+		}
+		r.oai = openaisim.New(o.openai)
+		ohs := httptest.NewServer(r.oai)
+		t.Cleanup(func() { r.oai.Close(); ohs.Close() })
+		oa := &openai.Provider{BaseURL: ohs.URL, PlatformKey: "sk-test", Store: r.st, Log: r.log}
+		providers[oa.Slug()] = oa
+	}
+	r.conn = &bridge.Connector{Providers: providers, Timeout: o.timeout, Log: r.log, OnUpstream: o.onUpstream}
 	t.Cleanup(r.conn.Close)
 	r.co, _, err = r.st.CreateCompany(ctx, "Acme", "enterprise", nil, nil)
 	if err != nil {
@@ -130,14 +148,18 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		lang = "en"
 	}
 	a, err := r.st.CreateAgent(ctx, store.Agent{CompanyID: r.co.ID, Name: "Tester", Personality: "You test.", OpeningLine: opening,
-		VoiceID: 1, Language: lang, Config: cfg})
+		VoiceID: 1, Language: lang, Config: cfg, VoiceProvider: o.provider})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.beforePublish != nil {
 		o.beforePublish(r)
 	}
-	r.agent, err = r.st.PublishAgent(ctx, r.co.ID, a.ID, "ZA", prov.CreateAgent, func(context.Context, store.ProviderAgent) {})
+	create := prov.CreateAgent
+	if o.provider == store.ProviderOpenAI {
+		create = func(context.Context, *store.Agent) (store.ProviderAgent, error) { return store.ProviderAgent{}, nil } // nothing lives at OpenAI
+	}
+	r.agent, err = r.st.PublishAgent(ctx, r.co.ID, a.ID, "ZA", create, func(context.Context, store.ProviderAgent) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +174,35 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	r.wheel.Start()
 	t.Cleanup(r.wheel.Stop)
 	return r
+}
+
+// openaiContractCheck is an openaisim Observe that holds every Realtime event
+// either side sends to OpenAI's published schemas.
+func openaiContractCheck(t testing.TB) func(openaisim.Direction, []byte) {
+	c, err := oaicontract.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var bad []string
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bad[:min(len(bad), 5)] {
+			t.Error(b)
+		}
+	})
+	return func(d openaisim.Direction, msg []byte) {
+		check := c.Server
+		if d == openaisim.FromClient {
+			check = c.Client
+		}
+		if err := check(msg); err != nil {
+			mu.Lock()
+			bad = append(bad, err.Error())
+			mu.Unlock()
+		}
+	}
 }
 
 // contractCheck is an elevenlabssim Observe that holds every websocket message to

@@ -53,10 +53,10 @@ type Conversation interface {
 	AppendAudio(dst, chunk []byte) []byte
 	// Handle acts on one message from the provider (on the reader goroutine).
 	Handle(msg []byte, ev Events)
-	// Keypad is the message that gives the agent a keypad entry, text being "The
+	// Keypad is the messages that give the agent a keypad entry, text being "The
 	// caller entered 1234# on the keypad.", as the agent's keypad mode
-	// (store.Keypad*) says; nil sends nothing.
-	Keypad(text string, mode store.KeypadMode) []byte
+	// (store.Keypad*) says.
+	Keypad(text string, mode store.KeypadMode) [][]byte
 	// ToolResult is the message(s) that answer a tool call.
 	ToolResult(id, result string, isError bool) [][]byte
 }

@@ -178,6 +178,8 @@ func (s *Session) keypadEntry(gen int) {
 	}
 	s.rec.Entry(role, text, s.since())
 	if _, perDigit := s.current().(DigitSender); !perDigit {
-		s.send(s.current().Keypad(text, s.cfg.Keypad.Mode))
+		for _, m := range s.current().Keypad(text, s.cfg.Keypad.Mode) {
+			s.send(m)
+		}
 	}
 }

@@ -44,6 +44,16 @@ const (
 	TransferBridge TransferMode = "bridge" // an outbound call through the trunk, bridged by the gateway
 )
 
+// TurnDetection is how an OpenAI Realtime agent knows the caller finished
+// speaking (config.turn_detection).
+type TurnDetection string
+
+// Turn detections.
+const (
+	TurnServerVAD   TurnDetection = "server_vad"   // silence after speech (the default)
+	TurnSemanticVAD TurnDetection = "semantic_vad" // a model judges whether the caller is done
+)
+
 // AgentConfig is the typed form of an agent's `config` object, decoded once
 // (DecodeAgentConfig) with its defaults applied.
 type AgentConfig struct {
@@ -53,6 +63,7 @@ type AgentConfig struct {
 	ChunkMS         int    // user_audio_chunk size in ms (20 default)
 	Transfer        TransferConfig
 	Keypad          KeypadConfig
+	TurnDetection   TurnDetection // OpenAI Realtime agents (default server_vad)
 }
 
 // KeypadConfig is config.keypad: digits are collected until # or a pause of
@@ -87,7 +98,7 @@ func configErr(format string, args ...any) error {
 
 // DefaultAgentConfig is the config of an agent that sets nothing.
 func DefaultAgentConfig() AgentConfig {
-	return AgentConfig{MaxCallDuration: DefaultMaxCallDuration, AudioFormat: FormatULaw8000, ChunkMS: DefaultChunkMS,
+	return AgentConfig{MaxCallDuration: DefaultMaxCallDuration, AudioFormat: FormatULaw8000, ChunkMS: DefaultChunkMS, TurnDetection: TurnServerVAD,
 		Transfer: TransferConfig{Mode: TransferRefer}, Keypad: KeypadConfig{Mode: KeypadUserMessage, InterDigitMS: DefaultInterDigitMS}}
 }
 
@@ -131,8 +142,14 @@ func DecodeAgentConfig(m map[string]any) (AgentConfig, error) {
 			if err := c.Keypad.decode(v); err != nil {
 				return c, err
 			}
+		case "turn_detection":
+			s, _ := v.(string)
+			if err := oneOf(field, s, string(TurnServerVAD), string(TurnSemanticVAD)); err != nil {
+				return c, err
+			}
+			c.TurnDetection = TurnDetection(s)
 		default:
-			return c, configErr("%s: unknown field (known: temperature, max_call_duration_seconds, audio_format, user_audio_chunk_ms, transfer, keypad)", field)
+			return c, configErr("%s: unknown field (known: temperature, max_call_duration_seconds, audio_format, user_audio_chunk_ms, transfer, keypad, turn_detection)", field)
 		}
 	}
 	return c, c.Validate()
@@ -185,6 +202,9 @@ func ParseAgentConfig(m map[string]any) AgentConfig {
 	}
 	if v, ok := m["user_audio_chunk_ms"].(float64); ok && v > 0 {
 		c.ChunkMS = int(v)
+	}
+	if v, ok := m["turn_detection"].(string); ok && (v == string(TurnServerVAD) || v == string(TurnSemanticVAD)) {
+		c.TurnDetection = TurnDetection(v)
 	}
 	if t, ok := m["transfer"].(map[string]any); ok {
 		var tc TransferConfig

@@ -34,6 +34,11 @@ type Agent struct {
 	ExternalAgentID *string        `json:"external_agent_id"`
 	PhoneNumberID   *int64         `json:"phone_number_id"`
 	Config          map[string]any `json:"config"`
+	// VoiceProvider is the slug of the voice-AI provider the agent's calls go
+	// to (empty: ElevenLabs, for agents from before there was a choice), and
+	// FallbackProvider the one they go to when it cannot be reached.
+	VoiceProvider    string `json:"voice_provider,omitempty"`
+	FallbackProvider string `json:"fallback_provider,omitempty"`
 	// Provider is how the agent lives at its voice-AI provider (not shown by the API).
 	Provider  *ProviderBinding `json:"provider,omitempty"`
 	CreatedAt time.Time        `json:"created_at"`

@@ -21,11 +21,18 @@ type Provider struct {
 
 // Slugs of the voice-AI providers.
 const (
-	ProviderElevenLabs = "elevenlabs"
+	ProviderElevenLabs  = "elevenlabs"
+	ProviderOpenAI      = "openai"
+	ProviderMediaStream = "mediastream"
 )
 
 // ProviderOf is the slug of the voice-AI provider an agent's calls go to.
-func ProviderOf(a *Agent) string { return ProviderElevenLabs }
+func ProviderOf(a *Agent) string {
+	if a.VoiceProvider != "" {
+		return a.VoiceProvider
+	}
+	return ProviderElevenLabs
+}
 
 // Providers is the fixed list of providers the gateway works with.
 var Providers = []Provider{
@@ -35,6 +42,16 @@ var Providers = []Provider{
 		Config: map[string]any{"credential_fields": []string{"username", "password"}}},
 	{ID: 3, Slug: "meta_whatsapp", Name: "Meta WhatsApp Business", Type: "messaging", Status: "active",
 		Config: map[string]any{"credential_fields": []string{"access_token", "business_account_id"}}},
+	{ID: 4, Slug: ProviderOpenAI, Name: "OpenAI Realtime", Type: "voice_provider", Status: "active",
+		Config: map[string]any{"credential_fields": []string{"api_key"}}},
+	{ID: 5, Slug: ProviderMediaStream, Name: "Your own bot (Twilio Media Streams format)", Type: "voice_provider", Status: "active",
+		Config: map[string]any{"credential_fields": []string{"headers"}}},
+}
+
+// ProviderID is the id of the provider with slug (0 for none).
+func ProviderID(slug string) int64 {
+	p, _ := ProviderBySlug(slug)
+	return p.ID
 }
 
 // ProviderBySlug finds a provider.

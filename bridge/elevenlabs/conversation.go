@@ -188,11 +188,11 @@ func (c *conversation) AppendAudio(dst, chunk []byte) []byte { return appendAudi
 
 // Keypad implements bridge.Conversation: a user_message is a user turn, which the
 // agent answers; a contextual_update only background it never answers.
-func (c *conversation) Keypad(text string, mode store.KeypadMode) []byte {
+func (c *conversation) Keypad(text string, mode store.KeypadMode) [][]byte {
 	if mode == store.KeypadContextualUpdate {
-		return contextualUpdate(text)
+		return [][]byte{contextualUpdate(text)}
 	}
-	return userMessage(text)
+	return [][]byte{userMessage(text)}
 }
 
 // ToolResult implements bridge.Conversation: client_tool_result.

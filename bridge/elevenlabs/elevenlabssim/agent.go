@@ -233,7 +233,7 @@ func (a *agent) start() bool {
 		return false
 	}
 	a.event("conversation_initiation_metadata", "conversation_initiation_metadata_event", map[string]any{
-		"conversation_id": c.conv.ID, "agent_output_audio_format": a.set.out.name, "user_input_audio_format": a.set.in.name})
+		"conversation_id": c.conv.ID, "agent_output_audio_format": a.set.out.Name, "user_input_audio_format": a.set.in.Name})
 	first := a.set.firstMessage
 	var vars map[string]any
 	c.s.mu.Lock()
@@ -505,7 +505,7 @@ func (a *agent) pump() {
 	for a.cur != nil && !a.done {
 		sp := a.cur
 		now := time.Now()
-		if lead := a.set.out.duration(sp.off) - leadIn; lead > 0 {
+		if lead := a.set.out.Duration(sp.off) - leadIn; lead > 0 {
 			if due := sp.start.Add(lead / speedup); now.Before(due) {
 				a.pace.Reset(due.Sub(now))
 				return
@@ -522,7 +522,7 @@ func (a *agent) pump() {
 // chunkOut sends the next chunk of sp; with its first, the agent_response.
 func (a *agent) chunkOut(sp *speech, now time.Time) {
 	out := a.set.out
-	n := out.samples(chunkPattern[a.chunk%len(chunkPattern)]) * out.bytesPerSample()
+	n := out.Samples(chunkPattern[a.chunk%len(chunkPattern)]) * out.BytesPerSample()
 	a.chunk++
 	n = min(n, len(sp.audio)-sp.off)
 	first := sp.off == 0
@@ -539,7 +539,7 @@ func (a *agent) chunkOut(sp *speech, now time.Time) {
 		return
 	}
 	p := &a.play
-	p.on, p.id, p.wall, p.pos, p.dur, p.text = true, sp.id, now, a.pos(), out.duration(len(sp.audio)), sp.text
+	p.on, p.id, p.wall, p.pos, p.dur, p.text = true, sp.id, now, a.pos(), out.Duration(len(sp.audio)), sp.text
 	p.turn = a.record("agent", sp.text)
 	if a.set.events&evAgentResponse != 0 {
 		a.event("agent_response", "agent_response_event", map[string]any{"agent_response": sp.text, "event_id": sp.id})

@@ -1,6 +1,8 @@
 package elevenlabssim
 
 import (
+	"github.com/cxco/gateway/bridge/internal/simaudio"
+
 	"encoding/base64"
 	"encoding/json"
 	"math"
@@ -24,10 +26,10 @@ import (
 // silence, so utterances come and go.
 func audioMessages(f format) [][]byte {
 	var msgs [][]byte
-	pcm := concat(tone(f.rate, 1000, time.Second), silence(f.rate, time.Second))
-	n := f.samples(20 * time.Millisecond)
+	pcm := concat(tone(f.Rate, 1000, time.Second), silence(f.Rate, time.Second))
+	n := f.Samples(20 * time.Millisecond)
 	for i := 0; i+n <= len(pcm); i += n {
-		msgs = append(msgs, []byte(`{"user_audio_chunk":"`+base64.StdEncoding.EncodeToString(f.encode(pcm[i:i+n]))+`"}`))
+		msgs = append(msgs, []byte(`{"user_audio_chunk":"`+base64.StdEncoding.EncodeToString(f.Encode(pcm[i:i+n]))+`"}`))
 	}
 	return msgs
 }
@@ -44,8 +46,8 @@ func benchReader(f format) (*reader, chan cmd) {
 // TestAudioPathAllocs: a user_audio_chunk that ends no utterance costs no
 // allocation.
 func TestAudioPathAllocs(t *testing.T) {
-	for _, f := range []format{ulaw8000, {name: "pcm_16000", rate: 16000}} {
-		t.Run(f.name, func(t *testing.T) {
+	for _, f := range []format{ulaw8000, simaudio.PCM(16000)} {
+		t.Run(f.Name, func(t *testing.T) {
 			msgs := audioMessages(f)
 			rd, cmds := benchReader(f)
 			for _, m := range msgs { // warm up: buffers reach their size
@@ -74,8 +76,8 @@ func TestAudioPathAllocs(t *testing.T) {
 // JSON fast path, base64, decoding and the energy detector (an utterance, and
 // its echo, every 50 chunks).
 func BenchmarkUserAudioChunk(b *testing.B) {
-	for _, f := range []format{ulaw8000, {name: "pcm_16000", rate: 16000}} {
-		b.Run(f.name, func(b *testing.B) {
+	for _, f := range []format{ulaw8000, simaudio.PCM(16000)} {
+		b.Run(f.Name, func(b *testing.B) {
 			msgs := audioMessages(f)
 			rd, cmds := benchReader(f)
 			b.ReportAllocs()
@@ -201,7 +203,7 @@ func TestCallerFarmHelper(t *testing.T) {
 	pcm := concat(tone(8000, 1000, 1500*time.Millisecond), silence(8000, time.Second))
 	var chunks [][]byte
 	for i := 0; i+160 <= len(pcm); i += 160 {
-		chunks = append(chunks, []byte(`{"user_audio_chunk":"`+base64.StdEncoding.EncodeToString(ulaw8000.encode(pcm[i:i+160]))+`"}`))
+		chunks = append(chunks, []byte(`{"user_audio_chunk":"`+base64.StdEncoding.EncodeToString(ulaw8000.Encode(pcm[i:i+160]))+`"}`))
 	}
 	endAt := (1500 + 500) / 20 // the chunk index that ends an utterance
 	var (

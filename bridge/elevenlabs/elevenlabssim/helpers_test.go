@@ -428,12 +428,12 @@ type response struct {
 func (c *client) readResponse(want time.Duration) response {
 	c.t.Helper()
 	var r response
-	for r.text == "" || c.out.sampleTime(int64(len(r.pcm))) < want {
+	for r.text == "" || c.out.SampleTime(int64(len(r.pcm))) < want {
 		ev := c.nextNoPing()
 		switch ev.Type {
 		case "agent_response":
 			if r.text != "" {
-				c.t.Fatalf("second agent_response %q after %v of audio", ev.AgentResponse.Text, c.out.sampleTime(int64(len(r.pcm))))
+				c.t.Fatalf("second agent_response %q after %v of audio", ev.AgentResponse.Text, c.out.SampleTime(int64(len(r.pcm))))
 			}
 			r.text = ev.AgentResponse.Text
 		case "audio":
@@ -441,8 +441,8 @@ func (c *client) readResponse(want time.Duration) response {
 			if err != nil {
 				c.t.Fatal(err)
 			}
-			r.pcm = append(r.pcm, c.out.decode(nil, b)...)
-			r.chunks = append(r.chunks, c.out.duration(len(b)))
+			r.pcm = append(r.pcm, c.out.Decode(nil, b)...)
+			r.chunks = append(r.chunks, c.out.Duration(len(b)))
 			r.eventIDs = append(r.eventIDs, ev.Audio.EventID)
 		default:
 			c.t.Fatalf("unexpected %s while reading a response: %.300s", ev.Type, ev.raw)
@@ -455,10 +455,10 @@ func (c *client) readResponse(want time.Duration) response {
 // the socket takes them.
 func (c *client) sendPCM(pcm []int16, chunk time.Duration) {
 	c.t.Helper()
-	n := c.f.samples(chunk)
+	n := c.f.Samples(chunk)
 	for len(pcm) > 0 {
 		k := min(n, len(pcm))
-		b := c.f.encode(pcm[:k])
+		b := c.f.Encode(pcm[:k])
 		pcm = pcm[k:]
 		msg := `{"user_audio_chunk":"` + base64.StdEncoding.EncodeToString(b) + `"}`
 		if err := c.ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {

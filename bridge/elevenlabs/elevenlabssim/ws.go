@@ -1,6 +1,8 @@
 package elevenlabssim
 
 import (
+	"github.com/cxco/gateway/bridge/internal/simaudio"
+
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
@@ -284,7 +286,7 @@ func audioChunk(msg []byte) ([]byte, bool) {
 // reader is the read side's reusable state.
 type reader struct {
 	c     *wsConn
-	det   *detector
+	det   *simaudio.Detector
 	msg   []byte
 	audio []byte
 	pcm   []int16
@@ -294,12 +296,12 @@ type reader struct {
 func newReader(c *wsConn) *reader {
 	rd := &reader{c: c, first: true, msg: make([]byte, 0, 1024)}
 	in := c.set.in
-	rd.det = newDetector(in.rate,
+	rd.det = newDetector(in.Rate,
 		func(pos int64) {
-			c.send(cmd{kind: kSpeechStart, at: time.Now(), pos: in.sampleTime(pos)})
+			c.send(cmd{kind: kSpeechStart, at: time.Now(), pos: in.SampleTime(pos)})
 		},
 		func(n int64, pcm []int16) {
-			c.send(cmd{kind: kUtterance, dur: in.sampleTime(n), audio: c.set.out.transcode(pcm, in.rate)})
+			c.send(cmd{kind: kUtterance, dur: in.SampleTime(n), audio: c.set.out.Transcode(pcm, in.Rate)})
 		})
 	return rd
 }
@@ -496,9 +498,9 @@ func (rd *reader) userAudio(b64 []byte) error {
 		return rd.invalid("invalid_message", "Invalid user_audio_chunk: "+err.Error())
 	}
 	in := rd.c.set.in
-	rd.pcm = in.decode(rd.pcm, rd.audio[:n])
-	rd.det.feed(rd.pcm)
-	rd.c.audioPos.Store(int64(in.sampleTime(rd.det.total)))
+	rd.pcm = in.Decode(rd.pcm, rd.audio[:n])
+	rd.det.Feed(rd.pcm)
+	rd.c.audioPos.Store(int64(in.SampleTime(rd.det.Total())))
 	return nil
 }
 

@@ -55,17 +55,17 @@ func TestOpeningLine(t *testing.T) {
 			if meta.Type != "conversation_initiation_metadata" || meta.Meta == nil {
 				t.Fatalf("first message %s, want conversation_initiation_metadata", meta.raw)
 			}
-			if !strings.HasPrefix(meta.Meta.ConversationID, "conv_") || meta.Meta.In != f.name || meta.Meta.Out != f.name {
-				t.Errorf("metadata %+v, want conv_... and %s both ways", *meta.Meta, f.name)
+			if !strings.HasPrefix(meta.Meta.ConversationID, "conv_") || meta.Meta.In != f.Name || meta.Meta.Out != f.Name {
+				t.Errorf("metadata %+v, want conv_... and %s both ways", *meta.Meta, f.Name)
 			}
 			r := c.readResponse(tc.wantDur)
 			if r.text != tc.wantText {
 				t.Errorf("agent_response %q, want %q", r.text, tc.wantText)
 			}
-			if got := f.sampleTime(int64(len(r.pcm))); got != tc.wantDur {
+			if got := f.SampleTime(int64(len(r.pcm))); got != tc.wantDur {
 				t.Errorf("audio lasts %v, want %v", got, tc.wantDur)
 			}
-			checkTone(t, "opening line", r.pcm, f.rate, 440, -12)
+			checkTone(t, "opening line", r.pcm, f.Rate, 440, -12)
 			for i, d := range r.chunks {
 				if d < 100*time.Millisecond && i < len(r.chunks)-1 || d > 500*time.Millisecond {
 					t.Errorf("chunk %d lasts %v, want 100-500 ms", i, d)
@@ -108,7 +108,7 @@ func TestUtteranceEcho(t *testing.T) {
 			c.f, _ = parseFormat(tc.in)
 			c.out, _ = parseFormat(tc.out)
 			c.expect("conversation_initiation_metadata")
-			rate := c.f.rate
+			rate := c.f.Rate
 			// A 60 ms blip first: too short to be an utterance.
 			c.sendPCM(concat(tone(rate, 1000, 60*time.Millisecond), silence(rate, time.Second),
 				tone(rate, 1000, time.Second), silence(rate, time.Second)), 20*time.Millisecond)
@@ -120,10 +120,10 @@ func TestUtteranceEcho(t *testing.T) {
 			if r.text != "I heard you for 1.0 seconds." {
 				t.Errorf("agent_response %q", r.text)
 			}
-			if got := c.out.sampleTime(int64(len(r.pcm))); got != time.Second {
+			if got := c.out.SampleTime(int64(len(r.pcm))); got != time.Second {
 				t.Errorf("echo lasts %v, want 1s", got)
 			}
-			checkTone(t, "echo", r.pcm[c.out.samples(50*time.Millisecond):c.out.samples(950*time.Millisecond)], c.out.rate, 1000, -17)
+			checkTone(t, "echo", r.pcm[c.out.Samples(50*time.Millisecond):c.out.Samples(950*time.Millisecond)], c.out.Rate, 1000, -17)
 			if ut.UserTranscript.EventID != r.eventIDs[0] {
 				t.Errorf("user_transcript event_id %d, the reply's audio %d: one turn, one id", ut.UserTranscript.EventID, r.eventIDs[0])
 			}
@@ -145,7 +145,7 @@ func TestBargeIn(t *testing.T) {
 			var heard time.Duration
 			ev := c.expect("audio")
 			openingID := ev.Audio.EventID
-			heard = c.out.duration(len(ev.Audio.B64) * 3 / 4)
+			heard = c.out.Duration(len(ev.Audio.B64) * 3 / 4)
 			// The caller talks over the agent at once: 400 ms of tone.
 			c.sendPCM(tone(8000, 1000, 400*time.Millisecond), 20*time.Millisecond)
 			var intr event
@@ -155,7 +155,7 @@ func TestBargeIn(t *testing.T) {
 					if ev.Audio.EventID != openingID {
 						t.Fatalf("opening audio with event_id %d, then %d", openingID, ev.Audio.EventID)
 					}
-					heard += c.out.duration(len(ev.Audio.B64) * 3 / 4)
+					heard += c.out.Duration(len(ev.Audio.B64) * 3 / 4)
 				case "agent_response":
 				case "interruption":
 					intr = ev
@@ -270,7 +270,7 @@ func TestEndCall(t *testing.T) {
 					if len(seq) == 0 || seq[len(seq)-1] != "audio" {
 						seq = append(seq, "audio")
 					}
-					audio += c.out.duration(len(ev.Audio.B64) * 3 / 4)
+					audio += c.out.Duration(len(ev.Audio.B64) * 3 / 4)
 					respID = ev.Audio.EventID
 				case "agent_response":
 					if ev.AgentResponse.Text != textFarewell {

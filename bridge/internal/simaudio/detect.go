@@ -1,4 +1,4 @@
-package elevenlabssim
+package simaudio
 
 import (
 	"math"
@@ -15,15 +15,15 @@ const (
 	endSilence      = 500 * time.Millisecond // silence that ends an utterance
 )
 
-// detector finds utterances in the caller's PCM. It keeps the utterance's audio
+// Detector finds utterances in the caller's PCM. It keeps the utterance's audio
 // (at most maxEchoLength of it) for the echo, in a buffer it reuses.
-type detector struct {
+type Detector struct {
 	frameLen  int     // samples per frame
 	frame     []int16 // the frame being filled
 	threshold int64   // a frame whose sum of squares is above this is speech
 	minFrames int     // speech frames before an utterance counts
 	endFrames int     // silent frames that end it
-	total     int64   // samples fed: the caller's audio clock
+	total     int64   // samples fed: the caller's audio clock (Total)
 	pos       int64   // samples in complete frames
 
 	voiced     int   // consecutive speech frames before the utterance counts
@@ -38,20 +38,23 @@ type detector struct {
 	onEnd   func(samples int64, pcm []int16) // it ended: its length and audio, valid during the call only
 }
 
-func newDetector(rate int, onStart func(int64), onEnd func(int64, []int16)) *detector {
+// NewDetector is a detector of audio at rate: onStart is called when an
+// utterance is confirmed (at the sample position given), onEnd when it ends
+// (its length in samples and its audio, valid during the call only).
+func NewDetector(rate int, onStart func(int64), onEnd func(int64, []int16)) *Detector {
 	n := rate * int(detectFrame/time.Millisecond) / 1000
 	rms := 32768 * math.Pow(10, speechLevelDBFS/20)
-	return &detector{
+	return &Detector{
 		frameLen: n, frame: make([]int16, 0, n),
 		threshold: int64(rms * rms * float64(n)),
 		minFrames: int(minSpeech / detectFrame), endFrames: int(endSilence / detectFrame),
-		maxUtt:  rate * int(maxEchoLength/time.Second),
+		maxUtt:  rate * int(MaxEchoLength/time.Second),
 		onStart: onStart, onEnd: onEnd,
 	}
 }
 
-// feed runs the detector over pcm; the callbacks run before it returns.
-func (d *detector) feed(pcm []int16) {
+// Feed runs the detector over pcm; the callbacks run before it returns.
+func (d *Detector) Feed(pcm []int16) {
 	d.total += int64(len(pcm))
 	for len(pcm) > 0 {
 		k := len(d.frame)
@@ -65,7 +68,7 @@ func (d *detector) feed(pcm []int16) {
 	}
 }
 
-func (d *detector) endFrame() {
+func (d *Detector) endFrame() {
 	var sum int64
 	for _, v := range d.frame {
 		sum += int64(v) * int64(v)
@@ -105,8 +108,11 @@ func (d *detector) endFrame() {
 }
 
 // keep adds the frame to the utterance's audio, up to maxUtt samples.
-func (d *detector) keep() {
+func (d *Detector) keep() {
 	if room := d.maxUtt - len(d.utt); room > 0 {
 		d.utt = append(d.utt, d.frame[:min(room, len(d.frame))]...)
 	}
 }
+
+// Total is how many samples were fed: the caller's audio clock.
+func (d *Detector) Total() int64 { return d.total }
