@@ -130,7 +130,7 @@ func (c *Connector) Connect(ctx context.Context, info *callpath.Info) (callpath.
 	s.rec.Served(slug, convID)
 	c.stats.Sessions.Add(1)
 	s.spawn(s.reader)
-	s.spawn(s.writer)
+	s.writerStarted = s.spawn(s.writer)
 	s.log.Info("provider session open", "connect_ms", time.Since(start).Milliseconds(), "format", s.format)
 	return s, nil
 }

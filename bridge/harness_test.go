@@ -20,6 +20,9 @@ import (
 	"github.com/cxco/gateway/bridge/elevenlabs"
 	"github.com/cxco/gateway/bridge/elevenlabs/contract"
 	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
+	"github.com/cxco/gateway/bridge/mediastream"
+	mscontract "github.com/cxco/gateway/bridge/mediastream/contract"
+	"github.com/cxco/gateway/bridge/mediastream/mediastreamsim"
 	"github.com/cxco/gateway/bridge/openai"
 	oaicontract "github.com/cxco/gateway/bridge/openai/contract"
 	"github.com/cxco/gateway/bridge/openai/openaisim"
@@ -41,6 +44,8 @@ type rig struct {
 	st     *store.Store
 	sim    *elevenlabssim.Server
 	oai    *openaisim.Server
+	bot    *mediastreamsim.Server
+	botURL string
 	simURL string
 	prov   *elevenlabs.Provisioner
 	conn   *bridge.Connector
@@ -73,6 +78,7 @@ type rigOpts struct {
 	// whose simulator the rig starts too (with openai's options).
 	provider string
 	openai   openaisim.Options
+	bot      mediastreamsim.Options
 }
 
 func testLogger() *slog.Logger {
@@ -123,6 +129,17 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		oa := &openai.Provider{BaseURL: ohs.URL, PlatformKey: "sk-test", Store: r.st, Log: r.log}
 		providers[oa.Slug()] = oa
 	}
+	if o.provider == store.ProviderMediaStream {
+		if o.bot.Observe == nil {
+			o.bot.Observe = botContractCheck(t)
+		}
+		r.bot = mediastreamsim.New(o.bot)
+		bhs := httptest.NewServer(r.bot)
+		t.Cleanup(func() { r.bot.Close(); bhs.Close() })
+		r.botURL = "ws" + strings.TrimPrefix(bhs.URL, "http") + "/bot"
+		ms := &mediastream.Provider{Store: r.st, AllowPrivate: true, Log: r.log}
+		providers[ms.Slug()] = ms
+	}
 	r.conn = &bridge.Connector{Providers: providers, Timeout: o.timeout, Log: r.log, OnUpstream: o.onUpstream}
 	t.Cleanup(r.conn.Close)
 	r.co, _, err = r.st.CreateCompany(ctx, "Acme", "enterprise", nil, nil)
@@ -138,6 +155,9 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	}
 	if o.format != "" {
 		cfg["audio_format"] = o.format
+	}
+	if o.provider == store.ProviderMediaStream {
+		cfg["bot"] = map[string]any{"url": r.botURL, "parameters": map[string]any{"team": "sales"}}
 	}
 	opening := o.opening
 	if opening == "" {
@@ -156,7 +176,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		o.beforePublish(r)
 	}
 	create := prov.CreateAgent
-	if o.provider == store.ProviderOpenAI {
+	if o.provider == store.ProviderOpenAI || o.provider == store.ProviderMediaStream {
 		create = func(context.Context, *store.Agent) (store.ProviderAgent, error) { return store.ProviderAgent{}, nil } // nothing lives at OpenAI
 	}
 	r.agent, err = r.st.PublishAgent(ctx, r.co.ID, a.ID, "ZA", create, func(context.Context, store.ProviderAgent) {})
@@ -196,6 +216,35 @@ func openaiContractCheck(t testing.TB) func(openaisim.Direction, []byte) {
 		check := c.Server
 		if d == openaisim.FromClient {
 			check = c.Client
+		}
+		if err := check(msg); err != nil {
+			mu.Lock()
+			bad = append(bad, err.Error())
+			mu.Unlock()
+		}
+	}
+}
+
+// botContractCheck is a mediastreamsim Observe that holds every message to
+// the shapes of Twilio's Media Streams reference.
+func botContractCheck(t testing.TB) func(mediastreamsim.Direction, []byte) {
+	c, err := mscontract.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var bad []string
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bad[:min(len(bad), 5)] {
+			t.Error(b)
+		}
+	})
+	return func(d mediastreamsim.Direction, msg []byte) {
+		check := c.Bot
+		if d == mediastreamsim.FromGateway {
+			check = c.Gateway
 		}
 		if err := check(msg); err != nil {
 			mu.Lock()
@@ -286,6 +335,7 @@ type testCall struct {
 
 func (c *testCall) Play(a []byte) error      { return c.stream.Play(a) }
 func (c *testCall) Drained() <-chan struct{} { return c.stream.Drained() }
+func (c *testCall) Queued() int              { return c.stream.Queued() }
 func (c *testCall) AnsweredAt() time.Time    { return c.answered }
 func (c *testCall) Hangup(reason callpath.Reason) {
 	select {

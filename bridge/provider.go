@@ -82,6 +82,9 @@ type Events interface {
 	// played, at most wait later if the provider does not close the
 	// conversation first (0: at once).
 	EndCall(wait time.Duration)
+	// OnPlayed runs fn once the agent audio queued so far has played (or was
+	// dropped by barge-in), from a session goroutine.
+	OnPlayed(fn func())
 	// Send queues a message for the provider.
 	Send(msg []byte)
 	// RTT reports a round trip the provider measured.
@@ -108,4 +111,10 @@ type Analyser interface {
 // response.done): Usage is merged into the conversation's metadata_ at the end.
 type Usage interface {
 	Usage() map[string]any
+}
+
+// Stopper is a conversation that says goodbye before the gateway closes the
+// socket at the end of the call (Media Streams' stop).
+type Stopper interface {
+	Stop() []byte
 }

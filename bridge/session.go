@@ -69,13 +69,17 @@ type Session struct {
 	endCallSeen atomic.Bool
 	reconnects  int
 
-	keys keypad
+	keys  keypad
+	marks marks
 
 	done    chan struct{}
 	end     callpath.End
 	endOnce sync.Once
 	stop    chan struct{}
 	stopped sync.Once
+	// writerDone is closed when the writer has sent what was queued at stop.
+	writerDone    chan struct{}
+	writerStarted bool
 	// ctx is cancelled by Close: work the session started for the call (a
 	// transfer under way) stops with it.
 	ctx    context.Context
@@ -106,7 +110,7 @@ const (
 
 func newSession(c *Connector, p Provider, info *callpath.Info) *Session {
 	s := &Session{c: c, p: p, info: info, cfg: info.Config, log: info.Log, rec: info.Record, upstream: c.OnUpstream,
-		wake: make(chan struct{}, 1), ctrl: make(chan []byte, 64), done: make(chan struct{}), stop: make(chan struct{}),
+		wake: make(chan struct{}, 1), ctrl: make(chan []byte, 64), done: make(chan struct{}), stop: make(chan struct{}), writerDone: make(chan struct{}),
 		ring: make([][]byte, ringStart), stamps: make([]chunkStamp, ringStart)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -269,10 +273,12 @@ func (s *Session) writer() {
 		stamps []chunkStamp // of the audio chunks in this write
 		msg    []byte
 	)
+	defer close(s.writerDone)
 	for {
+		stopping := false
 		select {
 		case <-s.stop:
-			return
+			stopping = true // what is still queued (a last message) goes out first
 		case m := <-s.ctrl:
 			w.add(m)
 		case <-s.wake:
@@ -297,6 +303,9 @@ func (s *Session) writer() {
 		}
 		s.audioMu.Unlock()
 		if w.frames == 0 {
+			if stopping {
+				return
+			}
 			continue
 		}
 		if s.flush(conv, &w) && s.upstream != nil {
@@ -309,6 +318,9 @@ func (s *Session) writer() {
 		}
 		w.reset()
 		stamps = stamps[:0]
+		if stopping {
+			return
+		}
 	}
 }
 
@@ -474,11 +486,20 @@ func (s *Session) Close(reason callpath.Reason) {
 		s.spawnMu.Lock()
 		s.closing = true
 		s.spawnMu.Unlock()
+		if st, ok := s.current().(Stopper); ok {
+			select {
+			case s.ctrl <- st.Stop():
+			default:
+			}
+		}
 		s.connMu.Lock() // a reconnect installs its socket under connMu only while stop is open
 		close(s.stop)
 		conv := s.conv
 		s.connMu.Unlock()
 		s.cancel()
+		if s.writerStarted {
+			<-s.writerDone // its last write has its deadline
+		}
 		conn := conv.Conn()
 		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "call ended: "+string(reason)), time.Now().Add(time.Second))
 		_ = conn.Close()
@@ -574,6 +595,9 @@ func (e *events) s() *Session { return (*Session)(e) }
 func (e *events) Audio(audio []byte) {
 	s := e.s()
 	s.replyBytes += len(audio)
+	s.marks.mu.Lock()
+	s.marks.bytes += int64(len(audio))
+	s.marks.mu.Unlock()
 	if lb := s.line.Load(); lb != nil {
 		if err := lb.Play(audio); err != nil && !errors.Is(err, media.ErrClosed) {
 			s.log.Warn("cannot play provider audio", "err", err)
@@ -599,9 +623,11 @@ func (e *events) Interrupt() time.Duration {
 	s.pendingMu.Unlock()
 	lb := s.line.Load()
 	if lb == nil || early {
+		s.clearMarks()
 		return 0
 	}
 	n := lb.Flush()
+	s.clearMarks()
 	s.log.Debug("barge-in: queued audio dropped", "frames", n)
 	frames := s.replyBytes/frameBytes(s.format) - n
 	return time.Duration(max(frames, 0)) * 20 * time.Millisecond
@@ -643,6 +669,9 @@ func (e *events) EndCall(wait time.Duration) {
 		}
 	})
 }
+
+// OnPlayed implements Events.
+func (e *events) OnPlayed(fn func()) { e.s().onPlayed(fn) }
 
 // Send implements Events.
 func (e *events) Send(msg []byte) { e.s().send(msg) }

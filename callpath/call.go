@@ -176,6 +176,8 @@ type Line interface {
 	Play(audio []byte) error
 	Flush() int
 	Drained() <-chan struct{}
+	// Queued is how many 20 ms frames are still to be played.
+	Queued() int
 	// AnsweredAt is when the call was answered (transcript timestamps count from it).
 	AnsweredAt() time.Time
 	// Hangup ends the call, recording reason.

@@ -213,6 +213,7 @@ func (c *Call) AnsweredAt() time.Time {
 func (c *Call) Play(audio []byte) error  { return c.o.Leg.Stream().Play(audio) }
 func (c *Call) Flush() int               { return c.o.Leg.Stream().Flush() }
 func (c *Call) Drained() <-chan struct{} { return c.o.Leg.Stream().Drained() }
+func (c *Call) Queued() int              { return c.o.Leg.Stream().Queued() }
 
 // Hangup implements Line: the peer ends the call.
 func (c *Call) Hangup(reason Reason) { c.End(End{Reason: reason}) }

@@ -64,6 +64,14 @@ type AgentConfig struct {
 	Transfer        TransferConfig
 	Keypad          KeypadConfig
 	TurnDetection   TurnDetection // OpenAI Realtime agents (default server_vad)
+	Bot             BotConfig     // agents whose provider is your own bot (mediastream)
+}
+
+// BotConfig is config.bot: where an agent's own bot listens, and the custom
+// parameters its start message carries.
+type BotConfig struct {
+	URL        string            // ws:// or wss://
+	Parameters map[string]string // start.customParameters, besides the gateway's own
 }
 
 // KeypadConfig is config.keypad: digits are collected until # or a pause of
@@ -142,6 +150,10 @@ func DecodeAgentConfig(m map[string]any) (AgentConfig, error) {
 			if err := c.Keypad.decode(v); err != nil {
 				return c, err
 			}
+		case "bot":
+			if err := c.Bot.decode(v); err != nil {
+				return c, err
+			}
 		case "turn_detection":
 			s, _ := v.(string)
 			if err := oneOf(field, s, string(TurnServerVAD), string(TurnSemanticVAD)); err != nil {
@@ -149,7 +161,7 @@ func DecodeAgentConfig(m map[string]any) (AgentConfig, error) {
 			}
 			c.TurnDetection = TurnDetection(s)
 		default:
-			return c, configErr("%s: unknown field (known: temperature, max_call_duration_seconds, audio_format, user_audio_chunk_ms, transfer, keypad, turn_detection)", field)
+			return c, configErr("%s: unknown field (known: temperature, max_call_duration_seconds, audio_format, user_audio_chunk_ms, transfer, keypad, turn_detection, bot)", field)
 		}
 	}
 	return c, c.Validate()
@@ -203,6 +215,12 @@ func ParseAgentConfig(m map[string]any) AgentConfig {
 	if v, ok := m["user_audio_chunk_ms"].(float64); ok && v > 0 {
 		c.ChunkMS = int(v)
 	}
+	if v, ok := m["bot"]; ok {
+		var b BotConfig
+		if b.decode(v) == nil {
+			c.Bot = b
+		}
+	}
 	if v, ok := m["turn_detection"].(string); ok && (v == string(TurnServerVAD) || v == string(TurnSemanticVAD)) {
 		c.TurnDetection = TurnDetection(v)
 	}
@@ -216,6 +234,43 @@ func ParseAgentConfig(m map[string]any) AgentConfig {
 		}
 	}
 	return c
+}
+
+func (b *BotConfig) decode(v any) error {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return configErr("config.bot: must be an object")
+	}
+	for k, bv := range m {
+		switch k {
+		case "url":
+			s, _ := bv.(string)
+			u, err := url.Parse(s)
+			if err != nil || (u.Scheme != "wss" && u.Scheme != "ws") || u.Host == "" || len(s) > 2000 {
+				return configErr("config.bot.url: must be a ws:// or wss:// URL")
+			}
+			b.URL = s
+		case "parameters":
+			pm, ok := bv.(map[string]any)
+			if !ok || len(pm) > 20 {
+				return configErr("config.bot.parameters: must be an object of at most 20 strings")
+			}
+			b.Parameters = map[string]string{}
+			for pk, pv := range pm {
+				s, ok := pv.(string)
+				if !ok || len(pk) == 0 || len(pk) > 64 || len(s) > 1000 || strings.HasPrefix(pk, "cxco_") {
+					return configErr("config.bot.parameters.%s: must be a string of at most 1000 characters under a name of 1-64 characters not starting cxco_", pk)
+				}
+				b.Parameters[pk] = s
+			}
+		default:
+			return configErr("config.bot.%s: unknown field (known: url, parameters)", k)
+		}
+	}
+	if b.URL == "" {
+		return configErr("config.bot.url: required")
+	}
+	return nil
 }
 
 func (t *TransferConfig) decode(v any) error {
