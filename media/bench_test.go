@@ -115,7 +115,9 @@ func rusage(who int) time.Duration {
 // separate process, for b.N seconds, and reports the gateway side's CPU per
 // call-second (this process only: streams, wheel, runtime), allocations per
 // frame and memory per call. Run with e.g. -benchtime=10x (10 s);
-// CXCO_BENCH_CALLS changes the number of calls.
+// CXCO_BENCH_CALLS changes the number of calls; CXCO_BENCH_OWN_READERS=1 has
+// every stream read its own sockets with two goroutines (the way before the
+// shared readers, and where they are not available).
 func BenchmarkStreams(b *testing.B) {
 	calls := []int{100}
 	if v, err := strconv.Atoi(os.Getenv("CXCO_BENCH_CALLS")); err == nil && v > 0 {
@@ -134,6 +136,10 @@ func BenchmarkStreams(b *testing.B) {
 }
 
 func benchStreams(b *testing.B, n int, codec string, format Format) {
+	if os.Getenv("CXCO_BENCH_OWN_READERS") != "" { // each stream reads its own sockets, as before the shared readers
+		sharedReaders = false
+		defer func() { sharedReaders = true }()
+	}
 	w := realWheel(b)
 	pool := testPool(b)
 	runtime.GC()
@@ -142,11 +148,13 @@ func benchStreams(b *testing.B, n int, codec string, format Format) {
 	streams := make([]*Stream, n)
 	targets := make([]string, n)
 	for i := range streams {
-		s, err := NewStream(pool, loopback, Options{Wheel: w})
+		// No address in the SDP: accept the farm's RTP from any source, and
+		// send once it latches.
+		s, err := NewStream(pool, loopback, Options{Wheel: w, Sources: SourcePolicy{Any: true}})
 		if err != nil {
 			b.Fatal(err)
 		}
-		neg := negotiated(codec, netip.AddrPort{}) // no address: send once the phone's RTP latches
+		neg := negotiated(codec, netip.AddrPort{})
 		if err := s.Start(neg, Echo(s, format)); err != nil {
 			b.Fatal(err)
 		}

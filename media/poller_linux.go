@@ -4,6 +4,7 @@ package media
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -65,6 +66,9 @@ var (
 		return s
 	}()
 	pollNext atomic.Uint32
+	// sharedReaders off makes every stream read its own sockets (the
+	// benchmarks compare the two)
+	sharedReaders = true
 )
 
 // polled is a stream's registration with a shared reader.
@@ -76,6 +80,9 @@ type polled struct {
 // startPolling registers the stream's RTP and RTCP sockets with a shared
 // reader; an error leaves nothing registered.
 func (s *Stream) startPolling() error {
+	if !sharedReaders {
+		return errors.ErrUnsupported
+	}
 	rtpFD, err := sockFD(s.rtp)
 	if err != nil {
 		return err

@@ -11,3 +11,7 @@ type polled struct{}
 func (s *Stream) startPolling() error { return errors.ErrUnsupported }
 
 func (s *Stream) stopPolling() {}
+
+var sharedReaders = false
+
+var pollSlots []struct{} // no shared readers
