@@ -375,6 +375,21 @@ local function done(k, now)
     redis.call('HSET', k, 'status', 'completed', 'done_at', now)
   end
 end
+local function interrupt(batch, st, calling, now)
+  local c = 0
+  for _, i in ipairs(redis.call('SMEMBERS', calling)) do
+    local s, a = state(redis.call('HGET', st, i))
+    if s == 'calling' then
+      redis.call('HSET', st, i, 'interrupted:' .. a)
+      redis.call('HINCRBY', batch, 'n:calling', -1)
+      redis.call('HINCRBY', batch, 'n:interrupted', 1)
+      c = c + 1
+    end
+  end
+  redis.call('DEL', calling)
+  done(batch, now)
+  return c
+end
 `
 
 // acquire: KEYS batch, st, calling, lease; ARGV token, ttl ms, now ms.
@@ -383,20 +398,13 @@ end
 var batchAcquire = redis.NewScript(luaState + `
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return -2 end
 if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end
-local ids = redis.call('SMEMBERS', KEYS[3])
-local c = 0
-for _, i in ipairs(ids) do
-  local s, a = state(redis.call('HGET', KEYS[2], i))
-  if s == 'calling' then
-    redis.call('HSET', KEYS[2], i, 'interrupted:' .. a)
-    redis.call('HINCRBY', KEYS[1], 'n:calling', -1)
-    redis.call('HINCRBY', KEYS[1], 'n:interrupted', 1)
-    c = c + 1
-  end
-end
-redis.call('DEL', KEYS[3])
-done(KEYS[1], ARGV[3])
-return c`)
+return interrupt(KEYS[1], KEYS[2], KEYS[3], ARGV[3])`)
+
+// orphans: KEYS batch, st, calling, lease; ARGV token, now ms. For the lease's
+// holder with no call under way: whatever is still "calling" lost its outcome.
+var batchOrphans = redis.NewScript(luaState + `
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return -1 end
+return interrupt(KEYS[1], KEYS[2], KEYS[3], ARGV[2])`)
 
 // renew: KEYS lease; ARGV token, ttl ms.
 var batchRenew = redis.NewScript(`
@@ -483,6 +491,19 @@ func (s *Store) AcquireBatchLease(ctx context.Context, ref BatchRef, token strin
 		return false, 0, nil
 	}
 	return true, int(n), nil
+}
+
+// InterruptOrphans marks interrupted the recipients still calling in a batch
+// whose lease holder (token) has no call under way: their outcomes were never
+// recorded (the store was unreachable at the end of the call). It returns how
+// many, or ErrLeaseLost.
+func (s *Store) InterruptOrphans(ctx context.Context, ref BatchRef, token string) (int, error) {
+	n, err := runInt(ctx, s, batchOrphans, []string{keyBatch(ref), keyBatchPart(ref, "st"), keyBatchPart(ref, "calling"), keyBatchPart(ref, "lease")},
+		token, s.now().UnixMilli())
+	if err == nil && n == -1 {
+		err = ErrLeaseLost
+	}
+	return int(n), err
 }
 
 // RenewBatchLease extends a lease this token holds; ErrLeaseLost if it does not.

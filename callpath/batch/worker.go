@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cxco/gateway/store"
@@ -93,6 +94,7 @@ type Store interface {
 	ClaimRecipient(ctx context.Context, ref store.BatchRef, token string, index int) (int, error)
 	DeferRecipient(ctx context.Context, ref store.BatchRef, token string, index int, at time.Time) error
 	FinishRecipient(ctx context.Context, ref store.BatchRef, index, attempt int, st store.RecipientStatus, keep int, res *store.BatchAttempt, retryAt time.Time) (bool, error)
+	InterruptOrphans(ctx context.Context, ref store.BatchRef, token string) (int, error)
 }
 
 // Options configure a Worker.
@@ -115,6 +117,9 @@ type Options struct {
 	AtLimitDelay time.Duration
 	// Now is the clock for calling hours and retries; time.Now by default.
 	Now func() time.Time
+	// FinishTimeout bounds the attempts to record a call's outcome while the
+	// store is unreachable; 1 minute by default.
+	FinishTimeout time.Duration
 }
 
 // Worker works batches on one node.
@@ -144,6 +149,9 @@ func New(o Options) *Worker {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.FinishTimeout == 0 {
+		o.FinishTimeout = time.Minute
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -231,6 +239,7 @@ func (w *Worker) runBatch(ctx context.Context, ref store.BatchRef) {
 	}()
 
 	var calls sync.WaitGroup
+	var under atomic.Int32 // calls under way
 	slots := make(chan struct{}, b.MaxConcurrent)
 	ended := make(chan struct{}, 1)
 	interval := time.Duration(float64(time.Second) / b.CallsPerSecond)
@@ -263,6 +272,13 @@ loop:
 			cur, err := w.o.Store.GetBatch(lctx, ref.CompanyID, ref.ID)
 			if err == nil && cur.Status != store.BatchRunning {
 				break // completed (the last call's finish said so) or cancelled
+			}
+			if err == nil && cur.Counts[store.RecipientCalling] > 0 && under.Load() == 0 {
+				// Calls whose outcome could not be written: never placed again.
+				if n, err := w.o.Store.InterruptOrphans(lctx, ref, w.token); err == nil && n > 0 {
+					log.Warn("batch: calls whose outcome was not recorded are marked interrupted", "recipients", n)
+					continue
+				}
 			}
 			d := w.o.Poll
 			if !next.IsZero() {
@@ -328,9 +344,11 @@ loop:
 			}
 			nextStart = time.Now().Add(interval)
 			calls.Add(1)
+			under.Add(1)
 			go func() {
 				defer calls.Done()
 				w.call(ctx, b, r, attempt, log)
+				under.Add(-1)
 				<-slots
 				select {
 				case ended <- struct{}{}:
@@ -410,11 +428,24 @@ func (w *Worker) call(ctx context.Context, b *store.Batch, r store.BatchRecipien
 	case res.Outcome == Rejected:
 		st = store.RecipientRejected
 	}
-	// The outcome is written even when the worker is stopping.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// The outcome is written even when the worker is stopping, tried again for
+	// up to FinishTimeout while the store is unreachable; if it never is, the
+	// recipient ends interrupted (InterruptOrphans), not called again.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.o.FinishTimeout)
 	defer cancel()
-	if _, err := w.o.Store.FinishRecipient(wctx, ref, r.Index, attempt, st, keep, rec, retryAt); err != nil {
-		log.Error("batch: cannot record a call's outcome", "index", r.Index, "attempt", attempt, "err", err)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		_, err := w.o.Store.FinishRecipient(wctx, ref, r.Index, attempt, st, keep, rec, retryAt)
+		if err == nil {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-wctx.Done():
+			t.Stop()
+			log.Error("batch: cannot record a call's outcome", "index", r.Index, "attempt", attempt, "err", err)
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -377,3 +377,40 @@ func TestBatchAtCompanyLimit(t *testing.T) {
 		t.Errorf("at most %d at once (company limit 2), %d refused, %d placed", rec.most, rec.refused, len(rec.calls))
 	}
 }
+
+// lossyStore is the real store, except that the outcome of recipient 3 can
+// never be written (as if Redis were unreachable each time).
+type lossyStore struct{ *store.Store }
+
+func (s lossyStore) FinishRecipient(ctx context.Context, ref store.BatchRef, index, attempt int, st store.RecipientStatus, keep int, res *store.BatchAttempt, retryAt time.Time) (bool, error) {
+	if index == 3 {
+		return false, store.ErrUnavailable
+	}
+	return s.Store.FinishRecipient(ctx, ref, index, attempt, st, keep, res, retryAt)
+}
+
+// TestBatchOutcomeNeverWritten: a call whose outcome cannot be recorded is
+// tried for FinishTimeout, then, once nothing else is under way, marked
+// interrupted — never called again — and the batch completes.
+func TestBatchOutcomeNeverWritten(t *testing.T) {
+	st := openStore(t, redistestStart(t), "node-a")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b, rs, _ := Prepare(Request{CallsPerSecond: 100, MaxConcurrent: 2, Recipients: numbers(8)}, 11, 1)
+	created, _ := st.CreateBatch(ctx, b, rs)
+	rec := newRecorder(func(Call) (Result, error) { return Result{Outcome: Answered, SIPStatus: 200}, nil })
+	w := New(Options{Store: lossyStore{st}, Dialer: nodeDialer{rec, "node-a"}, Node: "node-a", Poll: 20 * time.Millisecond,
+		LeaseTTL: 3 * time.Second, FinishTimeout: 300 * time.Millisecond})
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	got := waitStatus(t, st, 11, created.ID, store.BatchCompleted, rec)
+	cancel()
+	<-done
+	if got.Counts[store.RecipientInterrupted] != 1 || got.Counts[store.RecipientAnswered] != 7 || len(rec.calls) != 8 {
+		t.Errorf("counts %v after %d calls", got.Counts, len(rec.calls))
+	}
+	prog, _ := st.BatchRecipients(context.Background(), 11, created.ID, 3, 1)
+	if prog[0].Status != store.RecipientInterrupted {
+		t.Errorf("recipient 3: %+v", prog[0])
+	}
+}
