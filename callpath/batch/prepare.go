@@ -28,7 +28,6 @@ package batch
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,8 +90,6 @@ func invalid(field, format string, a ...any) error {
 	return &FieldError{Field: field, Detail: fmt.Sprintf(format, a...)}
 }
 
-var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
-
 // Prepare checks a request and turns it into the batch and recipients to store
 // for a company's agent: defaults filled in, numbers in E.164, each
 // recipient's time zone resolved.
@@ -108,8 +105,12 @@ func Prepare(req Request, companyID, agentID int64) (store.Batch, []store.BatchR
 	if len(b.Name) > 200 {
 		return b, nil, invalid("name", "at most 200 characters")
 	}
-	if b.From != "" && !e164.MatchString(b.From) {
-		return b, nil, invalid("from", "%q is not an E.164 number (+ and 7 to 15 digits)", b.From)
+	if b.From != "" {
+		n, ok := store.NormalizeE164(b.From)
+		if !ok {
+			return b, nil, invalid("from", "%q is not an E.164 number (+ and 7 to 15 digits)", b.From)
+		}
+		b.From = n
 	}
 	switch {
 	case b.CallsPerSecond == 0:
@@ -160,8 +161,8 @@ func Prepare(req Request, companyID, agentID int64) (store.Batch, []store.BatchR
 	seen := make(map[string]int, len(req.Recipients))
 	for i, in := range req.Recipients {
 		field := "recipients[" + strconv.Itoa(i) + "]"
-		n := normalize(in.PhoneNumber)
-		if !e164.MatchString(n) {
+		n, ok := store.NormalizeE164(in.PhoneNumber)
+		if !ok {
 			return b, nil, invalid(field+".phone_number", "%q is not an E.164 number (+ and 7 to 15 digits)", in.PhoneNumber)
 		}
 		if j, dup := seen[n]; dup {
@@ -193,15 +194,6 @@ func Prepare(req Request, companyID, agentID int64) (store.Batch, []store.BatchR
 		rs[i] = store.BatchRecipient{Index: i, Number: n, DynamicVariables: in.DynamicVariables, TimeZone: zone}
 	}
 	return b, rs, nil
-}
-
-func normalize(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == ' ' || r == '-' || r == '.' || r == '(' || r == ')' {
-			return -1
-		}
-		return r
-	}, strings.TrimSpace(s))
 }
 
 // ZoneOf is the time zone of an E.164 number's country calling code when its
