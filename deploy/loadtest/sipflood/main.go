@@ -147,12 +147,10 @@ func run(bin string, sources, requests int, rate float64, method, transport stri
 	go func() { defer probeWG.Done(); probe.run(stopProbe) }()
 
 	// The flood.
-	start := time.Now()
-	sent, answered, err := flood(target, sources, requests, rate, method, transport, duration)
+	sent, floodTime, answered, err := flood(target, sources, requests, rate, method, transport, duration)
 	if err != nil {
 		return err
 	}
-	floodTime := time.Since(start)
 	peakDuring := peak.Load()
 	// Let transactions expire and measure on.
 	time.Sleep(settle) // a measuring window, not synchronisation
@@ -208,8 +206,9 @@ func request(method string, i int, from net.Addr, transport string) []byte {
 		method, strings.ToUpper(transport), host, i, rand.Int32(), host, i, tag, i, host, method, host, ct, len(body), body))
 }
 
-// flood sends requests from sources at rate, spread over the sources in turn.
-func flood(target *net.UDPAddr, sources, requests int, rate float64, method, transport string, duration time.Duration) (int, *atomic.Int64, error) {
+// flood sends requests from sources at rate, spread over the sources in turn; it
+// returns the requests sent and how long sending took, once the answers are in.
+func flood(target *net.UDPAddr, sources, requests int, rate float64, method, transport string, duration time.Duration) (int, time.Duration, *atomic.Int64, error) {
 	answered := &atomic.Int64{}
 	type sender struct {
 		write func([]byte) error
@@ -224,10 +223,10 @@ func flood(target *net.UDPAddr, sources, requests int, rate float64, method, tra
 			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 5 * time.Second}
 			c, err := d.Dial("tcp", (&net.TCPAddr{IP: target.IP, Port: target.Port}).String())
 			if err != nil {
-				return 0, answered, fmt.Errorf("tcp from %s: %w", ip, err)
+				return 0, 0, answered, fmt.Errorf("tcp from %s: %w", ip, err)
 			}
 			readers.Add(1)
-			go func() { defer readers.Done(); countAnswers(c, answered) }()
+			go func() { defer readers.Done(); countAnswers(c, answered); _ = c.Close() }()
 			w := bufio.NewWriterSize(c, 64<<10)
 			var mu sync.Mutex
 			senders = append(senders, sender{write: func(b []byte) error {
@@ -238,12 +237,21 @@ func flood(target *net.UDPAddr, sources, requests int, rate float64, method, tra
 					err = w.Flush()
 				}
 				return err
-			}, close: func() { mu.Lock(); _ = w.Flush(); mu.Unlock(); _ = c.Close() }, local: c.LocalAddr()})
+			}, close: func() {
+				// Keep the connection open while the gateway works through what it
+				// has buffered: closing at once makes our kernel answer its first
+				// response with a reset, which throws away every request the
+				// gateway had not read yet (a 2,000-INVITE write became 30).
+				mu.Lock()
+				_ = w.Flush()
+				mu.Unlock()
+				_ = c.SetReadDeadline(time.Now().Add(tcpDrain))
+			}, local: c.LocalAddr()})
 			continue
 		}
 		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 		if err != nil {
-			return 0, answered, err
+			return 0, 0, answered, err
 		}
 		readers.Add(1)
 		go func() {
@@ -277,9 +285,14 @@ func flood(target *net.UDPAddr, sources, requests int, rate float64, method, tra
 	for _, s := range senders {
 		s.close()
 	}
+	sending := time.Since(start)
 	readers.Wait()
-	return sent, answered, nil
+	return sent, sending, answered, nil
 }
+
+// tcpDrain is how long a flooding TCP connection stays open for answers after
+// its last request (the gateway closes it sooner when idle or over a limit).
+const tcpDrain = 5 * time.Second
 
 var statusLine = regexp.MustCompile(`(?m)^SIP/2\.0 \d{3} `)
 
