@@ -16,10 +16,17 @@ import (
 //     while n sources are active, each may use at most global/n, so a flood from
 //     a hundred addresses slows those hundred and not a quiet trunk sending an
 //     OPTIONS a second (max-min fairness, as a fair queue would give).
-//   - Calls: INVITEs, from all sources together, at most calls a second (burst
-//     twice that): each holds a transaction for up to 32 s and a store lookup, so
-//     this bounds the memory an INVITE flood can take. Over it the server answers
-//     503 with Retry-After, which a real trunk understands.
+//   - Calls: INVITEs, from all sources together, at most calls a second: each
+//     holds a transaction for up to 32 s and a store lookup, so this bounds the
+//     memory an INVITE flood can take. The rate is shared fairly too: while n
+//     sources send INVITEs, each may start at most calls/n a second (burst twice
+//     that), so a flood of INVITEs from a hundred addresses does not take a quiet
+//     trunk's calls with it (one bucket for all let the flooders empty it, and 16
+//     of 40 new calls from a trunk got 503). A source that starts sending INVITEs
+//     takes its first second's worth from a shared pool (twice calls, refilled at
+//     calls a second), so many new sources at once get no more than the pool.
+//     Over its share a source's INVITE is answered 503 with Retry-After, which a
+//     real trunk understands.
 //   - Memory: at most maxSources buckets; sources beyond share one bucket.
 //
 // Buckets of sources idle for a minute are forgotten.
@@ -29,15 +36,18 @@ type floodLimiter struct {
 	now         func() time.Time
 	maxSources  int
 
-	mu       sync.Mutex
-	buckets  map[netip.Addr]*bucket
-	overflow bucket // shared by the sources beyond maxSources
-	calls    bucket
-	callRate float64
-	win      int64 // the current one-second window (unix seconds)
-	winCount int   // sources seen in it
-	prev     int   // sources seen in the previous one
-	swept    time.Time
+	mu        sync.Mutex
+	buckets   map[netip.Addr]*bucket
+	overflow  bucket // shared by the sources beyond maxSources
+	callPool  bucket // the first INVITE burst of sources new to INVITEs comes from here
+	callRate  float64
+	win       int64 // the current one-second window (unix seconds)
+	winCount  int   // sources seen in it
+	prev      int   // sources seen in the previous one
+	callWin   int64 // the same for the sources sending INVITEs
+	callCount int
+	callPrev  int
+	swept     time.Time
 }
 
 type bucket struct {
@@ -45,6 +55,10 @@ type bucket struct {
 	last   time.Time
 	win    int64 // the window the source was last counted in
 	fresh  bool  // never filled yet
+	// The source's INVITEs: its share of the call rate (callsLast zero: none yet).
+	calls     float64
+	callsLast time.Time
+	callsWin  int64
 }
 
 // verdict is what the limiter decided about one request.
@@ -89,7 +103,7 @@ func newFloodLimiter(o limiterOptions) *floodLimiter {
 	l := &floodLimiter{rate: max(o.rate, 0), burst: float64(max(o.burst, 1)), global: max(o.global, 0), now: o.now,
 		maxSources: o.maxSources, buckets: map[netip.Addr]*bucket{}, callRate: max(o.calls, 0)}
 	l.overflow.fresh = true
-	l.calls = bucket{tokens: 2 * l.callRate, last: o.now()}
+	l.callPool = bucket{tokens: 2 * l.callRate, last: o.now()}
 	return l
 }
 
@@ -98,35 +112,53 @@ func (l *floodLimiter) allow(src netip.Addr, invite bool) verdict {
 	if l == nil {
 		return admit
 	}
+	calls := invite && l.callRate > 0
+	if l.rate <= 0 && !calls {
+		return admit
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
+	l.sweep(now)
+	b := l.bucketOf(src)
 	if l.rate > 0 {
-		if v := l.allowSource(now, src); v != admit {
+		if v := l.allowSource(now, b); v != admit {
 			return v
 		}
 	}
-	if invite && l.callRate > 0 {
-		c := &l.calls
-		c.tokens = min(2*l.callRate, c.tokens+now.Sub(c.last).Seconds()*l.callRate)
-		c.last = now
-		if c.tokens < 1 {
-			return overCalls
-		}
-		c.tokens--
+	if calls && !l.allowCall(now, b) {
+		return overCalls
 	}
 	return admit
 }
 
-func (l *floodLimiter) allowSource(now time.Time, src netip.Addr) verdict {
-	if now.Sub(l.swept) > time.Minute {
-		for a, b := range l.buckets {
-			if now.Sub(b.last) > time.Minute {
-				delete(l.buckets, a)
-			}
-		}
-		l.swept = now
+// sweep forgets the buckets of sources idle for a minute, once a minute.
+func (l *floodLimiter) sweep(now time.Time) {
+	if now.Sub(l.swept) <= time.Minute {
+		return
 	}
+	for a, b := range l.buckets {
+		if now.Sub(b.last) > time.Minute && now.Sub(b.callsLast) > time.Minute {
+			delete(l.buckets, a)
+		}
+	}
+	l.swept = now
+}
+
+// bucketOf is src's bucket, or the shared one when the table is full.
+func (l *floodLimiter) bucketOf(src netip.Addr) *bucket {
+	b := l.buckets[src]
+	if b == nil {
+		if len(l.buckets) >= l.maxSources {
+			return &l.overflow
+		}
+		b = &bucket{fresh: true}
+		l.buckets[src] = b
+	}
+	return b
+}
+
+func (l *floodLimiter) allowSource(now time.Time, b *bucket) verdict {
 	if w := now.Unix(); w != l.win {
 		if w == l.win+1 {
 			l.prev = l.winCount
@@ -134,15 +166,6 @@ func (l *floodLimiter) allowSource(now time.Time, src netip.Addr) verdict {
 			l.prev = 0
 		}
 		l.win, l.winCount = w, 0
-	}
-	b := l.buckets[src]
-	if b == nil {
-		if len(l.buckets) < l.maxSources {
-			b = &bucket{fresh: true}
-			l.buckets[src] = b
-		} else {
-			b = &l.overflow
-		}
 	}
 	if b.win != l.win || b.fresh {
 		b.win = l.win
@@ -167,6 +190,41 @@ func (l *floodLimiter) allowSource(now time.Time, src netip.Addr) verdict {
 	}
 	b.tokens--
 	return admit
+}
+
+// allowCall takes one of the source's share of the call rate for an INVITE.
+func (l *floodLimiter) allowCall(now time.Time, b *bucket) bool {
+	if w := now.Unix(); w != l.callWin {
+		if w == l.callWin+1 {
+			l.callPrev = l.callCount
+		} else {
+			l.callPrev = 0
+		}
+		l.callWin, l.callCount = w, 0
+	}
+	if b.callsWin != l.callWin || b.callsLast.IsZero() {
+		b.callsWin = l.callWin
+		l.callCount++
+	}
+	share := l.callRate / float64(max(l.callPrev, l.callCount, 1))
+	burst := max(1, min(2*l.callRate, 2*share))
+	p := &l.callPool
+	p.tokens = min(2*l.callRate, p.tokens+now.Sub(p.last).Seconds()*l.callRate)
+	p.last = now
+	if b.callsLast.IsZero() {
+		// A second of its share, not its whole burst: the first source after a
+		// quiet spell would otherwise take the pool and leave the next none.
+		b.calls = max(0, min(share, p.tokens))
+		p.tokens -= b.calls
+	} else {
+		b.calls = min(burst, b.calls+now.Sub(b.callsLast).Seconds()*share)
+	}
+	b.callsLast = now
+	if b.calls < 1 {
+		return false
+	}
+	b.calls--
+	return true
 }
 
 // sources is how many sources have a bucket (tests, metrics).

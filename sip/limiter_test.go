@@ -73,8 +73,8 @@ func TestFloodLimiter(t *testing.T) {
 		for i := range 10 {
 			got += admitted(l, addrN(i), 100, true)
 		}
-		if got != 100 {
-			t.Fatalf("INVITE burst: %d, want 100 (2 s of 50/s)", got)
+		if got > 100 || got < 95 {
+			t.Fatalf("INVITE burst of 10 new sources: %d, want about 100 (the pool: 2 s of 50/s)", got)
 		}
 		if v := l.allow(addrN(99), true); v != overCalls || v.dropCause() != "call_rate" {
 			t.Fatalf("INVITE over the call rate: %v", v)
@@ -82,9 +82,49 @@ func TestFloodLimiter(t *testing.T) {
 		if l.allow(addrN(99), false) != admit {
 			t.Fatal("an OPTIONS is not bound by the call rate")
 		}
+		// A source that starts calling right after another is not left with nothing.
+		fresh := newFloodLimiter(limiterOptions{rate: 1000, burst: 2000, calls: 50, now: c.now})
+		if admitted(fresh, addrN(1), 1, true) != 1 || admitted(fresh, addrN(2), 10, true) != 10 {
+			t.Fatal("the second source's first 10 INVITEs refused after the first source's one")
+		}
+		// One source alone has the whole rate.
+		c.advance(10 * time.Second)
+		if got := admitted(l, addrN(5), 100, true); got != 100 {
+			t.Fatalf("one source after 10 s: %d INVITEs, want its burst of 100", got)
+		}
 		c.advance(time.Second)
 		if got := admitted(l, addrN(5), 100, true); got != 50 {
-			t.Fatalf("after 1 s: %d INVITEs, want 50", got)
+			t.Fatalf("one source 1 s later: %d INVITEs, want 50", got)
+		}
+	})
+	t.Run("call rate shared fairly", func(t *testing.T) {
+		// 100 sources flood INVITEs (each within the request budget); a trunk
+		// places 2 calls a second through it. Before, the flooders emptied the one
+		// INVITE bucket and the trunk's calls got 503.
+		c := &fakeClock{t: time.Unix(5000, 0)}
+		l := newFloodLimiter(limiterOptions{rate: 100000, burst: 200000, calls: 200, now: c.now})
+		trunk := netip.MustParseAddr("192.0.2.1")
+		total, trunkOK, trunkTried := 0, 0, 0
+		for sec := range 10 {
+			for slice := range 10 { // 100 ms slices
+				for i := range 100 { // 100 flooders, 5 INVITEs each per slice: 5,000/s in all
+					total += admitted(l, addrN(i), 5, true)
+				}
+				if sec > 0 && slice%5 == 0 { // the trunk: 2 calls a second
+					trunkTried++
+					if l.allow(trunk, true) == admit {
+						trunkOK++
+					}
+				}
+				c.advance(100 * time.Millisecond)
+			}
+		}
+		if trunkOK != trunkTried {
+			t.Fatalf("the trunk got %d of %d calls through the flood", trunkOK, trunkTried)
+		}
+		// The flooders share the 200/s, plus the pool's first 400.
+		if total > 200*10+400 || total < 200*8 {
+			t.Fatalf("flooders got %d INVITEs in 10 s, want about 2,000", total)
 		}
 	})
 	t.Run("bounded memory", func(t *testing.T) {

@@ -72,8 +72,9 @@ type Options struct {
 	// GlobalRate bounds the requests of all sources together, shared fairly
 	// between the sources sending (default 2000/s; negative: none).
 	GlobalRate float64
-	// CallRate bounds new INVITEs a second from all sources together; more get
-	// 503 with Retry-After, answered before parsing (default 200/s; negative: none).
+	// CallRate bounds new INVITEs a second from all sources together, shared
+	// fairly between the sources sending INVITEs; more get 503 with Retry-After,
+	// answered before parsing (default 200/s; negative: none).
 	CallRate float64
 	// TCPMaxConns and TCPMaxConnsPerSource cap open SIP TCP connections, in
 	// total (default 1024; cmd/cxco keeps it below the descriptor limit) and from

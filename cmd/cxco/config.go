@@ -223,7 +223,7 @@ func serveFlags(c *Config) *flagSet {
 	fs.integer(&c.MaxCalls, "max-calls", "CXCO_MAX_CALLS", 1000, "concurrent calls before INVITEs get 503")
 	fs.integer(&c.SIPSourceRate, "sip-source-rate", "CXCO_SIP_SOURCE_RATE", 300, "SIP requests per second accepted from one source address, any method and transport (burst twice that; 0: no limit, and no --sip-global-rate); raise it behind a proxy")
 	fs.integer(&c.SIPGlobalRate, "sip-global-rate", "CXCO_SIP_GLOBAL_RATE", 2000, "SIP requests per second from all sources together, shared fairly between the sources sending (0: no limit)")
-	fs.integer(&c.SIPCallRate, "sip-call-rate", "CXCO_SIP_CALL_RATE", 200, "new INVITEs per second from all sources together; more get 503 with Retry-After (0: no limit)")
+	fs.integer(&c.SIPCallRate, "sip-call-rate", "CXCO_SIP_CALL_RATE", 200, "new INVITEs per second from all sources together, shared fairly between the sources sending INVITEs; more get 503 with Retry-After (0: no limit)")
 	fs.str(&c.RTPLatching, "rtp-latching", "CXCO_RTP_LATCHING", store.LatchOff, "NAT latching of trunks that set none: off (RTP only from the address the SDP names) or signalling_source (also from the SIP source address, for trunks behind NAT)")
 	fs.integer(&c.SIPTCPMaxConns, "sip-tcp-max-conns", "CXCO_SIP_TCP_MAX_CONNS", 0, "open SIP TCP connections at most (0: from the descriptor limit, what --max-calls leaves, at most 4096)")
 	fs.integer(&c.SIPTCPPerSource, "sip-tcp-conns-per-source", "CXCO_SIP_TCP_CONNS_PER_SOURCE", 64, "open SIP TCP connections from one address at most")
