@@ -41,6 +41,7 @@ type Phone struct {
 	dtmfPT                      uint8
 	Remote                      netip.AddrPort // the gateway's RTP address
 	ip                          string         // the phone's own address
+	sdpIP                       string         // the address its SDP names ("": ip)
 
 	ssrc   uint32
 	seq    uint16
@@ -110,6 +111,14 @@ func DialFrom(t testing.TB, local, gw string, number, codec string) (*Phone, int
 	return dialFrom(t, local, gw, number, codec, false)
 }
 
+// DialBehindNAT is Dial from 127.0.0.1 by a phone behind NAT: its SDP names
+// sdpIP (its private address), while its RTP comes from 127.0.0.1, where its SIP
+// comes from too.
+func DialBehindNAT(t testing.TB, sdpIP, gw string, number, codec string) (*Phone, int) {
+	t.Helper()
+	return dialVia(t, "127.0.0.1", sdpIP, gw, number, codec, false)
+}
+
 func dial(t testing.TB, gw string, number, codec string, silent bool) (*Phone, int) {
 	t.Helper()
 	return dialFrom(t, "127.0.0.1", gw, number, codec, silent)
@@ -117,12 +126,18 @@ func dial(t testing.TB, gw string, number, codec string, silent bool) (*Phone, i
 
 func dialFrom(t testing.TB, local, gw string, number, codec string, silent bool) (*Phone, int) {
 	t.Helper()
+	return dialVia(t, local, local, gw, number, codec, silent)
+}
+
+func dialVia(t testing.TB, local, sdpIP, gw string, number, codec string, silent bool) (*Phone, int) {
+	t.Helper()
 	addr, err := net.ResolveUDPAddr("udp", gw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := newPhone(t, codec, fmt.Sprintf("ph%d", rand.Uint32()), local)
 	p.silent = silent
+	p.sdpIP = sdpIP
 	p.gw, p.number, p.callID = addr, strings.TrimPrefix(number, "+"), fmt.Sprintf("phone-%d@%s", rand.Int64(), local)
 	p.start()
 	p.send(p.invite())
@@ -209,9 +224,13 @@ func (p *Phone) headers(method string, cseq int, toTag bool) string {
 
 func (p *Phone) invite() string {
 	port := p.rtpConn.LocalAddr().(*net.UDPAddr).Port
+	sdpIP := p.ip
+	if p.sdpIP != "" {
+		sdpIP = p.sdpIP
+	}
 	body := fmt.Sprintf("v=0\r\no=phone 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"+
 		"m=audio %d RTP/AVP %d 101\r\na=rtpmap:%d %s/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
-		p.ip, p.ip, port, p.pt, p.pt, p.codec)
+		sdpIP, sdpIP, port, p.pt, p.pt, p.codec)
 	return fmt.Sprintf("INVITE sip:+%s@%s SIP/2.0\r\n%sContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
 		p.number, p.gw, p.headers("INVITE", 1, false), len(body), body)
 }
