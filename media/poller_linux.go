@@ -222,7 +222,17 @@ func (slot *pollSlot) run(set *epollSet) {
 
 // sockFD returns a socket's descriptor; it stays valid until the socket is
 // closed, which stopPolling precedes.
-func sockFD(c *net.UDPConn) (int32, error) {
+func sockFD(c udpConn) (int32, error) {
+	switch c := c.(type) {
+	case *rawSock:
+		return int32(c.fd), nil
+	case *net.UDPConn:
+		return connFD(c)
+	}
+	return 0, fmt.Errorf("media: cannot poll a %T", c)
+}
+
+func connFD(c *net.UDPConn) (int32, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -259,4 +269,175 @@ func recvfrom(fd int32, buf []byte, rsa *syscall.RawSockaddrAny) (int, netip.Add
 		from = netip.AddrPortFrom(addr, port)
 	}
 	return int(n), from, 0
+}
+
+// rawSock is a stream's UDP socket as a bare non-blocking descriptor: the
+// shared readers read it, so Go's netpoller need not watch it (a *net.UDPConn
+// is always in the netpoller, which would be told of every packet a second
+// time). The pacer's and RTCP's sends are one sendto each; a full socket
+// buffer drops the packet (EAGAIN) instead of blocking the wheel's shard.
+type rawSock struct {
+	fd     int
+	v6     bool // an AF_INET6 socket (dual-stack when bound to every address)
+	local  *net.UDPAddr
+	closed atomic.Bool
+}
+
+// listenRaw binds a rawSock as net.ListenUDP("udp") would: every local
+// address (invalid or unspecified ip), IPv6 and IPv4 on one socket; an IPv4
+// address, an IPv4 socket; an IPv6 one, an IPv6-only socket.
+func listenRaw(ip netip.Addr, port int) (udpConn, error) {
+	ip = ip.Unmap()
+	wild := !ip.IsValid() || ip.IsUnspecified()
+	v6 := wild || ip.Is6()
+	family := syscall.AF_INET
+	if v6 {
+		family = syscall.AF_INET6
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, syscall.IPPROTO_UDP)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	fail := func(op string, err error) (udpConn, error) {
+		syscall.Close(fd)
+		return nil, &net.OpError{Op: "listen", Net: "udp", Addr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))),
+			Err: os.NewSyscallError(op, err)}
+	}
+	var sa syscall.Sockaddr
+	switch {
+	case wild:
+		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 0); err != nil {
+			return fail("setsockopt", err)
+		}
+		sa = &syscall.SockaddrInet6{Port: port}
+	case v6:
+		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 1); err != nil {
+			return fail("setsockopt", err)
+		}
+		sa = &syscall.SockaddrInet6{Port: port, Addr: ip.As16(), ZoneId: zoneID(ip.Zone())}
+	default:
+		sa = &syscall.SockaddrInet4{Port: port, Addr: ip.As4()}
+	}
+	if err := syscall.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	got, err := syscall.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	r := &rawSock{fd: fd, v6: v6}
+	switch a := got.(type) {
+	case *syscall.SockaddrInet4:
+		r.local = &net.UDPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+	case *syscall.SockaddrInet6:
+		r.local = &net.UDPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port, Zone: ip.Zone()}
+	}
+	return r, nil
+}
+
+func zoneID(zone string) uint32 {
+	if zone == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		return uint32(n)
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
+}
+
+func (r *rawSock) LocalAddr() net.Addr { return r.local }
+
+// WriteToUDPAddrPort sends one datagram without blocking and without
+// allocating.
+func (r *rawSock) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if !addr.IsValid() || len(b) == 0 {
+		return 0, &net.OpError{Op: "write", Net: "udp", Err: syscall.EINVAL}
+	}
+	a := addr.Addr()
+	var (
+		sa4 syscall.RawSockaddrInet4
+		sa6 syscall.RawSockaddrInet6
+		p   unsafe.Pointer
+		l   uintptr
+	)
+	switch {
+	case r.v6:
+		sa6.Family = syscall.AF_INET6
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa6.Port))[:], addr.Port())
+		sa6.Addr = a.As16() // an IPv4 address as IPv4-mapped
+		if a.Is6() && !a.Is4In6() {
+			sa6.Scope_id = zoneID(a.Zone())
+		}
+		p, l = unsafe.Pointer(&sa6), syscall.SizeofSockaddrInet6
+	case a.Unmap().Is4():
+		sa4.Family = syscall.AF_INET
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa4.Port))[:], addr.Port())
+		sa4.Addr = a.Unmap().As4()
+		p, l = unsafe.Pointer(&sa4), syscall.SizeofSockaddrInet4
+	default:
+		return 0, &net.OpError{Op: "write", Net: "udp", Err: syscall.EAFNOSUPPORT}
+	}
+	n, _, errno := syscall.Syscall6(syscall.SYS_SENDTO, uintptr(r.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, uintptr(p), l)
+	if errno != 0 {
+		return 0, &net.OpError{Op: "write", Net: "udp", Err: os.NewSyscallError("sendto", errno)}
+	}
+	return int(n), nil
+}
+
+// ReadFromUDPAddrPort reads one datagram if one is queued (the socket does
+// not block: a stream that reads its own sockets has them as net.UDPConns,
+// see ownSockets).
+func (r *rawSock) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	var rsa syscall.RawSockaddrAny
+	n, from, errno := recvfrom(int32(r.fd), b, &rsa)
+	if errno != 0 {
+		return 0, from, &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvfrom", errno)}
+	}
+	return n, from, nil
+}
+
+func (r *rawSock) Close() error {
+	if r.closed.Swap(true) {
+		return net.ErrClosed
+	}
+	return syscall.Close(r.fd)
+}
+
+// netConn turns the socket into a *net.UDPConn (Go's netpoller then watches
+// it; the descriptor is duplicated and this one closed).
+func (r *rawSock) netConn() (*net.UDPConn, error) {
+	if err := syscall.SetNonblock(r.fd, true); err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(r.fd), "udp")
+	r.closed.Store(true)
+	defer f.Close()
+	c, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, err
+	}
+	u, ok := c.(*net.UDPConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("media: %T from a UDP socket", c)
+	}
+	return u, nil
+}
+
+// ownSockets gives a stream whose sockets the shared readers cannot read
+// sockets its own reader goroutines can.
+func (s *Stream) ownSockets() error {
+	for _, c := range []*udpConn{&s.rtp, &s.rtcp} {
+		if r, ok := (*c).(*rawSock); ok {
+			u, err := r.netConn()
+			if err != nil {
+				return err
+			}
+			*c = u
+		}
+	}
+	return nil
 }

@@ -2,7 +2,10 @@
 
 package media
 
-import "errors"
+import (
+	"errors"
+	"net/netip"
+)
 
 // polled is a stream's registration with a shared reader: Linux only (see
 // poller_linux.go); elsewhere every stream runs its own reader goroutines.
@@ -15,3 +18,8 @@ func (s *Stream) stopPolling() {}
 var sharedReaders = false
 
 var pollSlots []struct{} // no shared readers
+
+func listenRaw(netip.Addr, int) (udpConn, error) { return nil, errors.ErrUnsupported }
+
+// ownSockets: the sockets are net.UDPConns already.
+func (s *Stream) ownSockets() error { return nil }

@@ -3,6 +3,7 @@ package media
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"testing"
 	"time"
@@ -110,5 +111,100 @@ func TestSharedReaders(t *testing.T) {
 		if st := s.Stats(); st.PacketsReceived != 33 || st.Digits != 3 {
 			t.Fatalf("stream %d: %d packets and %d digits received, want 33 and 3", n/2+i, st.PacketsReceived, st.Digits)
 		}
+	}
+}
+
+// A stream's sockets on every address (one dual-stack socket), on an IPv4
+// and on an IPv6 address: RTP comes in from and goes out to an IPv4 and an
+// IPv6 phone (on Linux through the bare sockets and their sendto).
+func TestSocketFamilies(t *testing.T) {
+	w := realWheel(t)
+	defer leakCheck(t)()
+	v6 := true
+	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+		v6 = false
+	} else {
+		c.Close()
+	}
+	for _, tc := range []struct {
+		listen, phone string
+	}{
+		{"", "127.0.0.1"}, {"", "::1"}, {"0.0.0.0", "127.0.0.1"}, {"127.0.0.1", "127.0.0.1"}, {"::1", "::1"},
+	} {
+		if !v6 && (tc.phone == "::1" || tc.listen == "::1") {
+			t.Logf("no IPv6 loopback: %s from %s not tested", tc.listen, tc.phone)
+			continue
+		}
+		t.Run(tc.listen+" from "+tc.phone, func(t *testing.T) {
+			var ip netip.Addr
+			if tc.listen != "" {
+				ip = netip.MustParseAddr(tc.listen)
+			}
+			s, err := NewStream(testPool(t), ip, Options{Wheel: w})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(tc.phone), 0)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ph := &phone{conn: c, buf: make([]byte, 2048)}
+			defer c.Close()
+			digits := make(chan Digit, 1)
+			if err := s.Start(negotiated("PCMU", ph.addr()), Consumer{OnDigit: func(d Digit) { digits <- d }}); err != nil {
+				t.Fatal(err)
+			}
+			to := netip.AddrPortFrom(netip.MustParseAddr(tc.phone), uint16(s.LocalPort()))
+			ph.send(t, to, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: 1, Timestamp: 160, SSRC: 9},
+				Payload: []byte{5, 0x0a, 0, 160}})
+			select {
+			case d := <-digits:
+				if d.Digit != '5' {
+					t.Fatalf("digit %q, want 5", d.Digit)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no digit")
+			}
+			if _, ok := ph.recv(10 * time.Second); !ok {
+				t.Fatal("the phone got no RTP from the stream")
+			}
+			if la := s.LocalAddr(); la.Port() != uint16(s.LocalPort()) || (ip.IsValid() && !ip.IsUnspecified() && la.Addr() != ip) {
+				t.Fatalf("LocalAddr %v, port %d, listening on %q", la, s.LocalPort(), tc.listen)
+			}
+		})
+	}
+}
+
+// Where a stream's sockets cannot be read by the shared readers, it reads
+// them itself, with the same results.
+func TestOwnReadersFallback(t *testing.T) {
+	w := realWheel(t)
+	defer leakCheck(t)()
+	s, err := NewStream(testPool(t), loopback, Options{Wheel: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ph := newPhone(t)
+	digits := make(chan Digit, 1)
+	sharedReaders = false // Start finds no shared reader for the sockets it has
+	err = s.Start(negotiated("PCMU", ph.addr()), Consumer{OnDigit: func(d Digit) { digits <- d }})
+	sharedReaders = runtime.GOOS == "linux"
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.polled != nil {
+		t.Fatal("the stream is polled")
+	}
+	ph.send(t, s.LocalAddr(), &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: 1, Timestamp: 160, SSRC: 9},
+		Payload: []byte{7, 0x0a, 0, 160}})
+	select {
+	case <-digits:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no digit")
+	}
+	if _, ok := ph.recv(10 * time.Second); !ok {
+		t.Fatal("the phone got no RTP from the stream")
 	}
 }

@@ -68,7 +68,7 @@ func (p *PortPool) InUse() int {
 // allocate binds an RTP and an RTCP socket on ip (unspecified or invalid:
 // all addresses, IPv4 and IPv6). Ports that another process holds are
 // skipped.
-func (p *PortPool) allocate(ip netip.Addr) (rtpConn, rtcpConn *net.UDPConn, port int, err error) {
+func (p *PortPool) allocate(ip netip.Addr) (rtpConn, rtcpConn udpConn, port int, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := p.Pairs()
@@ -105,7 +105,22 @@ func (p *PortPool) release(port int) {
 	delete(p.used, port)
 }
 
-func listen(ip netip.Addr, port int) (*net.UDPConn, error) {
+// udpConn is a stream's RTP or RTCP socket: a *net.UDPConn, or on Linux,
+// where the shared readers read it (poller_linux.go), a rawSock that Go's
+// netpoller does not watch.
+type udpConn interface {
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	LocalAddr() net.Addr
+	Close() error
+}
+
+// listen binds a stream's socket: unspecified or invalid ip, every local
+// address (IPv6 and IPv4); an IPv4 address, an IPv4 socket.
+func listen(ip netip.Addr, port int) (udpConn, error) {
+	if sharedReaders {
+		return listenRaw(ip, port)
+	}
 	la := &net.UDPAddr{Port: port}
 	if ip.IsValid() && !ip.IsUnspecified() {
 		la.IP = ip.AsSlice()

@@ -13,6 +13,8 @@
 package media
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -76,8 +78,8 @@ type Stream struct {
 	pool   *PortPool
 	port   int
 	local  netip.Addr
-	rtp    *net.UDPConn // nil on a Transport
-	rtcp   *net.UDPConn
+	rtp    udpConn // nil on a Transport
+	rtcp   udpConn
 	tr     Transport // set by NewStreamOn: RTP goes over it, and RTCP is the transport's
 	shard  *clock.Shard
 	wg     sync.WaitGroup
@@ -244,16 +246,27 @@ func (s *Stream) Start(n sdp.Negotiated, c Consumer) error {
 		s.paceTimer.Reset(now)
 	} else {
 		if err := s.startPolling(); err != nil {
-			s.log.Debug("media: no shared reader, the stream reads its sockets itself", "err", err)
-			s.wg.Add(2)
-			go func() {
-				defer s.wg.Done()
-				s.readRTP()
-			}()
-			go func() {
-				defer s.wg.Done()
-				s.readRTCP()
-			}()
+			lvl := slog.LevelWarn
+			if errors.Is(err, errors.ErrUnsupported) {
+				lvl = slog.LevelDebug
+			}
+			s.log.Log(context.Background(), lvl, "media: no shared reader, the stream reads its sockets itself", "err", err)
+			if err := s.ownSockets(); err != nil {
+				// Sockets the shared readers would have read and that Go's
+				// netpoller cannot take: the call sends but hears nothing,
+				// and the RTP timeout ends it.
+				s.log.Error("media: the stream cannot read its sockets", "err", err)
+			} else {
+				s.wg.Add(2)
+				go func() {
+					defer s.wg.Done()
+					s.readRTP()
+				}()
+				go func() {
+					defer s.wg.Done()
+					s.readRTCP()
+				}()
+			}
 		}
 		s.paceTimer.Reset(now)
 		s.rtcpTimer.Reset(now.Add(s.rtcpDelay()))
