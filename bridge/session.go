@@ -486,12 +486,6 @@ func (s *Session) Close(reason callpath.Reason) {
 		s.spawnMu.Lock()
 		s.closing = true
 		s.spawnMu.Unlock()
-		if st, ok := s.current().(Stopper); ok {
-			select {
-			case s.ctrl <- st.Stop():
-			default:
-			}
-		}
 		s.connMu.Lock() // a reconnect installs its socket under connMu only while stop is open
 		close(s.stop)
 		conv := s.conv
@@ -501,6 +495,13 @@ func (s *Session) Close(reason callpath.Reason) {
 			<-s.writerDone // its last write has its deadline
 		}
 		conn := conv.Conn()
+		if st, ok := conv.(Stopper); ok {
+			// The provider's last word (Media Streams' stop), written here once
+			// the writer is done, so it is neither raced by the writer's exit
+			// nor lost to a full queue.
+			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = conn.WriteMessage(websocket.TextMessage, st.Stop())
+		}
 		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "call ended: "+string(reason)), time.Now().Add(time.Second))
 		_ = conn.Close()
 		s.keys.stop()
@@ -534,7 +535,7 @@ func (s *Session) recordUsage() {
 	for _, m := range all {
 		mergeCounts(sum, m)
 	}
-	s.rec.Usage(sum)
+	s.rec.Metadata(sum)
 }
 
 // mergeCounts adds the numbers of src into dst, recursively; other values replace.
