@@ -91,31 +91,24 @@ func (c *Connector) Close() {
 	<-done
 }
 
-// providerFor is the provider an agent's calls go to.
-func (c *Connector) providerFor(a *store.Agent) (Provider, error) {
-	slug := store.ProviderOf(a)
-	p, ok := c.Providers[slug]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrNoProvider, slug)
-	}
-	return p, nil
-}
-
 // Connect implements callpath.Connector: it dials the agent's provider within
-// --provider-timeout and starts the session's reader and writer.
+// --provider-timeout and starts the session's reader and writer. When that
+// provider cannot be reached and the agent names a fallback provider, the call
+// is bridged to the fallback instead (within its own --provider-timeout), and
+// the conversation records which one served it (source, and
+// metadata_.provider_failover).
 func (c *Connector) Connect(ctx context.Context, info *callpath.Info) (callpath.Peer, error) {
 	c.init()
-	p, err := c.providerFor(info.Agent)
-	if err != nil {
-		return nil, callpath.Unavailable(callpath.ProviderDown, err)
-	}
-	s := newSession(c, p, info)
-	start := time.Now()
-	dctx, cancel := context.WithTimeout(ctx, c.Timeout)
-	conv, err := p.Dial(dctx, info, nil)
-	cancel()
-	if c.Observer != nil {
-		c.Observer.ProviderConnect(time.Since(start), err)
+	slug := store.ProviderOf(info.Agent)
+	p, conv, start, err := c.dial(ctx, slug, info)
+	var failover map[string]any
+	if fb := info.Agent.FallbackProvider; err != nil && fb != "" && fb != slug && failoverable(ctx, err) {
+		info.Log.Warn("voice-AI provider unreachable; trying the agent's fallback provider", "provider", slug, "fallback", fb, "err", err)
+		failover = map[string]any{"from": slug, "to": fb, "error": err.Error()}
+		p, conv, start, err = c.dial(ctx, fb, info)
+		if err != nil {
+			info.Log.Warn("fallback provider unreachable too", "provider", fb, "err", err)
+		}
 	}
 	if err != nil {
 		var r *callpath.Refusal
@@ -124,15 +117,50 @@ func (c *Connector) Connect(ctx context.Context, info *callpath.Info) (callpath.
 		}
 		return nil, callpath.Unavailable(callpath.ProviderDown, err)
 	}
+	s := newSession(c, p, info)
 	s.attach(conv)
-	convID, slug := conv.ID(), p.Slug()
-	s.log = s.log.With("provider", slug, "provider_conversation_id", convID)
-	s.rec.Served(slug, convID)
+	convID := conv.ID()
+	s.log = s.log.With("provider", p.Slug(), "provider_conversation_id", convID)
+	s.rec.Served(p.Slug(), convID)
+	if failover != nil {
+		s.rec.Metadata(map[string]any{"provider_failover": failover})
+	}
 	c.stats.Sessions.Add(1)
 	s.spawn(s.reader)
-	s.writerStarted = s.spawn(s.writer)
+	s.spawn(s.writer)
 	s.log.Info("provider session open", "connect_ms", time.Since(start).Milliseconds(), "format", s.format)
 	return s, nil
+}
+
+// dial opens the call's conversation with the provider named slug, within
+// --provider-timeout.
+func (c *Connector) dial(ctx context.Context, slug string, info *callpath.Info) (Provider, Conversation, time.Time, error) {
+	start := time.Now()
+	p, ok := c.Providers[slug]
+	if !ok {
+		return nil, nil, start, fmt.Errorf("%w: %q", ErrNoProvider, slug)
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	conv, err := p.Dial(dctx, info, nil)
+	cancel()
+	if c.Observer != nil {
+		c.Observer.ProviderConnect(time.Since(start), err)
+	}
+	return p, conv, start, err
+}
+
+// failoverable: the provider could not be reached (or is not run here), and the
+// caller is still there. A refusal of the agent's own set-up (480: an agent not
+// provisioned, a bot without a URL) is not the provider being down.
+func failoverable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false // the caller gave up (CANCEL) or the call is being refused
+	}
+	var r *callpath.Refusal
+	if errors.As(err, &r) {
+		return r.Code == 503
+	}
+	return true
 }
 
 // analyse asks the provider, in the background, what it knows of the call's

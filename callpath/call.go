@@ -225,9 +225,10 @@ type Record interface {
 	// conversation's source) and its id for the conversation, in order with the
 	// entries.
 	Served(slug, externalID string)
-	// Usage sets the provider's counters in metadata_ (nested maps merged,
-	// other values replaced), in order with the entries.
-	Usage(metadata map[string]any)
+	// Metadata sets what the call path learns in metadata_ (the provider's
+	// usage counters, a failover; nested maps merged, other values replaced),
+	// in order with the entries.
+	Metadata(metadata map[string]any)
 	// Transcript reads the transcript written so far.
 	Transcript(ctx context.Context) ([]store.TranscriptEntry, error)
 	// Ended writes how the call ended, with its media statistics, after

@@ -23,8 +23,9 @@ func TestVoices(t *testing.T) {
 		q    string
 		want []string
 	}{
-		{"", []string{"Rachel", "James", "Domi", "Antoni", "Lily", "Daniel"}},
-		{"?language=en", []string{"Rachel", "James", "Domi", "Antoni", "Lily", "Daniel"}},
+		// ElevenLabs' premade voices, then OpenAI Realtime's.
+		{"", append([]string{"Rachel", "James", "Domi", "Antoni", "Lily", "Daniel"}, openAIVoices...)},
+		{"?language=en", append([]string{"Rachel", "James", "Domi", "Antoni", "Lily", "Daniel"}, openAIVoices...)},
 		{"?language=fr", nil},
 		{"?gender=female", []string{"Rachel", "Domi", "Lily"}},
 		{"?gender=Male", []string{"James", "Antoni", "Daniel"}},
@@ -51,9 +52,15 @@ func TestVoices(t *testing.T) {
 	if tags := v["tags"].(map[string]any); tags["style"] != "authoritative" || tags["tone"] != "calm" {
 		t.Errorf("voice 2 tags: %v", tags)
 	}
+	o := e.must(200, "GET", "/api/voices/7", tn.userKey, nil).json(t)
+	if o["provider_id"] != 4.0 || o["external_voice_id"] != "marin" || o["name"] != "Marin" || o["gender"] != nil {
+		t.Errorf("voice 7: %v", o)
+	}
 	e.fails(404, "not_found", "voice", "GET", "/api/voices/999", tn.userKey, nil)
 	e.fails(422, "validation_error", "voice_id", "GET", "/api/voices/rachel", tn.userKey, nil)
 }
+
+var openAIVoices = []string{"Marin", "Cedar", "Alloy", "Ash", "Ballad", "Coral", "Echo", "Sage", "Shimmer", "Verse"}
 
 // TestPhoneNumbersAndWhatsApp: available numbers by country, the company's numbers,
 // one number, WhatsApp enablement through the built-in verifier and its status.

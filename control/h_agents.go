@@ -59,6 +59,37 @@ func (s *Server) agentFields(c *call, f *form, a *store.Agent, create bool) erro
 			return err
 		}
 		a.VoiceID = *vid
+		if create {
+			// The voice's provider unless the agent names one.
+			a.VoiceProvider = store.ProviderSlug(v.ProviderID)
+		}
+	}
+	if f.present("provider") {
+		p, err := f.str("provider", false, 1, 40)
+		if err != nil {
+			return err
+		}
+		if p != nil {
+			if err := oneOf("provider", *p, store.VoiceProviders...); err != nil {
+				return err
+			}
+			a.VoiceProvider = *p
+		}
+	}
+	if f.isNull("fallback_provider") {
+		a.FallbackProvider = ""
+	} else if f.present("fallback_provider") {
+		p, err := f.str("fallback_provider", false, 1, 40)
+		if err != nil {
+			return err
+		}
+		if err := oneOf("fallback_provider", *p, store.VoiceProviders...); err != nil {
+			return err
+		}
+		a.FallbackProvider = *p
+	}
+	if a.FallbackProvider != "" && a.FallbackProvider == store.ProviderOf(a) {
+		return invalid("fallback_provider: must differ from provider (%s)", store.ProviderOf(a))
 	}
 	lang, err := f.str("language", false, 1, 10)
 	if err != nil {
@@ -95,10 +126,18 @@ func (s *Server) agentFields(c *call, f *form, a *store.Agent, create bool) erro
 	} else if create {
 		a.Config = map[string]any{}
 	}
+	if uses(a, store.ProviderMediaStream) && store.ParseAgentConfig(a.Config).Bot.URL == "" {
+		return invalid("config.bot.url: required when the agent's provider or fallback_provider is mediastream (your own bot's wss:// URL)")
+	}
 	return nil
 }
 
-var agentFieldNames = []string{"name", "personality", "opening_line", "voice_id", "language", "config"}
+// uses says whether slug is the agent's provider or its fallback.
+func uses(a *store.Agent, slug string) bool {
+	return store.ProviderOf(a) == slug || a.FallbackProvider == slug
+}
+
+var agentFieldNames = []string{"name", "personality", "opening_line", "voice_id", "language", "config", "provider", "fallback_provider"}
 
 func (s *Server) createAgent(c *call) (result, error) {
 	f, err := readForm(c.w, c.r, agentFieldNames...)
@@ -182,8 +221,9 @@ func (s *Server) putAgent(c *call) (result, error) {
 		return result{}, err
 	}
 	// A live agent's change reaches the provider first: if the provider refuses it,
-	// nothing changes here either.
-	if next.ExternalAgentID != nil && (next.Status == store.AgentActive || next.Status == store.AgentPaused) {
+	// nothing changes here either. (The provisioner decides which providers keep
+	// agents: it may make one now, for an agent that starts using ElevenLabs.)
+	if next.Status == store.AgentActive || next.Status == store.AgentPaused {
 		if err := s.opts.Provisioner.UpdateAgent(c.ctx, &next); err != nil {
 			return result{}, err
 		}
@@ -191,8 +231,12 @@ func (s *Server) putAgent(c *call) (result, error) {
 	a, err = s.st.UpdateAgent(c.ctx, a.CompanyID, a.ID, func(cur *store.Agent) error {
 		cur.Name, cur.Personality, cur.OpeningLine = next.Name, next.Personality, next.OpeningLine
 		cur.VoiceID, cur.Language, cur.Config = next.VoiceID, next.Language, next.Config
+		cur.VoiceProvider, cur.FallbackProvider = next.VoiceProvider, next.FallbackProvider
 		if next.Provider != nil {
 			cur.Provider = next.Provider
+		}
+		if next.ExternalAgentID != nil {
+			cur.ExternalAgentID = next.ExternalAgentID
 		}
 		return nil
 	})

@@ -201,10 +201,8 @@ func (s *Server) createCredential(c *call) (result, error) {
 	if len(creds) == 0 {
 		return result{}, invalid("credentials: must not be empty")
 	}
-	for k, v := range creds {
-		if _, isStr := v.(string); !isStr {
-			return result{}, invalid("credentials.%s: must be a string", k)
-		}
+	if err := validateCredentials(slug, creds); err != nil {
+		return result{}, err
 	}
 	cr, err := s.st.CreateCredential(c.ctx, c.companyID(), slug, creds)
 	if err != nil {
@@ -223,4 +221,52 @@ func (s *Server) deleteCredential(c *call) (result, error) {
 		return result{}, err
 	}
 	return noContent()
+}
+
+// validateCredentials checks a provider's credentials: strings, with the
+// voice-AI providers' own shapes (an api_key; your own bot's headers, an
+// object of header names and values sent when the gateway dials the bot).
+func validateCredentials(slug string, creds map[string]any) error {
+	if slug == store.ProviderMediaStream {
+		for k := range creds {
+			if k != "headers" {
+				return invalid("credentials.%s: unknown field (known: headers)", k)
+			}
+		}
+		h, ok := creds["headers"].(map[string]any)
+		if !ok || len(h) == 0 {
+			return invalid("credentials.headers: must be an object of header names and string values, e.g. {\"Authorization\": \"Bearer ...\"}")
+		}
+		for k, v := range h {
+			sv, isStr := v.(string)
+			if !isStr || !headerName(k) || strings.ContainsAny(sv, "\r\n\x00") {
+				return invalid("credentials.headers.%s: must be a valid header name with a string value", k)
+			}
+		}
+		return nil
+	}
+	for k, v := range creds {
+		if _, isStr := v.(string); !isStr {
+			return invalid("credentials.%s: must be a string", k)
+		}
+	}
+	if slug == store.ProviderElevenLabs || slug == store.ProviderOpenAI {
+		if k, _ := creds["api_key"].(string); k == "" {
+			return invalid("credentials.api_key: required")
+		}
+	}
+	return nil
+}
+
+// headerName: an RFC 9110 field name (a token).
+func headerName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/bridge/elevenlabs"
 	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/control"
@@ -84,7 +85,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		purl = o.providerURL
 	}
 	e.provider = &elevenlabs.Provisioner{Client: elevenlabs.NewClient(purl), Store: e.st, PlatformKey: "test-platform-key", Log: log}
-	apiOpts := control.Options{Store: e.st, Provisioner: e.provider, Logger: log,
+	apiOpts := control.Options{Store: e.st, Provisioner: bridge.Provisioning{ElevenLabs: e.provider}, Logger: log,
 		WhatsAppVerifyDelay: o.verifyDelay, WebhookAllowInsecure: false, Trunks: o.trunks}
 	if o.api != nil {
 		o.api(&apiOpts)

@@ -104,20 +104,31 @@ func schemas() js {
 		"transfer":                  transfer,
 		"keypad": strict(object(nil, js{
 			"mode":                   js{"type": "string", "enum": store.KeypadModes, "default": store.KeypadUserMessage, "description": "how keypad entries reach the agent: a user turn, background context, or not at all"},
-			"inter_digit_timeout_ms": js{"type": "integer", "minimum": 200, "maximum": 10000, "default": store.DefaultInterDigitMS, "description": "a keypad entry ends at # or after this pause"}}))}))
+			"inter_digit_timeout_ms": js{"type": "integer", "minimum": 200, "maximum": 10000, "default": store.DefaultInterDigitMS, "description": "a keypad entry ends at # or after this pause"}})),
+		"turn_detection": js{"type": "string", "enum": []string{string(store.TurnServerVAD), string(store.TurnSemanticVAD)}, "default": string(store.TurnServerVAD),
+			"description": "OpenAI Realtime agents: how the model knows the caller finished (silence after speech, or a model's judgement)"},
+		"bot": strict(object([]string{"url"}, js{
+			"url":        js{"type": "string", "maxLength": 2000, "description": "your own bot's wss:// URL (provider mediastream); the gateway dials it for every call and speaks the Twilio Media Streams format"},
+			"parameters": js{"type": "object", "maxProperties": 20, "additionalProperties": js{"type": "string", "maxLength": 1000}, "description": "sent in start.customParameters with the gateway's own cxco_* parameters"}}))}))
 	agent := object([]string{"id", "company_id", "name", "personality", "opening_line", "voice", "language", "status",
 		"voice_enabled", "whatsapp_enabled", "created_at", "updated_at"}, js{
 		"id": integer(), "company_id": integer(), "name": str(), "personality": str(), "opening_line": str(),
 		"voice":    object([]string{"id", "name"}, js{"id": integer(), "name": str()}),
 		"language": str(), "status": strEnum(store.AgentStatuses...), "voice_enabled": boolean(), "whatsapp_enabled": boolean(),
 		"external_agent_id": nullable("string"),
+		"provider":          js{"type": "string", "enum": store.VoiceProviders, "description": "the voice-AI provider the agent's calls go to"},
+		"fallback_provider": js{"type": []string{"string", "null"}, "enum": append(anySlice(store.VoiceProviders), nil), "description": "where calls go when provider cannot be reached at the INVITE"},
 		"phone_number": object([]string{"id", "number"}, js{"id": integer(), "number": str(), "voice_enabled": boolean(),
 			"whatsapp_enabled": boolean(), "whatsapp_status": str()}),
 		"config": agentConfig, "created_at": dateTime(), "updated_at": dateTime()})
 	agentCreate := strict(object([]string{"name", "personality", "opening_line", "voice_id"}, js{
 		"name": strLen(1, 200), "personality": strLen(1, 20000),
 		"opening_line": strLen(1, 2000), "voice_id": intRange(1, 0),
-		"language": js{"type": "string", "enum": languages, "default": "en"}, "config": agentConfig}))
+		"language": js{"type": "string", "enum": languages, "default": "en"}, "config": agentConfig,
+		"provider": js{"type": "string", "enum": store.VoiceProviders,
+			"description": "the voice-AI provider the agent's calls go to: elevenlabs, openai (OpenAI Realtime) or mediastream (your own bot, config.bot.url); default: the voice's provider"},
+		"fallback_provider": js{"type": []string{"string", "null"}, "enum": append(anySlice(store.VoiceProviders), nil),
+			"description": "a second provider the call is bridged to when the first cannot be reached at the INVITE (the conversation's source says which served it); null removes it"}}))
 	agentUpdate := strict(object(nil, agentCreate["properties"].(js)))
 
 	phone := object([]string{"id", "number", "provider_slug", "country_code", "status", "company_id", "agent_id",
@@ -228,7 +239,7 @@ func schemas() js {
 		"Provider":     object([]string{"id", "slug", "name", "type", "status"}, js{"id": integer(), "slug": str(), "name": str(), "type": str(), "status": str(), "config": freeObject()}),
 		"ProviderList": arrayOf(ref("Provider")),
 		"CredentialCreate": strict(object([]string{"company_id", "credentials"}, js{"company_id": intRange(1, 0),
-			"credentials": js{"type": "object", "additionalProperties": js{"type": "string"}}})),
+			"credentials": js{"type": "object", "minProperties": 1, "description": "elevenlabs and openai: {\"api_key\": \"...\"}; mediastream: {\"headers\": {\"Authorization\": \"Bearer ...\"}}, sent when the gateway dials the company's bots"}})),
 		"SIPTrace": object([]string{"conversation_id", "sip_call_id", "kept_until", "items"}, js{"conversation_id": integer(),
 			"sip_call_id": str(), "kept_until": js{"type": []string{"string", "null"}, "format": "date-time", "description": "when the ladder expires; null when there is none"},
 			"items": arrayOf(object([]string{"at", "direction", "transport", "local", "remote", "sip_call_id", "first_line", "cseq", "message"}, js{

@@ -44,7 +44,7 @@ func (r *fakeRecord) Answered(_ context.Context, at time.Time) error {
 func (r *fakeRecord) Entry(store.Role, string, float64)                           {}
 func (r *fakeRecord) CorrectAgent(string, float64)                                {}
 func (r *fakeRecord) Served(string, string)                                       {}
-func (r *fakeRecord) Usage(map[string]any)                                        {}
+func (r *fakeRecord) Metadata(map[string]any)                                     {}
 func (r *fakeRecord) Transcript(context.Context) ([]store.TranscriptEntry, error) { return nil, nil }
 func (r *fakeRecord) Ended(e callpath.End, _ media.Stats)                         { r.ended <- e }
 func (r *fakeRecord) Analysed(context.Context, *string, *bool, map[string]any) error {

@@ -67,21 +67,25 @@ type ProviderAgent struct {
 
 // AgentView is the agent as the API shows it (and as events carry it).
 type AgentView struct {
-	ID              int64          `json:"id"`
-	CompanyID       int64          `json:"company_id"`
-	Name            string         `json:"name"`
-	Personality     string         `json:"personality"`
-	OpeningLine     string         `json:"opening_line"`
-	Voice           VoiceRef       `json:"voice"`
-	Language        string         `json:"language"`
-	Status          string         `json:"status"`
-	VoiceEnabled    bool           `json:"voice_enabled"`
-	WhatsAppEnabled bool           `json:"whatsapp_enabled"`
-	ExternalAgentID *string        `json:"external_agent_id,omitempty"`
-	PhoneNumber     *PhoneRef      `json:"phone_number,omitempty"`
-	Config          map[string]any `json:"config"`
-	CreatedAt       time.Time      `json:"created_at"`
-	UpdatedAt       time.Time      `json:"updated_at"`
+	ID              int64    `json:"id"`
+	CompanyID       int64    `json:"company_id"`
+	Name            string   `json:"name"`
+	Personality     string   `json:"personality"`
+	OpeningLine     string   `json:"opening_line"`
+	Voice           VoiceRef `json:"voice"`
+	Language        string   `json:"language"`
+	Status          string   `json:"status"`
+	VoiceEnabled    bool     `json:"voice_enabled"`
+	WhatsAppEnabled bool     `json:"whatsapp_enabled"`
+	ExternalAgentID *string  `json:"external_agent_id,omitempty"`
+	// Provider is the slug of the voice-AI provider the agent's calls go to;
+	// FallbackProvider the one they go to when it cannot be reached.
+	Provider         string         `json:"provider"`
+	FallbackProvider *string        `json:"fallback_provider"`
+	PhoneNumber      *PhoneRef      `json:"phone_number,omitempty"`
+	Config           map[string]any `json:"config"`
+	CreatedAt        time.Time      `json:"created_at"`
+	UpdatedAt        time.Time      `json:"updated_at"`
 }
 
 // VoiceRef is the short form of a voice inside an agent.
@@ -208,7 +212,12 @@ func (a *Agent) view(voiceName string, pn *PhoneNumber) *AgentView {
 	v := &AgentView{ID: a.ID, CompanyID: a.CompanyID, Name: a.Name, Personality: a.Personality,
 		OpeningLine: a.OpeningLine, Voice: VoiceRef{ID: a.VoiceID, Name: voiceName}, Language: a.Language,
 		Status: a.Status, VoiceEnabled: a.VoiceEnabled, WhatsAppEnabled: a.WhatsAppEnabled,
-		ExternalAgentID: a.ExternalAgentID, Config: a.Config, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt}
+		ExternalAgentID: a.ExternalAgentID, Config: a.Config, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
+		Provider: ProviderOf(a)}
+	if a.FallbackProvider != "" {
+		fb := a.FallbackProvider
+		v.FallbackProvider = &fb
+	}
 	if v.Config == nil {
 		v.Config = map[string]any{}
 	}
@@ -365,7 +374,10 @@ func (s *Store) PublishAgent(ctx context.Context, cid, aid int64, country string
 	pre, err := s.preRead(ctx, a, &pnid)
 	if err == nil {
 		a, err = s.transition(ctx, cid, aid, "publish", []string{AgentDraft}, AgentActive, pre, func(a *Agent, p redis.Pipeliner) error {
-			a.PhoneNumberID, a.ExternalAgentID, a.Provider = &pnid, &made.ID, made.Binding
+			a.PhoneNumberID, a.Provider = &pnid, made.Binding
+			if made.ID != "" { // an agent that lives at its provider (ElevenLabs)
+				a.ExternalAgentID = &made.ID
+			}
 			return nil
 		})
 	}

@@ -26,6 +26,19 @@ const (
 	ProviderMediaStream = "mediastream"
 )
 
+// VoiceProviders are the slugs of the voice-AI providers an agent can use.
+var VoiceProviders = []string{ProviderElevenLabs, ProviderOpenAI, ProviderMediaStream}
+
+// ProviderSlug is the slug of the provider with id (""for none).
+func ProviderSlug(id int64) string {
+	for _, p := range Providers {
+		if p.ID == id {
+			return p.Slug
+		}
+	}
+	return ""
+}
+
 // ProviderOf is the slug of the voice-AI provider an agent's calls go to.
 func ProviderOf(a *Agent) string {
 	if a.VoiceProvider != "" {

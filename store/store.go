@@ -103,6 +103,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.seedOpenAIVoices(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -77,6 +78,39 @@ func (s *Store) seedVoices(ctx context.Context) error {
 		return nil
 	})
 	return wrapRedis(err)
+}
+
+// openAIVoices are OpenAI Realtime's built-in voices (the Realtime reference's
+// session.audio.output.voice: alloy, ash, ballad, coral, echo, sage, shimmer,
+// verse, marin, cedar; OpenAI recommends marin and cedar). The reference says
+// nothing of gender or accent, so the catalogue leaves them empty; every one
+// speaks the languages the model does.
+func openAIVoices() []Voice {
+	var vs []Voice
+	for _, name := range []string{"marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse"} {
+		tags := map[string]any{"multilingual": true}
+		if name == "marin" || name == "cedar" {
+			tags["recommended"] = true
+		}
+		vs = append(vs, Voice{ProviderID: ProviderID(ProviderOpenAI), ExternalVoiceID: name,
+			Name: strings.ToUpper(name[:1]) + name[1:], Language: "en", Tags: tags, Status: VoiceActive})
+	}
+	return vs
+}
+
+// seedOpenAIVoices adds OpenAI's voices to the catalogue once, also to a store
+// seeded before they existed (their ids follow the catalogue's).
+func (s *Store) seedOpenAIVoices(ctx context.Context) error {
+	first, err := s.rdb.SetNX(ctx, keyVoices()+":seeded:openai", 1, 0).Result()
+	if err != nil || !first {
+		return wrapRedis(err)
+	}
+	for _, v := range openAIVoices() {
+		if _, err := s.CreateVoice(ctx, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // GetVoice reads a voice, retired or not.

@@ -83,16 +83,26 @@ func (p *Provisioner) KeyFor(ctx context.Context, a *store.Agent) (string, error
 	return k, nil
 }
 
+// DefaultVoiceID is the ElevenLabs voice of agents whose own voice is another
+// provider's (Rachel, a premade voice every account has).
+const DefaultVoiceID = "21m00Tcm4TlvDq8ikWAM"
+
 // Spec turns a stored agent into what the provider is told.
 func (p *Provisioner) Spec(ctx context.Context, a *store.Agent) (AgentSpec, error) {
 	v, err := p.Store.GetVoice(ctx, a.VoiceID)
 	if err != nil {
 		return AgentSpec{}, fmt.Errorf("voice %d: %w", a.VoiceID, err)
 	}
+	voice := v.ExternalVoiceID
+	if v.ProviderID != store.ProviderID(store.ProviderElevenLabs) {
+		// An agent of another provider with ElevenLabs as its fallback: its
+		// voice is not one of ElevenLabs', so the fallback speaks with Rachel.
+		voice = DefaultVoiceID
+	}
 	cfg := store.ParseAgentConfig(a.Config)
 	spec := AgentSpec{
 		Name: a.Name, Prompt: a.Personality, FirstMessage: a.OpeningLine, Language: a.Language,
-		VoiceID: v.ExternalVoiceID, Temperature: cfg.Temperature, MaxDuration: cfg.MaxCallDuration,
+		VoiceID: voice, Temperature: cfg.Temperature, MaxDuration: cfg.MaxCallDuration,
 		AudioFormat: cfg.AudioFormat, Tags: []string{"cxco", fmt.Sprintf("company:%d", a.CompanyID), fmt.Sprintf("agent:%d", a.ID)},
 	}
 	for _, t := range cfg.Transfer.Destinations {

@@ -178,8 +178,8 @@ func (r *record) Served(slug, externalID string) {
 	r.tr.add(job{source: slug, externalID: externalID})
 }
 
-// Usage implements callpath.Record.
-func (r *record) Usage(metadata map[string]any) {
+// Metadata implements callpath.Record.
+func (r *record) Metadata(metadata map[string]any) {
 	if len(metadata) == 0 {
 		return
 	}

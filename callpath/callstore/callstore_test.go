@@ -135,7 +135,7 @@ func TestRecord(t *testing.T) {
 	if got := rec.Conversation(); got.ExternalConversationID == nil || *got.ExternalConversationID != ext || got.Source != "openai" {
 		t.Fatalf("the record's copy was not updated: %+v", got)
 	}
-	rec.Usage(map[string]any{"llm_usage": map[string]any{"realtime": map[string]any{"input_tokens": 12}}})
+	rec.Metadata(map[string]any{"llm_usage": map[string]any{"realtime": map[string]any{"input_tokens": 12}}})
 	ended := start.Add(62 * time.Second)
 	rec.Ended(callpath.End{Reason: callpath.CallerHangup, AnsweredAt: answered, EndedAt: ended},
 		media.Stats{PacketsReceived: 3000, PacketsSent: 3000, Codec: "PCMU"})

@@ -37,18 +37,24 @@ type Config struct {
 	ProviderURL        string
 	ProviderAPIKey     string
 	ProviderTimeout    time.Duration
-	TrunkAllow         string
-	TrunkPrefixes      []netip.Prefix
-	TrunkUser          string
-	TrunkPassword      string
-	TrunkURI           string
-	TrunkCountry       string
-	TrunkCodecs        string
-	TrunkSRTP          string
-	TrunkRegister      bool
-	TrunkRegistrars    string
-	TrunkClientCert    string
-	TrunkClientKey     string
+	// OpenAIURL, OpenAIAPIKey and OpenAIModel reach OpenAI Realtime; with
+	// neither a URL nor a key, the built-in simulator.
+	OpenAIURL, OpenAIAPIKey, OpenAIModel string
+	OpenAIAPIKeyFile                     string
+	// BotAllowInsecure lets agents' own bots be ws:// and at private addresses.
+	BotAllowInsecure bool
+	TrunkAllow       string
+	TrunkPrefixes    []netip.Prefix
+	TrunkUser        string
+	TrunkPassword    string
+	TrunkURI         string
+	TrunkCountry     string
+	TrunkCodecs      string
+	TrunkSRTP        string
+	TrunkRegister    bool
+	TrunkRegistrars  string
+	TrunkClientCert  string
+	TrunkClientKey   string
 	// DefaultTrunk is the trunk the --trunk-* flags describe (Validate builds it).
 	DefaultTrunk       store.Trunk
 	MaxCalls           int
@@ -209,6 +215,10 @@ func serveFlags(c *Config) *flagSet {
 	fs.str(&c.ProviderURL, "provider-url", "CXCO_PROVIDER_URL", "", "base URL of the ElevenLabs-compatible provider (empty: built-in simulator)")
 	fs.str(&c.ProviderAPIKey, "provider-api-key", "CXCO_PROVIDER_API_KEY", "", "platform xi-api-key, used for companies without their own elevenlabs credentials")
 	fs.dur(&c.ProviderTimeout, "provider-timeout", "CXCO_PROVIDER_TIMEOUT", 3*time.Second, "how long an INVITE waits for the provider session before 503")
+	fs.str(&c.OpenAIURL, "openai-url", "CXCO_OPENAI_URL", "", "base URL of OpenAI (https://api.openai.com when --openai-api-key is given; empty with no key: built-in simulator)")
+	fs.str(&c.OpenAIAPIKey, "openai-api-key", "CXCO_OPENAI_API_KEY", "", "platform OpenAI key, used for companies without their own openai credentials")
+	fs.str(&c.OpenAIModel, "openai-model", "CXCO_OPENAI_MODEL", "gpt-realtime", "OpenAI Realtime model of OpenAI agents' calls")
+	fs.boolean(&c.BotAllowInsecure, "bot-allow-insecure", "CXCO_BOT_ALLOW_INSECURE", false, "allow agents' own bots at ws:// URLs and loopback/private addresses (development and tests only)")
 	fs.str(&c.TrunkAllow, "trunk-allow", "CXCO_TRUNK_ALLOW", "127.0.0.0/8,::1/128", "CIDRs (or addresses) that may send SIP, the default trunk's; more trunks at /api/agency/trunks; other sources are dropped, with one warning per source a minute")
 	fs.str(&c.TrunkUser, "trunk-user", "CXCO_TRUNK_USER", "", "digest user trunks must authenticate with (and we use towards the trunk)")
 	fs.str(&c.TrunkPassword, "trunk-password", "CXCO_TRUNK_PASSWORD", "", "digest password for --trunk-user")
@@ -237,6 +247,7 @@ func serveFlags(c *Config) *flagSet {
 	fs.str(&c.AgencyKeyFile, "agency-key-file", "CXCO_AGENCY_KEY_FILE", "", "read --agency-key from this file")
 	fs.str(&c.TrunkPasswordFile, "trunk-password-file", "CXCO_TRUNK_PASSWORD_FILE", "", "read --trunk-password from this file")
 	fs.str(&c.ProviderAPIKeyFile, "provider-api-key-file", "CXCO_PROVIDER_API_KEY_FILE", "", "read --provider-api-key from this file")
+	fs.str(&c.OpenAIAPIKeyFile, "openai-api-key-file", "CXCO_OPENAI_API_KEY_FILE", "", "read --openai-api-key from this file")
 	fs.dur(&c.RTPTimeout, "rtp-timeout", "CXCO_RTP_TIMEOUT", 30*time.Second, "end a call after this long without RTP (hold excepted)")
 	fs.str(&c.EchoNumber, "echo-number", "CXCO_ECHO_NUMBER", "", "a number that answers every call with the caller's own audio (echo test line)")
 	fs.dur(&c.JitterMin, "jitter-min", "CXCO_JITTER_MIN", 20*time.Millisecond, "jitter buffer minimum depth")
@@ -264,7 +275,7 @@ func serveFlags(c *Config) *flagSet {
 // secretFlags carry secrets: given on the command line they are readable by any
 // user of the machine in /proc/<pid>/cmdline, so serve warns and points to the
 // environment variable or the -file flag.
-var secretFlags = []string{"agency-key", "secret-key", "trunk-password", "provider-api-key"}
+var secretFlags = []string{"agency-key", "secret-key", "trunk-password", "provider-api-key", "openai-api-key"}
 
 // secretsGiven lists the secret flags fs saw on the command line.
 func secretsGiven(fs *flagSet) []string {
@@ -286,7 +297,8 @@ func (c *Config) Validate() error {
 		name, file string
 		dst        *string
 	}{{"secret-key", c.SecretKeyFile, &c.SecretKey}, {"agency-key", c.AgencyKeyFile, &c.AgencyKey},
-		{"trunk-password", c.TrunkPasswordFile, &c.TrunkPassword}, {"provider-api-key", c.ProviderAPIKeyFile, &c.ProviderAPIKey}} {
+		{"trunk-password", c.TrunkPasswordFile, &c.TrunkPassword}, {"provider-api-key", c.ProviderAPIKeyFile, &c.ProviderAPIKey},
+		{"openai-api-key", c.OpenAIAPIKeyFile, &c.OpenAIAPIKey}} {
 		if sf.file == "" {
 			continue
 		}
@@ -349,6 +361,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ProviderURL != "" && !strings.HasPrefix(c.ProviderURL, "http://") && !strings.HasPrefix(c.ProviderURL, "https://") {
 		bad("--provider-url %q: want http:// or https://", c.ProviderURL)
+	}
+	if c.OpenAIURL != "" && !strings.HasPrefix(c.OpenAIURL, "http://") && !strings.HasPrefix(c.OpenAIURL, "https://") {
+		bad("--openai-url %q: want http:// or https://", c.OpenAIURL)
 	}
 	c.TrunkPrefixes = nil
 	for _, s := range splitComma(c.TrunkAllow) {

@@ -22,6 +22,9 @@ import (
 	"github.com/cxco/gateway/bridge"
 	"github.com/cxco/gateway/bridge/elevenlabs"
 	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
+	"github.com/cxco/gateway/bridge/mediastream"
+	"github.com/cxco/gateway/bridge/openai"
+	"github.com/cxco/gateway/bridge/openai/openaisim"
 	"github.com/cxco/gateway/callpath/callstore"
 	"github.com/cxco/gateway/control"
 	"github.com/cxco/gateway/control/dashboard"
@@ -162,7 +165,27 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	prov := &elevenlabs.Provisioner{Client: elevenlabs.NewClient(providerURL), Store: st, PlatformKey: cfg.ProviderAPIKey, Log: log}
 	eleven := &elevenlabs.Provider{Provisioner: prov, Log: log.With("component", "elevenlabs")}
-	connector := &bridge.Connector{Providers: map[string]bridge.Provider{eleven.Slug(): eleven},
+
+	// OpenAI Realtime: the given URL or OpenAI's with a key, else a simulator in
+	// this process (the one-command start needs no account).
+	openaiURL, openaiKey := cfg.OpenAIURL, cfg.OpenAIAPIKey
+	if openaiURL == "" && openaiKey == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("OpenAI simulator: %w", err)
+		}
+		simHandler := openaisim.New(openaisim.Options{Logger: log.With("component", "openaisim")})
+		sim := &http.Server{Handler: simHandler, ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = sim.Serve(ln) }()
+		defer func() { _ = simHandler.Close(); _ = sim.Close() }()
+		openaiURL, openaiKey = "http://"+ln.Addr().String(), "sim-platform-key"
+		log.Info("OpenAI Realtime: built-in simulator", "url", openaiURL)
+	}
+	oai := &openai.Provider{BaseURL: openaiURL, Model: cfg.OpenAIModel, PlatformKey: openaiKey, Store: st,
+		Log: log.With("component", "openai")}
+	bot := &mediastream.Provider{Store: st, AllowPrivate: cfg.BotAllowInsecure, Log: log.With("component", "mediastream")}
+	connector := &bridge.Connector{Providers: map[string]bridge.Provider{eleven.Slug(): eleven, oai.Slug(): oai, bot.Slug(): bot},
 		Timeout: cfg.ProviderTimeout, Log: log.With("component", "bridge"), Observer: obs}
 	obs.providerStats = connector.Stats
 	defer connector.Close()
@@ -220,7 +243,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	maps.Copy(extra, dashboard.Routes())
 
 	api := control.New(control.Options{
-		Store: st, Provisioner: prov, Logger: log.With("component", "api"),
+		Store: st, Provisioner: bridge.Provisioning{ElevenLabs: prov}, Logger: log.With("component", "api"),
 		WebhookAllowInsecure: cfg.WebhookAllowInsecure, WhatsAppVerifyDelay: cfg.WhatsAppVerifyDelay,
 		Observe: obs.api, Extra: extra, TestCaller: testCalls, Version: version,
 		Trunks: trunkRuntime{sipSrv}, DefaultTrunkHasPassword: cfg.TrunkPassword != "",

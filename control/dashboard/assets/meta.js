@@ -34,3 +34,8 @@ export async function eventTypes() {
 export async function agentProviders() {
   return enumAt(await schemas(), 'AgentCreate', 'properties', 'provider', 'enum');
 }
+
+// providerName is how the dashboard names a voice-AI provider's slug.
+export function providerName(slug) {
+  return { elevenlabs: 'ElevenLabs Agents', openai: 'OpenAI Realtime', mediastream: 'Your own bot (Media Streams)' }[slug] || slug;
+}

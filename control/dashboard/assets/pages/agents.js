@@ -2,7 +2,7 @@
 // resume, archive; and "Talk to this agent" on active ones.
 import { get, post, put, del, qs, APIError } from '../api.js';
 import { h, mount, banner, badge, busy, fmtTime, fmtDuration, num, needs, loading } from '../ui.js';
-import { languages, audioFormats, agentProviders } from '../meta.js';
+import { languages, audioFormats, agentProviders, providerName } from '../meta.js';
 import { startCall } from '../call.js';
 
 export async function render(el, parts, ctx) {
@@ -80,7 +80,7 @@ function row(a, refresh, ctx) {
   }
   const number = a.phone_number ? h('span', { 'data-testid': 'agent-number' }, a.phone_number.number) : h('span', { class: 'muted' }, '—');
   return [h('tr', { 'data-agent': a.id, 'data-status': a.status },
-    h('td', {}, h('a', { href: `#/agents/${a.id}` }, h('strong', {}, a.name)), h('div', { class: 'muted small' }, `#${a.id} · ${a.language}`)),
+    h('td', {}, h('a', { href: `#/agents/${a.id}` }, h('strong', {}, a.name)), h('div', { class: 'muted small' }, `#${a.id} · ${a.language}${a.provider ? ` · ${providerName(a.provider)}` : ''}`)),
     h('td', {}, badge(a.status)),
     h('td', {}, number),
     h('td', {}, (a.voice && a.voice.name) || '—'),
@@ -136,7 +136,10 @@ async function form(el, a, ctx) {
     voice: h('select', { name: 'voice_id' }, voices.map((v) => h('option', { value: v.id, selected: a && a.voice && a.voice.id === v.id },
       `${v.name}${v.gender ? ` · ${v.gender}` : ''}${v.accent ? ` · ${v.accent}` : ''} (${v.language})`))),
     language: h('select', { name: 'language' }, (langs.length ? langs : ['en']).map((l) => h('option', { value: l, selected: (a ? a.language : 'en') === l }, l))),
-    provider: providers.length ? h('select', { name: 'provider' }, providers.map((p) => h('option', { value: p, selected: (a && a.provider ? a.provider : providers[0]) === p }, p))) : null,
+    provider: providers.length ? h('select', { name: 'provider' }, [h('option', { value: '', selected: !a }, 'the voice\'s provider'),
+      ...providers.map((p) => h('option', { value: p, selected: !!a && a.provider === p }, providerName(p)))]) : null,
+    fallbackProvider: providers.length ? h('select', { name: 'fallback_provider' }, [h('option', { value: '', selected: !a || !a.fallback_provider }, 'none'),
+      ...providers.map((p) => h('option', { value: p, selected: !!a && a.fallback_provider === p }, providerName(p)))]) : null,
     maxDur: h('input', { name: 'max_call_duration_seconds', type: 'number', min: 10, max: 14400, value: cfg.max_call_duration_seconds ?? 600 }),
     format: h('select', { name: 'audio_format' }, formats.map((x) => h('option', { value: x, selected: (cfg.audio_format || 'ulaw_8000') === x }, x))),
     temperature: h('input', { name: 'temperature', type: 'number', min: 0, max: 2, step: 0.1, value: cfg.temperature ?? '', placeholder: 'provider default' }),
@@ -183,7 +186,8 @@ async function form(el, a, ctx) {
     if (a) for (const k of Object.keys(cfg)) if (!(k in config)) config[k] = null; // removed keys
     const body = { name: f.name.value, personality: f.personality.value, opening_line: f.opening.value,
       voice_id: Number(f.voice.value), language: f.language.value, config };
-    if (f.provider) body.provider = f.provider.value;
+    if (f.provider && f.provider.value) body.provider = f.provider.value;
+    if (f.fallbackProvider) body.fallback_provider = f.fallbackProvider.value || null;
     await busy(submit, async () => {
       const saved = a ? await put(`/api/agents/${a.id}`, body) : await post('/api/agents', body);
       banner(a ? `Saved ${saved.name}.` : `Created ${saved.name} as a draft: publish it to give it a phone number.`, 'info');
@@ -192,7 +196,8 @@ async function form(el, a, ctx) {
     });
   };
   const label = (text, field, hint) => [h('label', { for: field.name }, text), h('div', {}, Object.assign(field, { id: field.name }), hint ? h('div', { class: 'muted small' }, hint) : null)];
-  const providerField = f.provider ? label('Provider', f.provider, 'The voice-AI service that runs this agent.')
+  const providerField = f.provider ? [...label('Provider', f.provider, 'The voice-AI service that runs this agent. Your own bot needs "bot": {"url": "wss://…"} in More config.'),
+    ...label('Fallback provider', f.fallbackProvider, 'Calls go here when the provider cannot be reached as the call comes in.')]
     : [h('label', {}, 'Provider'), h('div', { 'data-testid': 'provider' }, 'ElevenLabs Agents', a && a.external_agent_id ? h('div', { class: 'muted small' }, `agent ${a.external_agent_id} there`) : null)];
   const formEl = h('form', { class: 'panel grid', onsubmit, 'data-testid': 'agent-form' },
     label('Name', f.name),

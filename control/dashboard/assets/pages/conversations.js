@@ -2,6 +2,7 @@
 // conversation with its transcript as a chat, summary, transfer and RTP stats.
 import { get, qs, APIError } from '../api.js';
 import { h, mount, badge, fmtTime, fmtDuration, num, needs, loading } from '../ui.js';
+import { providerName } from '../meta.js';
 
 export async function render(el, parts, ctx) {
   if (parts[0]) return detail(el, parts[0], ctx);
@@ -99,6 +100,8 @@ async function detail(el, id, ctx) {
     fact('End reason', c.end_reason),
     fact('Transferred to', transfer),
     fact('Call successful', c.call_successful === null || c.call_successful === undefined ? null : (c.call_successful ? 'yes' : 'no')),
+    fact('Provider', h('span', { 'data-testid': 'provider' }, providerName(c.source),
+      c.metadata_ && c.metadata_.provider_failover ? h('span', { class: 'muted small' }, ` (failover from ${providerName(c.metadata_.provider_failover.from)})`) : null)),
     fact('Provider conversation', c.external_conversation_id));
   const ladderPanel = h('div', { class: 'panel', 'data-testid': 'sip-ladder-panel' }, loading());
   const transcript = (c.transcript || []).map((e) => h('div', { class: `bubble ${e.role}`, 'data-role': e.role },
