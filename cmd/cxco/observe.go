@@ -42,6 +42,7 @@ type observer struct {
 	providerConn   *metrics.HistogramVec
 	providerErrs   *metrics.CounterVec
 	reconnects     *metrics.CounterVec
+	upstream       *metrics.HistogramVec
 	apiRequests    *metrics.CounterVec
 	apiLatency     *metrics.HistogramVec
 	redisErrors    *metrics.CounterVec
@@ -78,10 +79,12 @@ func newObserver() *observer {
 		providerConn: r.NewHistogramVec("cxco_provider_connect_seconds", "From dial to conversation_initiation_metadata.", secs),
 		providerErrs: r.NewCounterVec("cxco_provider_connect_errors_total", "Provider sessions that could not be opened."),
 		reconnects:   r.NewCounterVec("cxco_provider_reconnects_total", "Provider websocket reconnects, by result.", "result"),
-		apiRequests:  r.NewCounterVec("cxco_api_requests_total", "API requests by route and status.", "route", "status"),
-		apiLatency:   r.NewHistogramVec("cxco_api_request_seconds", "API request latency by route.", secs, "route"),
-		redisErrors:  r.NewCounterVec("cxco_redis_errors_total", "Redis commands that failed."),
-		swept:        r.NewCounterVec("cxco_conversations_node_lost_total", "Conversations this node closed as node_lost (their node's lease lapsed, or they were left by an earlier process with this node id)."),
+		upstream: r.NewHistogramVec("cxco_provider_upstream_seconds", "For each chunk of caller audio, how long it took to leave on the provider websocket: from the RTP arrival of its newest frame (from=arrival), and from the jitter buffer's release of its last frame (from=playout: what the gateway adds to the buffer's depth).",
+			[]float64{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15, 0.25}, "from"),
+		apiRequests: r.NewCounterVec("cxco_api_requests_total", "API requests by route and status.", "route", "status"),
+		apiLatency:  r.NewHistogramVec("cxco_api_request_seconds", "API request latency by route.", secs, "route"),
+		redisErrors: r.NewCounterVec("cxco_redis_errors_total", "Redis commands that failed."),
+		swept:       r.NewCounterVec("cxco_conversations_node_lost_total", "Conversations this node closed as node_lost (their node's lease lapsed, or they were left by an earlier process with this node id)."),
 	}
 	r.OnScrape(o.scrape)
 	return o
@@ -124,6 +127,17 @@ func (o *observer) ProviderReconnect(ok bool) {
 	}
 	o.reconnects.With(r).Inc()
 }
+
+// ProviderUpstream is bridge.Connector.OnUpstream (every 20 ms chunk of every
+// call: the two histograms are looked up once).
+func (o *observer) ProviderUpstream() func(fromArrival, fromPlayout time.Duration) {
+	arrival, playout := o.upstream.With("arrival"), o.upstream.With("playout")
+	return func(fromArrival, fromPlayout time.Duration) {
+		arrival.Observe(fromArrival.Seconds())
+		playout.Observe(fromPlayout.Seconds())
+	}
+}
+
 func (o *observer) ProviderConnect(d time.Duration, err error) {
 	if err != nil {
 		o.providerErrs.With().Inc()

@@ -23,6 +23,7 @@ import (
 	"github.com/cxco/gateway/bridge/elevenlabs"
 	"github.com/cxco/gateway/bridge/elevenlabs/elevenlabssim"
 	"github.com/cxco/gateway/bridge/mediastream"
+	"github.com/cxco/gateway/bridge/mediastream/mediastreamsim"
 	"github.com/cxco/gateway/bridge/openai"
 	"github.com/cxco/gateway/bridge/openai/openaisim"
 	"github.com/cxco/gateway/callpath/callstore"
@@ -186,7 +187,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		Log: log.With("component", "openai")}
 	bot := &mediastream.Provider{Store: st, AllowPrivate: cfg.BotAllowInsecure, Log: log.With("component", "mediastream")}
 	connector := &bridge.Connector{Providers: map[string]bridge.Provider{eleven.Slug(): eleven, oai.Slug(): oai, bot.Slug(): bot},
-		Timeout: cfg.ProviderTimeout, Log: log.With("component", "bridge"), Observer: obs}
+		Timeout: cfg.ProviderTimeout, Log: log.With("component", "bridge"), Observer: obs, OnUpstream: obs.ProviderUpstream()}
 	obs.providerStats = connector.Stats
 	defer connector.Close()
 
@@ -405,7 +406,7 @@ func mediaBanner(w io.Writer, def *store.Trunk) {
 
 func providersimCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	var addr, keys, accounts, hooks, interruption, endCall, patch, signedBase, logFormat, logLevel string
-	fs := newFlagSet("providersim", "Usage: cxco providersim [flags]\n\nRuns a local stand-in for the ElevenLabs Agents platform (REST and the conversation websocket),\nwritten from the provider's published contract; see bridge/elevenlabs/elevenlabssim.")
+	fs := newFlagSet("providersim", "Usage: cxco providersim [flags]\n\nRuns a local stand-in for the ElevenLabs Agents platform (REST and the conversation websocket),\nwritten from the provider's published contract (bridge/elevenlabs/elevenlabssim), with OpenAI Realtime\nat /v1/realtime (bridge/openai/openaisim) and a Media Streams bot at /bot (bridge/mediastream/mediastreamsim).")
 	fs.SetOutput(stderr)
 	fs.str(&addr, "listen", "CXCO_PROVIDERSIM_ADDR", "127.0.0.1:8090", "listen address")
 	fs.str(&keys, "api-keys", "CXCO_PROVIDERSIM_API_KEYS", "", "comma-separated xi-api-key values to accept, each its own account (default: any non-empty key, each its own account)")
@@ -452,7 +453,17 @@ func providersimCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: elevenlabssim.New(opts), ReadHeaderTimeout: 5 * time.Second}
+	// Beside ElevenLabs: OpenAI Realtime at /v1/realtime (--openai-url is this
+	// origin) and a reference Media Streams bot at /bot (an agent's config.bot.url
+	// ws://…/bot, with --bot-allow-insecure).
+	oai := openaisim.New(openaisim.Options{Logger: log.With("sim", "openai")})
+	bot := mediastreamsim.New(mediastreamsim.Options{Logger: log.With("sim", "mediastream")})
+	defer func() { _ = oai.Close(); _ = bot.Close() }()
+	mux := http.NewServeMux()
+	mux.Handle("/v1/realtime", oai)
+	mux.Handle("/bot", bot)
+	mux.Handle("/", elevenlabssim.New(opts))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(stdout, "provider simulator listening on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -88,8 +88,11 @@ func provision(ctx context.Context, a *api, agencyKey string, c *config) (*tenan
 		if c.chunkMS > 0 {
 			cfg["user_audio_chunk_ms"] = c.chunkMS
 		}
+		if c.provider == "mediastream" {
+			cfg["bot"] = map[string]any{"url": "ws" + strings.TrimPrefix(c.simURL, "http") + "/bot"}
+		}
 		ag, err := a.do(ctx, "POST", "/api/agents/", t.userKey, map[string]any{
-			"name": fmt.Sprintf("Load %d", i+1), "personality": "You are a load test agent.",
+			"name": fmt.Sprintf("Load %d", i+1), "personality": "You are a load test agent.", "provider": c.provider,
 			"opening_line": "Hello, you are through to the load test agent. How can I help?", "voice_id": 1, "config": cfg}, 201)
 		if err != nil {
 			return nil, err

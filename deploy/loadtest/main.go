@@ -53,6 +53,8 @@ type config struct {
 	rtpHi       int
 	sippLo      int
 	providerArg string
+	provider    string // the agents' voice-AI provider: elevenlabs, openai or mediastream
+	simURL      string // the simulators' origin (set by run)
 	echo        bool   // call echo lines instead of agents
 	codec       string // one codec for every call (the Go caller); "" the PCMU/PCMA split of SIPp
 	srtp        bool   // the Go caller's calls offer SRTP only
@@ -77,6 +79,7 @@ func main() {
 	flag.BoolVar(&c.srtp, "srtp", false, "with -codec: every call offers SRTP only (RTP/SAVP, AES_CM_128_HMAC_SHA1_80)")
 	flag.StringVar(&c.store, "store", "redis", "redis (a redis-server started for the run) or embedded")
 	flag.IntVar(&c.agents, "agents", 4, "agents (and numbers); calls go to them in turn")
+	flag.StringVar(&c.provider, "provider", "elevenlabs", "the agents' voice-AI provider: elevenlabs, openai (OpenAI Realtime) or mediastream (a Media Streams bot); each has its simulator in `cxco providersim`")
 	flag.BoolVar(&c.echo, "echo", false, "call echo test lines instead of agents: the media engine alone, no provider (the -agents numbers are made echo lines)")
 	flag.StringVar(&c.rtpPorts, "rtp-ports", "12000-15999", "the gateway's RTP port range (also the capture filter)")
 	flag.IntVar(&c.sippLo, "sipp-rtp-ports", 16000, "first of the 4000 RTP ports of the SIPp callers (2000 per codec)")
@@ -130,6 +133,11 @@ func (c *config) validate() error {
 	}
 	if c.pcma < 0 || c.pcma > 1 {
 		errs = append(errs, errors.New("-pcma is a share, 0 to 1"))
+	}
+	switch c.provider {
+	case "elevenlabs", "openai", "mediastream":
+	default:
+		errs = append(errs, errors.New("-provider: elevenlabs, openai or mediastream"))
 	}
 	switch c.codec {
 	case "", "PCMU", "PCMA", "G722", "opus":

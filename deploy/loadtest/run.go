@@ -99,6 +99,7 @@ func run(ctx context.Context, c *config) (*summary, error) {
 		"--public-ip", "127.0.0.1", "--rtp-ports", c.rtpPorts, "--agency-key", agencyKey,
 		"--secret-key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
 		"--provider-url", fmt.Sprintf("http://127.0.0.1:%d", simPort), "--provider-api-key", "loadtest-platform-key",
+		"--openai-url", fmt.Sprintf("http://127.0.0.1:%d", simPort), "--bot-allow-insecure",
 		"--max-calls", strconv.Itoa(c.concurrency + 100), "--pprof", fmt.Sprintf("127.0.0.1:%d", pprofPort),
 		"--trunk-allow", "127.0.0.1/32", "--log-level", c.logLevel, "--log-format", "json", "--drain-timeout", "5s",
 		// Every codec and SRTP when offered: the callers choose (a G.711 offer
@@ -107,7 +108,8 @@ func run(ctx context.Context, c *config) (*summary, error) {
 	if redisURL != "" {
 		args = append(args, "--redis", redisURL)
 	}
-	var env []string
+	c.simURL = fmt.Sprintf("http://127.0.0.1:%d", simPort)
+	env := []string{"CXCO_OPENAI_API_KEY=loadtest-openai-key"}
 	if c.gogc != "" {
 		env = append(env, "GOGC="+c.gogc)
 	}

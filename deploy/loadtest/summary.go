@@ -10,6 +10,8 @@ import (
 	"math"
 	"net/url"
 	"os"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,11 +19,14 @@ import (
 
 // summary is everything the run measured.
 type summary struct {
-	Config      string
-	Machine     string
-	LoadAtStart string
-	Load        string // load average at the end
-	WorkDir     string
+	// UpPlayout and UpArrival: caller audio to the provider websocket, from the
+	// jitter buffer's release and from the RTP arrival (the gateway's histogram).
+	UpPlayout, UpArrival hist
+	Config               string
+	Machine              string
+	LoadAtStart          string
+	Load                 string // load average at the end
+	WorkDir              string
 
 	// SIPp
 	Attempted, Answered, Failed  int
@@ -79,8 +84,8 @@ type captureSummary struct {
 }
 
 func (c *config) describe() string {
-	d := fmt.Sprintf("-calls %d -rate %g -concurrency %d -hold %s -pcma %g -format %s -store %s -agents %d -api-rate %g",
-		c.calls, c.rate, c.concurrency, c.hold, c.pcma, c.format, c.store, c.agents, c.apiRate)
+	d := fmt.Sprintf("-calls %d -rate %g -concurrency %d -hold %s -pcma %g -format %s -store %s -agents %d -api-rate %g -provider %s",
+		c.calls, c.rate, c.concurrency, c.hold, c.pcma, c.format, c.store, c.agents, c.apiRate, c.provider)
 	if c.echo {
 		d += " -echo"
 	}
@@ -180,6 +185,68 @@ func (s *summary) addMetrics(m0, m1 metrics) {
 		}
 	}
 	s.ProviderConns = m1.sum("cxco_provider_sessions_total", "") - m0.sum("cxco_provider_sessions_total", "")
+	s.UpPlayout = histDelta(m0, m1, "cxco_provider_upstream_seconds", `from="playout"`)
+	s.UpArrival = histDelta(m0, m1, "cxco_provider_upstream_seconds", `from="arrival"`)
+}
+
+// hist is a histogram's counts over a window: bucket upper bounds (s) and the
+// cumulative counts at each.
+type hist struct {
+	Bounds []float64
+	Counts []float64
+}
+
+// histDelta is the histogram name{sel} between two scrapes.
+func histDelta(m0, m1 metrics, name, sel string) hist {
+	var h hist
+	for k, v := range m1 {
+		if !strings.HasPrefix(k, name+"_bucket{") || !strings.Contains(k, sel) {
+			continue
+		}
+		i := strings.Index(k, `le="`)
+		if i < 0 {
+			continue
+		}
+		le := k[i+4:]
+		le = le[:strings.IndexByte(le, '"')]
+		b, err := strconv.ParseFloat(le, 64)
+		if err != nil {
+			b = math.Inf(1)
+		}
+		h.Bounds = append(h.Bounds, b)
+		h.Counts = append(h.Counts, v-m0[k])
+	}
+	idx := make([]int, len(h.Bounds))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return h.Bounds[idx[a]] < h.Bounds[idx[b]] })
+	var out hist
+	for _, i := range idx {
+		out.Bounds, out.Counts = append(out.Bounds, h.Bounds[i]), append(out.Counts, h.Counts[i])
+	}
+	return out
+}
+
+// quantile is the upper bound (ms) of the bucket holding quantile q; 0 with no samples.
+func (h hist) quantile(q float64) float64 {
+	if len(h.Counts) == 0 || h.Counts[len(h.Counts)-1] == 0 {
+		return 0
+	}
+	want := q * h.Counts[len(h.Counts)-1]
+	for i, c := range h.Counts {
+		if c >= want {
+			return 1000 * h.Bounds[i]
+		}
+	}
+	return math.Inf(1)
+}
+
+func (h hist) n() float64 {
+	if len(h.Counts) == 0 {
+		return 0
+	}
+	return h.Counts[len(h.Counts)-1]
 }
 
 func (s *summary) addProbe(p *apiProbe) {
@@ -383,6 +450,10 @@ func (s *summary) print(w io.Writer) {
 		p("          goroutines %.0f (%.1f per call beyond idle), threads %d", s.Goroutines, s.GoroutinesPerCall, s.Threads)
 		p("provider: %.0f messages/s to the provider, %.0f/s from it (%.1f and %.1f per call)", s.MsgOutPerSec, s.MsgInPerSec,
 			s.MsgOutPerSec/s.WindowCalls, s.MsgInPerSec/s.WindowCalls)
+		if s.UpPlayout.n() > 0 {
+			p("          caller audio to the websocket (%.0f chunks): added by the gateway after the jitter buffer p50 <= %.2f ms, p99 <= %.2f ms; from the RTP arrival p50 <= %.1f ms, p99 <= %.1f ms (histogram bucket bounds)",
+				s.UpPlayout.n(), s.UpPlayout.quantile(0.5), s.UpPlayout.quantile(0.99), s.UpArrival.quantile(0.5), s.UpArrival.quantile(0.99))
+		}
 		if s.APIRequests > 0 {
 			p("API:      %d GETs in the window, p50 %.1f ms, p99 %.1f ms, errors %d, statuses %v", s.APIRequests, s.APIP50, s.APIP99, s.APIErrors, s.APICodes)
 		}
