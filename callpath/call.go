@@ -43,6 +43,13 @@ const (
 	APIHangup        Reason = "api_hangup"        // hung up from the API or the dashboard
 	BadSDP           Reason = "bad_sdp"
 
+	// Outbound calls.
+	CalleeHangup Reason = "callee_hangup" // BYE from the person we called
+	NoAnswer     Reason = "no_answer"     // the ring timeout passed: we sent CANCEL
+	CalleeBusy   Reason = "busy"          // 486 Busy Here, 600 Busy Everywhere
+	Declined     Reason = "rejected"      // 603 Decline and other refusals
+	DialFailed   Reason = "dial_failed"   // the trunk or network failed the INVITE (sip_status says how)
+
 	// Refusals at the INVITE.
 	UnknownNumber       Reason = "unknown_number"
 	UnassignedNumber    Reason = "unassigned_number"
@@ -71,7 +78,37 @@ const (
 	OutcomeFailed      Outcome = Outcome(store.ConvFailed)
 	OutcomeTransferred Outcome = Outcome(store.ConvTransferred)
 	OutcomeCancelled   Outcome = Outcome(store.ConvCancelled)
+	// An outbound call that was never answered.
+	OutcomeBusy     Outcome = Outcome(store.ConvBusy)
+	OutcomeNoAnswer Outcome = Outcome(store.ConvNoAnswer)
+	OutcomeRejected Outcome = Outcome(store.ConvRejected)
 )
+
+// DialEnd is how an outbound call that was never answered ended, from its
+// INVITE's final SIP status (0: none came, e.g. the trunk did not answer at all)
+// and whether we cancelled it ourselves (ring timeout: no_answer).
+//
+// 486 Busy Here and 600 Busy Everywhere are busy; our CANCEL (487), 408
+// Request Timeout and 480 Temporarily Unavailable are no answer (RFC 3261
+// §21.4.9, §21.4.18: the callee was reached, or not in time, but did not pick
+// up); 603 Decline and the other 4xx/6xx a callee gives are rejected; the
+// trunk's own failures — authentication (401/407 left after our credentials),
+// 403, 404/484/410/604 (no such number), 5xx, no response — are failed.
+func DialEnd(status int, cancelledByUs bool) End {
+	e := End{SIPStatus: status}
+	switch {
+	case cancelledByUs || status == 487 || status == 408 || status == 480:
+		e.Reason, e.Outcome = NoAnswer, OutcomeNoAnswer
+	case status == 486 || status == 600:
+		e.Reason, e.Outcome = CalleeBusy, OutcomeBusy
+	case status == 0 || status == 401 || status == 403 || status == 407 || status == 404 || status == 410 ||
+		status == 484 || status == 604 || status >= 500 && status < 600:
+		e.Reason, e.Outcome = DialFailed, OutcomeFailed
+	default:
+		e.Reason, e.Outcome = Declined, OutcomeRejected
+	}
+	return e
+}
 
 // End is how a call, or a side of it, ended.
 type End struct {
@@ -86,6 +123,9 @@ type End struct {
 	// supervisor decided the end; the BYE and the peer's close come after it and
 	// are not call time.
 	AnsweredAt, EndedAt time.Time
+	// SIPStatus is the final status of an outbound call's INVITE when it was
+	// not answered.
+	SIPStatus int
 }
 
 // Failed reports whether the call failed.
@@ -139,6 +179,12 @@ type Info struct {
 	// transcript into it.
 	Record Record
 	Log    *slog.Logger
+	// Direction is store.Inbound ("" too) or store.Outbound: an outbound call's
+	// Caller is the number we call from, Called the person called.
+	Direction string
+	// DynamicVariables are the caller's of an outbound call (the API's
+	// dynamic_variables), for the agent's prompt and opening line.
+	DynamicVariables map[string]any
 }
 
 // Connector opens the far side of an agent call before it is answered (the bridge
@@ -205,6 +251,9 @@ type Start struct {
 	SIPCallID string
 	StartedAt time.Time
 	Metadata  map[string]any // e.g. metadata_.sip: how the call reached us
+	// Outbound records an outbound call: queued, Caller our number, Called the
+	// person called.
+	Outbound bool
 }
 
 // Record is one call's conversation record, from the moment the call is taken
@@ -236,6 +285,13 @@ type Record interface {
 	Ended(e End, stats media.Stats)
 	// Analysed adds what the provider knows once the call is over.
 	Analysed(ctx context.Context, summary *string, successful *bool, metadata map[string]any) error
+}
+
+// Progress is what a Record of an outbound call also records before the answer
+// (callstore's records implement it).
+type Progress interface {
+	// Ringing records that the callee's phone rings (a 180 or 183 came).
+	Ringing(ctx context.Context) error
 }
 
 // CallerWebRTC is the caller_number of the dashboard's browser test calls.

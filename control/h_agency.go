@@ -59,9 +59,11 @@ type companyView struct {
 	RateLimitPerMinute int            `json:"rate_limit_per_minute"`
 	MetaBusinessID     *string        `json:"meta_business_id"`
 	Settings           map[string]any `json:"settings"`
-	CreatedAt          string         `json:"created_at"`
-	UpdatedAt          string         `json:"updated_at"`
-	APIKey             string         `json:"api_key,omitempty"`
+	// OutboundLimits are the company's outbound call limits in force.
+	OutboundLimits store.OutboundLimits `json:"outbound_limits"`
+	CreatedAt      string               `json:"created_at"`
+	UpdatedAt      string               `json:"updated_at"`
+	APIKey         string               `json:"api_key,omitempty"`
 }
 
 func viewCompany(co *store.Company) *companyView {
@@ -70,7 +72,7 @@ func viewCompany(co *store.Company) *companyView {
 		st = map[string]any{}
 	}
 	return &companyView{ID: co.ID, Name: co.Name, Status: co.Status, Plan: co.Plan, RateLimitPerMinute: co.RateLimit(),
-		MetaBusinessID: co.MetaBusinessID, Settings: st, CreatedAt: rfc3339(co.CreatedAt), UpdatedAt: rfc3339(co.UpdatedAt)}
+		MetaBusinessID: co.MetaBusinessID, Settings: st, OutboundLimits: co.OutboundLimits(), CreatedAt: rfc3339(co.CreatedAt), UpdatedAt: rfc3339(co.UpdatedAt)}
 }
 
 func (s *Server) createCompany(c *call) (result, error) {
@@ -177,12 +179,15 @@ func (s *Server) agencyPutCompany(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	f, err := readForm(c.w, c.r, "name", "status", "plan", "rate_limit_per_minute", "settings", "meta_business_id")
+	f, err := readForm(c.w, c.r, "name", "status", "plan", "rate_limit_per_minute", "settings", "meta_business_id", "outbound_limits")
 	if err != nil {
 		return result{}, err
 	}
 	p, err := readCompanyPatch(f)
 	if err != nil {
+		return result{}, err
+	}
+	if p.Outbound, err = readOutboundLimits(f); err != nil {
 		return result{}, err
 	}
 	if p.Name, err = f.str("name", false, 1, 200); err != nil {

@@ -14,9 +14,12 @@ type period struct {
 }
 
 type voiceUsage struct {
-	TotalConversations     int64    `json:"total_conversations"`
-	TotalMinutes           float64  `json:"total_minutes"`
-	TotalSIPReferMinutes   float64  `json:"total_sip_refer_minutes"`
+	TotalConversations   int64   `json:"total_conversations"`
+	TotalMinutes         float64 `json:"total_minutes"`
+	TotalSIPReferMinutes float64 `json:"total_sip_refer_minutes"`
+	// The outbound part of the totals (calls the agents placed); inbound is the rest.
+	OutboundConversations  int64    `json:"outbound_conversations"`
+	OutboundMinutes        float64  `json:"outbound_minutes"`
 	AverageDurationSeconds float64  `json:"average_duration_seconds"`
 	SuccessRate            *float64 `json:"success_rate"`
 }
@@ -31,6 +34,7 @@ type agentBreakdown struct {
 	AgentName          string  `json:"agent_name"`
 	VoiceMinutes       float64 `json:"voice_minutes"`
 	SIPReferMinutes    float64 `json:"sip_refer_minutes"`
+	OutboundMinutes    float64 `json:"outbound_minutes"`
 	TotalConversations int64   `json:"total_conversations"`
 }
 
@@ -52,7 +56,7 @@ func round(v float64, places int) float64 {
 
 func voiceOf(u store.Usage) voiceUsage {
 	v := voiceUsage{TotalConversations: u.VoiceConversations, TotalMinutes: minutes(u.VoiceSeconds),
-		TotalSIPReferMinutes: minutes(u.ReferSeconds)}
+		TotalSIPReferMinutes: minutes(u.ReferSeconds), OutboundConversations: u.OutboundConversations, OutboundMinutes: minutes(u.OutboundSeconds)}
 	if u.VoiceConversations > 0 {
 		// The average call, transfer time included.
 		v.AverageDurationSeconds = round(float64(u.VoiceSeconds+u.ReferSeconds)/float64(u.VoiceConversations), 1)
@@ -90,7 +94,7 @@ func (s *Server) usage(c *call, start, end time.Time) (*usageBody, error) {
 	for _, id := range ids {
 		u := rep.ByAgent[id]
 		body.ByAgent = append(body.ByAgent, agentBreakdown{AgentID: id, AgentName: names[id], VoiceMinutes: minutes(u.VoiceSeconds),
-			SIPReferMinutes: minutes(u.ReferSeconds), TotalConversations: u.VoiceConversations})
+			SIPReferMinutes: minutes(u.ReferSeconds), OutboundMinutes: minutes(u.OutboundSeconds), TotalConversations: u.VoiceConversations})
 	}
 	sort.Slice(body.ByAgent, func(i, j int) bool {
 		a, b := body.ByAgent[i], body.ByAgent[j]

@@ -76,7 +76,8 @@ func schemas() js {
 	company := object([]string{"id", "name", "status", "created_at", "updated_at"}, js{
 		"id": integer(), "name": str(), "status": strEnum(store.CompanyActive, store.CompanySuspended),
 		"plan": strEnum(store.PlanStarter, store.PlanGrowth, store.PlanEnterprise), "rate_limit_per_minute": integer(),
-		"meta_business_id": nullable("string"), "settings": freeObject(), "created_at": dateTime(), "updated_at": dateTime()})
+		"meta_business_id": nullable("string"), "settings": freeObject(), "created_at": dateTime(), "updated_at": dateTime(),
+		"outbound_limits": outboundLimitsSchema()})
 	companyWithKey := object([]string{"id", "name", "status", "api_key"}, js{})
 	for k, v := range company["properties"].(js) {
 		companyWithKey["properties"].(js)[k] = v
@@ -152,7 +153,9 @@ func schemas() js {
 		"caller_number": nullable("string"), "called_number": nullable("string"), "direction": strEnum("inbound", "outbound"),
 		"started_at": dateTime(), "answered_at": dateTime(), "ended_at": nullable("string"),
 		"duration_seconds": nullable("integer"), "message_count": nullable("integer"),
-		"status":     strEnum(store.ConvInProgress, store.ConvCompleted, store.ConvTransferred, store.ConvFailed, store.ConvCancelled),
+		"status": strEnum(store.ConvInProgress, store.ConvCompleted, store.ConvTransferred, store.ConvFailed, store.ConvCancelled,
+			store.ConvQueued, store.ConvRinging, store.ConvBusy, store.ConvNoAnswer, store.ConvRejected),
+		"sip_status": js{"type": "integer", "description": "an unanswered outbound call's final SIP status (486 busy, 487 after our CANCEL, 603 declined, ...)"},
 		"end_reason": nullable("string"), "call_successful": nullable("boolean"), "sip_refer_destination": nullable("string"),
 		"sip_refer_seconds": integer(), "transcript_summary": nullable("string"), "source": str(),
 		"external_conversation_id": nullable("string"), "contact_id": integer(), "created_at": dateTime(),
@@ -186,10 +189,12 @@ func schemas() js {
 		"total_minutes":            js{"type": "number", "description": "answered time with the AI agent, in minutes"},
 		"total_sip_refer_minutes":  js{"type": "number", "description": "time transferred callers spent with a human while the gateway still carried the call"},
 		"average_duration_seconds": js{"type": "number", "description": "average answered call, transfer time included"},
+		"outbound_conversations":   js{"type": "integer", "description": "of total_conversations, the answered calls the agents placed"},
+		"outbound_minutes":         js{"type": "number", "description": "of total_minutes, the time on calls the agents placed (inbound is the rest)"},
 		"success_rate":             js{"type": []string{"number", "null"}, "description": "share of analysed calls the provider judged successful"}})
 	waU := object([]string{"total_conversations", "total_messages"}, js{"total_conversations": integer(), "total_messages": integer()})
 	byAgent := object([]string{"agent_id", "agent_name", "voice_minutes", "total_conversations"}, js{
-		"agent_id": integer(), "agent_name": str(), "voice_minutes": number(), "sip_refer_minutes": number(), "total_conversations": integer()})
+		"agent_id": integer(), "agent_name": str(), "voice_minutes": number(), "sip_refer_minutes": number(), "outbound_minutes": number(), "total_conversations": integer()})
 	summary := object([]string{"period", "voice"}, js{"period": periodS, "voice": voiceU, "whatsapp": waU,
 		"agents_active": js{"type": "integer", "default": 0, "description": "agents with conversations in the period"},
 		"by_agent":      js{"type": "array", "items": byAgent, "default": []any{}}})
@@ -210,7 +215,7 @@ func schemas() js {
 		"CompanyUpdate": strict(object(nil, js{"name": orNull(strLen(1, 200)), "settings": freeObject()})),
 		"AgencyCompanyUpdate": strict(object(nil, js{"name": strLen(1, 200), "status": strEnum(store.CompanyActive, store.CompanySuspended),
 			"plan": strEnum(store.PlanStarter, store.PlanGrowth, store.PlanEnterprise), "rate_limit_per_minute": intRange(1, 1_000_000),
-			"settings": freeObject(), "meta_business_id": strLen(1, 100)})),
+			"settings": freeObject(), "meta_business_id": strLen(1, 100), "outbound_limits": strict(outboundLimitsSchema())})),
 		"User": user, "UserWithKey": userWithKey, "UserPage": page("User"),
 		"UserCreate": strict(object([]string{"email", "name"}, js{"email": js{"type": "string", "format": "email", "minLength": 1, "maxLength": 254},
 			"name": strLen(1, 200), "role": js{"type": "string", "enum": store.Roles, "default": store.RoleMember}})),
@@ -261,6 +266,7 @@ func schemas() js {
 func (s *Server) OpenAPI() js {
 	sch := schemas()
 	maps.Copy(sch, testCallSchemas())
+	maps.Copy(sch, outboundSchemas())
 	maps.Copy(sch, trunkSchemas())
 	maps.Copy(sch, liveSchemas())
 	paths := js{}

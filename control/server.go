@@ -43,6 +43,8 @@ type Options struct {
 	Extra map[string]http.Handler
 	// TestCaller places WebRTC test calls (nil: POST .../test-call answers 503).
 	TestCaller TestCaller
+	// Outbound places the agents' outbound calls (nil: POST .../calls answers 503).
+	Outbound OutboundCaller
 	// Version is the gateway's version, as GET /api tells it.
 	Version string
 	// Trunks is the SIP side's view of the trunks (nil: only stored trunks are listed).

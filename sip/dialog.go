@@ -107,7 +107,7 @@ func (s *Server) onBye(req *gsip.Request, tx gsip.ServerTransaction) {
 	c := s.lookup(req)
 	if c == nil {
 		if leg := s.lookupLeg(req); leg != nil {
-			leg.onBye(req, tx)
+			leg.onByeIn(req, tx)
 			return
 		}
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")

@@ -142,7 +142,12 @@ func (s *Server) hangupConversation(id int64) bool {
 			break
 		}
 	}
+	out := s.outbound[id]
 	s.mu.Unlock()
+	if out != nil {
+		out.end(callpath.End{Reason: callpath.APIHangup}) // an outbound call, ringing or answered
+		return true
+	}
 	if target == nil {
 		return false
 	}

@@ -186,7 +186,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	calls    map[string]*call   // by dialog id
-	legs     map[string]*outLeg // outbound legs of bridged transfers, by dialog id
+	legs     map[string]*outLeg // outbound legs (bridged transfers, outbound calls), by dialog id
+	outbound map[int64]*outCall // outbound calls under way, by conversation id
 	setup    atomic.Int64       // calls in setup or up
 	draining atomic.Bool
 	closed   atomic.Bool
@@ -245,7 +246,7 @@ func New(opt Options) (*Server, error) {
 	if !opt.PublicIP.IsValid() {
 		opt.PublicIP = netip.MustParseAddr("127.0.0.1")
 	}
-	s := &Server{opt: opt, log: opt.Logger, obs: opt.Observer, calls: map[string]*call{}, legs: map[string]*outLeg{}, killAll: make(chan struct{}),
+	s := &Server{opt: opt, log: opt.Logger, obs: opt.Observer, calls: map[string]*call{}, legs: map[string]*outLeg{}, outbound: map[int64]*outCall{}, killAll: make(chan struct{}),
 		flood: newFloodLimiter(limiterOptions{rate: opt.FloodRate, burst: opt.FloodBurst, global: opt.GlobalRate, calls: opt.CallRate}),
 		udp:   udpResponder{conns: map[string]net.PacketConn{}}}
 	if s.obs == nil {

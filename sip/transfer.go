@@ -4,19 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/emiago/sipgo"
 	gsip "github.com/emiago/sipgo/sip"
 
 	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
-	"github.com/cxco/gateway/media/sdp"
 	"github.com/cxco/gateway/store"
 )
 
@@ -179,141 +174,41 @@ func (c *call) onReferNotify(req *gsip.Request) (deliver func(), ok bool) {
 	}, true
 }
 
-// outLeg is the outbound call of a bridged transfer: once the destination
-// answers, the call's far leg (callpath.Call.Bridge), and the agent leaves.
-type outLeg struct {
-	c      *call
-	sess   *sipgo.DialogClientSession
-	stream *media.Stream
-	id     string
-	start  time.Time
-	target string
-	format media.Format
-
-	farBye  atomic.Bool
-	closeMu sync.Once
-}
-
-func (s *Server) lookupLeg(req *gsip.Request) *outLeg {
-	id, ok := inDialogID(req)
-	if !ok {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.legs[id]
-}
-
-// bridgeTransfer calls the destination through the trunk and, once it answers,
-// relays audio between the caller and it; the agent leaves the call.
+// bridgeTransfer calls the destination through the trunk (dial) and, once it
+// answers, relays audio between the caller and it: the destination's leg
+// becomes the call's far leg (callpath.Call.Bridge) and the agent leaves.
 func (c *call) bridgeTransfer(ctx context.Context, target string, start time.Time) error {
-	s := c.s
-	ctx = withTrunk(ctx, c.trunk) // a TLS trunk gets its client certificate
 	format := c.agent.Format()
-	// The destination answers through the trunk: its media comes from the trunk's
-	// networks, from the address its SDP answer names.
-	stream, err := media.NewStream(s.opt.Ports, s.mediaIP, media.Options{Logger: c.log.With("leg", "transfer"), Wheel: s.opt.Wheel,
-		JitterMin: s.opt.JitterMin, JitterMax: s.opt.JitterMax, Concealment: s.opt.Concealment,
-		Sources: s.rtpSources(c.trunk, netip.Addr{})})
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrTransferFailed, err)
-	}
-	leg := &outLeg{c: c, stream: stream, start: start, target: target, format: format}
-	ok := false
-	defer func() {
-		if !ok {
-			stream.Close()
-		}
-	}()
-	local := sdp.NewLocal(c.advertise, stream.LocalPort())
-	// The trunk's SRTP policy holds for the leg we place through it too; its
-	// codecs are G.711, what every destination takes.
-	local.Policy = sdp.Policy{SRTP: mediaPolicy(c.trunk.Trunk).SRTP}
-	host := c.host()
-	port := s.port
-	contact := gsip.ContactHeader{Address: gsip.Uri{Scheme: "sip", User: "cxco", Host: host, Port: port}}
-	if c.trunk.hasURI && c.trunk.uri.Transport == "tls" && s.tlsPort != 0 {
-		port = s.tlsPort
-		contact.Address.Port = port
-		contact.Address.UriParams = gsip.NewParams()
-		contact.Address.UriParams.Add("transport", "tls")
-	}
-	cli, err := sipgo.NewClient(s.ua, sipgo.WithClientHostname(c.advertise.String()), sipgo.WithClientPort(port))
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrTransferFailed, err)
-	}
-	dua := &sipgo.DialogUA{Client: cli, ContactHDR: contact}
-	var ruri gsip.Uri
-	rt := c.referTarget(target)
-	if err := gsip.ParseUri(rt, &ruri); err != nil {
-		return fmt.Errorf("%w: bad destination %q: %w", ErrTransferFailed, target, err)
-	}
-	inv := gsip.NewRequest(gsip.INVITE, ruri)
-	if c.trunk.hasURI {
-		inv.SetTransport(strings.ToUpper(c.trunk.uri.Transport))
-		inv.SetDestination(c.trunk.uri.HostPort())
-	} else {
-		inv.SetTransport(strings.ToUpper(c.transport))
-		inv.SetDestination(c.source) // back to the trunk the call came from
-	}
-	// The human sees the original caller's number.
-	from := &gsip.FromHeader{Address: gsip.Uri{Scheme: "sip", User: c.caller, Host: host}}
-	from.Params = gsip.NewParams()
-	from.Params.Add("tag", gsip.GenerateTagN(16))
-	inv.AppendHeader(from)
-	inv.AppendHeader(&gsip.ToHeader{Address: ruri})
-	inv.AppendHeader(c.referredBy())
-	legCallID := gsip.CallIDHeader(gsip.GenerateTagN(24) + "@" + c.advertise.String())
-	inv.AppendHeader(&legCallID)
-	c.s.trace.alias(string(legCallID), c.callID) // the leg's messages join the call's SIP ladder
-	ct := gsip.ContentTypeHeader("application/sdp")
-	inv.AppendHeader(&ct)
-	inv.SetBody(local.Offer(sdp.SendRecv))
-	sess, err := dua.WriteInvite(ctx, inv)
-	if err != nil {
-		return fmt.Errorf("%w: INVITE: %w", ErrTransferFailed, err)
-	}
-	leg.sess = sess
+	legCallID := gsip.GenerateTagN(24) + "@" + c.advertise.String()
+	c.s.trace.alias(legCallID, c.callID) // the leg's messages join the call's SIP ladder
 	// While it rings the caller hears ringback.
 	ringCtx, stopRing := context.WithCancel(ctx)
 	c.cp.Go(func() { c.ringback(ringCtx) })
 	actx, cancel := context.WithTimeout(ctx, c.s.opt.TransferTimeout)
-	err = sess.WaitAnswer(actx, sipgo.AnswerOptions{Username: c.trunk.Username, Password: c.trunk.password})
+	// The human sees the original caller's number.
+	leg, neg, err := c.s.dial(actx, dialOptions{trunk: c.trunk, target: c.referTarget(target), dest: c.source, transport: c.transport,
+		advertise: c.advertise, fromUser: c.caller, callID: legCallID, headers: []gsip.Header{c.referredBy()},
+		log: c.log.With("leg", "transfer"), onBye: func() { c.cp.End(callpath.End{Reason: callpath.TransferHangup}) }})
 	cancel()
 	stopRing()
 	if err != nil {
-		var de *sipgo.ErrDialogResponse
-		if errors.As(err, &de) {
-			return fmt.Errorf("%w: %d %s", ErrTransferFailed, de.Res.StatusCode, de.Res.Reason)
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
+		var de *dialError
+		switch {
+		case errors.As(err, &de) && de.Timeout:
 			return fmt.Errorf("%w (%s)", ErrTransferTimeout, c.s.opt.TransferTimeout)
+		case errors.As(err, &de) && de.Status != 0:
+			return fmt.Errorf("%w: %d %s", ErrTransferFailed, de.Status, de.Phrase)
 		}
 		return fmt.Errorf("%w: %w", ErrTransferFailed, err)
 	}
-	neg, err := local.ParseAnswer(sess.InviteResponse.Body())
-	if err != nil {
-		_ = sess.Ack(ctx)
-		_ = sess.Bye(ctx)
-		return fmt.Errorf("%w: the destination's SDP: %w", ErrTransferFailed, err)
-	}
-	if err := sess.Ack(ctx); err != nil {
-		return fmt.Errorf("%w: ACK: %w", ErrTransferFailed, err)
-	}
-	// The destination's BYE reaches us by dialog id (their To-tag is their tag).
-	fromTag, _ := sess.InviteRequest.From().Params.Get("tag")
-	toTag, _ := sess.InviteResponse.To().Params.Get("tag")
-	leg.id = dialogID(sess.InviteRequest.CallID().Value(), fromTag, toTag)
-	s.mu.Lock()
-	s.legs[leg.id] = leg
-	s.mu.Unlock()
 	// Audio between the legs: the destination's frames are played to the caller
 	// (f.Audio is the frame in the format both legs use, PCM as little-endian bytes).
-	if err := stream.Start(neg, media.Consumer{Format: format, Sink: func(f media.Frame) { _ = c.stream.Play(f.Audio) }}); err != nil {
-		_ = sess.Bye(ctx)
+	if err := leg.stream.Start(neg, media.Consumer{Format: format, Sink: func(f media.Frame) { _ = c.stream.Play(f.Audio) }}); err != nil {
+		hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		leg.Hangup(hctx, callpath.End{})
+		hcancel()
 		return fmt.Errorf("%w: media: %w", ErrTransferFailed, err)
 	}
-	ok = true
 	c.stream.Discard() // what is left of the ringback
 	c.log.Info("bridged transfer connected", "target", target)
 	c.cp.Bridge(leg, target, start) // the caller now talks to the destination; the agent leaves
@@ -342,40 +237,4 @@ func (c *call) ringback(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-// Stream implements callpath.Leg.
-func (l *outLeg) Stream() *media.Stream { return l.stream }
-
-// Check implements callpath.Leg: the destination's RTP stopping ends the call.
-func (l *outLeg) Check(now time.Time) (callpath.End, bool) {
-	last := l.stream.LastReceived()
-	if last.Before(l.start) {
-		last = l.start
-	}
-	if now.Sub(last) > l.c.s.opt.RTPTimeout {
-		return callpath.End{Reason: callpath.RTPTimeout}, true
-	}
-	return callpath.End{}, false
-}
-
-// onBye: the destination hung up; the caller's side ends too.
-func (l *outLeg) onBye(req *gsip.Request, tx gsip.ServerTransaction) {
-	l.farBye.Store(true)
-	_ = l.sess.ReadBye(req, tx)
-	l.c.cp.End(callpath.End{Reason: callpath.TransferHangup})
-}
-
-// Hangup implements callpath.Leg: it ends the destination's leg (BYE unless it
-// hung up) and its media.
-func (l *outLeg) Hangup(ctx context.Context, _ callpath.End) {
-	l.closeMu.Do(func() {
-		if !l.farBye.Load() {
-			_ = l.sess.Bye(ctx)
-		}
-		l.stream.Close()
-		l.c.s.mu.Lock()
-		delete(l.c.s.legs, l.id)
-		l.c.s.mu.Unlock()
-	})
 }

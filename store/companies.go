@@ -29,9 +29,12 @@ type Company struct {
 	RateLimitPerMinute *int           `json:"rate_limit_per_minute"`
 	MetaBusinessID     *string        `json:"meta_business_id"`
 	Settings           map[string]any `json:"settings"`
-	CreatedAt          time.Time      `json:"created_at"`
-	UpdatedAt          time.Time      `json:"updated_at"`
-	KeyHash            string         `json:"key_hash"`
+	// Outbound are the company's outbound call limits as the agency set them
+	// (nil: DefaultOutboundLimits).
+	Outbound  *OutboundLimits `json:"outbound_limits,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+	KeyHash   string          `json:"key_hash"`
 }
 
 // RateLimit is the company's API requests per minute.
@@ -49,6 +52,18 @@ func (c *Company) RateLimit() int {
 	}
 }
 
+// DefaultOutboundLimits are a company's outbound limits until the agency sets
+// them: 10 calls at once, 2 new calls a second.
+var DefaultOutboundLimits = OutboundLimits{MaxConcurrent: 10, CallsPerSecond: 2}
+
+// OutboundLimits is the company's outbound limits in force.
+func (c *Company) OutboundLimits() OutboundLimits {
+	if c.Outbound != nil {
+		return *c.Outbound
+	}
+	return DefaultOutboundLimits
+}
+
 // CompanyPatch lists the fields an update changes; nil fields stay.
 type CompanyPatch struct {
 	Name               *string
@@ -57,6 +72,7 @@ type CompanyPatch struct {
 	Plan               *string
 	RateLimitPerMinute *int
 	MetaBusinessID     *string
+	Outbound           *OutboundLimits
 }
 
 // CreateCompany makes a company and its first API key, returned once.
@@ -138,6 +154,9 @@ func (s *Store) UpdateCompany(ctx context.Context, id int64, p CompanyPatch) (*C
 		}
 		if p.MetaBusinessID != nil {
 			c.MetaBusinessID = p.MetaBusinessID
+		}
+		if p.Outbound != nil {
+			c.Outbound = p.Outbound
 		}
 		c.UpdatedAt = s.Now()
 		return nil

@@ -15,36 +15,62 @@ const (
 	ConvTransferred = "transferred"
 	ConvFailed      = "failed"
 	ConvCancelled   = "cancelled"
+
+	// An outbound call before it is answered: queued (placed through the API,
+	// not yet ringing), ringing (the callee's phone rings: a 180 or 183 came).
+	// It ends answered (then completed, transferred or failed like any call) or
+	// with what the SIP final response said: busy (486, 600), no_answer (no
+	// answer within the ring timeout, 408, 480, 487), rejected (603 and other
+	// refusals) or failed (sip_status says which).
+	ConvQueued   = "queued"
+	ConvRinging  = "ringing"
+	ConvBusy     = "busy"
+	ConvNoAnswer = "no_answer"
+	ConvRejected = "rejected"
 )
+
+// Directions of a conversation.
+const (
+	Inbound  = "inbound"
+	Outbound = "outbound"
+)
+
+// ConvOpen reports whether a conversation with this status has not ended yet.
+func ConvOpen(status string) bool {
+	return status == ConvInProgress || status == ConvQueued || status == ConvRinging
+}
 
 // Conversation is one call or chat with an agent.
 type Conversation struct {
-	ID                     int64          `json:"id"`
-	AgentID                int64          `json:"agent_id"`
-	CompanyID              int64          `json:"company_id"`
-	Channel                string         `json:"channel"`
-	CallerNumber           *string        `json:"caller_number"`
-	CalledNumber           *string        `json:"called_number,omitempty"`
-	Direction              string         `json:"direction"`
-	StartedAt              time.Time      `json:"started_at"`
-	AnsweredAt             *time.Time     `json:"answered_at,omitempty"`
-	EndedAt                *time.Time     `json:"ended_at"`
-	DurationSeconds        *int           `json:"duration_seconds"`
-	MessageCount           *int           `json:"message_count"`
-	Status                 string         `json:"status"`
-	EndReason              *string        `json:"end_reason"`
-	CallSuccessful         *bool          `json:"call_successful"`
-	SIPReferDestination    *string        `json:"sip_refer_destination"`
-	SIPReferSeconds        int            `json:"sip_refer_seconds"`
-	TranscriptSummary      *string        `json:"transcript_summary"`
-	Source                 string         `json:"source"`
-	ExternalConversationID *string        `json:"external_conversation_id"`
-	ContactID              *int64         `json:"contact_id,omitempty"`
-	SIPCallID              string         `json:"sip_call_id,omitempty"`
-	AudioQuality           *AudioQuality  `json:"audio_quality,omitempty"`
-	NodeID                 string         `json:"node_id,omitempty"` // the gateway node that carries (or carried) the call
-	Metadata               map[string]any `json:"metadata_,omitempty"`
-	CreatedAt              time.Time      `json:"created_at"`
+	ID                     int64         `json:"id"`
+	AgentID                int64         `json:"agent_id"`
+	CompanyID              int64         `json:"company_id"`
+	Channel                string        `json:"channel"`
+	CallerNumber           *string       `json:"caller_number"`
+	CalledNumber           *string       `json:"called_number,omitempty"`
+	Direction              string        `json:"direction"`
+	StartedAt              time.Time     `json:"started_at"`
+	AnsweredAt             *time.Time    `json:"answered_at,omitempty"`
+	EndedAt                *time.Time    `json:"ended_at"`
+	DurationSeconds        *int          `json:"duration_seconds"`
+	MessageCount           *int          `json:"message_count"`
+	Status                 string        `json:"status"`
+	EndReason              *string       `json:"end_reason"`
+	CallSuccessful         *bool         `json:"call_successful"`
+	SIPReferDestination    *string       `json:"sip_refer_destination"`
+	SIPReferSeconds        int           `json:"sip_refer_seconds"`
+	TranscriptSummary      *string       `json:"transcript_summary"`
+	Source                 string        `json:"source"`
+	ExternalConversationID *string       `json:"external_conversation_id"`
+	ContactID              *int64        `json:"contact_id,omitempty"`
+	SIPCallID              string        `json:"sip_call_id,omitempty"`
+	AudioQuality           *AudioQuality `json:"audio_quality,omitempty"`
+	NodeID                 string        `json:"node_id,omitempty"` // the gateway node that carries (or carried) the call
+	// SIPStatus is the final SIP status of an outbound call's INVITE when it
+	// was not answered (486, 487, 603, ...).
+	SIPStatus *int           `json:"sip_status,omitempty"`
+	Metadata  map[string]any `json:"metadata_,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
 }
 
 // AudioQuality is how good the caller's audio was when it reached the gateway,
@@ -93,15 +119,20 @@ end
 redis.call('ZADD', ARGV[4] .. 'contact:' .. id .. ':convs', ARGV[5], ARGV[5])
 return tonumber(id)`)
 
-// CreateConversation records a new conversation as in progress and links it to the
-// caller's contact, creating the contact the first time the number calls the company.
+// CreateConversation records a new conversation as in progress (or queued, when
+// c.Status says so: an outbound call) and links it to the other party's contact
+// (the caller's, or the callee's of an outbound call), creating the contact the
+// first time the number talks to the company.
 func (s *Store) CreateConversation(ctx context.Context, c Conversation) (*Conversation, error) {
 	id, err := s.nextID(ctx, "conversation")
 	if err != nil {
 		return nil, err
 	}
 	now := s.Now()
-	c.ID, c.Status, c.CreatedAt = id, ConvInProgress, now
+	if c.Status != ConvQueued {
+		c.Status = ConvInProgress
+	}
+	c.ID, c.CreatedAt = id, now
 	if c.StartedAt.IsZero() {
 		c.StartedAt = now
 	}
@@ -109,8 +140,12 @@ func (s *Store) CreateConversation(ctx context.Context, c Conversation) (*Conver
 	if c.Source == "" {
 		c.Source = "elevenlabs"
 	}
-	if c.CallerNumber != nil && *c.CallerNumber != "" {
-		cid, err := s.touchContact(ctx, c.CompanyID, *c.CallerNumber, id)
+	other := c.CallerNumber
+	if c.Direction == Outbound {
+		other = c.CalledNumber
+	}
+	if other != nil && *other != "" {
+		cid, err := s.touchContact(ctx, c.CompanyID, *other, id)
 		if err != nil {
 			return nil, err
 		}
@@ -237,6 +272,8 @@ type Final struct {
 	// AnsweredAt is when the call was answered, if it was and the record does not
 	// know it yet (usage counts only answered conversations).
 	AnsweredAt *time.Time `json:"answered_at,omitempty"`
+	// SIPStatus is an unanswered outbound call's final SIP status.
+	SIPStatus int `json:"sip_status,omitempty"`
 }
 
 // FinishConversation records the end of an in-progress conversation, its usage
@@ -257,7 +294,7 @@ func (s *Store) finishConversation(ctx context.Context, cid, id int64, f Final) 
 	changed := false
 	c, err := mutate(ctx, s, keyConv(cid, id), nil, func(c *Conversation, p redis.Pipeliner) error {
 		changed = false
-		if c.Status != ConvInProgress {
+		if !ConvOpen(c.Status) {
 			return nil
 		}
 		changed = true
@@ -279,6 +316,10 @@ func (s *Store) finishConversation(ctx context.Context, cid, id int64, f Final) 
 			c.SIPReferDestination = &f.ReferTo
 		}
 		c.SIPReferSeconds = f.SIPReferSeconds
+		if f.SIPStatus != 0 {
+			st := f.SIPStatus
+			c.SIPStatus = &st
+		}
 		c.mergeMetadata(f.Metadata)
 		if f.AudioQuality != nil {
 			c.AudioQuality = f.AudioQuality
@@ -314,7 +355,7 @@ func (s *Store) SetAnalysis(ctx context.Context, cid, id int64, summary *string,
 		if summary != nil {
 			c.TranscriptSummary = summary
 		}
-		if successful != nil && c.AnsweredAt != nil && c.Status != ConvInProgress {
+		if successful != nil && c.AnsweredAt != nil && !ConvOpen(c.Status) {
 			s.countSuccess(ctx, p, c, c.CallSuccessful, successful)
 		}
 		if successful != nil {

@@ -309,7 +309,7 @@ func (s *Store) closeLost(ctx context.Context, cid, id int64, node, by string, l
 	if err != nil {
 		return nil, false, err
 	}
-	if c.Status != ConvInProgress {
+	if !ConvOpen(c.Status) {
 		return c, false, nil
 	}
 	// The last moment the call was known alive: its node's last heartbeat, or its

@@ -22,6 +22,9 @@ const (
 	uSuccessful = "voice_successful"
 	uWAConvs    = "wa_conversations"
 	uWAMessages = "wa_messages"
+	// Outbound calls are voice conversations too; these count them apart.
+	uOutConvs = "outbound_conversations"
+	uOutSecs  = "outbound_seconds"
 )
 
 // DayFormat is how days are written.
@@ -36,6 +39,10 @@ type Usage struct {
 	Successful         int64
 	WAConversations    int64
 	WAMessages         int64
+	// OutboundConversations and OutboundSeconds are the part of the voice
+	// counters that outbound calls make up.
+	OutboundConversations int64
+	OutboundSeconds       int64
 }
 
 func (u *Usage) add(o Usage) {
@@ -46,6 +53,8 @@ func (u *Usage) add(o Usage) {
 	u.Successful += o.Successful
 	u.WAConversations += o.WAConversations
 	u.WAMessages += o.WAMessages
+	u.OutboundConversations += o.OutboundConversations
+	u.OutboundSeconds += o.OutboundSeconds
 }
 
 func (u *Usage) set(field string, v int64) {
@@ -64,6 +73,10 @@ func (u *Usage) set(field string, v int64) {
 		u.WAConversations = v
 	case uWAMessages:
 		u.WAMessages = v
+	case uOutConvs:
+		u.OutboundConversations = v
+	case uOutSecs:
+		u.OutboundSeconds = v
 	}
 }
 
@@ -100,6 +113,10 @@ func (s *Store) countUsage(ctx context.Context, p redis.Pipeliner, c *Conversati
 	add(uVoiceConvs, 1)
 	add(uVoiceSecs, dur)
 	add(uReferSecs, int64(c.SIPReferSeconds))
+	if c.Direction == Outbound {
+		add(uOutConvs, 1)
+		add(uOutSecs, dur)
+	}
 	if c.CallSuccessful != nil {
 		s.countSuccess(ctx, p, c, nil, c.CallSuccessful)
 	}

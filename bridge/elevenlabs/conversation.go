@@ -136,15 +136,19 @@ func (p *Provider) Dial(ctx context.Context, info *callpath.Info, resume *bridge
 // agent not to greet again (the only override the agent allows). The agent's
 // personality, language, voice and temperature are on the agent itself.
 func initiation(info *callpath.Info, resumed bool) []byte {
-	msg := map[string]any{
-		"type": "conversation_initiation_client_data",
-		"dynamic_variables": map[string]any{
-			"caller_number":   info.Caller,
-			"called_number":   info.Called,
-			"conversation_id": strconv.FormatInt(info.ConversationID, 10),
-			"agent_name":      info.Agent.Name,
-		},
+	// An outbound call's own variables first; ours name the call and win.
+	vars := make(map[string]any, len(info.DynamicVariables)+5)
+	for k, v := range info.DynamicVariables {
+		vars[k] = v
 	}
+	direction := info.Direction
+	if direction == "" {
+		direction = "inbound"
+	}
+	vars["caller_number"], vars["called_number"] = info.Caller, info.Called
+	vars["conversation_id"] = strconv.FormatInt(info.ConversationID, 10)
+	vars["agent_name"], vars["call_direction"] = info.Agent.Name, direction
+	msg := map[string]any{"type": "conversation_initiation_client_data", "dynamic_variables": vars}
 	if resumed {
 		msg["conversation_config_override"] = map[string]any{"agent": map[string]any{"first_message": ""}}
 	}

@@ -91,8 +91,11 @@ func (s *Store) Route(ctx context.Context, number string) (callpath.Route, error
 
 // Started records a call being taken: its conversation, in progress.
 func (s *Store) Started(ctx context.Context, in callpath.Start) (callpath.Record, error) {
-	c := store.Conversation{AgentID: in.Agent.ID, CompanyID: in.Company.ID, Channel: "voice", Direction: "inbound",
+	c := store.Conversation{AgentID: in.Agent.ID, CompanyID: in.Company.ID, Channel: "voice", Direction: store.Inbound,
 		StartedAt: in.StartedAt, SIPCallID: in.SIPCallID, Source: store.ProviderOf(in.Agent), Metadata: in.Metadata}
+	if in.Outbound {
+		c.Direction, c.Status = store.Outbound, store.ConvQueued
+	}
 	if in.Caller != "" {
 		caller := in.Caller
 		c.CallerNumber = &caller
@@ -149,6 +152,22 @@ func (r *record) Answered(ctx context.Context, at time.Time) error {
 		if cv.AnsweredAt == nil {
 			t := at.UTC().Truncate(time.Second)
 			cv.AnsweredAt = &t
+		}
+		if cv.Status == store.ConvQueued || cv.Status == store.ConvRinging {
+			cv.Status = store.ConvInProgress // an outbound call was answered
+		}
+		return nil
+	})
+	return err
+}
+
+// Ringing implements callpath.Progress: a queued outbound call rings.
+func (r *record) Ringing(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.s.WriteTimeout)
+	defer cancel()
+	_, err := r.s.st.UpdateConversation(ctx, r.conv.CompanyID, r.conv.ID, func(cv *store.Conversation) error {
+		if cv.Status == store.ConvQueued {
+			cv.Status = store.ConvRinging
 		}
 		return nil
 	})
@@ -240,7 +259,8 @@ func Finish(st *store.Store, conv *store.Conversation, e callpath.End, stats med
 	if ended.IsZero() {
 		ended = time.Now()
 	}
-	f := store.Final{Status: status, EndedAt: ended, EndReason: string(e.Reason), SIPReferSeconds: e.ReferSeconds, ReferTo: e.ReferTo}
+	f := store.Final{Status: status, EndedAt: ended, EndReason: string(e.Reason), SIPReferSeconds: e.ReferSeconds, ReferTo: e.ReferTo,
+		SIPStatus: e.SIPStatus}
 	if t := e.AnsweredAt; !t.IsZero() && status != store.ConvCancelled {
 		f.AnsweredAt = &t
 	}

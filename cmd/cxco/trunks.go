@@ -31,3 +31,11 @@ func (r trunkRuntime) Registrations() []control.Registration {
 	}
 	return out
 }
+
+// outboundCaller places the API's outbound calls through the SIP server.
+type outboundCaller struct{ s *sip.Server }
+
+func (o outboundCaller) PlaceCall(ctx context.Context, r control.OutboundRequest) (*store.Conversation, error) {
+	return o.s.PlaceCall(ctx, sip.OutboundCall{Company: r.Company, Agent: r.Agent, From: r.From, To: r.To,
+		DynamicVariables: r.DynamicVariables, RingTimeout: r.RingTimeout, Done: r.Done})
+}
