@@ -136,6 +136,23 @@ func TestOpenAIBargeIn(t *testing.T) {
 	})
 }
 
+// TestOpenAIHangupMidReply: the caller hangs up while the agent is still
+// speaking, before OpenAI sent that reply's whole transcript (it comes once the
+// reply's audio is done): what it had sent is recorded, marked cut off.
+func TestOpenAIHangupMidReply(t *testing.T) {
+	long := strings.Repeat("This is a long opening line that goes on and on. ", 4)
+	r := newRig(t, rigOpts{provider: store.ProviderOpenAI, opening: long})
+	r.connect("PCMU")
+	start := time.Now()
+	waitFor(t, "the opening line to play", 5*time.Second, func() bool { return len(loud(r.phone.audioSince(start))) >= 4000 })
+	r.end(callpath.CallerHangup)
+	tr := r.transcript()
+	if len(tr) != 1 || tr[0].Role != store.RoleAgent || !strings.HasPrefix(tr[0].Message, "This is a long opening line") ||
+		!strings.HasSuffix(tr[0].Message, "[cut off: the call ended]") {
+		t.Fatalf("transcript: %+v", tr)
+	}
+}
+
 // TestOpenAIReconnect: the socket drops mid-call; the gateway opens a new
 // session, gives it the conversation so far as a system message, and the agent
 // does not greet again.

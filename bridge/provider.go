@@ -118,3 +118,11 @@ type Usage interface {
 type Stopper interface {
 	Stop() []byte
 }
+
+// Finisher is a conversation with something to record when the call ends while
+// it is under way (OpenAI's transcript of a reply the hang-up cut short). The
+// session calls Finish once its reader has stopped, before the call's record
+// is closed.
+type Finisher interface {
+	Finish(ev Events)
+}

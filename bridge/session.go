@@ -506,6 +506,9 @@ func (s *Session) Close(reason callpath.Reason) {
 		_ = conn.Close()
 		s.keys.stop()
 		s.wg.Wait()
+		if f, ok := conv.(Finisher); ok {
+			f.Finish((*events)(s)) // the reader has stopped: nothing handles messages now
+		}
 		s.finish(callpath.End{Reason: reason})
 		s.recordUsage()
 		if d := s.audioDrop.Load(); d > 0 {

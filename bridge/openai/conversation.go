@@ -161,6 +161,7 @@ type item struct {
 	bytes      int    // µ-law bytes received: 8 a millisecond
 	truncated  int    // ms heard when the caller cut in (-1: not cut)
 	transcript string // when done
+	partial    string // the transcript's deltas so far
 	recorded   bool   // its transcript entry is written
 }
 
@@ -249,6 +250,13 @@ func (c *conversation) Handle(msg []byte, ev bridge.Events) {
 		c.mu.Lock()
 		c.active = true
 		c.mu.Unlock()
+	case "response.output_audio_transcript.delta", "response.audio_transcript.delta":
+		it := c.items[e.ItemID]
+		if it == nil {
+			it = &item{id: e.ItemID, truncated: -1}
+			c.items[e.ItemID] = it
+		}
+		it.partial += e.Delta
 	case "response.output_audio_transcript.done", "response.audio_transcript.done":
 		c.onTranscript(e.ItemID, e.Transcript, ev)
 	case "conversation.item.input_audio_transcription.completed":
@@ -324,6 +332,18 @@ func (c *conversation) onBargeIn(ev bridge.Events) {
 	if it.recorded {
 		ev.CorrectAgent(interrupted(it.transcript, ms))
 	}
+}
+
+// Finish implements bridge.Finisher: the call ended while the agent was
+// speaking, before OpenAI sent that reply's whole transcript (it comes once the
+// reply's audio is done): what it had sent of it is recorded, marked cut off.
+func (c *conversation) Finish(ev bridge.Events) {
+	it := c.current
+	if it == nil || it.recorded || it.partial == "" {
+		return
+	}
+	it.recorded = true
+	ev.Transcript(store.RoleAgent, it.partial+" [cut off: the call ended]")
 }
 
 // interrupted is the transcript of a reply the caller cut off: the model's text
@@ -428,6 +448,7 @@ type serverEvent struct {
 	Type       string `json:"type"`
 	ItemID     string `json:"item_id"`
 	Transcript string `json:"transcript"`
+	Delta      string `json:"delta"`
 	CallID     string `json:"call_id"`
 	Name       string `json:"name"`
 	Arguments  string `json:"arguments"`
