@@ -30,6 +30,8 @@ type OutboundRequest struct {
 	From, To         string // E.164
 	DynamicVariables map[string]any
 	RingTimeout      time.Duration
+	// MachineDetection is off, detect or hangup.
+	MachineDetection string
 	Done             func()
 }
 
@@ -52,8 +54,10 @@ func outboundSchemas() js {
 				"description": "variables for the agent's prompt and opening line (at most 50; strings up to 1,000 characters)"},
 			"ring_timeout_seconds": js{"type": "integer", "minimum": 5, "maximum": 120, "default": 30,
 				"description": "how long the phone may ring before the call is cancelled (status no_answer)"},
-			"machine_detection": js{"type": "string", "enum": []string{"off"}, "default": "off",
-				"description": "answering-machine detection; only off is available yet"},
+			"machine_detection": js{"type": "string", "enum": []string{"off", "detect", "hangup"}, "default": "off",
+				"description": "answering-machine detection from the audio (our own: speech cadence and the beep): detect holds the agent's opening line until the verdict " +
+					"(human, machine or unknown, in metadata_.machine_detection); hangup also ends the call on a machine (end_reason machine_detected). " +
+					"leave_message is not available yet"},
 		})),
 	}
 }
@@ -139,10 +143,17 @@ func (s *Server) placeCall(c *call) (result, error) {
 		}
 		ring = time.Duration(*n) * time.Second
 	}
-	if md, err := f.str("machine_detection", false, 1, 20); err != nil {
+	md := "off"
+	if v, err := f.str("machine_detection", false, 1, 20); err != nil {
 		return result{}, err
-	} else if md != nil && *md != "off" {
-		return result{}, invalid("machine_detection: only \"off\" is available on this gateway yet (got %q)", *md)
+	} else if v != nil {
+		if *v == "leave_message" {
+			return result{}, invalid("machine_detection: leave_message is not available on this gateway yet (off, detect or hangup)")
+		}
+		if err := oneOf("machine_detection", *v, "off", "detect", "hangup"); err != nil {
+			return result{}, err
+		}
+		md = *v
 	}
 	// From: one of the company's numbers, by default the agent's.
 	nums, err := s.st.CompanyNumbers(c.ctx, c.companyID())
@@ -219,7 +230,7 @@ func (s *Server) placeCall(c *call) (result, error) {
 		}
 	}()
 	conv, err := s.opts.Outbound.PlaceCall(c.ctx, OutboundRequest{Company: c.company, Agent: a, From: from, To: to,
-		DynamicVariables: vars, RingTimeout: ring, Done: release})
+		DynamicVariables: vars, RingTimeout: ring, MachineDetection: md, Done: release})
 	if err != nil {
 		release()
 		if errors.Is(err, store.ErrUnavailable) {

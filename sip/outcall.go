@@ -14,6 +14,7 @@ import (
 
 	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/media/amd"
 	"github.com/cxco/gateway/store"
 )
 
@@ -37,6 +38,8 @@ type OutboundCall struct {
 	// RingTimeout is how long the callee's phone may ring before we CANCEL
 	// (default 30 s).
 	RingTimeout time.Duration
+	// MachineDetection is callpath.AMDOff (or ""), AMDDetect or AMDHangup.
+	MachineDetection string
 	// Done, when set, is called once the call is over and recorded.
 	Done func()
 }
@@ -242,8 +245,20 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 		rec.Ended(callpath.End{Reason: callpath.ProviderDown, Outcome: callpath.OutcomeFailed, EndedAt: time.Now()}, media.Stats{})
 		return
 	}
+	peer := c.peer
+	if md := oc.MachineDetection; md != "" && md != callpath.AMDOff {
+		// The agent waits for the verdict before its opening line.
+		peer, err = callpath.MachineDetection(c.peer, callpath.AMDOptions{Mode: md, OnResult: func(res amd.Result) {
+			log.Info("machine detection", "result", res.Verdict, "reason", res.Reason, "after_ms", res.After.Milliseconds(), "revised", res.Revised)
+			rec.Metadata(callpath.AMDMetadata(md, res))
+		}})
+		if err != nil {
+			peer = c.peer
+			log.Warn("machine detection unavailable", "err", err)
+		}
+	}
 	maxDur := time.Duration(cfg.MaxCallDuration) * time.Second
-	cp := callpath.New(callpath.Options{Leg: leg, Peer: c.peer, Log: log, MaxDuration: maxDur, Shutdown: s.killAll})
+	cp := callpath.New(callpath.Options{Leg: leg, Peer: peer, Log: log, MaxDuration: maxDur, Shutdown: s.killAll})
 	cp.Answered(answeredAt)
 	o.mu.Lock()
 	o.cp = cp

@@ -84,12 +84,13 @@ func TestOutboundCalls(t *testing.T) {
 
 	t.Run("bad input and a paused agent", func(t *testing.T) {
 		for body, want := range map[string]string{
-			`{"to": "0215550199"}`:                                    "to:",
-			`{"to": "+27215550199", "from": "+27215559999"}`:          "from:",
-			`{"to": "+27215550199", "ring_timeout_seconds": 2}`:       "ring_timeout_seconds:",
-			`{"to": "+27215550199", "dynamic_variables": {"a": [1]}}`: "dynamic_variables.a:",
-			`{"to": "+27215550199", "machine_detection": "hangup"}`:   "machine_detection:",
-			`{"to": "+27215550199", "unknown": 1}`:                    "unknown",
+			`{"to": "0215550199"}`:                                         "to:",
+			`{"to": "+27215550199", "from": "+27215559999"}`:               "from:",
+			`{"to": "+27215550199", "ring_timeout_seconds": 2}`:            "ring_timeout_seconds:",
+			`{"to": "+27215550199", "dynamic_variables": {"a": [1]}}`:      "dynamic_variables.a:",
+			`{"to": "+27215550199", "machine_detection": "leave_message"}`: "machine_detection:",
+			`{"to": "+27215550199", "machine_detection": "maybe"}`:         "machine_detection:",
+			`{"to": "+27215550199", "unknown": 1}`:                         "unknown",
 		} {
 			code, v := g.Do("POST", calls, tn.UserKey, rawJSON(body))
 			m, _ := v.(map[string]any)

@@ -221,6 +221,14 @@ func ServeSIPp(t testing.TB, scenario string, extra ...string) (int, func() (int
 	return port, StartSIPp(t, "", scenario, "", append([]string{"-p", fmt.Sprint(port)}, extra...)...)
 }
 
+// ServeSIPpFiles is ServeSIPp with files written into SIPp's working
+// directory first (the pcap audio a scenario plays by a relative name).
+func ServeSIPpFiles(t testing.TB, scenario string, files map[string][]byte, extra ...string) (int, func() (int, string)) {
+	t.Helper()
+	port := FreeUDPPort(t)
+	return port, startSIPpRun(t, "", scenario, "", files, append([]string{"-p", fmt.Sprint(port)}, extra...)...).Wait
+}
+
 // StartSIPp starts a scenario (against target, unless it is "") and returns a
 // function that waits for SIPp and gives its exit code and output.
 func StartSIPp(t testing.TB, target, scenario, number string, extra ...string) func() (int, string) {
@@ -242,11 +250,21 @@ func (r *SIPpRun) Wait() (int, string) { return r.wait() }
 // log can be read afterwards (Calls).
 func StartSIPpRun(t testing.TB, target, scenario, number string, extra ...string) *SIPpRun {
 	t.Helper()
+	return startSIPpRun(t, target, scenario, number, nil, extra...)
+}
+
+func startSIPpRun(t testing.TB, target, scenario, number string, files map[string][]byte, extra ...string) *SIPpRun {
+	t.Helper()
 	bin, err := exec.LookPath("sipp")
 	if err != nil {
 		t.Fatalf("sipp not found: install it with `apt-get install -y sip-tester` (deploy/test.sh does this)")
 	}
 	dir := t.TempDir()
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	args := []string{"-sf", filepath.Join(RepoRoot(), "deploy", "sipp", scenario)}
 	if target != "" {
 		args = append(args, "-s", strings.TrimPrefix(number, "+"), target, "-p", fmt.Sprint(FreeUDPPort(t)))
