@@ -267,6 +267,7 @@ func (s *Server) OpenAPI() js {
 	sch := schemas()
 	maps.Copy(sch, testCallSchemas())
 	maps.Copy(sch, outboundSchemas())
+	maps.Copy(sch, batchSchemas())
 	maps.Copy(sch, trunkSchemas())
 	maps.Copy(sch, liveSchemas())
 	paths := js{}

@@ -22,5 +22,5 @@ func (s *Server) extraRoutes() []*route {
 			"Attempt a delivery again now (also a failed or succeeded one)", 202, "WebhookDelivery", nil, []int{404, 409, 422}, s.redeliverWebhookDelivery),
 		wh("POST", "/api/webhooks/{webhook_id}/test", "Send a webhook.test event to this webhook only", 202,
 			"WebhookDelivery", nil, []int{404, 409, 422}, s.testWebhook),
-	}, slices.Concat(s.testCallRoutes(), s.outboundRoutes(), s.trunkRoutes(), s.liveRoutes(), s.agencyUserRoutes())...)
+	}, slices.Concat(s.testCallRoutes(), s.outboundRoutes(), s.batchRoutes(), s.trunkRoutes(), s.liveRoutes(), s.agencyUserRoutes())...)
 }

@@ -40,8 +40,9 @@ type OutboundCall struct {
 	RingTimeout time.Duration
 	// MachineDetection is callpath.AMDOff (or ""), AMDDetect or AMDHangup.
 	MachineDetection string
-	// Done, when set, is called once the call is over and recorded.
-	Done func()
+	// Done, when set, is called once the call is over and recorded, with how
+	// it ended (AnsweredAt zero: never answered).
+	Done func(callpath.End)
 }
 
 // Outbound call errors (the API answers 503).
@@ -145,6 +146,7 @@ func (s *Server) PlaceCall(ctx context.Context, oc OutboundCall) (*store.Convers
 func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, tr *trunk, advertise netip.Addr, callID string, start time.Time,
 	rec callpath.Record, log *slog.Logger) {
 	var bg sync.WaitGroup // the record's writes before the answer
+	final := callpath.Fail(callpath.Internal)
 	defer func() {
 		o.cancel(nil)
 		bg.Wait()
@@ -154,7 +156,7 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 		s.setup.Add(-1)
 		s.callWG.Done()
 		if oc.Done != nil {
-			oc.Done()
+			oc.Done(final)
 		}
 	}()
 	go func() { // shutdown cancels a call still ringing
@@ -230,6 +232,7 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 		bg.Wait()
 		e.EndedAt = time.Now()
 		rec.Ended(e, media.Stats{})
+		final = e
 		log.Info("outbound call not answered", "outcome", e.Outcome, "reason", e.Reason, "sip_status", e.SIPStatus, "err", err)
 		return
 	}
@@ -242,7 +245,8 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 		cancel()
 		bg.Wait()
 		log.Warn("outbound call answered but the agent is unavailable", "err", c.err)
-		rec.Ended(callpath.End{Reason: callpath.ProviderDown, Outcome: callpath.OutcomeFailed, EndedAt: time.Now()}, media.Stats{})
+		final = callpath.End{Reason: callpath.ProviderDown, Outcome: callpath.OutcomeFailed, EndedAt: time.Now()}
+		rec.Ended(final, media.Stats{})
 		return
 	}
 	peer := c.peer
@@ -277,6 +281,7 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 	}
 	e, stats := cp.Run()
 	rec.Ended(e, stats)
+	final = e
 	log.Info("outbound call ended", "reason", e.Reason, "duration_s", int(e.EndedAt.Sub(e.AnsweredAt).Seconds()),
 		"rtp_in", stats.PacketsReceived, "rtp_out", stats.PacketsSent)
 }

@@ -212,6 +212,36 @@ func TestOutboundCalls(t *testing.T) {
 			t.Fatalf("callee's SIPp: %d\n%s", code, out)
 		}
 	})
+	t.Run("a batch: two busy recipients, one attempt each", func(t *testing.T) {
+		port, done := cxcotest.ServeSIPp(t, "uas_busy.xml", "-m", "2")
+		g.Must(200, "PUT", trunk, g.AgencyKey, map[string]any{"uri": fmt.Sprintf("sip:127.0.0.1:%d", port)})
+		b := g.Must(201, "POST", fmt.Sprintf("/api/agents/%d/batches", agentID), tn.UserKey, map[string]any{
+			"name": "reminders", "calls_per_second": 10, "retry": map[string]any{"max_attempts": 1},
+			"recipients": []any{map[string]any{"phone_number": "+27215550181"}, map[string]any{"phone_number": "+27215550182", "dynamic_variables": map[string]any{"customer_name": "Ann"}}}})
+		path := fmt.Sprintf("/api/batches/%d", int64(b["id"].(float64)))
+		var got map[string]any
+		cxcotest.Eventually(t, 30*time.Second, "the batch completed", func() bool {
+			got = g.Must(200, "GET", path, tn.UserKey, nil)
+			return got["status"] == "completed"
+		})
+		if counts := got["counts"].(map[string]any); counts["busy"] != 2.0 || got["total"] != 2.0 {
+			t.Fatalf("batch: %v", got)
+		}
+		rs := g.Must(200, "GET", path+"/recipients", tn.UserKey, nil)["items"].([]any)
+		for _, r := range rs {
+			last := r.(map[string]any)["last_attempt"].(map[string]any)
+			if last["outcome"] != "busy" || last["sip_status"] != 486.0 || last["conversation_id"] == nil {
+				t.Fatalf("recipients: %v", rs)
+			}
+		}
+		if code, _ := g.Do("POST", path+"/cancel", tn.UserKey, nil); code != 409 {
+			t.Fatalf("cancel of a completed batch: %d", code)
+		}
+		if code, out := done(); code != 0 {
+			t.Fatalf("callee's SIPp: %d\n%s", code, out)
+		}
+	})
+
 	// Usage: the two answered calls, all outbound; the unanswered ones count nothing.
 	u := g.Must(200, "GET", "/api/usage/summary", tn.UserKey, nil)["voice"].(map[string]any)
 	if u["total_conversations"] != 2.0 || u["outbound_conversations"] != 2.0 || u["outbound_minutes"] != u["total_minutes"] || u["total_minutes"].(float64) <= 0 {

@@ -26,6 +26,7 @@ import (
 	"github.com/cxco/gateway/bridge/mediastream/mediastreamsim"
 	"github.com/cxco/gateway/bridge/openai"
 	"github.com/cxco/gateway/bridge/openai/openaisim"
+	"github.com/cxco/gateway/callpath/batch"
 	"github.com/cxco/gateway/callpath/callstore"
 	"github.com/cxco/gateway/control"
 	"github.com/cxco/gateway/control/dashboard"
@@ -280,6 +281,16 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return listenError("--sip", cfg.SIPAddr, err)
 	}
 	defer sipSrv.Close()
+	// Batch calling: this node works batches it holds the lease of; the drain
+	// stops new calls and the worker waits for those under way.
+	batchCtx, stopBatches := context.WithCancel(runCtx)
+	defer stopBatches()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		batch.New(batch.Options{Store: st, Dialer: batchDialer{sip: sipSrv, st: st}, Node: cfg.NodeID,
+			Log: log.With("component", "batch")}).Run(batchCtx)
+	}()
 
 	banner(stdout, ln.Addr().String(), generated, st.Embedded())
 	sipBanner(stdout, sipSrv, cfg, advertisedFrom)
@@ -314,6 +325,7 @@ wait:
 			}
 		}
 	}
+	stopBatches()
 	drain(log, sipSrv, sigs, cfg.DrainTimeout)
 	log.Info("shutting down")
 	cancel()

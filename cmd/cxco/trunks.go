@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/control"
 	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
@@ -37,5 +38,10 @@ type outboundCaller struct{ s *sip.Server }
 
 func (o outboundCaller) PlaceCall(ctx context.Context, r control.OutboundRequest) (*store.Conversation, error) {
 	return o.s.PlaceCall(ctx, sip.OutboundCall{Company: r.Company, Agent: r.Agent, From: r.From, To: r.To,
-		DynamicVariables: r.DynamicVariables, RingTimeout: r.RingTimeout, MachineDetection: r.MachineDetection, Done: r.Done})
+		DynamicVariables: r.DynamicVariables, RingTimeout: r.RingTimeout, MachineDetection: r.MachineDetection,
+		Done: func(callpath.End) {
+			if r.Done != nil {
+				r.Done()
+			}
+		}})
 }
