@@ -30,7 +30,7 @@ type browser struct {
 	pc    *webrtc.PeerConnection
 	track *webrtc.TrackLocalStaticRTP
 	seq   uint16
-	ts    uint32
+	ts    uint32 // the microphone's first RTP timestamp
 
 	mu        sync.Mutex
 	heard     []heardFrame
@@ -137,36 +137,44 @@ func (b *browser) answer(sdp string) {
 	}
 }
 
-// startMic opens the microphone: from now on a packet goes out every 20 ms on
-// one clock, as a browser's does, carrying what send queued or else silence.
+// startMic opens the microphone: from now on a packet goes out every 20 ms,
+// carrying what send queued or else silence, with the RTP timestamp of when its
+// audio was captured, as a browser's. The capture clock is the wall clock (a
+// sound card's does not stop when the sender is not scheduled): after a stall
+// every frame that fell due goes out at once, on its own timestamp. A
+// time.Ticker alone drops the ticks a slow receiver misses, so on a loaded
+// machine the timestamps fell behind real time (to 40% of it), and the
+// gateway's jitter buffer rightly played none of that late audio.
 func (b *browser) startMic() {
 	b.mic, b.micStop = make(chan micFrame, 1000), make(chan struct{})
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
+		const frame = 20 * time.Millisecond
+		tick := time.NewTicker(frame)
 		defer tick.Stop()
 		payload := make([]byte, 160)
-		first := true
+		start, sent := time.Now(), 0
 		for {
-			var f micFrame
-			select {
-			case f = <-b.mic:
-			default:
-			}
-			for i := range payload {
-				var v int16
-				if i < len(f.pcm) {
-					v = f.pcm[i]
+			for due := int(time.Since(start)/frame) + 1; sent < due; sent++ {
+				var f micFrame
+				select {
+				case f = <-b.mic:
+				default:
 				}
-				payload[i] = g711.EncodeULaw(v)
-			}
-			_ = b.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: b.seq, Timestamp: b.ts, Marker: first}, Payload: payload})
-			first = false
-			b.seq++
-			b.ts += 160
-			if f.done != nil {
-				close(f.done)
+				for i := range payload {
+					var v int16
+					if i < len(f.pcm) {
+						v = f.pcm[i]
+					}
+					payload[i] = g711.EncodeULaw(v)
+				}
+				_ = b.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: b.seq,
+					Timestamp: b.ts + uint32(sent)*160, Marker: sent == 0}, Payload: payload})
+				b.seq++
+				if f.done != nil {
+					close(f.done)
+				}
 			}
 			select {
 			case <-tick.C:
