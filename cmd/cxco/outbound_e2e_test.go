@@ -106,7 +106,7 @@ func TestOutboundCalls(t *testing.T) {
 	})
 
 	t.Run("answered: the callee hears the opening line, then hangs up", func(t *testing.T) {
-		mp := cxcotest.FreeUDPPort(t)
+		mp := cxcotest.FreeMediaPort(t, "127.0.0.1")
 		port, done := cxcotest.ServeSIPp(t, "uas_human_hangup.xml", "-mp", fmt.Sprint(mp)) // the last -mp wins
 		g.Must(200, "PUT", trunk, g.AgencyKey, map[string]any{"uri": fmt.Sprintf("sip:127.0.0.1:%d", port)})
 		capture := cxcotest.StartCapture(t, fmt.Sprintf("udp dst port %d", mp))

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -52,6 +53,33 @@ func FreeUDPPort(t testing.TB) int {
 		}
 	}
 	t.Fatal("no free UDP+TCP port")
+	return 0
+}
+
+// FreeMediaPort is a port for SIPp's -mp: SIPp binds it and the three after it
+// (audio RTP and RTCP, then video RTP and RTCP at +2 and +3), so all four must
+// be free. It is taken from 10000-19999, below the test gateways' RTP blocks
+// (20000 and up) and the kernel's ephemeral range (32768 and up), where a port
+// checked free a moment ago is not handed to another process's socket.
+func FreeMediaPort(t testing.TB, host string) int {
+	for i := 0; i < 200; i++ {
+		base := 10000 + 4*rand.IntN(2500)
+		var held []net.PacketConn
+		for p := base; p < base+4; p++ {
+			u, err := net.ListenPacket("udp", net.JoinHostPort(host, fmt.Sprint(p)))
+			if err != nil {
+				break
+			}
+			held = append(held, u)
+		}
+		for _, u := range held {
+			u.Close()
+		}
+		if len(held) == 4 {
+			return base
+		}
+	}
+	t.Fatal("no four free UDP ports for SIPp's media")
 	return 0
 }
 

@@ -273,7 +273,7 @@ func startSIPpRun(t testing.TB, target, scenario, number string, files map[strin
 	if strings.HasPrefix(target, "[") {
 		local = "::1" // an IPv6 target: SIPp speaks IPv6 too
 	}
-	args = append(args, "-i", local, "-mi", local, "-mp", fmt.Sprint(FreeUDPPort(t)),
+	args = append(args, "-i", local, "-mi", local, "-mp", fmt.Sprint(FreeMediaPort(t, local)),
 		"-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin", "-trace_err", "-trace_msg")
 	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
