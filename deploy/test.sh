@@ -32,7 +32,8 @@ Runs the gateway's tests. With no part flag it runs every part, in this order
 Before the tests it installs, with apt-get (sudo when not root), whichever of
 these Debian packages is missing: redis-server, redis-sentinel, redis-tools
 (redis-cli), sip-tester (sipp), libopus0, libspandsp2, kamailio,
-kamailio-tls-modules, baresip-core, tshark (dumpcap), chromium, espeak-ng, sox.
+kamailio-tls-modules, baresip-core, tshark (dumpcap), iproute2 (ip netns), chromium,
+espeak-ng, sox.
 --no-install skips that step (the tests then fail, never skip, when a
 tool is missing).
 
@@ -75,6 +76,9 @@ if want e2e; then
   # baresip calls the gateway with SRTP, G.722 and Opus (and over TLS, below);
   # dumpcap captures the SRTP calls to prove no plain RTP crossed the wire.
   command -v dumpcap >/dev/null 2>&1 || need+=(tshark)
+  # ip netns: the impaired network, the RTP injector, the browser tests'
+  # namespaces (minimal Debian images come without iproute2).
+  command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
   # kamailio lives in /usr/sbin, which is not on every user's PATH.
   command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
   # Kamailio's TLS module plays a carrier's TLS registrar; baresip calls over TLS.
