@@ -84,10 +84,12 @@ func TestAgentCallSIPp(t *testing.T) {
 	}
 	// The talking call was rated (a clean loopback call: SIPp's pacing is all
 	// the jitter there is), in its record and in the list; the # call sent only
-	// digits, so there is no audio to rate.
+	// digits, so there is no audio to rate. Not poor (R >= 70, MOS >= 3.6): a
+	// busy machine delivers a few packets late, and 2 concealed frames took a
+	// run at load 5-9 from 4.3 to 3.83.
 	rtp := talkCall["metadata_"].(map[string]any)["rtp"].(map[string]any)
 	q, _ := talkCall["audio_quality"].(map[string]any)
-	if q == nil || q["poor"] != false || q["mos"].(float64) < 4 || q["mos"] != rtp["mos"] || q["r_factor"] != rtp["r_factor"] {
+	if q == nil || q["poor"] != false || q["mos"].(float64) < 3.6 || q["mos"] != rtp["mos"] || q["r_factor"] != rtp["r_factor"] {
 		t.Errorf("audio quality %v, rtp %v", q, rtp)
 	}
 	if d := rtp["jitter_depth_avg_ms"].(float64); d < 20 || d > rtp["jitter_depth_max_ms"].(float64) || rtp["concealed_ms"] == nil || rtp["late_ms"] == nil {

@@ -41,6 +41,9 @@ type BaresipResult struct {
 	// recording, before any playback), at HeardRate; Sent what it encoded.
 	Heard, Sent         []int16
 	HeardRate, SentRate int
+	// RTPPorts is the first and last port baresip's RTP may use (its
+	// rtp_ports): a capture tells its call's packets from other tests' by them.
+	RTPPorts [2]int
 }
 
 // BaresipCall places one call and returns when baresip has hung up and quit. Its
@@ -78,17 +81,20 @@ func BaresipCall(t testing.TB, o BaresipCallOptions) BaresipResult {
 	if o.MediaEnc != "" {
 		account += ";mediaenc=" + o.MediaEnc
 	}
-	var out string
+	var (
+		out string
+		rtp [2]int
+	)
 	for attempt := 0; ; attempt++ {
 		// Free ports are free only until another test takes them: when
 		// baresip could not start (no SIP sent at all), again with new ones.
-		out = runBaresip(t, bin, dir, snd, source, channels, account, o)
+		out, rtp = runBaresip(t, bin, dir, snd, source, channels, account, o)
 		if strings.Contains(out, "SIP/2.0") || attempt == 2 {
 			break
 		}
 		t.Logf("baresip did not get going, again: %s", tail(out, 10))
 	}
-	call := BaresipResult{Output: out}
+	call := BaresipResult{Output: out, RTPPorts: rtp}
 	for _, f := range []struct {
 		suffix string
 		pcm    *[]int16
@@ -145,8 +151,8 @@ func readWAVChannel0(path string) (int, []int16, error) {
 }
 
 // runBaresip writes the config (new ports each time) and runs one call.
-func runBaresip(t testing.TB, bin, dir, snd, source string, channels int, account string, o BaresipCallOptions) string {
-	rtp := FreeUDPPort(t)
+func runBaresip(t testing.TB, bin, dir, snd, source string, channels int, account string, o BaresipCallOptions) (string, [2]int) {
+	rtp := FreeMediaPort(t, "127.0.0.1") // outside the test gateways' RTP blocks and the ephemeral range
 	config := strings.Join([]string{
 		"poll_method epoll",
 		fmt.Sprintf("sip_listen 127.0.0.1:%d", FreeUDPPort(t)),
@@ -176,5 +182,5 @@ func runBaresip(t testing.TB, bin, dir, snd, source string, channels int, accoun
 		p.Kill()
 		t.Fatalf("baresip did not quit: %s", tail(p.Stdout(), 20))
 	}
-	return p.Stdout() + p.Stderr()
+	return p.Stdout() + p.Stderr(), [2]int{rtp, rtp + 20}
 }
