@@ -131,7 +131,11 @@ func (s *Server) onInvite(req *gsip.Request, tx gsip.ServerTransaction) {
 		s.reject(tx, req, callpath.Unavailable(callpath.AtCapacity, nil))
 		return
 	}
-	s.callWG.Add(1)
+	if !s.addCall() {
+		s.setup.Add(-1)
+		s.reject(tx, req, &callpath.Refusal{Code: 503, Phrase: "Service Unavailable", Reason: callpath.Draining, RetryAfter: 30})
+		return
+	}
 	c := s.newCall(req, tx, tr)
 	if !c.setupAndAnswer() {
 		c.release()

@@ -112,6 +112,10 @@ func (s *Server) PlaceCall(ctx context.Context, oc OutboundCall) (*store.Convers
 		s.setup.Add(-1)
 		return nil, ErrNotServing
 	}
+	if !s.addCall() {
+		s.setup.Add(-1)
+		return nil, ErrNotServing
+	}
 	if oc.RingTimeout <= 0 {
 		oc.RingTimeout = 30 * time.Second
 	}
@@ -126,6 +130,7 @@ func (s *Server) PlaceCall(ctx context.Context, oc OutboundCall) (*store.Convers
 		SIPCallID: callID, StartedAt: start, Metadata: meta, Outbound: true})
 	if err != nil {
 		s.setup.Add(-1)
+		s.callWG.Done()
 		return nil, err
 	}
 	conv := rec.Conversation()
@@ -134,7 +139,6 @@ func (s *Server) PlaceCall(ctx context.Context, oc OutboundCall) (*store.Convers
 	s.mu.Lock()
 	s.outbound[conv.ID] = o
 	s.mu.Unlock()
-	s.callWG.Add(1)
 	log := s.log.With("conversation_id", conv.ID, "company_id", oc.Company.ID, "agent_id", oc.Agent.ID, "direction", "outbound",
 		"from", oc.From, "to", oc.To, "sip_call_id", callID, "trunk", tr.Name)
 	go s.runOutbound(octx, o, oc, tr, advertise, callID, start, rec, log)

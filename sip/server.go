@@ -192,8 +192,13 @@ type Server struct {
 	draining atomic.Bool
 	closed   atomic.Bool
 	callWG   sync.WaitGroup
-	killAll  chan struct{}
-	killOnce sync.Once
+	// callMu orders callWG.Add against HangupAll's Wait: no call is counted
+	// once HangupAll has begun (callsDone), and a WaitGroup must not be added
+	// to while it is waited on at zero.
+	callMu    sync.Mutex
+	callsDone bool
+	killAll   chan struct{}
+	killOnce  sync.Once
 }
 
 // New prepares a server; Listen binds it.
@@ -556,8 +561,23 @@ func (s *Server) WaitIdle(ctx context.Context) error {
 
 // HangupAll ends every call (BYE) with the shutdown reason and waits for their records.
 func (s *Server) HangupAll() {
+	s.callMu.Lock()
+	s.callsDone = true
+	s.callMu.Unlock()
 	s.killOnce.Do(func() { close(s.killAll) })
 	s.callWG.Wait()
+}
+
+// addCall counts a call HangupAll waits for; false once HangupAll has begun
+// (the gateway is shutting down or ending every call: no new call).
+func (s *Server) addCall() bool {
+	s.callMu.Lock()
+	defer s.callMu.Unlock()
+	if s.callsDone {
+		return false
+	}
+	s.callWG.Add(1)
+	return true
 }
 
 // Close ends every call, stops listening and waits for the server's goroutines.
