@@ -83,18 +83,25 @@ type flowState struct {
 	rng      *rand.Rand
 	bad      bool
 	lastLost bool
+	anySent  bool
+	leading  int // Lost before the first packet sent
+	trailing int // Lost since the last packet sent
 	FlowStats
 }
 
 // FlowStats is what the impairer did to one flow.
 type FlowStats struct {
-	Packets    int           // packets that came in
-	Lost       int           // packets none of whose copies was sent
-	Dropped    int           // copies lost (a duplicated packet can lose one of two)
-	Duplicated int           // extra copies made
-	Reordered  int           // sent at once, ahead of delayed ones
-	LossRuns   int           // runs of consecutive Lost packets
-	LostTS     []uint32      // the RTP timestamps of the Lost packets that were RTP
+	Packets    int      // packets that came in
+	Lost       int      // packets none of whose copies was sent
+	Dropped    int      // copies lost (a duplicated packet can lose one of two)
+	Duplicated int      // extra copies made
+	Reordered  int      // sent at once, ahead of delayed ones
+	LossRuns   int      // runs of consecutive Lost packets
+	LostTS     []uint32 // the RTP timestamps of the Lost packets that were RTP
+	// LostAtEnds are the Lost packets before the first and after the last
+	// packet sent: a receiver's cumulative loss (RFC 3550 6.4.1, highest
+	// sequence number seen less the packets received) cannot see them.
+	LostAtEnds int
 	DelaySum   time.Duration // of the copies sent
 	Sent       int           // copies sent
 }
@@ -243,6 +250,7 @@ func (im *Impairer) Stats(port int) FlowStats {
 		if k.sport == uint16(port) {
 			s = f.FlowStats
 			s.LostTS = append([]uint32(nil), f.LostTS...)
+			s.LostAtEnds = f.leading + f.trailing
 		}
 	}
 	return s
@@ -309,6 +317,14 @@ func (im *Impairer) handle(now time.Time, p []byte) {
 		}
 	}
 	f.lastLost = copies == 0
+	switch {
+	case copies > 0:
+		f.anySent, f.trailing = true, 0
+	case f.anySent:
+		f.trailing++
+	default:
+		f.leading++
+	}
 	for range copies {
 		d := time.Duration(0)
 		if f.prof.Reorder > 0 && f.rng.Float64() < f.prof.Reorder {
