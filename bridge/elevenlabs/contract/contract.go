@@ -18,7 +18,6 @@ package contract
 import (
 	"bytes"
 	_ "embed"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +26,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cxco/gateway/bridge/internal/schemacheck"
 )
 
 //go:embed agent.asyncapi.yaml
@@ -74,17 +75,7 @@ func load() (*Contract, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.AssertFormat()
-	c.RegisterFormat(&jsonschema.Format{Name: "base64", Validate: func(v any) error {
-		s, ok := v.(string)
-		if !ok {
-			return nil
-		}
-		_, err := base64.StdEncoding.DecodeString(s)
-		return err
-	}})
+	c := schemacheck.NewCompiler()
 	if err := c.AddResource("contract.json", rootDoc); err != nil {
 		return nil, err
 	}

@@ -6,14 +6,10 @@
 package contract
 
 import (
-	"bytes"
 	_ "embed"
-	"encoding/base64"
-	"encoding/json"
-	"fmt"
 	"sync"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/cxco/gateway/bridge/internal/schemacheck"
 )
 
 //go:embed mediastream.schema.json
@@ -21,7 +17,7 @@ var spec []byte
 
 // Contract validates messages by direction and type.
 type Contract struct {
-	client, server map[string]*jsonschema.Schema
+	client, server schemacheck.ByType
 }
 
 var (
@@ -37,86 +33,17 @@ func Load() (*Contract, error) {
 }
 
 func load() (*Contract, error) {
-	var doc struct {
-		Client map[string]json.RawMessage `json:"twilio"`
-		Server map[string]json.RawMessage `json:"bot"`
-	}
-	if err := json.Unmarshal(spec, &doc); err != nil {
-		return nil, fmt.Errorf("contract: %w", err)
-	}
-	root, err := jsonschema.UnmarshalJSON(bytes.NewReader(spec))
+	by, err := schemacheck.Compile(spec, "mediastream.json", "twilio", "bot")
 	if err != nil {
 		return nil, err
 	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.AssertFormat()
-	c.RegisterFormat(&jsonschema.Format{Name: "base64", Validate: func(v any) error {
-		s, ok := v.(string)
-		if !ok {
-			return nil
-		}
-		_, err := base64.StdEncoding.DecodeString(s)
-		return err
-	}})
-	if err := c.AddResource("mediastream.json", root); err != nil {
-		return nil, err
-	}
-	out := &Contract{client: map[string]*jsonschema.Schema{}, server: map[string]*jsonschema.Schema{}}
-	for dir, names := range map[string]map[string]json.RawMessage{"twilio": doc.Client, "bot": doc.Server} {
-		dst := out.client
-		if dir == "bot" {
-			dst = out.server
-		}
-		for typ := range names {
-			sch, err := c.Compile("mediastream.json#/" + dir + "/" + escape(typ))
-			if err != nil {
-				return nil, fmt.Errorf("contract: %s %s: %w", dir, typ, err)
-			}
-			dst[typ] = sch
-		}
-	}
-	return out, nil
-}
-
-// escape is a JSON pointer token (RFC 6901).
-func escape(s string) string {
-	var b bytes.Buffer
-	for _, r := range s {
-		switch r {
-		case '~':
-			b.WriteString("~0")
-		case '/':
-			b.WriteString("~1")
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
+	return &Contract{client: by["twilio"], server: by["bot"]}, nil
 }
 
 // Gateway checks a message the gateway sends (as Twilio would).
-func (c *Contract) Gateway(msg []byte) error { return check(c.client, "gateway", msg) }
+func (c *Contract) Gateway(msg []byte) error {
+	return c.client.Check("gateway", "message", "event", msg)
+}
 
 // Bot checks a message a bot sends.
-func (c *Contract) Bot(msg []byte) error { return check(c.server, "bot", msg) }
-
-func check(by map[string]*jsonschema.Schema, who string, msg []byte) error {
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(msg))
-	if err != nil {
-		return fmt.Errorf("%s event is not JSON: %w: %.200s", who, err, msg)
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return fmt.Errorf("%s event is not an object: %.200s", who, msg)
-	}
-	typ, _ := m["event"].(string)
-	sch, ok := by[typ]
-	if !ok {
-		return fmt.Errorf("no %s message with event %q: %.200s", who, typ, msg)
-	}
-	if err := sch.Validate(v); err != nil {
-		return fmt.Errorf("%s message %q breaks the schema: %w\n%.300s", who, typ, err, msg)
-	}
-	return nil
-}
+func (c *Contract) Bot(msg []byte) error { return c.server.Check("bot", "message", "event", msg) }

@@ -7,14 +7,10 @@
 package contract
 
 import (
-	"bytes"
 	_ "embed"
-	"encoding/base64"
-	"encoding/json"
-	"fmt"
 	"sync"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/cxco/gateway/bridge/internal/schemacheck"
 )
 
 //go:embed realtime.schema.json
@@ -22,7 +18,7 @@ var spec []byte
 
 // Contract validates messages by direction and type.
 type Contract struct {
-	client, server map[string]*jsonschema.Schema
+	client, server schemacheck.ByType
 }
 
 var (
@@ -38,89 +34,18 @@ func Load() (*Contract, error) {
 }
 
 func load() (*Contract, error) {
-	var doc struct {
-		Client map[string]json.RawMessage `json:"client"`
-		Server map[string]json.RawMessage `json:"server"`
-	}
-	if err := json.Unmarshal(spec, &doc); err != nil {
-		return nil, fmt.Errorf("contract: %w", err)
-	}
-	root, err := jsonschema.UnmarshalJSON(bytes.NewReader(spec))
+	by, err := schemacheck.Compile(spec, "realtime.json", "client", "server")
 	if err != nil {
 		return nil, err
 	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.AssertFormat()
-	c.RegisterFormat(&jsonschema.Format{Name: "base64", Validate: func(v any) error {
-		s, ok := v.(string)
-		if !ok {
-			return nil
-		}
-		_, err := base64.StdEncoding.DecodeString(s)
-		return err
-	}})
-	if err := c.AddResource("realtime.json", root); err != nil {
-		return nil, err
-	}
-	out := &Contract{client: map[string]*jsonschema.Schema{}, server: map[string]*jsonschema.Schema{}}
-	for dir, names := range map[string]map[string]json.RawMessage{"client": doc.Client, "server": doc.Server} {
-		dst := out.client
-		if dir == "server" {
-			dst = out.server
-		}
-		for typ := range names {
-			sch, err := c.Compile("realtime.json#/" + dir + "/" + escape(typ))
-			if err != nil {
-				return nil, fmt.Errorf("contract: %s %s: %w", dir, typ, err)
-			}
-			dst[typ] = sch
-		}
-	}
-	return out, nil
-}
-
-// escape is a JSON pointer token (RFC 6901).
-func escape(s string) string {
-	var b bytes.Buffer
-	for _, r := range s {
-		switch r {
-		case '~':
-			b.WriteString("~0")
-		case '/':
-			b.WriteString("~1")
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
+	return &Contract{client: by["client"], server: by["server"]}, nil
 }
 
 // Client checks an event a client (the gateway) sends.
-func (c *Contract) Client(msg []byte) error { return check(c.client, "client", msg) }
+func (c *Contract) Client(msg []byte) error { return c.client.Check("client", "event", "type", msg) }
 
 // Server checks an event the server (the simulator) sends.
-func (c *Contract) Server(msg []byte) error { return check(c.server, "server", msg) }
+func (c *Contract) Server(msg []byte) error { return c.server.Check("server", "event", "type", msg) }
 
 // Known reports whether typ is a client event the contract has.
 func (c *Contract) Known(typ string) bool { _, ok := c.client[typ]; return ok }
-
-func check(by map[string]*jsonschema.Schema, who string, msg []byte) error {
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(msg))
-	if err != nil {
-		return fmt.Errorf("%s event is not JSON: %w: %.200s", who, err, msg)
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return fmt.Errorf("%s event is not an object: %.200s", who, msg)
-	}
-	typ, _ := m["type"].(string)
-	sch, ok := by[typ]
-	if !ok {
-		return fmt.Errorf("no %s event of type %q: %.200s", who, typ, msg)
-	}
-	if err := sch.Validate(v); err != nil {
-		return fmt.Errorf("%s event %q breaks the schema: %w\n%.300s", who, typ, err, msg)
-	}
-	return nil
-}
