@@ -38,6 +38,16 @@ func leakCheck(t testing.TB) func() {
 	}
 }
 
+// chanClosed reports whether c is closed, without waiting.
+func chanClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 func testPool(t testing.TB) *PortPool {
 	p, err := NewPortPool(30000, 39999)
 	if err != nil {

@@ -151,27 +151,42 @@ func TestWidebandCall(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			// The caller sends 1.5 s, paced at 20 ms, and reads what comes.
+			// The caller sends 1.5 s on real time (audiotest.Pace) and reads
+			// what comes until it has sent it all and heard 1 s with 0.5 s of
+			// tone in it.
 			send := audiotest.Sine(16000, tc.in, -12, 1500*time.Millisecond)
+			sent := make(chan struct{})
+			go func() {
+				defer close(sent)
+				audiotest.Pace(len(send)/320, 20*time.Millisecond, func(i int) {
+					p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: tc.codec.PayloadType, SequenceNumber: uint16(i),
+						Timestamp: uint32(i) * far.ts, SSRC: 77}, Payload: far.enc(send[i*320 : (i+1)*320])}
+					b, _ := p.Marshal()
+					if _, err := ph.conn.WriteToUDPAddrPort(b, s.LocalAddr()); err != nil {
+						t.Errorf("packet %d: %v", i, err)
+					}
+				})
+			}()
+			defer func() { <-sent }() // before the test ends: the sender may call t.Errorf
 			var heard []int16
-			tick := time.NewTicker(20 * time.Millisecond)
-			defer tick.Stop()
-			for i := 0; i*320 < len(send); i++ {
-				p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: tc.codec.PayloadType, SequenceNumber: uint16(i),
-					Timestamp: uint32(i) * far.ts, SSRC: 77}, Payload: far.enc(send[i*320 : (i+1)*320])}
-				ph.send(t, s.LocalAddr(), &p)
-				for {
-					pkt, ok := ph.recv(time.Millisecond)
-					if !ok {
-						break
-					}
-					if pkt.PayloadType != tc.codec.PayloadType {
-						t.Fatalf("payload type %d", pkt.PayloadType)
-					}
-					heard = append(heard, far.dec(pkt.Payload)...)
-				}
-				<-tick.C
+			heardTone := func() bool {
+				lo, _ := audiotest.LoudSpan(heard, 320, -40)
+				return len(heard) >= 16000 && lo >= 0 && lo+8000 <= len(heard)
 			}
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+				if chanClosed(sent) && heardTone() {
+					break
+				}
+				pkt, ok := ph.recv(20 * time.Millisecond)
+				if !ok {
+					continue
+				}
+				if pkt.PayloadType != tc.codec.PayloadType {
+					t.Fatalf("payload type %d", pkt.PayloadType)
+				}
+				heard = append(heard, far.dec(pkt.Payload)...)
+			}
+			<-sent
 			select {
 			case <-got.full:
 			case <-time.After(5 * time.Second):
@@ -300,43 +315,52 @@ func TestSRTP(t *testing.T) {
 			if suite == sdp.SuiteAES32 {
 				tag = 4
 			}
+			// The caller sends the tone on real time (audiotest.Pace) and reads
+			// what comes until it has sent it all and heard 0.5 s of tone.
+			sent := make(chan struct{})
+			go func() {
+				defer close(sent)
+				audiotest.Pace(len(ulawTone)/160, 20*time.Millisecond, func(i int) {
+					p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(1000 + i),
+						Timestamp: uint32(i * 160), SSRC: 99}, Payload: ulawTone[i*160 : (i+1)*160]}
+					raw, _ := p.Marshal()
+					sealed, err := ph.enc.EncryptRTP(nil, raw, nil)
+					if err != nil {
+						t.Errorf("packet %d: %v", i, err)
+						return
+					}
+					if _, err := ph.conn.WriteToUDPAddrPort(sealed, s.LocalAddr()); err != nil {
+						t.Errorf("packet %d: %v", i, err)
+					}
+				})
+			}()
+			defer func() { <-sent }() // before the test ends: the sender may call t.Errorf
 			var heard []int16
-			tick := time.NewTicker(20 * time.Millisecond)
-			defer tick.Stop()
-			for i := 0; i*160 < len(ulawTone); i++ {
-				p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(1000 + i),
-					Timestamp: uint32(i * 160), SSRC: 99}, Payload: ulawTone[i*160 : (i+1)*160]}
-				raw, _ := p.Marshal()
-				sealed, err := ph.enc.EncryptRTP(nil, raw, nil)
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+				if lo, _ := audiotest.LoudSpan(heard, 160, -40); chanClosed(sent) && lo >= 0 && lo+4000 <= len(heard) {
+					break
+				}
+				_ = ph.conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+				k, _, err := ph.conn.ReadFromUDPAddrPort(ph.buf)
 				if err != nil {
-					t.Fatal(err)
+					continue
 				}
-				if _, err := ph.conn.WriteToUDPAddrPort(sealed, s.LocalAddr()); err != nil {
-					t.Fatal(err)
+				wire := append([]byte(nil), ph.buf[:k]...)
+				if len(wire) != 12+160+tag {
+					t.Fatalf("a packet of %d bytes, want %d (RTP, 160 bytes, %d-byte tag)", len(wire), 12+160+tag, tag)
 				}
-				for {
-					_ = ph.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
-					k, _, err := ph.conn.ReadFromUDPAddrPort(ph.buf)
-					if err != nil {
-						break
-					}
-					wire := append([]byte(nil), ph.buf[:k]...)
-					if len(wire) != 12+160+tag {
-						t.Fatalf("a packet of %d bytes, want %d (RTP, 160 bytes, %d-byte tag)", len(wire), 12+160+tag, tag)
-					}
-					plain, err := ph.dec.DecryptRTP(nil, wire, nil)
-					if err != nil {
-						t.Fatalf("our packet does not decrypt with our key: %v", err)
-					}
-					if bytes.Equal(wire[12:172], plain[12:172]) {
-						t.Fatal("the payload went out in the clear")
-					}
-					var x [160]int16
-					g711.ULawToPCM(x[:], plain[12:])
-					heard = append(heard, x[:]...)
+				plain, err := ph.dec.DecryptRTP(nil, wire, nil)
+				if err != nil {
+					t.Fatalf("our packet does not decrypt with our key: %v", err)
 				}
-				<-tick.C
+				if bytes.Equal(wire[12:172], plain[12:172]) {
+					t.Fatal("the payload went out in the clear")
+				}
+				var x [160]int16
+				g711.ULawToPCM(x[:], plain[12:])
+				heard = append(heard, x[:]...)
 			}
+			<-sent
 			select {
 			case <-got.full:
 			case <-time.After(5 * time.Second):

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 // sineDBFS is the expected RMS level of a Tone of the given Amplitude.
@@ -352,5 +353,30 @@ func TestReadWAVErrors(t *testing.T) {
 	}
 	if _, _, err := ReadWAV(filepath.Join(t.TempDir(), "missing.wav")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: error = %v, want os.ErrNotExist", err)
+	}
+}
+
+// TestPaceKeepsRealTimeAfterAStall: on a clock the test moves, a sender that
+// stalls for five frames sends the frames that fell due at once when the stall
+// ends, and the frames after them on time.
+func TestPaceKeepsRealTimeAfterAStall(t *testing.T) {
+	const every = 20 * time.Millisecond
+	var clock time.Duration // since start
+	now := func() time.Time { return time.Unix(0, 0).Add(clock) }
+	var at []time.Duration
+	pace(12, every, now, func(d time.Duration) { clock += d }, func(i int) {
+		at = append(at, clock)
+		if i == 2 {
+			clock += 5*every + every/2 // the stall
+		}
+	})
+	want := []time.Duration{0, 20, 40, 150, 150, 150, 150, 150, 160, 180, 200, 220}
+	if len(at) != len(want) {
+		t.Fatalf("%d frames, want %d", len(at), len(want))
+	}
+	for i := range want {
+		if at[i] != want[i]*time.Millisecond {
+			t.Errorf("frame %d sent at %v, want %v", i, at[i], want[i]*time.Millisecond)
+		}
 	}
 }
