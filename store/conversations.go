@@ -278,23 +278,69 @@ type Final struct {
 
 // FinishConversation records the end of an in-progress conversation, its usage
 // counters and its event in one transaction, so usage always agrees with the
-// records. Finishing twice is a no-op that returns the conversation as it is.
+// records. Finishing twice is a no-op that returns the conversation as it is,
+// with one exception: the true end of a call another node closed as node_lost
+// corrects that record (see correctsNodeLost).
 func (s *Store) FinishConversation(ctx context.Context, cid, id int64, f Final) (*Conversation, error) {
 	c, _, err := s.finishConversation(ctx, cid, id, f)
 	return c, err
 }
 
-// finishConversation is FinishConversation, also saying whether this call ended it.
-// The conversation leaves its node's live set once its end is written.
+// correctsNodeLost says whether f, the end its own node recorded, replaces the end
+// another node gave c when it judged that node lost. That happens when a node
+// stopped during a Redis outage with its calls' ends in the spool file: once
+// Redis is back the other nodes close those calls as node_lost (billed to the last
+// heartbeat) before the node restarts and replays the true ends; or when a node
+// cut off from Redis longer than its lease finishes its calls after all. Only a
+// node_lost end is replaced, only by a real end (not node_lost, not open), and
+// only once: the corrected record no longer says node_lost, and its
+// metadata_.node_lost.corrected_at stays as the mark.
+func correctsNodeLost(c *Conversation, f Final) bool {
+	if c.Status != ConvFailed || c.EndReason == nil || *c.EndReason != EndNodeLost {
+		return false
+	}
+	if f.EndReason == EndNodeLost || ConvOpen(f.Status) || f.Status == "" {
+		return false
+	}
+	lost, _ := c.Metadata["node_lost"].(map[string]any)
+	_, done := lost["corrected_at"]
+	return !done
+}
+
+// finishConversation is FinishConversation, also saying whether this call ended
+// (or corrected) it. The conversation leaves its node's live set once its end is
+// written.
 func (s *Store) finishConversation(ctx context.Context, cid, id int64, f Final) (*Conversation, bool, error) {
 	n, err := s.rdb.LLen(ctx, keyTranscript(cid, id)).Result()
 	if err != nil {
 		return nil, false, wrapRedis(err)
 	}
-	changed := false
+	changed, corrected := false, false
 	c, err := mutate(ctx, s, keyConv(cid, id), nil, func(c *Conversation, p redis.Pipeliner) error {
-		changed = false
-		if !ConvOpen(c.Status) {
+		changed, corrected = false, false
+		switch {
+		case ConvOpen(c.Status):
+		case correctsNodeLost(c, f):
+			corrected = true
+			// Take back what the node_lost end counted; the true end counts below.
+			if c.AnsweredAt != nil {
+				s.addUsage(ctx, p, c, -1)
+			}
+			lost, _ := c.Metadata["node_lost"].(map[string]any)
+			if lost == nil {
+				lost = map[string]any{}
+			}
+			lost["corrected_at"] = fmtTime(s.now())
+			lost["corrected_by"] = s.node
+			if c.EndedAt != nil {
+				lost["lost_ended_at"] = fmtTime(*c.EndedAt)
+			}
+			if c.DurationSeconds != nil {
+				lost["lost_duration_seconds"] = *c.DurationSeconds
+			}
+			c.mergeMetadata(map[string]any{"node_lost": lost})
+			c.EndReason = nil
+		default:
 			return nil
 		}
 		changed = true
@@ -327,8 +373,11 @@ func (s *Store) finishConversation(ctx context.Context, cid, id int64, f Final) 
 		if c.AnsweredAt != nil {
 			d := max(0, int(end.Sub(*c.AnsweredAt)/time.Second))
 			c.DurationSeconds = &d
-			s.countUsage(ctx, p, c)
+			s.addUsage(ctx, p, c, 1)
 		}
+		// A correction is told as the end it is: a second conversation.completed
+		// (or .transferred) with the corrected record, the only conversation events
+		// the API defines; metadata_.node_lost.corrected_at tells it apart.
 		typ := EventConversationCompleted
 		if c.Status == ConvTransferred {
 			typ = EventConversationTransferred
@@ -338,6 +387,10 @@ func (s *Store) finishConversation(ctx context.Context, cid, id int64, f Final) 
 	})
 	if err != nil {
 		return nil, false, err
+	}
+	if corrected {
+		s.log.Warn("a call closed as node_lost got its true end from its own node: record corrected", "conversation_id", id,
+			"status", c.Status, "ended_at", c.EndedAt, "duration_seconds", c.DurationSeconds)
 	}
 	if c.NodeID != "" {
 		if err := s.rdb.ZRem(ctx, keyNodeLive(c.NodeID), liveMember(cid, id)).Err(); err != nil {

@@ -24,7 +24,10 @@ import (
 // node_lost, the end time the last moment the call was known alive (its node's
 // last heartbeat, or its last transcript entry if later), usage counted for that
 // time, and conversation.completed emitted, as for any other end. A node that
-// starts with the id of a dead one closes that one's leftovers at once.
+// starts with the id of a dead one closes that one's leftovers at once. If the lost
+// node's own end of a call turns up later (replayed from its spool file at its
+// restart, or written once a node cut off from Redis gets back), it corrects the
+// node_lost record, once (correctsNodeLost in conversations.go).
 //
 // Timing, for a lease L (--node-lease, default 10 s): the lease key lives L/2 and
 // is renewed every min(1 s, L/8); every node looks for lapsed leases every L/8.

@@ -170,3 +170,164 @@ func TestNodeLostSweep(t *testing.T) {
 		t.Fatalf("node B's lease after it left: %v", err)
 	}
 }
+
+// TestNodeLostCorrectedByTrueEnd: node A stops while Redis is away with its call's
+// true end in its spool file; node B closes the call as node_lost (billed to A's
+// last heartbeat); A's restart replays the true end, which corrects the record —
+// status, end reason, end, duration, usage by the difference, success counters
+// untouched, metadata_.node_lost.corrected_at, a second conversation.transferred
+// with the corrected record — once: replaying the file again, or B's node_lost end
+// arriving again, changes nothing.
+func TestNodeLostCorrectedByTrueEnd(t *testing.T) {
+	r := redistest.StartRedis(t)
+	ctx := context.Background()
+	sealer, _ := NewSealer(GenerateSecretKey())
+	open := func(node string) *Store {
+		s, err := Open(ctx, Options{URL: r.URL, Sealer: sealer, NodeID: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open("node-a"), open("node-b")
+	co, _, err := a.CreateCompany(ctx, "Correct Co", "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	na, err := a.Node(NodeOptions{Lease: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := na.Start(ctx); err != nil { // one heartbeat, then A is gone
+		t.Fatal(err)
+	}
+	beat, _ := a.rdb.ZScore(ctx, keyNodes(), "node-a").Result()
+	answered := time.UnixMilli(int64(beat)).Add(-4 * time.Second).Truncate(time.Second)
+	cv, err := a.CreateConversation(ctx, Conversation{CompanyID: co.ID, AgentID: 4, Channel: "voice", Direction: Outbound, StartedAt: answered.Add(-time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.UpdateConversation(ctx, co.ID, cv.ID, func(c *Conversation) error { c.AnsweredAt = &answered; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AppendTranscriptAt(ctx, co.ID, cv.ID, 0, TranscriptEntry{Role: "agent", Message: "Hi", Timestamp: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	// A's true end, 30 s after the answer (a transfer, 6 s of it with the human),
+	// and the analysis after it, as its spool file holds them.
+	yes := true
+	trueEnd := answered.Add(30*time.Second + 400*time.Millisecond)
+	writes := []Write{
+		{Op: WriteAppend, CompanyID: co.ID, Conversation: cv.ID, Index: 1, Entry: &TranscriptEntry{Role: "user", Message: "Bye", Timestamp: 20}},
+		{Op: WriteFinish, CompanyID: co.ID, Conversation: cv.ID, Final: &Final{Status: ConvTransferred, EndedAt: trueEnd, EndReason: "transferred",
+			SIPReferSeconds: 6, ReferTo: "sip:+27215550000@pbx", Metadata: map[string]any{"rtp": map[string]any{"lost": 1.0}}}},
+		{Op: WriteAnalysis, CompanyID: co.ID, Conversation: cv.ID, Successful: &yes},
+	}
+
+	closed := make(chan []*Conversation, 4)
+	nb, err := b.Node(NodeOptions{Lease: time.Second, OnClosed: func(node string, c []*Conversation) {
+		if node == "node-a" {
+			closed <- c
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nb.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); nb.Run(rctx) }()
+	select {
+	case c := <-closed:
+		if len(c) != 1 || c[0].ID != cv.ID {
+			t.Fatalf("B closed %d of A's calls", len(c))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("B did not close A's call")
+	}
+	cancel()
+	<-done
+	lost, _ := b.GetConversation(ctx, co.ID, cv.ID)
+	if lost.Status != ConvFailed || *lost.EndReason != EndNodeLost || *lost.DurationSeconds != 4 {
+		t.Fatalf("closed as lost: %s %v %v", lost.Status, *lost.EndReason, *lost.DurationSeconds)
+	}
+	usage := func() Usage {
+		t.Helper()
+		u, err := b.UsageRange(ctx, co.ID, answered, answered, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ag := u.ByAgent[4]; ag == nil || *ag != u.Total {
+			t.Fatalf("agent's usage %+v, company's %+v", ag, u.Total)
+		}
+		return u.Total
+	}
+	if u := usage(); u.VoiceConversations != 1 || u.VoiceSeconds != 4 || u.OutboundSeconds != 4 {
+		t.Fatalf("usage once lost: %+v", u)
+	}
+
+	// A restarts and replays its file: the true end corrects the record.
+	dir := t.TempDir()
+	a2 := open("node-a")
+	replay := func() {
+		t.Helper()
+		if _, _, err := writeSpoolFile(dir, "node-a", writes, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		sp := NewSpool(a2, SpoolOptions{Dir: dir, Node: "node-a"})
+		if st, err := sp.Replay(); err != nil || st.Writes != len(writes) {
+			t.Fatalf("replay: %+v, %v", st, err)
+		}
+		if err := sp.Flush(Context(t, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		sp.Close(time.Second)
+	}
+	wantEnd := trueEnd.UTC().Truncate(time.Second)
+	check := func(when string) {
+		t.Helper()
+		c, err := b.GetConversation(ctx, co.ID, cv.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Status != ConvTransferred || c.EndReason == nil || *c.EndReason != "transferred" || !c.EndedAt.Equal(wantEnd) ||
+			*c.DurationSeconds != 30 || c.SIPReferSeconds != 6 || *c.MessageCount != 2 || c.CallSuccessful == nil || !*c.CallSuccessful {
+			t.Fatalf("%s: %s %v ended %v (want %v) duration %v refer %d messages %v", when, c.Status, *c.EndReason, c.EndedAt, wantEnd,
+				*c.DurationSeconds, c.SIPReferSeconds, *c.MessageCount)
+		}
+		m, _ := c.Metadata["node_lost"].(map[string]any)
+		if m["node"] != "node-a" || m["closed_by"] != "node-b" || m["corrected_by"] != "node-a" || m["corrected_at"] == nil ||
+			m["lost_duration_seconds"] != 4.0 || m["lost_ended_at"] != lost.EndedAt.Format(time.RFC3339Nano) || c.Metadata["rtp"] == nil {
+			t.Fatalf("%s: metadata_ %v", when, c.Metadata)
+		}
+		// Usage: the conversation once, with its true time: 24 s with the agent, 6 with the human.
+		if u := usage(); u.VoiceConversations != 1 || u.VoiceSeconds != 24 || u.ReferSeconds != 6 ||
+			u.OutboundConversations != 1 || u.OutboundSeconds != 24 || u.Analysed != 1 || u.Successful != 1 {
+			t.Fatalf("%s: usage %+v", when, u)
+		}
+		evs, err := b.rdb.XRange(ctx, keyOutbox(co.ID), "-", "+").Result()
+		if err != nil || len(evs) != 2 || evs[0].Values["type"] != EventConversationCompleted || evs[1].Values["type"] != EventConversationTransferred {
+			t.Fatalf("%s: outbox %v, %v", when, evs, err)
+		}
+		var ev Event
+		if err := json.Unmarshal([]byte(evs[1].Values["event"].(string)), &ev); err != nil {
+			t.Fatal(err)
+		}
+		data := ev.Data.(map[string]any)
+		if data["status"] != ConvTransferred || data["duration_seconds"] != 30.0 || data["metadata_"].(map[string]any)["node_lost"].(map[string]any)["corrected_at"] == nil {
+			t.Fatalf("%s: the correction's event: %v", when, data)
+		}
+	}
+	replay()
+	check("after the replay")
+	replay() // the same file again: a crash before it was removed
+	check("after the same replay again")
+	// A node_lost end again (a sweeper that read the record before the correction).
+	if _, err := b.FinishConversation(ctx, co.ID, cv.ID, Final{Status: ConvFailed, EndReason: EndNodeLost, EndedAt: time.UnixMilli(int64(beat))}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a node_lost end again")
+}

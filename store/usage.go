@@ -84,12 +84,13 @@ func usageDay(c *Conversation) string { return c.StartedAt.UTC().Format(DayForma
 
 func agentField(aid int64, f string) string { return "a:" + itoa(aid) + ":" + f }
 
-// countUsage adds an ended, answered conversation to its day, inside the caller's MULTI.
-func (s *Store) countUsage(ctx context.Context, p redis.Pipeliner, c *Conversation) {
+// addUsage adds an ended, answered conversation to its day (sign 1), or takes it
+// back out (sign -1: its end is being corrected), inside the caller's MULTI.
+func (s *Store) addUsage(ctx context.Context, p redis.Pipeliner, c *Conversation, sign int64) {
 	k := keyUsage(c.CompanyID, usageDay(c))
 	add := func(field string, n int64) {
-		p.HIncrBy(ctx, k, field, n)
-		p.HIncrBy(ctx, k, agentField(c.AgentID, field), n)
+		p.HIncrBy(ctx, k, field, sign*n)
+		p.HIncrBy(ctx, k, agentField(c.AgentID, field), sign*n)
 	}
 	if c.Channel == "whatsapp" {
 		// A chat counts as a WhatsApp conversation with its messages, never as voice.
@@ -118,7 +119,11 @@ func (s *Store) countUsage(ctx context.Context, p redis.Pipeliner, c *Conversati
 		add(uOutSecs, dur)
 	}
 	if c.CallSuccessful != nil {
-		s.countSuccess(ctx, p, c, nil, c.CallSuccessful)
+		if sign < 0 {
+			s.countSuccess(ctx, p, c, c.CallSuccessful, nil)
+		} else {
+			s.countSuccess(ctx, p, c, nil, c.CallSuccessful)
+		}
 	}
 }
 

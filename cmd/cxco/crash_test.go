@@ -232,3 +232,114 @@ func TestShutdownDuringOutageKeepsWrites(t *testing.T) {
 	}
 	t.Logf("shutdown during the outage: the call and its %d caller entries kept; billed %.0f s, the phone talked %.2f s", user, billed, phone)
 }
+
+// TestSpooledEndCorrectsNodeLost: two nodes share Redis; node A is sent SIGTERM
+// during a Redis outage after a call that talked through the outage has ended, so
+// its true end goes to A's spool file. Once Redis is back node B finds A's lease
+// lapsed and closes the call as failed/node_lost, billed to A's last heartbeat
+// (before the outage). A restarted on the same machine replays its file, and the
+// true end corrects the record: completed, caller_hangup, billed to the phone's own
+// hang-up, usage counting the call once with its true time, a second
+// conversation.completed with the corrected record and metadata_.node_lost saying
+// when and by whom it was corrected.
+func TestSpooledEndCorrectsNodeLost(t *testing.T) {
+	const lease = 3 * time.Second
+	r := redistest.StartPersistentRedis(t)
+	spool := t.TempDir()
+	argsA := []string{"--node-id", "gw-a", "--node-lease", lease.String(), "--spool-dir", spool, "--spool-wait", "1s", "--drain-timeout", "5s", "--webhook-allow-insecure"}
+	a := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, Args: argsA})
+	b := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL,
+		Args: []string{"--node-id", "gw-b", "--node-lease", lease.String(), "--spool-dir", t.TempDir(), "--webhook-allow-insecure", "--agency-key", a.AgencyKey}})
+	tn := a.NewTenant("SpoolSweep")
+	hooks := cxcotest.NewHooks(t)
+	a.Subscribe(tn, hooks)
+	a.AddNumber("+27215550601", "ZA", false)
+	_, number := a.PublishAgent(tn, "Patient", "ZA", nil)
+	ph, code := cxcotest.Dial(t, fmt.Sprintf("127.0.0.1:%d", a.SIPPort), number, "PCMU")
+	answered := time.Now()
+	if code != 200 {
+		t.Fatalf("answered %d", code)
+	}
+	if ph.Heard(0, 500*time.Millisecond, 300*time.Millisecond, 15*time.Second) == nil {
+		t.Fatal("no opening line")
+	}
+	t0 := time.Now()
+	phase := func(what string) { t.Logf("+%s %s", time.Since(t0).Round(time.Millisecond), what) }
+	r.Stop()
+	// Two utterances during the outage, each answered: the call outlives A's last
+	// heartbeat by a few seconds.
+	for i := range 2 {
+		before := len(ph.Audio())
+		ph.SendAudio(cxcotest.Tone(800+200*float64(i), -10, 800*time.Millisecond))
+		if ph.Heard(before, 600*time.Millisecond, 300*time.Millisecond, 15*time.Second) == nil {
+			t.Fatal("no answer during the outage")
+		}
+	}
+	ph.Hangup()
+	phone := time.Since(answered).Seconds()
+	phase("hung up")
+	a.Proc.WaitStderr(t, `"msg":"call ended"`, 15*time.Second)
+	phase("call ended")
+	a.Proc.Signal(syscall.SIGTERM)
+	if c := a.Proc.Wait(30 * time.Second); c < 0 {
+		t.Fatal("node A did not stop")
+	}
+	if !strings.Contains(a.Proc.Stderr(), "pending writes saved to the spool file") {
+		t.Fatalf("no spool file at shutdown:\n%s", a.Proc.Stderr())
+	}
+
+	// Redis back: B closes A's call as lost (the event is B's doing: A is down).
+	phase("A stopped")
+	r.Restart(t)
+	phase("Redis back")
+	ended, ok := hooks.EndedCalls([]string{ph.CallID()}, 30*time.Second)
+	if !ok {
+		t.Fatal("B did not close A's call")
+	}
+	lost := ended[ph.CallID()]
+	if lost["status"] != "failed" || lost["end_reason"] != "node_lost" {
+		t.Fatalf("before A's restart: %v", lost)
+	}
+	convID := lost["id"].(float64)
+	phase("node_lost delivered")
+
+	// A restarts and replays its spool file: a second conversation.completed.
+	a2 := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, Args: append(argsA, "--agency-key", a.AgencyKey)})
+	var completed []map[string]any
+	if !hooks.Wait(30*time.Second, func(evs []map[string]any) bool {
+		completed = completed[:0]
+		for _, ev := range evs {
+			if data, _ := ev["data"].(map[string]any); ev["type"] == "conversation.completed" && data["id"] == convID {
+				completed = append(completed, data)
+			}
+		}
+		return len(completed) >= 2
+	}) {
+		t.Fatalf("no corrected conversation.completed after A's replay; events: %v", hooks.Events())
+	}
+	phase("correction delivered")
+	a2.Proc.WaitStderr(t, `"msg":"gateway ready"`, 20*time.Second)
+	c := b.Must(200, "GET", fmt.Sprintf("/api/conversations/%.0f", convID), tn.UserKey, nil)
+	billed := c["duration_seconds"].(float64)
+	lostBilled := lost["duration_seconds"].(float64)
+	meta, _ := c["metadata_"].(map[string]any)
+	nl, _ := meta["node_lost"].(map[string]any)
+	if c["status"] != "completed" || c["end_reason"] != "caller_hangup" || math.Abs(billed-phone) > 1.5 || !(lostBilled < billed) {
+		t.Fatalf("after A's replay (phone talked %.2f s, node_lost billed %.0f s): %v", phone, lostBilled, c)
+	}
+	if nl["corrected_by"] != "gw-a" || nl["corrected_at"] == nil || nl["closed_by"] != "gw-b" || nl["lost_duration_seconds"] != lostBilled {
+		t.Fatalf("metadata_.node_lost: %v", nl)
+	}
+	if fix := completed[1]; fix["status"] != "completed" || fix["duration_seconds"] != billed || fix["ended_at"] != c["ended_at"] {
+		t.Fatalf("the correction's event: %v, record %v", fix, c)
+	}
+	u := b.Must(200, "GET", "/api/usage/summary", tn.UserKey, nil)["voice"].(map[string]any)
+	if u["total_conversations"].(float64) != 1 || u["total_minutes"].(float64) != math.Round(billed/60*100)/100 {
+		t.Fatalf("usage %v, want one conversation of %.0f s", u, billed)
+	}
+	if n := len(completed); n != 2 {
+		t.Fatalf("%d conversation.completed events, want 2", n)
+	}
+	t.Logf("node_lost billed %.0f s (ended %v); A's replay corrected it to %.0f s (ended %v); the phone talked %.2f s",
+		lostBilled, lost["ended_at"], billed, c["ended_at"], phone)
+}
