@@ -72,6 +72,17 @@ type NodeOptions struct {
 	// node's own leftovers), which of its conversations this node closed (metrics,
 	// tests).
 	OnClosed func(node string, closed []*Conversation)
+	// OnSwept is told after each pass of the sweeper over the other nodes (one
+	// every lease/8 once this node's heartbeats are healthy; none while they are
+	// not): which nodes it looked at and which of them it found lost (tests).
+	OnSwept func(SweepPass)
+}
+
+// SweepPass is one pass of a node's sweeper.
+type SweepPass struct {
+	Looked []string // the other nodes listed in Redis
+	Lost   []string // those whose lease had lapsed and whose sweep this node took
+	Closed int      // conversations it closed
 }
 
 // Node is this process's membership among the gateway nodes sharing Redis: its
@@ -85,6 +96,7 @@ type Node struct {
 	sweep    time.Duration // sweep interval
 	log      *slog.Logger
 	onClosed func(string, []*Conversation)
+	onSwept  func(SweepPass)
 
 	mu           sync.Mutex
 	healthySince time.Time // of the current run of successful heartbeats; zero after a failure
@@ -107,7 +119,7 @@ func (s *Store) Node(opts NodeOptions) (*Node, error) {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return &Node{st: s, id: s.node, token: hex.EncodeToString(b), ttl: lease / 2, beat: min(time.Second, lease/8),
-		sweep: lease / 8, log: log, onClosed: opts.OnClosed}, nil
+		sweep: lease / 8, log: log, onClosed: opts.OnClosed, onSwept: opts.OnSwept}, nil
 }
 
 // ID is the node's id.
@@ -237,16 +249,25 @@ func (n *Node) sweepLost(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	var pass SweepPass
+	defer func() {
+		if n.onSwept != nil {
+			n.onSwept(pass)
+		}
+	}()
 	for _, id := range nodes {
 		if id == n.id {
 			continue
 		}
+		pass.Looked = append(pass.Looked, id)
 		keys := []string{keyNodeLease(id), keyNodeSweep(id), keyNodeLive(id), keyNodes()}
 		got, err := claimSweepScript.Run(ctx, n.st.rdb, keys[:2], n.token, (5 * time.Minute).Milliseconds()).Int64()
 		if err != nil || got == 0 {
 			continue
 		}
+		pass.Lost = append(pass.Lost, id)
 		closed, err := n.closeCalls(ctx, id, n.id)
+		pass.Closed += len(closed)
 		if len(closed) > 0 || err != nil {
 			n.log.Warn("node lost: closed its calls in progress", "lost_node", id, "conversations", len(closed), "err", err)
 		}

@@ -3,6 +3,10 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -330,4 +334,164 @@ func TestNodeLostCorrectedByTrueEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after a node_lost end again")
+}
+
+// logWatch is a slog handler that keeps each record's message and lets a test
+// wait for one.
+type logWatch struct {
+	mu      sync.Mutex
+	msgs    []string
+	arrived chan struct{}
+}
+
+func newLogWatch() *logWatch { return &logWatch{arrived: make(chan struct{})} }
+
+func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
+func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler        { return w }
+func (w *logWatch) WithGroup(string) slog.Handler             { return w }
+func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	w.msgs = append(w.msgs, r.Message)
+	close(w.arrived)
+	w.arrived = make(chan struct{})
+	w.mu.Unlock()
+	return nil
+}
+
+// wait waits up to d for a message containing substr logged after the first from.
+func (w *logWatch) wait(from int, substr string, d time.Duration) bool {
+	deadline := time.After(d)
+	for {
+		w.mu.Lock()
+		msgs, next := w.msgs, w.arrived
+		w.mu.Unlock()
+		for _, m := range msgs[min(from, len(msgs)):] {
+			if strings.Contains(m, substr) {
+				return true
+			}
+		}
+		select {
+		case <-next:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+func (w *logWatch) count() int { w.mu.Lock(); defer w.mu.Unlock(); return len(w.msgs) }
+
+// TestOutageLongerThanLeaseLosesNoNode: two nodes, each with a live call, lose Redis
+// for longer than their lease (Redis says so: both leases had lapsed when it came
+// back). Once Redis is back, each node's sweeper runs and finds no node lost, and
+// both calls are still in progress under their nodes: a node sweeps only after
+// half a lease of healthy heartbeats, by which time every live node has renewed.
+func TestOutageLongerThanLeaseLosesNoNode(t *testing.T) {
+	// 2 s: a node sweeps after 1 s of healthy heartbeats, while the other renews
+	// every 250 ms; the margin holds on a loaded machine.
+	const lease = 2 * time.Second
+	r := redistest.StartPersistentRedis(t)
+	ctx := context.Background()
+	sealer, _ := NewSealer(GenerateSecretKey())
+	type node struct {
+		st    *Store
+		n     *Node
+		log   *logWatch
+		swept chan SweepPass
+		call  *Conversation
+	}
+	co := int64(0)
+	start := func(id string) *node {
+		s, err := Open(ctx, Options{URL: r.URL, Sealer: sealer, NodeID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if co == 0 {
+			c, _, err := s.CreateCompany(ctx, "Outage Co", "", nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			co = c.ID
+		}
+		nd := &node{st: s, log: newLogWatch(), swept: make(chan SweepPass, 1024)}
+		nd.n, err = s.Node(NodeOptions{Lease: lease, Logger: slog.New(nd.log), OnSwept: func(p SweepPass) {
+			select {
+			case nd.swept <- p:
+			default:
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nd.n.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		nd.call, err = s.CreateConversation(ctx, Conversation{CompanyID: co, AgentID: 4, Channel: "voice", Direction: Inbound, StartedAt: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); nd.n.Run(rctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return nd
+	}
+	a, b := start("node-a"), start("node-b")
+	other := map[*node]string{a: "node-b", b: "node-a"}
+	// passes waits for k sweeps of nd that looked at the other node and found nothing.
+	passes := func(nd *node, k int, when string) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for got := 0; got < k; {
+			select {
+			case p := <-nd.swept:
+				if len(p.Lost) != 0 || p.Closed != 0 {
+					t.Fatalf("%s: %s found %v lost and closed %d calls", when, nd.n.ID(), p.Lost, p.Closed)
+				}
+				if slices.Contains(p.Looked, other[nd]) {
+					got++
+				}
+			case <-deadline:
+				t.Fatalf("%s: %s swept %d times in 20 s, want %d", when, nd.n.ID(), got, k)
+			}
+		}
+	}
+	passes(a, 1, "before the outage")
+	passes(b, 1, "before the outage")
+
+	from := map[*node]int{a: a.log.count(), b: b.log.count()}
+	r.Stop()
+	for _, nd := range []*node{a, b} {
+		if !nd.log.wait(from[nd], "node heartbeat failed", 10*time.Second) {
+			t.Fatalf("%s did not see the outage", nd.n.ID())
+		}
+	}
+	// The scenario: Redis stays away for twice the lease.
+	time.Sleep(2 * lease)
+	for _, nd := range []*node{a, b} {
+		for len(nd.swept) > 0 {
+			<-nd.swept
+		}
+		from[nd] = nd.log.count()
+	}
+	r.Restart(t)
+	for _, nd := range []*node{a, b} {
+		// Redis's own word that the outage outlasted the lease.
+		if !nd.log.wait(from[nd], "this node's lease had lapsed", 10*time.Second) {
+			t.Fatalf("%s: no lapsed lease after the outage", nd.n.ID())
+		}
+	}
+	// Each sweeper runs (it waits for half a lease of healthy heartbeats) and
+	// finds no one lost, three times over.
+	passes(a, 3, "after the outage")
+	passes(b, 3, "after the outage")
+	for _, nd := range []*node{a, b} {
+		c, err := a.st.GetConversation(ctx, co, nd.call.ID)
+		if err != nil || c.Status != ConvInProgress {
+			t.Fatalf("%s's call after the outage: %+v, %v", nd.n.ID(), c, err)
+		}
+		if _, err := a.st.rdb.ZScore(ctx, keyNodeLive(nd.n.ID()), liveMember(co, nd.call.ID)).Result(); err != nil {
+			t.Fatalf("%s's call is no longer listed under it: %v", nd.n.ID(), err)
+		}
+	}
 }
