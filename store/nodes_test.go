@@ -347,8 +347,8 @@ type logWatch struct {
 func newLogWatch() *logWatch { return &logWatch{arrived: make(chan struct{})} }
 
 func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
-func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler        { return w }
-func (w *logWatch) WithGroup(string) slog.Handler             { return w }
+func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler       { return w }
+func (w *logWatch) WithGroup(string) slog.Handler            { return w }
 func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 	w.mu.Lock()
 	w.msgs = append(w.msgs, r.Message)
