@@ -29,6 +29,7 @@ import (
 	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/callpath/callstore"
 	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/media/audiotest"
 	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/media/g711"
 	"github.com/cxco/gateway/media/sdp"
@@ -324,7 +325,10 @@ type testCall struct {
 	answered time.Time
 	hangup   chan callpath.Reason
 	flushes  atomic.Int64
-	flushAt  atomic.Int64 // unix nanos of the last Flush
+	// sentAtFlush is how many packets the stream had sent when the last
+	// Flush returned: every packet after those was taken from the queue
+	// after the flush.
+	sentAtFlush atomic.Uint64
 	// transfers gets each transfer the session starts; the answer is transferErr.
 	transfers   chan string
 	transferErr error
@@ -345,8 +349,8 @@ func (c *testCall) Hangup(reason callpath.Reason) {
 }
 func (c *testCall) Flush() int {
 	n := c.stream.Flush()
+	c.sentAtFlush.Store(c.stream.Stats().PacketsSent)
 	c.flushes.Add(1)
-	c.flushAt.Store(time.Now().UnixNano())
 	return n
 }
 func (c *testCall) Transfer(ctx context.Context, target string, _ bool) error {
@@ -434,14 +438,14 @@ func (p *rtpPhone) packet(pt uint8, marker bool, payload []byte) []byte {
 	return b
 }
 
-// playPCM plays 8 kHz PCM in real time: every 20 ms it hands write the next 160
-// samples (the last frame padded with silence) encoded with enc; first marks the
-// first frame.
+// playPCM plays 8 kHz PCM in real time: it hands write the next 160 samples
+// (the last frame padded with silence) encoded with enc every 20 ms of the wall
+// clock (audiotest.Pace: after a stall every frame that fell due goes at once, so
+// the RTP timestamps of the frames keep real time); first marks the first frame.
 func playPCM(pcm []int16, enc func(int16) byte, write func(frame []byte, first bool)) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	frame := make([]byte, 160)
-	for off := 0; off < len(pcm); off += 160 {
+	audiotest.Pace((len(pcm)+159)/160, 20*time.Millisecond, func(n int) {
+		off := n * 160
 		for i := range frame {
 			v := int16(0)
 			if off+i < len(pcm) {
@@ -450,8 +454,7 @@ func playPCM(pcm []int16, enc func(int16) byte, write func(frame []byte, first b
 			frame[i] = enc(v)
 		}
 		write(frame, off == 0)
-		<-tick.C
-	}
+	})
 }
 
 // send plays 8 kHz PCM in real time, 20 ms per packet.
@@ -466,20 +469,25 @@ func (p *rtpPhone) send(pcm []int16) {
 	})
 }
 
-// digit sends an RFC 4733 event.
-func (p *rtpPhone) digit(ev byte) {
-	ts := p.ts
-	for i := 1; i <= 5; i++ {
+// keys sends RFC 4733 events one after the other as a phone's keypad does, each
+// 100 ms long in five packets 20 ms apart, all on one clock (audiotest.Pace): a
+// stall of the test's goroutine is followed by the packets that fell due, so it
+// does not add up over the keys into a pause the gateway would rightly take for
+// the end of the entry.
+func (p *rtpPhone) keys(evs ...byte) {
+	const packets = 5 // per event
+	audiotest.Pace(len(evs)*packets, 20*time.Millisecond, func(n int) {
+		ev, i := evs[n/packets], n%packets+1
 		d := uint16(160 * i)
 		pl := []byte{ev, 10, byte(d >> 8), byte(d)}
-		if i == 5 {
+		if i == packets {
 			pl[1] |= 0x80
 		}
 		_, _ = p.conn.WriteToUDP(p.packet(101, i == 1, pl), p.to)
-		p.ts = ts
-		time.Sleep(20 * time.Millisecond) // the pacing of a real phone's keypad events
-	}
-	p.ts += 800
+		if i == packets {
+			p.ts += 160 * packets
+		}
+	})
 }
 
 // audioSince is the received audio in arrival order from t on.

@@ -145,15 +145,14 @@ func firstLoudAfter(p *rtpPhone, t time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// sendJittered plays pcm with each packet delayed by up to jitter (packets may
-// overtake each other, as on a real network).
+// sendJittered plays pcm in real time (audiotest.Pace) with each packet delayed
+// by up to jitter (packets may overtake each other, as on a real network).
 func (p *rtpPhone) sendJittered(pcm []int16, jitter time.Duration, seed uint64) {
 	rnd := rand.New(rand.NewPCG(seed, 42))
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	var wg sync.WaitGroup
 	frame := make([]byte, 160)
-	for off := 0; off+160 <= len(pcm); off += 160 {
+	audiotest.Pace(len(pcm)/160, 20*time.Millisecond, func(n int) {
+		off := n * 160
 		g711.PCMToULaw(frame, pcm[off:off+160])
 		pkt := p.packet(p.pt, off == 0, frame)
 		p.ts += 160
@@ -163,8 +162,7 @@ func (p *rtpPhone) sendJittered(pcm []int16, jitter time.Duration, seed uint64) 
 		} else {
 			_, _ = p.conn.WriteToUDP(pkt, p.to)
 		}
-		<-tick.C
-	}
+	})
 	wg.Wait()
 }
 

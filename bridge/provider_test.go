@@ -24,16 +24,18 @@ import (
 
 // digits presses each key on the phone (RFC 4733): 0-9, * is 10, # is 11.
 func (r *rig) digits(keys string) {
+	var evs []byte
 	for _, k := range keys {
 		switch {
 		case k >= '0' && k <= '9':
-			r.phone.digit(byte(k - '0'))
+			evs = append(evs, byte(k-'0'))
 		case k == '*':
-			r.phone.digit(10)
+			evs = append(evs, 10)
 		case k == '#':
-			r.phone.digit(11)
+			evs = append(evs, 11)
 		}
 	}
+	r.phone.keys(evs...)
 }
 
 // TestKeypad: digits are collected until # or a pause and reach the agent as one
