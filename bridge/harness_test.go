@@ -42,6 +42,7 @@ import (
 // real Redis, a real media stream, and a UDP "phone" at the other end of the RTP.
 type rig struct {
 	t      testing.TB
+	red    *redistest.Redis
 	st     *store.Store
 	sim    *elevenlabssim.Server
 	oai    *openaisim.Server
@@ -94,6 +95,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	t.Helper()
 	r := &rig{t: t, log: testLogger()}
 	red := redistest.StartRedis(t)
+	r.red = red
 	sealer, _ := store.NewSealer(store.GenerateSecretKey())
 	ctx := context.Background()
 	var err error

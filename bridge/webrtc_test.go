@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -339,8 +340,39 @@ func TestWebRTCTestCall(t *testing.T) {
 	if err := tc.EndTestCall(ctx, r.co.ID+1, id); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("another company hangs up: %v, want not found", err)
 	}
+	// Redis stops answering (SIGSTOP) and the browser says something more, so its
+	// transcript entries wait for Redis when the call ends: the end is written only
+	// after the transcript's flush has given them its 3 s and the spool has taken
+	// over. The call is still billed to the hang-up, not to that wait.
+	sp := store.NewSpool(r.st, store.SpoolOptions{Logger: r.log})
+	r.st.SetSpool(sp)
+	t.Cleanup(func() { sp.Close(time.Second) })
+	if err := syscall.Kill(r.red.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := true
+	resume := func() {
+		if paused {
+			paused = false
+			if err := syscall.Kill(r.red.Pid(), syscall.SIGCONT); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+	spoke = time.Now()
+	b.send(tone(1000, -10, time.Second))
+	b.wait("the echo with Redis paused", 10*time.Second, func() bool { return len(loud(b.heardSince(spoke))) >= 4000 })
+	hungUp := time.Now()
 	if err := tc.EndTestCall(ctx, r.co.ID, id); err != nil {
 		t.Fatal(err)
+	}
+	recordedAfter := time.Since(hungUp)
+	resume()
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := sp.Flush(fctx); err != nil {
+		t.Fatalf("the spool did not empty once Redis was back: %v", err)
 	}
 	if err := tc.EndTestCall(ctx, r.co.ID, id); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second hang-up: %v, want not found", err)
@@ -351,9 +383,22 @@ func TestWebRTCTestCall(t *testing.T) {
 	}
 	cv := d.Conversation
 	if cv.Channel != "voice" || cv.Direction != "inbound" || cv.CallerNumber == nil || *cv.CallerNumber != bridge.CallerWebRTC ||
-		cv.Status != store.ConvCompleted || cv.EndReason == nil || *cv.EndReason != string(callpath.CallerHangup) || cv.AnsweredAt == nil || cv.DurationSeconds == nil {
+		cv.Status != store.ConvCompleted || cv.EndReason == nil || *cv.EndReason != string(callpath.CallerHangup) || cv.AnsweredAt == nil ||
+		cv.DurationSeconds == nil || cv.EndedAt == nil {
 		t.Fatalf("conversation: %+v", cv)
 	}
+	// Billed to the hang-up: ended_at is the hang-up's second (times are stored
+	// to the second), while the end was written recordedAfter later.
+	if recordedAfter < 2*time.Second {
+		t.Fatalf("recorded %s after the hang-up: the end did not wait on the store, so this proves nothing", recordedAfter)
+	}
+	if cv.EndedAt.After(hungUp) || cv.EndedAt.Before(hungUp.Add(-time.Second)) ||
+		math.Abs(float64(*cv.DurationSeconds)-hungUp.Sub(*cv.AnsweredAt).Seconds()) > 1 {
+		t.Fatalf("hung up at %s, recorded %s later: ended_at %s, %d s from the answer at %s", hungUp.UTC().Format(time.RFC3339Nano),
+			recordedAfter.Round(time.Millisecond), cv.EndedAt.Format(time.RFC3339), *cv.DurationSeconds, cv.AnsweredAt.Format(time.RFC3339))
+	}
+	t.Logf("hung up with Redis paused; recorded %s later; billed %d s, ended_at %s for a hang-up at %s",
+		recordedAfter.Round(time.Millisecond), *cv.DurationSeconds, cv.EndedAt.Format(time.RFC3339), hungUp.UTC().Format(time.RFC3339Nano))
 	rtpStats, _ := cv.Metadata["rtp"].(map[string]any)
 	if n, _ := rtpStats["packets_received"].(float64); n < 50 {
 		t.Fatalf("metadata_.rtp: %v", cv.Metadata)
