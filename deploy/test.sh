@@ -111,7 +111,7 @@ if want unit && want e2e && want browser; then
   # tests use under a quarter of a core on average), so its longest tests run
   # in a second go test beside the first: the suite takes about as long as its
   # longer half instead of the sum.
-  slow='^(TestAudioQualityImpairedNetwork|TestProviderCallSuite|TestDockerfile|TestSentinelFailoverDuringCalls|TestClusterFailoverDuringCalls|TestShutdownDuringOutageKeepsWrites|TestNodeKilledMidCall|TestRedisOutage|TestSpooledEndCorrectsNodeLost)$'
+  slow='^(TestAudioQualityImpairedNetwork|TestProviderCallSuite|TestDockerfile|TestSentinelFailoverDuringCalls|TestClusterFailoverDuringCalls|TestShutdownDuringOutageKeepsWrites|TestNodeKilledMidCall|TestBatchNodeKilledOverSIP|TestRedisOutage|TestSpooledEndCorrectsNodeLost)$'
   second=$(mktemp)
   echo "== go test -race ./... (cmd/cxco's longest tests beside it, reported after)"
   go test -race -count=1 -timeout 18m -run "$slow" ./cmd/cxco >"$second" 2>&1 &

@@ -45,6 +45,8 @@ type dialOptions struct {
 	// onResponse is told of every response to the INVITE (sipgo's goroutine,
 	// in order) with the moment it arrived.
 	onResponse func(res *gsip.Response, at time.Time)
+	// pace, when set, is waited for right before the INVITE is sent.
+	pace func(context.Context) error
 	// onBye: the far end hung up (its BYE is answered already).
 	onBye func()
 }
@@ -164,6 +166,11 @@ func (s *Server) dial(ctx context.Context, o dialOptions) (*outLeg, sdp.Negotiat
 	ct := gsip.ContentTypeHeader("application/sdp")
 	inv.AppendHeader(&ct)
 	inv.SetBody(local.Offer(sdp.SendRecv))
+	if o.pace != nil {
+		if err := o.pace(ctx); err != nil {
+			return nil, neg, &dialError{Timeout: ctx.Err() != nil, Err: fmt.Errorf("waiting for the INVITE's turn: %w", err)}
+		}
+	}
 	sess, err := dua.WriteInvite(ctx, inv)
 	if err != nil {
 		return nil, neg, fmt.Errorf("INVITE: %w", err)

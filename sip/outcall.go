@@ -40,6 +40,9 @@ type OutboundCall struct {
 	RingTimeout time.Duration
 	// MachineDetection is callpath.AMDOff (or ""), AMDDetect or AMDHangup.
 	MachineDetection string
+	// Pace, when set, is waited for right before the INVITE is sent (a
+	// batch's calls per second, held on the wire); its error fails the call.
+	Pace func(context.Context) error
 	// Done, when set, is called once the call is over and recorded, with how
 	// it ended (AnsweredAt zero: never answered).
 	Done func(callpath.End)
@@ -198,7 +201,7 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 	defer rcancel()
 	var ringOnce sync.Once
 	leg, neg, err := s.dial(rctx, dialOptions{trunk: tr, target: oc.To, advertise: advertise, fromUser: oc.From, assertID: true,
-		callID: callID, log: log, onBye: func() { o.end(callpath.End{Reason: callpath.CalleeHangup}) },
+		callID: callID, log: log, pace: oc.Pace, onBye: func() { o.end(callpath.End{Reason: callpath.CalleeHangup}) },
 		onResponse: func(res *gsip.Response, _ time.Time) {
 			if res.StatusCode != 180 && res.StatusCode != 183 {
 				return

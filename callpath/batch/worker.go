@@ -23,6 +23,45 @@ type Call struct {
 	Number           string // E.164
 	DynamicVariables map[string]any
 	Attempt          int // 1 for the first call
+	// Pace waits for the batch's turn to send an INVITE (its calls per
+	// second); the Dialer calls it right before the INVITE leaves, so that the
+	// spacing holds on the wire. Nil: no pacing beyond the claims'.
+	Pace func(context.Context) error
+}
+
+// pacer spaces a batch's INVITEs by its interval where they leave. The worker
+// spaces its claims too, but the work between a claim and its INVITE (store
+// round trips, the call's record, its media) varies by tens of milliseconds
+// on a busy node, which bunched INVITEs on the wire: a carrier counts calls
+// per second on what it receives.
+type pacer struct {
+	mu       sync.Mutex
+	interval time.Duration
+	last     time.Time
+}
+
+func (p *pacer) wait(ctx context.Context) error {
+	// The gap is measured from the moment the previous INVITE was let go, not
+	// from when it was due: slots handed out ahead would all fall due together
+	// after a stall of the process, a burst on the wire.
+	for {
+		p.mu.Lock()
+		now := time.Now()
+		d := p.last.Add(p.interval).Sub(now)
+		if d <= 0 {
+			p.last = now
+			p.mu.Unlock()
+			return nil
+		}
+		p.mu.Unlock()
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // Outcome is how a call went, as the call path reports it.
@@ -244,6 +283,7 @@ func (w *Worker) runBatch(ctx context.Context, ref store.BatchRef) {
 	ended := make(chan struct{}, 1)
 	interval := time.Duration(float64(time.Second) / b.CallsPerSecond)
 	var nextStart time.Time
+	pace := &pacer{interval: interval}
 	zones := map[string]*time.Location{}
 
 	wait := func(d time.Duration, wake <-chan struct{}) bool {
@@ -347,7 +387,7 @@ loop:
 			under.Add(1)
 			go func() {
 				defer calls.Done()
-				w.call(ctx, b, r, attempt, log)
+				w.call(ctx, b, r, attempt, pace.wait, log)
 				under.Add(-1)
 				<-slots
 				select {
@@ -395,11 +435,11 @@ func (w *Worker) keepLease(ctx context.Context, ref store.BatchRef, lost func(),
 }
 
 // call places one attempt and records how it went.
-func (w *Worker) call(ctx context.Context, b *store.Batch, r store.BatchRecipient, attempt int, log *slog.Logger) {
+func (w *Worker) call(ctx context.Context, b *store.Batch, r store.BatchRecipient, attempt int, pace func(context.Context) error, log *slog.Logger) {
 	ref := store.BatchRef{CompanyID: b.CompanyID, ID: b.ID}
 	started := w.o.Now()
 	res, err := w.o.Dialer.Dial(ctx, Call{Batch: ref, AgentID: b.AgentID, From: b.From, Recipient: r.Index, Number: r.Number,
-		DynamicVariables: r.DynamicVariables, Attempt: attempt})
+		DynamicVariables: r.DynamicVariables, Attempt: attempt, Pace: pace})
 	now := w.o.Now()
 	rec := &store.BatchAttempt{Attempt: attempt, Outcome: string(res.Outcome), SIPStatus: res.SIPStatus,
 		ConversationID: res.ConversationID, Machine: res.Machine, StartedAt: started.UTC(), EndedAt: now.UTC()}

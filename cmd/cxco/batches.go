@@ -60,7 +60,7 @@ func (d batchDialer) Dial(ctx context.Context, c batch.Call) (batch.Result, erro
 	}()
 	ended := make(chan callpath.End, 1)
 	conv, err := d.sip.PlaceCall(ctx, sip.OutboundCall{Company: co, Agent: a, From: from, To: c.Number,
-		DynamicVariables: c.DynamicVariables, Done: func(e callpath.End) { ended <- e }})
+		DynamicVariables: c.DynamicVariables, Pace: c.Pace, Done: func(e callpath.End) { ended <- e }})
 	if err != nil {
 		return failed, err
 	}

@@ -282,14 +282,16 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	defer sipSrv.Close()
 	// Batch calling: this node works batches it holds the lease of; the drain
-	// stops new calls and the worker waits for those under way.
+	// stops new calls and the worker waits for those under way. A batch's lease
+	// lasts as long as the node's (--node-lease): a node lost to the others has
+	// lost its batches too, which another node takes up.
 	batchCtx, stopBatches := context.WithCancel(runCtx)
 	defer stopBatches()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		batch.New(batch.Options{Store: st, Dialer: batchDialer{sip: sipSrv, st: st}, Node: cfg.NodeID,
-			Log: log.With("component", "batch")}).Run(batchCtx)
+			LeaseTTL: cfg.NodeLease, Log: log.With("component", "batch")}).Run(batchCtx)
 	}()
 
 	banner(stdout, ln.Addr().String(), generated, st.Embedded())

@@ -22,6 +22,7 @@ type Capture struct {
 
 // UDPPacket is one captured IPv4 UDP datagram.
 type UDPPacket struct {
+	At       time.Time // the kernel's capture time
 	Src, Dst netip.AddrPort
 	Payload  []byte
 }
@@ -68,11 +69,18 @@ func parsePcap(b []byte) ([]UDPPacket, error) {
 		return nil, fmt.Errorf("pcap: %d bytes, no header", len(b))
 	}
 	var bo binary.ByteOrder
-	switch binary.LittleEndian.Uint32(b) {
+	frac := time.Microsecond
+	switch m := binary.LittleEndian.Uint32(b); m {
 	case 0xa1b2c3d4, 0xa1b23c4d:
 		bo = binary.LittleEndian
+		if m == 0xa1b23c4d {
+			frac = time.Nanosecond
+		}
 	case 0xd4c3b2a1, 0x4d3cb2a1:
 		bo = binary.BigEndian
+		if m == 0x4d3cb2a1 {
+			frac = time.Nanosecond
+		}
 	default:
 		return nil, fmt.Errorf("pcap: not a pcap file (magic %x)", b[:4])
 	}
@@ -82,6 +90,7 @@ func parsePcap(b []byte) ([]UDPPacket, error) {
 	var out []UDPPacket
 	for off := 24; off+16 <= len(b); {
 		n := int(bo.Uint32(b[off+8:]))
+		at := time.Unix(int64(bo.Uint32(b[off:])), int64(bo.Uint32(b[off+4:]))*int64(frac))
 		off += 16
 		if off+n > len(b) {
 			break // cut short by the stop
@@ -103,7 +112,7 @@ func parsePcap(b []byte) ([]UDPPacket, error) {
 		if ulen < 8 || ulen > len(udp) {
 			continue
 		}
-		out = append(out, UDPPacket{Src: src, Dst: dst, Payload: append([]byte(nil), udp[8:ulen]...)})
+		out = append(out, UDPPacket{At: at, Src: src, Dst: dst, Payload: append([]byte(nil), udp[8:ulen]...)})
 	}
 	return out, nil
 }

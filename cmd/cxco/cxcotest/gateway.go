@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -229,6 +230,14 @@ func ServeSIPpFiles(t testing.TB, scenario string, files map[string][]byte, extr
 	return port, startSIPpRun(t, "", scenario, "", files, append([]string{"-p", fmt.Sprint(port)}, extra...)...).Wait
 }
 
+// ServeSIPpRun is ServeSIPp returning the run, whose message log can be read
+// (Messages) once it is stopped (Stop).
+func ServeSIPpRun(t testing.TB, scenario string, extra ...string) (int, *SIPpRun) {
+	t.Helper()
+	port := FreeUDPPort(t)
+	return port, startSIPpRun(t, "", scenario, "", nil, append([]string{"-p", fmt.Sprint(port)}, extra...)...)
+}
+
 // StartSIPp starts a scenario (against target, unless it is "") and returns a
 // function that waits for SIPp and gives its exit code and output.
 func StartSIPp(t testing.TB, target, scenario, number string, extra ...string) func() (int, string) {
@@ -239,7 +248,15 @@ func StartSIPp(t testing.TB, target, scenario, number string, extra ...string) f
 // SIPpRun is a running SIPp scenario.
 type SIPpRun struct {
 	dir  string
+	cmd  *exec.Cmd
 	wait func() (int, string)
+}
+
+// Stop asks SIPp to end (SIGUSR1: no new calls, the calls under way finish,
+// its logs are flushed) and waits for it.
+func (r *SIPpRun) Stop() (int, string) {
+	_ = r.cmd.Process.Signal(syscall.SIGUSR1)
+	return r.wait()
 }
 
 // Wait waits for SIPp to end and gives its exit code (0: every call succeeded)
@@ -294,7 +311,7 @@ func startSIPpRun(t testing.TB, target, scenario, number string, files map[strin
 			<-done
 		}
 	})
-	return &SIPpRun{dir: dir, wait: func() (int, string) {
+	return &SIPpRun{dir: dir, cmd: cmd, wait: func() (int, string) {
 		<-done
 		return sippResult(dir, waitErr, out.String())
 	}}
@@ -315,9 +332,19 @@ func (c SIPpCall) Length() time.Duration {
 	return c.Bye.Sub(c.Answered)
 }
 
-// Calls reads SIPp's message log (-trace_msg): every call it made, by Call-ID.
-func (r *SIPpRun) Calls() map[string]*SIPpCall {
-	out := map[string]*SIPpCall{}
+// SIPpMessage is one message in SIPp's message log (-trace_msg).
+type SIPpMessage struct {
+	At   time.Time
+	Sent bool   // SIPp sent it (else received)
+	Line string // the start line: "INVITE sip:... SIP/2.0", "SIP/2.0 200 OK"
+	// CallID, CSeq, To and Contact are the headers' values.
+	CallID, CSeq, To, Contact string
+}
+
+// Messages reads SIPp's message log (-trace_msg), in the order SIPp logged
+// the messages. Read it once SIPp has ended (its log is buffered).
+func (r *SIPpRun) Messages() []SIPpMessage {
+	var out []SIPpMessage
 	files, _ := filepath.Glob(filepath.Join(r.dir, "*_messages.log"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -335,30 +362,47 @@ func (r *SIPpRun) Calls() map[string]*SIPpCall {
 			if err != nil {
 				continue
 			}
-			sent := strings.Contains(lines[1], "message sent")
-			start := strings.TrimSpace(lines[3])
-			var callID, cseq string
+			m := SIPpMessage{At: at, Sent: strings.Contains(lines[1], "message sent"), Line: strings.TrimSpace(lines[3])}
 			for _, l := range lines[4:] {
-				if v, ok := strings.CutPrefix(l, "Call-ID:"); ok {
-					callID = strings.TrimSpace(v)
-				} else if v, ok := strings.CutPrefix(l, "CSeq:"); ok {
-					cseq = strings.TrimSpace(v)
+				l = strings.TrimRight(l, "\r")
+				name, v, ok := strings.Cut(l, ":")
+				if !ok {
+					continue
+				}
+				v = strings.TrimSpace(v)
+				switch strings.ToLower(strings.TrimSpace(name)) {
+				case "call-id", "i":
+					m.CallID = v
+				case "cseq":
+					m.CSeq = v
+				case "to", "t":
+					m.To = v
+				case "contact", "m":
+					m.Contact = v
 				}
 			}
-			if callID == "" {
-				continue
+			if m.CallID != "" {
+				out = append(out, m)
 			}
-			c := out[callID]
-			if c == nil {
-				c = &SIPpCall{CallID: callID}
-				out[callID] = c
-			}
-			switch {
-			case !sent && strings.HasPrefix(start, "SIP/2.0 200") && strings.HasSuffix(cseq, "INVITE") && c.Answered.IsZero():
-				c.Answered = at
-			case sent && strings.HasPrefix(start, "BYE ") && c.Bye.IsZero():
-				c.Bye = at
-			}
+		}
+	}
+	return out
+}
+
+// Calls reads SIPp's message log (-trace_msg): every call it made, by Call-ID.
+func (r *SIPpRun) Calls() map[string]*SIPpCall {
+	out := map[string]*SIPpCall{}
+	for _, m := range r.Messages() {
+		c := out[m.CallID]
+		if c == nil {
+			c = &SIPpCall{CallID: m.CallID}
+			out[m.CallID] = c
+		}
+		switch {
+		case !m.Sent && strings.HasPrefix(m.Line, "SIP/2.0 200") && strings.HasSuffix(m.CSeq, "INVITE") && c.Answered.IsZero():
+			c.Answered = m.At
+		case m.Sent && strings.HasPrefix(m.Line, "BYE ") && c.Bye.IsZero():
+			c.Bye = m.At
 		}
 	}
 	return out
