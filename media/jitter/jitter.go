@@ -259,8 +259,15 @@ type Buffer[T Sample] struct {
 	// ring of samples, indexed by extended timestamp & mask
 	ring    []T
 	have    []uint64 // one bit per ring sample: received
-	arrival []int64  // per 8-sample block: newest arrival, ns since epoch
+	arrival []int32  // per 1 ms block: newest arrival, µs after tbase, +1 (0: none)
 	mask    int64
+
+	// tbase (ns since epoch) is the time base of the arrival blocks and the
+	// window queues: they keep int32 microseconds after it (half the memory of
+	// int64 ns). It moves forward (rebase) before they could overflow, which
+	// they would after 35 minutes.
+	tbase                   int64
+	rebaseAfter, rebaseKeep int64 // ns; the constants below (tests shorten them)
 
 	epoch   time.Time // first arrival ever; arrival times are kept relative to it
 	started bool
@@ -292,8 +299,6 @@ type Buffer[T Sample] struct {
 	played      []T // the last samples played, a ring of playedMask+1; playedW is where the next goes
 	playedW     int64
 	playedMask  int64
-	playedLin   []T
-	playedPCM   []int16
 	plc         *plc.Concealer // ConcealPitch
 	rep         []int16        // ConcealFade: the frame repeated
 	pcm         []int16
@@ -330,8 +335,54 @@ type tsRange struct{ from, to int64 }
 func (s tsRange) overlap(o tsRange) int64 { return max(0, min(s.to, o.to)-max(s.from, o.from)) }
 
 type sample struct {
-	at int64 // arrival, ns since epoch
-	v  int64 // transit (ns) or histogram bin
+	at int32 // arrival, µs after tbase
+	v  int32 // transit (µs) or histogram bin
+}
+
+// Rebasing: once an arrival is rebaseAfter past tbase, tbase moves to
+// rebaseKeep before it; entries older than that (none that the window or the
+// ring still needs: they hold seconds) are clamped.
+const (
+	rebaseAfter = int64(1<<30) * 1000 // ns: 17.9 min of µs
+	rebaseKeep  = int64(1<<29) * 1000 // ns: 8.9 min
+)
+
+// us is t (ns since epoch) in µs after tbase, rounded down, clamped to int32.
+func (b *Buffer[T]) us(t int64) int32 { return clamp32(floorDiv(t-b.tbase, 1000)) }
+
+// ns is the time (ns since epoch) of a queue entry's µs.
+func (b *Buffer[T]) ns(us int32) int64 { return b.tbase + int64(us)*1000 }
+
+func floorDiv(a, d int64) int64 {
+	q := a / d
+	if a%d != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+func clamp32(v int64) int32 { return int32(min(max(v, math.MinInt32), math.MaxInt32)) }
+
+// rebase moves tbase forward so that at (ns since epoch) is rebaseKeep after it.
+func (b *Buffer[T]) rebase(at int64) {
+	d := floorDiv(at-b.rebaseKeep-b.tbase, 1000) // µs
+	if d <= 0 {
+		return
+	}
+	b.tbase += d * 1000
+	for i := b.minHead; i < b.minTail; i++ {
+		e := &b.minQ[i&b.qmask]
+		e.at = clamp32(int64(e.at) - d)
+	}
+	for i := b.histHead; i < b.histTail; i++ {
+		e := &b.histQ[i&b.qmask]
+		e.at = clamp32(int64(e.at) - d)
+	}
+	for i, a := range b.arrival {
+		if a != 0 {
+			b.arrival[i] = int32(max(int64(a)-d, 0)) // older than rebaseKeep: none
+		}
+	}
 }
 
 // queueLen is how many window entries are kept at most: the window's worth of
@@ -385,16 +436,13 @@ func New[T Sample](opts Options[T]) *Buffer[T] {
 		fadeLen:    3 * frame,
 		played:     make([]T, 32*rate/1000*2), // 64 ms: ≥ plc's 48.75 ms, a power of two
 		playedMask: 32*rate/1000*2 - 1,
-		playedLin:  make([]T, 32*rate/1000*2),
-		playedPCM:  make([]int16, 32*rate/1000*2),
-		rep:        make([]int16, frame),
 		pcm:        make([]int16, frame),
 		ahead:      make([]int16, frame),
 		enc:        make([]T, frame),
 		fill:       make([]bool, frame),
 		ring:       make([]T, size),
 		have:       make([]uint64, size/64),
-		arrival:    make([]int64, size>>blockShift),
+		arrival:    make([]int32, size>>blockShift),
 		mask:       size - 1,
 		minQ:       make([]sample, qlen),
 		histQ:      make([]sample, qlen),
@@ -402,9 +450,15 @@ func New[T Sample](opts Options[T]) *Buffer[T] {
 		qmask:      qlen - 1,
 		qmax:       queueLen(opts.Window),
 		hist:       make([]uint32, int(opts.Max/time.Millisecond)+2),
+
+		rebaseAfter: rebaseAfter,
+		rebaseKeep:  rebaseKeep,
 	}
-	if opts.Concealment == ConcealPitch {
+	switch opts.Concealment {
+	case ConcealPitch:
 		b.plc = plc.MustNew(int(rate))
+	case ConcealFade:
+		b.rep = make([]int16, frame)
 	}
 	return b
 }
@@ -463,6 +517,9 @@ func (b *Buffer[T]) Push(pk Packet[T]) Result {
 	}
 	b.stats.Received++
 	at := b.rel(pk.Arrival)
+	if at-b.tbase > b.rebaseAfter {
+		b.rebase(at)
+	}
 	if !b.started || pk.SSRC != b.ssrc {
 		b.resync(pk, at)
 		return Resynced
@@ -505,8 +562,8 @@ func (b *Buffer[T]) Push(pk Packet[T]) Result {
 		b.stats.Reordered++
 	}
 
-	// Transit and jitter measurement.
-	transit := at - b.t0 - (start-b.s0)*b.sampleNS
+	// Transit and jitter measurement, in whole µs (as the window keeps it).
+	transit := floorDiv(at-b.t0-(start-b.s0)*b.sampleNS, 1000) * 1000
 	b.measure(at, transit)
 	b.renewLateHold(at, transit)
 
@@ -662,19 +719,20 @@ func (b *Buffer[T]) markSeq(e int64) {
 // measure records one packet's transit: the sliding minimum (baseline) and
 // the histogram of delay relative to it.
 func (b *Buffer[T]) measure(at, transit int64) {
-	horizon := at - int64(b.opt.Window)
+	horizon := b.us(at - int64(b.opt.Window)) // an entry at or after it is in the window
 	if b.qlen < b.qmax && (b.minTail-b.minHead == b.qlen && b.minQ[b.minHead&b.qmask].at >= horizon ||
 		b.histTail-b.histHead == b.qlen && b.histQ[b.histHead&b.qmask].at >= horizon) {
 		b.growQueues()
 	}
 	// sliding minimum
-	for b.minTail > b.minHead && b.minQ[(b.minTail-1)&b.qmask].v >= transit {
+	tus := clamp32(transit / 1000)
+	for b.minTail > b.minHead && b.minQ[(b.minTail-1)&b.qmask].v >= tus {
 		b.minTail--
 	}
 	if b.minTail-b.minHead == b.qlen {
 		b.minHead++
 	}
-	b.minQ[b.minTail&b.qmask] = sample{at, transit}
+	b.minQ[b.minTail&b.qmask] = sample{b.us(at), tus}
 	b.minTail++
 	for b.minQ[b.minHead&b.qmask].at < horizon {
 		b.minHead++
@@ -696,11 +754,11 @@ func (b *Buffer[T]) measure(at, transit int64) {
 	bin := (d + int64(time.Millisecond) - 1) / int64(time.Millisecond)
 	bin = min(max(bin, 0), int64(len(b.hist)-1))
 	b.hist[bin]++
-	b.histQ[b.histTail&b.qmask] = sample{at, bin}
+	b.histQ[b.histTail&b.qmask] = sample{b.us(at), int32(bin)}
 	b.histTail++
 }
 
-func (b *Buffer[T]) base() int64 { return b.minQ[b.minHead&b.qmask].v }
+func (b *Buffer[T]) base() int64 { return int64(b.minQ[b.minHead&b.qmask].v) * 1000 }
 
 // growQueues doubles the window queues: a full queue whose oldest entry is
 // still inside the window (packets shorter than 20 ms). Their head and tail
@@ -768,7 +826,7 @@ func (b *Buffer[T]) percentile() int64 {
 func (b *Buffer[T]) target() int64 {
 	t := b.percentile()
 	if b.minTail > b.minHead {
-		newest := b.minQ[(b.minTail-1)&b.qmask].at
+		newest := b.ns(b.minQ[(b.minTail-1)&b.qmask].at)
 		if b.lateAt != 0 && newest-b.lateAt <= int64(b.opt.LateHold) {
 			t = max(t, b.lateHold)
 		}
@@ -788,9 +846,10 @@ func (b *Buffer[T]) write(start int64, data []T, at int64) {
 		// Arrival blocks are aligned to the timeline's first sample, so
 		// packets of whole milliseconds never share a block.
 		first, last := b.block(start), b.block(start+int64(n)-1)
+		a := b.us(at) + 1
 		for blk := first; ; blk = (blk + 1) & (int64(len(b.arrival)) - 1) {
-			if b.arrival[blk] < at+1 {
-				b.arrival[blk] = at + 1
+			if b.arrival[blk] < a {
+				b.arrival[blk] = a
 			}
 			if blk == last {
 				break
@@ -931,7 +990,7 @@ func (b *Buffer[T]) Pop(now time.Time, dst []T) (Frame, bool) {
 	f := Frame{Due: b.epoch.Add(time.Duration(due))}
 
 	// Render: ins filled samples, then ring samples (missing ones filled).
-	newest := int64(0)
+	newest := int32(0)
 	fills := int64(0)
 	if ins == 0 && (b.plc == nil || !b.plc.Concealing()) && b.allHave(b.p, b.p+b.frame) {
 		// Fast path: the whole frame was received (and no concealment
@@ -978,7 +1037,7 @@ func (b *Buffer[T]) Pop(now time.Time, dst []T) (Frame, bool) {
 done:
 	f.Timestamp = uint32(b.p)
 	if newest > 0 {
-		f.Arrival = b.epoch.Add(time.Duration(newest - 1))
+		f.Arrival = b.epoch.Add(time.Duration(b.ns(newest - 1)))
 	}
 	b.consume(b.p, b.frame-ins)
 	b.p += b.frame - ins
@@ -1035,11 +1094,13 @@ func (b *Buffer[T]) conceal(dst []T, next int64) {
 // those it changed are encoded again.
 func (b *Buffer[T]) concealPitch(dst []T, next int64) {
 	c := b.plc
-	if !c.Concealing() {
-		n := c.HistoryLen()
-		b.lastPlayed(b.playedLin[:n])
-		b.codec.Decode(b.playedPCM[:n], b.playedLin[:n])
-		c.History(b.playedPCM[:n])
+	if h := c.HistoryBuf(); h != nil {
+		// Decoded from the played ring straight into the concealer's history.
+		n := int64(len(h))
+		start := (b.playedW - n) & b.playedMask
+		first := b.played[start:min(start+n, int64(len(b.played)))]
+		b.codec.Decode(h[:len(first)], first)
+		b.codec.Decode(h[len(first):], b.played[:n-int64(len(first))])
 	}
 	b.codec.Decode(b.pcm, dst[:b.frame])
 	for i := int64(0); i < b.frame; {

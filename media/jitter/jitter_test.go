@@ -818,3 +818,52 @@ func window(b *Buffer[byte]) []sample {
 	}
 	return out
 }
+
+// Arrival times are kept as int32 µs after a time base that moves forward
+// (rebase) before they overflow, after 18 minutes of call: a buffer that
+// rebases every few seconds plays, measures and counts exactly like one that
+// never does, on a stream with jitter (in µs), loss, reordering and a pause.
+func TestRebaseIsInvisible(t *testing.T) {
+	audio := source(8000 * 90)
+	rng := rand.New(rand.NewPCG(17, 17))
+	s := packetize(audio, []int{160}, 1, 1, 1, func(i int) time.Duration {
+		return time.Duration(rng.IntN(45_000)) * time.Microsecond
+	})
+	kept := s[:0]
+	for i, x := range s {
+		// Losses, single and in bursts, and a pause: 20 s without packets (the
+		// window empties), then the rest.
+		if i%37 != 5 && !(i > 3200 && i%200 < 4) && i/1000 != 2 {
+			kept = append(kept, x)
+		}
+	}
+	rebased, plain := newBuf(), newBuf()
+	rebased.rebaseAfter, rebased.rebaseKeep = int64(7*time.Second), int64(5*time.Second)
+	out1, frames1 := run(t, rebased, kept, 110*time.Second)
+	out2, frames2 := run(t, plain, kept, 110*time.Second)
+	if rebased.tbase < int64(80*time.Second) || plain.tbase != 0 {
+		t.Fatalf("time bases %v and %v: want the first past 80 s (rebased), the second 0", time.Duration(rebased.tbase), time.Duration(plain.tbase))
+	}
+	if len(frames1) < 5000 || !bytes.Equal(out1, out2) || !slices.Equal(frames1, frames2) {
+		for i := range min(len(frames1), len(frames2)) {
+			if frames1[i] != frames2[i] {
+				t.Fatalf("frame %d: rebased %+v, plain %+v", i, frames1[i], frames2[i])
+			}
+		}
+		t.Fatalf("a rebased buffer plays differently: %d and %d frames", len(frames1), len(frames2))
+	}
+	if st1, st2 := rebased.Stats(), plain.Stats(); st1 != st2 {
+		t.Fatalf("stats %+v, without rebasing %+v", st1, st2)
+	} else if st1.Late == 0 || st1.Concealed == 0 {
+		t.Fatalf("stats %+v: the stream should have late and concealed audio", st1)
+	}
+	w1, w2 := window(rebased), window(plain)
+	if len(w1) != len(w2) || !slices.Equal(rebased.hist, plain.hist) {
+		t.Fatalf("windows of %d and %d entries", len(w1), len(w2))
+	}
+	for i := range w1 {
+		if rebased.ns(w1[i].at) != plain.ns(w2[i].at) {
+			t.Fatalf("window entry %d at %v, without rebasing %v", i, time.Duration(rebased.ns(w1[i].at)), time.Duration(plain.ns(w2[i].at)))
+		}
+	}
+}

@@ -85,16 +85,16 @@ type Concealer struct {
 	pmin, pmax, corr, unit, olaIn int
 	histLen                       int
 
-	hist [HistoryMax]int16 // the last histLen samples played, oldest first
+	hist []int16 // the last histLen samples played, oldest first
 
 	// the loss being concealed
-	erasing   bool // between the first Lost and the end of the overlap after it
-	erased    int  // samples synthesised since the loss began
-	pitch, q  int  // period and quarter period
-	periods   int  // periods repeated now: 1 to 3
-	idx       int  // next sample of pb to play
-	pb        [HistoryMax]int16
-	olaLen    int // overlap after the loss: length, and samples of it left
+	erasing   bool    // between the first Lost and the end of the overlap after it
+	erased    int     // samples synthesised since the loss began
+	pitch, q  int     // period and quarter period
+	periods   int     // periods repeated now: 1 to 3
+	idx       int     // next sample of pb to play
+	pb        []int16 // histLen: the history being repeated
+	olaLen    int     // overlap after the loss: length, and samples of it left
 	olaLeft   int
 	lastPitch int // the period of the last loss (Pitch)
 }
@@ -107,6 +107,9 @@ func New(rate int) (*Concealer, error) {
 	k := rate / 8000
 	c := &Concealer{rate: rate, pmin: pitchMin8 * k, pmax: pitchMax8 * k, corr: corrLen8 * k,
 		unit: unit8 * k, olaIn: olaStep8 * k, histLen: history8 * k}
+	// Sized by the rate: an 8 kHz call needs half of HistoryMax.
+	buf := make([]int16, 2*c.histLen)
+	c.hist, c.pb = buf[:c.histLen:c.histLen], buf[c.histLen:]
 	return c, nil
 }
 
@@ -134,7 +137,7 @@ func (c *Concealer) Pitch() int { return c.lastPitch }
 
 // Reset forgets the history and any loss in progress: a new stream.
 func (c *Concealer) Reset() {
-	clear(c.hist[:])
+	clear(c.hist)
 	c.erasing = false
 	c.olaLeft = 0
 }
@@ -154,6 +157,16 @@ func (c *Concealer) History(pcm []int16) {
 	n := len(h) - len(pcm)
 	clear(h[:n])
 	copy(h[n:], pcm)
+}
+
+// HistoryBuf is the history itself, HistoryLen samples, oldest first, for an
+// owner to overwrite in place (as History would copy it); nil while
+// Concealing, when the history must not change.
+func (c *Concealer) HistoryBuf() []int16 {
+	if c.erasing {
+		return nil
+	}
+	return c.hist
 }
 
 // push appends played samples to the history.
