@@ -46,14 +46,16 @@ type Consumer struct {
 }
 
 // work holds the buffers one frame passes through; the playout callback owns
-// it (callbacks of one shard never run concurrently).
+// it (callbacks of one shard never run concurrently). Only those the call's
+// chain uses are allocated (buildInbound): a µ-law call to a µ-law consumer
+// needs wire alone, 160 bytes of the 2.5 KiB a 16 kHz chain needs.
 type work struct {
-	cur   []byte // current µ-law/A-law bytes
-	wire  [jitter.FrameSamples]byte
-	law2  [jitter.FrameSamples]byte
-	pcm8  [jitter.FrameSamples]int16
-	pcm16 [2 * jitter.FrameSamples]int16
-	le    [4 * jitter.FrameSamples]byte
+	cur   []byte  // current µ-law/A-law bytes
+	wire  []byte  // G.711: the jitter buffer's frame (160)
+	law2  []byte  // transcode, encode (160)
+	pcm8  []int16 // decode, downsample, encode (160)
+	pcm16 []int16 // wideband: the jitter buffer's frame; upsample, downsample (320)
+	le    []byte  // a pcm_16000 consumer's bytes (640)
 	frame Frame
 }
 
@@ -68,39 +70,39 @@ type transcode struct{ from, to law }
 
 func (t transcode) process(w *work) {
 	if t.from == alaw {
-		g711.ALawToULaw(w.law2[:], w.cur)
+		g711.ALawToULaw(w.law2, w.cur)
 	} else {
-		g711.ULawToALaw(w.law2[:], w.cur)
+		g711.ULawToALaw(w.law2, w.cur)
 	}
-	w.cur = w.law2[:]
+	w.cur = w.law2
 }
 func (t transcode) String() string { return t.from.String() + "->" + t.to.String() }
 
 // decode converts G.711 to 8 kHz PCM.
 type decode struct{ l law }
 
-func (d decode) process(w *work) { d.l.decode(w.pcm8[:], w.cur) }
+func (d decode) process(w *work) { d.l.decode(w.pcm8, w.cur) }
 func (d decode) String() string  { return d.l.String() + "(decode)" }
 
 // upsample converts 8 kHz PCM to 16 kHz.
 type upsample struct{ r *resample.Up2 }
 
-func (u upsample) process(w *work) { u.r.Process(w.pcm16[:], w.pcm8[:]) }
+func (u upsample) process(w *work) { u.r.Process(w.pcm16, w.pcm8) }
 func (u upsample) String() string  { return u.r.String() }
 
 // downsample converts 16 kHz PCM to 8 kHz (a wideband call to a ulaw_8000
 // consumer).
 type downsample struct{ r *resample.Down2 }
 
-func (d downsample) process(w *work) { d.r.Process(w.pcm8[:], w.pcm16[:]) }
+func (d downsample) process(w *work) { d.r.Process(w.pcm8, w.pcm16) }
 func (d downsample) String() string  { return d.r.String() }
 
 // encode converts 8 kHz PCM to G.711.
 type encode struct{ l law }
 
 func (e encode) process(w *work) {
-	e.l.encode(w.law2[:], w.pcm8[:])
-	w.cur = w.law2[:]
+	e.l.encode(w.law2, w.pcm8)
+	w.cur = w.law2
 }
 func (e encode) String() string { return e.l.String() + "(encode)" }
 
@@ -116,8 +118,8 @@ func (s sink) process(w *work) {
 		for i, v := range w.pcm16 {
 			binary.LittleEndian.PutUint16(w.le[2*i:], uint16(v))
 		}
-		f.Audio = w.le[:]
-		f.PCM = w.pcm16[:]
+		f.Audio = w.le
+		f.PCM = w.pcm16
 	} else {
 		f.Audio = w.cur
 		f.PCM = nil
@@ -138,24 +140,38 @@ type inboundChain struct {
 
 // buildInbound builds the inbound chain: the wire codec, then whatever the
 // consumer's format needs, then the sink. A wideband codec was decoded before
-// the jitter buffer; its 16 kHz PCM goes to a pcm_16000 consumer as it is.
-func buildInbound(codec wireCodec, conceal jitter.Concealment, c Consumer) inboundChain {
+// the jitter buffer; its 16 kHz PCM goes to a pcm_16000 consumer as it is. It
+// allocates the buffers of w that the chain uses.
+func buildInbound(codec wireCodec, conceal jitter.Concealment, c Consumer, w *work) inboundChain {
+	const n = jitter.FrameSamples
 	var st []stage
+	*w = work{}
+	if codec.wideband() {
+		w.pcm16 = make([]int16, 2*n)
+	} else {
+		w.wire = make([]byte, n)
+	}
 	switch {
 	case codec.wideband() && c.Format != FormatPCM16k:
 		st = append(st, downsample{resample.NewDown2()}, encode{ulaw})
+		w.pcm8, w.law2 = make([]int16, n), make([]byte, n)
 	case codec.wideband():
 	case c.Format == FormatPCM16k:
 		st = append(st, decode{codec.law()}, upsample{resample.NewUp2()})
+		w.pcm8, w.pcm16 = make([]int16, n), make([]int16, 2*n)
 	case codec == wirePCMA:
 		st = append(st, transcode{alaw, ulaw})
+		w.law2 = make([]byte, n)
+	}
+	if c.Format == FormatPCM16k {
+		w.le = make([]byte, 4*n)
 	}
 	st = append(st, sink{c.Format, c.Sink})
 	return inboundChain{codec: codec, conceal: conceal, stages: st}
 }
 
 func (c inboundChain) run(w *work) {
-	w.cur = w.wire[:]
+	w.cur = w.wire
 	for _, s := range c.stages {
 		s.process(w)
 	}
@@ -184,20 +200,28 @@ type outboundChain struct {
 	down   *resample.Down2
 	up     *resample.Up2
 	// reframing buffer (input format), partial frame
-	part  [4 * jitter.FrameSamples]byte
+	part  []byte
 	npart int
-	pcm16 [2 * jitter.FrameSamples]int16
-	pcm8  [jitter.FrameSamples]int16
-	wireF [4 * jitter.FrameSamples]byte
+	// conversion buffers, allocated only for the conversions the call needs
+	// (none for a µ-law agent on a PCMU call)
+	pcm16 []int16
+	pcm8  []int16
+	wireF []byte
 }
 
 func buildOutbound(format Format, codec wireCodec) *outboundChain {
-	c := &outboundChain{format: format, codec: codec, wire: codec.law()}
+	const n = jitter.FrameSamples
+	c := &outboundChain{format: format, codec: codec, wire: codec.law(), part: make([]byte, format.frameBytes())}
 	switch {
 	case codec.wideband() && format != FormatPCM16k:
 		c.up = resample.NewUp2()
-	case !codec.wideband() && format == FormatPCM16k:
+		c.pcm8, c.pcm16, c.wireF = make([]int16, n), make([]int16, 2*n), make([]byte, 4*n)
+	case codec.wideband():
+	case format == FormatPCM16k:
 		c.down = resample.NewDown2()
+		c.pcm8, c.pcm16, c.wireF = make([]int16, n), make([]int16, 2*n), make([]byte, n)
+	case c.wire == alaw:
+		c.wireF = make([]byte, n)
 	}
 	return c
 }
@@ -217,8 +241,8 @@ func (c *outboundChain) frame(in []byte) []byte {
 		if c.format == FormatPCM16k {
 			return in
 		}
-		g711.ULawToPCM(c.pcm8[:], in)
-		c.up.Process(c.pcm16[:], c.pcm8[:])
+		g711.ULawToPCM(c.pcm8, in)
+		c.up.Process(c.pcm16, c.pcm8)
 		for i, v := range c.pcm16 {
 			binary.LittleEndian.PutUint16(c.wireF[2*i:], uint16(v))
 		}
@@ -228,12 +252,12 @@ func (c *outboundChain) frame(in []byte) []byte {
 		for i := range c.pcm16 {
 			c.pcm16[i] = int16(binary.LittleEndian.Uint16(in[2*i:]))
 		}
-		c.down.Process(c.pcm8[:], c.pcm16[:])
-		c.wire.encode(c.wireF[:], c.pcm8[:])
+		c.down.Process(c.pcm8, c.pcm16)
+		c.wire.encode(c.wireF, c.pcm8)
 		return c.wireF[:jitter.FrameSamples]
 	}
 	if c.wire == alaw {
-		g711.ULawToALaw(c.wireF[:], in)
+		g711.ULawToALaw(c.wireF, in)
 		return c.wireF[:jitter.FrameSamples]
 	}
 	return in

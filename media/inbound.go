@@ -83,7 +83,7 @@ func (in *inbound) init(s *Stream, codec wireCodec, dec wbDecoder, c Consumer, n
 	} else {
 		in.jb = jitter.New(s.jitterOptions(codec.law()))
 	}
-	in.chain = buildInbound(codec, s.opt.Concealment, c)
+	in.chain = buildInbound(codec, s.opt.Concealment, c, &in.w)
 	in.rate = int64(codec.clockRate())
 	in.lastRecv = now
 	in.t0 = now
@@ -394,9 +394,9 @@ func (s *Stream) onPlayout(now time.Time) {
 		var f jitter.Frame
 		var ok bool
 		if in.wb != nil {
-			f, ok = in.wb.Pop(now, in.w.pcm16[:])
+			f, ok = in.wb.Pop(now, in.w.pcm16)
 		} else {
-			f, ok = in.jb.Pop(now, in.w.wire[:])
+			f, ok = in.jb.Pop(now, in.w.wire)
 		}
 		if ok {
 			in.frames++

@@ -450,10 +450,6 @@ func (s *Stream) Close() error {
 		}
 		s.out.signalDrained()
 		s.out.q.flush()
-		if s.out.q.spare != nil {
-			s.out.q.pool.Put(s.out.q.spare)
-			s.out.q.spare = nil
-		}
 		s.out.mu.Unlock()
 		if s.started.Load() {
 			st := s.Stats()
