@@ -175,6 +175,59 @@ func TestRecord(t *testing.T) {
 	}
 }
 
+// TestRecorderRunsOnlyWithWork: the transcript recorder's goroutine ends when it
+// has written everything and another starts with the next entry; the transcript
+// stays in order and a correction after a pause still replaces the agent's last
+// entry (the positions carry over from one recorder to the next).
+func TestRecorderRunsOnlyWithWork(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	cs := callstore.New(st, nil)
+	co, _, _ := st.CreateCompany(ctx, "Acme", "enterprise", nil, nil)
+	a := publish(t, st, co, "+27210000001")
+	rec, err := cs.Started(ctx, callpath.Start{Company: co, Agent: a, Caller: "+27820000002", StartedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if callstore.RecorderDone(rec) != nil {
+		t.Fatal("a recorder runs before anything was written")
+	}
+	idle := func(step string) {
+		t.Helper()
+		if done := callstore.RecorderDone(rec); done != nil {
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: the recorder still runs 10 s after its writes", step)
+			}
+		}
+		if callstore.RecorderDone(rec) != nil {
+			t.Fatalf("%s: a recorder runs with nothing to write", step)
+		}
+	}
+	rec.Entry(store.RoleAgent, "Hello, how can I help?", 0)
+	rec.Entry(store.RoleUser, "My order.", 1)
+	idle("after two entries")
+	rec.Entry(store.RoleAgent, "Let me look that up for you now", 2)
+	idle("after the third")
+	rec.CorrectAgent("Let me look", 2.5)
+	rec.Entry(store.RoleUser, "Thanks.", 3)
+	idle("after the correction")
+	d, err := st.GetConversationDetail(ctx, co.ID, rec.Conversation().ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := d.Transcript
+	if len(tr) != 4 || tr[0].Message != "Hello, how can I help?" || tr[1].Message != "My order." ||
+		tr[2].Message != "Let me look" || tr[2].Timestamp != 2 || tr[3].Message != "Thanks." {
+		t.Fatalf("transcript: %+v", tr)
+	}
+	rec.Ended(callpath.End{Reason: callpath.CallerHangup, AnsweredAt: time.Now()}, media.Stats{})
+	if callstore.RecorderDone(rec) != nil {
+		t.Fatal("a recorder runs after the end")
+	}
+}
+
 // TestRecordEndings: each outcome is recorded with its status; a cancelled
 // call is never answered.
 func TestRecordEndings(t *testing.T) {

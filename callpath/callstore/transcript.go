@@ -11,11 +11,13 @@ import (
 )
 
 // transcript writes a conversation's transcript (and updates) to the store as it
-// happens, in order, from its own goroutine, started with the first write, so a
-// slow store never stalls audio. While Redis is unreachable it keeps entries in
-// memory (bounded) and retries; what is still unwritten when the call ends moves
-// to the process's spool, which writes it (before the call's final record) when
-// Redis is back.
+// happens, in order, from a goroutine of its own, so a slow store never stalls
+// audio. The goroutine runs only while there is something to write: it starts
+// with a write and ends when the queue is empty (a call's transcript comes a few
+// entries a minute, and an idle goroutine's stack was a tenth of a call's memory).
+// While Redis is unreachable it keeps entries in memory (bounded) and retries;
+// what is still unwritten when the call ends moves to the process's spool, which
+// writes it (before the call's final record) when Redis is back.
 type transcript struct {
 	st     *store.Store
 	spool  *store.Spool
@@ -25,14 +27,15 @@ type transcript struct {
 
 	mu        sync.Mutex
 	queue     []job
-	started   bool
-	wake      chan struct{}
+	running   bool          // a recorder goroutine runs (there is something to write)
+	done      chan struct{} // closed when the running recorder ends
+	wake      chan struct{} // cuts a retry's wait short
 	closed    bool
 	dropped   int
 	abandoned bool
-	done      chan struct{}
 
-	// Owned by the recorder goroutine, then by flush once it has stopped.
+	// Owned by the recorder goroutine that runs (one at a time, handed on under
+	// mu), then by flush once the last has stopped.
 	written     int // entries in the stored list
 	lastAgent   int // index of the last agent entry (corrections replace it)
 	lastAgentAt float64
@@ -51,8 +54,7 @@ type job struct {
 const transcriptMax = 2000
 
 func newTranscript(st *store.Store, spool *store.Spool, cid, convID int64, log *slog.Logger) *transcript {
-	return &transcript{st: st, spool: spool, cid: cid, convID: convID, log: log, wake: make(chan struct{}, 1),
-		done: make(chan struct{}), lastAgent: -1}
+	return &transcript{st: st, spool: spool, cid: cid, convID: convID, log: log, wake: make(chan struct{}, 1), lastAgent: -1}
 }
 
 func (r *transcript) add(j job) {
@@ -66,9 +68,10 @@ func (r *transcript) add(j job) {
 		r.dropped++
 	}
 	r.queue = append(r.queue, j)
-	if !r.started {
-		r.started = true
-		go r.run()
+	if !r.running {
+		r.running = true
+		r.done = make(chan struct{})
+		go r.run(r.done)
 	}
 	r.mu.Unlock()
 	select {
@@ -125,23 +128,20 @@ func (r *transcript) exec(ctx context.Context, j job) error {
 	return nil
 }
 
-func (r *transcript) run() {
-	defer close(r.done)
+// run writes the queue until it is empty (or flush abandons it), then ends; the
+// next add starts another.
+func (r *transcript) run(done chan struct{}) {
+	defer close(done)
 	backoff := 100 * time.Millisecond
 	for {
 		r.mu.Lock()
-		if r.abandoned {
+		if r.abandoned || len(r.queue) == 0 {
+			if len(r.queue) == 0 {
+				r.queue = nil // its array goes with the goroutine
+			}
+			r.running = false
 			r.mu.Unlock()
 			return
-		}
-		if len(r.queue) == 0 {
-			closed := r.closed
-			r.mu.Unlock()
-			if closed {
-				return
-			}
-			<-r.wake
-			continue
 		}
 		j := r.queue[0]
 		r.mu.Unlock()
@@ -176,10 +176,10 @@ func (r *transcript) run() {
 func (r *transcript) flush(d time.Duration) {
 	r.mu.Lock()
 	r.closed = true
-	started := r.started
+	running, done := r.running, r.done
 	r.mu.Unlock()
-	if !started {
-		return // nothing was ever written
+	if !running {
+		return // everything was written (a recorder ends only with its queue empty)
 	}
 	select {
 	case r.wake <- struct{}{}:
@@ -188,7 +188,7 @@ func (r *transcript) flush(d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-r.done:
+	case <-done:
 		return
 	case <-t.C:
 	}
@@ -199,7 +199,7 @@ func (r *transcript) flush(d time.Duration) {
 	case r.wake <- struct{}{}:
 	default:
 	}
-	<-r.done
+	<-done
 	r.mu.Lock()
 	left := r.queue
 	r.queue = nil
