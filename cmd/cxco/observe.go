@@ -218,6 +218,8 @@ func (o *observer) scrape(w io.Writer) {
 	runtime.ReadMemStats(&ms)
 	gauge("go_goroutines", "Goroutines.", float64(runtime.NumGoroutine()))
 	gauge("go_memstats_heap_alloc_bytes", "Heap in use.", float64(ms.HeapAlloc))
+	gauge("go_memstats_heap_inuse_bytes", "Heap spans in use (live objects and their spans' free slots).", float64(ms.HeapInuse))
+	gauge("go_memstats_stack_inuse_bytes", "Goroutine stacks.", float64(ms.StackInuse))
 	gauge("process_resident_memory_bytes", "Resident memory.", float64(rss()))
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {

@@ -27,6 +27,8 @@ type sample struct {
 	msgIn      float64
 	msgOut     float64
 	goroutines float64
+	heap       float64 // go_memstats_heap_alloc_bytes: live heap and garbage not yet collected
+	stacks     float64 // go_memstats_stack_inuse_bytes
 	threads    int
 	others     time.Duration // CPU of SIPp, the simulator, Redis and dumpcap together
 }
@@ -233,6 +235,7 @@ func run(ctx context.Context, c *config) (*summary, error) {
 				s.msgIn = m[`cxco_provider_messages_total{direction="in"}`]
 				s.msgOut = m[`cxco_provider_messages_total{direction="out"}`]
 				s.goroutines = m["go_goroutines"]
+				s.heap, s.stacks = m["go_memstats_heap_alloc_bytes"], m["go_memstats_stack_inuse_bytes"]
 			}
 			smu.Lock()
 			samples = append(samples, s)
@@ -365,7 +368,7 @@ func run(ctx context.Context, c *config) (*summary, error) {
 		sum.addSIPp(s.codec, st, s.exitCode)
 	}
 	smu.Lock()
-	sum.addSamples(samples, idle, m0["go_goroutines"], threshold)
+	sum.addSamples(samples, idle, m0, threshold)
 	smu.Unlock()
 	sum.addMetrics(m0, m1)
 	if probe != nil {

@@ -62,8 +62,11 @@ type summary struct {
 	MsgOutPerSec      float64
 	Goroutines        float64
 	GoroutinesPerCall float64
-	Threads           int
-	LoadInWindow      string
+	// Go's heap (allocated: live and not yet collected) and goroutine stacks,
+	// beyond idle, per call: what of RSSPerCallKiB the Go runtime accounts for
+	HeapPerCallKiB, StacksPerCallKiB float64
+	Threads                          int
+	LoadInWindow                     string
 
 	// API probe in the window
 	APIRequests int
@@ -117,7 +120,7 @@ func (s *summary) addSIPp(codec string, st *sippStats, exit int) {
 
 // addSamples finds the steady window (calls up at the target since settle) and
 // measures CPU, memory, goroutines and provider messages over it.
-func (s *summary) addSamples(ss []sample, idle []int64, idleGoroutines, threshold float64) {
+func (s *summary) addSamples(ss []sample, idle []int64, m0 metrics, threshold float64) {
 	if len(idle) > 0 {
 		v := make([]float64, len(idle))
 		for i, r := range idle {
@@ -154,7 +157,7 @@ func (s *summary) addSamples(ss []sample, idle []int64, idleGoroutines, threshol
 	a, b := ss[start], ss[end]
 	s.WindowSeconds = b.at.Sub(a.at).Seconds()
 	callSec, n := 0.0, 0.0
-	var rss, gor []float64
+	var rss, gor, heap, stacks []float64
 	for i := start + 1; i <= end; i++ {
 		dt := ss[i].at.Sub(ss[i-1].at).Seconds()
 		callSec += (ss[i].active + ss[i-1].active) / 2 * dt
@@ -163,6 +166,7 @@ func (s *summary) addSamples(ss []sample, idle []int64, idleGoroutines, threshol
 	for i := start; i <= end; i++ {
 		rss = append(rss, float64(ss[i].rss))
 		gor = append(gor, ss[i].goroutines)
+		heap, stacks = append(heap, ss[i].heap), append(stacks, ss[i].stacks)
 		s.Threads = max(s.Threads, ss[i].threads)
 	}
 	s.WindowCalls = callSec / n
@@ -174,7 +178,9 @@ func (s *summary) addSamples(ss []sample, idle []int64, idleGoroutines, threshol
 	s.MsgInPerSec = (b.msgIn - a.msgIn) / s.WindowSeconds
 	s.MsgOutPerSec = (b.msgOut - a.msgOut) / s.WindowSeconds
 	s.Goroutines = median(gor)
-	s.GoroutinesPerCall = (s.Goroutines - idleGoroutines) / s.WindowCalls
+	s.GoroutinesPerCall = (s.Goroutines - m0["go_goroutines"]) / s.WindowCalls
+	s.HeapPerCallKiB = (median(heap) - m0["go_memstats_heap_alloc_bytes"]) / s.WindowCalls / 1024
+	s.StacksPerCallKiB = (median(stacks) - m0["go_memstats_stack_inuse_bytes"]) / s.WindowCalls / 1024
 }
 
 func (s *summary) addMetrics(m0, m1 metrics) {
@@ -448,6 +454,7 @@ func (s *summary) print(w io.Writer) {
 			s.CPUSeconds, s.CPUmsPerCallSec, 100*s.CPUSeconds/s.WindowSeconds, 100*s.OthersCPUSeconds/s.WindowSeconds)
 		p("memory:   RSS %.1f MiB idle, %.1f MiB steady: %.1f KiB per call", float64(s.IdleRSS)/(1<<20), float64(s.RSS)/(1<<20), s.RSSPerCallKiB)
 		p("          goroutines %.0f (%.1f per call beyond idle), threads %d", s.Goroutines, s.GoroutinesPerCall, s.Threads)
+		p("          of which Go heap (allocated, live and not yet collected) %.1f KiB, goroutine stacks %.1f KiB per call beyond idle", s.HeapPerCallKiB, s.StacksPerCallKiB)
 		p("provider: %.0f messages/s to the provider, %.0f/s from it (%.1f and %.1f per call)", s.MsgOutPerSec, s.MsgInPerSec,
 			s.MsgOutPerSec/s.WindowCalls, s.MsgInPerSec/s.WindowCalls)
 		if s.UpPlayout.n() > 0 {
