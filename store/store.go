@@ -86,7 +86,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		password := rand.Text()
 		m.RequireAuth(password)
 		s.embedded = m
-		s.rdb = redis.NewClient(&redis.Options{Addr: m.Addr(), Password: password, PoolSize: 64})
+		o := &redis.Options{Addr: m.Addr(), Password: password, PoolSize: 64}
+		smallBuffers(&o.ReadBufferSize, &o.WriteBufferSize, &o.PipelineReadBufferSize, &o.PipelineWriteBufferSize)
+		s.rdb = redis.NewClient(o)
 		log.Warn("no Redis URL given: using the embedded in-process store; all data is lost when the process exits", "addr", m.Addr())
 	} else {
 		rdb, err := NewClient(opts.URL)
@@ -156,6 +158,7 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 		failFast(&o.DialTimeout, &o.MaxRetries, &o.DialerRetries)
+		smallBuffers(&o.ReadBufferSize, &o.WriteBufferSize, &o.PipelineReadBufferSize, &o.PipelineWriteBufferSize)
 		return redis.NewClient(o), nil
 	case "sentinel":
 		o, err := redis.ParseFailoverURL(u)
@@ -166,6 +169,7 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 			return nil, errors.New("store: a sentinel URL needs ?master_name=")
 		}
 		failFast(&o.DialTimeout, &o.MaxRetries, &o.DialerRetries)
+		smallBuffers(&o.ReadBufferSize, &o.WriteBufferSize, &o.PipelineReadBufferSize, &o.PipelineWriteBufferSize)
 		return redis.NewFailoverClient(o), nil
 	case "cluster":
 		u, interval, onError, err := clusterParams(u)
@@ -181,6 +185,7 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 			o.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		}
 		failFast(&o.DialTimeout, &o.MaxRetries, &o.DialerRetries)
+		smallBuffers(&o.ReadBufferSize, &o.WriteBufferSize, &o.PipelineReadBufferSize, &o.PipelineWriteBufferSize)
 		o.ClusterStateReloadInterval = interval
 		c := redis.NewClusterClient(o)
 		if onError {
@@ -293,6 +298,29 @@ func failFast(dial *time.Duration, retries, dialRetries *int) {
 	}
 	if *dialRetries == 0 {
 		*dialRetries = 2
+	}
+}
+
+// Connection buffers: go-redis gives every connection a 32 KiB read and a 32 KiB
+// write buffer, and those of its pipeline pool 128 KiB each; with the connections a
+// node's call rate opens that was about 10 KiB of every call's memory at 500 calls
+// (the pools grow with the load). Our commands and replies are a few KiB (a
+// conversation, a transcript entry, a page of records); a longer reply is read in
+// more reads, not refused. Pipeline sizes a URL sets (pipeline_read_buffer_size,
+// pipeline_write_buffer_size) are kept.
+const (
+	connBuffer     = 4 << 10
+	pipelineBuffer = 16 << 10
+)
+
+func smallBuffers(read, write, pipelineRead, pipelineWrite *int) {
+	for _, p := range []struct {
+		v   *int
+		def int
+	}{{read, connBuffer}, {write, connBuffer}, {pipelineRead, pipelineBuffer}, {pipelineWrite, pipelineBuffer}} {
+		if *p.v == 0 {
+			*p.v = p.def
+		}
 	}
 }
 
