@@ -86,12 +86,18 @@ type Provider struct {
 
 	once   sync.Once
 	dialer *websocket.Dialer
+	// writeBufs lends gorilla a write buffer only while it writes (the start
+	// messages, the close): the session frames its data messages itself.
+	writeBufs sync.Pool
 }
 
 func (p *Provider) init() {
 	p.once.Do(func() {
 		d := &net.Dialer{Timeout: 10 * time.Second, Control: p.checkAddress}
-		p.dialer = &websocket.Dialer{NetDialContext: d.DialContext, ReadBufferSize: 4 << 10, WriteBufferSize: 4 << 10}
+		// The read buffer is held for the call's life; a message longer than it is
+		// read past it, straight into the session's pooled buffer.
+		p.dialer = &websocket.Dialer{NetDialContext: d.DialContext, ReadBufferSize: 2 << 10, WriteBufferSize: 4 << 10,
+			WriteBufferPool: &p.writeBufs}
 		if p.Log == nil {
 			p.Log = slog.New(slog.DiscardHandler)
 		}

@@ -69,11 +69,16 @@ type Provider struct {
 
 	once   sync.Once
 	dialer *websocket.Dialer
+	// writeBufs lends gorilla a write buffer only while it writes (the session
+	// update, the greeting, the close): the session frames its data messages itself.
+	writeBufs sync.Pool
 }
 
 func (p *Provider) init() {
 	p.once.Do(func() {
-		p.dialer = &websocket.Dialer{ReadBufferSize: 4 << 10, WriteBufferSize: 4 << 10}
+		// The read buffer is held for the call's life; a message longer than it is
+		// read past it, straight into the session's pooled buffer.
+		p.dialer = &websocket.Dialer{ReadBufferSize: 2 << 10, WriteBufferSize: 4 << 10, WriteBufferPool: &p.writeBufs}
 		if p.BaseURL == "" {
 			p.BaseURL = DefaultBaseURL
 		}
