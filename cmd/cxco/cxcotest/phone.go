@@ -638,8 +638,10 @@ func (p *Phone) Hangup() {
 	}
 	msg := fmt.Sprintf("BYE %s SIP/2.0\r\n%sContent-Length: 0\r\n\r\n", target, p.headers("BYE", p.cseq, true))
 	p.send(msg)
-	// RFC 3261 17.1.2.2: over UDP the BYE is resent at T1, doubling to T2, until answered.
-	deadline := time.After(10 * time.Second)
+	// RFC 3261 17.1.2.2: over UDP the BYE is resent at T1, doubling to T2, until answered
+	// or until Timer F (64*T1 = 32 s). A flood test fills the gateway's socket on a busy
+	// machine for longer than 10 s, and the kernel drops our retransmissions with the flood.
+	deadline := time.After(64 * 500 * time.Millisecond)
 	for interval := 500 * time.Millisecond; ; interval = min(2*interval, 4*time.Second) {
 		select {
 		case <-p.byeOK:
