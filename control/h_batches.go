@@ -32,20 +32,28 @@ func batchSchemas() js {
 			"retry": strict(object(nil, js{"max_attempts": js{"type": "integer", "minimum": 1, "maximum": batch.MaxAttempts, "default": batch.DefaultMaxAttempts},
 				"delay_seconds": js{"type": "number", "minimum": 0, "default": batch.DefaultRetryDelay.Seconds()},
 				"backoff":       js{"type": "number", "minimum": 1, "default": batch.DefaultBackoff}})),
+			"ring_timeout_seconds": js{"type": "integer", "minimum": batch.MinRingTimeout, "maximum": batch.MaxRingTimeout, "default": batch.DefaultRingTimeout,
+				"description": "how long each call may ring before it is cancelled (no_answer, retried by the policy)"},
+			"machine_detection": js{"type": "string", "enum": []string{"off", "detect", "hangup"}, "default": "off",
+				"description": "each call's answering-machine detection, as for POST /api/agents/{agent_id}/calls: detect holds the agent's opening line until the verdict " +
+					"(recorded on the conversation and as the recipient's last_attempt.machine_detection); hangup also ends a machine's call. An answered call " +
+					"is answered whatever the verdict: a machine is not called again"},
 			"recipients": js{"type": "array", "items": recipient, "minItems": 1, "maxItems": 10000},
 		})),
 		"Batch": object([]string{"id", "agent_id", "name", "status", "total", "counts"}, js{
 			"id": integer(), "company_id": integer(), "agent_id": integer(), "name": str(), "from": str(),
 			"calls_per_second": number(), "max_concurrent_calls": integer(), "calling_hours": freeObject(), "time_zone": str(),
-			"retry": freeObject(), "created_at": dateTime(), "status": str("running, completed or cancelled"),
+			"retry": freeObject(), "ring_timeout_seconds": integer(), "machine_detection": str("detect or hangup; absent: off"),
+			"created_at": dateTime(), "status": str("running, completed or cancelled"),
 			"finished_at": nullable("string"), "total": integer(),
 			"counts": js{"type": "object", "additionalProperties": js{"type": "integer"},
 				"description": "recipients per status: pending, calling, retry, answered, busy, no_answer, rejected, failed, cancelled, interrupted"}}),
+		"BatchPage": page("Batch"),
 		"BatchRecipientPage": object([]string{"items"}, js{
 			"items": js{"type": "array", "items": object([]string{"index", "phone_number", "status", "attempts"}, js{
 				"index": integer(), "phone_number": str(), "dynamic_variables": freeObject(), "time_zone": str(),
 				"status": str(), "attempts": integer(), "next_attempt_at": nullable("string"),
-				"last_attempt": js{"type": []string{"object", "null"}, "description": "outcome, sip_status, conversation_id, error, started_at, ended_at"}})},
+				"last_attempt": js{"type": []string{"object", "null"}, "description": "outcome, sip_status, conversation_id, machine_detection (human, machine or unknown, when detection ran), error, started_at, ended_at"}})},
 			"next_cursor": nullable("string")}),
 	}
 }
@@ -58,6 +66,10 @@ func (s *Server) batchRoutes() []*route {
 	return []*route{
 		b("POST", "/api/agents/{agent_id}/batches", "Start a batch of outbound calls: up to 10,000 recipients, a pace, calling hours in each recipient's time zone, retries for busy and no answer",
 			roleMember, 201, "BatchCreate", "Batch", nil, []int{404, 409, 422}, s.createBatch),
+		b("GET", "/api/batches", "The company's batches, newest first, with their progress", roleViewer, 200, "", "BatchPage",
+			pageParams(q("agent_id", "integer", "only this agent's"), q("status", "string", "running, completed or cancelled")), []int{422}, s.listBatches),
+		b("GET", "/api/agents/{agent_id}/batches", "The agent's batches, newest first, with their progress", roleViewer, 200, "", "BatchPage",
+			pageParams(q("status", "string", "running, completed or cancelled")), []int{404, 422}, s.listAgentBatches),
 		b("GET", "/api/batches/{batch_id}", "Get a batch and its progress (recipients per status)", roleViewer, 200, "", "Batch", nil, []int{404, 422}, s.getBatch),
 		b("GET", "/api/batches/{batch_id}/recipients", "The batch's recipients, in order, with each one's status, attempts and last call",
 			roleViewer, 200, "", "BatchRecipientPage", []param{q("cursor", "string", "next_cursor of the previous page"), q("limit", "integer", "1-1000 (default 100)")},
@@ -108,6 +120,44 @@ func (s *Server) createBatch(c *call) (result, error) {
 		return result{}, err
 	}
 	return created(out)
+}
+
+func (s *Server) listBatches(c *call) (result, error) {
+	agentID, err := c.queryID("agent_id")
+	if err != nil {
+		return result{}, err
+	}
+	return s.batchPage(c, agentID)
+}
+
+func (s *Server) listAgentBatches(c *call) (result, error) {
+	a, err := c.agent()
+	if err != nil {
+		return result{}, err
+	}
+	return s.batchPage(c, a.ID)
+}
+
+func (s *Server) batchPage(c *call, agentID int64) (result, error) {
+	cursor, limit, err := c.paging()
+	if err != nil {
+		return result{}, err
+	}
+	status := c.query("status")
+	if status != "" {
+		if err := oneOf("status", status, string(store.BatchRunning), string(store.BatchCompleted), string(store.BatchCancelled)); err != nil {
+			return result{}, err
+		}
+	}
+	bs, more, err := s.st.ListBatches(c.ctx, c.companyID(), agentID, store.BatchStatus(status), cursor, limit)
+	if err != nil {
+		return result{}, err
+	}
+	var next int64
+	if len(bs) > 0 {
+		next = bs[len(bs)-1].ID
+	}
+	return ok(newPage(bs, more, next))
 }
 
 func (s *Server) getBatch(c *call) (result, error) {

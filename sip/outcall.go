@@ -38,8 +38,11 @@ type OutboundCall struct {
 	// RingTimeout is how long the callee's phone may ring before we CANCEL
 	// (default 30 s).
 	RingTimeout time.Duration
-	// MachineDetection is callpath.AMDOff (or ""), AMDDetect or AMDHangup.
-	MachineDetection string
+	// MachineDetection is callpath.AMDOff (or ""), AMDDetect or AMDHangup;
+	// OnMachineDetection, when set, is told each verdict (a late beep revises
+	// a human one).
+	MachineDetection   string
+	OnMachineDetection func(amd.Result)
 	// Pace, when set, is waited for right before the INVITE is sent (a
 	// batch's calls per second, held on the wire); its error fails the call.
 	Pace func(context.Context) error
@@ -262,6 +265,9 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 		peer, err = callpath.MachineDetection(c.peer, callpath.AMDOptions{Mode: md, OnResult: func(res amd.Result) {
 			log.Info("machine detection", "result", res.Verdict, "reason", res.Reason, "after_ms", res.After.Milliseconds(), "revised", res.Revised)
 			rec.Metadata(callpath.AMDMetadata(md, res))
+			if oc.OnMachineDetection != nil {
+				oc.OnMachineDetection(res)
+			}
 		}})
 		if err != nil {
 			peer = c.peer

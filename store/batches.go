@@ -109,7 +109,11 @@ type Batch struct {
 	CallingHours   *CallingHours `json:"calling_hours,omitempty"`
 	TimeZone       string        `json:"time_zone,omitempty"` // for numbers whose country has several zones
 	Retry          RetryPolicy   `json:"retry"`
-	CreatedAt      time.Time     `json:"created_at"`
+	// RingTimeout is each call's ring time in seconds (0 in batches stored
+	// before it existed: 30); MachineDetection is "" (off), detect or hangup.
+	RingTimeout      int       `json:"ring_timeout_seconds,omitempty"`
+	MachineDetection string    `json:"machine_detection,omitempty"`
+	CreatedAt        time.Time `json:"created_at"`
 
 	Status     BatchStatus             `json:"status"`
 	FinishedAt *time.Time              `json:"finished_at"`
@@ -251,25 +255,42 @@ func (s *Store) GetBatch(ctx context.Context, cid, bid int64) (*Batch, error) {
 	return &b, nil
 }
 
-// ListBatches lists a company's batches, newest first.
-func (s *Store) ListBatches(ctx context.Context, cid int64, limit int) ([]*Batch, error) {
-	ids, err := s.rdb.ZRevRange(ctx, keyBatches(cid), 0, int64(limit)-1).Result()
-	if err != nil {
-		return nil, wrapRedis(err)
+// ListBatches lists a company's batches newest first: those with an id below
+// before (0: from the newest), of one agent (agentID 0: every agent) and of
+// one status ("" any); at most limit, and whether more follow.
+func (s *Store) ListBatches(ctx context.Context, cid, agentID int64, status BatchStatus, before int64, limit int) ([]*Batch, bool, error) {
+	maxScore := "+inf"
+	if before > 0 {
+		maxScore = "(" + strconv.FormatInt(before, 10)
 	}
-	out := make([]*Batch, 0, len(ids))
-	for _, id := range ids {
-		bid, _ := strconv.ParseInt(id, 10, 64)
-		b, err := s.GetBatch(ctx, cid, bid)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
+	out := make([]*Batch, 0, limit)
+	const chunk = 100
+	for off := int64(0); ; off += chunk {
+		ids, err := s.rdb.ZRevRangeByScore(ctx, keyBatches(cid), &redis.ZRangeBy{Min: "-inf", Max: maxScore, Offset: off, Count: chunk}).Result()
 		if err != nil {
-			return nil, err
+			return nil, false, wrapRedis(err)
 		}
-		out = append(out, b)
+		for _, id := range ids {
+			bid, _ := strconv.ParseInt(id, 10, 64)
+			b, err := s.GetBatch(ctx, cid, bid)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, false, err
+			}
+			if agentID != 0 && b.AgentID != agentID || status != "" && b.Status != status {
+				continue
+			}
+			if len(out) == limit {
+				return out, true, nil
+			}
+			out = append(out, b)
+		}
+		if len(ids) < chunk {
+			return out, false, nil
+		}
 	}
-	return out, nil
 }
 
 // BatchRecipients reads the recipients from index from on, at most limit.

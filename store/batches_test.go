@@ -157,3 +157,61 @@ func TestBatchTenThousand(t *testing.T) {
 		t.Fatalf("last page: %d %v %+v", len(page), err, page)
 	}
 }
+
+// TestListBatches: newest first, paged by id, filtered by agent and status,
+// on the embedded server (the same commands as redis-server's), over more
+// batches than one scan chunk.
+func TestListBatches(t *testing.T) {
+	sealer, _ := NewSealer(GenerateSecretKey())
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Sealer: sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rs := []BatchRecipient{{Number: "+442071234500"}}
+	var ids []int64 // agent 1's, oldest first
+	for i := range 150 {
+		b, err := s.CreateBatch(ctx, Batch{CompanyID: 4, AgentID: int64(1 + i%2), RingTimeout: 20, MachineDetection: "detect"}, rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			ids = append(ids, b.ID)
+		}
+	}
+	if _, err := s.CancelBatch(ctx, 4, ids[10]); err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for before, pages := int64(0), 0; ; pages++ {
+		bs, more, err := s.ListBatches(ctx, 4, 1, "", before, 30)
+		if err != nil || pages > 5 {
+			t.Fatal(err, pages)
+		}
+		for _, b := range bs {
+			got = append(got, b.ID)
+			if b.AgentID != 1 || b.RingTimeout != 20 || b.MachineDetection != "detect" {
+				t.Fatalf("batch %+v", b)
+			}
+		}
+		if !more {
+			break
+		}
+		before = bs[len(bs)-1].ID
+	}
+	if len(got) != 75 || got[0] != ids[74] || got[74] != ids[0] {
+		t.Fatalf("agent 1's batches: %d, first %d last %d; want 75, %d, %d", len(got), got[0], got[len(got)-1], ids[74], ids[0])
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] >= got[i-1] {
+			t.Fatalf("not newest first: %v", got)
+		}
+	}
+	if bs, more, _ := s.ListBatches(ctx, 4, 0, BatchCancelled, 0, 30); len(bs) != 1 || more || bs[0].ID != ids[10] {
+		t.Fatalf("cancelled: %v %v", bs, more)
+	}
+	if bs, _, _ := s.ListBatches(ctx, 5, 0, "", 0, 30); len(bs) != 0 {
+		t.Fatalf("another company's: %v", bs)
+	}
+}

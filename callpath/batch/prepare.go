@@ -46,7 +46,12 @@ type Request struct {
 	CallingHours   *store.CallingHours `json:"calling_hours,omitempty"`
 	TimeZone       string              `json:"time_zone,omitempty"`
 	Retry          *RetryRequest       `json:"retry,omitempty"`
-	Recipients     []RecipientRequest  `json:"recipients"`
+	// RingTimeoutSeconds is how long each call may ring (5-120, default 30);
+	// MachineDetection is each call's answering-machine detection: off
+	// (default), detect or hangup, as for POST /api/agents/{id}/calls.
+	RingTimeoutSeconds int                `json:"ring_timeout_seconds,omitempty"`
+	MachineDetection   string             `json:"machine_detection,omitempty"`
+	Recipients         []RecipientRequest `json:"recipients"`
 }
 
 // RetryRequest is the retry policy as the API takes it.
@@ -65,6 +70,9 @@ type RecipientRequest struct {
 
 // Limits and defaults of a batch.
 const (
+	DefaultRingTimeout    = 30 // seconds
+	MinRingTimeout        = 5
+	MaxRingTimeout        = 120
 	DefaultCallsPerSecond = 1.0
 	MaxCallsPerSecond     = 100.0
 	DefaultMaxConcurrent  = 10
@@ -123,6 +131,21 @@ func Prepare(req Request, companyID, agentID int64) (store.Batch, []store.BatchR
 		b.MaxConcurrent = DefaultMaxConcurrent
 	case b.MaxConcurrent < 0 || b.MaxConcurrent > MaxConcurrent:
 		return b, nil, invalid("max_concurrent_calls", "must be 1 to %d", MaxConcurrent)
+	}
+	switch b.RingTimeout = req.RingTimeoutSeconds; {
+	case b.RingTimeout == 0:
+		b.RingTimeout = DefaultRingTimeout
+	case b.RingTimeout < MinRingTimeout || b.RingTimeout > MaxRingTimeout:
+		return b, nil, invalid("ring_timeout_seconds", "must be between %d and %d (got %d)", MinRingTimeout, MaxRingTimeout, b.RingTimeout)
+	}
+	// The modes are callpath's (AMDOff, AMDDetect, AMDHangup). leave_message
+	// needs the agent told what to say after the beep: not for batches yet.
+	switch b.MachineDetection = req.MachineDetection; b.MachineDetection {
+	case "", "off":
+		b.MachineDetection = ""
+	case "detect", "hangup":
+	default:
+		return b, nil, invalid("machine_detection", "must be off, detect or hangup (got %q)", req.MachineDetection)
 	}
 	b.Retry = store.RetryPolicy{MaxAttempts: DefaultMaxAttempts, Delay: store.Duration(DefaultRetryDelay), Backoff: DefaultBackoff}
 	if r := req.Retry; r != nil {

@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -23,6 +24,10 @@ type Call struct {
 	Number           string // E.164
 	DynamicVariables map[string]any
 	Attempt          int // 1 for the first call
+	// RingTimeout is how long the phone may ring; MachineDetection is ""
+	// (off), "detect" or "hangup" (callpath's modes).
+	RingTimeout      time.Duration
+	MachineDetection string
 	// Pace waits for the batch's turn to send an INVITE (its calls per
 	// second); the Dialer calls it right before the INVITE leaves, so that the
 	// spacing holds on the wire. Nil: no pacing beyond the claims'.
@@ -207,10 +212,11 @@ func (w *Worker) Run(ctx context.Context) {
 	defer wg.Wait()
 	t := time.NewTicker(w.o.Poll)
 	defer t.Stop()
+	var down outage // the store unreachable: said once, not every poll
 	for {
 		refs, err := w.o.Store.ActiveBatches(ctx)
-		if err != nil && ctx.Err() == nil {
-			w.o.Log.Warn("batch: cannot list batches", "err", err)
+		if ctx.Err() == nil {
+			down.report(w.o.Log, err, "batch: cannot list batches; trying again every poll", "batch: batches listed again")
 		}
 		for _, ref := range refs {
 			w.mu.Lock()
@@ -284,6 +290,7 @@ func (w *Worker) runBatch(ctx context.Context, ref store.BatchRef) {
 	interval := time.Duration(float64(time.Second) / b.CallsPerSecond)
 	var nextStart time.Time
 	pace := &pacer{interval: interval}
+	var down outage
 	zones := map[string]*time.Location{}
 
 	wait := func(d time.Duration, wake <-chan struct{}) bool {
@@ -301,8 +308,10 @@ loop:
 	for lctx.Err() == nil {
 		now := w.o.Now()
 		due, next, err := w.o.Store.DueRecipients(lctx, ref, now, 64)
+		if lctx.Err() == nil {
+			down.report(log, err, "batch: cannot read due recipients; trying again every poll", "batch: due recipients read again")
+		}
 		if err != nil {
-			log.Warn("batch: cannot read due recipients", "err", err)
 			if !wait(w.o.Poll, nil) {
 				break
 			}
@@ -406,6 +415,27 @@ loop:
 	log.Info("batch: stopped working")
 }
 
+// outage says once that the store cannot be read, with the error, and once
+// that it can again, instead of a warning at every poll while it is away.
+type outage struct {
+	since time.Time
+	fails int
+}
+
+func (o *outage) report(log *slog.Logger, err error, down, up string) {
+	switch {
+	case err != nil && o.fails == 0:
+		o.since = time.Now()
+		o.fails = 1
+		log.Warn(down, "err", err)
+	case err != nil:
+		o.fails++
+	case o.fails > 0:
+		log.Info(up, "after", time.Since(o.since).Round(time.Millisecond).String(), "failed_polls", o.fails)
+		o.fails = 0
+	}
+}
+
 // keepLease renews the lease every third of its life until ctx ends; it calls
 // lost when the lease is gone or could not be renewed before it lapsed.
 func (w *Worker) keepLease(ctx context.Context, ref store.BatchRef, lost func(), log *slog.Logger) {
@@ -439,7 +469,8 @@ func (w *Worker) call(ctx context.Context, b *store.Batch, r store.BatchRecipien
 	ref := store.BatchRef{CompanyID: b.CompanyID, ID: b.ID}
 	started := w.o.Now()
 	res, err := w.o.Dialer.Dial(ctx, Call{Batch: ref, AgentID: b.AgentID, From: b.From, Recipient: r.Index, Number: r.Number,
-		DynamicVariables: r.DynamicVariables, Attempt: attempt, Pace: pace})
+		DynamicVariables: r.DynamicVariables, Attempt: attempt, Pace: pace, MachineDetection: b.MachineDetection,
+		RingTimeout: time.Duration(cmp.Or(b.RingTimeout, DefaultRingTimeout)) * time.Second})
 	now := w.o.Now()
 	rec := &store.BatchAttempt{Attempt: attempt, Outcome: string(res.Outcome), SIPStatus: res.SIPStatus,
 		ConversationID: res.ConversationID, Machine: res.Machine, StartedAt: started.UTC(), EndedAt: now.UTC()}

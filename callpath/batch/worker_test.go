@@ -3,8 +3,11 @@ package batch
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -414,3 +417,107 @@ func TestBatchOutcomeNeverWritten(t *testing.T) {
 		t.Errorf("recipient 3: %+v", prog[0])
 	}
 }
+
+// TestBatchCallSettings: a batch's ring timeout and machine detection reach
+// each call (the Dialer's Call), and the verdict the call path reports is the
+// recipient's last attempt's.
+func TestBatchCallSettings(t *testing.T) {
+	st := openStore(t, redistestStart(t), "node-a")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b, rs, err := Prepare(Request{CallsPerSecond: 100, MachineDetection: "detect", RingTimeoutSeconds: 7, Recipients: numbers(2)}, 12, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, _ := st.CreateBatch(ctx, b, rs)
+	rec := newRecorder(func(c Call) (Result, error) {
+		return Result{Outcome: Answered, SIPStatus: 200, Machine: map[int]string{0: "machine", 1: "human"}[c.Recipient]}, nil
+	})
+	w := New(Options{Store: st, Dialer: nodeDialer{rec, "node-a"}, Node: "node-a", Poll: 20 * time.Millisecond})
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	waitStatus(t, st, 12, created.ID, store.BatchCompleted, rec)
+	cancel()
+	<-done
+	for _, p := range rec.calls {
+		if p.call.MachineDetection != "detect" || p.call.RingTimeout != 7*time.Second || p.call.Pace == nil {
+			t.Errorf("call %+v", p.call)
+		}
+	}
+	got, _ := st.BatchRecipients(context.Background(), 12, created.ID, 0, 2)
+	if len(got) != 2 || got[0].Last.Machine != "machine" || got[1].Last.Machine != "human" {
+		t.Errorf("recipients: %+v", got)
+	}
+}
+
+// downStore is the real store whose batch list fails while down is set, as
+// when Redis is away.
+type downStore struct {
+	*store.Store
+	down  *atomic.Bool
+	lists chan struct{}
+}
+
+func (s downStore) ActiveBatches(ctx context.Context) ([]store.BatchRef, error) {
+	defer func() {
+		select {
+		case s.lists <- struct{}{}:
+		default:
+		}
+	}()
+	if s.down.Load() {
+		return nil, store.ErrUnavailable
+	}
+	return s.Store.ActiveBatches(ctx)
+}
+
+// TestBatchOutageLoggedOnce: while the store cannot list batches the worker
+// says so once, not at every poll, and once when it can again.
+func TestBatchOutageLoggedOnce(t *testing.T) {
+	st := openStore(t, redistestStart(t), "node-a")
+	var down atomic.Bool
+	down.Store(true)
+	ds := downStore{Store: st, down: &down, lists: make(chan struct{})}
+	var mu sync.Mutex
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.Write(p)
+	}), nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	w := New(Options{Store: ds, Dialer: nodeDialer{newRecorder(nil), "node-a"}, Node: "node-a", Poll: 5 * time.Millisecond, Log: log})
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	wait := func(n int) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for range n {
+			select {
+			case <-ds.lists:
+			case <-deadline:
+				t.Fatalf("the worker stopped listing batches")
+			}
+		}
+	}
+	wait(20) // 20 failed polls
+	down.Store(false)
+	wait(3)
+	down.Store(true)
+	wait(3)
+	cancel()
+	<-done
+	mu.Lock()
+	out := logged.String()
+	mu.Unlock()
+	if n := strings.Count(out, "cannot list batches"); n != 2 {
+		t.Errorf("%d warnings for two outages:\n%s", n, out)
+	}
+	if n := strings.Count(out, "batches listed again"); n != 1 || !strings.Contains(out, "failed_polls=") {
+		t.Errorf("%d notices of the end of one outage:\n%s", n, out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

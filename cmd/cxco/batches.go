@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/callpath/batch"
+	"github.com/cxco/gateway/media/amd"
 	"github.com/cxco/gateway/sip"
 	"github.com/cxco/gateway/store"
 )
@@ -59,8 +61,16 @@ func (d batchDialer) Dial(ctx context.Context, c batch.Call) (batch.Result, erro
 		_ = slot.Release(rctx)
 	}()
 	ended := make(chan callpath.End, 1)
+	var mu sync.Mutex
+	var machine string // the last verdict: a late beep revises a human one
 	conv, err := d.sip.PlaceCall(ctx, sip.OutboundCall{Company: co, Agent: a, From: from, To: c.Number,
-		DynamicVariables: c.DynamicVariables, Pace: c.Pace, Done: func(e callpath.End) { ended <- e }})
+		DynamicVariables: c.DynamicVariables, Pace: c.Pace, RingTimeout: c.RingTimeout, MachineDetection: c.MachineDetection,
+		OnMachineDetection: func(r amd.Result) {
+			mu.Lock()
+			machine = string(r.Verdict)
+			mu.Unlock()
+		},
+		Done: func(e callpath.End) { ended <- e }})
 	if err != nil {
 		return failed, err
 	}
@@ -69,7 +79,11 @@ func (d batchDialer) Dial(ctx context.Context, c batch.Call) (batch.Result, erro
 	for {
 		select {
 		case e := <-ended:
-			return batchResult(e, conv.ID), nil
+			r := batchResult(e, conv.ID)
+			mu.Lock()
+			r.Machine = machine
+			mu.Unlock()
+			return r, nil
 		case <-renew.C:
 			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = slot.Renew(rctx)

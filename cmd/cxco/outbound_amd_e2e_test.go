@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,10 +47,10 @@ func TestOutboundMachineDetection(t *testing.T) {
 		return v
 	}
 
+	greeting := speakALaw(t, dir, "vm", "Hi, you have reached the voicemail of Sam Jones. I cannot take your call right now. Please leave a message after the tone.")
+	voicemail := append(append(append(greeting, alawSilence(300)...), alawTone(t, dir, 1000, 500)...), alawSilence(8000)...)
 	t.Run("voicemail with a beep, hangup: machine, the agent never plays", func(t *testing.T) {
-		greeting := speakALaw(t, dir, "vm", "Hi, you have reached the voicemail of Sam Jones. I cannot take your call right now. Please leave a message after the tone.")
-		audio := append(append(append(greeting, alawSilence(300)...), alawTone(t, dir, 1000, 500)...), alawSilence(8000)...)
-		c, done := call(t, audio, map[string]any{"to": "+27215550301", "machine_detection": "hangup"})
+		c, done := call(t, voicemail, map[string]any{"to": "+27215550301", "machine_detection": "hangup"})
 		var conv map[string]any
 		cxcotest.Eventually(t, 30*time.Second, "the call ended", func() bool {
 			conv = get(c["id"].(float64))
@@ -84,6 +85,58 @@ func TestOutboundMachineDetection(t *testing.T) {
 			t.Fatalf("callee's SIPp: %d\n%s", code, out)
 		}
 		t.Logf("verdict: %v", verdict(conv))
+	})
+
+	// A batch's own machine_detection and ring_timeout_seconds reach its calls;
+	// the verdict is the recipient's; the batch is listed.
+	t.Run("a batch with hangup reaches a voicemail: answered, machine", func(t *testing.T) {
+		port, done := cxcotest.ServeSIPpFiles(t, "uas_play.xml", map[string][]byte{"callee.pcap": rtpPcap(voicemail)})
+		g.Must(200, "PUT", trunk, g.AgencyKey, map[string]any{"uri": fmt.Sprintf("sip:127.0.0.1:%d", port)})
+		for body, want := range map[string]string{
+			`{"name": "x", "ring_timeout_seconds": 3, "recipients": [{"phone_number": "+27215550303"}]}`:            "ring_timeout_seconds:",
+			`{"name": "x", "machine_detection": "maybe", "recipients": [{"phone_number": "+27215550303"}]}`:         "machine_detection:",
+			`{"name": "x", "machine_detection": "leave_message", "recipients": [{"phone_number": "+27215550303"}]}`: "machine_detection:",
+		} {
+			code, v := g.Do("POST", fmt.Sprintf("/api/agents/%d/batches", agentID), tn.UserKey, rawJSON(body))
+			if m, _ := v.(map[string]any); code != 422 || !strings.Contains(fmt.Sprint(m["detail"]), want) {
+				t.Errorf("%s: %d %v", body, code, v)
+			}
+		}
+		b := g.Must(201, "POST", fmt.Sprintf("/api/agents/%d/batches", agentID), tn.UserKey, map[string]any{
+			"name": "vm", "machine_detection": "hangup", "ring_timeout_seconds": 20, "retry": map[string]any{"max_attempts": 1},
+			"recipients": []any{map[string]any{"phone_number": "+27215550303"}}})
+		if b["machine_detection"] != "hangup" || b["ring_timeout_seconds"] != 20.0 {
+			t.Fatalf("batch: %v", b)
+		}
+		path := fmt.Sprintf("/api/batches/%d", int64(b["id"].(float64)))
+		cxcotest.Eventually(t, 30*time.Second, "the batch completed", func() bool {
+			return g.Must(200, "GET", path, tn.UserKey, nil)["status"] == "completed"
+		})
+		if code, out := done(); code != 0 {
+			t.Fatalf("callee's SIPp: %d\n%s", code, out)
+		}
+		r := g.Must(200, "GET", path+"/recipients", tn.UserKey, nil)["items"].([]any)[0].(map[string]any)
+		last := r["last_attempt"].(map[string]any)
+		if r["status"] != "answered" || last["machine_detection"] != "machine" {
+			t.Fatalf("recipient: %v", r)
+		}
+		conv := get(last["conversation_id"].(float64))
+		if conv["end_reason"] != "machine_detected" || verdict(conv)["mode"] != "hangup" {
+			t.Fatalf("conversation: %v", conv)
+		}
+		// Listed: the agent's batches and the company's, by status.
+		for _, list := range []string{fmt.Sprintf("/api/agents/%d/batches", agentID), "/api/batches/?status=completed&agent_id=" + fmt.Sprint(agentID)} {
+			items := g.Must(200, "GET", list, tn.UserKey, nil)["items"].([]any)
+			if len(items) != 1 || items[0].(map[string]any)["id"] != b["id"] {
+				t.Errorf("%s: %v", list, items)
+			}
+		}
+		if items := g.Must(200, "GET", "/api/batches/?status=running", tn.UserKey, nil)["items"].([]any); len(items) != 0 {
+			t.Errorf("running batches: %v", items)
+		}
+		if code, _ := g.Do("GET", "/api/batches/?status=paused", tn.UserKey, nil); code != 422 {
+			t.Errorf("status=paused: %d", code)
+		}
 	})
 }
 
