@@ -551,3 +551,51 @@ func TestKamailioFailover(t *testing.T) {
 		t.Errorf("node C exit %d after its last call", code)
 	}
 }
+
+// TestKamailioFrozenNodeKeepsItsCalls: a node that stops answering for a few
+// seconds (SIGSTOP here; a long pause or a starved CPU in life) keeps the
+// calls it carries. Its call's re-INVITE, sent through Kamailio while the node
+// is stopped, is answered 200 once the node runs again, and the call ends with
+// the caller's BYE. An in-dialog request cannot fail over, so Kamailio waits
+// FR_TIMER_INDIALOG (RFC 3261's timer F) for it; with FR_TIMER's 2 s, meant to
+// fail an INVITE over to another node, Kamailio answered the re-INVITE 408 and
+// SIPp failed the call (TestKamailioScaleOut at load 14: both nodes stalled
+// ~3 s, six re-INVITEs got 408). ~12 s.
+func TestKamailioFrozenNodeKeepsItsCalls(t *testing.T) {
+	const echo = "+15550009"
+	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{Args: []string{"--echo-number", echo, "--node-id", "gw-f"}})
+	k := startKamailioList(t, fmt.Sprintf("1 sip:127.0.0.1:%d 0 0 duid=gw0\n", g.SIPPort), "DS_PING_INTERVAL=60")
+	csv := filepath.Join(t.TempDir(), "numbers.csv")
+	if err := os.WriteFile(csv, []byte("SEQUENTIAL\n"+strings.TrimPrefix(echo, "+")+";\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wait := cxcotest.StartSIPp(t, k.Addr, "uac_agent_proxy.xml", echo, "-inf", csv, "-timeout", "40s")
+	g.Proc.WaitStderr(t, `"msg":"call answered"`, 20*time.Second)
+	// The scenario sends its re-INVITE 3 s after the answer; the node is
+	// stopped from now until 7 s after the answer, longer than FR_TIMER after
+	// the re-INVITE.
+	g.Proc.Signal(syscall.SIGSTOP)
+	stopped := time.Now()
+	time.Sleep(7 * time.Second) // the fault: the node's freeze, not a wait for a state
+	g.Proc.Signal(syscall.SIGCONT)
+	resumed := time.Now()
+	code, out := wait()
+	if code != 0 {
+		t.Fatalf("SIPp exit %d: the call failed\n%s", code, lastLines(out, 60))
+	}
+	// The node logs the call's end just after its 200 to the BYE.
+	g.Proc.WaitStderr(t, `"msg":"call ended"`, 10*time.Second)
+	log := g.Proc.Stderr()
+	offers := gwEvents(log, "offer answered")
+	if len(offers) != 1 {
+		t.Fatalf("the node answered %d re-INVITEs, want 1: %+v", len(offers), offers)
+	}
+	// The freeze covered the re-INVITE (else this test proved nothing).
+	if !offers[0].Time.After(resumed.Add(-100 * time.Millisecond)) {
+		t.Fatalf("the node answered the re-INVITE at %s, before it was stopped (%s) and ran again (%s)",
+			offers[0].Time.Format(time.StampMilli), stopped.Format(time.StampMilli), resumed.Format(time.StampMilli))
+	}
+	if ended := gwEvents(log, "call ended"); len(ended) != 1 || ended[0].Reason != "caller_hangup" {
+		t.Fatalf("call ended: %+v", ended)
+	}
+}
