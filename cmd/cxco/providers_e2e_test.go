@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,14 +186,31 @@ func providerSuite(t *testing.T, g *cxcotest.Gateway, s simulated, i int) {
 		defer ph.Close()
 		heardOpening(t, ph)
 		had := s.conns()
+		// This call's line (the three providers' suites run at once on g).
+		reconnected := func(log string) bool {
+			for _, l := range strings.Split(log, "\n") {
+				if strings.Contains(l, `"msg":"provider reconnected"`) && strings.Contains(l, `"sip_call_id":"`+ph.CallID()+`"`) {
+					return true
+				}
+			}
+			return false
+		}
 		if n := s.drop(); n != 1 {
 			t.Fatalf("dropped %d provider sockets", n)
 		}
-		// The session dials again; what the caller says next is answered.
-		cxcotest.Eventually(t, 10*time.Second, "a reconnect", func() bool { return s.conns() > had })
-		before := len(ph.Audio())
+		// The session dials again; what the caller says once it has (its log
+		// line, not the simulator's count of sockets, which grows before the
+		// session's handshake is done: the start of the utterance went nowhere
+		// and the echo was short) is answered.
+		if !g.Proc.WaitLog(10*time.Second, reconnected) {
+			t.Fatal("no reconnect in the gateway's log")
+		}
+		if s.conns() <= had {
+			t.Fatalf("reconnected, but the simulator has %d sockets, as before the drop", s.conns())
+		}
+		heardBefore := len(ph.Audio())
 		ph.SendAudio(cxcotest.Tone(1000, -10, time.Second))
-		if echo := ph.Heard(before, time.Second, 300*time.Millisecond, 15*time.Second); echo == nil {
+		if echo := ph.Heard(heardBefore, time.Second, 300*time.Millisecond, 15*time.Second); echo == nil {
 			t.Fatal("nothing answered after the reconnect")
 		}
 		ph.Hangup()
