@@ -597,7 +597,13 @@ func (p *Phone) Ports() (sip, rtp int) {
 // Tone makes d of a sine at freq and level (dBFS of its peak), 8 kHz.
 func Tone(freq, dBFS float64, d time.Duration) []int16 { return audiotest.Sine(8000, freq, dBFS, d) }
 
-// SendDigit sends an RFC 4733 event (0-9, *, #) of 100 ms, with three end packets.
+// SendDigit sends an RFC 4733 event (0-9, *, #) of 100 ms, with three end
+// packets, on the phone's own clock like SendAudio: a packet every 20 ms of it,
+// what a held-up phone owes at once. (On a time.Ticker, which drops the ticks
+// a busy machine makes it miss, the event took longer than the 100 ms its
+// timestamps claim, and the audio after it arrived late by the difference: a
+// jitter buffer rightly dropped it, and TestBridgedTransferAudio's human heard
+// nothing of the caller, with 125 late packets.)
 func (p *Phone) SendDigit(d rune) {
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
@@ -606,11 +612,15 @@ func (p *Phone) SendDigit(d rune) {
 		ev = byte(d - '0')
 	}
 	p.resume()
-	defer func() { p.next = time.Now() }() // the event's 100 ms went by in real time
 	ts := p.ts
-	tick := time.NewTicker(20 * time.Millisecond)
+	tick := time.NewTimer(time.Until(p.next))
 	defer tick.Stop()
 	for i := 1; i <= 5; i++ {
+		select {
+		case <-tick.C:
+		case <-p.done:
+			return
+		}
 		end := i == 5
 		dur := uint16(i * 160)
 		payload := []byte{ev, 10, byte(dur >> 8), byte(dur)}
@@ -624,7 +634,8 @@ func (p *Phone) SendDigit(d rune) {
 		for r := 0; r < reps; r++ {
 			p.writeRTP(p.rtpPacket(p.dtmfPT, i == 1 && r == 0, ts, payload))
 		}
-		<-tick.C
+		p.next = p.next.Add(20 * time.Millisecond)
+		tick.Reset(time.Until(p.next))
 	}
 	p.ts += 5 * 160
 }
