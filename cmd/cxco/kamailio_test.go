@@ -108,11 +108,12 @@ func TestKamailioConfigCheck(t *testing.T) {
 // kamailio is a Kamailio started for one test, in the foreground, with its
 // runtime files in a temp dir.
 type kamailio struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  strings.Builder
-	done chan struct{}
-	Addr string
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	log    strings.Builder
+	logged chan struct{} // closed (and replaced) when a log line arrives
+	done   chan struct{}
+	Addr   string
 }
 
 // startKamailio runs the shipped config in front of gateway nodes (SIP ports on
@@ -156,7 +157,7 @@ func startKamailioList(t *testing.T, list string, overrides ...string) *kamailio
 // when the test ends, and returns once it answers OPTIONS on addr (UDP).
 func runKamailio(t *testing.T, bin string, args []string, addr string) *kamailio {
 	t.Helper()
-	k := &kamailio{cmd: exec.Command(bin, args...), done: make(chan struct{}), Addr: addr}
+	k := &kamailio{cmd: exec.Command(bin, args...), logged: make(chan struct{}), done: make(chan struct{}), Addr: addr}
 	// Its own process group: if the main process dies hard, its children are
 	// still ours to end.
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -174,6 +175,8 @@ func runKamailio(t *testing.T, bin string, args []string, addr string) *kamailio
 		for sc.Scan() {
 			k.mu.Lock()
 			k.log.WriteString(sc.Text() + "\n")
+			close(k.logged)
+			k.logged = make(chan struct{})
 			k.mu.Unlock()
 		}
 		_, _ = io.Copy(io.Discard, pipe)
@@ -241,6 +244,28 @@ func sipOptions(addr string) (int, error) {
 }
 
 func (k *kamailio) Log() string { k.mu.Lock(); defer k.mu.Unlock(); return k.log.String() }
+
+// WaitLog waits until cond holds for the whole log so far, checking it as each
+// line arrives, or until d passes or Kamailio exits; it returns whether cond held.
+func (k *kamailio) WaitLog(d time.Duration, cond func(log string) bool) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		k.mu.Lock()
+		next, log := k.logged, k.log.String()
+		k.mu.Unlock()
+		if cond(log) {
+			return true
+		}
+		select {
+		case <-next:
+		case <-k.done:
+			return cond(k.Log())
+		case <-deadline.C:
+			return cond(k.Log())
+		}
+	}
+}
 
 func lastLines(s string, n int) string {
 	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
@@ -340,12 +365,8 @@ func TestKamailioScaleOut(t *testing.T) {
 		"-inf", csv, "-m", strconv.Itoa(calls), "-r", "4", "-l", strconv.Itoa(calls), "-timeout", "50s")
 
 	// SIGTERM to A once it carries three calls.
-	deadline := time.Now().Add(20 * time.Second)
-	for len(gwEvents(a.Proc.Stderr(), "call answered")) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("node A never answered 3 calls; kamailio:\n%s", lastLines(k.Log(), 30))
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !a.Proc.WaitLog(20*time.Second, func(log string) bool { return len(gwEvents(log, "call answered")) >= 3 }) {
+		t.Fatalf("node A never answered 3 calls; kamailio:\n%s", lastLines(k.Log(), 30))
 	}
 	a.Proc.Signal(syscall.SIGTERM)
 	termAt := time.Now()
