@@ -38,12 +38,13 @@ func batchSchemas() js {
 				"description": "each call's answering-machine detection, as for POST /api/agents/{agent_id}/calls: detect holds the agent's opening line until the verdict " +
 					"(recorded on the conversation and as the recipient's last_attempt.machine_detection); hangup also ends a machine's call. An answered call " +
 					"is answered whatever the verdict: a machine is not called again"},
-			"recipients": js{"type": "array", "items": recipient, "minItems": 1, "maxItems": 10000},
+			"hide_caller_id": js{"type": "boolean", "default": false, "description": "withhold the caller ID on each call, as for POST /api/agents/{agent_id}/calls"},
+			"recipients":     js{"type": "array", "items": recipient, "minItems": 1, "maxItems": 10000},
 		})),
 		"Batch": object([]string{"id", "agent_id", "name", "status", "total", "counts"}, js{
 			"id": integer(), "company_id": integer(), "agent_id": integer(), "name": str(), "from": str(),
 			"calls_per_second": number(), "max_concurrent_calls": integer(), "calling_hours": freeObject(), "time_zone": str(),
-			"retry": freeObject(), "ring_timeout_seconds": integer(), "machine_detection": str("detect or hangup; absent: off"),
+			"retry": freeObject(), "ring_timeout_seconds": integer(), "machine_detection": str("detect or hangup; absent: off"), "hide_caller_id": boolean(),
 			"created_at": dateTime(), "status": str("running, completed or cancelled"),
 			"finished_at": nullable("string"), "total": integer(),
 			"counts": js{"type": "object", "additionalProperties": js{"type": "integer"},

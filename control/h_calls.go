@@ -32,6 +32,7 @@ type OutboundRequest struct {
 	RingTimeout      time.Duration
 	// MachineDetection is off, detect or hangup.
 	MachineDetection string
+	HideCallerID     bool // an anonymous From and Privacy: id
 	Done             func()
 }
 
@@ -54,6 +55,9 @@ func outboundSchemas() js {
 				"description": "variables for the agent's prompt and opening line (at most 50; strings up to 1,000 characters)"},
 			"ring_timeout_seconds": js{"type": "integer", "minimum": 5, "maximum": 120, "default": 30,
 				"description": "how long the phone may ring before the call is cancelled (status no_answer)"},
+			"hide_caller_id": js{"type": "boolean", "default": false,
+				"description": "withhold the caller ID (RFC 3323/3325): From is \"Anonymous\" <sip:anonymous@anonymous.invalid> with Privacy: id; " +
+					"the from number goes only in P-Asserted-Identity, for the trunk's network, which removes it before the callee"},
 			"machine_detection": js{"type": "string", "enum": []string{"off", "detect", "hangup"}, "default": "off",
 				"description": "answering-machine detection from the audio (our own: speech cadence and the beep): detect holds the agent's opening line until the verdict " +
 					"(human, machine or unknown, in metadata_.machine_detection); hangup also ends the call on a machine (end_reason machine_detected). " +
@@ -114,7 +118,7 @@ func (s *Server) placeCall(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	f, err := readForm(c.w, c.r, "to", "from", "dynamic_variables", "ring_timeout_seconds", "machine_detection")
+	f, err := readForm(c.w, c.r, "to", "from", "dynamic_variables", "ring_timeout_seconds", "machine_detection", "hide_caller_id")
 	if err != nil {
 		return result{}, err
 	}
@@ -154,6 +158,10 @@ func (s *Server) placeCall(c *call) (result, error) {
 			return result{}, err
 		}
 		md = *v
+	}
+	hide, err := f.boolean("hide_caller_id")
+	if err != nil {
+		return result{}, err
 	}
 	// From: one of the company's numbers, by default the agent's.
 	nums, err := s.st.CompanyNumbers(c.ctx, c.companyID())
@@ -230,7 +238,7 @@ func (s *Server) placeCall(c *call) (result, error) {
 		}
 	}()
 	conv, err := s.opts.Outbound.PlaceCall(c.ctx, OutboundRequest{Company: c.company, Agent: a, From: from, To: to,
-		DynamicVariables: vars, RingTimeout: ring, MachineDetection: md, Done: release})
+		DynamicVariables: vars, RingTimeout: ring, MachineDetection: md, HideCallerID: hide != nil && *hide, Done: release})
 	if err != nil {
 		release()
 		if errors.Is(err, store.ErrUnavailable) {

@@ -39,9 +39,14 @@ type dialOptions struct {
 	// assertID adds P-Asserted-Identity with the From number (RFC 3325): the
 	// trunk's network trusts us to say who calls.
 	assertID bool
-	callID   string // "" for a new one
-	headers  []gsip.Header
-	log      *slog.Logger
+	// hideID withholds the caller ID (RFC 3323 §4.1.1.3, RFC 3325 §9.3): an
+	// anonymous From and Privacy: id, the number only in P-Asserted-Identity
+	// for the trunk's network (billing, emergency), which removes it before
+	// the callee.
+	hideID  bool
+	callID  string // "" for a new one
+	headers []gsip.Header
+	log     *slog.Logger
 	// onResponse is told of every response to the INVITE (sipgo's goroutine,
 	// in order) with the moment it arrived.
 	onResponse func(res *gsip.Response, at time.Time)
@@ -146,12 +151,18 @@ func (s *Server) dial(ctx context.Context, o dialOptions) (*outLeg, sdp.Negotiat
 	inv.SetTransport(strings.ToUpper(transport))
 	inv.SetDestination(o.trunkHost())
 	from := &gsip.FromHeader{Address: gsip.Uri{Scheme: "sip", User: o.fromUser, Host: host}}
+	if o.hideID {
+		from = &gsip.FromHeader{DisplayName: "Anonymous", Address: gsip.Uri{Scheme: "sip", User: "anonymous", Host: "anonymous.invalid"}}
+	}
 	from.Params = gsip.NewParams()
 	from.Params.Add("tag", gsip.GenerateTagN(16))
 	inv.AppendHeader(from)
 	inv.AppendHeader(&gsip.ToHeader{Address: ruri})
 	if o.assertID && o.fromUser != "" {
 		inv.AppendHeader(gsip.NewHeader("P-Asserted-Identity", fmt.Sprintf("<sip:%s@%s>", o.fromUser, host)))
+	}
+	if o.hideID {
+		inv.AppendHeader(gsip.NewHeader("Privacy", "id"))
 	}
 	for _, h := range o.headers {
 		inv.AppendHeader(h)

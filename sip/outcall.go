@@ -35,6 +35,10 @@ type OutboundCall struct {
 	// and P-Asserted-Identity. To is the number called (E.164).
 	From, To         string
 	DynamicVariables map[string]any
+	// HideCallerID withholds the From number from the callee: an anonymous
+	// From and Privacy: id, the number still in P-Asserted-Identity for the
+	// trunk's network (RFC 3323, RFC 3325).
+	HideCallerID bool
 	// RingTimeout is how long the callee's phone may ring before we CANCEL
 	// (default 30 s).
 	RingTimeout time.Duration
@@ -203,7 +207,7 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 	rctx, rcancel := context.WithTimeout(ctx, oc.RingTimeout)
 	defer rcancel()
 	var ringOnce sync.Once
-	leg, neg, err := s.dial(rctx, dialOptions{trunk: tr, target: oc.To, advertise: advertise, fromUser: oc.From, assertID: true,
+	leg, neg, err := s.dial(rctx, dialOptions{trunk: tr, target: oc.To, advertise: advertise, fromUser: oc.From, assertID: true, hideID: oc.HideCallerID,
 		callID: callID, log: log, pace: oc.Pace, onBye: func() { o.end(callpath.End{Reason: callpath.CalleeHangup}) },
 		onResponse: func(res *gsip.Response, _ time.Time) {
 			if res.StatusCode != 180 && res.StatusCode != 183 {

@@ -34,8 +34,12 @@ func dialled(req *gsip.Request) string {
 }
 
 // callerNumber is the caller's number from From (or P-Asserted-Identity), E.164
-// (under the trunk's number rule) when it is one.
+// (under the trunk's number rule) when it is one; "anonymous" when the caller
+// withheld it (callerWithheld).
 func callerNumber(req *gsip.Request, rule store.NumberRule) string {
+	if callerWithheld(req) {
+		return "anonymous"
+	}
 	user := ""
 	if h := req.GetHeader("P-Asserted-Identity"); h != nil {
 		var u gsip.Uri
@@ -57,6 +61,24 @@ func callerNumber(req *gsip.Request, rule store.NumberRule) string {
 		return "anonymous"
 	}
 	return user
+}
+
+// callerWithheld: the caller asked that its identity not reach the called
+// party — Privacy: id (RFC 3325 §9.3: P-Asserted-Identity is for the network
+// only), user or header (RFC 3323 §4.2). The carrier's network delivers the
+// asserted number to us as a trusted node; the agent, the records and the
+// webhooks are the called party, and get "anonymous", as a phone with CLIR
+// shows no number.
+func callerWithheld(req *gsip.Request) bool {
+	for _, h := range req.GetHeaders("Privacy") {
+		for _, v := range strings.FieldsFunc(h.Value(), func(r rune) bool { return r == ';' || r == ',' }) {
+			switch strings.ToLower(strings.TrimSpace(v)) {
+			case "id", "user", "header":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // resolve finds the route of a dialled number, or the SIP status that refuses it.

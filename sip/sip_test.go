@@ -65,6 +65,19 @@ func TestNumbers(t *testing.T) {
 	if c := callerNumber(pai, e164); c != "+15551230000" {
 		t.Fatalf("caller from P-Asserted-Identity %q", c)
 	}
+	// A withheld caller ID (RFC 3323/3325): the number goes no further than us.
+	for _, privacy := range []string{"id", "user; critical", "header;id", "ID"} {
+		hidden := parseReq(t, sprintf(baseInvite, "P-Asserted-Identity: <tel:+15551230000>\r\nPrivacy: "+privacy+"\r\n"))
+		if c := callerNumber(hidden, e164); c != "anonymous" {
+			t.Fatalf("Privacy: %s: caller %q", privacy, c)
+		}
+	}
+	for _, privacy := range []string{"none", "session"} {
+		shown := parseReq(t, sprintf(baseInvite, "P-Asserted-Identity: <tel:+15551230000>\r\nPrivacy: "+privacy+"\r\n"))
+		if c := callerNumber(shown, e164); c != "+15551230000" {
+			t.Fatalf("Privacy: %s: caller %q", privacy, c)
+		}
+	}
 	tel := parseReq(t, strings.Replace(sprintf(baseInvite, ""), "INVITE sip:+27211234567@gw.example.com", "INVITE tel:+27211234567", 1))
 	if d := dialled(tel); d != "+27211234567" {
 		t.Fatalf("dialled tel: %q", d)

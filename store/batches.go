@@ -113,6 +113,7 @@ type Batch struct {
 	// before it existed: 30); MachineDetection is "" (off), detect or hangup.
 	RingTimeout      int       `json:"ring_timeout_seconds,omitempty"`
 	MachineDetection string    `json:"machine_detection,omitempty"`
+	HideCallerID     bool      `json:"hide_caller_id,omitempty"` // each call's From anonymous, Privacy: id
 	CreatedAt        time.Time `json:"created_at"`
 
 	Status     BatchStatus             `json:"status"`

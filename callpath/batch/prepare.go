@@ -51,6 +51,7 @@ type Request struct {
 	// (default), detect or hangup, as for POST /api/agents/{id}/calls.
 	RingTimeoutSeconds int                `json:"ring_timeout_seconds,omitempty"`
 	MachineDetection   string             `json:"machine_detection,omitempty"`
+	HideCallerID       bool               `json:"hide_caller_id,omitempty"` // an anonymous From and Privacy: id
 	Recipients         []RecipientRequest `json:"recipients"`
 }
 
@@ -103,7 +104,8 @@ func invalid(field, format string, a ...any) error {
 // recipient's time zone resolved.
 func Prepare(req Request, companyID, agentID int64) (store.Batch, []store.BatchRecipient, error) {
 	b := store.Batch{CompanyID: companyID, AgentID: agentID, Name: strings.TrimSpace(req.Name), From: req.From,
-		CallsPerSecond: req.CallsPerSecond, MaxConcurrent: req.MaxConcurrent, CallingHours: req.CallingHours, TimeZone: req.TimeZone}
+		CallsPerSecond: req.CallsPerSecond, MaxConcurrent: req.MaxConcurrent, CallingHours: req.CallingHours, TimeZone: req.TimeZone,
+		HideCallerID: req.HideCallerID}
 	switch n := len(req.Recipients); {
 	case n == 0:
 		return b, nil, invalid("recipients", "at least one recipient is required")

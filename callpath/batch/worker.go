@@ -28,6 +28,7 @@ type Call struct {
 	// (off), "detect" or "hangup" (callpath's modes).
 	RingTimeout      time.Duration
 	MachineDetection string
+	HideCallerID     bool // an anonymous From and Privacy: id
 	// Pace waits for the batch's turn to send an INVITE (its calls per
 	// second); the Dialer calls it right before the INVITE leaves, so that the
 	// spacing holds on the wire. Nil: no pacing beyond the claims'.
@@ -469,7 +470,7 @@ func (w *Worker) call(ctx context.Context, b *store.Batch, r store.BatchRecipien
 	ref := store.BatchRef{CompanyID: b.CompanyID, ID: b.ID}
 	started := w.o.Now()
 	res, err := w.o.Dialer.Dial(ctx, Call{Batch: ref, AgentID: b.AgentID, From: b.From, Recipient: r.Index, Number: r.Number,
-		DynamicVariables: r.DynamicVariables, Attempt: attempt, Pace: pace, MachineDetection: b.MachineDetection,
+		DynamicVariables: r.DynamicVariables, Attempt: attempt, Pace: pace, MachineDetection: b.MachineDetection, HideCallerID: b.HideCallerID,
 		RingTimeout: time.Duration(cmp.Or(b.RingTimeout, DefaultRingTimeout)) * time.Second})
 	now := w.o.Now()
 	rec := &store.BatchAttempt{Attempt: attempt, Outcome: string(res.Outcome), SIPStatus: res.SIPStatus,

@@ -418,14 +418,14 @@ func TestBatchOutcomeNeverWritten(t *testing.T) {
 	}
 }
 
-// TestBatchCallSettings: a batch's ring timeout and machine detection reach
-// each call (the Dialer's Call), and the verdict the call path reports is the
-// recipient's last attempt's.
+// TestBatchCallSettings: a batch's ring timeout, machine detection and
+// withheld caller ID reach each call (the Dialer's Call), and the verdict the
+// call path reports is the recipient's last attempt's.
 func TestBatchCallSettings(t *testing.T) {
 	st := openStore(t, redistestStart(t), "node-a")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	b, rs, err := Prepare(Request{CallsPerSecond: 100, MachineDetection: "detect", RingTimeoutSeconds: 7, Recipients: numbers(2)}, 12, 1)
+	b, rs, err := Prepare(Request{CallsPerSecond: 100, MachineDetection: "detect", RingTimeoutSeconds: 7, HideCallerID: true, Recipients: numbers(2)}, 12, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +440,7 @@ func TestBatchCallSettings(t *testing.T) {
 	cancel()
 	<-done
 	for _, p := range rec.calls {
-		if p.call.MachineDetection != "detect" || p.call.RingTimeout != 7*time.Second || p.call.Pace == nil {
+		if p.call.MachineDetection != "detect" || p.call.RingTimeout != 7*time.Second || !p.call.HideCallerID || p.call.Pace == nil {
 			t.Errorf("call %+v", p.call)
 		}
 	}

@@ -64,7 +64,7 @@ func (d batchDialer) Dial(ctx context.Context, c batch.Call) (batch.Result, erro
 	var mu sync.Mutex
 	var machine string // the last verdict: a late beep revises a human one
 	conv, err := d.sip.PlaceCall(ctx, sip.OutboundCall{Company: co, Agent: a, From: from, To: c.Number,
-		DynamicVariables: c.DynamicVariables, Pace: c.Pace, RingTimeout: c.RingTimeout, MachineDetection: c.MachineDetection,
+		DynamicVariables: c.DynamicVariables, Pace: c.Pace, RingTimeout: c.RingTimeout, MachineDetection: c.MachineDetection, HideCallerID: c.HideCallerID,
 		OnMachineDetection: func(r amd.Result) {
 			mu.Lock()
 			machine = string(r.Verdict)

@@ -148,6 +148,44 @@ func TestOutboundCalls(t *testing.T) {
 			t.Fatalf("callee's SIPp: %d\n%s", code, out)
 		}
 	})
+	t.Run("caller ID: shown, then withheld", func(t *testing.T) {
+		port, sipp := cxcotest.ServeSIPpRun(t, "uas_busy.xml", "-m", "2")
+		g.Must(200, "PUT", trunk, g.AgencyKey, map[string]any{"uri": fmt.Sprintf("sip:127.0.0.1:%d", port)})
+		ended(t, place(t, map[string]any{"to": "+27215550190"}))
+		hidden := place(t, map[string]any{"to": "+27215550191", "hide_caller_id": true})
+		if c := ended(t, hidden); c["caller_number"] != "+27215550100" { // our record keeps who called
+			t.Fatalf("conversation: %v", c)
+		}
+		if code, out := sipp.Wait(); code != 0 {
+			t.Fatalf("callee's SIPp: %d\n%s", code, out)
+		}
+		var invites []string
+		for _, m := range sipp.Messages() {
+			if !m.Sent && strings.HasPrefix(m.Line, "INVITE ") {
+				invites = append(invites, m.Text)
+			}
+		}
+		header := func(msg, name string) string {
+			for _, l := range strings.Split(msg, "\n") {
+				if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.TrimSpace(k), name) {
+					return strings.TrimSpace(v)
+				}
+			}
+			return ""
+		}
+		if len(invites) != 2 {
+			t.Fatalf("%d INVITEs", len(invites))
+		}
+		shown, withheld := invites[0], invites[1]
+		if !strings.Contains(header(shown, "From"), "sip:+27215550100@") || !strings.Contains(header(shown, "P-Asserted-Identity"), "sip:+27215550100@") ||
+			header(shown, "Privacy") != "" {
+			t.Errorf("shown: From %q, P-Asserted-Identity %q, Privacy %q", header(shown, "From"), header(shown, "P-Asserted-Identity"), header(shown, "Privacy"))
+		}
+		if from := header(withheld, "From"); !strings.HasPrefix(from, `"Anonymous" <sip:anonymous@anonymous.invalid>`) || strings.Contains(from, "+2721555") ||
+			!strings.Contains(header(withheld, "P-Asserted-Identity"), "sip:+27215550100@") || header(withheld, "Privacy") != "id" {
+			t.Errorf("withheld: From %q, P-Asserted-Identity %q, Privacy %q", from, header(withheld, "P-Asserted-Identity"), header(withheld, "Privacy"))
+		}
+	})
 	t.Run("rejected: 603", func(t *testing.T) {
 		done := callee(t, "uas_reject.xml")
 		c := ended(t, place(t, map[string]any{"to": "+27215550197"}))

@@ -39,6 +39,7 @@ type outboundCaller struct{ s *sip.Server }
 func (o outboundCaller) PlaceCall(ctx context.Context, r control.OutboundRequest) (*store.Conversation, error) {
 	return o.s.PlaceCall(ctx, sip.OutboundCall{Company: r.Company, Agent: r.Agent, From: r.From, To: r.To,
 		DynamicVariables: r.DynamicVariables, RingTimeout: r.RingTimeout, MachineDetection: r.MachineDetection,
+		HideCallerID: r.HideCallerID,
 		Done: func(callpath.End) {
 			if r.Done != nil {
 				r.Done()

@@ -339,6 +339,7 @@ type SIPpMessage struct {
 	Line string // the start line: "INVITE sip:... SIP/2.0", "SIP/2.0 200 OK"
 	// CallID, CSeq, To and Contact are the headers' values.
 	CallID, CSeq, To, Contact string
+	Text                      string // the whole message
 }
 
 // Messages reads SIPp's message log (-trace_msg), in the order SIPp logged
@@ -362,7 +363,8 @@ func (r *SIPpRun) Messages() []SIPpMessage {
 			if err != nil {
 				continue
 			}
-			m := SIPpMessage{At: at, Sent: strings.Contains(lines[1], "message sent"), Line: strings.TrimSpace(lines[3])}
+			m := SIPpMessage{At: at, Sent: strings.Contains(lines[1], "message sent"), Line: strings.TrimSpace(lines[3]),
+				Text: strings.Join(lines[3:], "\n")}
 			for _, l := range lines[4:] {
 				l = strings.TrimRight(l, "\r")
 				name, v, ok := strings.Cut(l, ":")
