@@ -56,6 +56,7 @@ type Session struct {
 	partial   []byte
 	stamps    []chunkStamp // of each ring chunk
 	partStamp chunkStamp
+	ringCalm  int // the writer's wakes in a row that found at most two chunks (settleRingLocked)
 	audioDrop atomic.Int64
 	wake      chan struct{}
 	ctrl      chan []byte
@@ -95,8 +96,9 @@ type Session struct {
 type lineBox struct{ callpath.Line }
 
 const (
-	ringSlots     = 64 // 1.28 s of 20 ms chunks before the oldest is dropped
-	ringStart     = 4  // slots allocated at first: a writer that keeps up needs one or two
+	ringSlots     = 64  // 1.28 s of 20 ms chunks before the oldest is dropped
+	ringStart     = 4   // slots allocated at first: a writer that keeps up needs one or two
+	ringCalm      = 250 // wakes in a row with at most two chunks (5 s) before a grown ring shrinks back
 	writeDeadline = 3 * time.Second
 )
 
@@ -213,6 +215,21 @@ func (s *Session) pushChunkLocked() {
 	s.partStamp = chunkStamp{}
 }
 
+// settleRingLocked shrinks a ring that grew while the provider socket was slow back
+// to ringStart slots (and lets their chunks go) once the writer has kept up — at
+// most two chunks a wake — for ringCalm wakes in a row. The writer calls it with
+// the ring just drained (empty). A stall otherwise left every call holding up to
+// 64 chunks and their stamps (14 KiB of µ-law, 45 KiB of 16 kHz PCM).
+func (s *Session) settleRingLocked(drained int) {
+	if len(s.ring) == ringStart || drained > 2 {
+		s.ringCalm = 0
+		return
+	}
+	if s.ringCalm++; s.ringCalm >= ringCalm && s.ringLen == 0 {
+		s.ring, s.stamps, s.ringHead, s.ringCalm = make([][]byte, ringStart), make([]chunkStamp, ringStart), 0, 0
+	}
+}
+
 // Done implements callpath.Peer.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
@@ -294,6 +311,7 @@ func (s *Session) writer() {
 		}
 		conv := s.current()
 		s.audioMu.Lock()
+		drained := s.ringLen
 		for s.ringLen > 0 {
 			msg = conv.AppendAudio(msg[:0], s.ring[s.ringHead])
 			w.add(msg)
@@ -301,6 +319,7 @@ func (s *Session) writer() {
 			s.ringHead = (s.ringHead + 1) % len(s.ring)
 			s.ringLen--
 		}
+		s.settleRingLocked(drained)
 		s.audioMu.Unlock()
 		if w.frames == 0 {
 			if stopping {
@@ -318,6 +337,9 @@ func (s *Session) writer() {
 		}
 		w.reset()
 		stamps = stamps[:0]
+		if cap(stamps) > 16 {
+			stamps = nil // a stall's batch: not kept for the call's life
+		}
 		if stopping {
 			return
 		}

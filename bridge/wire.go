@@ -45,8 +45,17 @@ func (w *frameWriter) add(payload []byte) {
 	w.frames++
 }
 
+// frameWriterKeep is the most buffer a frameWriter keeps between writes: a wake
+// normally writes one or two chunks (a few hundred bytes of µ-law, 1-2 KiB of
+// 16 kHz PCM); the buffer of a batch after a stall (up to 64 chunks) is let go
+// rather than held for the rest of the call.
+const frameWriterKeep = 4 << 10
+
 func (w *frameWriter) reset() {
 	w.buf = w.buf[:0]
+	if cap(w.buf) > frameWriterKeep {
+		w.buf = nil
+	}
 	w.frames = 0
 }
 
