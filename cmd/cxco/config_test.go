@@ -45,6 +45,7 @@ func TestServeDefaults(t *testing.T) {
 		"WebhookAllowInsecure": false, "WebhookRetry": "10s,30s,90s,270s,810s",
 		"WebhookRetries":      []time.Duration{10 * time.Second, 30 * time.Second, 90 * time.Second, 270 * time.Second, 810 * time.Second},
 		"WhatsAppVerifyDelay": 5 * time.Second,
+		"GCPercent":           50, "GCPercentGiven": false, "MemoryLimit": "", "MemoryLimitBytes": int64(0),
 	}
 	v := reflect.ValueOf(*c)
 	for field, w := range want {
@@ -87,6 +88,9 @@ func TestServeFlagsAndEnv(t *testing.T) {
 		{"jitter-min", "CXCO_JITTER_MIN", "40ms", "0s", "JitterMin", 40 * time.Millisecond, time.Duration(0)},
 		{"jitter-max", "CXCO_JITTER_MAX", "200ms", "60ms", "JitterMax", 200 * time.Millisecond, 60 * time.Millisecond},
 		{"plc", "CXCO_PLC", "fade", "silence", "Concealment", jitter.ConcealFade, jitter.ConcealSilence},
+		{"gc-percent", "CXCO_GC_PERCENT", "25", "100", "GCPercent", 25, 100},
+		{"memory-limit", "CXCO_MEMORY_LIMIT", "900MiB", "3GiB", "MemoryLimitBytes", int64(900 << 20), int64(3 << 30)},
+		{"memory-limit", "CXCO_MEMORY_LIMIT", "1073741824", " 128 MiB ", "MemoryLimitBytes", int64(1 << 30), int64(128 << 20)},
 		{"transfer-timeout", "CXCO_TRANSFER_TIMEOUT", "45s", "5s", "TransferTimeout", 45 * time.Second, 5 * time.Second},
 		{"webhook-allow-insecure", "CXCO_WEBHOOK_ALLOW_INSECURE", "true", "false", "WebhookAllowInsecure", true, false},
 		{"webhook-retry", "CXCO_WEBHOOK_RETRY", "1s, 2s", "500ms", "WebhookRetries", []time.Duration{time.Second, 2 * time.Second}, []time.Duration{500 * time.Millisecond}},
@@ -158,6 +162,11 @@ func TestServeInvalid(t *testing.T) {
 		want []string // all in the error
 	}{
 		{"http without port", []string{"--http", "localhost"}, nil, []string{"--http", "localhost"}},
+		{"gc percent zero", []string{"--gc-percent", "0"}, nil, []string{"--gc-percent"}},
+		{"gc percent below -1", nil, map[string]string{"CXCO_GC_PERCENT": "-5"}, []string{"--gc-percent"}},
+		{"memory limit unit", []string{"--memory-limit", "900MB"}, nil, []string{"--memory-limit", "900MB", "MiB"}},
+		{"memory limit tiny", nil, map[string]string{"CXCO_MEMORY_LIMIT": "1MiB"}, []string{"--memory-limit", "64MiB"}},
+		{"memory limit negative", []string{"--memory-limit", "-1GiB"}, nil, []string{"--memory-limit"}},
 		{"http from env", nil, map[string]string{"CXCO_HTTP_ADDR": "8080"}, []string{"--http", "8080"}},
 		{"sip without port", []string{"--sip", "sip.example.com"}, nil, []string{"--sip"}},
 		{"rtp ports reversed", []string{"--rtp-ports", "30000-20000"}, nil, []string{"--rtp-ports", "30000-20000"}},

@@ -46,6 +46,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	cfg.SecretsOnCommandLine = secretsGiven(fs)
+	cfg.GCPercentGiven = fs.given["gc-percent"]
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -62,6 +63,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if cfg.WebhookAllowInsecure {
 		log.Warn("--webhook-allow-insecure is on: webhooks may target http:// and loopback, private and metadata addresses (SSRF). It is for development and tests; never run it in production")
 	}
+	applyMemory(&cfg, getenv, log)
 	fdLimit := raiseFDLimit(log)
 	tcpCap := cfg.SIPTCPMaxConns
 	if tcpCap == 0 {
