@@ -125,7 +125,14 @@ func R(im Impairments) float64 {
 	if ppl > 0 {
 		ieEff = ie + (95-ie)*ppl/(ppl/burst+bpl)
 	}
-	r := roDefault - isDefault - delayImpairment(float64(im.Delay)/float64(time.Millisecond)) - ieEff + advantage
+	// A delay under 0 is not one (a jitter buffer that fell behind a stalled
+	// reader can average a negative depth): G.107's formulas are undefined
+	// there (NaN), and a NaN rating cannot be stored as JSON.
+	ta := max(float64(im.Delay)/float64(time.Millisecond), 0)
+	r := roDefault - isDefault - delayImpairment(ta) - ieEff + advantage
+	if math.IsNaN(r) {
+		return 0
+	}
 	return min(max(r, 0), 100)
 }
 

@@ -108,3 +108,20 @@ func TestBurstRatio(t *testing.T) {
 		}
 	}
 }
+
+// A negative delay (a jitter buffer whose mean depth went below zero behind a
+// stalled reader: seen at 500 calls on an overloaded machine, -113 ms) rates as
+// no delay, not NaN: the NaN reached the conversation's JSON and the store's
+// marshal panicked, taking the gateway down.
+func TestNegativeDelayIsNoDelay(t *testing.T) {
+	zero := R(Impairments{Codec: G711PLC})
+	for _, d := range []time.Duration{-time.Microsecond, -time.Millisecond, -113 * time.Millisecond, -time.Hour} {
+		r := R(Impairments{Delay: d, Loss: 0.05, Codec: G711PLC})
+		if math.IsNaN(r) || r < 0 || r > zero {
+			t.Errorf("delay %v: R %v", d, r)
+		}
+		if m := MOS(r); math.IsNaN(m) || m < 1 || m > 4.5 {
+			t.Errorf("delay %v: MOS %v", d, m)
+		}
+	}
+}
