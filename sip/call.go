@@ -110,6 +110,7 @@ func (s *Server) onInvite(req *gsip.Request, tx gsip.ServerTransaction) {
 			return
 		}
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		s.rejected.add(tx)
 		return
 	}
 	// 100 Trying at once: the trunk stops retransmitting.
@@ -124,6 +125,7 @@ func (s *Server) onInvite(req *gsip.Request, tx gsip.ServerTransaction) {
 		return
 	}
 	if tr.auth != nil && !tr.auth.check(req, tx, s.obs) {
+		s.rejected.add(tx) // a challenge (401/407) or a 403
 		return
 	}
 	if n := s.setup.Add(1); n > int64(s.opt.MaxCalls) {
@@ -159,6 +161,7 @@ func (s *Server) reject(tx gsip.ServerTransaction, req *gsip.Request, st *callpa
 		}
 	}
 	respond(tx, req, st.Code, st.Phrase, hdrs...)
+	s.rejected.add(tx)
 }
 
 // refusalText says in words why a call was refused (the Warning header's text).

@@ -71,6 +71,9 @@ func (s *Server) guard(h func(*gsip.Request, gsip.ServerTransaction)) func(*gsip
 		if code, reason, hdrs := validate(req); code != 0 {
 			s.obs.Rejected(code)
 			respond(tx, req, code, reason, hdrs...)
+			if req.IsInvite() {
+				s.rejected.add(tx)
+			}
 			return
 		}
 		h(req, tx)

@@ -152,6 +152,8 @@ type Server struct {
 	srv   *sipgo.Server
 	cli   *sipgo.Client
 	flood *floodLimiter
+	// rejected bounds the INVITE transactions kept after a final error response.
+	rejected *rejectedTxs
 	// dropWarn logs requests dropped by the allow-list, once per source a minute.
 	dropWarn dropWarner
 	udp      udpResponder
@@ -257,6 +259,7 @@ func New(opt Options) (*Server, error) {
 	if s.obs == nil {
 		s.obs = nopObserver{}
 	}
+	s.rejected = newRejectedTxs(rejectedTxsMax(opt.CallRate), func() { s.obs.Dropped("rejection_held") })
 	s.trace = newCallTraces(s)
 	s.liveKick = make(chan struct{}, 1)
 	s.authGuard = newAuthGuard(nil)
@@ -361,6 +364,15 @@ func (s *Server) Listen() error {
 	go s.regs.watchNetwork(s.stopBg, s.opt.NetworkPoll)
 	s.log.Info("SIP listening", "udp_tcp", s.Addrs(), "tls", s.TLSAddrs(), "public_ip", s.opt.PublicIP.String())
 	return nil
+}
+
+// rejectedTxsMax: four seconds of the call rate (see rejectedTxs), and as many
+// as at the default rate when there is none.
+func rejectedTxsMax(callRate float64) int {
+	if callRate <= 0 {
+		callRate = 200
+	}
+	return max(64, int(4*callRate))
 }
 
 type bind struct{ network, addr string }

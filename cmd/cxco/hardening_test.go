@@ -187,6 +187,26 @@ func TestSIPTCPSurvivesDescriptorExhaustion(t *testing.T) {
 	})
 }
 
+// waitFloodCounted waits until the gateway has worked through a flood: its
+// counters of requests dropped and refused stand still between two looks 300 ms
+// apart (the flood's datagrams still in its socket buffer move them).
+func waitFloodCounted(t *testing.T, hc *http.Client, base string) {
+	t.Helper()
+	counted := func() float64 {
+		return metricValue(t, hc, base, "cxco_sip_dropped_total") + metricValue(t, hc, base, "cxco_sip_rejections_total")
+	}
+	last := -1.0
+	cxcotest.Eventually(t, 60*time.Second, "the flood accounted for", func() bool {
+		n := counted()
+		still := n == last && n > 0
+		last = n
+		if !still {
+			time.Sleep(300 * time.Millisecond) // between two looks at the counters
+		}
+		return still
+	})
+}
+
 // TestSIPINVITEFloodFromManySources: 30 sources flood INVITEs as fast as they can
 // (36,000 in all, none of them ever ACKed): the global INVITE rate answers most
 // with a stateless 503 before parsing, so few transactions are held and the
@@ -256,19 +276,7 @@ func TestSIPINVITEFloodFromManySources(t *testing.T) {
 	ph.Hangup()
 	// The gateway works through its socket buffer after the last send: wait until
 	// its counters stand still, then bound what it admitted by the time so far.
-	counted := func() float64 {
-		return metricValue(t, hc, g.HTTP, "cxco_sip_dropped_total") + metricValue(t, hc, g.HTTP, "cxco_sip_rejections_total")
-	}
-	last := -1.0
-	cxcotest.Eventually(t, 60*time.Second, "the flood accounted for", func() bool {
-		n := counted()
-		still := n == last && n > 0
-		last = n
-		if !still {
-			time.Sleep(300 * time.Millisecond) // between two looks at the counters
-		}
-		return still
-	})
+	waitFloodCounted(t, hc, g.HTTP)
 	elapsed := time.Since(start)
 	rss := metricValue(t, hc, g.HTTP, "process_resident_memory_bytes")
 	admitted := metricValue(t, hc, g.HTTP, `cxco_sip_rejections_total{status="404"}`)
