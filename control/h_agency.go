@@ -215,7 +215,7 @@ func (s *Server) rotateCompanyKey(c *call) (result, error) {
 }
 
 func (s *Server) addPoolNumber(c *call) (result, error) {
-	f, err := readForm(c.w, c.r, "number", "country_code", "provider_slug", "echo_line")
+	f, err := readForm(c.w, c.r, "number", "country_code", "provider_slug", "echo_line", "trunk_id")
 	if err != nil {
 		return result{}, err
 	}
@@ -251,11 +251,40 @@ func (s *Server) addPoolNumber(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	trunkID, err := numberTrunk(c, f)
+	if err != nil {
+		return result{}, err
+	}
 	pn, err := s.st.AddNumber(c.ctx, e, cc, slug, echo != nil && *echo)
 	if err != nil {
 		return result{}, err
 	}
+	if trunkID != nil && *trunkID != 0 {
+		if pn, err = s.st.SetNumberTrunk(c.ctx, pn.ID, *trunkID); err != nil {
+			return result{}, err
+		}
+	}
 	return created(viewNumber(pn))
+}
+
+// numberTrunk reads a pool number's trunk_id (nil: not given; 0: none): a
+// stored trunk's id.
+func numberTrunk(c *call, f *form) (*int64, error) {
+	id, err := f.integer("trunk_id", false)
+	if err != nil || id == nil {
+		return nil, err
+	}
+	if *id < 0 {
+		return nil, invalid("trunk_id: must be a trunk's id (GET /api/agency/trunks), or 0 for none")
+	}
+	if *id > 0 {
+		if _, err := c.s.st.GetTrunk(c.ctx, *id); errors.Is(err, store.ErrNotFound) {
+			return nil, invalid("trunk_id: there is no trunk %d (GET /api/agency/trunks)", *id)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return id, nil
 }
 
 func (s *Server) listPool(c *call) (result, error) {
@@ -287,13 +316,26 @@ func (s *Server) putPoolNumber(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	f, err := readForm(c.w, c.r, "echo_line")
+	f, err := readForm(c.w, c.r, "echo_line", "trunk_id")
 	if err != nil {
 		return result{}, err
 	}
 	echo, err := f.boolean("echo_line")
 	if err != nil {
 		return result{}, err
+	}
+	trunkID, err := numberTrunk(c, f)
+	if err != nil {
+		return result{}, err
+	}
+	if trunkID != nil {
+		pn, err := s.st.SetNumberTrunk(c.ctx, id, *trunkID)
+		if err != nil {
+			return result{}, err
+		}
+		if echo == nil {
+			return ok(viewNumber(pn))
+		}
 	}
 	if echo == nil {
 		pn, err := s.st.GetNumber(c.ctx, id)

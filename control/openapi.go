@@ -133,10 +133,11 @@ func schemas() js {
 	agentUpdate := strict(object(nil, agentCreate["properties"].(js)))
 
 	phone := object([]string{"id", "number", "provider_slug", "country_code", "status", "company_id", "agent_id",
-		"whatsapp_status", "whatsapp_external_id", "created_at", "updated_at"}, js{
+		"whatsapp_status", "whatsapp_external_id", "trunk_id", "created_at", "updated_at"}, js{
 		"id": integer(), "number": str("E.164"), "provider_slug": str(), "country_code": str(),
 		"status":     strEnum(store.NumberAvailable, store.NumberAssigned, store.NumberEcho),
 		"company_id": nullable("integer"), "agent_id": nullable("integer"),
+		"trunk_id":             js{"type": []string{"integer", "null"}, "description": "the trunk (carrier) the number belongs to: outbound calls from it go through that trunk; null: the default trunk"},
 		"whatsapp_status":      strEnum(store.WhatsAppNone, store.WhatsAppPending, store.WhatsAppActive, store.WhatsAppFailed),
 		"whatsapp_external_id": nullable("string"), "created_at": dateTime(), "updated_at": dateTime()})
 
@@ -226,10 +227,12 @@ func schemas() js {
 		"PhoneNumber": phone, "PhoneNumberList": arrayOf(ref("PhoneNumber")), "PhoneNumberPage": page("PhoneNumber"),
 		"PoolNumberCreate": strict(object([]string{"number", "country_code"}, js{"number": strLen(1, 32, "E.164 (+ and 7 to 15 digits); spaces, dashes, dots and brackets are ignored"),
 			"country_code":  js{"type": "string", "pattern": "^[A-Za-z]{2}$", "description": "ISO 3166-1 alpha-2"},
-			"provider_slug": js{"type": "string", "minLength": 1, "maxLength": 50, "default": "sip_trunk"}, "echo_line": boolean()})),
-		"PoolNumberUpdate": strict(object(nil, js{"echo_line": boolean()})),
-		"WhatsAppStatus":   object([]string{"id", "number", "whatsapp_status"}, js{"id": integer(), "number": str(), "whatsapp_status": str()}),
-		"Conversation":     conversation, "ConversationDetail": detail, "ConversationPage": page("Conversation"), "TranscriptEntry": entry,
+			"provider_slug": js{"type": "string", "minLength": 1, "maxLength": 50, "default": "sip_trunk"}, "echo_line": boolean(),
+			"trunk_id": js{"type": "integer", "minimum": 0, "description": "the trunk the number belongs to (GET /api/agency/trunks): calls from it go out through that trunk"}})),
+		"PoolNumberUpdate": strict(object(nil, js{"echo_line": boolean(),
+			"trunk_id": js{"type": "integer", "minimum": 0, "description": "the trunk the number belongs to; 0: none (the default trunk)"}})),
+		"WhatsAppStatus": object([]string{"id", "number", "whatsapp_status"}, js{"id": integer(), "number": str(), "whatsapp_status": str()}),
+		"Conversation":   conversation, "ConversationDetail": detail, "ConversationPage": page("Conversation"), "TranscriptEntry": entry,
 		"Contact": contact, "ContactDetail": contactDetail, "ContactPage": page("Contact"),
 		"ContactUpdate": strict(object(nil, js{"name": strLen(0, 200), "email": strLen(0, 254), "notes": strLen(0, 10000), "tags": arrayOf(str())})),
 		"UsageSummary":  summary, "CompanyUsage": summary,

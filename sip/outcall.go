@@ -34,6 +34,9 @@ type OutboundCall struct {
 	// From is the number we call from (one of the company's, E.164): the From
 	// and P-Asserted-Identity. To is the number called (E.164).
 	From, To         string
+	// TrunkID is the trunk the From number belongs to (store.PhoneNumber's
+	// TrunkID); 0: the default trunk if it has a URI, else the first with one.
+	TrunkID          int64
 	DynamicVariables map[string]any
 	// HideCallerID withholds the From number from the callee: an anonymous
 	// From and Privacy: id, the number still in P-Asserted-Identity for the
@@ -92,15 +95,24 @@ func (o *outCall) end(e callpath.End) {
 	}
 }
 
-// outboundTrunk is the trunk outbound calls go through: the default trunk when
-// it has a URI (--trunk-uri), else the first stored trunk with one.
-func (s *Server) outboundTrunk() *trunk {
+// outboundTrunk is the trunk an outbound call goes through: the one its From
+// number belongs to (id), which must have a URI — a number is not sent out
+// through another carrier, which would present a caller ID it does not
+// know —; for a number of no trunk (0), the default trunk when it has a URI
+// (--trunk-uri), else the first stored trunk with one.
+func (s *Server) outboundTrunk(id int64) (*trunk, error) {
 	for _, t := range s.trunks().all {
-		if t.hasURI {
-			return t
+		switch {
+		case id != 0 && t.ID == id && !t.hasURI:
+			return nil, fmt.Errorf("%w: the from number's trunk %q has no uri", ErrNoTrunk, t.Name)
+		case id != 0 && t.ID == id, id == 0 && t.hasURI:
+			return t, nil
 		}
 	}
-	return nil
+	if id != 0 {
+		return nil, fmt.Errorf("%w: the from number's trunk %d is not known to this node yet", ErrNoTrunk, id)
+	}
+	return nil, ErrNoTrunk
 }
 
 // PlaceCall records an outbound call (queued) and places it; it returns the
@@ -114,9 +126,9 @@ func (s *Server) PlaceCall(ctx context.Context, oc OutboundCall) (*store.Convers
 	if s.opt.Calls == nil || s.opt.Connector == nil {
 		return nil, errors.New("this gateway has no store or provider for agent calls")
 	}
-	tr := s.outboundTrunk()
-	if tr == nil {
-		return nil, ErrNoTrunk
+	tr, err := s.outboundTrunk(oc.TrunkID)
+	if err != nil {
+		return nil, err
 	}
 	if n := s.setup.Add(1); n > int64(s.opt.MaxCalls) {
 		s.setup.Add(-1)

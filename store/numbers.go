@@ -28,13 +28,16 @@ const (
 // PhoneNumber is a number of the pool, with the WhatsApp state of the company it is
 // assigned to (kept under that company's hash tag, see keys.go).
 type PhoneNumber struct {
-	ID                 int64     `json:"id"`
-	Number             string    `json:"number"`
-	ProviderSlug       string    `json:"provider_slug"`
-	CountryCode        string    `json:"country_code"`
-	Status             string    `json:"status"`
-	CompanyID          *int64    `json:"company_id"`
-	AgentID            *int64    `json:"agent_id"`
+	ID           int64  `json:"id"`
+	Number       string `json:"number"`
+	ProviderSlug string `json:"provider_slug"`
+	CountryCode  string `json:"country_code"`
+	Status       string `json:"status"`
+	CompanyID    *int64 `json:"company_id"`
+	AgentID      *int64 `json:"agent_id"`
+	// TrunkID is the trunk (carrier) the number belongs to: calls from it
+	// go out through that trunk. Nil: the default trunk.
+	TrunkID            *int64    `json:"trunk_id"`
 	WhatsAppStatus     string    `json:"whatsapp_status"`
 	WhatsAppExternalID *string   `json:"whatsapp_external_id"`
 	CreatedAt          time.Time `json:"created_at"`
@@ -134,6 +137,9 @@ func parsePN(m map[string]string) *PhoneNumber {
 	}
 	if v := parseID(m["agent_id"]); v > 0 {
 		pn.AgentID = &v
+	}
+	if v := parseID(m["trunk_id"]); v > 0 {
+		pn.TrunkID = &v
 	}
 	pn.CreatedAt, _ = time.Parse(time.RFC3339, m["created_at"])
 	pn.UpdatedAt, _ = time.Parse(time.RFC3339, m["updated_at"])
@@ -320,6 +326,32 @@ func (s *Store) DeleteNumber(ctx context.Context, id int64) error {
 		return conflict("phone number is assigned to an agent; archive the agent first")
 	}
 	return nil
+}
+
+// SetNumberTrunk says which trunk a pool number belongs to (0: none, the
+// default trunk). The trunk must exist.
+func (s *Store) SetNumberTrunk(ctx context.Context, id, trunkID int64) (*PhoneNumber, error) {
+	if trunkID != 0 {
+		if _, err := s.GetTrunk(ctx, trunkID); err != nil {
+			return nil, err
+		}
+	}
+	n, err := s.rdb.Exists(ctx, keyPN(id)).Result()
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	if n == 0 {
+		return nil, ErrNotFound
+	}
+	if trunkID == 0 {
+		err = s.rdb.HDel(ctx, keyPN(id), "trunk_id").Err()
+	} else {
+		err = s.rdb.HSet(ctx, keyPN(id), "trunk_id", trunkID, "updated_at", ts(s.Now())).Err()
+	}
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	return s.GetNumber(ctx, id)
 }
 
 // SetEchoLine makes a number that is not assigned an echo test line, or a normal pool number again.

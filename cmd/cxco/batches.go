@@ -50,6 +50,10 @@ func (d batchDialer) Dial(ctx context.Context, c batch.Call) (batch.Result, erro
 			return failed, errors.New("the agent has no number to call from and the batch names none")
 		}
 	}
+	trunkID, err := numberTrunk(ctx, d.st, from)
+	if err != nil {
+		return failed, err
+	}
 	slot, err := d.st.AcquireOutbound(ctx, co.ID, fmt.Sprintf("batch-%d-%d-%d-%d", c.Batch.ID, c.Recipient, c.Attempt, time.Now().UnixNano()),
 		co.OutboundLimits(), 30*time.Second)
 	if err != nil {
@@ -63,7 +67,7 @@ func (d batchDialer) Dial(ctx context.Context, c batch.Call) (batch.Result, erro
 	ended := make(chan callpath.End, 1)
 	var mu sync.Mutex
 	var machine string // the last verdict: a late beep revises a human one
-	conv, err := d.sip.PlaceCall(ctx, sip.OutboundCall{Company: co, Agent: a, From: from, To: c.Number,
+	conv, err := d.sip.PlaceCall(ctx, sip.OutboundCall{Company: co, Agent: a, From: from, To: c.Number, TrunkID: trunkID,
 		DynamicVariables: c.DynamicVariables, Pace: c.Pace, RingTimeout: c.RingTimeout, MachineDetection: c.MachineDetection, HideCallerID: c.HideCallerID,
 		OnMachineDetection: func(r amd.Result) {
 			mu.Lock()

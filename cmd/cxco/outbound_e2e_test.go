@@ -280,6 +280,39 @@ func TestOutboundCalls(t *testing.T) {
 		}
 	})
 
+	t.Run("the from number's trunk", func(t *testing.T) {
+		var numberID float64
+		for _, it := range g.Must(200, "GET", "/api/agency/phone-numbers?limit=100", g.AgencyKey, nil)["items"].([]any) {
+			if pn := it.(map[string]any); pn["number"] == "+27215550100" {
+				numberID = pn["id"].(float64)
+			}
+		}
+		number := fmt.Sprintf("/api/agency/phone-numbers/%.0f", numberID)
+		// The default route (the first trunk with a uri) is a busy line here;
+		// the number's own carrier rejects: which one answered tells where the INVITE went.
+		callee(t, "uas_busy.xml")
+		port, done := cxcotest.ServeSIPp(t, "uas_reject.xml")
+		b := g.Must(201, "POST", "/api/agency/trunks", g.AgencyKey, map[string]any{"name": "carrier-b", "allow": []string{"127.0.0.2/32"},
+			"uri": fmt.Sprintf("sip:127.0.0.1:%d", port)})
+		if code, v := g.Do("PUT", number, g.AgencyKey, map[string]any{"trunk_id": 999999}); code != 422 {
+			t.Fatalf("trunk_id of no trunk: %d %v", code, v)
+		}
+		if pn := g.Must(200, "PUT", number, g.AgencyKey, map[string]any{"trunk_id": b["id"]}); pn["trunk_id"] != b["id"] {
+			t.Fatalf("number: %v", pn)
+		}
+		c := ended(t, place(t, map[string]any{"to": "+27215550189"}))
+		if sip, _ := c["metadata_"].(map[string]any)["sip"].(map[string]any); c["status"] != "rejected" || sip["trunk"] != "carrier-b" {
+			t.Fatalf("conversation: %v", c)
+		}
+		if code, out := done(); code != 0 {
+			t.Fatalf("carrier-b's SIPp: %d\n%s", code, out)
+		}
+		// Back to the default route.
+		if pn := g.Must(200, "PUT", number, g.AgencyKey, map[string]any{"trunk_id": 0}); pn["trunk_id"] != nil {
+			t.Fatalf("number: %v", pn)
+		}
+	})
+
 	// Usage: the two answered calls, all outbound; the unanswered ones count nothing.
 	u := g.Must(200, "GET", "/api/usage/summary", tn.UserKey, nil)["voice"].(map[string]any)
 	if u["total_conversations"] != 2.0 || u["outbound_conversations"] != 2.0 || u["outbound_minutes"] != u["total_minutes"] || u["total_minutes"].(float64) <= 0 {

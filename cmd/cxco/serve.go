@@ -249,7 +249,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	api := control.New(control.Options{
 		Store: st, Provisioner: bridge.Provisioning{ElevenLabs: prov}, Logger: log.With("component", "api"),
 		WebhookAllowInsecure: cfg.WebhookAllowInsecure, WhatsAppVerifyDelay: cfg.WhatsAppVerifyDelay,
-		Observe: obs.api, Extra: extra, TestCaller: testCalls, Outbound: outboundCaller{sipSrv}, Version: version,
+		Observe: obs.api, Extra: extra, TestCaller: testCalls, Outbound: outboundCaller{sipSrv, st}, Version: version,
 		Trunks: trunkRuntime{sipSrv}, DefaultTrunkHasPassword: cfg.TrunkPassword != "",
 		ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, KeyConcurrency: cfg.APIKeyConcurrency,
 	})

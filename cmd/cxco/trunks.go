@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cxco/gateway/callpath"
@@ -33,11 +34,31 @@ func (r trunkRuntime) Registrations() []control.Registration {
 	return out
 }
 
+// numberTrunk is the trunk a number of ours belongs to (0: none, the
+// default trunk): calls from it go out through that trunk.
+func numberTrunk(ctx context.Context, st *store.Store, number string) (int64, error) {
+	pn, err := st.GetNumberByE164(ctx, number)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil || pn.TrunkID == nil {
+		return 0, err
+	}
+	return *pn.TrunkID, nil
+}
+
 // outboundCaller places the API's outbound calls through the SIP server.
-type outboundCaller struct{ s *sip.Server }
+type outboundCaller struct {
+	s  *sip.Server
+	st *store.Store
+}
 
 func (o outboundCaller) PlaceCall(ctx context.Context, r control.OutboundRequest) (*store.Conversation, error) {
-	return o.s.PlaceCall(ctx, sip.OutboundCall{Company: r.Company, Agent: r.Agent, From: r.From, To: r.To,
+	trunkID, err := numberTrunk(ctx, o.st, r.From)
+	if err != nil {
+		return nil, err
+	}
+	return o.s.PlaceCall(ctx, sip.OutboundCall{Company: r.Company, Agent: r.Agent, From: r.From, To: r.To, TrunkID: trunkID,
 		DynamicVariables: r.DynamicVariables, RingTimeout: r.RingTimeout, MachineDetection: r.MachineDetection,
 		HideCallerID: r.HideCallerID,
 		Done: func(callpath.End) {
