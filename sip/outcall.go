@@ -33,7 +33,7 @@ type OutboundCall struct {
 	Agent   *store.Agent
 	// From is the number we call from (one of the company's, E.164): the From
 	// and P-Asserted-Identity. To is the number called (E.164).
-	From, To         string
+	From, To string
 	// TrunkID is the trunk the From number belongs to (store.PhoneNumber's
 	// TrunkID); 0: the default trunk if it has a URI, else the first with one.
 	TrunkID          int64
