@@ -113,10 +113,16 @@ func TestINVITEFlood(t *testing.T) {
 	// Count once the gateway has worked through the flood (its counters stand
 	// still), not after a guessed time: on a busy machine it is still reading its
 	// socket buffer long after the last send.
-	waitFloodCounted(t, keptAliveClient(t, g.HTTP), g.HTTP)
+	hc := keptAliveClient(t, g.HTTP)
+	waitFloodCounted(t, hc, g.HTTP)
+	// The limiter's own account: INVITEs over the source's budget dropped unanswered.
+	dropped := metricValue(t, hc, g.HTTP, `cxco_sip_dropped_total{cause="flood"}`)
+	if dropped == 0 {
+		t.Fatal("the limiter dropped none of the flood")
+	}
 	got := answers.Load()
-	t.Logf("flood: %d INVITEs from one source, %d answered (100 Trying and finals); the other source's call went through with %d RTP packets back",
-		n, got, len(ph.Packets()))
+	t.Logf("flood: %d INVITEs from one source, %d answered (100 Trying and finals), at least %.0f dropped by the limiter; the other source's call went through with %d RTP packets back",
+		n, got, dropped, len(ph.Packets()))
 	if got >= 2*n {
 		t.Fatalf("every flooded INVITE was answered (%d answers): no rate limit", got)
 	}

@@ -523,14 +523,12 @@ func receivedBetween(ph *cxcotest.Phone, from, to time.Time) []int16 {
 	return out
 }
 
-// mediaClosed finds the gateway's "media closed" log line of a call and returns
-// its stats.
+// mediaClosed waits for the gateway's "media closed" log line of a call (it
+// follows the BYE's answer) and returns its stats.
 func mediaClosed(t *testing.T, g *cxcotest.Gateway, callID string) map[string]any {
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(100 * time.Millisecond) // the log line follows the BYE's answer
-	defer tick.Stop()
-	for ; time.Now().Before(deadline); <-tick.C {
-		sc := bufio.NewScanner(strings.NewReader(g.Proc.Stderr()))
+	var stats map[string]any
+	found := func(log string) bool {
+		sc := bufio.NewScanner(strings.NewReader(log))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
@@ -542,12 +540,17 @@ func mediaClosed(t *testing.T, g *cxcotest.Gateway, callID string) map[string]an
 				Stats     map[string]any `json:"stats"`
 			}
 			if json.Unmarshal([]byte(line), &m) == nil && m.SIPCallID == callID {
-				return m.Stats
+				stats = m.Stats
+				return true
 			}
 		}
+		return false
 	}
-	t.Errorf("no 'media closed' line for %s", callID)
-	return map[string]any{}
+	if !g.Proc.WaitLog(10*time.Second, found) {
+		t.Errorf("no 'media closed' line for %s", callID)
+		return map[string]any{}
+	}
+	return stats
 }
 
 // floor is what a call must score at least (LSD: at most).
