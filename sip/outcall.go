@@ -163,6 +163,7 @@ func (s *Server) PlaceCall(ctx context.Context, oc OutboundCall) (*store.Convers
 	s.mu.Unlock()
 	log := s.log.With("conversation_id", conv.ID, "company_id", oc.Company.ID, "agent_id", oc.Agent.ID, "direction", "outbound",
 		"from", oc.From, "to", oc.To, "sip_call_id", callID, "trunk", tr.Name)
+	s.trace.begin(callID, log, conv) // its SIP ladder, kept with the conversation
 	go s.runOutbound(octx, o, oc, tr, advertise, callID, start, rec, log)
 	return conv, nil
 }
@@ -179,6 +180,7 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 		s.mu.Lock()
 		delete(s.outbound, o.conv)
 		s.mu.Unlock()
+		s.trace.ended(callID)
 		s.setup.Add(-1)
 		s.callWG.Done()
 		if oc.Done != nil {

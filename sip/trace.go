@@ -400,6 +400,23 @@ func (t *callTraces) attach(sipCallID string, log *slog.Logger, conv *store.Conv
 	}
 }
 
+// begin starts the trace of a call we place, by its INVITE's Call-ID, before
+// the INVITE is sent (owner starts traces only for INVITEs that arrive),
+// attached to the call and its conversation: the outbound call's ladder.
+func (t *callTraces) begin(sipCallID string, log *slog.Logger, conv *store.Conversation) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byID[sipCallID] != nil || len(t.all) >= t.max {
+		return
+	}
+	ct := &callTrace{id: gsip.GenerateTagN(10), created: time.Now(), callIDs: []string{sipCallID}, attached: true, log: log}
+	if conv != nil {
+		ct.cid, ct.convID = conv.CompanyID, conv.ID
+	}
+	t.byID[sipCallID] = ct
+	t.all[ct] = struct{}{}
+}
+
 // alias adds a leg's Call-ID (a bridged transfer) to a call's trace.
 func (t *callTraces) alias(legCallID, sipCallID string) {
 	t.mu.Lock()

@@ -144,6 +144,22 @@ func TestOutboundCalls(t *testing.T) {
 		done := callee(t, "uas_busy.xml")
 		c := ended(t, place(t, map[string]any{"to": "+27215550198"}))
 		unanswered(t, c, "busy", "busy", 486)
+		// Its SIP ladder, kept with the conversation (written once a second).
+		want := "out INVITE, in 180, in 486, out ACK" // the CSeq numbers are sipgo's
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			tr := g.Must(200, "GET", fmt.Sprintf("/api/conversations/%.0f/sip-trace", c["id"].(float64)), tn.UserKey, nil)
+			var steps []string
+			for _, l := range ladder(asList(tr["items"])) {
+				steps = append(steps, l[:strings.LastIndex(l, " ")])
+			}
+			got := strings.Join(steps, ", ")
+			if got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the outbound call's SIP ladder: %s; want %s (%v)", got, want, tr)
+			}
+		}
 		if code, out := done(); code != 0 {
 			t.Fatalf("callee's SIPp: %d\n%s", code, out)
 		}
