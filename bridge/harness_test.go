@@ -41,28 +41,31 @@ import (
 // rig is one bridged call without SIP: a real simulator over a real websocket, a
 // real Redis, a real media stream, and a UDP "phone" at the other end of the RTP.
 type rig struct {
-	t      testing.TB
-	red    *redistest.Redis
-	st     *store.Store
-	sim    *elevenlabssim.Server
-	oai    *openaisim.Server
-	bot    *mediastreamsim.Server
-	botURL string
-	simURL string
-	prov   *elevenlabs.Provisioner
-	conn   *bridge.Connector
-	agent  *store.Agent
-	co     *store.Company
-	conv   *store.Conversation
-	calls  *callstore.Store
-	rec    callpath.Record
-	wheel  *clock.Wheel
-	stream *media.Stream
-	call   *testCall
-	sess   callpath.Peer
-	phone  *rtpPhone
-	log    *slog.Logger
-	ended  atomic.Bool
+	t   testing.TB
+	red *redistest.Redis
+	// message and vars go into info() (a leave_message session).
+	message string
+	vars    map[string]any
+	st      *store.Store
+	sim     *elevenlabssim.Server
+	oai     *openaisim.Server
+	bot     *mediastreamsim.Server
+	botURL  string
+	simURL  string
+	prov    *elevenlabs.Provisioner
+	conn    *bridge.Connector
+	agent   *store.Agent
+	co      *store.Company
+	conv    *store.Conversation
+	calls   *callstore.Store
+	rec     callpath.Record
+	wheel   *clock.Wheel
+	stream  *media.Stream
+	call    *testCall
+	sess    callpath.Peer
+	phone   *rtpPhone
+	log     *slog.Logger
+	ended   atomic.Bool
 }
 
 type rigOpts struct {
@@ -276,7 +279,7 @@ func contractCheck(t testing.TB) func(elevenlabssim.Direction, []byte) {
 
 func (r *rig) info() *callpath.Info {
 	return &callpath.Info{ConversationID: r.conv.ID, Company: r.co, Agent: r.agent, Config: store.ParseAgentConfig(r.agent.Config), Record: r.rec, Caller: "+27820000002",
-		Called: "+27210000001", SIPCallID: "test-call", Log: r.log}
+		Called: "+27210000001", SIPCallID: "test-call", Log: r.log, Message: r.message, DynamicVariables: r.vars}
 }
 
 // connect opens the provider session and answers the call: media starts towards

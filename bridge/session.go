@@ -64,6 +64,12 @@ type Session struct {
 	line      atomic.Pointer[lineBox]
 	pending   [][]byte // agent audio before the call was answered
 	pendingMu sync.Mutex
+	// held is the transcript written before Start (the opening line the
+	// provider says while the phone rings): written at Start, after its audio
+	// was queued; dropped when the session closes unstarted (an unanswered
+	// call, a machine hung up on), since nothing of it was played. Under
+	// pendingMu, with pending.
+	held []heldEntry
 	// replyBytes is the agent audio of the current reply queued so far (reader).
 	replyBytes  int
 	ending      atomic.Bool
@@ -149,18 +155,51 @@ func (s *Session) Format() media.Format { return s.format }
 // Start implements callpath.Peer: the call is answered; audio the provider sent while it
 // rang (the opening line) plays now.
 func (s *Session) Start(call callpath.Line) error {
-	s.line.Store(&lineBox{call})
 	s.pendingMu.Lock()
-	pending := s.pending
-	s.pending = nil
+	s.line.Store(&lineBox{call})
+	pending, held := s.pending, s.held
+	s.pending, s.held = nil, nil
 	s.pendingMu.Unlock()
 	for _, a := range pending {
 		if err := call.Play(a); err != nil {
 			return err
 		}
 	}
+	for _, h := range held {
+		h.write(s)
+	}
 	return nil
 }
+
+// heldEntry is a transcript entry or correction made before Start.
+type heldEntry struct {
+	role    store.Role
+	text    string
+	correct bool
+}
+
+func (h heldEntry) write(s *Session) {
+	if h.correct {
+		s.rec.CorrectAgent(h.text, s.since())
+		return
+	}
+	s.rec.Entry(h.role, h.text, s.since())
+}
+
+// hold keeps h until Start when the session is not started; false: it is,
+// write h now.
+func (s *Session) hold(h heldEntry) bool {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if s.line.Load() != nil {
+		return false
+	}
+	s.held = append(s.held, h)
+	return true
+}
+
+// started reports whether Start was called.
+func (s *Session) started() bool { return s.line.Load() != nil }
 
 // OnAudio implements callpath.Peer: a 20 ms frame of caller audio (media goroutine).
 func (s *Session) OnAudio(f media.Frame) {
@@ -536,6 +575,16 @@ func (s *Session) Close(reason callpath.Reason) {
 		if d := s.audioDrop.Load(); d > 0 {
 			s.log.Warn("caller audio dropped because the provider socket was slow", "chunks", d)
 		}
+		if !s.started() {
+			// Never started: nothing the provider said was played, so its lines
+			// are not the call's transcript, and there is nothing to analyse.
+			s.pendingMu.Lock()
+			n := len(s.held)
+			s.held, s.pending = nil, nil
+			s.pendingMu.Unlock()
+			s.log.Info("provider session closed before the call reached it; its transcript is not recorded", "entries_dropped", n)
+			return
+		}
 		s.c.analyse(s.p, s.info, s.convs)
 	})
 }
@@ -624,15 +673,19 @@ func (e *events) Audio(audio []byte) {
 	s.marks.mu.Lock()
 	s.marks.bytes += int64(len(audio))
 	s.marks.mu.Unlock()
-	if lb := s.line.Load(); lb != nil {
+	lb := s.line.Load()
+	if lb == nil {
+		s.pendingMu.Lock()
+		if lb = s.line.Load(); lb == nil { // Start takes pending under the same lock
+			s.pending = append(s.pending, append([]byte(nil), audio...))
+		}
+		s.pendingMu.Unlock()
+	}
+	if lb != nil {
 		if err := lb.Play(audio); err != nil && !errors.Is(err, media.ErrClosed) {
 			s.log.Warn("cannot play provider audio", "err", err)
 		}
-		return
 	}
-	s.pendingMu.Lock()
-	s.pending = append(s.pending, append([]byte(nil), audio...))
-	s.pendingMu.Unlock()
 }
 
 // ReplyStarted implements Events.
@@ -661,13 +714,20 @@ func (e *events) Interrupt() time.Duration {
 
 // Transcript implements Events.
 func (e *events) Transcript(role store.Role, text string) {
-	if strings.TrimSpace(text) != "" {
-		e.rec.Entry(role, text, e.s().since())
+	if strings.TrimSpace(text) == "" {
+		return
+	}
+	if h := (heldEntry{role: role, text: text}); !e.s().hold(h) {
+		h.write(e.s())
 	}
 }
 
 // CorrectAgent implements Events.
-func (e *events) CorrectAgent(text string) { e.rec.CorrectAgent(text, e.s().since()) }
+func (e *events) CorrectAgent(text string) {
+	if h := (heldEntry{text: text, correct: true}); !e.s().hold(h) {
+		h.write(e.s())
+	}
+}
 
 // ToolCall implements Events.
 func (e *events) ToolCall(name, id string, args map[string]any) { e.s().onToolCall(name, id, args) }

@@ -14,6 +14,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cxco/gateway/media"
@@ -49,6 +51,11 @@ const (
 	CalleeBusy   Reason = "busy"          // 486 Busy Here, 600 Busy Everywhere
 	Declined     Reason = "rejected"      // 603 Decline and other refusals
 	DialFailed   Reason = "dial_failed"   // the trunk or network failed the INVITE (sip_status says how)
+	// VoicemailLeft: machine_detection leave_message played its message to a
+	// machine after the beep and hung up; VoicemailFailed: it could not (the
+	// provider could not be reached or told what to say, or sent no audio).
+	VoicemailLeft   Reason = "voicemail_left"
+	VoicemailFailed Reason = "voicemail_failed"
 
 	// Refusals at the INVITE.
 	UnknownNumber       Reason = "unknown_number"
@@ -185,6 +192,64 @@ type Info struct {
 	// DynamicVariables are the caller's of an outbound call (the API's
 	// dynamic_variables), for the agent's prompt and opening line.
 	DynamicVariables map[string]any
+	// Message, when set, is all the agent says: it speaks this text instead of
+	// its opening line, and the caller is not heard (machine_detection
+	// leave_message: the voicemail message, its {{variables}} filled). A
+	// provider that cannot be told what to say refuses such a session.
+	Message string
+}
+
+// Variables are the call's dynamic variables as its agent sees them: the
+// outbound call's own (the API's dynamic_variables), then ours, which name the
+// call and win: caller_number, called_number, conversation_id, agent_name,
+// call_direction.
+func (i *Info) Variables() map[string]any {
+	vars := make(map[string]any, len(i.DynamicVariables)+5)
+	for k, v := range i.DynamicVariables {
+		vars[k] = v
+	}
+	direction := i.Direction
+	if direction == "" {
+		direction = "inbound"
+	}
+	vars["caller_number"], vars["called_number"] = i.Caller, i.Called
+	vars["conversation_id"] = strconv.FormatInt(i.ConversationID, 10)
+	if i.Agent != nil {
+		vars["agent_name"] = i.Agent.Name
+	}
+	vars["call_direction"] = direction
+	return vars
+}
+
+// FillVariables replaces each {{name}} in text with the variable's value, as
+// ElevenLabs fills an agent's prompt and first message (its "Dynamic
+// variables" guide: double curly braces); a name not among vars stays as
+// written. Spaces inside the braces are allowed ({{ name }}).
+func FillVariables(text string, vars map[string]any) string {
+	if !strings.Contains(text, "{{") {
+		return text
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(text, "{{")
+		if i < 0 {
+			break
+		}
+		j := strings.Index(text[i+2:], "}}")
+		if j < 0 {
+			break
+		}
+		name := strings.TrimSpace(text[i+2 : i+2+j])
+		b.WriteString(text[:i])
+		if v, ok := vars[name]; ok && name != "" {
+			b.WriteString(fmt.Sprint(v))
+		} else {
+			b.WriteString(text[i : i+2+j+2])
+		}
+		text = text[i+2+j+2:]
+	}
+	b.WriteString(text)
+	return b.String()
 }
 
 // Connector opens the far side of an agent call before it is answered (the bridge

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cxco/gateway/store"
@@ -30,9 +31,11 @@ type OutboundRequest struct {
 	From, To         string // E.164
 	DynamicVariables map[string]any
 	RingTimeout      time.Duration
-	// MachineDetection is off, detect or hangup.
+	// MachineDetection is off, detect, hangup or leave_message;
+	// VoicemailMessage is what leave_message says.
 	MachineDetection string
 	HideCallerID     bool // an anonymous From and Privacy: id
+	VoicemailMessage string
 	Done             func()
 }
 
@@ -58,10 +61,16 @@ func outboundSchemas() js {
 			"hide_caller_id": js{"type": "boolean", "default": false,
 				"description": "withhold the caller ID (RFC 3323/3325): From is \"Anonymous\" <sip:anonymous@anonymous.invalid> with Privacy: id; " +
 					"the from number goes only in P-Asserted-Identity, for the trunk's network, which removes it before the callee"},
-			"machine_detection": js{"type": "string", "enum": []string{"off", "detect", "hangup"}, "default": "off",
+			"machine_detection": js{"type": "string", "enum": []string{"off", "detect", "hangup", "leave_message"}, "default": "off",
 				"description": "answering-machine detection from the audio (our own: speech cadence and the beep): detect holds the agent's opening line until the verdict " +
-					"(human, machine or unknown, in metadata_.machine_detection); hangup also ends the call on a machine (end_reason machine_detected). " +
-					"leave_message is not available yet"},
+					"(human, machine or unknown, in metadata_.machine_detection); hangup also ends the call on a machine (end_reason machine_detected); " +
+					"leave_message has the agent say voicemail_message to a machine once it is ready to record — after its beep, else after 2 s of silence " +
+					"after its greeting, else 20 s in — and hang up once it has played (end_reason voicemail_left; metadata_.machine_detection.voicemail " +
+					"{left, cue, cue_at_ms, started_at_ms, played_ms}); a person or an unknown verdict gets the agent as with detect. " +
+					"leave_message needs an agent on elevenlabs or openai (a Media Streams bot cannot be told what to say)"},
+			"voicemail_message": js{"type": "string", "minLength": 1, "maxLength": 1000,
+				"description": "with leave_message (and only then; required): what the agent says to a voicemail box, word for word; " +
+					"{{name}} is filled from dynamic_variables and the call's own (caller_number, called_number, agent_name, ...)"},
 		})),
 	}
 }
@@ -118,7 +127,7 @@ func (s *Server) placeCall(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	f, err := readForm(c.w, c.r, "to", "from", "dynamic_variables", "ring_timeout_seconds", "machine_detection", "hide_caller_id")
+	f, err := readForm(c.w, c.r, "to", "from", "dynamic_variables", "ring_timeout_seconds", "machine_detection", "hide_caller_id", "voicemail_message")
 	if err != nil {
 		return result{}, err
 	}
@@ -151,10 +160,7 @@ func (s *Server) placeCall(c *call) (result, error) {
 	if v, err := f.str("machine_detection", false, 1, 20); err != nil {
 		return result{}, err
 	} else if v != nil {
-		if *v == "leave_message" {
-			return result{}, invalid("machine_detection: leave_message is not available on this gateway yet (off, detect or hangup)")
-		}
-		if err := oneOf("machine_detection", *v, "off", "detect", "hangup"); err != nil {
+		if err := oneOf("machine_detection", *v, "off", "detect", "hangup", "leave_message"); err != nil {
 			return result{}, err
 		}
 		md = *v
@@ -162,6 +168,22 @@ func (s *Server) placeCall(c *call) (result, error) {
 	hide, err := f.boolean("hide_caller_id")
 	if err != nil {
 		return result{}, err
+	}
+	vmText, err := f.str("voicemail_message", false, 1, 1000)
+	if err != nil {
+		return result{}, err
+	}
+	var voicemail string
+	switch {
+	case md == "leave_message" && (vmText == nil || strings.TrimSpace(*vmText) == ""):
+		return result{}, invalid("voicemail_message: field required with machine_detection leave_message (what the agent says to a voicemail box)")
+	case md != "leave_message" && vmText != nil:
+		return result{}, invalid("voicemail_message: only with machine_detection leave_message (got %s)", md)
+	case vmText != nil:
+		voicemail = strings.TrimSpace(*vmText)
+	}
+	if md == "leave_message" && store.ProviderOf(a) == store.ProviderMediaStream {
+		return result{}, invalid("machine_detection: leave_message needs an agent on elevenlabs or openai: a Media Streams bot cannot be told what to say")
 	}
 	// From: one of the company's numbers, by default the agent's.
 	nums, err := s.st.CompanyNumbers(c.ctx, c.companyID())
@@ -238,7 +260,8 @@ func (s *Server) placeCall(c *call) (result, error) {
 		}
 	}()
 	conv, err := s.opts.Outbound.PlaceCall(c.ctx, OutboundRequest{Company: c.company, Agent: a, From: from, To: to,
-		DynamicVariables: vars, RingTimeout: ring, MachineDetection: md, HideCallerID: hide != nil && *hide, Done: release})
+		DynamicVariables: vars, RingTimeout: ring, MachineDetection: md, HideCallerID: hide != nil && *hide,
+		VoicemailMessage: voicemail, Done: release})
 	if err != nil {
 		release()
 		if errors.Is(err, store.ErrUnavailable) {

@@ -45,14 +45,17 @@ type OutboundCall struct {
 	// RingTimeout is how long the callee's phone may ring before we CANCEL
 	// (default 30 s).
 	RingTimeout time.Duration
-	// MachineDetection is callpath.AMDOff (or ""), AMDDetect or AMDHangup;
+	// MachineDetection is callpath.AMDOff (or ""), AMDDetect, AMDHangup or
+	// AMDLeaveMessage; VoicemailMessage is what leave_message says to a
+	// machine ({{variables}} filled from DynamicVariables and ours).
 	// OnMachineDetection, when set, is told each verdict (a late beep revises
 	// a human one).
 	MachineDetection   string
 	OnMachineDetection func(amd.Result)
 	// Pace, when set, is waited for right before the INVITE is sent (a
 	// batch's calls per second, held on the wire); its error fails the call.
-	Pace func(context.Context) error
+	Pace             func(context.Context) error
+	VoicemailMessage string
 	// Done, when set, is called once the call is over and recorded, with how
 	// it ended (AnsweredAt zero: never answered).
 	Done func(callpath.End)
@@ -212,6 +215,16 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 		p, err := s.opt.Connector.Connect(cctx, info)
 		peerCh <- connected{p, err}
 	}()
+	// leave_message: the voicemail message is said by a session of its own,
+	// opened at the machine verdict with the message as all the agent says.
+	dialMessage := func(ctx context.Context) (callpath.Peer, error) {
+		mctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		info := &callpath.Info{ConversationID: o.conv, Company: oc.Company, Agent: oc.Agent, Config: cfg, Caller: oc.From,
+			Called: oc.To, SIPCallID: callID, Record: rec, Log: log.With("voicemail", true), Direction: store.Outbound,
+			DynamicVariables: oc.DynamicVariables, Message: oc.VoicemailMessage}
+		return s.opt.Connector.Connect(mctx, info)
+	}
 	closePeer := func(r callpath.Reason) {
 		if c := <-peerCh; c.err == nil {
 			c.peer.Close(r)
@@ -280,13 +293,22 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 	peer := c.peer
 	if md := oc.MachineDetection; md != "" && md != callpath.AMDOff {
 		// The agent waits for the verdict before its opening line.
-		peer, err = callpath.MachineDetection(c.peer, callpath.AMDOptions{Mode: md, OnResult: func(res amd.Result) {
+		ao := callpath.AMDOptions{Mode: md, OnResult: func(res amd.Result) {
 			log.Info("machine detection", "result", res.Verdict, "reason", res.Reason, "after_ms", res.After.Milliseconds(), "revised", res.Revised)
 			rec.Metadata(callpath.AMDMetadata(md, res))
 			if oc.OnMachineDetection != nil {
 				oc.OnMachineDetection(res)
 			}
-		}})
+		}}
+		if md == callpath.AMDLeaveMessage {
+			ao.Message = dialMessage
+			ao.OnMessage = func(r callpath.VoicemailReport) {
+				log.Info("voicemail message", "left", r.Left, "cue", r.Cue.Reason, "cue_at_ms", r.Cue.At.Milliseconds(),
+					"started_at_ms", r.StartedAt.Milliseconds(), "played_ms", r.Played.Milliseconds(), "err", r.Err)
+				rec.Metadata(r.Metadata())
+			}
+		}
+		peer, err = callpath.MachineDetection(c.peer, ao)
 		if err != nil {
 			peer = c.peer
 			log.Warn("machine detection unavailable", "err", err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -135,24 +134,21 @@ func (p *Provider) Dial(ctx context.Context, info *callpath.Info, resume *bridge
 
 // initiation is conversation_initiation_client_data: the call's dynamic variables
 // (the agent's prompt and opening line may use them); a reconnect also asks the
-// agent not to greet again (the only override the agent allows). The agent's
+// agent not to greet again, and a voicemail message replaces the opening line
+// (first_message: the only override the agent allows). The agent's
 // personality, language, voice and temperature are on the agent itself.
 func initiation(info *callpath.Info, resumed bool) []byte {
-	// An outbound call's own variables first; ours name the call and win.
-	vars := make(map[string]any, len(info.DynamicVariables)+5)
-	for k, v := range info.DynamicVariables {
-		vars[k] = v
-	}
-	direction := info.Direction
-	if direction == "" {
-		direction = "inbound"
-	}
-	vars["caller_number"], vars["called_number"] = info.Caller, info.Called
-	vars["conversation_id"] = strconv.FormatInt(info.ConversationID, 10)
-	vars["agent_name"], vars["call_direction"] = info.Agent.Name, direction
-	msg := map[string]any{"type": "conversation_initiation_client_data", "dynamic_variables": vars}
-	if resumed {
+	msg := map[string]any{"type": "conversation_initiation_client_data", "dynamic_variables": info.Variables()}
+	switch {
+	case resumed:
 		msg["conversation_config_override"] = map[string]any{"agent": map[string]any{"first_message": ""}}
+	case info.Message != "":
+		// leave_message: the agent's first message is the voicemail message
+		// (the AsyncAPI's conversation_config_override.agent.first_message; the
+		// agent's platform_settings.overrides must allow it, as ours do — an
+		// agent edited to refuse it gets override_error and the message fails).
+		msg["conversation_config_override"] = map[string]any{"agent": map[string]any{
+			"first_message": callpath.FillVariables(info.Message, info.Variables())}}
 	}
 	return mustMarshal(msg)
 }

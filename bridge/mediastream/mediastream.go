@@ -145,6 +145,13 @@ func (p *Provider) headers(ctx context.Context, cid int64) (http.Header, error) 
 
 // Dial implements bridge.Provider: the bot's websocket, connected and start.
 func (p *Provider) Dial(ctx context.Context, info *callpath.Info, resume *bridge.Resume) (bridge.Conversation, error) {
+	if info.Message != "" {
+		// Media Streams (Twilio's protocol, which our bot speaks) carries
+		// audio, marks and DTMF; it has no message that tells the bot what
+		// to say, so a voicemail message cannot be left through a bot.
+		return nil, callpath.Refuse(480, "Temporarily Unavailable", callpath.VoicemailFailed,
+			errors.New("a Media Streams bot cannot be told what to say: leave_message needs an agent on elevenlabs or openai"))
+	}
 	p.init()
 	bot := info.Config.Bot
 	if bot.URL == "" {

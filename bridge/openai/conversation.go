@@ -101,6 +101,18 @@ func openingLine(text string) []byte {
 		"instructions": "Greet the caller by saying exactly this, and nothing else: \"" + text + "\""}})
 }
 
+// sayOnly asks for a response that says text and nothing else (a voicemail
+// message). The Realtime API has no text-to-speech mode: a response is the
+// model's, steered by response.create's response.instructions (the GA client
+// event; it applies to this response only, the session's instructions stay),
+// so the text is quoted and the model told to say it verbatim — what OpenAI's
+// Realtime prompting guide advises for exact wording. out-of-band is not used:
+// the message belongs in the conversation (its transcript is the record's).
+func sayOnly(text string) []byte {
+	return mustJSON(map[string]any{"type": "response.create", "response": map[string]any{
+		"instructions": "You are leaving a voicemail message; no one is listening live. Say exactly this, word for word, and nothing else: \"" + text + "\""}})
+}
+
 // systemMessage adds context the agent does not answer.
 func systemMessage(text string) []byte {
 	return mustJSON(map[string]any{"type": "conversation.item.create", "item": map[string]any{

@@ -175,7 +175,11 @@ func (p *Provider) Dial(ctx context.Context, info *callpath.Info, resume *bridge
 	}
 	var first [][]byte
 	if resume == nil {
-		if a.OpeningLine != "" {
+		switch {
+		case info.Message != "":
+			// leave_message: the only response is the message, word for word.
+			first = append(first, sayOnly(callpath.FillVariables(info.Message, info.Variables())))
+		case a.OpeningLine != "":
 			first = append(first, openingLine(a.OpeningLine))
 		}
 	} else if resume.Digest != "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/cxco/gateway/cmd/cxco/cxcotest"
+	"github.com/cxco/gateway/media/audiotest"
+	"github.com/cxco/gateway/media/g711"
 	"github.com/cxco/gateway/store/redistest"
 )
 
@@ -23,8 +26,11 @@ import (
 // verdict. The verdict is in metadata_.machine_detection.
 func TestOutboundMachineDetection(t *testing.T) {
 	r := redistest.StartRedis(t)
-	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL})
+	g := cxcotest.StartGateway(t, cxcotest.GatewayOptions{RedisURL: r.URL, Args: []string{
+		"--webhook-allow-insecure", "--webhook-retry", "200ms,400ms"}})
 	tn := g.NewTenant("AMD")
+	hooks := cxcotest.NewHooks(t)
+	g.Subscribe(tn, hooks)
 	g.AddNumber("+27215550300", "ZA", false)
 	agentID, _ := g.PublishAgent(tn, "Dialler", "ZA", nil)
 	calls := fmt.Sprintf("/api/agents/%d/calls", agentID)
@@ -66,7 +72,91 @@ func TestOutboundMachineDetection(t *testing.T) {
 		if conv["end_reason"] != "machine_detected" || v["result"] != "machine" || v["mode"] != "hangup" || rtp["played_frames"] != 0.0 {
 			t.Fatalf("conversation: %v", conv)
 		}
+		// ... and so its opening line is not in the transcript: the provider
+		// said it while the phone rang, into a session never started.
+		if tr, _ := conv["transcript"].([]any); len(tr) != 0 {
+			t.Fatalf("transcript of a call the agent never spoke on: %v", tr)
+		}
 		t.Logf("verdict: %v", v)
+	})
+
+	t.Run("voicemail with a beep, leave_message: the message after the beep, then hang up", func(t *testing.T) {
+		greeting := speakALaw(t, dir, "vm2", "Hello, you have reached Thandi. I am not available right now. Please leave your name and number after the tone.")
+		pre := append(greeting, alawSilence(300)...)
+		tone := alawTone(t, dir, 1000, 500)
+		audio := append(append(append([]byte(nil), pre...), tone...), alawSilence(12000)...)
+		// The beep's last packet, by its RTP sequence number in the pcap.
+		beepLast := uint16((len(pre)+len(tone))/160 - 1)
+		mp := cxcotest.FreeMediaPort(t, "127.0.0.1")
+		port, done := cxcotest.ServeSIPpFiles(t, "uas_play.xml", map[string][]byte{"callee.pcap": rtpPcap(audio)}, "-mp", fmt.Sprint(mp))
+		g.Must(200, "PUT", trunk, g.AgencyKey, map[string]any{"uri": fmt.Sprintf("sip:127.0.0.1:%d", port)})
+		capture := cxcotest.StartCapture(t, fmt.Sprintf("udp port %d", mp)) // both ways: SIPp's pcap and the gateway's RTP
+		const message = "Hi {{customer_name}}, this is Dialler from CXCo about your delivery. Please call us back on {{caller_number}}."
+		c := g.Must(201, "POST", calls, tn.UserKey, map[string]any{"to": "+27215550303", "machine_detection": "leave_message",
+			"voicemail_message": message, "dynamic_variables": map[string]any{"customer_name": "Thandi"}})
+		id := c["id"].(float64)
+		if !hooks.Wait(60*time.Second, func(evs []map[string]any) bool {
+			for _, ev := range evs {
+				if d, _ := ev["data"].(map[string]any); ev["type"] == "conversation.completed" && d["id"] == id {
+					return d["end_reason"] == "voicemail_left"
+				}
+			}
+			return false
+		}) {
+			t.Fatalf("no conversation.completed with voicemail_left: %v", get(id))
+		}
+		pkts := capture.Stop()
+		if code, out := done(); code != 0 { // SIPp's scenario ends with our BYE
+			t.Fatalf("callee's SIPp: %d\n%s", code, out)
+		}
+		conv := get(id)
+		v := verdict(conv)
+		vm, _ := v["voicemail"].(map[string]any)
+		if conv["status"] != "completed" || conv["end_reason"] != "voicemail_left" || conv["answered_at"] == nil ||
+			v["result"] != "machine" || v["mode"] != "leave_message" || vm["left"] != true || vm["cue"] != "beep" ||
+			math.Abs(vm["beep_hz"].(float64)-1000) > 20 || vm["played_ms"].(float64) < 3000 {
+			t.Fatalf("conversation: %v", conv)
+		}
+		// The transcript is the message, its variables filled, and not the
+		// opening line the first session said while the phone rang.
+		tr, _ := conv["transcript"].([]any)
+		if len(tr) != 1 || !hasEntry(conv, "agent", "Hi Thandi, this is Dialler from CXCo about your delivery. Please call us back on +27215550300.") {
+			t.Fatalf("transcript: %v", tr)
+		}
+		// What the box recorded: the gateway's RTP to SIPp, decoded; the beep's
+		// end is when its last packet went by on the wire.
+		var beepEnd, firstLoud, lastLoud time.Time
+		loud, early := 0, 0
+		pcm := make([]int16, 160)
+		for _, p := range pkts {
+			if len(p.Payload) != 12+160 {
+				continue
+			}
+			if binary.BigEndian.Uint32(p.Payload[8:]) == 0x5eed1234 { // the callee's (the pcap's SSRC)
+				if binary.BigEndian.Uint16(p.Payload[2:]) == beepLast {
+					beepEnd = p.At
+				}
+				continue
+			}
+			g711.ALawToPCM(pcm, p.Payload[12:])
+			if audiotest.RMSDBFS(pcm) <= -40 {
+				continue
+			}
+			if beepEnd.IsZero() {
+				early++
+				continue
+			}
+			if firstLoud.IsZero() {
+				firstLoud = p.At
+			}
+			lastLoud = p.At
+			loud++
+		}
+		if beepEnd.IsZero() || early != 0 || loud < 150 {
+			t.Fatalf("beep's end seen: %v; loud frames before it %d, after it %d (%d packets captured)", !beepEnd.IsZero(), early, loud, len(pkts))
+		}
+		t.Logf("verdict %v; the message started %v after the beep's end on the wire and played %v (%d loud frames)",
+			v, firstLoud.Sub(beepEnd).Round(time.Millisecond), lastLoud.Sub(firstLoud).Round(time.Millisecond), loud)
 	})
 
 	t.Run("a person says hello, detect: human, then the opening line", func(t *testing.T) {

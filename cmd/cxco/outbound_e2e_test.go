@@ -84,13 +84,14 @@ func TestOutboundCalls(t *testing.T) {
 
 	t.Run("bad input and a paused agent", func(t *testing.T) {
 		for body, want := range map[string]string{
-			`{"to": "0215550199"}`:                                         "to:",
-			`{"to": "+27215550199", "from": "+27215559999"}`:               "from:",
-			`{"to": "+27215550199", "ring_timeout_seconds": 2}`:            "ring_timeout_seconds:",
-			`{"to": "+27215550199", "dynamic_variables": {"a": [1]}}`:      "dynamic_variables.a:",
-			`{"to": "+27215550199", "machine_detection": "leave_message"}`: "machine_detection:",
-			`{"to": "+27215550199", "machine_detection": "maybe"}`:         "machine_detection:",
-			`{"to": "+27215550199", "unknown": 1}`:                         "unknown",
+			`{"to": "0215550199"}`:                                                             "to:",
+			`{"to": "+27215550199", "from": "+27215559999"}`:                                   "from:",
+			`{"to": "+27215550199", "ring_timeout_seconds": 2}`:                                "ring_timeout_seconds:",
+			`{"to": "+27215550199", "dynamic_variables": {"a": [1]}}`:                          "dynamic_variables.a:",
+			`{"to": "+27215550199", "machine_detection": "leave_message"}`:                     "voicemail_message: field required",
+			`{"to": "+27215550199", "machine_detection": "detect", "voicemail_message": "Hi"}`: "voicemail_message: only with",
+			`{"to": "+27215550199", "machine_detection": "maybe"}`:                             "machine_detection:",
+			`{"to": "+27215550199", "unknown": 1}`:                                             "unknown",
 		} {
 			code, v := g.Do("POST", calls, tn.UserKey, rawJSON(body))
 			m, _ := v.(map[string]any)
@@ -214,6 +215,11 @@ func TestOutboundCalls(t *testing.T) {
 		done := callee(t, "uas_noanswer.xml")
 		c := ended(t, place(t, map[string]any{"to": "+27215550196", "ring_timeout_seconds": 5}))
 		unanswered(t, c, "no_answer", "no_answer", 487)
+		// The provider said the opening line while the phone rang (the
+		// session opens then); none of it played, so none of it is recorded.
+		if tr, _ := c["transcript"].([]any); len(tr) != 0 {
+			t.Fatalf("transcript of an unanswered call: %v", tr)
+		}
 		if code, out := done(); code != 0 {
 			t.Fatalf("callee's SIPp: %d\n%s", code, out)
 		}

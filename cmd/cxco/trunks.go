@@ -60,7 +60,8 @@ func (o outboundCaller) PlaceCall(ctx context.Context, r control.OutboundRequest
 	}
 	return o.s.PlaceCall(ctx, sip.OutboundCall{Company: r.Company, Agent: r.Agent, From: r.From, To: r.To, TrunkID: trunkID,
 		DynamicVariables: r.DynamicVariables, RingTimeout: r.RingTimeout, MachineDetection: r.MachineDetection,
-		HideCallerID: r.HideCallerID,
+		HideCallerID:     r.HideCallerID,
+		VoicemailMessage: r.VoicemailMessage,
 		Done: func(callpath.End) {
 			if r.Done != nil {
 				r.Done()
