@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -288,3 +289,53 @@ func TestLeaveMessageHuman(t *testing.T) {
 	default:
 	}
 }
+
+// TestLeaveMessageLateBeep: a short greeting ("Please leave a message.")
+// sounds like a person, so the agent starts; its beep, within LateBeep, revises
+// the verdict to machine: the agent's audio is cut and its session closed, and
+// the message starts at once (the beep's end was the cue).
+func TestLeaveMessageLateBeep(t *testing.T) {
+	rng := rand.New(rand.NewSource(4))
+	a := &closingAgent{amdAgent: amdAgent{started: make(chan struct{})}, done: make(chan struct{}), closed: make(chan Reason, 1)}
+	msg := &vmPeer{started: make(chan struct{}), closed: make(chan Reason, 1), done: make(chan struct{})}
+	reports := make(chan VoicemailReport, 1)
+	p, _ := MachineDetection(a, AMDOptions{Mode: AMDLeaveMessage, MessageQuiet: 50 * time.Millisecond,
+		Message:   func(context.Context) (Peer, error) { return msg, nil },
+		OnMessage: func(r VoicemailReport) { reports <- r }})
+	line := &flushLine{amdLine: amdLine{hungUp: make(chan Reason, 1)}}
+	_ = p.Start(line)
+	pcmFeed(p, 200*time.Millisecond, func(int) int16 { return 0 })
+	pcmFeed(p, 600*time.Millisecond, func(int) int16 { return int16(rng.Intn(16000) - 8000) })
+	pcmFeed(p, 1000*time.Millisecond, func(int) int16 { return 0 }) // human after 0.8 s of silence
+	select {
+	case <-a.started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the agent did not start on the short greeting")
+	}
+	pcmFeed(p, 400*time.Millisecond, func(n int) int16 { return int16(8000 * math.Sin(2*math.Pi*800*float64(n)/8000)) })
+	pcmFeed(p, 100*time.Millisecond, func(int) int16 { return 0 })
+	if r := <-a.closed; r != MachineDetected {
+		t.Fatalf("agent closed with %s", r)
+	}
+	select {
+	case <-msg.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message did not start after the late beep")
+	}
+	if r := <-line.hungUp; r != VoicemailLeft {
+		t.Fatalf("hung up with %s", r)
+	}
+	if r := <-reports; !r.Left || r.Cue.Reason != amd.CueBeep || line.flushes.Load() != 1 {
+		t.Fatalf("report %+v, %d flushes", r, line.flushes.Load())
+	}
+	p.Close(VoicemailLeft)
+	<-msg.closed
+}
+
+// flushLine counts flushes.
+type flushLine struct {
+	amdLine
+	flushes atomic.Int32
+}
+
+func (l *flushLine) Flush() int { l.flushes.Add(1); return 0 }
