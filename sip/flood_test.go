@@ -60,3 +60,39 @@ func TestUDPFloodEveryMethod(t *testing.T) {
 		})
 	}
 }
+
+// TestShedINVITEsStartNoTrace: INVITEs the flood limiter drops cost no SIP trace.
+// Before, every INVITE read started one (kept 60 s unattached), so a flood filled
+// the trace table (4*MaxCalls+100) and the calls let in meanwhile got no ladder.
+func TestShedINVITEsStartNoTrace(t *testing.T) {
+	s, obs := testServer(t, Options{FloodRate: 1, FloodBurst: 10, CallRate: -1})
+	frozen := time.Now() // no refill during the test
+	s.flood.mu.Lock()
+	s.flood.now = func() time.Time { return frozen }
+	s.flood.mu.Unlock()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	gw := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.Port()}
+	const n, burst = 100, 10
+	for i := range n {
+		msg := fmt.Sprintf("INVITE sip:+15559990000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKst%d\r\n"+
+			"From: <sip:flood@127.0.0.1>;tag=f%d\r\nTo: <sip:+15559990000@127.0.0.1>\r\nCall-ID: shed-%d\r\nCSeq: 1 INVITE\r\n"+
+			"Contact: <sip:flood@%s>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", c.LocalAddr(), i, i, i, c.LocalAddr())
+		if _, err := c.WriteToUDP([]byte(msg), gw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, 30*time.Second, fmt.Sprintf("%d INVITEs dropped", n-burst), func() bool { return obs.count("flood") == n-burst })
+	s.trace.mu.Lock()
+	traces := len(s.trace.all)
+	s.trace.mu.Unlock()
+	if traces > burst {
+		t.Fatalf("%d SIP traces started by %d INVITEs of which %d were let in", traces, n, burst)
+	}
+	if traces == 0 {
+		t.Fatal("no trace for the INVITEs let in")
+	}
+}

@@ -491,6 +491,12 @@ func (s *Server) readFilter(p gsip.TransportReadProps, data []byte) ([]byte, err
 			return nil, nil
 		}
 	}
+	if udp {
+		// Traced once let in (a stream is traced by its connection's wrapper): a
+		// flood's datagrams shed above cost no trace, and their INVITEs no longer
+		// take the trace table's places (60 s each) from the calls let in.
+		s.traceWire(nil, true, "UDP", p.LocalAddr.String(), p.RemoteAddr.String(), data)
+	}
 	if udp && len(data) > 4 && !isKeepalive(data) {
 		if _, err := gsip.ParseMessage(data); err != nil {
 			code, reason := 400, "Bad Request"

@@ -29,7 +29,8 @@ import (
 //     Options.TraceKeep, written in one batch per second per node.
 //
 // The listeners' sockets are wrapped (tracedPacketConn, tracedConn): what they
-// read is traced once read, what they write just before it is written, so the
+// read is traced once read (a datagram once the allow-list and the flood limiter
+// let it in: readFilter), what they write just before it is written, so the
 // ladder has the order of the wire (a 200 before the ACK it caused). A call's
 // trace starts with its first INVITE from an allowed source, and takes every
 // later message with the same Call-ID (and the Call-IDs of its bridged
@@ -80,19 +81,13 @@ func (s *Server) traceMessage(in bool, transport, laddr, raddr string, msg []byt
 	return true
 }
 
-// tracedPacketConn is a UDP listener whose datagrams are traced.
+// tracedPacketConn is a UDP listener whose datagrams written are traced; those
+// read are traced by Server.readFilter once the allow-list and the flood limiter
+// let them in.
 type tracedPacketConn struct {
 	net.PacketConn
 	s     *Server
 	local string
-}
-
-func (c *tracedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, a, err := c.PacketConn.ReadFrom(b)
-	if err == nil && n > 0 {
-		c.s.traceWire(nil, true, "UDP", c.local, a.String(), b[:n])
-	}
-	return n, a, err
 }
 
 func (c *tracedPacketConn) WriteTo(b []byte, a net.Addr) (int, error) {
