@@ -91,6 +91,8 @@ func TestOutboundMachineDetection(t *testing.T) {
 		port, done := cxcotest.ServeSIPpFiles(t, "uas_play.xml", map[string][]byte{"callee.pcap": rtpPcap(audio)}, "-mp", fmt.Sprint(mp))
 		g.Must(200, "PUT", trunk, g.AgencyKey, map[string]any{"uri": fmt.Sprintf("sip:127.0.0.1:%d", port)})
 		capture := cxcotest.StartCapture(t, fmt.Sprintf("udp port %d", mp)) // both ways: SIPp's pcap and the gateway's RTP
+		usage := func() map[string]any { return g.Must(200, "GET", "/api/usage/summary", tn.UserKey, nil)["voice"].(map[string]any) }
+		before := usage()
 		const message = "Hi {{customer_name}}, this is Dialler from CXCo about your delivery. Please call us back on {{caller_number}}."
 		c := g.Must(201, "POST", calls, tn.UserKey, map[string]any{"to": "+27215550303", "machine_detection": "leave_message",
 			"voicemail_message": message, "dynamic_variables": map[string]any{"customer_name": "Thandi"}})
@@ -122,6 +124,12 @@ func TestOutboundMachineDetection(t *testing.T) {
 		tr, _ := conv["transcript"].([]any)
 		if len(tr) != 1 || !hasEntry(conv, "agent", "Hi Thandi, this is Dialler from CXCo about your delivery. Please call us back on +27215550300.") {
 			t.Fatalf("transcript: %v", tr)
+		}
+		// Usage: one more answered outbound call, with its minutes.
+		after := usage()
+		if after["outbound_conversations"].(float64)-before["outbound_conversations"].(float64) != 1 ||
+			after["outbound_minutes"].(float64) <= before["outbound_minutes"].(float64) {
+			t.Fatalf("usage before %v, after %v", before, after)
 		}
 		// What the box recorded: the gateway's RTP to SIPp, decoded; the beep's
 		// end is when its last packet went by on the wire.
