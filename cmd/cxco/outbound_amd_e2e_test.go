@@ -91,7 +91,9 @@ func TestOutboundMachineDetection(t *testing.T) {
 		port, done := cxcotest.ServeSIPpFiles(t, "uas_play.xml", map[string][]byte{"callee.pcap": rtpPcap(audio)}, "-mp", fmt.Sprint(mp))
 		g.Must(200, "PUT", trunk, g.AgencyKey, map[string]any{"uri": fmt.Sprintf("sip:127.0.0.1:%d", port)})
 		capture := cxcotest.StartCapture(t, fmt.Sprintf("udp port %d", mp)) // both ways: SIPp's pcap and the gateway's RTP
-		usage := func() map[string]any { return g.Must(200, "GET", "/api/usage/summary", tn.UserKey, nil)["voice"].(map[string]any) }
+		usage := func() map[string]any {
+			return g.Must(200, "GET", "/api/usage/summary", tn.UserKey, nil)["voice"].(map[string]any)
+		}
 		before := usage()
 		const message = "Hi {{customer_name}}, this is Dialler from CXCo about your delivery. Please call us back on {{caller_number}}."
 		c := g.Must(201, "POST", calls, tn.UserKey, map[string]any{"to": "+27215550303", "machine_detection": "leave_message",
