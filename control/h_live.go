@@ -47,7 +47,7 @@ func liveSchemas() js {
 	call := object([]string{"conversation_id", "company_id", "agent_id", "node", "caller", "called", "state", "started_at", "codec", "provider", "updated_at"}, js{
 		"conversation_id": integer(), "company_id": integer(), "company_name": str(), "agent_id": integer(), "agent_name": str(),
 		"node":   str("the gateway node that carries the call (--node-id)"),
-		"caller": str(), "called": str(),
+		"caller": str(), "called": str(), "direction": strEnum("inbound", "outbound"),
 		"state":      strEnum(store.LiveRinging, store.LiveTalking, store.LiveOnHold, store.LiveWithHuman),
 		"started_at": dateTime(), "answered_at": js{"type": []string{"string", "null"}, "format": "date-time"},
 		"codec": str("PCMU or PCMA"), "transport": str("UDP, TCP or TLS"), "provider": str("the voice-AI provider"),

@@ -81,12 +81,16 @@ type liveState struct {
 func (s *Server) syncLive(lv *liveState, final bool) {
 	now := time.Now()
 	var calls []*call
+	var outs []*outCall
 	if !final {
 		s.mu.Lock()
 		for _, c := range s.calls {
 			if c.conv != nil && c.route != nil && c.route.agent != nil {
 				calls = append(calls, c)
 			}
+		}
+		for _, o := range s.outbound {
+			outs = append(outs, o)
 		}
 		s.mu.Unlock()
 	}
@@ -98,6 +102,13 @@ func (s *Server) syncLive(lv *liveState, final bool) {
 		lv.last[c.conv.ID] = st
 		lv.known[c.conv.ID] = lc
 		seen[c.conv.ID] = true
+		up = append(up, lc)
+	}
+	for _, o := range outs {
+		lc, st := o.liveView(s.opt.Node, now, lv.last[o.conv])
+		lv.last[o.conv] = st
+		lv.known[o.conv] = lc
+		seen[o.conv] = true
 		up = append(up, lc)
 	}
 	var gone []store.LiveCall
@@ -162,7 +173,7 @@ func (c *call) liveView(node string, now time.Time, st, prev media.Stats) store.
 	hold, codec := c.hold, c.codec
 	c.mu.Unlock()
 	lc := store.LiveCall{ConversationID: c.conv.ID, CompanyID: c.route.company.ID, CompanyName: c.route.company.Name,
-		AgentID: c.route.agent.ID, AgentName: c.route.agent.Name, Node: node, Caller: c.caller, Called: c.called,
+		AgentID: c.route.agent.ID, AgentName: c.route.agent.Name, Node: node, Caller: c.caller, Called: c.called, Direction: store.Inbound,
 		StartedAt: c.start.UTC(), Codec: codec, Transport: c.transport, Provider: c.conv.Source, UpdatedAt: now.UTC()}
 	switch human := c.cp.Bridged(); {
 	case !c.isAcked():

@@ -73,9 +73,40 @@ type outCall struct {
 	conv   int64
 	cancel context.CancelCauseFunc
 
-	mu   sync.Mutex
-	cp   *callpath.Call
-	pend *callpath.End // an end asked for before the call was answered
+	// For the live view (liveView): who calls whom, from when, and once
+	// answered its leg and codec.
+	company   *store.Company
+	agent     *store.Agent
+	from, to  string
+	start     time.Time
+	transport string
+	provider  string
+
+	mu       sync.Mutex
+	cp       *callpath.Call
+	pend     *callpath.End // an end asked for before the call was answered
+	leg      *outLeg
+	codec    string
+	answered time.Time
+}
+
+// liveView is the outbound call as the live view shows it: ringing until it
+// is answered, then talking.
+func (o *outCall) liveView(node string, now time.Time, prev media.Stats) (store.LiveCall, media.Stats) {
+	o.mu.Lock()
+	leg, codec, answered := o.leg, o.codec, o.answered
+	o.mu.Unlock()
+	lc := store.LiveCall{ConversationID: o.conv, CompanyID: o.company.ID, CompanyName: o.company.Name, AgentID: o.agent.ID,
+		AgentName: o.agent.Name, Node: node, Caller: o.from, Called: o.to, Direction: store.Outbound, State: store.LiveRinging,
+		StartedAt: o.start.UTC(), Codec: codec, Transport: o.transport, Provider: o.provider, UpdatedAt: now.UTC()}
+	if leg == nil {
+		return lc, media.Stats{}
+	}
+	at := answered.UTC()
+	lc.State, lc.AnsweredAt = store.LiveTalking, &at
+	st := leg.stream.Stats()
+	lc.Quality = liveQuality(st, prev)
+	return lc, st
 }
 
 var errAPIHangup = errors.New("hung up from the API")
@@ -160,7 +191,8 @@ func (s *Server) PlaceCall(ctx context.Context, oc OutboundCall) (*store.Convers
 	}
 	conv := rec.Conversation()
 	octx, cancel := context.WithCancelCause(context.Background())
-	o := &outCall{s: s, conv: conv.ID, cancel: cancel}
+	o := &outCall{s: s, conv: conv.ID, cancel: cancel, company: oc.Company, agent: oc.Agent, from: oc.From, to: oc.To,
+		start: start, transport: strings.ToUpper(tr.uri.Transport), provider: conv.Source}
 	s.mu.Lock()
 	s.outbound[conv.ID] = o
 	s.mu.Unlock()
@@ -168,6 +200,7 @@ func (s *Server) PlaceCall(ctx context.Context, oc OutboundCall) (*store.Convers
 		"from", oc.From, "to", oc.To, "sip_call_id", callID, "trunk", tr.Name)
 	s.trace.begin(callID, log, conv) // its SIP ladder, kept with the conversation
 	go s.runOutbound(octx, o, oc, tr, advertise, callID, start, rec, log)
+	s.kickLive()
 	return conv, nil
 }
 
@@ -184,6 +217,7 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 		delete(s.outbound, o.conv)
 		s.mu.Unlock()
 		s.trace.ended(callID)
+		s.kickLive()
 		s.setup.Add(-1)
 		s.callWG.Done()
 		if oc.Done != nil {
@@ -318,9 +352,10 @@ func (s *Server) runOutbound(ctx context.Context, o *outCall, oc OutboundCall, t
 	cp := callpath.New(callpath.Options{Leg: leg, Peer: peer, Log: log, MaxDuration: maxDur, Shutdown: s.killAll})
 	cp.Answered(answeredAt)
 	o.mu.Lock()
-	o.cp = cp
+	o.cp, o.leg, o.codec, o.answered = cp, leg, neg.Codec.Name, answeredAt
 	pend := o.pend
 	o.mu.Unlock()
+	s.kickLive()
 	if pend != nil {
 		cp.End(*pend)
 	}

@@ -34,7 +34,8 @@ type LiveCall struct {
 	Node           string       `json:"node"`
 	Caller         string       `json:"caller"`
 	Called         string       `json:"called"`
-	State          string       `json:"state"` // LiveRinging, LiveTalking, LiveOnHold, LiveWithHuman
+	Direction      string       `json:"direction"` // inbound or outbound
+	State          string       `json:"state"`     // LiveRinging, LiveTalking, LiveOnHold, LiveWithHuman
 	StartedAt      time.Time    `json:"started_at"`
 	AnsweredAt     *time.Time   `json:"answered_at"`
 	Codec          string       `json:"codec"`

@@ -75,6 +75,23 @@ func TestOutboundCalls(t *testing.T) {
 		}
 		return g.Must(200, "GET", fmt.Sprintf("/api/conversations/%d", id), tn.UserKey, nil)
 	}
+	// liveState waits until the live view shows outbound call id in state.
+	liveState := func(t *testing.T, id int64, state string) {
+		t.Helper()
+		var seen any
+		cxcotest.Eventually(t, 10*time.Second, "the outbound call "+state+" in the live view", func() bool {
+			for _, it := range g.Must(200, "GET", "/api/calls/live", tn.UserKey, nil)["items"].([]any) {
+				lc := it.(map[string]any)
+				if lc["conversation_id"] == float64(id) {
+					seen = lc
+					return lc["state"] == state && lc["direction"] == "outbound" && lc["caller"] == "+27215550100" &&
+						(state == "ringing") == (lc["answered_at"] == nil)
+				}
+			}
+			return false
+		})
+		t.Logf("live: %v", seen)
+	}
 	unanswered := func(t *testing.T, c map[string]any, status, reason string, sip float64) {
 		t.Helper()
 		if c["status"] != status || c["end_reason"] != reason || c["sip_status"] != sip || c["answered_at"] != nil || c["duration_seconds"] != nil {
@@ -237,6 +254,7 @@ func TestOutboundCalls(t *testing.T) {
 		cxcotest.Eventually(t, 15*time.Second, "the call ringing", func() bool {
 			return g.Must(200, "GET", conv, tn.UserKey, nil)["status"] == "ringing"
 		})
+		liveState(t, id, "ringing")
 		code, v := g.Do("POST", calls, tn.UserKey, map[string]any{"to": "+27215550194"})
 		if m, _ := v.(map[string]any); code != 429 || m["error_type"] != "rate_limited" {
 			t.Fatalf("second call at a limit of 1: %d %v", code, v)
@@ -261,6 +279,7 @@ func TestOutboundCalls(t *testing.T) {
 		cxcotest.Eventually(t, 15*time.Second, "the call answered", func() bool {
 			return g.Must(200, "GET", conv, tn.UserKey, nil)["status"] == "in_progress"
 		})
+		liveState(t, id, "talking")
 		if code, v := g.Do("DELETE", conv, tn.UserKey, nil); code != 204 {
 			t.Fatalf("DELETE: %d %v", code, v)
 		}
