@@ -105,6 +105,13 @@ func TestPhoneFarmHelper(t *testing.T) {
 
 func cpuTime() time.Duration { return rusage(syscall.RUSAGE_SELF) }
 
+// switches is this process's context switches, voluntary and not.
+func switches() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Nvcsw + ru.Nivcsw
+}
+
 func rusage(who int) time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(who, &ru)
@@ -117,7 +124,8 @@ func rusage(who int) time.Duration {
 // frame and memory per call. Run with e.g. -benchtime=10x (10 s);
 // CXCO_BENCH_CALLS changes the number of calls; CXCO_BENCH_OWN_READERS=1 has
 // every stream read its own sockets with two goroutines (the way before the
-// shared readers, and where they are not available).
+// shared readers, and where they are not available); CXCO_BENCH_GO_SYSCALLS=1
+// makes the sends and the readers' polls Go system calls (before rawSyscalls).
 func BenchmarkStreams(b *testing.B) {
 	calls := []int{100}
 	if v, err := strconv.Atoi(os.Getenv("CXCO_BENCH_CALLS")); err == nil && v > 0 {
@@ -139,6 +147,10 @@ func benchStreams(b *testing.B, n int, codec string, format Format) {
 	if os.Getenv("CXCO_BENCH_OWN_READERS") != "" { // each stream reads its own sockets, as before the shared readers
 		sharedReaders = false
 		defer func() { sharedReaders = true }()
+	}
+	if os.Getenv("CXCO_BENCH_GO_SYSCALLS") != "" { // sendto and epoll_wait as Go system calls, as before rawSyscalls
+		rawSyscalls = false
+		defer func() { rawSyscalls = true }()
 	}
 	w := realWheel(b)
 	pool := testPool(b)
@@ -180,11 +192,11 @@ func benchStreams(b *testing.B, n int, codec string, format Format) {
 	b.ResetTimer()
 	var m1 runtime.MemStats
 	runtime.ReadMemStats(&m1)
-	cpu0, farm0 := cpuTime(), rusage(syscall.RUSAGE_CHILDREN)
+	cpu0, farm0, csw0 := cpuTime(), rusage(syscall.RUSAGE_CHILDREN), switches()
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("phone farm: %v\n%s", err, out.String())
 	}
-	cpu, farmCPU := cpuTime()-cpu0, rusage(syscall.RUSAGE_CHILDREN)-farm0
+	cpu, farmCPU, csw := cpuTime()-cpu0, rusage(syscall.RUSAGE_CHILDREN)-farm0, switches()-csw0
 	b.StopTimer()
 	var m2 runtime.MemStats
 	runtime.ReadMemStats(&m2)
@@ -213,6 +225,8 @@ func benchStreams(b *testing.B, n int, codec string, format Format) {
 	b.ReportMetric(float64(m2.Mallocs-m1.Mallocs)/float64(frames), "allocs/frame")
 	b.ReportMetric(float64((m1.HeapAlloc+m1.StackInuse)-(m0.HeapAlloc+m0.StackInuse))/float64(n), "B/call")
 	b.ReportMetric(100*float64(lost)/float64(max(received, 1)), "loss-%")
+	b.ReportMetric(100*float64(late)/float64(max(received, 1)), "late-%")
+	b.ReportMetric(float64(csw)/callSeconds, "ctxsw/call-s")
 	b.ReportMetric(0, "ns/op")
 	b.Logf("%d calls x %d s: cpu %v (phone farm %v), frames %d, rtp in %d, lost %d, late %d, resyncs %d, concealed %d (incl. the tail after the farm stops), max depth %v; farm sent %d, received %d (echo and silence); load %s",
 		n, secs, cpu, farmCPU, frames, received, lost, late, resyncs, concealed, depthMax, res.Sent, res.Received, loadavg())

@@ -185,7 +185,7 @@ func (slot *pollSlot) run(set *epollSet) {
 	var n int
 	wait := func(fd uintptr) bool { // made once: a closure per wait would be an allocation
 		var err error
-		n, err = syscall.EpollWait(int(fd), events[:], 0)
+		n, err = epollWait(fd, events[:])
 		if err != nil {
 			n = 0
 			return err != syscall.EINTR && err != syscall.EAGAIN // EBADF: the set is closed
@@ -380,7 +380,11 @@ func (r *rawSock) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 	default:
 		return 0, &net.OpError{Op: "write", Net: "udp", Err: syscall.EAFNOSUPPORT}
 	}
-	n, _, errno := syscall.Syscall6(syscall.SYS_SENDTO, uintptr(r.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, uintptr(p), l)
+	// A raw system call (no entersyscall/exitsyscall): the socket never blocks, so
+	// the wheel's shard keeps its P through the send, and the runtime's sysmon
+	// does not find it "in a system call", take its P away and wake another
+	// thread for it (see rawSyscalls).
+	n, _, errno := sendto(uintptr(r.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(p), l)
 	if errno != 0 {
 		return 0, &net.OpError{Op: "write", Net: "udp", Err: os.NewSyscallError("sendto", errno)}
 	}
@@ -440,4 +444,35 @@ func (s *Stream) ownSockets() error {
 		}
 	}
 	return nil
+}
+
+// rawSyscalls: the media path's system calls on its non-blocking sockets (sendto,
+// recvfrom, the readers' epoll_wait with a zero timeout) return in microseconds
+// and never block, so they are made as raw system calls. A Go system call
+// (syscall.Syscall) marks its P as in a system call; the runtime's sysmon, which
+// wakes every 20 µs while it finds such Ps, takes the P of one that lasts past
+// its tick away and starts another thread on it, and the caller then has to get
+// a P back: at 25,000 sends a second that was a context switch storm and
+// sysmon's own wake-ups (5% of the gateway's CPU in a perf profile at 500 calls).
+// A raw call keeps the P; the cost is that the P runs nothing else for those
+// microseconds, and a stop-the-world waits for them.
+var rawSyscalls = true // false: Go system calls (the benchmarks' A/B, CXCO_BENCH_GO_SYSCALLS=1)
+
+func sendto(fd, p, n, sa, salen uintptr) (uintptr, uintptr, syscall.Errno) {
+	if rawSyscalls {
+		return syscall.RawSyscall6(syscall.SYS_SENDTO, fd, p, n, 0, sa, salen)
+	}
+	return syscall.Syscall6(syscall.SYS_SENDTO, fd, p, n, 0, sa, salen)
+}
+
+// epollWait polls the set without blocking (timeout 0).
+func epollWait(fd uintptr, events []syscall.EpollEvent) (int, error) {
+	if !rawSyscalls {
+		return syscall.EpollWait(int(fd), events, 0)
+	}
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }

@@ -23,3 +23,5 @@ func listenRaw(netip.Addr, int) (udpConn, error) { return nil, errors.ErrUnsuppo
 
 // ownSockets: the sockets are net.UDPConns already.
 func (s *Stream) ownSockets() error { return nil }
+
+var rawSyscalls = false // Linux only (poller_linux.go)
