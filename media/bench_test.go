@@ -125,7 +125,9 @@ func rusage(who int) time.Duration {
 // CXCO_BENCH_CALLS changes the number of calls; CXCO_BENCH_OWN_READERS=1 has
 // every stream read its own sockets with two goroutines (the way before the
 // shared readers, and where they are not available); CXCO_BENCH_GO_SYSCALLS=1
-// makes the sends and the readers' polls Go system calls (before rawSyscalls).
+// makes the sends and the readers' polls Go system calls (before rawSyscalls);
+// CXCO_BENCH_NO_TICK_POLL=1 leaves the reading to the readers' goroutines
+// (before pollTick).
 func BenchmarkStreams(b *testing.B) {
 	calls := []int{100}
 	if v, err := strconv.Atoi(os.Getenv("CXCO_BENCH_CALLS")); err == nil && v > 0 {
@@ -151,6 +153,10 @@ func benchStreams(b *testing.B, n int, codec string, format Format) {
 	if os.Getenv("CXCO_BENCH_GO_SYSCALLS") != "" { // sendto and epoll_wait as Go system calls, as before rawSyscalls
 		rawSyscalls = false
 		defer func() { rawSyscalls = true }()
+	}
+	if os.Getenv("CXCO_BENCH_NO_TICK_POLL") != "" { // only the readers' goroutines read, as before pollTick
+		shardPolls = false
+		defer func() { shardPolls = true }()
 	}
 	w := realWheel(b)
 	pool := testPool(b)

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"unsafe"
+
+	"github.com/cxco/gateway/media/clock"
 )
 
 // The shared readers. A call's RTP socket receives a packet every 20 ms and
@@ -42,6 +44,13 @@ type pollSlot struct {
 	mu    sync.Mutex
 	set   *epollSet
 	socks map[int32]pollSock // by descriptor
+	tick  *pollScratch       // the buffers pollTick reads with (under mu)
+}
+
+type pollScratch struct {
+	r      reader
+	rsa    syscall.RawSockaddrAny
+	events [128]syscall.EpollEvent
 }
 
 type pollSock struct {
@@ -118,6 +127,7 @@ func (s *Stream) startPolling() error {
 	slot.socks[rtcpFD] = pollSock{s: s, rtcp: true}
 	s.polled = &polled{slot: slot, rtpFD: rtpFD, rtcpFD: rtcpFD}
 	slot.mu.Unlock()
+	tickPolls(s.opt.Wheel)
 	return nil
 }
 
@@ -201,24 +211,67 @@ func (slot *pollSlot) run(set *epollSet) {
 			slot.mu.Unlock()
 			return
 		}
-		for _, ev := range events[:n] {
-			sk, ok := slot.socks[ev.Fd]
-			if !ok {
-				continue
-			}
-			m, from, errno := recvfrom(ev.Fd, r.buf[:], &rsa)
-			if errno != 0 {
-				continue // EAGAIN (read meanwhile), or an error the next read clears
-			}
-			if sk.rtcp {
-				sk.s.rtcpPacket(&r, r.buf[:m], from)
-			} else {
-				sk.s.rtpPacket(&r, r.buf[:m], from)
-			}
-		}
+		slot.handle(events[:n], &r, &rsa)
 		slot.mu.Unlock()
 	}
 }
+
+// handle reads one packet from each socket the events name and hands it to its
+// stream (under mu). A socket read meanwhile (by pollTick, or the other way
+// round) gives EAGAIN and is skipped.
+func (slot *pollSlot) handle(events []syscall.EpollEvent, r *reader, rsa *syscall.RawSockaddrAny) {
+	for _, ev := range events {
+		sk, ok := slot.socks[ev.Fd]
+		if !ok {
+			continue
+		}
+		m, from, errno := recvfrom(ev.Fd, r.buf[:], rsa)
+		if errno != 0 {
+			continue // EAGAIN (read meanwhile), or an error the next read clears
+		}
+		if sk.rtcp {
+			sk.s.rtcpPacket(r, r.buf[:m], from)
+		} else {
+			sk.s.rtpPacket(r, r.buf[:m], from)
+		}
+	}
+}
+
+// pollTick is the wheel's OnTick: each shard, at each 1 ms tick, reads what is
+// ready on its shared reader's set (one epoll_wait with a zero timeout), unless
+// the reader's goroutine is at it. The goroutine wakes through Go's netpoller,
+// which a busy process polls only when a P runs out of work or every 10 ms (the
+// runtime's sysmon): with both cores full, packets waited up to that long to be
+// read, and the jitter buffer took the delay for network jitter. The shards'
+// timers are run on time even then, so no packet now waits for more than a
+// tick. Arrivals are stamped when read, as before.
+func pollTick(shard int) {
+	slot := &pollSlots[shard%len(pollSlots)]
+	if !slot.mu.TryLock() {
+		return
+	}
+	if set := slot.set; set != nil {
+		if slot.tick == nil {
+			slot.tick = new(pollScratch)
+		}
+		t := slot.tick
+		if n, err := epollWait(uintptr(set.fd), t.events[:]); err == nil && n > 0 {
+			slot.handle(t.events[:n], &t.r, &t.rsa)
+		}
+	}
+	slot.mu.Unlock()
+}
+
+// tickPolls has the wheel's shards poll the shared readers' sets (pollTick).
+func tickPolls(w *clock.Wheel) {
+	if sharedReaders && shardPolls {
+		w.OnTick(pollTick)
+	}
+}
+
+// shardPolls off: only the readers' goroutines read (the benchmarks' A/B,
+// CXCO_BENCH_NO_TICK_POLL=1).
+var shardPolls = true
 
 // sockFD returns a socket's descriptor; it stays valid until the socket is
 // closed, which stopPolling precedes.

@@ -5,6 +5,8 @@ package media
 import (
 	"errors"
 	"net/netip"
+
+	"github.com/cxco/gateway/media/clock"
 )
 
 // polled is a stream's registration with a shared reader: Linux only (see
@@ -25,3 +27,8 @@ func listenRaw(netip.Addr, int) (udpConn, error) { return nil, errors.ErrUnsuppo
 func (s *Stream) ownSockets() error { return nil }
 
 var rawSyscalls = false // Linux only (poller_linux.go)
+
+// tickPolls: no shared readers here.
+func tickPolls(*clock.Wheel) {}
+
+var shardPolls = false

@@ -31,7 +31,15 @@ type Wheel struct {
 	started bool
 	stop    chan struct{}
 	wg      sync.WaitGroup
+
+	tick atomic.Pointer[func(shard int)]
 }
+
+// OnTick has every shard goroutine call f with its index (0 to Shards-1) at
+// each tick, before the timers due then run; a later OnTick replaces f. With a
+// Manual clock there are no shard goroutines and f is never called. f must be
+// short: the shard's timers wait for it.
+func (w *Wheel) OnTick(f func(shard int)) { w.tick.Store(&f) }
 
 const (
 	slotBits = 10
@@ -54,7 +62,7 @@ func New(opts Options) *Wheel {
 	w.epoch = w.clock.Now()
 	w.shards = make([]*Shard, opts.Shards)
 	for i := range w.shards {
-		s := &Shard{w: w, wake: make(chan struct{}, 1)}
+		s := &Shard{w: w, idx: i, wake: make(chan struct{}, 1)}
 		s.cond.L = &s.mu
 		for j := range s.slots {
 			s.slots[j].next = &s.slots[j]
@@ -152,6 +160,7 @@ func (w *Wheel) tickFloor(t time.Time) int64 {
 // Shard is one goroutine's part of the wheel.
 type Shard struct {
 	w     *Wheel
+	idx   int
 	mu    sync.Mutex
 	cond  sync.Cond // signalled when a callback returns
 	slots [numSlots]Timer
@@ -347,6 +356,9 @@ func (s *Shard) run(stop <-chan struct{}) {
 			case <-stop:
 				return
 			}
+		}
+		if f := w.tick.Load(); f != nil {
+			(*f)(s.idx)
 		}
 		s.runDue(w.clock.Now())
 	}
