@@ -343,3 +343,17 @@ func TestContactPerTransport(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkStatelessReject: the 503 every INVITE over the call rate gets, built
+// in the read loop before the next datagram is read.
+func BenchmarkStatelessReject(b *testing.B) {
+	raw := []byte("INVITE sip:+15559990000@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.1.10:40000;branch=z9hG4bKmf1.2\r\n" +
+		"From: <sip:flood@127.0.1.10:40000>;tag=f2\r\nTo: <sip:+15559990000@127.0.0.1>\r\nCall-ID: mflood-1-2\r\nCSeq: 1 INVITE\r\n" +
+		"Contact: <sip:flood@127.0.1.10:40000>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		if statelessReject(raw, 503, "Service Unavailable", "Retry-After: 5") == nil {
+			b.Fatal("no response")
+		}
+	}
+}
