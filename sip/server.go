@@ -491,10 +491,11 @@ func (s *Server) readFilter(p gsip.TransportReadProps, data []byte) ([]byte, err
 			return nil, nil
 		}
 	}
-	if udp {
+	if udp && s.ownsListener(p.LocalAddr.String()) {
 		// Traced once let in (a stream is traced by its connection's wrapper): a
 		// flood's datagrams shed above cost no trace, and their INVITEs no longer
-		// take the trace table's places (60 s each) from the calls let in.
+		// take the trace table's places (60 s each) from the calls let in. A
+		// socket sipgo opened itself (an outbound call's) is traced by the hub.
 		s.traceWire(nil, true, "UDP", p.LocalAddr.String(), p.RemoteAddr.String(), data)
 	}
 	if udp && len(data) > 4 && !isKeepalive(data) {

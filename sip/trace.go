@@ -37,7 +37,10 @@ import (
 // transfer legs). Anything else (OPTIONS pings, strays, dropped sources) is not
 // traced. Connections sipgo opens itself (a transfer leg to another host) are
 // seen through sipgo's process-wide debug hook instead (traceHub), which skips
-// our listeners' (UDP, TCP and TLS) traffic: the wrappers have it.
+// our listeners' (UDP, TCP and TLS) traffic: the wrappers have it. That hook
+// tells a write after it returned, so on such a socket (an outbound call's: it
+// leaves from an ephemeral port, not our listener's) the first answer to a
+// request can be recorded a few µs before the request itself.
 
 const (
 	maxTraceMessages = 200              // per call

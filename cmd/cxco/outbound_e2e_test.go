@@ -166,9 +166,21 @@ func TestOutboundCalls(t *testing.T) {
 		want := "out INVITE, in 180, in 486, out ACK" // the CSeq numbers are sipgo's
 		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 			tr := g.Must(200, "GET", fmt.Sprintf("/api/conversations/%.0f/sip-trace", c["id"].(float64)), tn.UserKey, nil)
+			// A message seen twice is a retransmission on the wire (a busy machine
+			// answers late: SIPp resends its 486 until our ACK): kept once here. The
+			// INVITE leaves from a socket sipgo opened itself, whose debug hook tells a
+			// write after it returned, so the 180 read meanwhile can be told first by
+			// a few µs: the order of those two is not asked (see sip/trace.go).
 			var steps []string
+			seen := map[string]bool{}
 			for _, l := range ladder(asList(tr["items"])) {
-				steps = append(steps, l[:strings.LastIndex(l, " ")])
+				if step := l[:strings.LastIndex(l, " ")]; !seen[step] {
+					seen[step] = true
+					steps = append(steps, step)
+				}
+			}
+			if len(steps) > 1 && steps[0] == "in 180" && steps[1] == "out INVITE" {
+				steps[0], steps[1] = steps[1], steps[0]
 			}
 			got := strings.Join(steps, ", ")
 			if got == want {
