@@ -15,17 +15,7 @@ import (
 func TestUDPFloodEveryMethod(t *testing.T) {
 	for _, method := range []string{"INFO", "BYE", "CANCEL", "OPTIONS"} {
 		t.Run(method, func(t *testing.T) {
-			s, obs := testServer(t, Options{FloodRate: 1, FloodBurst: 10})
-			frozen := time.Now() // the limiter's clock stands still: no refill during the test
-			s.flood.mu.Lock()
-			s.flood.now = func() time.Time { return frozen }
-			s.flood.mu.Unlock()
-			c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			gw := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.Port()}
+			_, obs, c, gw := frozenFloodServer(t, Options{FloodRate: 1, FloodBurst: 10})
 			for i := range 500 {
 				tag := ""
 				if method != "OPTIONS" && method != "CANCEL" {
@@ -65,17 +55,7 @@ func TestUDPFloodEveryMethod(t *testing.T) {
 // Before, every INVITE read started one (kept 60 s unattached), so a flood filled
 // the trace table (4*MaxCalls+100) and the calls let in meanwhile got no ladder.
 func TestShedINVITEsStartNoTrace(t *testing.T) {
-	s, obs := testServer(t, Options{FloodRate: 1, FloodBurst: 10, CallRate: -1})
-	frozen := time.Now() // no refill during the test
-	s.flood.mu.Lock()
-	s.flood.now = func() time.Time { return frozen }
-	s.flood.mu.Unlock()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	gw := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.Port()}
+	s, obs, c, gw := frozenFloodServer(t, Options{FloodRate: 1, FloodBurst: 10, CallRate: -1})
 	const n, burst = 100, 10
 	for i := range n {
 		msg := fmt.Sprintf("INVITE sip:+15559990000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKst%d\r\n"+
@@ -95,4 +75,22 @@ func TestShedINVITEsStartNoTrace(t *testing.T) {
 	if traces == 0 {
 		t.Fatal("no trace for the INVITEs let in")
 	}
+}
+
+// frozenFloodServer is a test server whose flood limiter's clock stands still (no
+// refill during the test), a UDP socket on loopback to flood it from, and its
+// SIP address.
+func frozenFloodServer(t *testing.T, opt Options) (*Server, *countingObs, *net.UDPConn, *net.UDPAddr) {
+	t.Helper()
+	s, obs := testServer(t, opt)
+	frozen := time.Now()
+	s.flood.mu.Lock()
+	s.flood.now = func() time.Time { return frozen }
+	s.flood.mu.Unlock()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return s, obs, c, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.Port()}
 }
