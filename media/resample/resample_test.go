@@ -194,7 +194,7 @@ func TestStreamingMatchesOneCall(t *testing.T) {
 		{name: "20 ms frames", up: []int{160}, down: []int{320}},
 		{name: "single samples", up: []int{1}, down: []int{2}},
 		{name: "odd sizes", up: []int{7, 13, 161, 1, 33}, down: []int{6, 38, 322, 2, 66}},
-		{name: "around the block size", up: []int{255, 256, 257, 1000}, down: []int{510, 512, 514, 2000}},
+		{name: "around the block size", up: []int{block - 1, block, block + 1, 1000}, down: []int{2*block - 2, 2 * block, 2*block + 2, 2000}},
 		{name: "with empty calls", up: []int{0, 80, 0, 240}, down: []int{0, 160, 0, 480}},
 	}
 	wantUp := make([]int16, 2*len(x))
