@@ -256,11 +256,20 @@ type Buffer[T Sample] struct {
 	maxPayload int64 // longest packet accepted: 120 ms
 	fadeLen    int64 // concealment fades to silence over 60 ms
 
-	// ring of samples, indexed by extended timestamp & mask
+	// ring of samples: sample s (an extended timestamp) is at position
+	// (s-s0) mod size, kept as pPos for p and stepped from it (pos), so no
+	// division; its size is what the depth and a packet need, a whole number
+	// of have words (grow)
 	ring    []T
 	have    []uint64 // one bit per ring sample: received
 	arrival []int32  // per 1 ms block: newest arrival, µs after tbase, +1 (0: none)
-	mask    int64
+	size    int64    // len(ring)
+	pPos    int64    // position of p
+	// reach is how far past p a packet may end before it counts as a jump
+	// of the sender's timeline: the ring's size rounded up to a power of two
+	// (the buffer's limit when its ring was that). A packet further ahead than
+	// the ring holds but within it grows the ring to it (grow).
+	reach int64
 
 	// tbase (ns since epoch) is the time base of the arrival blocks and the
 	// window queues: they keep int32 microseconds after it (half the memory of
@@ -285,15 +294,17 @@ type Buffer[T Sample] struct {
 	// relative delay, both over Window
 	minQ             []sample
 	minHead, minTail int
-	histQ            []sample
-	qlen, qmask      int // length of minQ and histQ (a power of two)
-	qmax             int // the length they may grow to (queueLen of the window)
-	histHead         int
-	histTail         int
-	hist             []uint32 // counts per 1 ms of relative delay
-	lateHold         int64    // ns of depth a recent late packet needs
-	lateAt           int64
-	farLate          int
+	minMask          int // len(minQ)-1: it holds at most qlen entries, and
+	// is allocated as they come (growMin): a few, unless transit keeps rising
+	histQ       []sample
+	qlen, qmask int // length of histQ (a power of two), and the most entries minQ holds
+	qmax        int // the length they may grow to (queueLen of the window)
+	histHead    int
+	histTail    int
+	hist        []uint32 // counts per 1 ms of relative delay
+	lateHold    int64    // ns of depth a recent late packet needs
+	lateAt      int64
+	farLate     int
 
 	// concealment and adaptation state
 	played      []T // the last samples played, a ring of playedMask+1; playedW is where the next goes
@@ -371,7 +382,7 @@ func (b *Buffer[T]) rebase(at int64) {
 	}
 	b.tbase += d * 1000
 	for i := b.minHead; i < b.minTail; i++ {
-		e := &b.minQ[i&b.qmask]
+		e := &b.minQ[i&b.minMask]
 		e.at = clamp32(int64(e.at) - d)
 	}
 	for i := b.histHead; i < b.histTail; i++ {
@@ -417,12 +428,16 @@ func New[T Sample](opts Options[T]) *Buffer[T] {
 		blockShift = 4
 	}
 	maxPayload := rate * 120 / 1000
-	// The ring holds the maximum depth plus the longest packet plus a frame,
-	// rounded up to a power of two.
+	// The ring holds the maximum depth plus the longest packet plus two
+	// frames, in whole have words (8 kHz, default Max: 2240 samples, 280 ms);
+	// a packet may end up to the next power of two past playout (512 ms)
+	// before it is a timeline jump, which grows the ring (rarely: a burst at
+	// the start of a call, audio arriving while playout stalled).
 	need := int64(opts.Max/time.Duration(sampleNS)) + maxPayload + 2*frame
-	size := int64(256)
-	for size < need {
-		size <<= 1
+	size := (need + 63) &^ 63
+	reach := int64(256)
+	for reach < size {
+		reach <<= 1
 	}
 	qlen := queueStart(opts.Window)
 	b := &Buffer[T]{
@@ -443,8 +458,10 @@ func New[T Sample](opts Options[T]) *Buffer[T] {
 		ring:       make([]T, size),
 		have:       make([]uint64, size/64),
 		arrival:    make([]int32, size>>blockShift),
-		mask:       size - 1,
-		minQ:       make([]sample, qlen),
+		size:       size,
+		reach:      reach,
+		minQ:       make([]sample, minStart),
+		minMask:    minStart - 1,
 		histQ:      make([]sample, qlen),
 		qlen:       qlen,
 		qmask:      qlen - 1,
@@ -526,10 +543,13 @@ func (b *Buffer[T]) Push(pk Packet[T]) Result {
 	}
 	start := b.p + int64(int32(pk.Timestamp-uint32(b.p)))
 	end := start + n
-	if end > b.p+int64(len(b.ring)) {
-		// Further ahead than the ring holds: the sender's timeline jumped.
+	if end > b.p+b.reach {
+		// Further ahead than the ring may hold: the sender's timeline jumped.
 		b.resync(pk, at)
 		return Resynced
+	}
+	if end > b.p+b.size {
+		b.grow()
 	}
 	if end <= b.p-b.rate {
 		// More than a second behind playout: a few of these in a row mean
@@ -601,7 +621,7 @@ func (b *Buffer[T]) resync(pk Packet[T], at int64) {
 	b.ssrc = pk.SSRC
 	b.t0 = at
 	b.s0 = int64(pk.Timestamp) + 1<<32
-	b.p = b.s0
+	b.p, b.pPos = b.s0, 0
 	b.offset = int64(b.opt.Initial)
 	b.maxSeq = int64(pk.Sequence) + 1<<32
 	clear(b.seqWin[:])
@@ -720,21 +740,23 @@ func (b *Buffer[T]) markSeq(e int64) {
 // the histogram of delay relative to it.
 func (b *Buffer[T]) measure(at, transit int64) {
 	horizon := b.us(at - int64(b.opt.Window)) // an entry at or after it is in the window
-	if b.qlen < b.qmax && (b.minTail-b.minHead == b.qlen && b.minQ[b.minHead&b.qmask].at >= horizon ||
+	if b.qlen < b.qmax && (b.minTail-b.minHead == b.qlen && b.minQ[b.minHead&b.minMask].at >= horizon ||
 		b.histTail-b.histHead == b.qlen && b.histQ[b.histHead&b.qmask].at >= horizon) {
 		b.growQueues()
 	}
 	// sliding minimum
 	tus := clamp32(transit / 1000)
-	for b.minTail > b.minHead && b.minQ[(b.minTail-1)&b.qmask].v >= tus {
+	for b.minTail > b.minHead && b.minQ[(b.minTail-1)&b.minMask].v >= tus {
 		b.minTail--
 	}
 	if b.minTail-b.minHead == b.qlen {
 		b.minHead++
+	} else if b.minTail-b.minHead == len(b.minQ) {
+		b.growMin()
 	}
-	b.minQ[b.minTail&b.qmask] = sample{b.us(at), tus}
+	b.minQ[b.minTail&b.minMask] = sample{b.us(at), tus}
 	b.minTail++
-	for b.minQ[b.minHead&b.qmask].at < horizon {
+	for b.minQ[b.minHead&b.minMask].at < horizon {
 		b.minHead++
 	}
 	if b.minHead >= b.qlen {
@@ -758,22 +780,37 @@ func (b *Buffer[T]) measure(at, transit int64) {
 	b.histTail++
 }
 
-func (b *Buffer[T]) base() int64 { return int64(b.minQ[b.minHead&b.qmask].v) * 1000 }
+func (b *Buffer[T]) base() int64 { return int64(b.minQ[b.minHead&b.minMask].v) * 1000 }
 
-// growQueues doubles the window queues: a full queue whose oldest entry is
-// still inside the window (packets shorter than 20 ms). Their head and tail
-// stay as they are: both are below twice the old length, so each entry's
-// place in the doubled ring is its index.
+// growQueues doubles the window queues' length: a full queue whose oldest
+// entry is still inside the window (packets shorter than 20 ms). histQ is
+// reallocated; minQ may now hold as many entries, and grows to them as they
+// come. Heads and tails stay as they are: both are below twice the old
+// length, so each entry's place in the doubled ring is its index.
 func (b *Buffer[T]) growQueues() {
 	n := 2 * b.qlen
-	minQ, histQ := make([]sample, n), make([]sample, n)
-	for i := b.minHead; i < b.minTail; i++ {
-		minQ[i&(n-1)] = b.minQ[i&b.qmask]
-	}
+	histQ := make([]sample, n)
 	for i := b.histHead; i < b.histTail; i++ {
 		histQ[i&(n-1)] = b.histQ[i&b.qmask]
 	}
-	b.minQ, b.histQ, b.qlen, b.qmask = minQ, histQ, n, n-1
+	b.histQ, b.qlen, b.qmask = histQ, n, n-1
+}
+
+// minStart is minQ's length at first. The deque keeps only entries whose
+// transit is below every later one's: with jitter, a handful (a transit that
+// rises steadily, a sender's clock slower than ours, keeps more).
+const minStart = 16
+
+// growMin doubles minQ (fewer than qlen entries, all in use). Head and tail
+// are below twice qlen, a multiple of the new length: entries keep their
+// indices, and normalising them by qlen (measure) keeps their places.
+func (b *Buffer[T]) growMin() {
+	n := 2 * len(b.minQ)
+	minQ := make([]sample, n)
+	for i := b.minHead; i < b.minTail; i++ {
+		minQ[i&(n-1)] = b.minQ[i&b.minMask]
+	}
+	b.minQ, b.minMask = minQ, n-1
 }
 
 // lateHeadroom is how much more than a late packet needed the depth grows to:
@@ -826,7 +863,7 @@ func (b *Buffer[T]) percentile() int64 {
 func (b *Buffer[T]) target() int64 {
 	t := b.percentile()
 	if b.minTail > b.minHead {
-		newest := b.ns(b.minQ[(b.minTail-1)&b.qmask].at)
+		newest := b.ns(b.minQ[(b.minTail-1)&b.minMask].at)
 		if b.lateAt != 0 && newest-b.lateAt <= int64(b.opt.LateHold) {
 			t = max(t, b.lateHold)
 		}
@@ -840,19 +877,16 @@ func (b *Buffer[T]) target() int64 {
 // write stores samples from extended timestamp start.
 func (b *Buffer[T]) write(start int64, data []T, at int64) {
 	for len(data) > 0 {
-		i := start & b.mask
+		i := b.pos(start)
 		n := copy(b.ring[i:], data)
 		b.setHave(i, int64(n))
-		// Arrival blocks are aligned to the timeline's first sample, so
-		// packets of whole milliseconds never share a block.
-		first, last := b.block(start), b.block(start+int64(n)-1)
+		// Arrival blocks are aligned to the timeline's first sample (as
+		// ring positions are), so packets of whole milliseconds never share
+		// a block.
 		a := b.us(at) + 1
-		for blk := first; ; blk = (blk + 1) & (int64(len(b.arrival)) - 1) {
+		for blk := i >> b.blockShift; blk <= (i+int64(n)-1)>>b.blockShift; blk++ {
 			if b.arrival[blk] < a {
 				b.arrival[blk] = a
-			}
-			if blk == last {
-				break
 			}
 		}
 		data = data[n:]
@@ -860,7 +894,46 @@ func (b *Buffer[T]) write(start int64, data []T, at int64) {
 	}
 }
 
-func (b *Buffer[T]) block(s int64) int64 { return ((s - b.s0) & b.mask) >> b.blockShift }
+// pos is the ring position of sample s, which is within a ring's size of p.
+func (b *Buffer[T]) pos(s int64) int64 {
+	i := b.pPos + s - b.p
+	if i >= b.size {
+		i -= b.size
+	} else if i < 0 {
+		i += b.size
+	}
+	return i
+}
+
+// advance moves playout n samples (at most a frame) on.
+func (b *Buffer[T]) advance(n int64) {
+	b.p += n
+	if b.pPos += n; b.pPos >= b.size {
+		b.pPos -= b.size
+	}
+}
+
+func (b *Buffer[T]) block(s int64) int64 { return b.pos(s) >> b.blockShift }
+
+// grow makes the ring reach samples long, for a packet that ends further
+// past playout than the ring holds (but not so far as to be a jump): what it
+// holds, and the arrival blocks, move to their places in the longer ring.
+func (b *Buffer[T]) grow() {
+	n := b.reach
+	ring, have, arrival := make([]T, n), make([]uint64, n/64), make([]int32, n>>b.blockShift)
+	pPos := (b.p - b.s0) % n
+	for d := int64(0); d < b.size; d++ {
+		i, j := b.pos(b.p+d), (pPos+d)%n
+		ring[j] = b.ring[i]
+		if b.have[i>>6]&(1<<(i&63)) != 0 {
+			have[j>>6] |= 1 << (j & 63)
+		}
+		if i&(1<<b.blockShift-1) == 0 {
+			arrival[j>>b.blockShift] = b.arrival[i>>b.blockShift]
+		}
+	}
+	b.ring, b.have, b.arrival, b.size, b.pPos = ring, have, arrival, n, pPos
+}
 
 // span is the mask of k bits (1 to 64) of a have word from bit on.
 func span(bit, k int64) uint64 {
@@ -884,7 +957,7 @@ func (b *Buffer[T]) setHave(i, n int64) {
 // tests 64 samples per step.
 func (b *Buffer[T]) allHave(start, end int64) bool {
 	for s := start; s < end; {
-		i := s & b.mask
+		i := b.pos(s)
 		w, bit := i>>6, i&63
 		k := min(64-bit, end-s)
 		m := span(bit, k)
@@ -897,7 +970,7 @@ func (b *Buffer[T]) allHave(start, end int64) bool {
 }
 
 func (b *Buffer[T]) has(s int64) bool {
-	i := s & b.mask
+	i := b.pos(s)
 	return b.have[i>>6]&(1<<(i&63)) != 0
 }
 
@@ -905,7 +978,7 @@ func (b *Buffer[T]) has(s int64) bool {
 // step (the ring is a whole number of have words, so no step crosses its end).
 func (b *Buffer[T]) consume(s, n int64) {
 	for n > 0 {
-		i := s & b.mask
+		i := b.pos(s)
 		w, bit := i>>6, i&63
 		k := min(64-bit, n)
 		b.have[w] &^= span(bit, k)
@@ -920,7 +993,7 @@ func (b *Buffer[T]) silent(s, n int64) bool {
 	const quiet = 300 // about -40 dBFS peak
 	for k := range n {
 		if b.has(s + k) {
-			b.enc[k] = b.ring[(s+k)&b.mask]
+			b.enc[k] = b.ring[b.pos(s+k)]
 		} else {
 			b.enc[k] = b.codec.Silence()
 		}
@@ -979,7 +1052,7 @@ func (b *Buffer[T]) Pop(now time.Time, dst []T) (Frame, bool) {
 		hold := int64(b.opt.ShrinkHold)
 		if b.silent(b.p, b.frame) || (due-b.excessSince >= hold && due-b.lastShrink >= hold/2) {
 			b.consume(b.p, b.frame)
-			b.p += b.frame
+			b.advance(b.frame)
 			b.offset -= int64(FrameDuration)
 			b.stats.Skipped += FrameDuration
 			b.lastShrink = due
@@ -995,8 +1068,7 @@ func (b *Buffer[T]) Pop(now time.Time, dst []T) (Frame, bool) {
 	if ins == 0 && (b.plc == nil || !b.plc.Concealing()) && b.allHave(b.p, b.p+b.frame) {
 		// Fast path: the whole frame was received (and no concealment
 		// needs to overlap it).
-		i := b.p & b.mask
-		n := copy(dst, b.ring[i:])
+		n := copy(dst, b.ring[b.pPos:])
 		copy(dst[n:], b.ring)
 		for s := b.p; s < b.p+b.frame; s += 1 << b.blockShift {
 			newest = max(newest, b.arrival[b.block(s)])
@@ -1013,7 +1085,7 @@ func (b *Buffer[T]) Pop(now time.Time, dst []T) (Frame, bool) {
 		}
 		s := b.p + i - ins
 		if b.has(s) {
-			dst[i] = b.ring[s&b.mask]
+			dst[i] = b.ring[b.pos(s)]
 			b.fill[i] = false
 			if a := b.arrival[b.block(s)]; a > newest {
 				newest = a
@@ -1040,7 +1112,7 @@ done:
 		f.Arrival = b.epoch.Add(time.Duration(b.ns(newest - 1)))
 	}
 	b.consume(b.p, b.frame-ins)
-	b.p += b.frame - ins
+	b.advance(b.frame - ins)
 	if b.nlost > 0 {
 		b.expireLost()
 	}
@@ -1135,7 +1207,7 @@ func (b *Buffer[T]) after(j int64, next int64) []int16 {
 	}
 	n := int64(0)
 	for n < b.frame && b.has(next+n) {
-		b.enc[n] = b.ring[(next+n)&b.mask]
+		b.enc[n] = b.ring[b.pos(next+n)]
 		n++
 	}
 	b.codec.Decode(b.ahead[:n], b.enc[:n])

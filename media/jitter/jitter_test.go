@@ -785,7 +785,7 @@ func TestWindowQueuesGrowForShortPackets(t *testing.T) {
 			t.Fatalf("queues %d of %d at first, want 256 of 512 (4 s window)", grown.qlen, grown.qmax)
 		}
 		full.minQ, full.histQ = make([]sample, full.qmax), make([]sample, full.qmax)
-		full.qlen, full.qmask = full.qmax, full.qmax-1
+		full.qlen, full.qmask, full.minMask = full.qmax, full.qmax-1, full.qmax-1
 		out1, frames1 := run(t, grown, s, 12*time.Second)
 		out2, frames2 := run(t, full, s, 12*time.Second)
 		if !bytes.Equal(out1, out2) || !slices.Equal(frames1, frames2) {
@@ -811,7 +811,7 @@ func TestWindowQueuesGrowForShortPackets(t *testing.T) {
 func window(b *Buffer[byte]) []sample {
 	var out []sample
 	for i := b.minHead; i < b.minTail; i++ {
-		out = append(out, b.minQ[i&b.qmask])
+		out = append(out, b.minQ[i&b.minMask])
 	}
 	for i := b.histHead; i < b.histTail; i++ {
 		out = append(out, b.histQ[i&b.qmask])
