@@ -15,7 +15,10 @@ const (
 	frameDur     = jitter.FrameDuration
 	frameSamples = jitter.FrameSamples
 	rtpHeaderLen = 12
-	chunkFrames  = 25 // 0.5 s of audio per pooled chunk
+	// chunkFrames is the audio per pooled chunk: 160 ms, 1280 bytes of G.711
+	// (a size class of Go's allocator exactly). A queue holds on average half
+	// a chunk more than its audio: 640 bytes (2 KiB with 25-frame chunks).
+	chunkFrames = 8
 	// underrunWindow: audio that resumes within this long after the queue ran
 	// dry (with no Flush) is the same speech, and the silence between an
 	// underrun. A provider streams a response without pauses of its own (they
@@ -41,7 +44,7 @@ var chunkPools = map[int]*sync.Pool{
 // queue is the bounded outbound queue of 20 ms frames. Its memory is
 // proportional to what is queued: chunks come from a shared pool and go
 // back when emptied, so a call whose agent is silent holds none (a chunk is
-// 4 KiB of G.711, 16 KiB of 16 kHz PCM; a Get and a Put cost tens of ns).
+// 1.25 KiB of G.711, 5 KiB of 16 kHz PCM; a Get and a Put cost tens of ns).
 type queue struct {
 	head, tail *chunk
 	n, max     int
