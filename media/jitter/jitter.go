@@ -110,8 +110,8 @@ type Options[T Sample] struct {
 	// SampleRate of the samples, 8000 or 16000; default 8000. The buffer's
 	// timestamps count samples at this rate.
 	SampleRate int
-	Min        time.Duration // minimum depth; default 20 ms
-	Max        time.Duration // maximum depth; default 120 ms
+	Min        time.Duration // minimum depth; default 20 ms, at most a minute
+	Max        time.Duration // maximum depth; default 120 ms, at most a minute
 	// Window is how far back jitter is measured; default 4 s.
 	Window time.Duration
 	// Percentile of relative delay the depth covers; default 0.995.
@@ -144,6 +144,8 @@ func (o *Options[T]) defaults() {
 	if o.Max <= 0 {
 		o.Max = 120 * time.Millisecond
 	}
+	// At most a minute: the histogram's bins (1 ms) fit in 16 bits.
+	o.Min, o.Max = min(o.Min, time.Minute), min(o.Max, time.Minute)
 	if o.Max < o.Min {
 		o.Max = o.Min
 	}
@@ -296,7 +298,10 @@ type Buffer[T Sample] struct {
 	minHead, minTail int
 	minMask          int // len(minQ)-1: it holds at most qlen entries, and
 	// is allocated as they come (growMin): a few, unless transit keeps rising
-	histQ       []sample
+	// histQ is the histogram's entries: arrival (µs after tbase) and bin, in
+	// two arrays (6 bytes an entry, not a padded 8)
+	histAt      []int32
+	histBin     []uint16
 	qlen, qmask int // length of histQ (a power of two), and the most entries minQ holds
 	qmax        int // the length they may grow to (queueLen of the window)
 	histHead    int
@@ -386,8 +391,8 @@ func (b *Buffer[T]) rebase(at int64) {
 		e.at = clamp32(int64(e.at) - d)
 	}
 	for i := b.histHead; i < b.histTail; i++ {
-		e := &b.histQ[i&b.qmask]
-		e.at = clamp32(int64(e.at) - d)
+		e := &b.histAt[i&b.qmask]
+		*e = clamp32(int64(*e) - d)
 	}
 	for i, a := range b.arrival {
 		if a != 0 {
@@ -462,7 +467,8 @@ func New[T Sample](opts Options[T]) *Buffer[T] {
 		reach:      reach,
 		minQ:       make([]sample, minStart),
 		minMask:    minStart - 1,
-		histQ:      make([]sample, qlen),
+		histAt:     make([]int32, qlen),
+		histBin:    make([]uint16, qlen),
 		qlen:       qlen,
 		qmask:      qlen - 1,
 		qmax:       queueLen(opts.Window),
@@ -741,7 +747,7 @@ func (b *Buffer[T]) markSeq(e int64) {
 func (b *Buffer[T]) measure(at, transit int64) {
 	horizon := b.us(at - int64(b.opt.Window)) // an entry at or after it is in the window
 	if b.qlen < b.qmax && (b.minTail-b.minHead == b.qlen && b.minQ[b.minHead&b.minMask].at >= horizon ||
-		b.histTail-b.histHead == b.qlen && b.histQ[b.histHead&b.qmask].at >= horizon) {
+		b.histTail-b.histHead == b.qlen && b.histAt[b.histHead&b.qmask] >= horizon) {
 		b.growQueues()
 	}
 	// sliding minimum
@@ -764,8 +770,8 @@ func (b *Buffer[T]) measure(at, transit int64) {
 		b.minTail -= b.qlen
 	}
 	// histogram of relative delay
-	for b.histTail > b.histHead && (b.histQ[b.histHead&b.qmask].at < horizon || b.histTail-b.histHead == b.qlen) {
-		b.hist[b.histQ[b.histHead&b.qmask].v]--
+	for b.histTail > b.histHead && (b.histAt[b.histHead&b.qmask] < horizon || b.histTail-b.histHead == b.qlen) {
+		b.hist[b.histBin[b.histHead&b.qmask]]--
 		b.histHead++
 	}
 	if b.histHead >= b.qlen {
@@ -776,7 +782,7 @@ func (b *Buffer[T]) measure(at, transit int64) {
 	bin := (d + int64(time.Millisecond) - 1) / int64(time.Millisecond)
 	bin = min(max(bin, 0), int64(len(b.hist)-1))
 	b.hist[bin]++
-	b.histQ[b.histTail&b.qmask] = sample{b.us(at), int32(bin)}
+	b.histAt[b.histTail&b.qmask], b.histBin[b.histTail&b.qmask] = b.us(at), uint16(bin)
 	b.histTail++
 }
 
@@ -789,11 +795,11 @@ func (b *Buffer[T]) base() int64 { return int64(b.minQ[b.minHead&b.minMask].v) *
 // length, so each entry's place in the doubled ring is its index.
 func (b *Buffer[T]) growQueues() {
 	n := 2 * b.qlen
-	histQ := make([]sample, n)
+	at, bin := make([]int32, n), make([]uint16, n)
 	for i := b.histHead; i < b.histTail; i++ {
-		histQ[i&(n-1)] = b.histQ[i&b.qmask]
+		at[i&(n-1)], bin[i&(n-1)] = b.histAt[i&b.qmask], b.histBin[i&b.qmask]
 	}
-	b.histQ, b.qlen, b.qmask = histQ, n, n-1
+	b.histAt, b.histBin, b.qlen, b.qmask = at, bin, n, n-1
 }
 
 // minStart is minQ's length at first. The deque keeps only entries whose

@@ -784,7 +784,7 @@ func TestWindowQueuesGrowForShortPackets(t *testing.T) {
 		if grown.qlen != 256 || grown.qmax != 512 {
 			t.Fatalf("queues %d of %d at first, want 256 of 512 (4 s window)", grown.qlen, grown.qmax)
 		}
-		full.minQ, full.histQ = make([]sample, full.qmax), make([]sample, full.qmax)
+		full.minQ, full.histAt, full.histBin = make([]sample, full.qmax), make([]int32, full.qmax), make([]uint16, full.qmax)
 		full.qlen, full.qmask, full.minMask = full.qmax, full.qmax-1, full.qmax-1
 		out1, frames1 := run(t, grown, s, 12*time.Second)
 		out2, frames2 := run(t, full, s, 12*time.Second)
@@ -814,7 +814,7 @@ func window(b *Buffer[byte]) []sample {
 		out = append(out, b.minQ[i&b.minMask])
 	}
 	for i := b.histHead; i < b.histTail; i++ {
-		out = append(out, b.histQ[i&b.qmask])
+		out = append(out, sample{b.histAt[i&b.qmask], int32(b.histBin[i&b.qmask])})
 	}
 	return out
 }
