@@ -203,11 +203,16 @@ type outboundChain struct {
 	part  []byte
 	npart int
 	// conversion buffers, allocated only for the conversions the call needs
-	// (none for a µ-law agent on a PCMU call)
+	// (none for a µ-law agent on a PCMU call; a pcm_16000 agent on G.711
+	// converts a frame downStep samples at a time)
 	pcm16 []int16
 	pcm8  []int16
 	wireF []byte
 }
+
+// downStep is how many 8 kHz samples of a pcm_16000 frame are converted to
+// G.711 at a time (a fifth of a frame): 192 bytes of buffers, not 960.
+const downStep = jitter.FrameSamples / 5
 
 func buildOutbound(format Format, codec wireCodec) *outboundChain {
 	const n = jitter.FrameSamples
@@ -219,7 +224,7 @@ func buildOutbound(format Format, codec wireCodec) *outboundChain {
 	case codec.wideband():
 	case format == FormatPCM16k:
 		c.down = resample.NewDown2()
-		c.pcm8, c.pcm16, c.wireF = make([]int16, n), make([]int16, 2*n), make([]byte, n)
+		c.pcm8, c.pcm16, c.wireF = make([]int16, downStep), make([]int16, 2*downStep), make([]byte, n)
 	case c.wire == alaw:
 		c.wireF = make([]byte, n)
 	}
@@ -249,11 +254,15 @@ func (c *outboundChain) frame(in []byte) []byte {
 		return c.wireF[:4*jitter.FrameSamples]
 	}
 	if c.format == FormatPCM16k {
-		for i := range c.pcm16 {
-			c.pcm16[i] = int16(binary.LittleEndian.Uint16(in[2*i:]))
+		// The converter streams (its output does not depend on how its
+		// input is cut), and G.711 encodes sample by sample.
+		for k := 0; k < jitter.FrameSamples; k += downStep {
+			for i := range c.pcm16 {
+				c.pcm16[i] = int16(binary.LittleEndian.Uint16(in[4*k+2*i:]))
+			}
+			c.down.Process(c.pcm8, c.pcm16)
+			c.wire.encode(c.wireF[k:k+downStep], c.pcm8)
 		}
-		c.down.Process(c.pcm8, c.pcm16)
-		c.wire.encode(c.wireF, c.pcm8)
 		return c.wireF[:jitter.FrameSamples]
 	}
 	if c.wire == alaw {
