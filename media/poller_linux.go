@@ -80,14 +80,17 @@ var (
 	sharedReaders = true
 )
 
-// polled is a stream's registration with a shared reader.
+// polled is a stream's registration with a shared reader (slot) or with its
+// shard's reads (tick).
 type polled struct {
 	slot          *pollSlot
+	tick          *tickSlot
 	rtpFD, rtcpFD int32
 }
 
-// startPolling registers the stream's RTP and RTCP sockets with a shared
-// reader; an error leaves nothing registered.
+// startPolling registers the stream's RTP and RTCP sockets with its wheel
+// shard's reads (tickReads) or with a shared reader; an error leaves nothing
+// registered.
 func (s *Stream) startPolling() error {
 	if !sharedReaders {
 		return errors.ErrUnsupported
@@ -100,6 +103,9 @@ func (s *Stream) startPolling() error {
 	if err != nil {
 		return err
 	}
+	if tickReads && s.opt.Wheel.Ticking() {
+		return s.startTickPolling(rtpFD, rtcpFD)
+	}
 	slot := &pollSlots[int(pollNext.Add(1)-1)%len(pollSlots)]
 	slot.mu.Lock()
 	if slot.set == nil {
@@ -111,23 +117,30 @@ func (s *Stream) startPolling() error {
 		slot.set = set
 		go slot.run(set)
 	}
-	fd := slot.set.fd
-	err = syscall.EpollCtl(fd, syscall.EPOLL_CTL_ADD, int(rtpFD), &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: rtpFD})
-	if err == nil {
-		err = syscall.EpollCtl(fd, syscall.EPOLL_CTL_ADD, int(rtcpFD), &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: rtcpFD})
-		if err != nil {
-			_ = syscall.EpollCtl(fd, syscall.EPOLL_CTL_DEL, int(rtpFD), nil)
-		}
-	}
-	if err != nil {
+	if err := epollAdd(slot.set.fd, rtpFD, rtcpFD); err != nil {
 		slot.stopIfIdle() // unlocks
-		return fmt.Errorf("media: epoll_ctl: %w", err)
+		return err
 	}
 	slot.socks[rtpFD] = pollSock{s: s}
 	slot.socks[rtcpFD] = pollSock{s: s, rtcp: true}
 	s.polled = &polled{slot: slot, rtpFD: rtpFD, rtcpFD: rtcpFD}
 	slot.mu.Unlock()
 	tickPolls(s.opt.Wheel)
+	return nil
+}
+
+// epollAdd adds a stream's two sockets to an epoll set, both or neither.
+func epollAdd(epfd int, rtpFD, rtcpFD int32) error {
+	err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(rtpFD), &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: rtpFD})
+	if err == nil {
+		err = syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(rtcpFD), &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: rtcpFD})
+		if err != nil {
+			_ = syscall.EpollCtl(epfd, syscall.EPOLL_CTL_DEL, int(rtpFD), nil)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("media: epoll_ctl: %w", err)
+	}
 	return nil
 }
 
@@ -140,6 +153,10 @@ func (s *Stream) stopPolling() {
 		return
 	}
 	s.polled = nil
+	if p.tick != nil {
+		p.tick.remove(p.rtpFD, p.rtcpFD)
+		return
+	}
 	slot := p.slot
 	slot.mu.Lock()
 	for _, fd := range []int32{p.rtpFD, p.rtcpFD} {
@@ -220,8 +237,14 @@ func (slot *pollSlot) run(set *epollSet) {
 // stream (under mu). A socket read meanwhile (by pollTick, or the other way
 // round) gives EAGAIN and is skipped.
 func (slot *pollSlot) handle(events []syscall.EpollEvent, r *reader, rsa *syscall.RawSockaddrAny) {
+	handleReady(slot.socks, events, r, rsa)
+}
+
+// handleReady reads one packet from each socket of socks the events name and
+// hands it to its stream.
+func handleReady(socks map[int32]pollSock, events []syscall.EpollEvent, r *reader, rsa *syscall.RawSockaddrAny) {
 	for _, ev := range events {
-		sk, ok := slot.socks[ev.Fd]
+		sk, ok := socks[ev.Fd]
 		if !ok {
 			continue
 		}
@@ -260,6 +283,117 @@ func pollTick(shard int) {
 		}
 	}
 	slot.mu.Unlock()
+}
+
+// The shard's reads (tickReads). A stream's sockets are read by the wheel
+// shard that runs its timers, at each tick, before the timers due then run:
+// one epoll_wait with a zero timeout on the shard's set, one recvfrom per ready
+// socket. No goroutine waits on the sockets: a reader goroutine woken through
+// Go's netpoller (the shared readers above) costs a wake-up and two epoll_waits
+// (the second finds nothing) for every few packets, and the shard reads the
+// same packets at its next tick anyway, which is when the jitter buffer's
+// playout can first use them (the playout runs on the same ticks). A packet
+// waits at most a tick to be read; its arrival is stamped when it is read, as
+// before, which is when the jitter buffer has it. The shard keeps ticking while
+// it has sockets to read (Shard.OnTick), timers pending or not. A wheel that
+// runs no shard goroutines (a Manual clock) has its streams read by the shared
+// readers.
+
+// tickSlot is one wheel shard's sockets and epoll set, while it has sockets.
+type tickSlot struct {
+	mu    sync.Mutex
+	shard *clock.Shard
+	fd    int // the epoll set; -1 once the last socket left
+	socks map[int32]pollSock
+	read  func() // t.tick, made once
+	pollScratch
+}
+
+var (
+	tickSlotsMu sync.Mutex
+	tickSlots   = map[*clock.Shard]*tickSlot{}
+	// tickReads off (CXCO_MEDIA_TICK_READS=0): the shared readers' goroutines
+	// read every stream's sockets, and the shards read them too at each tick
+	// (pollTick), as before the shards' own reads; for an A/B.
+	tickReads = os.Getenv("CXCO_MEDIA_TICK_READS") != "0"
+)
+
+// startTickPolling adds the stream's sockets to its shard's set (made with
+// the shard's first socket: tickSlotsMu, then mu, are held while a slot is
+// made, filled or emptied and dropped).
+func (s *Stream) startTickPolling(rtpFD, rtcpFD int32) error {
+	tickSlotsMu.Lock()
+	defer tickSlotsMu.Unlock()
+	t := tickSlots[s.shard]
+	if t == nil {
+		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("media: epoll_create1: %w", err)
+		}
+		t = &tickSlot{shard: s.shard, fd: fd, socks: make(map[int32]pollSock)}
+		t.read = t.tick
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := epollAdd(t.fd, rtpFD, rtcpFD); err != nil {
+		if len(t.socks) == 0 {
+			syscall.Close(t.fd)
+		}
+		return err
+	}
+	t.socks[rtpFD] = pollSock{s: s}
+	t.socks[rtcpFD] = pollSock{s: s, rtcp: true}
+	s.polled = &polled{tick: t, rtpFD: rtpFD, rtcpFD: rtcpFD}
+	if tickSlots[s.shard] == nil {
+		tickSlots[s.shard] = t
+		t.shard.OnTick(t.read)
+	}
+	return nil
+}
+
+// remove takes a stream's sockets out; once it returns, none of its packets
+// is being handled or will be. The shard's last stream closes the set and
+// lets the shard sleep.
+func (t *tickSlot) remove(rtpFD, rtcpFD int32) {
+	tickSlotsMu.Lock()
+	defer tickSlotsMu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, fd := range []int32{rtpFD, rtcpFD} {
+		_ = syscall.EpollCtl(t.fd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+		delete(t.socks, fd)
+	}
+	if len(t.socks) > 0 {
+		return
+	}
+	t.shard.OnTick(nil)
+	delete(tickSlots, t.shard)
+	syscall.Close(t.fd)
+	t.fd = -1 // a tick already under way finds nothing to read
+}
+
+// maxTickRounds bounds the epoll_waits of one tick: a set that returns a full
+// array is asked again (more sockets ready than the array holds, or a socket
+// with several packets queued after a stall).
+const maxTickRounds = 4
+
+// tick is the shard's Shard.OnTick: it reads what is ready.
+func (t *tickSlot) tick() {
+	t.mu.Lock()
+	for range maxTickRounds {
+		if t.fd < 0 {
+			break
+		}
+		n, err := epollWait(uintptr(t.fd), t.events[:])
+		if err != nil || n <= 0 {
+			break
+		}
+		handleReady(t.socks, t.events[:n], &t.r, &t.rsa)
+		if n < len(t.events) {
+			break
+		}
+	}
+	t.mu.Unlock()
 }
 
 // tickPolls has the wheel's shards poll the shared readers' sets (pollTick).

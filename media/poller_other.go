@@ -32,3 +32,6 @@ var rawSyscalls = false // Linux only (poller_linux.go)
 func tickPolls(*clock.Wheel) {}
 
 var shardPolls = false
+
+// tickReads: no shared readers here.
+var tickReads = false

@@ -17,6 +17,16 @@ import (
 // streams closed while the others' packets flow stop cleanly, and the last
 // Close stops the readers (leakCheck).
 func TestSharedReaders(t *testing.T) {
+	for _, tick := range []bool{true, false} {
+		name := map[bool]string{true: "shards read", false: "reader goroutines"}[tick]
+		t.Run(name, func(t *testing.T) {
+			defer setTickReads(tick)()
+			testSharedReaders(t)
+		})
+	}
+}
+
+func testSharedReaders(t *testing.T) {
 	const n = 24
 	w := realWheel(t)
 	defer leakCheck(t)()
@@ -207,4 +217,11 @@ func TestOwnReadersFallback(t *testing.T) {
 	if _, ok := ph.recv(10 * time.Second); !ok {
 		t.Fatal("the phone got no RTP from the stream")
 	}
+}
+
+// setTickReads sets tickReads for a test and returns what restores it.
+func setTickReads(on bool) func() {
+	old := tickReads
+	tickReads = on
+	return func() { tickReads = old }
 }

@@ -171,6 +171,37 @@ type Shard struct {
 
 	running *Timer
 	waiters int
+
+	ontick atomic.Pointer[func()] // Shard.OnTick's f
+}
+
+// Index returns the shard's index in its wheel (0 to Shards-1).
+func (s *Shard) Index() int { return s.idx }
+
+// OnTick has the shard's goroutine call f at each tick, before the timers due
+// then run (and after the wheel's OnTick function), and keeps the shard ticking
+// while f is set, even with no timer pending; nil removes it. f must be short:
+// the shard's timers wait for it. Ticking reports whether f will be called: a
+// wheel on a Manual clock, or one not started, runs no shard goroutine.
+func (s *Shard) OnTick(f func()) {
+	if f == nil {
+		s.ontick.Store(nil)
+		return
+	}
+	s.ontick.Store(&f)
+	select {
+	case s.wake <- struct{}{}: // an idle shard starts ticking
+	default:
+	}
+}
+
+// Ticking reports whether the wheel runs its own shard goroutines (it was
+// started and its clock is not a Manual one), which call OnTick functions.
+func (w *Wheel) Ticking() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, driven := w.clock.(driver)
+	return w.started && !driven
 }
 
 // Timer is an intrusive timer: embed it in your struct, bind it once with
@@ -330,8 +361,8 @@ func (s *Shard) cascade() {
 	}
 }
 
-// run is the shard goroutine: it sleeps while idle, otherwise wakes every
-// tick and runs what is due.
+// run is the shard goroutine: it sleeps while idle (no timer pending and no
+// OnTick function), otherwise wakes every tick and runs what is due.
 func (s *Shard) run(stop <-chan struct{}) {
 	w := s.w
 	tm := time.NewTimer(time.Hour)
@@ -341,7 +372,7 @@ func (s *Shard) run(stop <-chan struct{}) {
 		n := s.count
 		next := w.epoch.Add(time.Duration(s.cur+1) * w.res)
 		s.mu.Unlock()
-		if n == 0 {
+		if n == 0 && s.ontick.Load() == nil {
 			select {
 			case <-s.wake:
 				continue
@@ -359,6 +390,9 @@ func (s *Shard) run(stop <-chan struct{}) {
 		}
 		if f := w.tick.Load(); f != nil {
 			(*f)(s.idx)
+		}
+		if f := s.ontick.Load(); f != nil {
+			(*f)()
 		}
 		s.runDue(w.clock.Now())
 	}

@@ -188,3 +188,52 @@ func TestShardsRoundRobin(t *testing.T) {
 		}
 	}
 }
+
+// Shard.OnTick keeps a shard with no timer pending ticking: its function runs
+// at every tick until it is removed, and a timer armed meanwhile still fires.
+// Ticking is false on a Manual clock and before Start.
+func TestShardOnTickKeepsTicking(t *testing.T) {
+	m := New(Options{Clock: NewManual(t0), Shards: 1})
+	m.Start()
+	if m.Ticking() {
+		t.Fatal("a wheel on a Manual clock says it ticks")
+	}
+	m.Stop()
+	w := New(Options{Shards: 1})
+	if w.Ticking() {
+		t.Fatal("a wheel not started says it ticks")
+	}
+	w.Start()
+	defer w.Stop()
+	if !w.Ticking() {
+		t.Fatal("a started wheel on the real clock says it does not tick")
+	}
+	sh := w.Shard()
+	if sh.Index() != 0 {
+		t.Fatalf("shard index %d, want 0", sh.Index())
+	}
+	ticks := make(chan struct{}, 16)
+	sh.OnTick(func() {
+		select {
+		case ticks <- struct{}{}:
+		default:
+		}
+	})
+	for range 5 { // the shard has no timer: only OnTick keeps it going
+		select {
+		case <-ticks:
+		case <-time.After(10 * time.Second):
+			t.Fatal("an idle shard with an OnTick function does not tick")
+		}
+	}
+	fired := make(chan struct{})
+	var tm Timer
+	sh.Init(&tm, func(time.Time) { close(fired) })
+	tm.Reset(w.Now().Add(3 * time.Millisecond))
+	select {
+	case <-fired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the timer did not fire")
+	}
+	sh.OnTick(nil)
+}

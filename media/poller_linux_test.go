@@ -1,0 +1,94 @@
+//go:build linux
+
+package media
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cxco/gateway/media/clock"
+	"github.com/pion/rtp"
+)
+
+// A stream on a ticking wheel is read by its own shard, with no reader
+// goroutine: its packets are read though the shard has no timer pending (the
+// shard keeps ticking while it has sockets), and its last stream's Close takes
+// the shard's set away.
+func TestTickReads(t *testing.T) {
+	if !tickReads {
+		t.Skip("CXCO_MEDIA_TICK_READS=0")
+	}
+	w := clock.New(clock.Options{Shards: 1})
+	w.Start()
+	defer w.Stop()
+	defer leakCheck(t)()
+	s, err := NewStream(testPool(t), loopback, Options{Wheel: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ph := newPhone(t)
+	digits := make(chan Digit, 4)
+	if err := s.Start(negotiated("PCMU", ph.addr()), Consumer{OnDigit: func(d Digit) { digits <- d }}); err != nil {
+		t.Fatal(err)
+	}
+	if s.polled == nil || s.polled.tick == nil || s.polled.slot != nil {
+		t.Fatalf("the stream is not read by its shard: %+v", s.polled)
+	}
+	tickSlotsMu.Lock()
+	ts := tickSlots[s.shard]
+	tickSlotsMu.Unlock()
+	if ts == nil || len(ts.socks) != 2 {
+		t.Fatal("the shard holds no set with the stream's two sockets")
+	}
+	// No timer pending on the shard: only the shard's reads can hand the digit on.
+	s.paceTimer.StopWait()
+	s.rtcpTimer.StopWait()
+	s.playTimer.StopWait()
+	ph.send(t, s.LocalAddr(), &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: 1, Timestamp: 160, SSRC: 9},
+		Payload: []byte{3, 0x0a, 0, 160}})
+	select {
+	case d := <-digits:
+		if d.Digit != '3' {
+			t.Fatalf("digit %q, want 3", d.Digit)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no digit: the idle shard did not read its socket")
+	}
+	s.Close()
+	tickSlotsMu.Lock()
+	ts = tickSlots[s.shard]
+	tickSlotsMu.Unlock()
+	if ts != nil {
+		t.Fatalf("the shard still holds a set (%d sockets) after its last stream closed", len(ts.socks))
+	}
+}
+
+// On a Manual clock (no shard goroutine) a stream is read by the shared
+// readers' goroutines.
+func TestTickReadsManualClock(t *testing.T) {
+	w := clock.New(clock.Options{Clock: clock.NewManual(time.Now())})
+	w.Start()
+	defer w.Stop()
+	defer leakCheck(t)()
+	s, err := NewStream(testPool(t), loopback, Options{Wheel: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ph := newPhone(t)
+	digits := make(chan Digit, 4)
+	if err := s.Start(negotiated("PCMU", ph.addr()), Consumer{OnDigit: func(d Digit) { digits <- d }}); err != nil {
+		t.Fatal(err)
+	}
+	if s.polled == nil || s.polled.slot == nil {
+		t.Fatalf("a stream on a Manual clock is not read by a shared reader: %+v", s.polled)
+	}
+	ph.send(t, s.LocalAddr(), &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: 1, Timestamp: 160, SSRC: 9},
+		Payload: []byte{4, 0x0a, 0, 160}})
+	select {
+	case <-digits:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no digit")
+	}
+}
