@@ -388,6 +388,7 @@ func (s *Stream) onPlayout(now time.Time) {
 	if s.closed.Load() {
 		return
 	}
+	s.readLate(now)
 	in := &s.in
 	for {
 		in.mu.Lock()

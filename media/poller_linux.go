@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/cxco/gateway/media/clock"
@@ -115,7 +116,11 @@ func (s *Stream) startPolling() error {
 			return err
 		}
 		slot.set = set
-		go slot.run(set)
+		if noReaderGoroutine { // EXPERIMENT: only the shards' pollTick reads
+			close(set.done)
+		} else {
+			go slot.run(set)
+		}
 	}
 	if err := epollAdd(slot.set.fd, rtpFD, rtcpFD); err != nil {
 		slot.stopIfIdle() // unlocks
@@ -315,7 +320,10 @@ var (
 	// tickReads off (CXCO_MEDIA_TICK_READS=0): the shared readers' goroutines
 	// read every stream's sockets, and the shards read them too at each tick
 	// (pollTick), as before the shards' own reads; for an A/B.
-	tickReads = os.Getenv("CXCO_MEDIA_TICK_READS") != "0"
+	tickReads = os.Getenv("CXCO_MEDIA_TICK_READS") != "0" && os.Getenv("CXCO_MEDIA_TICK_READS") != "2"
+	// EXPERIMENT (CXCO_MEDIA_TICK_READS=2): the shared readers without their
+	// goroutines: shard i's pollTick reads slot i.
+	noReaderGoroutine = os.Getenv("CXCO_MEDIA_TICK_READS") == "2"
 )
 
 // startTickPolling adds the stream's sockets to its shard's set (made with
@@ -370,6 +378,51 @@ func (t *tickSlot) remove(rtpFD, rtcpFD int32) {
 	delete(tickSlots, t.shard)
 	syscall.Close(t.fd)
 	t.fd = -1 // a tick already under way finds nothing to read
+}
+
+// lateReads off (CXCO_MEDIA_LATE_READ=0): no last look at the socket before a
+// frame is played without its packet (readLate); for an A/B.
+var lateReads = os.Getenv("CXCO_MEDIA_LATE_READ") != "0"
+
+const lateReadWithin = 200 * time.Millisecond
+
+// readLate, on the shard's reads, has a playout whose frame is due without all
+// of its audio read the stream's RTP socket first: a packet that came in
+// since the tick's read (the shard's timers may run a while after it, and
+// longer when the thread is preempted) is then played instead of concealed and
+// dropped late. A reader goroutine would have read it meanwhile. Only while the
+// caller sends (a packet in the last 200 ms: the deepest buffer, 120 ms, and a
+// few frames): a sender that stops in silence costs a few empty reads, not one
+// per frame.
+func (s *Stream) readLate(now time.Time) {
+	p := s.polled
+	if p == nil || p.tick == nil || !lateReads {
+		return
+	}
+	in := &s.in
+	in.mu.Lock()
+	var waiting bool
+	if in.wb != nil {
+		waiting = in.wb.Waiting(now)
+	} else if in.jb != nil {
+		waiting = in.jb.Waiting(now)
+	}
+	waiting = waiting && now.Sub(in.lastRecv) < lateReadWithin
+	in.mu.Unlock()
+	if !waiting {
+		return
+	}
+	// The tick slot's scratch: its reads and this playout run on the same
+	// shard goroutine, one at a time. The socket is open: Close stops the
+	// playout timer before stopPolling.
+	t := p.tick
+	for range 4 {
+		m, from, errno := recvfrom(p.rtpFD, t.r.buf[:], &t.rsa)
+		if errno != 0 {
+			return
+		}
+		s.rtpPacket(&t.r, t.r.buf[:m], from)
+	}
 }
 
 // maxTickRounds bounds the epoll_waits of one tick: a set that returns a full

@@ -92,3 +92,52 @@ func TestTickReadsManualClock(t *testing.T) {
 		t.Fatal("no digit")
 	}
 }
+
+// A frame due without its packet has the playout read the stream's socket
+// (readLate): with the shard's tick reads taken away after the first packet,
+// the packets queued on the socket are still all read, by the playouts, and
+// none is late.
+func TestLateRead(t *testing.T) {
+	if !tickReads || !lateReads {
+		t.Skip("CXCO_MEDIA_TICK_READS=0 or CXCO_MEDIA_LATE_READ=0")
+	}
+	w := clock.New(clock.Options{Shards: 1})
+	w.Start()
+	defer w.Stop()
+	defer leakCheck(t)()
+	s, err := NewStream(testPool(t), loopback, Options{Wheel: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ph := newPhone(t)
+	if err := s.Start(negotiated("PCMU", ph.addr()), Consumer{}); err != nil {
+		t.Fatal(err)
+	}
+	pkt := func(i int) *rtp.Packet {
+		return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), SSRC: 9},
+			Payload: make([]byte, 160)}
+	}
+	ph.send(t, s.LocalAddr(), pkt(1))
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().PacketsReceived != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first packet was not read")
+		}
+		time.Sleep(time.Millisecond) // polling a counter, not synchronising
+	}
+	s.shard.OnTick(nil) // the shard stops reading at its ticks; its timers keep it going
+	const n = 12
+	for i := 2; i <= n; i++ {
+		ph.send(t, s.LocalAddr(), pkt(i))
+	}
+	for s.Stats().PacketsReceived != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d packets read", s.Stats().PacketsReceived, n)
+		}
+		time.Sleep(time.Millisecond) // polling a counter, not synchronising
+	}
+	if st := s.Stats(); st.Late != 0 {
+		t.Fatalf("%d packets late", st.Late)
+	}
+}

@@ -5,6 +5,7 @@ package media
 import (
 	"errors"
 	"net/netip"
+	"time"
 
 	"github.com/cxco/gateway/media/clock"
 )
@@ -35,3 +36,6 @@ var shardPolls = false
 
 // tickReads: no shared readers here.
 var tickReads = false
+
+// readLate: no shard reads here.
+func (s *Stream) readLate(time.Time) {}

@@ -522,6 +522,13 @@ func (b *Buffer[T]) NextDue() (time.Time, bool) {
 	return b.epoch.Add(time.Duration(b.due())), true
 }
 
+// Waiting reports whether a frame is due at now and some of its audio has not
+// arrived: the owner may look once more for a packet that came in since it
+// last read, before it calls Pop.
+func (b *Buffer[T]) Waiting(now time.Time) bool {
+	return b.started && b.rel(now) >= b.due() && !b.allHave(b.p, b.p+b.frame)
+}
+
 func (b *Buffer[T]) due() int64 { return b.t0 + (b.p-b.s0)*b.sampleNS + b.offset }
 
 func (b *Buffer[T]) rel(t time.Time) int64 {

@@ -867,3 +867,37 @@ func TestRebaseIsInvisible(t *testing.T) {
 		}
 	}
 }
+
+// Waiting: a frame due whose packet has not come says so (its owner reads its
+// socket once more before Pop); one not yet due, or complete, does not.
+func TestWaiting(t *testing.T) {
+	s := packetize(source(800), []int{160}, 1, 1, 1, func(int) time.Duration { return 0 })
+	b := newBuf()
+	if b.Waiting(t0.Add(time.Second)) {
+		t.Fatal("an empty buffer waits")
+	}
+	pk := s[0].pkt
+	pk.Arrival = t0
+	b.Push(pk)
+	due, _ := b.NextDue()
+	if b.Waiting(due.Add(-time.Millisecond)) {
+		t.Fatal("a frame not yet due waits")
+	}
+	if b.Waiting(due) {
+		t.Fatal("a complete frame waits")
+	}
+	var dst [FrameSamples]byte
+	if _, ok := b.Pop(due, dst[:]); !ok {
+		t.Fatal("no frame at its due time")
+	}
+	due, _ = b.NextDue()
+	if b.Waiting(due.Add(-time.Millisecond)) || !b.Waiting(due) {
+		t.Fatal("the second frame, due without its packet, does not wait (or waits before it is due)")
+	}
+	pk = s[1].pkt
+	pk.Arrival = due
+	b.Push(pk)
+	if b.Waiting(due) {
+		t.Fatal("the second frame waits once its packet is in")
+	}
+}
