@@ -116,11 +116,7 @@ func (s *Stream) startPolling() error {
 			return err
 		}
 		slot.set = set
-		if noReaderGoroutine { // EXPERIMENT: only the shards' pollTick reads
-			close(set.done)
-		} else {
-			go slot.run(set)
-		}
+		go slot.run(set)
 	}
 	if err := epollAdd(slot.set.fd, rtpFD, rtcpFD); err != nil {
 		slot.stopIfIdle() // unlocks
@@ -293,16 +289,19 @@ func pollTick(shard int) {
 // The shard's reads (tickReads). A stream's sockets are read by the wheel
 // shard that runs its timers, at each tick, before the timers due then run:
 // one epoll_wait with a zero timeout on the shard's set, one recvfrom per ready
-// socket. No goroutine waits on the sockets: a reader goroutine woken through
-// Go's netpoller (the shared readers above) costs a wake-up and two epoll_waits
-// (the second finds nothing) for every few packets, and the shard reads the
-// same packets at its next tick anyway, which is when the jitter buffer's
-// playout can first use them (the playout runs on the same ticks). A packet
-// waits at most a tick to be read; its arrival is stamped when it is read, as
-// before, which is when the jitter buffer has it. The shard keeps ticking while
-// it has sockets to read (Shard.OnTick), timers pending or not. A wheel that
-// runs no shard goroutines (a Manual clock) has its streams read by the shared
-// readers.
+// socket, on the goroutine that then plays the packets out. No goroutine waits
+// on the sockets: a reader goroutine woken through Go's netpoller (the shared
+// readers above) costs a wake-up and two epoll_waits (the second finds
+// nothing) for every few packets, and a packet it reads between ticks is
+// played at the next tick anyway. A packet waits at most a tick to be read
+// (and its arrival is stamped when it is read, as before, which is when the
+// jitter buffer has it); one that comes in while the shard runs the tick's
+// timers, after the tick's read, is read by its stream's playout if its frame
+// is due (readLate): without that, a reader goroutine on the other P had read
+// some of them in time, and late drops rose at 500 calls (4 of 4 runs). The
+// shard keeps ticking while it has sockets to read (Shard.OnTick), timers
+// pending or not. A wheel that runs no shard goroutines (a Manual clock) has
+// its streams read by the shared readers.
 
 // tickSlot is one wheel shard's sockets and epoll set, while it has sockets.
 type tickSlot struct {
@@ -320,10 +319,7 @@ var (
 	// tickReads off (CXCO_MEDIA_TICK_READS=0): the shared readers' goroutines
 	// read every stream's sockets, and the shards read them too at each tick
 	// (pollTick), as before the shards' own reads; for an A/B.
-	tickReads = os.Getenv("CXCO_MEDIA_TICK_READS") != "0" && os.Getenv("CXCO_MEDIA_TICK_READS") != "2"
-	// EXPERIMENT (CXCO_MEDIA_TICK_READS=2): the shared readers without their
-	// goroutines: shard i's pollTick reads slot i.
-	noReaderGoroutine = os.Getenv("CXCO_MEDIA_TICK_READS") == "2"
+	tickReads = os.Getenv("CXCO_MEDIA_TICK_READS") != "0"
 )
 
 // startTickPolling adds the stream's sockets to its shard's set (made with
