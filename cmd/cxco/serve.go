@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -205,7 +204,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	// Calls are routed and recorded through the call path's view of the store.
 	calls := callstore.New(st, log.With("component", "calls"))
 	// The media engine and the SIP user agent.
-	wheel := clock.New(clock.Options{Shards: wheelShards()})
+	wheel := clock.New(clock.Options{})
 	wheel.Start()
 	defer wheel.Stop()
 	ports, err := media.NewPortPool(cfg.RTPMin, cfg.RTPMax)
@@ -517,12 +516,4 @@ func sourceRate(perSecond int) float64 {
 		return -1
 	}
 	return float64(perSecond)
-}
-
-// wheelShards is the timing wheel's shard goroutines: 0, one per P
-// (GOMAXPROCS), unless CXCO_WHEEL_SHARDS says otherwise (for an A/B of the
-// media path's wake-ups).
-func wheelShards() int {
-	n, _ := strconv.Atoi(os.Getenv("CXCO_WHEEL_SHARDS"))
-	return max(n, 0)
 }
