@@ -33,8 +33,12 @@ import (
 // no recvfrom is spent on an empty socket: level-triggered, a socket with
 // more packets queued is reported again by the next epoll_wait.
 //
-// Where the shared readers are not available (another OS, or epoll fails),
-// a stream runs its own reader goroutines (readRTP, readRTCP).
+// On a wheel that runs its own shard goroutines (the gateway's), a stream's
+// sockets are read by its wheel shard instead, at each tick (tickSlot below);
+// the shared readers read the streams of a wheel on a Manual clock, and every
+// stream with CXCO_MEDIA_TICK_READS=0. Where neither is available (another
+// OS, or epoll fails), a stream runs its own reader goroutines (readRTP,
+// readRTCP).
 
 // pollSlot is one shared reader: the sockets it watches and, while it
 // watches any, its epoll set and goroutine. mu is held while a batch of
