@@ -2,10 +2,12 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,6 +62,22 @@ type Session struct {
 	audioDrop atomic.Int64
 	wake      chan struct{}
 	ctrl      chan []byte
+	// ctrlN counts the control messages queued or being written: the shard
+	// writes audio itself only while it is 0, so a message queued before a chunk
+	// was complete goes out before it, as when the writer wrote everything.
+	ctrlN atomic.Int32
+
+	// writeMu is held by whoever writes on the provider's socket: the writer, the
+	// shard writing a chunk itself (writeDirect, which only tries it), gorilla's
+	// pong and close replies, and Close's last word. It keeps the frames in order
+	// (the ring is drained and written under it), and means the shard never waits
+	// for a TLS record that another write is blocked in. The fields below are
+	// under it.
+	writeMu sync.Mutex
+	fw      frameWriter  // the frames of the write under way
+	wmsg    []byte       // one audio message, before framing
+	wstamps []chunkStamp // of the audio chunks in the write under way
+	wclosed bool         // Close wrote the last word: nothing follows it
 
 	line      atomic.Pointer[lineBox]
 	pending   [][]byte // agent audio before the call was answered
@@ -132,6 +150,28 @@ func (s *Session) attach(conv Conversation) {
 	}
 	s.conv = conv
 	s.convs = append(s.convs, conv)
+	// gorilla's own replies (pong, and close's echo, as its default handlers send
+	// them), under writeMu like every write of the call. Their write deadline
+	// replaces the writer's, which is set again at its next write.
+	conn := conv.Conn()
+	conn.SetPingHandler(func(data string) error {
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
+		s.fw.conn = nil
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		var ne net.Error
+		if err == websocket.ErrCloseSent || errors.As(err, &ne) {
+			return nil
+		}
+		return err
+	})
+	conn.SetCloseHandler(func(code int, _ string) error {
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
+		s.fw.conn = nil
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(time.Second))
+		return nil
+	})
 }
 
 // spawn runs f on a goroutine Close waits for; false (f not run) once Close began.
@@ -212,17 +252,106 @@ func (s *Session) OnAudio(f media.Frame) {
 		s.partStamp.arrival = f.Arrival
 	}
 	s.partStamp.due = f.Due
-	full := len(s.partial) >= s.chunkBytes
-	if full {
-		s.pushChunkLocked()
+	if len(s.partial) < s.chunkBytes {
+		s.audioMu.Unlock()
+		return
 	}
+	s.pushChunkLocked()
 	s.audioMu.Unlock()
-	if full {
-		select {
-		case s.wake <- struct{}{}:
-		default:
+	// The shard writes the chunk itself unless it is behind: when the next
+	// frame is already due, this playout goes on at once with it, and the
+	// writer, woken now, sends what it finds in one write (or the shard does, at
+	// the next chunk: whoever writes takes the whole ring).
+	if !directWrites || (!f.Due.IsZero() && time.Since(f.Due) >= 20*time.Millisecond) || !s.writeDirect() {
+		s.wakeWriter()
+	}
+}
+
+func (s *Session) wakeWriter() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeDirect writes the ring's chunks (normally the one just completed) from the
+// goroutine that completed it, the wheel's shard, without waking the writer: the
+// channel send, the goroutine switch and the select per 20 ms chunk were a third of
+// what a chunk cost besides its write(2). It never blocks: false (the writer is to
+// do it) when someone else is writing, a control message is queued, or the socket
+// has bytes waiting from an earlier write; what the kernel does not take now stays
+// in the nbConn's backlog, in order, for the writer to flush. The write is one
+// frame per chunk, as the writer's.
+func (s *Session) writeDirect() bool {
+	if !s.writeMu.TryLock() {
+		return false
+	}
+	defer s.writeMu.Unlock()
+	if s.wclosed || s.ctrlN.Load() != 0 {
+		return false
+	}
+	conv := s.current()
+	c := conv.Conn().NetConn()
+	nb := nbOf(c)
+	if nb == nil || nb.pending() {
+		return false
+	}
+	w := &s.fw
+	s.drainRingLocked(conv, w)
+	if w.frames == 0 {
+		return true // the writer took it meanwhile
+	}
+	nb.nonBlocking.Store(true)
+	_, err := c.Write(w.buf)
+	nb.nonBlocking.Store(false)
+	if err == nil {
+		s.wrote(w)
+		if nb.pending() {
+			s.wakeWriter() // the rest of this write, from the writer's side
 		}
 	}
+	w.reset()
+	s.wstamps = s.wstamps[:0]
+	return true
+}
+
+// drainRingLocked frames every chunk in the ring into w (under writeMu).
+func (s *Session) drainRingLocked(conv Conversation, w *frameWriter) {
+	s.audioMu.Lock()
+	drained := s.ringLen
+	for s.ringLen > 0 {
+		s.wmsg = conv.AppendAudio(s.wmsg[:0], s.ring[s.ringHead])
+		w.add(s.wmsg)
+		s.wstamps = append(s.wstamps, s.stamps[s.ringHead])
+		s.ringHead = (s.ringHead + 1) % len(s.ring)
+		s.ringLen--
+	}
+	s.settleRingLocked(drained)
+	s.audioMu.Unlock()
+}
+
+// wrote counts the frames in w as sent and tells how long their chunks took
+// (under writeMu).
+func (s *Session) wrote(w *frameWriter) {
+	s.c.stats.MessagesOut.Add(int64(w.frames))
+	if s.upstream == nil {
+		return
+	}
+	now := time.Now()
+	for _, st := range s.wstamps {
+		if !st.arrival.IsZero() && !st.due.IsZero() {
+			s.upstream(now.Sub(st.arrival), now.Sub(st.due))
+		}
+	}
+}
+
+// nbOf is the nbConn under a provider socket (plain, or under TLS), or nil.
+func nbOf(c net.Conn) *nbConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	nb, _ := c.(*nbConn)
+	return nb
 }
 
 // chunkStamp times an audio chunk: the arrival of its newest RTP packet and the
@@ -289,10 +418,13 @@ func (s *Session) send(msg []byte) {
 	}
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
+	s.ctrlN.Add(1)
 	select {
 	case s.ctrl <- msg:
 	case <-s.stop:
+		s.ctrlN.Add(-1)
 	case <-t.C:
+		s.ctrlN.Add(-1)
 		s.log.Warn("provider control queue full; message dropped")
 	}
 }
@@ -318,81 +450,71 @@ func (s *Session) since() float64 {
 	return math.Round(time.Since(at).Seconds()*10) / 10
 }
 
-// writer is the only goroutine that writes data frames on the socket: control
-// messages first, then caller audio, each audio chunk its own message as soon as it
-// is complete. Whatever is queued when it wakes (several chunks after a scheduling
-// delay, a pong with a chunk) goes out in one write; a chunk never waits for another.
-// Frames are built here, masked as a client's must be, without allocating.
+// writer writes what the shard does not (writeDirect): control messages first, then
+// caller audio, each audio chunk its own message, in one write whatever is queued
+// when it wakes (several chunks after a scheduling delay, a pong with a chunk); a
+// chunk never waits for another. It also flushes what a direct write left in the
+// nbConn's backlog. Frames are built masked, as a client's must be, without
+// allocating.
 func (s *Session) writer() {
-	var (
-		w      frameWriter
-		stamps []chunkStamp // of the audio chunks in this write
-		msg    []byte
-	)
 	defer close(s.writerDone)
 	for {
 		stopping := false
+		var first []byte
 		select {
 		case <-s.stop:
 			stopping = true // what is still queued (a last message) goes out first
-		case m := <-s.ctrl:
-			w.add(m)
+		case first = <-s.ctrl:
 		case <-s.wake:
 		}
-	drain:
-		for {
-			select {
-			case m := <-s.ctrl:
-				w.add(m)
-			default:
-				break drain
-			}
-		}
-		conv := s.current()
-		s.audioMu.Lock()
-		drained := s.ringLen
-		for s.ringLen > 0 {
-			msg = conv.AppendAudio(msg[:0], s.ring[s.ringHead])
-			w.add(msg)
-			stamps = append(stamps, s.stamps[s.ringHead])
-			s.ringHead = (s.ringHead + 1) % len(s.ring)
-			s.ringLen--
-		}
-		s.settleRingLocked(drained)
-		s.audioMu.Unlock()
-		if w.frames == 0 {
-			if stopping {
-				return
-			}
-			continue
-		}
-		if s.flush(conv, &w) && s.upstream != nil {
-			now := time.Now()
-			for _, st := range stamps {
-				if !st.arrival.IsZero() && !st.due.IsZero() {
-					s.upstream(now.Sub(st.arrival), now.Sub(st.due))
-				}
-			}
-		}
-		w.reset()
-		stamps = stamps[:0]
-		if cap(stamps) > 16 {
-			stamps = nil // a stall's batch: not kept for the call's life
-		}
+		s.writeMu.Lock()
+		s.writeQueuedLocked(first)
+		s.writeMu.Unlock()
 		if stopping {
 			return
 		}
 	}
 }
 
-// flush writes the frames on the conversation's socket in one write; false if it
-// failed (the reader notices the broken socket and reconnects).
-func (s *Session) flush(conv Conversation, w *frameWriter) bool {
-	if !w.write(conv.Conn().NetConn(), time.Now()) {
-		return false
+// writeQueuedLocked writes first, the queued control messages and the ring's audio
+// in one write, blocking (under writeMu).
+func (s *Session) writeQueuedLocked(first []byte) {
+	w := &s.fw
+	var n int32
+	if first != nil {
+		w.add(first)
+		n++
 	}
-	s.c.stats.MessagesOut.Add(int64(w.frames))
-	return true
+drain:
+	for {
+		select {
+		case m := <-s.ctrl:
+			w.add(m)
+			n++
+		default:
+			break drain
+		}
+	}
+	conv := s.current()
+	s.drainRingLocked(conv, w)
+	c := conv.Conn().NetConn()
+	switch {
+	case w.frames > 0:
+		if w.write(c, time.Now()) {
+			s.wrote(w)
+		}
+	case nbOf(c) != nil && nbOf(c).pending():
+		// Woken for a direct write's remainder.
+		if w.arm(c, time.Now()) {
+			_ = nbOf(c).flush()
+		}
+	}
+	s.ctrlN.Add(-n) // written (or lost with the socket): audio may go direct again
+	w.reset()
+	s.wstamps = s.wstamps[:0]
+	if cap(s.wstamps) > 16 {
+		s.wstamps = nil // a stall's batch: not kept for the call's life
+	}
 }
 
 // reader handles provider messages until the socket ends; a socket that drops
@@ -556,6 +678,8 @@ func (s *Session) Close(reason callpath.Reason) {
 			<-s.writerDone // its last write has its deadline
 		}
 		conn := conv.Conn()
+		s.writeMu.Lock() // a direct write of caller audio under way ends first, and none follows
+		s.wclosed = true
 		if st, ok := conv.(Stopper); ok {
 			// The provider's last word (Media Streams' stop), written here once
 			// the writer is done, so it is neither raced by the writer's exit
@@ -565,6 +689,7 @@ func (s *Session) Close(reason callpath.Reason) {
 		}
 		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "call ended: "+string(reason)), time.Now().Add(time.Second))
 		_ = conn.Close()
+		s.writeMu.Unlock()
 		s.keys.stop()
 		s.wg.Wait()
 		if f, ok := conv.(Finisher); ok {

@@ -62,14 +62,24 @@ func (w *frameWriter) reset() {
 // write sends the frames. The write deadline is pushed forward at most once a
 // second (setting it is not free), so a write always has at least 2 s.
 func (w *frameWriter) write(conn net.Conn, now time.Time) bool {
-	if conn != w.conn || w.deadline.Sub(now) < writeDeadline-time.Second {
-		w.conn, w.deadline = conn, now.Add(writeDeadline)
-		if conn.SetWriteDeadline(w.deadline) != nil {
-			return false
-		}
+	if !w.arm(conn, now) {
+		return false
 	}
 	_, err := conn.Write(w.buf)
 	return err == nil
+}
+
+// arm pushes conn's write deadline forward when it is less than 2 s away (or was
+// set by someone else: w.conn nil).
+func (w *frameWriter) arm(conn net.Conn, now time.Time) bool {
+	if conn != w.conn || w.deadline.Sub(now) < writeDeadline-time.Second {
+		w.conn, w.deadline = conn, now.Add(writeDeadline)
+		if conn.SetWriteDeadline(w.deadline) != nil {
+			w.conn = nil
+			return false
+		}
+	}
+	return true
 }
 
 // maskBytes XORs b with the 4-byte key (in wire order: the key's little-endian bytes).

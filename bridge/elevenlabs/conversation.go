@@ -42,7 +42,7 @@ func (p *Provider) init() {
 	p.once.Do(func() {
 		// The read buffer is held for the call's life; a message longer than it is
 		// read past it, straight into the session's pooled buffer.
-		p.dialer = &websocket.Dialer{ReadBufferSize: 2 << 10, WriteBufferSize: 4 << 10, WriteBufferPool: &p.writeBufs,
+		p.dialer = &websocket.Dialer{NetDialContext: bridge.NetDial(nil), ReadBufferSize: 2 << 10, WriteBufferSize: 4 << 10, WriteBufferPool: &p.writeBufs,
 			Subprotocols: []string{"convai"}}
 		if p.Log == nil {
 			p.Log = slog.New(slog.DiscardHandler)

@@ -96,7 +96,7 @@ func (p *Provider) init() {
 		d := &net.Dialer{Timeout: 10 * time.Second, Control: p.checkAddress}
 		// The read buffer is held for the call's life; a message longer than it is
 		// read past it, straight into the session's pooled buffer.
-		p.dialer = &websocket.Dialer{NetDialContext: d.DialContext, ReadBufferSize: 2 << 10, WriteBufferSize: 4 << 10,
+		p.dialer = &websocket.Dialer{NetDialContext: bridge.NetDial(d.DialContext), ReadBufferSize: 2 << 10, WriteBufferSize: 4 << 10,
 			WriteBufferPool: &p.writeBufs}
 		if p.Log == nil {
 			p.Log = slog.New(slog.DiscardHandler)
