@@ -297,7 +297,7 @@ func (s *Session) writeDirect() bool {
 		return false
 	}
 	w := &s.fw
-	s.drainRingLocked(conv, w)
+	s.drainLocked(conv, w, false)
 	if w.frames == 0 {
 		return true // the writer took it meanwhile
 	}
@@ -315,9 +315,21 @@ func (s *Session) writeDirect() bool {
 	return true
 }
 
-// drainRingLocked frames every chunk in the ring into w (under writeMu).
-func (s *Session) drainRingLocked(conv Conversation, w *frameWriter) {
+// drainLocked frames the queued control messages (with ctrl) and then every chunk
+// in the ring into w (under writeMu), and returns how many control messages it
+// took. Both are taken under audioMu, so a message queued before a chunk was
+// pushed is taken with it or before it, never after.
+func (s *Session) drainLocked(conv Conversation, w *frameWriter, ctrl bool) (n int32) {
 	s.audioMu.Lock()
+	for ctrl {
+		select {
+		case m := <-s.ctrl:
+			w.add(m)
+			n++
+		default:
+			ctrl = false
+		}
+	}
 	drained := s.ringLen
 	for s.ringLen > 0 {
 		s.wmsg = conv.AppendAudio(s.wmsg[:0], s.ring[s.ringHead])
@@ -328,6 +340,7 @@ func (s *Session) drainRingLocked(conv Conversation, w *frameWriter) {
 	}
 	s.settleRingLocked(drained)
 	s.audioMu.Unlock()
+	return n
 }
 
 // wrote counts the frames in w as sent and tells how long their chunks took
@@ -485,18 +498,8 @@ func (s *Session) writeQueuedLocked(first []byte) {
 		w.add(first)
 		n++
 	}
-drain:
-	for {
-		select {
-		case m := <-s.ctrl:
-			w.add(m)
-			n++
-		default:
-			break drain
-		}
-	}
 	conv := s.current()
-	s.drainRingLocked(conv, w)
+	n += s.drainLocked(conv, w, true)
 	c := conv.Conn().NetConn()
 	switch {
 	case w.frames > 0:
