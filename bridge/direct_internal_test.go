@@ -220,7 +220,7 @@ func TestDirectWritePartialRemainderFirst(t *testing.T) {
 				t.Fatalf("%d of the first %d chunks were written by the shard, want all", direct, i)
 			}
 			t.Logf("the socket took part of chunk %d (%d chunks written whole)", i-1, i-1)
-			if s.writeDirect() {
+			if s.writeDirect(time.Now()) {
 				t.Fatal("a direct write with bytes still waiting in the backlog")
 			}
 			// While the writer waits for the socket: more chunks (to the ring,

@@ -36,6 +36,9 @@ type nbConn struct {
 	// then reaches Write with no other way to say so.
 	nonBlocking atomic.Bool
 
+	// backlogged is len(backlog) > 0, for a look without taking mu (pending).
+	backlogged atomic.Bool
+
 	mu      sync.Mutex
 	backlog []byte
 	closed  bool
@@ -91,6 +94,7 @@ func (c *nbConn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	pending := len(c.backlog) > 0
+	c.backlogged.Store(pending)
 	c.mu.Unlock()
 	if pending && !nonBlocking {
 		if err := c.flush(); err != nil {
@@ -142,11 +146,7 @@ func (c *nbConn) write(b []byte, raw bool) (int, syscall.Errno) {
 }
 
 // pending reports whether bytes wait in the backlog.
-func (c *nbConn) pending() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.backlog) > 0
-}
+func (c *nbConn) pending() bool { return c.backlogged.Load() }
 
 // flush blocks until the backlog is written, the write deadline passes or the
 // connection fails; the socket's readiness is waited for through Go's netpoller.
@@ -178,6 +178,7 @@ func (c *nbConn) flush() error {
 			}
 			c.backlog = c.backlog[:copy(c.backlog, c.backlog[n:])]
 		}
+		c.backlogged.Store(false)
 		if cap(c.backlog) > 16<<10 {
 			c.backlog = nil // a stall's backlog is not kept for the rest of the call
 		}
@@ -205,6 +206,7 @@ func (c *nbConn) Close() error {
 	c.mu.Lock()
 	c.closed = true
 	c.backlog = nil
+	c.backlogged.Store(false)
 	c.mu.Unlock()
 	return c.TCPConn.Close()
 }
