@@ -127,9 +127,12 @@ func (c *Connector) Connect(ctx context.Context, info *callpath.Info) (callpath.
 	}
 	c.stats.Sessions.Add(1)
 	s.spawn(s.reader)
-	// Close waits for this writer (writerDone) before the provider's last word,
-	// so what was queued before the end (end_call's tool result) goes out first.
-	s.writerStarted = s.spawn(s.writer)
+	if !s.lazyWriter {
+		// Close waits for this writer (writerDone) before the provider's last
+		// word, so what was queued before the end (end_call's tool result) goes
+		// out first. A lazy writer is started when there is something for it.
+		s.writerStarted = s.spawn(s.writer)
+	}
 	s.log.Info("provider session open", "connect_ms", time.Since(start).Milliseconds(), "format", s.format)
 	return s, nil
 }

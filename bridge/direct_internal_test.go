@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -51,7 +52,8 @@ func (c *orderConv) ToolResult(string, string, bool) [][]byte { return nil }
 
 // directPair is a session on a websocket to a server on loopback (TLS with tlsOn)
 // with 4 KiB socket buffers on both sides, and the server's end of it. The
-// session's writer is not started.
+// session's writer is lazy (started when there is something for it), as
+// Connect leaves it with an nbConn.
 func directPair(t *testing.T, tlsOn bool) (*Session, *websocket.Conn) {
 	t.Helper()
 	if !directWrites {
@@ -103,6 +105,9 @@ func directPair(t *testing.T, tlsOn bool) (*Session, *websocket.Conn) {
 	c.init()
 	s := newSession(c, nil, &callpath.Info{Log: log})
 	s.attach(&orderConv{ws: ws})
+	if !s.lazyWriter {
+		t.Fatal("a session on an nbConn without a lazy writer")
+	}
 	s.line.Store(&lineBox{})
 	t.Cleanup(func() { s.Close(callpath.CallerHangup) })
 	return s, sws
@@ -205,7 +210,6 @@ func TestDirectWritePartialRemainderFirst(t *testing.T) {
 	for _, tlsOn := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tls=%v", tlsOn), func(t *testing.T) {
 			s, srv := directPair(t, tlsOn)
-			s.writerStarted = s.spawn(s.writer)
 			nb := nbOf(s.current().Conn().NetConn())
 			// The server does not read: the shard writes every chunk itself until
 			// the kernel stops taking them whole.
@@ -248,6 +252,7 @@ func TestDirectWritePartialRemainderFirst(t *testing.T) {
 // chunk would leave first.)
 func TestDirectWriteWaitsForControl(t *testing.T) {
 	s, srv := directPair(t, false)
+	s.lazyWriter = false // a writer for the whole call, started below
 	chunk(s, 0)
 	if s.ringLen != 0 || s.c.stats.MessagesOut.Load() != 1 {
 		t.Fatalf("chunk 0 not written by the shard (ring %d, sent %d)", s.ringLen, s.c.stats.MessagesOut.Load())
@@ -269,7 +274,6 @@ func TestDirectWriteOrderUnderControl(t *testing.T) {
 	for _, tlsOn := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tls=%v", tlsOn), func(t *testing.T) {
 			s, srv := directPair(t, tlsOn)
-			s.writerStarted = s.spawn(s.writer)
 			_ = srv.SetReadDeadline(time.Now().Add(time.Minute)) // a failure does not hang the test
 			const chunks, ctrls = 3000, 300
 			quit := make(chan struct{})
@@ -319,4 +323,46 @@ func TestDirectWriteOrderUnderControl(t *testing.T) {
 			t.Logf("%d chunks read, %d dropped", len(got), s.audioDrop.Load())
 		})
 	}
+}
+
+// A lazy writer runs only while there is something for it: none while the shard
+// writes every chunk, one for a control message, gone again once it is written
+// (and the chunks after it go direct again).
+func TestLazyWriterEnds(t *testing.T) {
+	s, srv := directPair(t, false)
+	idle := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for s.wrun.Load() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the writer is still running after 10 s", what)
+			}
+			runtime.Gosched()
+		}
+	}
+	for i := range 5 {
+		chunk(s, i)
+	}
+	if s.wrun.Load() || s.c.stats.MessagesOut.Load() != 5 {
+		t.Fatalf("5 chunks: writer running %v, %d written", s.wrun.Load(), s.c.stats.MessagesOut.Load())
+	}
+	s.send([]byte("C:0"))
+	checkOrder(t, append(readWire(t, srv, 4, nil), readCtrl(t, srv)), []int{5}, true)
+	idle("after a control message")
+	for i := 5; i < 10; i++ {
+		chunk(s, i)
+	}
+	checkOrder(t, readWire(t, srv, 9, nil), nil, false)
+	idle("after the chunks")
+}
+
+// readCtrl reads one control message.
+func readCtrl(t *testing.T, ws *websocket.Conn) wireMsg {
+	t.Helper()
+	_, m, err := ws.ReadMessage()
+	if err != nil || !strings.HasPrefix(string(m), "C:") {
+		t.Fatalf("want a control message, got %q (%v)", m, err)
+	}
+	i, _ := strconv.Atoi(string(m[2:]))
+	return wireMsg{ctrl: true, i: i}
 }

@@ -102,9 +102,18 @@ type Session struct {
 	endOnce sync.Once
 	stop    chan struct{}
 	stopped sync.Once
-	// writerDone is closed when the writer has sent what was queued at stop.
+	// writerDone is closed when the writer has sent what was queued at stop
+	// (a writer started for the whole call: writerStarted).
 	writerDone    chan struct{}
 	writerStarted bool
+	// lazyWriter: the shard writes caller audio itself (the socket has an
+	// nbConn), and the writer runs only while there is something for it (a
+	// control message, a chunk the shard left, a backlog): wakeWriter starts it,
+	// and it ends once it finds nothing more to write, so a call whose audio
+	// keeps flowing holds no writer goroutine (and its stack) most of the time.
+	// wrun is set while one runs. Set by the first attach, before any goroutine.
+	lazyWriter bool
+	wrun       atomic.Bool
 	// ctx is cancelled by Close: work the session started for the call (a
 	// transfer under way) stops with it.
 	ctx    context.Context
@@ -147,6 +156,7 @@ func (s *Session) attach(conv Conversation) {
 	if s.conv == nil {
 		s.format, s.chunkBytes = conv.Format(), max(conv.ChunkBytes(), 1)
 		s.partial = make([]byte, 0, s.chunkBytes+640)
+		s.lazyWriter = nbOf(conv.Conn().NetConn()) != nil
 	}
 	s.conv = conv
 	s.convs = append(s.convs, conv)
@@ -272,11 +282,29 @@ func (s *Session) OnAudio(f media.Frame) {
 	}
 }
 
+// wakeWriter has the writer look at what is queued, starting it if it is lazy
+// and not running.
 func (s *Session) wakeWriter() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+	if s.lazyWriter && s.wrun.CompareAndSwap(false, true) && !s.spawn(s.writer) {
+		s.wrun.Store(false) // Close began: it writes what is queued itself
+	}
+}
+
+// writerIdle reports whether nothing is queued for the writer.
+func (s *Session) writerIdle() bool {
+	if s.ctrlN.Load() != 0 {
+		return false
+	}
+	if nb := nbOf(s.current().Conn().NetConn()); nb != nil && nb.pending() {
+		return false
+	}
+	s.audioMu.Lock()
+	defer s.audioMu.Unlock()
+	return s.ringLen == 0
 }
 
 // writeDirect writes the ring's chunks (normally the one just completed) from the
@@ -439,6 +467,9 @@ func (s *Session) send(msg []byte) {
 	s.ctrlN.Add(1)
 	select {
 	case s.ctrl <- msg:
+		if s.lazyWriter {
+			s.wakeWriter()
+		}
 	case <-s.stop:
 		s.ctrlN.Add(-1)
 	case <-t.C:
@@ -474,8 +505,13 @@ func (s *Session) since() float64 {
 // chunk never waits for another. It also flushes what a direct write left in the
 // nbConn's backlog. Frames are built masked, as a client's must be, without
 // allocating.
+//
+// A lazy writer (lazyWriter) returns once it finds nothing more to write; one
+// that sees stop, or finds that Close has written the last word, returns too.
 func (s *Session) writer() {
-	defer close(s.writerDone)
+	if !s.lazyWriter {
+		defer close(s.writerDone)
+	}
 	for {
 		stopping := false
 		var first []byte
@@ -486,10 +522,22 @@ func (s *Session) writer() {
 		case <-s.wake:
 		}
 		s.writeMu.Lock()
+		if s.wclosed {
+			s.writeMu.Unlock()
+			return
+		}
 		s.writeQueuedLocked(first)
 		s.writeMu.Unlock()
 		if stopping {
 			return
+		}
+		if s.lazyWriter && s.writerIdle() {
+			// Whoever queues something after this sees wrun false and starts
+			// another writer; what was queued before it is seen here.
+			s.wrun.Store(false)
+			if s.writerIdle() || !s.wrun.CompareAndSwap(false, true) {
+				return
+			}
 		}
 	}
 }
@@ -687,6 +735,11 @@ func (s *Session) Close(reason callpath.Reason) {
 		}
 		conn := conv.Conn()
 		s.writeMu.Lock() // a direct write of caller audio under way ends first, and none follows
+		if s.lazyWriter {
+			// What was queued before the end (end_call's tool result) goes out
+			// first: no writer may be running to send it.
+			s.writeQueuedLocked(nil)
+		}
 		s.wclosed = true
 		if st, ok := conv.(Stopper); ok {
 			// The provider's last word (Media Streams' stop), written here once
