@@ -326,34 +326,45 @@ func TestDirectWriteOrderUnderControl(t *testing.T) {
 }
 
 // A lazy writer runs only while there is something for it: none while the shard
-// writes every chunk, one for a control message, gone again once it is written
-// (and the chunks after it go direct again).
+// writes every chunk and the reader its control messages (a pong) itself; one
+// when a message finds the socket being written (here: writeMu held by the test),
+// gone again once it has written it and the chunk queued behind it; then the
+// shard writes again.
 func TestLazyWriterEnds(t *testing.T) {
 	s, srv := directPair(t, false)
-	idle := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for s.wrun.Load() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the writer is still running after 10 s", what)
-			}
-			runtime.Gosched()
-		}
-	}
 	for i := range 5 {
 		chunk(s, i)
 	}
-	if s.wrun.Load() || s.c.stats.MessagesOut.Load() != 5 {
-		t.Fatalf("5 chunks: writer running %v, %d written", s.wrun.Load(), s.c.stats.MessagesOut.Load())
-	}
 	s.send([]byte("C:0"))
-	checkOrder(t, append(readWire(t, srv, 4, nil), readCtrl(t, srv)), []int{5}, true)
-	idle("after a control message")
-	for i := 5; i < 10; i++ {
-		chunk(s, i)
+	if s.wrun.Load() || s.c.stats.MessagesOut.Load() != 6 {
+		t.Fatalf("5 chunks and a control message: writer running %v, %d written directly", s.wrun.Load(), s.c.stats.MessagesOut.Load())
 	}
-	checkOrder(t, readWire(t, srv, 9, nil), nil, false)
-	idle("after the chunks")
+	checkOrder(t, append(readWire(t, srv, 4, nil), readCtrl(t, srv)), []int{5}, true)
+
+	s.writeMu.Lock() // a write under way
+	s.send([]byte("C:1"))
+	if !s.wrun.Load() {
+		t.Fatal("no writer started for a control message that could not be written at once")
+	}
+	chunk(s, 5)
+	s.writeMu.Unlock()
+	got := readWire(t, srv, 5, nil)
+	if len(got) != 2 || !got[0].ctrl || got[0].i != 1 || got[1].ctrl || got[1].i != 5 {
+		t.Fatalf("read %v, want control message 1 then chunk 5", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.wrun.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer still runs 10 s after it wrote all there was")
+		}
+		runtime.Gosched()
+	}
+	n := s.c.stats.MessagesOut.Load()
+	chunk(s, 6)
+	if s.wrun.Load() || s.c.stats.MessagesOut.Load() != n+1 {
+		t.Fatalf("chunk 6: writer running %v, %d written directly", s.wrun.Load(), s.c.stats.MessagesOut.Load()-n)
+	}
+	checkOrder(t, readWire(t, srv, 6, nil), nil, false)
 }
 
 // readCtrl reads one control message.

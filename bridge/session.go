@@ -315,7 +315,16 @@ func (s *Session) writerIdle() bool {
 // has bytes waiting from an earlier write; what the kernel does not take now stays
 // in the nbConn's backlog, in order, for the writer to flush. The write is one
 // frame per chunk, as the writer's.
-func (s *Session) writeDirect(now time.Time) bool {
+func (s *Session) writeDirect(now time.Time) bool { return s.writeNow(now, nil) }
+
+// sendDirect writes control message msg from the goroutine that sends it (the
+// reader, answering the provider's ping), as writeDirect does a chunk: ahead of
+// any audio still queued, as the writer would have. False: it is the writer's.
+func (s *Session) sendDirect(msg []byte) bool { return s.writeNow(time.Time{}, msg) }
+
+// writeNow writes msg, or the ring's chunks when msg is nil, without blocking
+// (writeDirect, sendDirect).
+func (s *Session) writeNow(now time.Time, msg []byte) bool {
 	if !s.writeMu.TryLock() {
 		return false
 	}
@@ -330,8 +339,9 @@ func (s *Session) writeDirect(now time.Time) bool {
 		return false
 	}
 	w := &s.fw
-	s.drainLocked(conv, w, false)
-	if w.frames == 0 {
+	if msg != nil {
+		w.add(msg)
+	} else if s.drainLocked(conv, w, false); w.frames == 0 {
 		return true // the writer took it meanwhile
 	}
 	nb.nonBlocking.Store(true)
@@ -460,6 +470,9 @@ func (s *Session) finish(e callpath.End) {
 // send queues a control message for the writer (never blocks the caller for long).
 func (s *Session) send(msg []byte) {
 	if msg == nil {
+		return
+	}
+	if s.lazyWriter && s.sendDirect(msg) {
 		return
 	}
 	t := time.NewTimer(time.Second)
