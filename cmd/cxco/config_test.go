@@ -45,7 +45,7 @@ func TestServeDefaults(t *testing.T) {
 		"WebhookAllowInsecure": false, "WebhookRetry": "10s,30s,90s,270s,810s",
 		"WebhookRetries":      []time.Duration{10 * time.Second, 30 * time.Second, 90 * time.Second, 270 * time.Second, 810 * time.Second},
 		"WhatsAppVerifyDelay": 5 * time.Second,
-		"GCPercent":           50, "GCPercentGiven": false, "MemoryLimit": "", "MemoryLimitBytes": int64(0),
+		"GCPercent":           25, "GCPercentGiven": false, "MemoryLimit": "", "MemoryLimitBytes": int64(0),
 	}
 	v := reflect.ValueOf(*c)
 	for field, w := range want {
@@ -88,7 +88,7 @@ func TestServeFlagsAndEnv(t *testing.T) {
 		{"jitter-min", "CXCO_JITTER_MIN", "40ms", "0s", "JitterMin", 40 * time.Millisecond, time.Duration(0)},
 		{"jitter-max", "CXCO_JITTER_MAX", "200ms", "60ms", "JitterMax", 200 * time.Millisecond, 60 * time.Millisecond},
 		{"plc", "CXCO_PLC", "fade", "silence", "Concealment", jitter.ConcealFade, jitter.ConcealSilence},
-		{"gc-percent", "CXCO_GC_PERCENT", "25", "100", "GCPercent", 25, 100},
+		{"gc-percent", "CXCO_GC_PERCENT", "40", "100", "GCPercent", 40, 100},
 		{"memory-limit", "CXCO_MEMORY_LIMIT", "900MiB", "3GiB", "MemoryLimitBytes", int64(900 << 20), int64(3 << 30)},
 		{"memory-limit", "CXCO_MEMORY_LIMIT", "1073741824", " 128 MiB ", "MemoryLimitBytes", int64(1 << 30), int64(128 << 20)},
 		{"transfer-timeout", "CXCO_TRANSFER_TIMEOUT", "45s", "5s", "TransferTimeout", 45 * time.Second, 5 * time.Second},

@@ -26,8 +26,8 @@ func TestApplyMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	applyMemory(cfg, env(nil), log)
-	if gc, limit := read(); gc != 50 || limit != math.MaxInt64 {
-		t.Fatalf("defaults: gc %d, limit %d; want 50 and none", gc, limit)
+	if gc, limit := read(); gc != 25 || limit != math.MaxInt64 {
+		t.Fatalf("defaults: gc %d, limit %d; want 25 and none", gc, limit)
 	}
 
 	debug.SetGCPercent(80) // as GOGC=80 in the environment would have
