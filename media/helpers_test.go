@@ -107,6 +107,13 @@ func negotiated(codec string, remote netip.AddrPort) sdp.Negotiated {
 		Remote: remote, Direction: sdp.SendRecv}
 }
 
+// digitEvent is an RFC 4733 telephone-event packet (payload type 101, as
+// negotiated gives it) for event (0-9 are the digits): volume 10, 20 ms in.
+func digitEvent(event byte) *rtp.Packet {
+	return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: 1, Timestamp: 160, SSRC: 9},
+		Payload: []byte{event, 0x0a, 0, 160}}
+}
+
 // manualWheel is a started wheel on a manual clock.
 func manualWheel(t testing.TB) (*clock.Wheel, *clock.Manual) {
 	m := clock.NewManual(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))

@@ -22,16 +22,8 @@ func TestTickReads(t *testing.T) {
 	w.Start()
 	defer w.Stop()
 	defer leakCheck(t)()
-	s, err := NewStream(testPool(t), loopback, Options{Wheel: w})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ph, digits := digitStream(t, w)
 	defer s.Close()
-	ph := newPhone(t)
-	digits := make(chan Digit, 4)
-	if err := s.Start(negotiated("PCMU", ph.addr()), Consumer{OnDigit: func(d Digit) { digits <- d }}); err != nil {
-		t.Fatal(err)
-	}
 	if s.polled == nil || s.polled.tick == nil || s.polled.slot != nil {
 		t.Fatalf("the stream is not read by its shard: %+v", s.polled)
 	}
@@ -45,8 +37,7 @@ func TestTickReads(t *testing.T) {
 	s.paceTimer.StopWait()
 	s.rtcpTimer.StopWait()
 	s.playTimer.StopWait()
-	ph.send(t, s.LocalAddr(), &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: 1, Timestamp: 160, SSRC: 9},
-		Payload: []byte{3, 0x0a, 0, 160}})
+	ph.send(t, s.LocalAddr(), digitEvent(3))
 	select {
 	case d := <-digits:
 		if d.Digit != '3' {
@@ -71,21 +62,12 @@ func TestTickReadsManualClock(t *testing.T) {
 	w.Start()
 	defer w.Stop()
 	defer leakCheck(t)()
-	s, err := NewStream(testPool(t), loopback, Options{Wheel: w})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ph, digits := digitStream(t, w)
 	defer s.Close()
-	ph := newPhone(t)
-	digits := make(chan Digit, 4)
-	if err := s.Start(negotiated("PCMU", ph.addr()), Consumer{OnDigit: func(d Digit) { digits <- d }}); err != nil {
-		t.Fatal(err)
-	}
 	if s.polled == nil || s.polled.slot == nil {
 		t.Fatalf("a stream on a Manual clock is not read by a shared reader: %+v", s.polled)
 	}
-	ph.send(t, s.LocalAddr(), &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: 1, Timestamp: 160, SSRC: 9},
-		Payload: []byte{4, 0x0a, 0, 160}})
+	ph.send(t, s.LocalAddr(), digitEvent(4))
 	select {
 	case <-digits:
 	case <-time.After(10 * time.Second):
@@ -140,4 +122,21 @@ func TestLateRead(t *testing.T) {
 	if st := s.Stats(); st.Late != 0 {
 		t.Fatalf("%d packets late", st.Late)
 	}
+}
+
+// digitStream is a started PCMU stream on w with a phone to send it RTP and
+// the digits it hands on; the caller closes it (before its leak check runs).
+func digitStream(t *testing.T, w *clock.Wheel) (*Stream, *phone, chan Digit) {
+	t.Helper()
+	s, err := NewStream(testPool(t), loopback, Options{Wheel: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ph := newPhone(t)
+	digits := make(chan Digit, 4)
+	if err := s.Start(negotiated("PCMU", ph.addr()), Consumer{OnDigit: func(d Digit) { digits <- d }}); err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	return s, ph, digits
 }

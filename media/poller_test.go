@@ -166,8 +166,7 @@ func TestSocketFamilies(t *testing.T) {
 				t.Fatal(err)
 			}
 			to := netip.AddrPortFrom(netip.MustParseAddr(tc.phone), uint16(s.LocalPort()))
-			ph.send(t, to, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: 1, Timestamp: 160, SSRC: 9},
-				Payload: []byte{5, 0x0a, 0, 160}})
+			ph.send(t, to, digitEvent(5))
 			select {
 			case d := <-digits:
 				if d.Digit != '5' {
@@ -207,8 +206,7 @@ func TestOwnReadersFallback(t *testing.T) {
 	if s.polled != nil {
 		t.Fatal("the stream is polled")
 	}
-	ph.send(t, s.LocalAddr(), &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: 1, Timestamp: 160, SSRC: 9},
-		Payload: []byte{7, 0x0a, 0, 160}})
+	ph.send(t, s.LocalAddr(), digitEvent(7))
 	select {
 	case <-digits:
 	case <-time.After(10 * time.Second):

@@ -47,7 +47,7 @@ func main() {
 	peer := flag.Bool("peer", false, "internal: run as the callers and the provider")
 	flag.Parse()
 	if *peer {
-		runPeer()
+		runPeer(*rtpBytes)
 		return
 	}
 	if *calls < 1 || *calls > 2000 || *seconds < 1 || *seconds > 120 || *chunkMs < 20 || *chunkMs%20 != 0 {
@@ -152,7 +152,7 @@ func run(calls, seconds, rtpBytes, wsBytes, wsEvery int) error {
 	ws := make([]byte, wsBytes)
 	buf := make([]byte, 1500)
 	events := make([]syscall.EpollEvent, 256)
-	var st struct{ reads, sends, writes, again, syscalls int64 }
+	var st counts
 	var ru0 syscall.Rusage
 	warm := 3000 // ms
 	total := warm + seconds*1000
@@ -160,7 +160,7 @@ func run(calls, seconds, rtpBytes, wsBytes, wsEvery int) error {
 	for k := 0; k < total; k++ {
 		if k == warm {
 			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-			st = struct{ reads, sends, writes, again, syscalls int64 }{}
+			st = counts{}
 		}
 		if d := time.Until(start.Add(time.Duration(k) * time.Millisecond)); d > 0 {
 			time.Sleep(d)
@@ -225,11 +225,13 @@ func run(calls, seconds, rtpBytes, wsBytes, wsEvery int) error {
 	return nil
 }
 
+// counts are the floor's system calls in the measured window.
+type counts struct{ reads, sends, writes, again, syscalls int64 }
+
 // runPeer is the callers and the provider: a TCP listener whose connections are
 // read and discarded, and one UDP socket per call that sends the floor an RTP
 // packet every 20 ms and reads what the floor sends back.
-func runPeer() {
-	rtpBytes := flag.Lookup("rtp").Value.(flag.Getter).Get().(int)
+func runPeer(rtpBytes int) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "peer:", err)
