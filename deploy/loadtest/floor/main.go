@@ -44,6 +44,7 @@ func main() {
 	rtpBytes := flag.Int("rtp", 172, "RTP packet size (12-byte header + 160 bytes of G.711)")
 	wsBytes := flag.Int("ws", 248, "websocket frame size per 20 ms of caller audio (a masked text frame of {\"user_audio_chunk\":\"…\"} with 160 bytes of µ-law in base64)")
 	chunkMs := flag.Int("chunk-ms", 20, "caller audio per websocket frame, a multiple of 20 ms")
+	connected := flag.Bool("connected", false, "connect each UDP socket to its caller and send without an address (the kernel keeps the route)")
 	peer := flag.Bool("peer", false, "internal: run as the callers and the provider")
 	flag.Parse()
 	if *peer {
@@ -54,14 +55,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "floor: -calls 1..2000, -seconds 1..120, -chunk-ms a multiple of 20")
 		os.Exit(2)
 	}
-	if err := run(*calls, *seconds, *rtpBytes, *wsBytes*(*chunkMs/20), *chunkMs/20); err != nil {
+	if err := run(*calls, *seconds, *rtpBytes, *wsBytes*(*chunkMs/20), *chunkMs/20, *connected); err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
 	}
 }
 
 // run is the measured process: it starts the peer, sets the calls up and runs them.
-func run(calls, seconds, rtpBytes, wsBytes, wsEvery int) error {
+func run(calls, seconds, rtpBytes, wsBytes, wsEvery int, connected bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -131,6 +132,15 @@ func run(calls, seconds, rtpBytes, wsBytes, wsEvery int) error {
 			return err
 		}
 		dst[i] = syscall.RawSockaddrInet4{Family: syscall.AF_INET, Port: uint16(n>>8) | uint16(n&0xff)<<8, Addr: [4]byte{127, 0, 0, 1}}
+		if connected {
+			if err := syscall.Connect(udp[i], &syscall.SockaddrInet4{Port: n, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+				return err
+			}
+		}
+	}
+	dstLen := unsafe.Sizeof(dst[0])
+	if connected {
+		dstLen = 0 // and a nil address: udp_sendmsg refuses a short one
 	}
 	tcp := make([]int, calls)
 	conns := make([]net.Conn, calls) // kept so the runtime does not close them
@@ -187,8 +197,11 @@ func run(calls, seconds, rtpBytes, wsBytes, wsEvery int) error {
 		// The calls whose 20 ms slot this is: an RTP packet to the caller, and
 		// every wsEvery-th slot a frame to the provider.
 		for i := k % 20; i < calls; i += 20 {
-			_, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(udp[i]), uintptr(unsafe.Pointer(&rtp[0])), uintptr(len(rtp)), 0,
-				uintptr(unsafe.Pointer(&dst[i])), unsafe.Sizeof(dst[i]))
+			var to uintptr
+			if dstLen != 0 {
+				to = uintptr(unsafe.Pointer(&dst[i]))
+			}
+			_, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(udp[i]), uintptr(unsafe.Pointer(&rtp[0])), uintptr(len(rtp)), 0, to, dstLen)
 			st.syscalls++
 			if e == 0 {
 				st.sends++
