@@ -241,7 +241,7 @@ type Stats struct {
 
 	Depth    time.Duration // current depth
 	MaxDepth time.Duration // largest depth so far
-	AvgDepth time.Duration // mean depth over the frames popped
+	AvgDepth time.Duration // mean depth over the frames popped, except those inserted to grow it
 	Target   time.Duration // depth the buffer is adapting to
 }
 
@@ -322,7 +322,8 @@ type Buffer[T Sample] struct {
 	enc         []T
 	fill        []bool
 	fillRun     int   // fill samples in the current run of concealment
-	depthSum    int64 // ns of depth summed over the frames popped
+	depthSum    int64 // ns of depth summed over the frames of received audio popped
+	depthFrames int64 // those frames (not the ones inserted to grow the depth)
 	excessSince int64
 	lastShrink  int64
 
@@ -508,8 +509,8 @@ func (b *Buffer[T]) Stats() Stats {
 	if b.started {
 		s.Target = time.Duration(b.target())
 	}
-	if s.Frames > 0 {
-		s.AvgDepth = time.Duration(b.depthSum / int64(s.Frames))
+	if b.depthFrames > 0 {
+		s.AvgDepth = time.Duration(b.depthSum / b.depthFrames)
 	}
 	return s
 }
@@ -1132,10 +1133,21 @@ done:
 	b.offset += ins * b.sampleNS
 	b.stats.Inserted += time.Duration(ins * b.sampleNS)
 	b.stats.Frames++
-	d := b.offset - b.base()
-	b.depthSum += d
-	if time.Duration(d) > b.stats.MaxDepth {
-		b.stats.MaxDepth = time.Duration(d)
+	if ins == 0 {
+		// The depth the frame's received audio waited. A frame inserted to
+		// grow the depth carries none: it is not counted. After the baseline
+		// transit jumped past the offset (readers fallen behind: every packet
+		// late, the depth at Max), the buffer inserts frame after frame in one
+		// Pop loop, each with the intermediate depth of that loop, negative
+		// until it is back; counting those made the mean negative. A frame that
+		// is not inserted leaves Pop at the target depth or above it, so at
+		// least Min.
+		d := b.offset - b.base()
+		b.depthSum += d
+		b.depthFrames++
+		if time.Duration(d) > b.stats.MaxDepth {
+			b.stats.MaxDepth = time.Duration(d)
+		}
 	}
 	b.remember(dst)
 	return f, true

@@ -726,6 +726,35 @@ func TestLossStats(t *testing.T) {
 	}
 }
 
+// TestAvgDepthAfterReadersFallBehind: the schedule of an overloaded gateway
+// (issue 17's load runs saw a mean depth of -113 ms): its readers fall 1.05 s
+// behind at 0.1 s and stay there, so the arrival stamps (read times) step up by
+// that much. Every packet after the step is late; the depth grows to Max. When
+// the window (4 s) forgets the last prompt packet, the baseline transit jumps
+// past the playout offset and the buffer inserts about a second of frames to
+// grow back, all in one Pop loop. Those inserted frames carry none of the
+// sender's audio and must not count towards the mean depth with the
+// intermediate, negative depths of that loop: the mean depth is that of the
+// frames of received audio, so never below Min nor above the largest depth.
+func TestAvgDepthAfterReadersFallBehind(t *testing.T) {
+	audio := source(8000 * 6)
+	s := packetize(audio, []int{160}, 1, 1, 1, func(i int) time.Duration {
+		if i >= 5 {
+			return 1050 * time.Millisecond
+		}
+		return 0
+	})
+	b := New(Options[byte]{Codec: ulaw{}})
+	_, frames := run(t, b, s, 5*time.Second)
+	st := b.Stats()
+	if st.Inserted < 900*time.Millisecond || st.Resyncs != 0 {
+		t.Fatalf("the schedule did not make the buffer grow back after the step (inserted %v, resyncs %d): %+v", st.Inserted, st.Resyncs, st)
+	}
+	if st.AvgDepth < 20*time.Millisecond || st.AvgDepth > st.MaxDepth || st.MaxDepth > 120*time.Millisecond {
+		t.Fatalf("average depth %v, max %v over %d frames (%d popped here), want Min..max", st.AvgDepth, st.MaxDepth, st.Frames, len(frames))
+	}
+}
+
 func TestConcealmentNames(t *testing.T) {
 	for _, c := range []Concealment{ConcealPitch, ConcealFade, ConcealSilence} {
 		got, err := ParseConcealment(c.String())
