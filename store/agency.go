@@ -61,10 +61,14 @@ func (s *Store) EnsureAgency(ctx context.Context, configured string) (generated 
 		a = Agency{Name: "CXCo", Settings: map[string]any{}, CreatedAt: now}
 	}
 	a.KeyHash, a.UpdatedAt = h, now
+	b, err := marshal(a)
+	if err != nil {
+		return "", err
+	}
 	if err := s.rdb.Set(ctx, keyAPIKey(h), "agency", 0).Err(); err != nil {
 		return "", wrapRedis(err)
 	}
-	if err := s.rdb.Set(ctx, keyAgency(), mustJSON(a), 0).Err(); err != nil {
+	if err := s.rdb.Set(ctx, keyAgency(), b, 0).Err(); err != nil {
 		return "", wrapRedis(err)
 	}
 	if old != "" && old != h {

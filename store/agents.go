@@ -119,8 +119,12 @@ func (s *Store) CreateAgent(ctx context.Context, a Agent) (*Agent, error) {
 	now := s.Now()
 	a.ID, a.Status, a.VoiceEnabled, a.CreatedAt, a.UpdatedAt = id, AgentDraft, true, now, now
 	a.ExternalAgentID, a.PhoneNumberID = nil, nil
+	b, err := marshal(a)
+	if err != nil {
+		return nil, err
+	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, keyAgent(a.CompanyID, id), mustJSON(a), 0)
+		p.Set(ctx, keyAgent(a.CompanyID, id), b, 0)
 		p.ZAdd(ctx, keyAgents(a.CompanyID), redis.Z{Score: float64(id), Member: id})
 		p.ZAdd(ctx, keyAgentsSt(a.CompanyID, AgentDraft), redis.Z{Score: float64(id), Member: id})
 		return nil
@@ -274,7 +278,9 @@ func (s *Store) transition(ctx context.Context, cid, aid int64, action string, f
 		if pre != nil {
 			name = pre.voiceName
 		}
-		s.queueEvent(ctx, p, cid, EventAgentStatusChanged, a.view(name, pn))
+		if err := s.queueEvent(ctx, p, cid, EventAgentStatusChanged, a.view(name, pn)); err != nil {
+			return err
+		}
 		return nil
 	})
 }

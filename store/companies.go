@@ -92,7 +92,11 @@ func (s *Store) CreateCompany(ctx context.Context, name, plan string, settings m
 	c := &Company{ID: id, Name: name, Status: CompanyActive, Plan: plan, RateLimitPerMinute: rateLimit,
 		Settings: settings, CreatedAt: now, UpdatedAt: now, KeyHash: HashKey(key)}
 	// The record first, then its indexes and the key: a key never points at nothing.
-	if err := s.rdb.Set(ctx, keyCompany(id), mustJSON(c), 0).Err(); err != nil {
+	b, err := marshal(c)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := s.rdb.Set(ctx, keyCompany(id), b, 0).Err(); err != nil {
 		return nil, "", wrapRedis(err)
 	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {

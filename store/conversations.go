@@ -160,9 +160,13 @@ func (s *Store) CreateConversation(ctx context.Context, c Conversation) (*Conver
 			return nil, wrapRedis(err)
 		}
 	}
+	b, err := marshal(c)
+	if err != nil {
+		return nil, err
+	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		z := redis.Z{Score: float64(id), Member: id}
-		p.Set(ctx, keyConv(c.CompanyID, id), mustJSON(c), 0)
+		p.Set(ctx, keyConv(c.CompanyID, id), b, 0)
 		p.ZAdd(ctx, keyConvs(c.CompanyID), z)
 		p.ZAdd(ctx, keyConvsAgent(c.CompanyID, c.AgentID), z)
 		p.ZAdd(ctx, keyConvsChannel(c.CompanyID, c.Channel), z)
@@ -186,7 +190,11 @@ func (s *Store) touchContact(ctx context.Context, cid int64, number string, conv
 	}
 	now := s.Now()
 	ct := Contact{ID: newID, CompanyID: cid, PhoneNumber: number, Tags: []string{}, FirstSeenAt: now, CreatedAt: now, UpdatedAt: now}
-	id, err := touchContactScript.Run(ctx, s.rdb, []string{keyContactsByNum(cid), keyContacts(cid)}, number, newID, mustJSON(ct), company(cid), convID).Int64()
+	b, err := marshal(ct)
+	if err != nil {
+		return 0, err
+	}
+	id, err := touchContactScript.Run(ctx, s.rdb, []string{keyContactsByNum(cid), keyContacts(cid)}, number, newID, b, company(cid), convID).Int64()
 	return id, wrapRedis(err)
 }
 
@@ -232,7 +240,11 @@ func (s *Store) Transcript(ctx context.Context, cid, id int64) ([]TranscriptEntr
 func (s *Store) AppendTranscript(ctx context.Context, cid, id int64, entries ...TranscriptEntry) error {
 	vals := make([]any, len(entries))
 	for i, e := range entries {
-		vals[i] = mustJSON(e)
+		b, err := marshal(e)
+		if err != nil {
+			return err
+		}
+		vals[i] = b
 	}
 	return wrapRedis(s.rdb.RPush(ctx, keyTranscript(cid, id), vals...).Err())
 }
@@ -382,8 +394,7 @@ func (s *Store) finishConversation(ctx context.Context, cid, id int64, f Final) 
 		if c.Status == ConvTransferred {
 			typ = EventConversationTransferred
 		}
-		s.queueEvent(ctx, p, cid, typ, c)
-		return nil
+		return s.queueEvent(ctx, p, cid, typ, c)
 	})
 	if err != nil {
 		return nil, false, err
@@ -432,5 +443,9 @@ func (c *Conversation) mergeMetadata(m map[string]any) {
 // SetTranscriptEntry replaces entry i of a transcript (a correction of what the
 // agent actually said after it was interrupted).
 func (s *Store) SetTranscriptEntry(ctx context.Context, cid, id int64, i int, e TranscriptEntry) error {
-	return wrapRedis(s.rdb.LSet(ctx, keyTranscript(cid, id), int64(i), mustJSON(e)).Err())
+	b, err := marshal(e)
+	if err != nil {
+		return err
+	}
+	return wrapRedis(s.rdb.LSet(ctx, keyTranscript(cid, id), int64(i), b).Err())
 }

@@ -625,10 +625,14 @@ func (s *Store) QueueDirect(ctx context.Context, w *Webhook, typ string, data an
 	ev := Event{ID: NewEventID(), Type: typ, CreatedAt: s.Now(), CompanyID: w.CompanyID, Data: data}
 	now := s.now().UnixMilli()
 	cid := w.CompanyID
+	payload, err := marshal(ev)
+	if err != nil {
+		return nil, err
+	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, keyDelivery(cid, did), "id", did, "webhook_id", w.ID, "event_id", ev.ID, "event_type", typ,
 			"status", DeliveryPending, "attempts", 0, "next_attempt_at", now, "created_at", now, "updated_at", now,
-			"payload", mustJSON(ev))
+			"payload", payload)
 		p.ZAdd(ctx, keyDeliveriesDue(cid), redis.Z{Score: 0, Member: did}) // due at once, whatever the clocks
 		p.ZAdd(ctx, keyWebhookDeliveries(cid, w.ID), redis.Z{Score: float64(did), Member: did})
 		return nil

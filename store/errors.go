@@ -12,6 +12,9 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrNoNumber: the pool has no available number for the country.
 	ErrNoNumber = errors.New("no phone number available")
+	// ErrNotJSON: a value cannot be stored as JSON (a NaN or infinite number);
+	// nothing was written.
+	ErrNotJSON = errors.New("store: value cannot be stored as JSON")
 )
 
 // ConflictError is an ErrConflict with a human-readable detail.

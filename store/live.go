@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -90,20 +91,35 @@ const (
 func keyLiveCalls() string { return prefix + "live:calls" }
 func chanLive() string     { return prefix + "live" }
 
-// PutLiveCalls records calls in progress (new ones or a refresh) and announces them.
+// PutLiveCalls records calls in progress (new ones or a refresh) and announces
+// them. A call that cannot be stored as JSON (a NaN figure) is left out, counted
+// (OnNotJSON) and named in the error; the others are written.
 func (s *Store) PutLiveCalls(ctx context.Context, calls []LiveCall) error {
-	if len(calls) == 0 {
-		return nil
-	}
 	vals := make([]any, 0, 2*len(calls))
+	good := calls[:0:0]
+	var bad error
 	for _, c := range calls {
-		vals = append(vals, strconv.FormatInt(c.ConversationID, 10), mustJSON(c))
+		b, err := marshal(c)
+		if err != nil {
+			s.notJSON("live_call")
+			bad = errors.Join(bad, fmt.Errorf("live call of conversation %d left out: %w", c.ConversationID, err))
+			continue
+		}
+		vals = append(vals, strconv.FormatInt(c.ConversationID, 10), b)
+		good = append(good, c)
+	}
+	if len(good) == 0 {
+		return bad
+	}
+	ev, err := marshal(LiveEvent{Type: LiveUpsert, Calls: good})
+	if err != nil {
+		return err
 	}
 	pipe := s.rdb.Pipeline()
 	pipe.HSet(ctx, keyLiveCalls(), vals...)
-	pipe.Publish(ctx, chanLive(), mustJSON(LiveEvent{Type: LiveUpsert, Calls: calls}))
-	_, err := pipe.Exec(ctx)
-	return wrapRedis(err)
+	pipe.Publish(ctx, chanLive(), ev)
+	_, err = pipe.Exec(ctx)
+	return errors.Join(wrapRedis(err), bad)
 }
 
 // EndLiveCalls removes calls that ended and announces it.
@@ -115,10 +131,20 @@ func (s *Store) EndLiveCalls(ctx context.Context, calls []LiveCall) error {
 	for i, c := range calls {
 		fields[i] = strconv.FormatInt(c.ConversationID, 10)
 	}
+	// The end event names the calls only: their quality figures are not needed.
+	gone := make([]LiveCall, len(calls))
+	for i, c := range calls {
+		c.Quality = nil
+		gone[i] = c
+	}
+	ev, err := marshal(LiveEvent{Type: LiveEnd, Calls: gone})
+	if err != nil {
+		return err
+	}
 	pipe := s.rdb.Pipeline()
 	pipe.HDel(ctx, keyLiveCalls(), fields...)
-	pipe.Publish(ctx, chanLive(), mustJSON(LiveEvent{Type: LiveEnd, Calls: calls}))
-	_, err := pipe.Exec(ctx)
+	pipe.Publish(ctx, chanLive(), ev)
+	_, err = pipe.Exec(ctx)
 	return wrapRedis(err)
 }
 
@@ -168,7 +194,11 @@ func (s *Store) LiveCall(ctx context.Context, convID int64) (*LiveCall, error) {
 
 // RequestHangup asks the node that carries a call to hang it up.
 func (s *Store) RequestHangup(ctx context.Context, convID int64) error {
-	return wrapRedis(s.rdb.Publish(ctx, chanLive(), mustJSON(LiveEvent{Type: LiveHangup, ConversationID: convID})).Err())
+	ev, err := marshal(LiveEvent{Type: LiveHangup, ConversationID: convID})
+	if err != nil {
+		return err
+	}
+	return wrapRedis(s.rdb.Publish(ctx, chanLive(), ev).Err())
 }
 
 // SubscribeLive delivers the live channel's events until ctx ends; the channel

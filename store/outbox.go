@@ -39,10 +39,15 @@ func NewEventID() string {
 
 // queueEvent appends an event to the company's outbox inside the caller's MULTI, so
 // the event exists if and only if the change it describes was committed.
-func (s *Store) queueEvent(ctx context.Context, pipe redis.Pipeliner, cid int64, typ string, data any) {
+func (s *Store) queueEvent(ctx context.Context, pipe redis.Pipeliner, cid int64, typ string, data any) error {
 	ev := Event{ID: NewEventID(), Type: typ, CreatedAt: s.Now(), CompanyID: cid, Data: data}
+	b, err := marshal(ev)
+	if err != nil {
+		return err
+	}
 	pipe.XAdd(ctx, &redis.XAddArgs{
 		Stream: keyOutbox(cid),
-		Values: []any{"id", ev.ID, "type", typ, "event", mustJSON(ev)},
+		Values: []any{"id", ev.ID, "type", typ, "event", b},
 	})
+	return nil
 }

@@ -100,9 +100,17 @@ func (s *Store) CreateCredential(ctx context.Context, cid int64, slug string, cr
 	if err != nil {
 		return nil, err
 	}
+	plain, err := marshal(creds)
+	if err != nil {
+		return nil, err
+	}
 	c := &Credential{ID: id, CompanyID: cid, ProviderID: p.ID, Status: "active", CreatedAt: s.Now(),
-		Sealed: s.sealer.Seal(mustJSON(creds), credAD(cid, slug))}
-	set, err := s.rdb.SetNX(ctx, keyCred(cid, slug), mustJSON(c), 0).Result()
+		Sealed: s.sealer.Seal(plain, credAD(cid, slug))}
+	b, err := marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	set, err := s.rdb.SetNX(ctx, keyCred(cid, slug), b, 0).Result()
 	if err != nil {
 		return nil, wrapRedis(err)
 	}
@@ -156,7 +164,11 @@ func credRingAD(cid int64, slug, fp string) string {
 // still be reached after the company replaces or deletes its credentials: a
 // provider's agents belong to the account of the key that created them.
 func (s *Store) KeepCredential(ctx context.Context, cid int64, slug, fingerprint string, creds map[string]any) error {
-	sealed := s.sealer.Seal(mustJSON(creds), credRingAD(cid, slug, fingerprint))
+	plain, err := marshal(creds)
+	if err != nil {
+		return err
+	}
+	sealed := s.sealer.Seal(plain, credRingAD(cid, slug, fingerprint))
 	return wrapRedis(s.rdb.HSet(ctx, keyCredRing(cid, slug), fingerprint, sealed).Err())
 }
 

@@ -72,12 +72,15 @@ func getJSONs[T any](ctx context.Context, s *Store, keys []string) ([]*T, error)
 	return out, nil
 }
 
-func mustJSON(v any) []byte {
+// marshal is a record's or an event's JSON. It fails (ErrNotJSON) on what JSON
+// cannot hold — a NaN or infinite number, a channel or a function in a map: the
+// caller writes nothing and says so.
+func marshal(v any) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		panic(fmt.Sprintf("store: marshal %T: %v", v, err))
+		return nil, fmt.Errorf("%w: %T: %v", ErrNotJSON, v, err)
 	}
-	return b
+	return b, nil
 }
 
 // nextID hands out the next id of an entity.
@@ -113,7 +116,11 @@ func mutate[T any](ctx context.Context, s *Store, key string, watch []string, fn
 				if err := fn(v, pipe); err != nil {
 					return err
 				}
-				pipe.Set(ctx, key, mustJSON(v), 0)
+				b, err := marshal(v)
+				if err != nil {
+					return err
+				}
+				pipe.Set(ctx, key, b, 0)
 				return nil
 			})
 			if err == nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -35,21 +36,31 @@ func (s *Store) AppendSIPTraces(ctx context.Context, batches []SIPTraceBatch, ma
 		return nil
 	}
 	pipe := s.rdb.Pipeline()
+	var bad error
 	for _, b := range batches {
-		if len(b.Messages) == 0 {
-			continue
+		vals := make([]any, 0, len(b.Messages))
+		for _, m := range b.Messages {
+			j, err := marshal(m)
+			if err != nil { // left out, the rest of the ladder kept
+				s.notJSON("sip_trace")
+				bad = errors.Join(bad, err)
+				continue
+			}
+			vals = append(vals, j)
 		}
-		vals := make([]any, len(b.Messages))
-		for i, m := range b.Messages {
-			vals[i] = mustJSON(m)
+		if len(vals) == 0 {
+			continue
 		}
 		k := keySIPTrace(b.CompanyID, b.ConversationID)
 		pipe.RPush(ctx, k, vals...)
 		pipe.LTrim(ctx, k, 0, int64(max)-1)
 		pipe.Expire(ctx, k, keep)
 	}
+	if pipe.Len() == 0 {
+		return bad
+	}
 	_, err := pipe.Exec(ctx)
-	return wrapRedis(err)
+	return errors.Join(wrapRedis(err), bad)
 }
 
 // SIPTrace reads a conversation's SIP ladder in order, and until when it is

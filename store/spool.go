@@ -61,11 +61,24 @@ return 1`)
 // already holds more than i entries (a retry of a write that did reach Redis) it
 // does nothing.
 func (s *Store) AppendTranscriptAt(ctx context.Context, cid, id int64, i int, e TranscriptEntry) error {
-	return wrapRedis(appendAtScript.Run(ctx, s.rdb, []string{keyTranscript(cid, id)}, i, mustJSON(e)).Err())
+	b, err := marshal(e)
+	if err != nil {
+		return err
+	}
+	return wrapRedis(appendAtScript.Run(ctx, s.rdb, []string{keyTranscript(cid, id)}, i, b).Err())
 }
 
-// Apply performs one write.
+// Apply performs one write. A write holding values that cannot be stored as
+// JSON (a NaN figure) is written without them, logged and counted (notjson.go).
 func (s *Store) Apply(ctx context.Context, w Write) error {
+	err := s.apply(ctx, w)
+	if errors.Is(err, ErrNotJSON) {
+		return s.applyFinite(ctx, w, err)
+	}
+	return err
+}
+
+func (s *Store) apply(ctx context.Context, w Write) error {
 	switch w.Op {
 	case WriteFinish:
 		if w.Final == nil {
@@ -332,6 +345,17 @@ func (p *Spool) Close(d time.Duration) {
 	ws := make([]Write, len(left))
 	for i, j := range left {
 		ws[i] = j.w
+		if _, err := marshal(j.w); err != nil {
+			fw, dropped := j.w.finite()
+			p.st.notJSON(j.w.Op)
+			if _, err2 := marshal(fw); err2 != nil {
+				p.log.Error("write lost at shutdown: it cannot be stored", "write", j.w.Op, "conversation_id", j.w.Conversation, "err", err)
+				continue
+			}
+			p.log.Error("a write held values that cannot be stored (not a number, infinite): saved without them",
+				"write", j.w.Op, "conversation_id", j.w.Conversation, "left_out", dropped, "err", err)
+			ws[i] = fw
+		}
 	}
 	path, written, err := writeSpoolFile(p.dir, p.node, ws, p.maxBytes)
 	if err != nil {

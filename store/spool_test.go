@@ -27,6 +27,15 @@ func sampleWrites() []Write {
 	}
 }
 
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // TestSpoolFileFormat: writes survive the file as they were; a damaged line or a
 // last line cut short is skipped and counted while the rest is read; the file is
 // bounded; a file that is not a spool file is refused, not half-read.
@@ -47,11 +56,15 @@ func TestSpoolFileFormat(t *testing.T) {
 	if err != nil || bad != 0 || len(got) != len(ws) {
 		t.Fatalf("read back %d writes, %d bad, %v", len(got), bad, err)
 	}
-	if string(mustJSON(got)) != string(mustJSON(ws)) {
-		t.Fatalf("round trip changed the writes:\n%s\n%s", mustJSON(got), mustJSON(ws))
+	if a, b := jsonOf(t, got), jsonOf(t, ws); a != b {
+		t.Fatalf("round trip changed the writes:\n%s\n%s", a, b)
 	}
 
 	lines := bytes.SplitAfter(raw, []byte("\n"))
+	noWrite, err := encodeSpoolLine(Write{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name      string
 		data      []byte
@@ -67,7 +80,7 @@ func TestSpoolFileFormat(t *testing.T) {
 		{name: "last line cut short", data: raw[:len(raw)-7], good: len(ws) - 1, bad: 1},
 		{name: "cut inside the checksum", data: append(bytes.Clone(raw), []byte("1a2b")...), good: len(ws), bad: 1},
 		{name: "garbage line in the middle", data: bytes.Join([][]byte{lines[0], lines[1], []byte("not a record\n"), bytes.Join(lines[2:], nil)}, nil), good: len(ws), bad: 1},
-		{name: "a record that is valid JSON but no write", data: append(bytes.Clone(raw), encodeSpoolLine(Write{})...), good: len(ws), bad: 1},
+		{name: "a record that is valid JSON but no write", data: append(bytes.Clone(raw), noWrite...), good: len(ws), bad: 1},
 		{name: "header only", data: []byte(spoolHeader + "\n"), good: 0},
 		{name: "empty file", data: nil, err: true},
 		{name: "another format", data: []byte("{\"op\":\"finish\"}\n"), err: true},
@@ -87,7 +100,9 @@ func TestSpoolFileFormat(t *testing.T) {
 	}
 
 	t.Run("bounded", func(t *testing.T) {
-		limit := int64(len(spoolHeader)+1) + int64(len(encodeSpoolLine(ws[0]))+len(encodeSpoolLine(ws[1])))
+		l0, _ := encodeSpoolLine(ws[0])
+		l1, _ := encodeSpoolLine(ws[1])
+		limit := int64(len(spoolHeader)+1) + int64(len(l0)+len(l1))
 		path, n, err := writeSpoolFile(t.TempDir(), "gw1", ws, limit)
 		if err != nil || n != 2 {
 			t.Fatalf("wrote %d, %v; want the 2 that fit", n, err)
@@ -228,7 +243,11 @@ func FuzzReadSpool(f *testing.F) {
 	var b bytes.Buffer
 	b.WriteString(spoolHeader + "\n")
 	for _, w := range sampleWrites() {
-		b.Write(encodeSpoolLine(w))
+		line, err := encodeSpoolLine(w)
+		if err != nil {
+			f.Fatal(err)
+		}
+		b.Write(line)
 	}
 	f.Add(b.Bytes())
 	f.Add([]byte(spoolHeader + "\n00000000 {}\n"))

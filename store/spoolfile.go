@@ -46,9 +46,12 @@ func spoolFileName(node string) string {
 }
 
 // encodeSpoolLine is one line of the file.
-func encodeSpoolLine(w Write) []byte {
-	b := mustJSON(w)
-	return fmt.Appendf(nil, "%08x %s\n", crc32.ChecksumIEEE(b), b)
+func encodeSpoolLine(w Write) ([]byte, error) {
+	b, err := marshal(w)
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(nil, "%08x %s\n", crc32.ChecksumIEEE(b), b), nil
 }
 
 // writeSpoolFile writes ws, in order, to a new file in dir, as many as fit in
@@ -67,7 +70,11 @@ func writeSpoolFile(dir, node string, ws []Write, maxBytes int64) (string, int, 
 	_, _ = bw.WriteString(spoolHeader + "\n")
 	n := 0
 	for _, w := range ws {
-		line := encodeSpoolLine(w)
+		line, err := encodeSpoolLine(w)
+		if err != nil { // Close logged it: nothing of it can be kept
+			n++
+			continue
+		}
 		if size+int64(len(line)) > maxBytes {
 			break
 		}

@@ -39,7 +39,9 @@ type Store struct {
 	log      *slog.Logger
 	now      func() time.Time
 	spool    atomic.Pointer[Spool]
-	node     string // this process's node id: its conversations are listed under it (nodes.go)
+	// onNotJSON counts writes that held values JSON cannot hold (OnNotJSON).
+	onNotJSON atomic.Pointer[func(what string)]
+	node      string // this process's node id: its conversations are listed under it (nodes.go)
 }
 
 // Options configure Open.
@@ -376,7 +378,7 @@ func (s *Store) Now() time.Time { return s.now().UTC().Truncate(time.Second) }
 
 // wrapRedis turns connection failures into ErrUnavailable so callers answer 503.
 func wrapRedis(err error) error {
-	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, ErrUnavailable) {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotJSON) {
 		return err
 	}
 	if errors.Is(err, context.Canceled) {

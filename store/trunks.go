@@ -430,8 +430,12 @@ func (s *Store) CreateTrunk(ctx context.Context, t Trunk, password string) (*Tru
 	if !set {
 		return nil, conflict(fmt.Sprintf("a trunk named %q already exists", t.Name))
 	}
+	b, err := marshal(t)
+	if err != nil {
+		return nil, err
+	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, keyTrunk(id), mustJSON(t), 0)
+		p.Set(ctx, keyTrunk(id), b, 0)
 		p.ZAdd(ctx, keyTrunks(), redis.Z{Score: float64(id), Member: id})
 		p.Incr(ctx, keyTrunksVersion())
 		return nil

@@ -47,6 +47,10 @@ func (s *Store) CreateUser(ctx context.Context, cid int64, email, name, role str
 	u := &User{ID: id, CompanyID: cid, Email: email, Name: name, Role: role, Status: "active",
 		CreatedAt: now, UpdatedAt: now, KeyHash: HashKey(key)}
 	lower := strings.ToLower(email)
+	b, err := marshal(u)
+	if err != nil {
+		return nil, "", err
+	}
 	for attempt := 0; ; attempt++ {
 		err = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			taken, err := tx.HExists(ctx, keyUserEmails(cid), lower).Result()
@@ -58,7 +62,7 @@ func (s *Store) CreateUser(ctx context.Context, cid int64, email, name, role str
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.HSet(ctx, keyUserEmails(cid), lower, id)
-				p.Set(ctx, keyUser(cid, id), mustJSON(u), 0)
+				p.Set(ctx, keyUser(cid, id), b, 0)
 				p.ZAdd(ctx, keyUsers(cid), redis.Z{Score: float64(id), Member: id})
 				return nil
 			})

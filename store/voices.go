@@ -70,7 +70,11 @@ func (s *Store) seedVoices(ctx context.Context) error {
 		var maxID int64
 		for _, v := range defaultVoices() {
 			v.CreatedAt, v.UpdatedAt = now, now
-			p.Set(ctx, keyVoice(v.ID), mustJSON(v), 0)
+			b, err := marshal(v)
+			if err != nil {
+				return err
+			}
+			p.Set(ctx, keyVoice(v.ID), b, 0)
 			p.ZAdd(ctx, keyVoices(), redis.Z{Score: float64(v.ID), Member: v.ID})
 			maxID = max(maxID, v.ID)
 		}
@@ -156,8 +160,12 @@ func (s *Store) CreateVoice(ctx context.Context, v Voice) (*Voice, error) {
 	if v.Status == "" {
 		v.Status = VoiceActive
 	}
+	b, err := marshal(v)
+	if err != nil {
+		return nil, err
+	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, keyVoice(id), mustJSON(v), 0)
+		p.Set(ctx, keyVoice(id), b, 0)
 		p.ZAdd(ctx, keyVoices(), redis.Z{Score: float64(id), Member: id})
 		return nil
 	})

@@ -60,8 +60,12 @@ func (s *Store) CreateWebhook(ctx context.Context, cid int64, url string, events
 	now := s.Now()
 	w := &Webhook{ID: id, CompanyID: cid, URL: url, Events: events, Status: WebhookActive, CreatedAt: now, UpdatedAt: now}
 	s.SealWebhookSecret(w, secret)
+	b, err := marshal(w)
+	if err != nil {
+		return nil, err
+	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, keyWebhook(cid, id), mustJSON(w), 0)
+		p.Set(ctx, keyWebhook(cid, id), b, 0)
 		p.ZAdd(ctx, keyWebhooks(cid), redis.Z{Score: float64(id), Member: id})
 		return nil
 	})

@@ -26,7 +26,11 @@ func (s *Store) EnableWhatsApp(ctx context.Context, cid, pnid int64, due time.Ti
 		return nil, conflict("WhatsApp is already active on this number")
 	}
 	st := WhatsAppState{Status: WhatsAppPending, UpdatedAt: s.Now()}
-	if err := s.rdb.Set(ctx, keyPNWA(cid, pnid), mustJSON(st), 0).Err(); err != nil {
+	b, err := marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.rdb.Set(ctx, keyPNWA(cid, pnid), b, 0).Err(); err != nil {
 		return nil, wrapRedis(err)
 	}
 	member := itoa(cid) + ":" + itoa(pnid)
@@ -105,10 +109,13 @@ func (s *Store) CompleteWhatsApp(ctx context.Context, cid, pnid int64, ok bool, 
 			return errors.New("store: the number moved to another agent during verification")
 		}
 		a.WhatsAppEnabled, a.UpdatedAt = ok, now
-		p.Set(ctx, keyAgent(cid, aid), mustJSON(a), 0)
+		b, err := marshal(a)
+		if err != nil {
+			return err
+		}
+		p.Set(ctx, keyAgent(cid, aid), b, 0)
 		*st = WhatsAppState{Status: status, ExternalID: ext, UpdatedAt: now}
-		s.queueEvent(ctx, p, cid, EventWhatsAppVerified, pn)
-		return nil
+		return s.queueEvent(ctx, p, cid, EventWhatsAppVerified, pn)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return nil, noPending

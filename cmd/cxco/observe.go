@@ -46,6 +46,7 @@ type observer struct {
 	apiRequests    *metrics.CounterVec
 	apiLatency     *metrics.HistogramVec
 	redisErrors    *metrics.CounterVec
+	notJSON        *metrics.CounterVec
 	swept          *metrics.CounterVec
 	startedAt      time.Time
 	draining       func() bool // the SIP server's Drain was called
@@ -84,6 +85,7 @@ func newObserver() *observer {
 		apiRequests: r.NewCounterVec("cxco_api_requests_total", "API requests by route and status.", "route", "status"),
 		apiLatency:  r.NewHistogramVec("cxco_api_request_seconds", "API request latency by route.", secs, "route"),
 		redisErrors: r.NewCounterVec("cxco_redis_errors_total", "Redis commands that failed."),
+		notJSON:     r.NewCounterVec("cxco_store_not_json_total", "Background writes (a call's end, transcript entry, metadata, live call, SIP trace) that held values JSON cannot hold (NaN, infinity): stored without them, each logged with the values' names.", "write"),
 		swept:       r.NewCounterVec("cxco_conversations_node_lost_total", "Conversations this node closed as node_lost (their node's lease lapsed, or they were left by an earlier process with this node id)."),
 	}
 	r.OnScrape(o.scrape)
@@ -151,6 +153,9 @@ func (o *observer) api(route string, status int, d time.Duration) {
 	o.apiRequests.With(route, strconv.Itoa(status)).Inc()
 	o.apiLatency.With(route).Observe(d.Seconds())
 }
+
+// storeNotJSON counts a write stored without its values JSON cannot hold (store.OnNotJSON).
+func (o *observer) storeNotJSON(what string) { o.notJSON.With(what).Inc() }
 
 func (o *observer) redisError(err error) {
 	o.redisErrors.With().Inc()

@@ -104,6 +104,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer signal.Stop(sigs)
 	obs := newObserver()
 	st.OnError(obs.redisError)
+	st.OnNotJSON(obs.storeNotJSON)
 	// Writes that must survive a Redis outage: flushed before exit, else saved to a
 	// spool file that the next start on this machine replays (first thing, so the
 	// calls they end are billed to their own end, not closed as lost below).
