@@ -402,6 +402,9 @@ func (s *Store) finishConversation(ctx context.Context, cid, id int64, f Final) 
 	if corrected {
 		s.log.Warn("a call closed as node_lost got its true end from its own node: record corrected", "conversation_id", id,
 			"status", c.Status, "ended_at", c.EndedAt, "duration_seconds", c.DurationSeconds)
+		if f := s.onCorrected.Load(); f != nil {
+			(*f)(c)
+		}
 	}
 	if c.NodeID != "" {
 		if err := s.rdb.ZRem(ctx, keyNodeLive(c.NodeID), liveMember(cid, id)).Err(); err != nil {

@@ -57,6 +57,11 @@ func parseLiveMember(m string) (int64, int64, bool) {
 	return cid, id, ok && cid > 0 && id > 0
 }
 
+// OnNodeLostCorrected tells f of each conversation closed as node_lost whose
+// true end this process wrote over it (once per conversation: metrics). Set it
+// before the store is used.
+func (s *Store) OnNodeLostCorrected(f func(*Conversation)) { s.onCorrected.Store(&f) }
+
 // EndNodeLost is the end reason of a conversation closed because its node was lost.
 const EndNodeLost = "node_lost"
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -276,6 +277,12 @@ func TestNodeLostCorrectedByTrueEnd(t *testing.T) {
 	// A restarts and replays its file: the true end corrects the record.
 	dir := t.TempDir()
 	a2 := open("node-a")
+	var corrections atomic.Int32 // what cxco_conversations_node_lost_corrected_total counts
+	a2.OnNodeLostCorrected(func(c *Conversation) {
+		if c.ID == cv.ID && c.Status == ConvTransferred {
+			corrections.Add(1)
+		}
+	})
 	replay := func() {
 		t.Helper()
 		if _, _, err := writeSpoolFile(dir, "node-a", writes, 1<<20); err != nil {
@@ -323,6 +330,9 @@ func TestNodeLostCorrectedByTrueEnd(t *testing.T) {
 		data := ev.Data.(map[string]any)
 		if data["status"] != ConvTransferred || data["duration_seconds"] != 30.0 || data["metadata_"].(map[string]any)["node_lost"].(map[string]any)["corrected_at"] == nil {
 			t.Fatalf("%s: the correction's event: %v", when, data)
+		}
+		if n := corrections.Load(); n != 1 {
+			t.Fatalf("%s: %d corrections told, want 1", when, n)
 		}
 	}
 	replay()

@@ -41,7 +41,9 @@ type Store struct {
 	spool    atomic.Pointer[Spool]
 	// onNotJSON counts writes that held values JSON cannot hold (OnNotJSON).
 	onNotJSON atomic.Pointer[func(what string)]
-	node      string // this process's node id: its conversations are listed under it (nodes.go)
+	// onCorrected is told of each node_lost end this process corrects (OnNodeLostCorrected).
+	onCorrected atomic.Pointer[func(*Conversation)]
+	node        string // this process's node id: its conversations are listed under it (nodes.go)
 }
 
 // Options configure Open.

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -339,6 +340,15 @@ func TestSpooledEndCorrectsNodeLost(t *testing.T) {
 	}
 	if n := len(completed); n != 2 {
 		t.Fatalf("%d conversation.completed events, want 2", n)
+	}
+	// The metrics: B closed one call as lost, A corrected it: none actually lost.
+	lostB := metricValue(t, http.DefaultClient, b.HTTP, "cxco_conversations_node_lost_total")
+	lostA := metricValue(t, http.DefaultClient, a2.HTTP, "cxco_conversations_node_lost_total")
+	fixedB := metricValue(t, http.DefaultClient, b.HTTP, "cxco_conversations_node_lost_corrected_total")
+	fixedA := metricValue(t, http.DefaultClient, a2.HTTP, "cxco_conversations_node_lost_corrected_total")
+	if lostB != 1 || lostA != 0 || fixedA != 1 || fixedB != 0 || lostA+lostB-fixedA-fixedB != 0 {
+		t.Fatalf("node_lost_total B %v, A %v; node_lost_corrected_total B %v, A %v: want one closed by B, corrected by A, none lost",
+			lostB, lostA, fixedB, fixedA)
 	}
 	t.Logf("node_lost billed %.0f s (ended %v); A's replay corrected it to %.0f s (ended %v); the phone talked %.2f s",
 		lostBilled, lost["ended_at"], billed, c["ended_at"], phone)

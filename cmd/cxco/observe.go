@@ -48,6 +48,7 @@ type observer struct {
 	redisErrors    *metrics.CounterVec
 	notJSON        *metrics.CounterVec
 	swept          *metrics.CounterVec
+	sweptFixed     *metrics.CounterVec
 	startedAt      time.Time
 	draining       func() bool // the SIP server's Drain was called
 	activeCalls    func() int  // calls in setup or up
@@ -86,7 +87,12 @@ func newObserver() *observer {
 		apiLatency:  r.NewHistogramVec("cxco_api_request_seconds", "API request latency by route.", secs, "route"),
 		redisErrors: r.NewCounterVec("cxco_redis_errors_total", "Redis commands that failed."),
 		notJSON:     r.NewCounterVec("cxco_store_not_json_total", "Background writes (a call's end, transcript entry, metadata, live call, SIP trace) that held values JSON cannot hold (NaN, infinity): stored without them, each logged with the values' names.", "write"),
-		swept:       r.NewCounterVec("cxco_conversations_node_lost_total", "Conversations this node closed as node_lost (their node's lease lapsed, or they were left by an earlier process with this node id)."),
+		// A counter cannot take back what it counted, and the correction comes
+		// later, from another process (the lost node's own, replaying its end):
+		// so the corrections are a counter of their own, and the calls actually
+		// lost are the difference of the sums over the nodes.
+		swept:      r.NewCounterVec("cxco_conversations_node_lost_total", "Conversations this node closed as node_lost (their node's lease lapsed, or they were left by an earlier process with this node id). Some turn out not lost: their own node writes their true end later (cxco_conversations_node_lost_corrected_total). Calls actually lost: sum of this minus sum of that, over the nodes."),
+		sweptFixed: r.NewCounterVec("cxco_conversations_node_lost_corrected_total", "Conversations closed as node_lost by another node whose true end this node wrote over that record later (replayed from its spool file at a restart, or written once it got Redis back): not lost after all."),
 	}
 	r.OnScrape(o.scrape)
 	return o
@@ -256,6 +262,10 @@ func rss() int64 {
 func (o *observer) nodeLost(_ string, closed []*store.Conversation) {
 	o.swept.With().Add(float64(len(closed)))
 }
+
+// nodeLostCorrected counts a node_lost end this node corrected with the call's true
+// end (store.OnNodeLostCorrected).
+func (o *observer) nodeLostCorrected(*store.Conversation) { o.sweptFixed.With().Inc() }
 
 // health serves /healthz (the process answers) and /readyz (Redis takes writes:
 // every cluster master, or the sentinels' current master; SIP listening and

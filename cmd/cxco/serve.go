@@ -105,6 +105,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	obs := newObserver()
 	st.OnError(obs.redisError)
 	st.OnNotJSON(obs.storeNotJSON)
+	st.OnNodeLostCorrected(obs.nodeLostCorrected) // before the spool's replay, which corrects
 	// Writes that must survive a Redis outage: flushed before exit, else saved to a
 	// spool file that the next start on this machine replays (first thing, so the
 	// calls they end are billed to their own end, not closed as lost below).
