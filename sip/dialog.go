@@ -316,6 +316,7 @@ func (c *call) newRequest(method gsip.RequestMethod) *gsip.Request {
 		req.AppendHeader(gsip.NewHeader("Route", r))
 	}
 	req.SetTransport(strings.ToUpper(c.transport))
+	c.s.fromListener(req, c.advertise)
 	dest := c.source
 	if len(routes) > 0 {
 		var u gsip.Uri

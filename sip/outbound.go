@@ -150,6 +150,7 @@ func (s *Server) dial(ctx context.Context, o dialOptions) (*outLeg, sdp.Negotiat
 	inv := gsip.NewRequest(gsip.INVITE, ruri)
 	inv.SetTransport(strings.ToUpper(transport))
 	inv.SetDestination(o.trunkHost())
+	s.fromListener(inv, o.advertise) // and its ACK and CANCEL
 	from := &gsip.FromHeader{Address: gsip.Uri{Scheme: "sip", User: o.fromUser, Host: host}}
 	if o.hideID {
 		from = &gsip.FromHeader{DisplayName: "Anonymous", Address: gsip.Uri{Scheme: "sip", User: "anonymous", Host: "anonymous.invalid"}}
@@ -223,7 +224,7 @@ func (s *Server) dial(ctx context.Context, o dialOptions) (*outLeg, sdp.Negotiat
 	neg, err = local.ParseAnswer(sess.InviteResponse.Body())
 	if err != nil {
 		_ = sess.Ack(bctx)
-		_ = sess.Bye(bctx)
+		_ = byeFromListener(bctx, sess)
 		return nil, neg, fmt.Errorf("the callee's SDP: %w", err)
 	}
 	if err := sess.Ack(bctx); err != nil {
@@ -239,6 +240,24 @@ func (s *Server) dial(ctx context.Context, o dialOptions) (*outLeg, sdp.Negotiat
 	s.mu.Unlock()
 	ok = true
 	return leg, neg, nil
+}
+
+// byeFromListener is sess.Bye from the socket its INVITE left from: sipgo's
+// own BYE does not keep the INVITE's Laddr. The recipient is the callee's
+// Contact, as sipgo's; the dialog fills in the rest (From, To, Call-ID, CSeq,
+// route set, Via).
+func byeFromListener(ctx context.Context, sess *sipgo.DialogClientSession) error {
+	if sess.InviteResponse == nil {
+		return sess.Bye(ctx) // its error
+	}
+	to := sess.InviteRequest.Recipient
+	if c := sess.InviteResponse.Contact(); c != nil {
+		to = c.Address
+	}
+	bye := gsip.NewRequest(gsip.BYE, *to.Clone())
+	bye.SetTransport(sess.InviteRequest.Transport())
+	bye.Laddr = sess.InviteRequest.Laddr
+	return sess.WriteBye(ctx, bye)
 }
 
 // outLeg is an outbound call's dialog (callpath.Leg): the far leg of a bridged
@@ -294,7 +313,7 @@ func (l *outLeg) onByeIn(req *gsip.Request, tx gsip.ServerTransaction) {
 func (l *outLeg) Hangup(ctx context.Context, _ callpath.End) {
 	l.closeMu.Do(func() {
 		if !l.farBye.Load() {
-			_ = l.sess.Bye(ctx)
+			_ = byeFromListener(ctx, l.sess)
 		}
 		l.stream.Close()
 		l.s.mu.Lock()

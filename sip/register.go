@@ -456,6 +456,7 @@ func (s *Server) registerRequest(reg *registration, target string, expires time.
 	req.AppendHeader(gsip.NewHeader("User-Agent", "CXCo"))
 	req.SetTransport(strings.ToUpper(u.Transport))
 	req.SetDestination(u.HostPort())
+	s.fromListener(req, adv) // the authorized retry is its clone, Laddr included
 	return req, contact, nil
 }
 

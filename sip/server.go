@@ -348,6 +348,7 @@ func (s *Server) Listen() error {
 		tc := &tracedPacketConn{PacketConn: c, s: s, local: c.LocalAddr().String()}
 		go func() { defer s.serveWG.Done(); _ = s.srv.ServeUDP(tc) }()
 	}
+	s.awaitUDPServed()
 	for i := range s.listeners {
 		s.serveWG.Add(1)
 		go func() { defer s.serveWG.Done(); s.serveTCP(i) }()
