@@ -307,16 +307,25 @@ type Buffer[T Sample] struct {
 	histHead    int
 	histTail    int
 	hist        []uint32 // counts per 1 ms of relative delay
-	lateHold    int64    // ns of depth a recent late packet needs
-	lateAt      int64
-	farLate     int
+	// The percentile's bin and the count of hist up to it (inclusive), kept
+	// as entries come and go (measure), so that percentile moves from the
+	// last answer instead of summing the histogram from 0 at every frame.
+	pBin     int
+	pCum     uint32
+	lateHold int64 // ns of depth a recent late packet needs
+	lateAt   int64
+	farLate  int
 
 	// concealment and adaptation state
-	played      []T // the last samples played, a ring of playedMask+1; playedW is where the next goes
-	playedW     int64
-	playedMask  int64
-	plc         *plc.Concealer // ConcealPitch
-	rep         []int16        // ConcealFade: the frame repeated
+	played     []T // the last samples played, a ring of playedMask+1; playedW is where the next goes
+	playedW    int64
+	playedMask int64
+	plc        *plc.Concealer // ConcealPitch
+	// plcBusy is plc.Concealing(), kept here (it changes only in concealPitch
+	// and at a resync): every Pop looks at it, and the concealer's state is a
+	// cache line of its own, cold at hundreds of calls.
+	plcBusy     bool
+	rep         []int16 // ConcealFade: the frame repeated
 	pcm         []int16
 	ahead       []int16 // received audio after a gap at the frame's end
 	enc         []T
@@ -644,6 +653,7 @@ func (b *Buffer[T]) resync(pk Packet[T], at int64) {
 	b.minHead, b.minTail = 0, 0
 	b.histHead, b.histTail = 0, 0
 	clear(b.hist)
+	b.pBin, b.pCum = 0, 0
 	b.lateHold, b.lateAt = 0, 0
 	b.farLate = 0
 	b.fillRun = 0
@@ -656,6 +666,7 @@ func (b *Buffer[T]) resync(pk Packet[T], at int64) {
 	}
 	if b.plc != nil {
 		b.plc.Reset()
+		b.plcBusy = false
 	}
 	b.measure(at, 0)
 	b.write(b.p, pk.Payload, at)
@@ -779,7 +790,11 @@ func (b *Buffer[T]) measure(at, transit int64) {
 	}
 	// histogram of relative delay
 	for b.histTail > b.histHead && (b.histAt[b.histHead&b.qmask] < horizon || b.histTail-b.histHead == b.qlen) {
-		b.hist[b.histBin[b.histHead&b.qmask]]--
+		old := int(b.histBin[b.histHead&b.qmask])
+		b.hist[old]--
+		if old <= b.pBin {
+			b.pCum--
+		}
 		b.histHead++
 	}
 	if b.histHead >= b.qlen {
@@ -790,6 +805,9 @@ func (b *Buffer[T]) measure(at, transit int64) {
 	bin := (d + int64(time.Millisecond) - 1) / int64(time.Millisecond)
 	bin = min(max(bin, 0), int64(len(b.hist)-1))
 	b.hist[bin]++
+	if int(bin) <= b.pBin {
+		b.pCum++
+	}
 	b.histAt[b.histTail&b.qmask], b.histBin[b.histTail&b.qmask] = b.us(at), uint16(bin)
 	b.histTail++
 }
@@ -863,6 +881,30 @@ func (b *Buffer[T]) percentile() int64 {
 		return 0
 	}
 	k := uint32(math.Ceil(b.opt.Percentile * float64(n)))
+	// The smallest bin whose count up to it reaches k, from the last one:
+	// forward while short of k, back while the bin before still reaches it.
+	for b.pCum < k {
+		if b.pBin == len(b.hist)-1 {
+			return 0 // not reached (k > n: not with a Percentile in (0, 1])
+		}
+		b.pBin++
+		b.pCum += b.hist[b.pBin]
+	}
+	for b.pBin > 0 && b.pCum-b.hist[b.pBin] >= k {
+		b.pCum -= b.hist[b.pBin]
+		b.pBin--
+	}
+	return int64(b.pBin)*int64(time.Millisecond) + int64(b.opt.Margin)
+}
+
+// percentileScan is percentile as a sum of the histogram from its first bin
+// (the tests hold the kept bin to it).
+func (b *Buffer[T]) percentileScan() int64 {
+	n := uint32(b.histTail - b.histHead)
+	if n == 0 {
+		return 0
+	}
+	k := uint32(math.Ceil(b.opt.Percentile * float64(n)))
 	sum := uint32(0)
 	for i, c := range b.hist {
 		sum += c
@@ -897,14 +939,37 @@ func (b *Buffer[T]) write(start int64, data []T, at int64) {
 		// Arrival blocks are aligned to the timeline's first sample (as
 		// ring positions are), so packets of whole milliseconds never share
 		// a block.
-		a := b.us(at) + 1
-		for blk := i >> b.blockShift; blk <= (i+int64(n)-1)>>b.blockShift; blk++ {
-			if b.arrival[blk] < a {
-				b.arrival[blk] = a
-			}
-		}
+		b.markArrival(i, int64(n), b.us(at)+1)
 		data = data[n:]
 		start += int64(n)
+	}
+}
+
+// markArrival stamps the arrival blocks of ring positions [i, i+n) (no wrap)
+// with a, unless they have a later one.
+func (b *Buffer[T]) markArrival(i, n int64, a int32) {
+	blocks := b.arrival[i>>b.blockShift : (i+n-1)>>b.blockShift+1]
+	for k, v := range blocks {
+		if v < a {
+			blocks[k] = a
+		}
+	}
+}
+
+// newestArrival is the latest arrival stamp of the blocks of the frame at p:
+// the blocks from p's to the frame's last sample's, wrapping at the ring's end
+// (the ring is a whole number of blocks).
+func (b *Buffer[T]) newestArrival() int32 {
+	first, last := b.pPos>>b.blockShift, b.pos(b.p+b.frame-1)>>b.blockShift
+	newest := int32(0)
+	for j := first; ; j++ {
+		if j == int64(len(b.arrival)) {
+			j = 0
+		}
+		newest = max(newest, b.arrival[j])
+		if j == last {
+			return newest
+		}
 	}
 }
 
@@ -1079,15 +1144,12 @@ func (b *Buffer[T]) Pop(now time.Time, dst []T) (Frame, bool) {
 	// Render: ins filled samples, then ring samples (missing ones filled).
 	newest := int32(0)
 	fills := int64(0)
-	if ins == 0 && (b.plc == nil || !b.plc.Concealing()) && b.allHave(b.p, b.p+b.frame) {
+	if ins == 0 && !b.plcBusy && b.allHave(b.p, b.p+b.frame) {
 		// Fast path: the whole frame was received (and no concealment
 		// needs to overlap it).
 		n := copy(dst, b.ring[b.pPos:])
 		copy(dst[n:], b.ring)
-		for s := b.p; s < b.p+b.frame; s += 1 << b.blockShift {
-			newest = max(newest, b.arrival[b.block(s)])
-		}
-		newest = max(newest, b.arrival[b.block(b.p+b.frame-1)])
+		newest = b.newestArrival()
 		b.fillRun = 0
 		goto done
 	}
@@ -1109,7 +1171,7 @@ func (b *Buffer[T]) Pop(now time.Time, dst []T) (Frame, bool) {
 			fills++
 		}
 	}
-	if fills > 0 || b.plc != nil && b.plc.Concealing() {
+	if fills > 0 || b.plcBusy {
 		b.conceal(dst, b.p+b.frame-ins)
 	}
 	if fills > 0 {
@@ -1217,6 +1279,7 @@ func (b *Buffer[T]) concealPitch(dst []T, next int64) {
 		}
 		i = j
 	}
+	b.plcBusy = c.Concealing()
 }
 
 // after returns the received samples that follow a gap ending at frame

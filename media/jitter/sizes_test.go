@@ -183,6 +183,7 @@ func sizesCase[T Sample](t *testing.T, seed uint64, a, ref *Buffer[T], sample fu
 			if ra, rr := a.Push(pk), ref.Push(pk); ra != rr {
 				t.Fatalf("packet %d: %v, with the old sizes %v", i, ra, rr)
 			}
+			checkKept(t, a, fmt.Sprintf("packet %d", i))
 			minGrew = max(minGrew, len(a.minQ))
 			i++
 			continue
@@ -196,6 +197,7 @@ func sizesCase[T Sample](t *testing.T, seed uint64, a, ref *Buffer[T], sample fu
 		if fa != fr || oka != okr || !slices.Equal(dstA, dstR) {
 			t.Fatalf("pop %d at %v: %+v %v, with the old sizes %+v %v (audio equal: %v)", pops, when, fa, oka, fr, okr, slices.Equal(dstA, dstR))
 		}
+		checkKept(t, a, fmt.Sprintf("pop %d", pops))
 		pops++
 	}
 	if sa, sr := a.Stats(), ref.Stats(); sa != sr {
@@ -213,4 +215,65 @@ func sizesCase[T Sample](t *testing.T, seed uint64, a, ref *Buffer[T], sample fu
 		t.Fatalf("%d frames popped", pops)
 	}
 	return a.size > size0, jumped, minGrew
+}
+
+// checkKept holds what the buffer keeps instead of looking it up to what it
+// would have looked up, after every Push and Pop of the schedules above: the
+// percentile's bin and its running count (against the histogram summed from
+// its first bin, as percentile did before), and plcBusy (against the
+// concealer's own state), and the frame's newest arrival (against the block by
+// block look-up Pop made before).
+func checkKept[T Sample](t *testing.T, b *Buffer[T], at string) {
+	t.Helper()
+	cum := uint32(0)
+	for _, c := range b.hist[:b.pBin+1] {
+		cum += c
+	}
+	if cum != b.pCum {
+		t.Fatalf("%s: the count up to bin %d is %d, kept %d", at, b.pBin, cum, b.pCum)
+	}
+	if p, scan := b.percentile(), b.percentileScan(); p != scan {
+		t.Fatalf("%s: percentile %v, summed from the first bin %v", at, time.Duration(p), time.Duration(scan))
+	}
+	if b.started {
+		// the frame's newest arrival, as Pop looked it up block by block
+		old := int32(0)
+		for s := b.p; s < b.p+b.frame; s += 1 << b.blockShift {
+			old = max(old, b.arrival[b.block(s)])
+		}
+		old = max(old, b.arrival[b.block(b.p+b.frame-1)])
+		if n := b.newestArrival(); n != old {
+			t.Fatalf("%s: newest arrival %d, block by block %d", at, n, old)
+		}
+	}
+	if busy := b.plc != nil && b.plc.Concealing(); b.plcBusy != busy {
+		t.Fatalf("%s: plcBusy %v, the concealer says %v", at, b.plcBusy, busy)
+	}
+}
+
+// markArrival stamps the same blocks as the loop write had before, over every
+// position and length in a ring of 8 kHz and of 16 kHz blocks.
+func TestMarkArrivalAsBefore(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, rate := range []int{8000, 16000} {
+		b := New(Options[int16]{Codec: PCM{}, SampleRate: rate})
+		for range 20000 {
+			for k := range b.arrival {
+				b.arrival[k] = int32(rng.IntN(50))
+			}
+			i := int64(rng.IntN(int(b.size)))
+			n := 1 + int64(rng.IntN(int(min(b.maxPayload, b.size-i))))
+			a := int32(rng.IntN(50))
+			want := slices.Clone(b.arrival)
+			for blk := i >> b.blockShift; blk <= (i+n-1)>>b.blockShift; blk++ {
+				if want[blk] < a {
+					want[blk] = a
+				}
+			}
+			b.markArrival(i, n, a)
+			if !slices.Equal(b.arrival, want) {
+				t.Fatalf("%d Hz: [%d, %d) at %d: blocks differ", rate, i, i+n, a)
+			}
+		}
+	}
 }
