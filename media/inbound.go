@@ -388,10 +388,18 @@ func (s *Stream) onPlayout(now time.Time) {
 	if s.closed.Load() {
 		return
 	}
-	s.readLate(now)
+	// in.mu is taken twice for a frame (each lock and unlock an atomic on a
+	// line of its own, cold at 500 calls): once for the look before a late
+	// read and the pop, once for the look for another due frame and the next
+	// due time.
 	in := &s.in
-	for {
+	in.mu.Lock()
+	if s.lateReadWanted(now) {
+		in.mu.Unlock()
+		s.readLate() // rtpPacket takes in.mu
 		in.mu.Lock()
+	}
+	for {
 		var f jitter.Frame
 		var ok bool
 		if in.wb != nil {
@@ -399,17 +407,15 @@ func (s *Stream) onPlayout(now time.Time) {
 		} else {
 			f, ok = in.jb.Pop(now, in.w.wire)
 		}
-		if ok {
-			in.frames++
-		}
-		in.mu.Unlock()
 		if !ok {
 			break
 		}
+		in.frames++
+		in.mu.Unlock()
 		in.w.frame = Frame{Timestamp: f.Timestamp, Arrival: f.Arrival, Due: f.Due, Concealed: f.Concealed}
 		in.chain.run(&in.w)
+		in.mu.Lock()
 	}
-	in.mu.Lock()
 	due, ok := in.nextDue()
 	in.mu.Unlock()
 	if ok && !s.closed.Load() {

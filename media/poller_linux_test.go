@@ -30,7 +30,7 @@ func TestTickReads(t *testing.T) {
 	tickSlotsMu.Lock()
 	ts := tickSlots[s.shard]
 	tickSlotsMu.Unlock()
-	if ts == nil || len(ts.socks) != 2 {
+	if ts == nil || ts.socks.len() != 2 {
 		t.Fatal("the shard holds no set with the stream's two sockets")
 	}
 	// No timer pending on the shard: only the shard's reads can hand the digit on.
@@ -51,7 +51,7 @@ func TestTickReads(t *testing.T) {
 	ts = tickSlots[s.shard]
 	tickSlotsMu.Unlock()
 	if ts != nil {
-		t.Fatalf("the shard still holds a set (%d sockets) after its last stream closed", len(ts.socks))
+		t.Fatalf("the shard still holds a set (%d sockets) after its last stream closed", ts.socks.len())
 	}
 }
 

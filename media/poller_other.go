@@ -37,5 +37,6 @@ var shardPolls = false
 // tickReads: no shared readers here.
 var tickReads = false
 
-// readLate: no shard reads here.
-func (s *Stream) readLate(time.Time) {}
+// lateReadWanted and readLate: no shard reads here.
+func (s *Stream) lateReadWanted(time.Time) bool { return false }
+func (s *Stream) readLate()                     {}
