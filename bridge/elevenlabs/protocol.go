@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+
+	"github.com/cxco/gateway/bridge/internal/b64"
 )
 
 // The ElevenLabs Conversational AI websocket protocol, as much as the gateway uses.
@@ -103,10 +105,10 @@ func parseAudio(msg, dst []byte) (audio []byte, eventID int64, ok bool) {
 // appendAudioChunk builds {"user_audio_chunk":"<base64>"} into buf.
 func appendAudioChunk(buf, audio []byte) []byte {
 	buf = append(buf[:0], `{"user_audio_chunk":"`...)
-	n := base64.StdEncoding.EncodedLen(len(audio))
+	n := b64.EncodedLen(len(audio))
 	start := len(buf)
 	buf = slices.Grow(buf, n+2)[:start+n]
-	base64.StdEncoding.Encode(buf[start:], audio)
+	b64.Encode(buf[start:], audio)
 	return append(buf, `"}`...)
 }
 

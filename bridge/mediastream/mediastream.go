@@ -56,6 +56,8 @@ import (
 	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/store"
+
+	"github.com/cxco/gateway/bridge/internal/b64"
 )
 
 // ErrProvider: the bot could not be reached (SIP 503).
@@ -272,10 +274,10 @@ func (c *conversation) AppendAudio(dst, chunk []byte) []byte {
 	dst = append(dst, `","timestamp":"`...)
 	dst = strconv.AppendInt(dst, time.Since(c.started).Milliseconds(), 10)
 	dst = append(dst, `","payload":"`...)
-	k := base64.StdEncoding.EncodedLen(len(chunk))
+	k := b64.EncodedLen(len(chunk))
 	start := len(dst)
 	dst = slices.Grow(dst, k+3)[:start+k]
-	base64.StdEncoding.Encode(dst[start:], chunk)
+	b64.Encode(dst[start:], chunk)
 	return append(dst, `"}}`...)
 }
 

@@ -16,6 +16,8 @@ import (
 	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
 	"github.com/cxco/gateway/store"
+
+	"github.com/cxco/gateway/bridge/internal/b64"
 )
 
 // Client events the gateway sends (the GA Realtime API's client events).
@@ -186,10 +188,10 @@ func (c *conversation) Early() [][]byte       { return c.early }
 // AppendAudio implements bridge.Conversation: input_audio_buffer.append.
 func (c *conversation) AppendAudio(dst, chunk []byte) []byte {
 	dst = append(dst[:0], `{"type":"input_audio_buffer.append","audio":"`...)
-	n := base64.StdEncoding.EncodedLen(len(chunk))
+	n := b64.EncodedLen(len(chunk))
 	start := len(dst)
 	dst = slices.Grow(dst, n+2)[:start+n]
-	base64.StdEncoding.Encode(dst[start:], chunk)
+	b64.Encode(dst[start:], chunk)
 	return append(dst, `"}`...)
 }
 
