@@ -56,13 +56,23 @@ func (c *orderConv) ToolResult(string, string, bool) [][]byte { return nil }
 // Connect leaves it with an nbConn.
 func directPair(t *testing.T, tlsOn bool) (*Session, *websocket.Conn) {
 	t.Helper()
+	return directPairBuf(t, tlsOn, 4096)
+}
+
+// directPairBuf is directPair with socket buffers of sockBuf bytes (0: the
+// kernel's defaults).
+func directPairBuf(t testing.TB, tlsOn bool, sockBuf int) (*Session, *websocket.Conn) {
+	t.Helper()
 	if !directWrites {
 		t.Skip("CXCO_DIRECT_WRITE=0")
 	}
 	small := func(opt int) func(_, _ string, c syscall.RawConn) error {
 		return func(_, _ string, c syscall.RawConn) error {
+			if sockBuf == 0 {
+				return nil
+			}
 			var serr error
-			err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 4096) })
+			err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, sockBuf) })
 			if err != nil {
 				return err
 			}

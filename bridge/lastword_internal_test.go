@@ -84,7 +84,7 @@ func TestQueuedBeforeLastWord(t *testing.T) {
 	// A chunk of caller audio: the writer builds its message, and is held there.
 	s.audioMu.Lock()
 	s.partial = append(s.partial, make([]byte, s.chunkBytes)...)
-	s.pushChunkLocked()
+	s.pushChunkLocked(s.partial)
 	s.audioMu.Unlock()
 	s.wake <- struct{}{}
 	<-p.holding

@@ -93,8 +93,7 @@ func (c *nbConn) Write(b []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, err
 	}
-	pending := len(c.backlog) > 0
-	c.backlogged.Store(pending)
+	pending := c.setBackloggedLocked()
 	c.mu.Unlock()
 	if pending && !nonBlocking {
 		if err := c.flush(); err != nil {
@@ -102,6 +101,30 @@ func (c *nbConn) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// writeNonBlocking is Write in non-blocking mode, for the shard's direct write on
+// a plain connection (the session's writeMu held, as with nonBlocking): what the
+// kernel does not take now stays in the backlog for the session's writer.
+func (c *nbConn) writeNonBlocking(b []byte) error {
+	c.mu.Lock()
+	err := c.writeNowLocked(b, true)
+	if err == nil {
+		c.setBackloggedLocked()
+	}
+	c.mu.Unlock()
+	return err
+}
+
+// setBackloggedLocked sets backlogged from the backlog (under mu, as every store to
+// it) and returns it; it stores only a change (a locked exchange, every 20 ms, for
+// a value that is nearly always false).
+func (c *nbConn) setBackloggedLocked() bool {
+	pending := len(c.backlog) > 0
+	if c.backlogged.Load() != pending {
+		c.backlogged.Store(pending)
+	}
+	return pending
 }
 
 // writeNowLocked writes b at once if nothing waits before it, as much as the kernel

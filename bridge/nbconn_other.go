@@ -28,3 +28,5 @@ const directWrites = false
 func wrapNB(c net.Conn) net.Conn { return c }
 func (c *nbConn) pending() bool  { return false }
 func (c *nbConn) flush() error   { return nil }
+
+func (c *nbConn) writeNonBlocking(b []byte) error { _, err := c.Write(b); return err }

@@ -16,7 +16,7 @@ func TestRingShrinksAfterStall(t *testing.T) {
 		for range n {
 			s.partial = append(s.partial[:0], bytes.Repeat([]byte{next}, 160)...)
 			next++
-			s.pushChunkLocked()
+			s.pushChunkLocked(s.partial)
 		}
 	}
 	want := byte(0)
