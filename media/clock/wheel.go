@@ -36,7 +36,8 @@ type Wheel struct {
 }
 
 // OnTick has every shard goroutine call f with its index (0 to Shards-1) at
-// each tick, before the timers due then run; a later OnTick replaces f. With a
+// each tick, after the InitFirst timers due then and before the others; a
+// later OnTick replaces f. With a
 // Manual clock there are no shard goroutines and f is never called. f must be
 // short: the shard's timers wait for it.
 func (w *Wheel) OnTick(f func(shard int)) { w.tick.Store(&f) }
@@ -64,11 +65,17 @@ func New(opts Options) *Wheel {
 	for i := range w.shards {
 		s := &Shard{w: w, idx: i, wake: make(chan struct{}, 1)}
 		s.cond.L = &s.mu
-		for j := range s.slots {
-			s.slots[j].next = &s.slots[j]
-			s.slots[j].prev = &s.slots[j]
+		for l := range s.lv {
+			lv := &s.lv[l]
+			for j := range lv.slots {
+				lv.slots[j].next = &lv.slots[j]
+				lv.slots[j].prev = &lv.slots[j]
+			}
+			lv.far.next, lv.far.prev = &lv.far, &lv.far
 		}
-		s.far.next, s.far.prev = &s.far, &s.far
+		if traceTicks {
+			s.trace = newTickTrace()
+		}
 		w.shards[i] = s
 	}
 	return w
@@ -159,27 +166,46 @@ func (w *Wheel) tickFloor(t time.Time) int64 {
 
 // Shard is one goroutine's part of the wheel.
 type Shard struct {
-	w     *Wheel
-	idx   int
-	mu    sync.Mutex
-	cond  sync.Cond // signalled when a callback returns
-	slots [numSlots]Timer
-	far   Timer // timers more than one revolution ahead
-	cur   int64 // last tick processed
-	count int   // pending timers
+	w    *Wheel
+	idx  int
+	mu   sync.Mutex
+	cond sync.Cond // signalled when a callback returns
+	// lv holds the timers by class: lv[first] (InitFirst) run at each tick
+	// before the OnTick functions and before lv[later] (Init), the rest.
+	lv    [2]level
+	count int // pending timers, both classes
 	wake  chan struct{}
 
 	running *Timer
 	waiters int
 
 	ontick atomic.Pointer[func()] // Shard.OnTick's f
+
+	// deferred is the work the tick's callbacks left for its end (Defer),
+	// in order; under mu.
+	deferHead, deferTail *Task
+
+	trace *tickTrace // CXCO_PACE_TRACE=1 only
 }
+
+// level is one class of a shard's timers: its own slots and cursor.
+type level struct {
+	slots [numSlots]Timer
+	far   Timer // timers more than one revolution ahead
+	cur   int64 // last tick processed
+	count int   // pending timers
+}
+
+const (
+	first = 0 // Shard.InitFirst's timers
+	later = 1 // Shard.Init's
+)
 
 // Index returns the shard's index in its wheel (0 to Shards-1).
 func (s *Shard) Index() int { return s.idx }
 
-// OnTick has the shard's goroutine call f at each tick, before the timers due
-// then run (and after the wheel's OnTick function), and keeps the shard ticking
+// OnTick has the shard's goroutine call f at each tick, after the InitFirst
+// timers due then and before the others (and after the wheel's OnTick function), and keeps the shard ticking
 // while f is set, even with no timer pending; nil removes it. f must be short:
 // the shard's timers wait for it. Ticking reports whether f will be called: a
 // wheel on a Manual clock, or one not started, runs no shard goroutine.
@@ -210,6 +236,7 @@ func (w *Wheel) Ticking() bool {
 type Timer struct {
 	next, prev *Timer
 	shard      *Shard
+	lv         *level
 	when       int64
 	fn         func(now time.Time)
 	pending    bool
@@ -220,7 +247,73 @@ type Timer struct {
 // be called before any other method and only once.
 func (s *Shard) Init(t *Timer, fn func(now time.Time)) {
 	t.shard = s
+	t.lv = &s.lv[later]
 	t.fn = fn
+}
+
+// InitFirst is Init for a timer whose work must not wait for the rest of the
+// tick's: at each tick the shard runs the InitFirst timers due first (in the
+// order they were set), then the OnTick functions, then the other timers due,
+// then the work they deferred (Defer). A pacer sending packets on a clock
+// goes first, so that it never waits for the reads and the playouts that the
+// same tick holds. (Time order holds within each class, not across them: an
+// InitFirst timer due at this tick runs before a later one due a tick
+// earlier that the shard, running late, has not run yet.)
+func (s *Shard) InitFirst(t *Timer, fn func(now time.Time)) {
+	s.Init(t, fn)
+	t.lv = &s.lv[first]
+}
+
+// Task is work a timer callback leaves for the end of its shard's tick
+// (Shard.Defer): bind it once with Init, defer it as often as needed without
+// allocating.
+type Task struct {
+	next   *Task
+	fn     func()
+	queued atomic.Bool
+}
+
+// Init binds k to fn. It must be called before k is deferred, and only once.
+func (k *Task) Init(fn func()) { k.fn = fn }
+
+// Defer has k's function run on s's goroutine once the tick under way has
+// run all of its timers (those due later than the callback that deferred it
+// included), in the order deferred; a task already waiting is not queued
+// again. From a timer callback of s it runs at the end of that tick;
+// otherwise at the end of s's next tick (a Manual clock's next Advance). Work
+// that can wait a few hundred microseconds goes here so that the timers of
+// the tick never wait for it. Safe for concurrent use.
+func (s *Shard) Defer(k *Task) {
+	if !k.queued.CompareAndSwap(false, true) {
+		return
+	}
+	s.mu.Lock()
+	if s.deferTail == nil {
+		s.deferHead = k
+	} else {
+		s.deferTail.next = k
+	}
+	s.deferTail = k
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}: // an idle shard ticks once to run it
+	default:
+	}
+}
+
+// runDeferred runs the tasks deferred so far (not those they defer).
+func (s *Shard) runDeferred() {
+	s.mu.Lock()
+	k := s.deferHead
+	s.deferHead, s.deferTail = nil, nil
+	s.mu.Unlock()
+	for k != nil {
+		next := k.next
+		k.next = nil
+		k.queued.Store(false)
+		k.fn()
+		k = next
+	}
 }
 
 // Reset (re)schedules t to fire at the first tick at or after at. A time
@@ -228,19 +321,21 @@ func (s *Shard) Init(t *Timer, fn func(now time.Time)) {
 func (t *Timer) Reset(at time.Time) {
 	s := t.shard
 	w := s.w
+	lv := t.lv
 	when := w.tickCeil(at)
 	s.mu.Lock()
 	if t.pending {
 		s.unlink(t)
 	}
-	if s.count == 0 {
-		// Idle shards do not tick; catch the cursor up with the clock.
-		if c := w.tickFloor(w.clock.Now()); c > s.cur {
-			s.cur = c
+	if lv.count == 0 {
+		// Idle shards do not tick (and an idle class's cursor may lag a
+		// tick); catch the cursor up with the clock.
+		if c := w.tickFloor(w.clock.Now()); c > lv.cur {
+			lv.cur = c
 		}
 	}
-	if when <= s.cur {
-		when = s.cur + 1
+	if when <= lv.cur {
+		when = lv.cur + 1
 	}
 	t.when = when
 	s.link(t)
@@ -296,17 +391,19 @@ func (t *Timer) Pending() bool {
 }
 
 func (s *Shard) link(t *Timer) {
+	lv := t.lv
 	var head *Timer
-	if t.when-s.cur >= numSlots {
-		head = &s.far
+	if t.when-lv.cur >= numSlots {
+		head = &lv.far
 	} else {
-		head = &s.slots[t.when&slotMask]
+		head = &lv.slots[t.when&slotMask]
 	}
 	t.prev = head.prev
 	t.next = head
 	head.prev.next = t
 	head.prev = t
 	t.pending = true
+	lv.count++
 	s.count++
 }
 
@@ -315,25 +412,34 @@ func (s *Shard) unlink(t *Timer) {
 	t.next.prev = t.prev
 	t.next, t.prev = nil, nil
 	t.pending = false
+	t.lv.count--
 	s.count--
 }
 
-// runDue processes every tick up to now's.
+// runDue processes every tick up to now's (a Manual clock's Advance): the
+// InitFirst timers, then the others, then the deferred work.
 func (s *Shard) runDue(now time.Time) {
 	target := s.w.tickFloor(now)
+	s.runLevel(&s.lv[first], target, now)
+	s.runLevel(&s.lv[later], target, now)
+	s.runDeferred()
+}
+
+// runLevel runs lv's timers due at or before tick target.
+func (s *Shard) runLevel(lv *level, target int64, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.cur < target {
-		if s.count == 0 {
-			s.cur = target
+	for lv.cur < target {
+		if lv.count == 0 {
+			lv.cur = target
 			return
 		}
-		s.cur++
-		k := s.cur
+		lv.cur++
+		k := lv.cur
 		if k&slotMask == 0 {
-			s.cascade()
+			s.cascade(lv)
 		}
-		head := &s.slots[k&slotMask]
+		head := &lv.slots[k&slotMask]
 		for head.next != head {
 			t := head.next
 			s.unlink(t)
@@ -349,11 +455,11 @@ func (s *Shard) runDue(now time.Time) {
 	}
 }
 
-// cascade moves far timers that now fall within one revolution into slots.
-func (s *Shard) cascade() {
-	for t := s.far.next; t != &s.far; {
+// cascade moves lv's far timers that now fall within one revolution into slots.
+func (s *Shard) cascade(lv *level) {
+	for t := lv.far.next; t != &lv.far; {
 		next := t.next
-		if t.when-s.cur < numSlots {
+		if t.when-lv.cur < numSlots {
 			s.unlink(t)
 			s.link(t)
 		}
@@ -361,8 +467,10 @@ func (s *Shard) cascade() {
 	}
 }
 
-// run is the shard goroutine: it sleeps while idle (no timer pending and no
-// OnTick function), otherwise wakes every tick and runs what is due.
+// run is the shard goroutine: it sleeps while idle (no timer pending, no
+// OnTick function, no deferred work), otherwise wakes every tick and runs
+// what is due: the InitFirst timers, the OnTick functions, the other timers,
+// the deferred work.
 func (s *Shard) run(stop <-chan struct{}) {
 	w := s.w
 	tm := time.NewTimer(time.Hour)
@@ -370,9 +478,11 @@ func (s *Shard) run(stop <-chan struct{}) {
 	for {
 		s.mu.Lock()
 		n := s.count
-		next := w.epoch.Add(time.Duration(s.cur+1) * w.res)
+		cur := min(s.lv[first].cur, s.lv[later].cur)
+		next := w.epoch.Add(time.Duration(cur+1) * w.res)
+		idle := n == 0 && s.deferHead == nil
 		s.mu.Unlock()
-		if n == 0 && s.ontick.Load() == nil {
+		if idle && s.ontick.Load() == nil {
 			select {
 			case <-s.wake:
 				continue
@@ -388,12 +498,22 @@ func (s *Shard) run(stop <-chan struct{}) {
 				return
 			}
 		}
+		now := w.clock.Now()
+		target := w.tickFloor(now)
+		if s.trace != nil {
+			s.trace.start(s, now, next)
+		}
+		s.runLevel(&s.lv[first], target, now)
 		if f := w.tick.Load(); f != nil {
 			(*f)(s.idx)
 		}
 		if f := s.ontick.Load(); f != nil {
 			(*f)()
 		}
-		s.runDue(w.clock.Now())
+		s.runLevel(&s.lv[later], target, w.clock.Now())
+		s.runDeferred()
+		if s.trace != nil {
+			s.trace.end()
+		}
 	}
 }

@@ -2,6 +2,7 @@ package clock
 
 import (
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -236,4 +237,143 @@ func TestShardOnTickKeepsTicking(t *testing.T) {
 		t.Fatal("the timer did not fire")
 	}
 	sh.OnTick(nil)
+}
+
+// TestFirstTimersAndDeferredWork: on a Manual clock, the InitFirst timers due
+// at a tick run before the other timers due then, whatever order they were
+// set in; work a callback defers runs once the tick's last timer has run, in
+// the order deferred, once per Defer while it waits, and work deferred by
+// deferred work waits for the next tick.
+func TestFirstTimersAndDeferredWork(t *testing.T) {
+	m := NewManual(t0)
+	w := New(Options{Clock: m, Shards: 1})
+	w.Start()
+	defer w.Stop()
+	sh := w.Shard()
+	var got []string
+	var tasks [2]Task
+	var again Task
+	again.Init(func() { got = append(got, "again") })
+	for i := range tasks {
+		tasks[i].Init(func() {
+			got = append(got, "deferred"+string(rune('0'+i)))
+			sh.Defer(&again)
+		})
+	}
+	var later [3]Timer
+	for i := range later {
+		sh.Init(&later[i], func(time.Time) {
+			got = append(got, "later"+string(rune('0'+i)))
+			switch i {
+			case 0:
+				sh.Defer(&tasks[1])
+				sh.Defer(&tasks[0])
+				sh.Defer(&tasks[1]) // already waiting
+			}
+		})
+		later[i].Reset(t0.Add(5 * time.Millisecond))
+	}
+	var first Timer
+	sh.InitFirst(&first, func(time.Time) { got = append(got, "first") })
+	first.Reset(t0.Add(5 * time.Millisecond)) // set last, runs first
+	m.Advance(5 * time.Millisecond)
+	want := []string{"first", "later0", "later1", "later2", "deferred1", "deferred0"}
+	if len(got) != len(want) {
+		t.Fatalf("ran %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("ran %v, want %v", got, want)
+		}
+	}
+	got = got[:0]
+	m.Advance(time.Millisecond)
+	if len(got) != 1 || got[0] != "again" {
+		t.Fatalf("the next tick ran %v, want the work deferred by deferred work", got)
+	}
+	// Deferred from outside a tick: at the end of the next one.
+	got = got[:0]
+	sh.Defer(&tasks[0])
+	if len(got) != 0 {
+		t.Fatal("deferred work ran before a tick")
+	}
+	m.Advance(time.Millisecond)
+	if len(got) != 1 || got[0] != "deferred0" {
+		t.Fatalf("ran %v, want the deferred work at the next tick", got)
+	}
+}
+
+// TestTickOrder: on running shard goroutines, a tick runs its InitFirst timers,
+// then the OnTick function, then the other timers due, then the deferred
+// work; and an idle shard wakes to run work deferred from outside.
+func TestTickOrder(t *testing.T) {
+	w := New(Options{Shards: 1})
+	w.Start()
+	defer w.Stop()
+	sh := w.Shard()
+	evs := make(chan string, 64)
+	var task Task
+	task.Init(func() { evs <- "deferred" })
+	var first, later Timer
+	sh.InitFirst(&first, func(time.Time) { evs <- "first" })
+	sh.Init(&later, func(time.Time) {
+		evs <- "later"
+		sh.Defer(&task)
+	})
+	ticking := make(chan struct{}, 1)
+	var armed atomic.Bool
+	sh.OnTick(func() {
+		if armed.Load() {
+			select {
+			case evs <- "tick":
+			default:
+			}
+		}
+		select {
+		case ticking <- struct{}{}:
+		default:
+		}
+	})
+	<-ticking
+	at := w.Now().Add(20 * time.Millisecond)
+	later.Reset(at) // set first, runs after the InitFirst timer of its tick
+	first.Reset(at)
+	armed.Store(true)
+	var got []string
+	deadline := time.After(10 * time.Second)
+	for len(got) == 0 || got[len(got)-1] != "deferred" {
+		select {
+		case e := <-evs:
+			if e == "tick" && len(got) > 0 && got[len(got)-1] == "tick" {
+				continue // ticks before the timers' one
+			}
+			got = append(got, e)
+		case <-deadline:
+			t.Fatalf("after 10 s: %v", got)
+		}
+	}
+	sh.OnTick(nil)
+	// got is "tick" (the ticks before) then the timers' tick.
+	want := []string{"first", "tick", "later", "deferred"}
+	if got[0] == "tick" {
+		got = got[1:]
+	}
+	if len(got) != len(want) {
+		t.Fatalf("tick ran %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("tick ran %v, want %v", got, want)
+		}
+	}
+	// An idle shard (no timer, no OnTick) wakes for deferred work.
+	sh.Defer(&task)
+	select {
+	case e := <-evs:
+		if e != "deferred" {
+			t.Fatalf("got %q, want the deferred work", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an idle shard did not run deferred work within 10 s")
+	}
 }
