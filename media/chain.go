@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/media/g711"
 	"github.com/cxco/gateway/media/jitter"
 	"github.com/cxco/gateway/media/resample"
@@ -29,6 +30,11 @@ type Frame struct {
 	Due time.Time
 	// Concealed is set when part of the frame was lost and concealed.
 	Concealed bool
+	// Shard is the wheel shard whose goroutine runs the Sink call: work the
+	// frame calls for that can wait until the end of the tick (a write to
+	// the provider) goes to Shard.Defer, so that the tick's other playouts
+	// do not wait for it. Nil when the frame is not handed over on a shard.
+	Shard *clock.Shard
 }
 
 // Consumer is what a call does with its inbound audio and digits.

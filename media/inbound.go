@@ -412,7 +412,7 @@ func (s *Stream) onPlayout(now time.Time) {
 		}
 		in.frames++
 		in.mu.Unlock()
-		in.w.frame = Frame{Timestamp: f.Timestamp, Arrival: f.Arrival, Due: f.Due, Concealed: f.Concealed}
+		in.w.frame = Frame{Timestamp: f.Timestamp, Arrival: f.Arrival, Due: f.Due, Concealed: f.Concealed, Shard: s.shard}
 		in.chain.run(&in.w)
 		in.mu.Lock()
 	}

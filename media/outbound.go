@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/media/jitter"
 	"github.com/cxco/gateway/media/opus"
 	"github.com/pion/rtp"
@@ -143,6 +144,7 @@ type outbound struct {
 	underrunFrames uint64
 	lastTS         uint32
 	lastSentAt     time.Time
+	traceSent      time.Time // the pacing trace's: when the last packet left
 
 	// the pacer's buffers, sized for the codec at Start (a G.711 call needs
 	// 172 bytes, not room for Opus's largest frame): the packet, its SRTP
@@ -235,8 +237,14 @@ func (s *Stream) Play(audio []byte) error {
 		}
 		o.dryAt = time.Time{}
 	}
-	// A new talkspurt goes out at once: re-phase the pacer.
-	kick := wasEmpty && o.q.n > 0 && !o.talking && o.next.Sub(now) > time.Millisecond && s.Direction().Sends()
+	// A new talkspurt goes out at once: re-phase the pacer. Not when the
+	// pacer sent in this very tick (silence, the queue empty): a second packet
+	// would follow it within the tick. The pacer runs first in its shard's
+	// tick, so audio played from a playout of the same tick (an echo) found
+	// it gone, and every frame went out as a talkspurt of its own a tick
+	// after a packet of silence, two packets every 20 ms.
+	kick := wasEmpty && o.q.n > 0 && !o.talking && o.next.Sub(now) > time.Millisecond &&
+		now.Sub(o.lastSentAt) >= time.Millisecond && s.Direction().Sends()
 	if kick && !s.closed.Load() {
 		o.next = now
 		s.paceTimer.Reset(now)
@@ -428,6 +436,17 @@ func (s *Stream) onPace(now time.Time) {
 		return
 	}
 	pkt := o.pkt[:n]
+	if clock.Tracing() {
+		t, c := time.Now(), s.paceClass
+		clock.PaceLate[c].Add(t.Sub(sched))
+		if at := s.shard.TickStart(); !at.IsZero() {
+			clock.PaceInTick[c].Add(t.Sub(at))
+		}
+		if !o.traceSent.IsZero() {
+			clock.PaceGap[c].Add(t.Sub(o.traceSent))
+		}
+		o.traceSent = t
+	}
 	if sc := s.srtpOut.Load(); sc != nil {
 		var err error
 		if pkt, err = sc.rtp.EncryptRTP(o.sealed[:0], pkt, &o.hdr); err != nil {

@@ -20,6 +20,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +116,7 @@ type Stream struct {
 
 	playTimer clock.Timer
 	paceTimer clock.Timer
+	paceClass int // the pacing trace's: 0 when paceTimer runs first in its tick (InitFirst), 1 otherwise
 	rtcpTimer clock.Timer
 }
 
@@ -136,6 +138,22 @@ func NewStream(pool *PortPool, ip netip.Addr, opts Options) (*Stream, error) {
 	}
 	return s, nil
 }
+
+// paceFirst: the pacer's timers run first in their shard's tick, before its
+// reads and its playouts (which write to the consumer: the bridge's websocket
+// writes), so a packet to the caller never waits for them. Off
+// (CXCO_PACE_FIRST=0): in slot order with the playouts, after the reads; for
+// an A/B.
+var paceFirst = os.Getenv("CXCO_PACE_FIRST") != "0"
+
+// paceHalf (CXCO_PACE_FIRST=half): every other stream's pacer runs first, the
+// rest in slot order, so that one run compares the two on the same shards at
+// the same moments (with CXCO_PACE_TRACE=1, which reports them apart); a
+// measurement on a machine whose load comes and goes.
+var (
+	paceHalf    = os.Getenv("CXCO_PACE_FIRST") == "half"
+	paceStreams atomic.Uint32
+)
 
 // newStream applies the option defaults and sets up the timers; the caller
 // gives the stream its sockets or its transport.
@@ -161,7 +179,12 @@ func newStream(opts Options) (*Stream, error) {
 	s := &Stream{opt: opts, log: opts.Logger, clk: opts.Clock}
 	s.shard = opts.Wheel.Shard()
 	s.shard.Init(&s.playTimer, s.onPlayout)
-	s.shard.Init(&s.paceTimer, s.onPace)
+	if paceFirst && (!paceHalf || paceStreams.Add(1)%2 == 0) {
+		s.shard.InitFirst(&s.paceTimer, s.onPace)
+	} else {
+		s.shard.Init(&s.paceTimer, s.onPace)
+		s.paceClass = 1
+	}
 	s.shard.Init(&s.rtcpTimer, s.onRTCPTimer)
 	s.out.ssrc = rand.Uint32()
 	s.out.seq = uint16(rand.Uint32())
