@@ -23,6 +23,7 @@ import (
 
 	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/store"
 )
 
@@ -386,4 +387,77 @@ func readCtrl(t *testing.T, ws *websocket.Conn) wireMsg {
 	}
 	i, _ := strconv.Atoi(string(m[2:]))
 	return wireMsg{ctrl: true, i: i}
+}
+
+// TestDirectWriteAtTickEnd: a chunk that a playout on a wheel shard completes
+// (media.Frame.Shard set) is written at the end of the shard's tick, after the
+// tick's other timers (the playouts after it, and the pacers, do not wait for
+// the write), not from the playout; a control message sent in between goes
+// out ahead of it, as it did when the writer wrote everything. With
+// CXCO_DEFER_WRITE=0's order the playout writes it itself, and the test sees
+// that. Deterministic: a Manual clock.
+func TestDirectWriteAtTickEnd(t *testing.T) {
+	for _, deferred := range []bool{true, false} {
+		t.Run(fmt.Sprintf("deferred=%v", deferred), func(t *testing.T) {
+			old := deferWrites
+			deferWrites = deferred
+			defer func() { deferWrites = old }()
+			s, srv := directPair(t, false)
+			_ = srv.SetReadDeadline(time.Now().Add(time.Minute))
+			m := clock.NewManual(time.Now())
+			w := clock.New(clock.Options{Clock: m, Shards: 1})
+			w.Start()
+			defer w.Stop()
+			sh := w.Shard()
+			var playout, next clock.Timer
+			var ringDuring int
+			var sentDuring int64
+			sh.Init(&playout, func(time.Time) {
+				s.OnAudio(media.Frame{Audio: make([]byte, 160), Shard: sh}) // chunk 0
+			})
+			sh.Init(&next, func(time.Time) {
+				s.audioMu.Lock()
+				ringDuring = s.ringLen
+				s.audioMu.Unlock()
+				sentDuring = s.c.stats.MessagesOut.Load()
+				s.send([]byte("C:0"))
+			})
+			at := m.Now().Add(time.Millisecond)
+			playout.Reset(at)
+			next.Reset(at)
+			m.Advance(time.Millisecond)
+			got := readWire(t, srv, 0, nil) // up to chunk 0
+			if len(got) == 1 {              // and the control message after it
+				_, msg, err := srv.ReadMessage()
+				if err != nil {
+					t.Fatal(err)
+				}
+				i, _ := strconv.Atoi(strings.TrimPrefix(string(msg), "C:"))
+				got = append(got, wireMsg{ctrl: strings.HasPrefix(string(msg), "C:"), i: i})
+			}
+			var order []string
+			for _, g := range got {
+				if g.ctrl {
+					order = append(order, "C"+strconv.Itoa(g.i))
+				} else {
+					order = append(order, "A"+strconv.Itoa(g.i))
+				}
+			}
+			want, ring, sent := "[C0 A0]", 1, int64(0)
+			if !deferred {
+				want, ring, sent = "[A0 C0]", 0, 1
+			}
+			if ringDuring != ring || sentDuring != sent {
+				t.Errorf("during the tick after the playout: ring %d, sent %d; want %d, %d", ringDuring, sentDuring, ring, sent)
+			}
+			if fmt.Sprint(order) != want {
+				t.Errorf("the provider read %v, want %s", order, want)
+			}
+			s.audioMu.Lock()
+			defer s.audioMu.Unlock()
+			if s.ringLen != 0 {
+				t.Errorf("%d chunks left in the ring after the tick", s.ringLen)
+			}
+		})
+	}
 }

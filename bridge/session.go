@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/cxco/gateway/callpath"
 	"github.com/cxco/gateway/media"
+	"github.com/cxco/gateway/media/clock"
 	"github.com/cxco/gateway/store"
 )
 
@@ -120,6 +122,8 @@ type Session struct {
 	// wrun is set while one runs. Set by the first attach, before any goroutine.
 	lazyWriter bool
 	wrun       atomic.Bool
+	// wtask is the shard's deferred direct write (writeDeferred).
+	wtask clock.Task
 	// ctx is cancelled by Close: work the session started for the call (a
 	// transfer under way) stops with it.
 	ctx    context.Context
@@ -171,6 +175,7 @@ func newSession(c *Connector, p Provider, info *callpath.Info) *Session {
 		wake: make(chan struct{}, 1), ctrl: make(chan []byte, 64), done: make(chan struct{}), stop: make(chan struct{}), writerDone: make(chan struct{}),
 		ring: make([][]byte, ringStart), stamps: make([]chunkStamp, ringStart)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wtask.Init(s.writeDeferred)
 	return s
 }
 
@@ -308,7 +313,32 @@ func (s *Session) OnAudio(f media.Frame) {
 		return
 	}
 	now := time.Now()
-	if (!f.Due.IsZero() && now.Sub(f.Due) >= 20*time.Millisecond) || !s.writeDirect(now) {
+	if !f.Due.IsZero() && now.Sub(f.Due) >= 20*time.Millisecond {
+		s.wakeWriter()
+		return
+	}
+	// On a wheel shard the write waits for the end of the tick (Defer): the
+	// tick's other playouts then run without waiting for it, and the pacers,
+	// which run first, never did. The ring is drained then, so a chunk and
+	// the control messages queued meanwhile keep their order as before.
+	if f.Shard != nil && deferWrites {
+		f.Shard.Defer(&s.wtask)
+		return
+	}
+	if !s.writeDirect(now) {
+		s.wakeWriter()
+	}
+}
+
+// deferWrites: a chunk's direct write runs at the end of its shard's tick
+// (clock.Shard.Defer), after every timer of the tick. Off (CXCO_DEFER_WRITE=0):
+// written at once from the playout that completed it; for an A/B.
+var deferWrites = os.Getenv("CXCO_DEFER_WRITE") != "0"
+
+// writeDeferred is the deferred direct write (wtask), at the end of the tick
+// that completed a chunk: the ring, or the writer's if it cannot now.
+func (s *Session) writeDeferred() {
+	if !s.writeDirect(time.Now()) {
 		s.wakeWriter()
 	}
 }
