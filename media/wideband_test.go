@@ -206,6 +206,9 @@ func TestWidebandCall(t *testing.T) {
 				t.Fatalf("the caller heard %d samples, loud from %d", len(heard), lo)
 			}
 			check(t, "caller", heard[lo:lo+8000], 16000, tc.out)
+			// The consumer's 70 frames can be out before the shard has read the
+			// last of the 75 packets the caller sent: wait for the read.
+			waitFor(t, 5*time.Second, "all 75 packets read", func() bool { return s.Stats().PacketsReceived >= 75 })
 			st := s.Stats()
 			if st.Codec != tc.codec.Name || st.Malformed != 0 || st.PacketsReceived != 75 {
 				t.Errorf("stats: %+v", st)
