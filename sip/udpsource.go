@@ -34,15 +34,10 @@ func (s *Server) fromListener(req *gsip.Request, local netip.Addr) {
 // has pooled every UDP listener, so that the first requests we send (the
 // registrations, right after Listen) leave from them too.
 func (s *Server) awaitUDPServed() {
-	pool := s.ua.TransportLayer().Pool("udp")
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		all := true
 		for _, c := range s.conns {
-			if conn := pool.Get(c.LocalAddr().String()); conn != nil {
-				_, _ = conn.TryClose()
-			} else {
-				all = false
-			}
+			all = all && s.udpServed(c.LocalAddr().String())
 		}
 		if all {
 			return
@@ -59,21 +54,30 @@ func (s *Server) udpListener(local netip.Addr) (gsip.Addr, bool) {
 		if !ok || (la.IP.To4() != nil) != v4 {
 			continue
 		}
-		if s.ua == nil {
-			return gsip.Addr{}, false
-		}
 		// Only while sipgo serves it: otherwise it would bind a new socket to
 		// the listener's address and fail.
-		pool := s.ua.TransportLayer().Pool("udp")
-		if pool == nil {
+		if !s.udpServed(la.String()) {
 			return gsip.Addr{}, false
 		}
-		conn := pool.Get(la.String())
-		if conn == nil {
-			return gsip.Addr{}, false
-		}
-		_, _ = conn.TryClose() // Get counted a reference
 		return gsip.Addr{IP: la.IP, Port: la.Port}, true
 	}
 	return gsip.Addr{}, false
+}
+
+// udpServed reports whether sipgo has pooled the UDP listener on addr (it does
+// while it serves it).
+func (s *Server) udpServed(addr string) bool {
+	if s.ua == nil {
+		return false
+	}
+	pool := s.ua.TransportLayer().Pool("udp")
+	if pool == nil {
+		return false
+	}
+	conn := pool.Get(addr)
+	if conn == nil {
+		return false
+	}
+	_, _ = conn.TryClose() // Get counted a reference
+	return true
 }
