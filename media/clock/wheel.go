@@ -172,9 +172,8 @@ type Shard struct {
 	cond sync.Cond // signalled when a callback returns
 	// lv holds the timers by class: lv[first] (InitFirst) run at each tick
 	// before the OnTick functions and before lv[later] (Init), the rest.
-	lv    [2]level
-	count int // pending timers, both classes
-	wake  chan struct{}
+	lv   [2]level
+	wake chan struct{}
 
 	running *Timer
 	waiters int
@@ -339,7 +338,7 @@ func (t *Timer) Reset(at time.Time) {
 	}
 	t.when = when
 	s.link(t)
-	wake := s.count == 1
+	wake := s.pending() == 1
 	s.mu.Unlock()
 	if wake {
 		select {
@@ -404,7 +403,6 @@ func (s *Shard) link(t *Timer) {
 	head.prev = t
 	t.pending = true
 	lv.count++
-	s.count++
 }
 
 func (s *Shard) unlink(t *Timer) {
@@ -413,8 +411,10 @@ func (s *Shard) unlink(t *Timer) {
 	t.next, t.prev = nil, nil
 	t.pending = false
 	t.lv.count--
-	s.count--
 }
+
+// pending is the number of timers pending in both classes; under mu.
+func (s *Shard) pending() int { return s.lv[first].count + s.lv[later].count }
 
 // runDue processes every tick up to now's (a Manual clock's Advance): the
 // InitFirst timers, then the others, then the deferred work.
@@ -477,7 +477,7 @@ func (s *Shard) run(stop <-chan struct{}) {
 	defer tm.Stop()
 	for {
 		s.mu.Lock()
-		n := s.count
+		n := s.pending()
 		cur := min(s.lv[first].cur, s.lv[later].cur)
 		next := w.epoch.Add(time.Duration(cur+1) * w.res)
 		idle := n == 0 && s.deferHead == nil
